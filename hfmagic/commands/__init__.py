@@ -1,0 +1,102 @@
+"""The commands shared by the magics and the command line.
+
+Each command is a module with ``MAGIC`` (the magic's name), ``CLI`` (the subcommand's name),
+``DOC``, ``ARGS`` (IPython ``magic_arguments.argument`` objects, so ``%benchmark?`` and
+``hfmagic benchmark -h`` show the same help) and ``run(args, ctx)``, which calls one core function
+and returns its result. A :class:`Context` tells the command where names come from and go to: the
+user namespace in IPython, nothing but sources on the command line.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from IPython.core.magic_arguments import argument
+
+from hfmagic.errors import UsageProblem
+
+# options every result-producing command takes, as IPython's %timeit does
+NAME_ARG = argument("--name", metavar="VAR", help="bind the result to this variable")
+QUIET_ARG = argument("-q", "--quiet", action="store_true", help="show nothing")
+OUTPUT_ARGS = [NAME_ARG, argument("-o", "--output", action="store_true", help="return the result object"),
+               QUIET_ARG]
+
+
+def with_arguments(specs: list) -> Callable:
+    """Apply ``magic_arguments.argument`` objects in the order they are listed."""
+
+    def decorate(func):
+        for spec in reversed(specs):
+            func = spec(func)
+        return func
+
+    return decorate
+
+
+def csv_list(text: str | None, cast: Callable[[str], Any] = str, what: str = "value") -> list | None:
+    """``"1,8"`` -> ``[1, 8]``; a clear error for a bad item."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    try:
+        return [cast(t) for t in items]
+    except ValueError:
+        raise UsageProblem(f"could not read {what}s from {text!r}; give a comma-separated list, "
+                           f"e.g. {'1,8' if cast is int else 'a,b'}") from None
+
+
+def positive_ints(text: str | None, what: str) -> list[int] | None:
+    values = csv_list(text, int, what)
+    if values is not None and (not values or any(v <= 0 for v in values)):
+        raise UsageProblem(f"{what}s must be positive whole numbers, got {text!r}")
+    return values
+
+
+class Context:
+    """Where a command finds the objects it is given by name and puts what it makes."""
+
+    interactive = False
+
+    def lookup(self, ref: str) -> Any:
+        """The object a name stands for, or None when it is not a name in scope."""
+        return None
+
+    def bind(self, name: str, obj: Any) -> None:
+        """Make ``obj`` available under ``name`` (the user namespace in IPython)."""
+
+    def model(self, ref: Any, task: str | None = None):
+        """A model handle for a namespace name, a handle or model object, or a source."""
+        from hfmagic.models import ModelHandle, load_model
+
+        obj = self.lookup(ref) if isinstance(ref, str) else ref
+        if obj is None:
+            return load_model(ref, task=task)
+        if isinstance(obj, ModelHandle):
+            return obj
+        from hfmagic.variants import Variants
+
+        if isinstance(obj, Variants):
+            return obj.model
+        return load_model(obj, task=task, name=ref if isinstance(ref, str) else None)
+
+    def target(self, ref: Any):
+        """A ``Variants`` or a ``ModelHandle`` (what benchmark and evaluate take)."""
+        from hfmagic.variants import Variants
+
+        obj = self.lookup(ref) if isinstance(ref, str) else ref
+        if isinstance(obj, Variants):
+            return obj
+        return self.model(ref)
+
+    def show(self, result: Any) -> None:
+        print(result)
+
+
+# the magics, in the order %hfmagic help lists them; each module is imported when needed
+COMMAND_MODULES = [
+    "hfmagic.commands.load",
+    "hfmagic.commands.export",
+    "hfmagic.commands.benchmark",
+    "hfmagic.commands.evaluate",
+    "hfmagic.commands.admin",
+]

@@ -1,0 +1,104 @@
+"""``%hfmagic SUBCOMMAND``: help, status, and the run-store subcommands, routed through a dict."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from hfmagic.commands import with_arguments
+from hfmagic.config import settings
+from hfmagic.results import key_value_table
+
+MAGIC = "hfmagic"
+CLI = None
+DOC = """hfmagic's own commands: `%hfmagic help`, `%hfmagic status`, and those of the run store.
+
+Settings: `%config HFMagic` lists them, `%config HFMagic.threads = 2` sets one.
+"""
+ARGS = [
+    argument("subcommand", nargs="?", default="help", help="help, status, or a run-store command"),
+    argument("rest", nargs="...", help="the subcommand's own arguments"),
+]
+
+# subcommand name -> module with DOC, ARGS and run(args, ctx); the run store adds its own
+SUBCOMMANDS: dict[str, str] = {
+    "status": "hfmagic.commands.admin:Status",
+}
+
+STACK = ["torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "evaluate",
+         "datasets", "scikit-learn", "openvino", "anywidget", "ipython"]
+
+
+class Status:
+    DOC = "Settings, the cache folder and the installed stack (read without importing it)."
+    ARGS: list = []
+
+    @staticmethod
+    def run(args, ctx):
+        from hfmagic import __version__
+
+        s = settings()
+        pairs = [("hfmagic", __version__), ("cache folder", str(s.cache_path)),
+                 ("threads", f"{s.threads} (0: one per physical core = {s.resolved_threads()})"),
+                 ("batch sizes", ",".join(map(str, s.batch_sizes))),
+                 ("sequence lengths", ",".join(map(str, s.seq_lens)))]
+        for dist in STACK:
+            try:
+                pairs.append((dist, md.version(dist)))
+            except md.PackageNotFoundError:
+                pairs.append((dist, "not installed"))
+        return key_value_table("hfmagic status", pairs)
+
+
+def subcommand(name: str):
+    """The object behind a subcommand name, or None."""
+    target = SUBCOMMANDS.get(name)
+    if target is None:
+        return None
+    module, _, attr = target.partition(":")
+    obj = importlib.import_module(module)
+    return getattr(obj, attr) if attr else obj
+
+
+def parser_for(cmd, prog: str):
+    """The argument parser of a command object (the same one its magic uses)."""
+
+    def command(*_):
+        pass
+
+    command.__doc__ = cmd.DOC
+    command = magic_arguments()(with_arguments(cmd.ARGS)(command))
+    command.parser.prog = prog
+    return command.parser
+
+
+def help_text() -> str:
+    from hfmagic.commands import COMMAND_MODULES
+
+    lines = ["hfmagic magics:"]
+    for mod in COMMAND_MODULES:
+        cmd = importlib.import_module(mod)
+        lines.append(f"  %{cmd.MAGIC:<12} {cmd.DOC.strip().splitlines()[0]}")
+    lines.append("  %hfmagic SUB  where SUB is help, " + ", ".join(SUBCOMMANDS))
+    lines.append("Add ? for a magic's full help (%benchmark?). Settings: %config HFMagic")
+    return "\n".join(lines)
+
+
+class Help(str):
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def run(args, ctx):
+    if args.subcommand == "help":
+        return Help(help_text())
+    cmd = subcommand(args.subcommand)
+    if cmd is None:
+        from hfmagic.errors import UsageProblem
+
+        raise UsageProblem(f"unknown subcommand {args.subcommand!r}; use one of: help, "
+                           + ", ".join(SUBCOMMANDS))
+    sub_args = parser_for(cmd, f"%hfmagic {args.subcommand}").parse_args(args.rest)
+    return cmd.run(sub_args, ctx)

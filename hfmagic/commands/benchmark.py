@@ -1,0 +1,47 @@
+"""``%benchmark MODEL_OR_VARIANTS``: latency, throughput and memory across variants and shapes."""
+
+from IPython.core.magic_arguments import argument
+
+from hfmagic.commands import OUTPUT_ARGS, csv_list, positive_ints
+
+MAGIC = "benchmark"
+CLI = "benchmark"
+DOC = """Benchmark variants x backends x batch sizes x sequence lengths: latency percentiles,
+throughput, memory and speed-up with a bootstrap 95% interval. Measures in a worker process
+unless --inline.
+"""
+ARGS = [
+    argument("target", help="a model handle or variants name, a folder, or demo"),
+    argument("--variants", help="comma-separated variant names (default: torch and every ONNX variant)"),
+    argument("--backends", default="auto",
+             help="comma-separated: torch,onnxruntime,onnxruntime-cuda,onnxruntime-tensorrt,openvino,"
+                  "torch-compile (default: torch for torch, onnxruntime for ONNX)"),
+    argument("--batch-sizes", help="comma-separated (default: %%config HFMagic.batch_sizes)"),
+    argument("--seq-lens", help="comma-separated (default: %%config HFMagic.seq_lens)"),
+    argument("--threads", type=int, help="threads for every backend (default: %%config HFMagic.threads)"),
+    argument("--warmup", type=int, default=10, help="warm-up runs per configuration (default 10)"),
+    argument("--min-runs", type=int, default=10, help="at least this many timed runs (default 10)"),
+    argument("--min-time", type=float, default=1.0, help="and at least this many seconds (default 1)"),
+    argument("--budget", type=float, help="stop the sweep after this many seconds, saying what was skipped"),
+    argument("--baseline", help="variant/backend to compute speed-ups against (default torch)"),
+    argument("--inputs", metavar="DATA", help="real texts: also time end to end, tokenizer included"),
+    argument("--inline", action="store_true", help="measure in this process, not a worker"),
+    argument("--no-widget", action="store_true", help="show the table, not the dashboard"),
+] + OUTPUT_ARGS
+
+
+def run(args, ctx):
+    from hfmagic.benchmark import benchmark
+
+    result = benchmark(
+        ctx.target(args.target), variants=csv_list(args.variants, what="variant"),
+        backends=None if args.backends == "auto" else csv_list(args.backends, what="backend"),
+        batch_sizes=positive_ints(args.batch_sizes, "batch size"),
+        seq_lens=positive_ints(args.seq_lens, "sequence length"), threads=args.threads,
+        warmup=args.warmup, min_runs=args.min_runs, min_time=args.min_time, budget=args.budget,
+        baseline=args.baseline, inputs=ctx.lookup(args.inputs) if args.inputs else None,
+        inputs_source=args.inputs, inline=args.inline,
+    )
+    if args.name:
+        ctx.bind(args.name, result)
+    return result

@@ -1,0 +1,43 @@
+"""``%export_onnx MODEL``: ONNX variants at optimization levels, with quantization, validated."""
+
+from IPython.core.magic_arguments import argument
+
+from hfmagic.commands import NAME_ARG, QUIET_ARG, csv_list
+
+MAGIC = "export_onnx"
+CLI = "export"
+DOC = """Export a model to ONNX variants: optimization levels and int8 quantization, each validated
+against PyTorch and cached by content.
+"""
+ARGS = [
+    argument("model", help="a model handle's name, a folder, a hub id, or demo"),
+    argument("--levels", default="fp32,O2", help="comma-separated: fp32,O1,O2,O3,O4 (default fp32,O2)"),
+    argument("--quantize", default="auto", choices=["none", "dynamic", "static", "auto"],
+             help="int8 quantization: auto picks the config for this CPU (default)"),
+    argument("--per-channel", dest="per_channel", action="store_true", default=True,
+             help="per-channel int8 weights (default; keeps accuracy)"),
+    argument("--no-per-channel", dest="per_channel", action="store_false", help="per-tensor int8 weights"),
+    argument("--calibration", metavar="DATA", help="dataset for static int8 calibration"),
+    argument("--samples", type=int, default=100, help="calibration samples (default 100)"),
+    argument("--opset", type=int, help="ONNX opset (default: the exporter's)"),
+    argument("--output", dest="output_dir", metavar="DIR", help="write the variants here, not the cache"),
+    argument("--device", default="cpu", choices=["cpu", "cuda"], help="device to export and optimize for"),
+    argument("--force", action="store_true", help="rebuild even when cached"),
+    NAME_ARG,
+    argument("-o", dest="output", action="store_true", help="return the variants object"),
+    QUIET_ARG,
+]
+
+
+def run(args, ctx):
+    from hfmagic.export import export_onnx
+
+    model = ctx.model(args.model)
+    variants = export_onnx(
+        model, levels=csv_list(args.levels, what="level"), quantize=args.quantize,
+        per_channel=args.per_channel, calibration=ctx.lookup(args.calibration) or args.calibration,
+        samples=args.samples, opset=args.opset, output=args.output_dir, device=args.device,
+        force=args.force,
+    )
+    ctx.bind(args.name or f"{model.name}_onnx", variants)
+    return variants

@@ -1,0 +1,76 @@
+"""The IPython magics: each parses its line, calls one command, then shows, binds or returns."""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, magics_class
+from IPython.core.magic_arguments import magic_arguments, parse_argstring
+
+from hfmagic.commands import COMMAND_MODULES, Context, with_arguments
+from hfmagic.config import HFMagic, use_settings
+from hfmagic.errors import HFMagicError
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")
+
+
+class ShellContext(Context):
+    """Names come from, and results go to, the shell's user namespace."""
+
+    interactive = True
+
+    def __init__(self, shell):
+        self.shell = shell
+
+    def lookup(self, ref):
+        if isinstance(ref, str) and _IDENTIFIER.match(ref):
+            return self.shell.user_ns.get(ref)
+        return None
+
+    def bind(self, name, obj):
+        if not _IDENTIFIER.match(name):
+            raise UsageError(f"{name!r} is not a valid variable name; pass --name with one")
+        self.shell.user_ns[name] = obj
+
+    def show(self, result):
+        from IPython.display import display
+
+        display(result)
+
+
+@magics_class
+class HFMagics(Magics):
+    """%load_model, %export_onnx, %benchmark, %evaluate and %hfmagic."""
+
+    def __init__(self, shell, settings: HFMagic | None = None):
+        super().__init__(shell)
+        self.settings = settings or HFMagic(parent=shell)
+        use_settings(self.settings)
+        if self.settings not in shell.configurables:
+            shell.configurables.append(self.settings)
+        for module in COMMAND_MODULES:
+            cmd = importlib.import_module(module)
+            self.magics["line"][cmd.MAGIC] = self._magic_for(cmd)
+
+    def _magic_for(self, cmd):
+        def magic(line=""):
+            return self._run(cmd, magic, line)
+
+        magic.__name__ = cmd.MAGIC
+        magic.__doc__ = cmd.DOC
+        return magic_arguments()(with_arguments(cmd.ARGS)(magic))
+
+    def _run(self, cmd, magic, line):
+        args = parse_argstring(magic, line)
+        ctx = ShellContext(self.shell)
+        try:
+            result = cmd.run(args, ctx)
+        except HFMagicError as exc:
+            raise UsageError(str(exc)) from None
+        if not hasattr(args, "output"):  # no -o/-q: the result is the cell's value (%hfmagic status)
+            return result
+        if not args.quiet:
+            ctx.show(result)
+        return result if args.output else None

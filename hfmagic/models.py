@@ -1,0 +1,298 @@
+"""Loading a Hugging Face model: a local folder, a hub id, an object in memory, or ``demo``.
+
+:func:`load_model` returns a :class:`ModelHandle`: a light description read from the folder's
+config and weight headers (no torch import), with the PyTorch model and tokenizer loaded on
+first use. Everything later (export, benchmark, evaluate) starts from a handle's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from hfmagic.config import settings
+from hfmagic.errors import ModelSourceError, OfflineError, UnsupportedError, UsageProblem
+from hfmagic.results import human_bytes, key_value_table
+
+# task -> the transformers Auto class that loads it
+TASKS: dict[str, str] = {
+    "text-classification": "AutoModelForSequenceClassification",
+    "feature-extraction": "AutoModel",
+    "token-classification": "AutoModelForTokenClassification",
+    "question-answering": "AutoModelForQuestionAnswering",
+}
+_ARCH_SUFFIX_TO_TASK = [
+    ("ForSequenceClassification", "text-classification"),
+    ("ForTokenClassification", "token-classification"),
+    ("ForQuestionAnswering", "question-answering"),
+]
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise UnsupportedError(f"unknown task {task!r}; hfmagic supports: {', '.join(TASKS)}")
+    return task
+
+
+def infer_task(config: dict) -> str:
+    """The task a config's architecture was saved for (feature-extraction for bare encoders)."""
+    for arch in config.get("architectures") or []:
+        for suffix, task in _ARCH_SUFFIX_TO_TASK:
+            if arch.endswith(suffix):
+                return task
+    return "feature-extraction"
+
+
+@dataclass
+class ModelHandle:
+    """A loaded model: where it lives, what it is, and its PyTorch objects on demand."""
+
+    path: Path
+    task: str
+    source: str
+    revision: str | None = None
+    trust_remote_code: bool = False
+    name: str = "model"
+    dataset: Any = None  # the held-out split that came with it (the demo's), or None
+    _torch_model: Any = field(default=None, repr=False)
+    _tokenizer: Any = field(default=None, repr=False)
+
+    # -- what it is (no heavy imports) -------------------------------------------------------
+    @cached_property
+    def config(self) -> dict:
+        return json.loads((self.path / "config.json").read_text())
+
+    @property
+    def model_type(self) -> str:
+        return self.config.get("model_type", "?")
+
+    @property
+    def architecture(self) -> str:
+        archs = self.config.get("architectures") or [self.model_type]
+        return archs[0]
+
+    @property
+    def labels(self) -> dict[int, str]:
+        if self.task not in ("text-classification", "token-classification"):
+            return {}
+        return {int(k): v for k, v in (self.config.get("id2label") or {}).items()}
+
+    @property
+    def max_positions(self) -> int | None:
+        for key in ("max_position_embeddings", "n_positions", "max_seq_len"):
+            if isinstance(self.config.get(key), int):
+                return self.config[key]
+        return None
+
+    @cached_property
+    def weights_file(self) -> Path:
+        for name in WEIGHT_FILES:
+            if (self.path / name).exists():
+                return self.path / name
+        raise ModelSourceError(f"{self.path} holds no weights ({' or '.join(WEIGHT_FILES)})")
+
+    @cached_property
+    def num_parameters(self) -> int:
+        """Parameter count from the safetensors header (or a weights-only torch load)."""
+        if self.weights_file.suffix == ".safetensors":
+            return sum(_prod(t["shape"]) for k, t in _safetensors_header(self.weights_file).items()
+                       if k != "__metadata__")
+        import torch
+
+        state = torch.load(self.weights_file, map_location="cpu", weights_only=True)
+        return sum(t.numel() for t in state.values())
+
+    @property
+    def size_on_disk(self) -> int:
+        return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+
+    @cached_property
+    def weights_sha256(self) -> str:
+        return file_sha256(self.weights_file)
+
+    # -- the PyTorch side, loaded on first use -----------------------------------------------
+    def torch_model(self):
+        if self._torch_model is None:
+            import transformers
+
+            auto = getattr(transformers, TASKS[self.task])
+            self._torch_model = auto.from_pretrained(
+                self.path, trust_remote_code=self.trust_remote_code,
+                use_safetensors=self.weights_file.suffix == ".safetensors",
+            ).eval()
+        return self._torch_model
+
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=self.trust_remote_code)
+        return self._tokenizer
+
+    # -- display -----------------------------------------------------------------------------
+    def card(self):
+        labels = ", ".join(f"{i}:{v}" for i, v in sorted(self.labels.items())) or "-"
+        return key_value_table(f"model {self.name}", [
+            ("architecture", f"{self.architecture} ({self.model_type})"),
+            ("parameters", f"{self.num_parameters / 1e6:.2f} M"),
+            ("task", self.task),
+            ("labels", labels),
+            ("size on disk", human_bytes(self.size_on_disk)),
+            ("source", self.source),
+            ("revision", self.revision or "-"),
+            ("folder", str(self.path)),
+        ] + ([("dataset", f"{len(self.dataset)} held-out examples (.dataset)")] if self.dataset is not None else []))
+
+    def __str__(self) -> str:
+        return str(self.card())
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return self.card()._repr_html_()
+
+
+def load_model(source: Any, task: str | None = None, revision: str | None = None,
+               trust_remote_code: bool = False, name: str | None = None) -> ModelHandle:
+    """Load a model from a folder, a hub id, a transformers model or pipeline, or ``"demo"``."""
+    if task is not None:
+        check_task(task)
+    if isinstance(source, ModelHandle):
+        return source
+    dataset = None
+    if not isinstance(source, (str, os.PathLike)):
+        path, label = _save_object(source), f"<{type(source).__name__} object>"
+        task = task or _object_task(source)
+    elif str(source) == "demo":
+        from hfmagic import demo
+
+        path, label, dataset = demo.build(), "demo", demo.test_split()
+    elif Path(source).expanduser().exists():
+        path, label = Path(source).expanduser().resolve(), str(source)
+        if not path.is_dir():
+            raise ModelSourceError(f"{source} is a file; pass the folder a model was saved to "
+                                   "with save_pretrained")
+    elif _looks_local(str(source)) or not _HUB_ID.match(str(source)):
+        raise ModelSourceError(f"no folder at {source}; pass a folder saved with save_pretrained, "
+                               "a hub id, or demo")
+    else:
+        path, label = _from_hub(str(source), revision), str(source)
+    if not (path / "config.json").exists():
+        raise ModelSourceError(f"{path} holds no model (no config.json); pass the folder a model "
+                               "was saved to with save_pretrained")
+    config = json.loads((path / "config.json").read_text())
+    handle = ModelHandle(path=path, task=task or infer_task(config), source=label, revision=revision,
+                         trust_remote_code=trust_remote_code, dataset=dataset,
+                         name=name or derive_name(label))
+    handle.weights_file  # fail now, not at export, if there are no weights
+    if config.get("auto_map") and not trust_remote_code:
+        raise UsageProblem(f"{label} needs code from its repository to load; read that code, then "
+                           "pass --trust-remote-code")
+    return handle
+
+
+def derive_name(source: str) -> str:
+    """A Python identifier for a source: ``org/MiniLM-L6`` -> ``minilm_l6``."""
+    stem = Path(source.rstrip("/")).name or "model"
+    ident = re.sub(r"\W+", "_", stem).strip("_").lower() or "model"
+    return f"m_{ident}" if ident[0].isdigit() else ident
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _looks_local(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or os.sep in source.strip("/").replace("/", "", 1)
+
+
+def _prod(shape) -> int:
+    out = 1
+    for n in shape:
+        out *= n
+    return out
+
+
+def _safetensors_header(path: Path) -> dict:
+    with open(path, "rb") as fh:
+        (length,) = struct.unpack("<Q", fh.read(8))
+        return json.loads(fh.read(length))
+
+
+def _from_hub(repo_id: str, revision: str | None) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=[
+            "*.json", "*.safetensors", "*.txt", "*.model", "*.bin"]))
+    except LocalEntryNotFoundError as exc:
+        raise OfflineError(f"the hub cannot be reached to fetch {repo_id}; pass a local folder "
+                           "(or connect and try again)") from exc
+    except RepositoryNotFoundError as exc:
+        raise ModelSourceError(f"no model {repo_id} on the hub (or it is private); check the id") from exc
+    except OSError as exc:  # connection errors are OSErrors in requests/httpx
+        raise OfflineError(f"the hub cannot be reached to fetch {repo_id}; pass a local folder") from exc
+
+
+def _object_task(obj: Any) -> str | None:
+    task = getattr(obj, "task", None)  # a pipeline
+    if task in TASKS:
+        return task
+    if task == "sentiment-analysis":
+        return "text-classification"
+    return None
+
+
+def _save_object(obj: Any) -> Path:
+    """Save a transformers model or pipeline to the cache, content-addressed by its weights."""
+    model = getattr(obj, "model", obj)
+    tokenizer = getattr(obj, "tokenizer", None)
+    if not hasattr(model, "save_pretrained") or not hasattr(model, "config"):
+        raise ModelSourceError(f"a {type(obj).__name__} is not a transformers model or pipeline; "
+                               "pass a folder, a hub id, a model or a pipeline")
+    if tokenizer is None:
+        tokenizer = _tokenizer_of(model)
+    root = settings().cache_path / "objects"
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        final = root / file_sha256(tmp / "model.safetensors")[:16]
+        if final.exists():
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, final)
+        return final
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _tokenizer_of(model: Any):
+    path = getattr(model.config, "_name_or_path", "")
+    if path and Path(path).is_dir():
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError):
+            return None
+    return None

@@ -1,0 +1,66 @@
+"""Test set-up: every tool's files go to a temporary folder, never the home folder; no network."""
+
+import os
+import tempfile
+from pathlib import Path
+
+_ROOT = Path(tempfile.mkdtemp(prefix="hfmagic-tests-"))
+for var, sub in [("HOME_FOR_TESTS", "home"), ("HF_HOME", "hf"), ("IPYTHONDIR", "ipython"),
+                 ("JUPYTER_CONFIG_DIR", "jupyter/config"), ("JUPYTER_DATA_DIR", "jupyter/data"),
+                 ("JUPYTER_RUNTIME_DIR", "jupyter/runtime"), ("TORCHINDUCTOR_CACHE_DIR", "inductor"),
+                 ("MPLCONFIGDIR", "mpl"), ("XDG_CACHE_HOME", "xdg-cache")]:
+    os.environ[var] = str(_ROOT / sub)
+    (_ROOT / sub).mkdir(parents=True, exist_ok=True)
+# the cache is per session; HFMAGIC_TEST_CACHE keeps the built demo model between local runs
+os.environ["HFMAGIC_CACHE_DIR"] = os.environ.get("HFMAGIC_TEST_CACHE") or str(_ROOT / "hfmagic-cache")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+import pytest  # noqa: E402
+
+from tests.tiny import make_tiny  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tmp_root() -> Path:
+    return _ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_factory(tmp_path_factory):
+    """``tiny_factory(arch, task)`` -> folder of a tiny model, built once per session."""
+    built: dict = {}
+
+    def build(arch: str = "bert", task: str = "text-classification") -> Path:
+        key = (arch, task)
+        if key not in built:
+            built[key] = make_tiny(tmp_path_factory.mktemp(f"{arch}-{task}"), arch, task)
+        return built[key]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tiny_factory) -> Path:
+    return tiny_factory("bert", "text-classification")
+
+
+@pytest.fixture(scope="session")
+def shell():
+    """A real IPython shell with hfmagic loaded."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "hfmagic")
+    return ip
+
+
+@pytest.fixture(scope="session")
+def demo_folder():
+    """The real demo classifier (built once per cache: about a minute on 2 cores)."""
+    from hfmagic import demo
+
+    return demo.build()

@@ -1,0 +1,168 @@
+"""The foundation: the extension, %load_model, settings, errors and the command line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from IPython.core.error import UsageError
+
+HEAVY = ("torch", "transformers", "optimum", "onnxruntime", "evaluate", "datasets")
+
+
+def run_cell(shell, code):
+    """Run a cell the way a notebook does; return its result object."""
+    return shell.run_cell(code, store_history=False)
+
+
+def test_load_ext_imports_nothing_heavy_in_a_fresh_process():
+    code = ("import sys; from IPython.core.interactiveshell import InteractiveShell; "
+            "ip = InteractiveShell.instance(); ip.run_line_magic('load_ext', 'hfmagic'); "
+            f"print([m for m in {HEAVY!r} if m in sys.modules]); "
+            "print(sorted(k for k in ip.magics_manager.magics['line'] if k in "
+            "('load_model','export_onnx','benchmark','evaluate','hfmagic')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    heavy, magics = out.strip().splitlines()
+    assert heavy == "[]"
+    assert magics == "['benchmark', 'evaluate', 'export_onnx', 'hfmagic', 'load_model']"
+
+
+def test_magic_help_comes_from_magic_arguments(shell):
+    doc = shell.find_line_magic("benchmark").__doc__
+    assert "%benchmark [--variants" in doc and "--budget BUDGET" in doc and "latency percentiles" in doc
+
+
+def test_load_model_binds_a_handle_with_its_card(shell, tiny_bert):
+    res = run_cell(shell, f"%load_model {tiny_bert} --name clf")
+    assert res.success
+    handle = shell.user_ns["clf"]
+    assert handle.task == "text-classification"
+    assert handle.labels == {0: "business", 1: "politics", 2: "sport"}
+    from safetensors.torch import load_file
+
+    expected = sum(t.numel() for t in load_file(tiny_bert / "model.safetensors").values())
+    assert handle.num_parameters == expected
+    text, html = str(handle), handle._repr_html_()
+    for fragment in ("BertForSequenceClassification", "text-classification", "0:business", str(tiny_bert)):
+        assert fragment in text and fragment in html
+    assert handle.torch_model().config.num_labels == 3
+
+
+def test_name_is_derived_from_the_source(shell, tiny_factory):
+    folder = tiny_factory("distilbert", "feature-extraction")
+    shell.run_line_magic("load_model", f"{folder} -q")
+    name = folder.name.lower().replace("-", "_")
+    assert shell.user_ns[name].task == "feature-extraction"
+
+
+def test_task_override_and_unknown_task(shell, tiny_bert):
+    handle = shell.run_line_magic("load_model", f"{tiny_bert} --task feature-extraction -o -q --name fe")
+    assert handle.task == "feature-extraction" and handle.labels == {}
+    with pytest.raises(UsageError, match="argument --task: invalid choice"):
+        shell.run_line_magic("load_model", f"{tiny_bert} --task summarization")
+
+
+def test_model_object_in_the_namespace(shell, tiny_bert):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    shell.user_ns["pipe"] = pipeline("text-classification",
+                                     model=AutoModelForSequenceClassification.from_pretrained(tiny_bert),
+                                     tokenizer=AutoTokenizer.from_pretrained(tiny_bert))
+    shell.run_line_magic("load_model", "pipe -q")
+    handle = shell.user_ns["pipe_model"]
+    assert handle.task == "text-classification" and (handle.path / "tokenizer.json").exists()
+    assert shell.user_ns["pipe"] is not handle  # the user's object is untouched
+
+
+@pytest.mark.parametrize("source, message", [
+    ("/no/such/folder", "no folder at /no/such/folder"),
+    ("{empty}", "holds no model (no config.json)"),
+    ("someorg/some-model", "the hub cannot be reached"),
+    ("--revision", "argument --revision: expected one argument"),
+])
+def test_bad_sources_give_one_line_and_keep_the_namespace(shell, capsys, tmp_path, source, message):
+    source = source.format(empty=tmp_path)
+    shell.user_ns["keep"] = 42
+    before = dict(shell.user_ns)
+    res = run_cell(shell, f"%load_model {source}")
+    err = capsys.readouterr()
+    assert not res.success and isinstance(res.error_in_exec, UsageError)
+    assert message in str(res.error_in_exec)
+    output = err.out + err.err
+    assert "Traceback" not in output and len(output.strip().splitlines()) == 1
+    assert shell.user_ns.keys() == before.keys() and shell.user_ns["keep"] == 42
+
+
+def test_settings_are_traitlets_reachable_through_config(shell):
+    from hfmagic.config import settings
+
+    shell.run_line_magic("config", "HFMagic.threads = 2")
+    assert settings().threads == 2 and settings().resolved_threads() == 2
+    shell.run_line_magic("config", "HFMagic.batch_sizes = [1, 4]")
+    assert settings().batch_sizes == [1, 4]
+    assert settings().cache_dir == os.environ["HFMAGIC_CACHE_DIR"]
+    shell.run_line_magic("config", "HFMagic.threads = 0")
+
+
+def test_cache_dir_follows_xdg_when_no_override(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "HFMAGIC_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", "from hfmagic.config import settings; print(settings().cache_dir)"],
+                         env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert out == str(tmp_path / "hfmagic")
+
+
+def test_hfmagic_help_and_status(shell):
+    assert "%export_onnx" in shell.run_line_magic("hfmagic", "help")
+    status = str(shell.run_line_magic("hfmagic", "status"))
+    assert "transformers" in status and "4.57" in status and "cache folder" in status
+    with pytest.raises(UsageError, match="unknown subcommand 'frobnicate'"):
+        shell.run_line_magic("hfmagic", "frobnicate")
+
+
+def test_trust_remote_code_stays_off(tmp_path, tiny_bert):
+    import shutil
+
+    from hfmagic.errors import UsageProblem
+    from hfmagic.models import load_model
+
+    folder = tmp_path / "remote"
+    shutil.copytree(tiny_bert, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UsageProblem, match="--trust-remote-code"):
+        load_model(folder)
+    assert load_model(folder, trust_remote_code=True).trust_remote_code
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "hfmagic", *args], capture_output=True, text=True)
+
+
+def test_cli_load_prints_the_card_and_bad_input_is_one_line(tiny_bert):
+    ok = cli("load", str(tiny_bert))
+    assert ok.returncode == 0 and "BertForSequenceClassification" in ok.stdout
+    bad = cli("load", "/no/such/folder")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+    assert bad.stderr.startswith("hfmagic: no folder at /no/such/folder")
+    assert "usage: hfmagic COMMAND" in cli("--help").stdout
+
+
+@pytest.mark.slow
+def test_demo_is_a_real_bbc_classifier(shell, demo_folder):
+    handle = shell.run_line_magic("load_model", "demo -o -q")
+    assert handle.path == demo_folder
+    assert sorted(handle.labels.values()) == ["business", "entertainment", "politics", "sports", "tech"]
+    assert len(handle.dataset) == 445 and set(handle.dataset.columns) == {"text", "label"}
+    assert 22_000_000 < handle.num_parameters < 23_500_000
+    import torch
+
+    model, tok = handle.torch_model(), handle.tokenizer()
+    sample = handle.dataset.iloc[:64]
+    with torch.inference_mode():
+        logits = model(**tok(list(sample.text), truncation=True, padding=True, return_tensors="pt")).logits
+    predicted = [model.config.id2label[i] for i in logits.argmax(-1).tolist()]
+    assert sum(p == y for p, y in zip(predicted, sample.label)) / len(sample) > 0.9
