@@ -54,3 +54,40 @@ def physical_cores() -> int:
     except (KeyError, ValueError):
         pass
     return max(1, available)
+
+
+STACK = ["hfmagic", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime",
+         "onnxruntime-gpu", "openvino", "optimum-intel", "evaluate", "datasets", "tokenizers",
+         "scikit-learn", "numpy", "pandas", "ipython", "anywidget"]
+
+
+def package_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for dist in STACK:
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def environment_card() -> dict:
+    """What a result depends on besides its inputs: Python, the stack, CPU, threads, OS."""
+    import sys
+
+    from hfmagic.config import settings
+
+    return {
+        "python": sys.version.split()[0],
+        "packages": package_versions(),
+        "cpu": cpu_model(),
+        "physical_cores": physical_cores(),
+        "logical_cpus": os.cpu_count(),
+        "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx", "sse4", "fma", "amx", "f16c", "arm")) or f in ("neon", "asimd")),
+        "threads_setting": settings().threads,
+        "threads": settings().resolved_threads(),
+        "os": platform.platform(),
+        "machine": platform.machine(),
+    }
