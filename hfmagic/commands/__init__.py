@@ -91,6 +91,10 @@ class Context:
     def show(self, result: Any) -> None:
         print(result)
 
+    def live(self, kind: str) -> Callable[[dict], None] | None:
+        """A callback that shows rows as they finish (the notebook dashboard), or None."""
+        return None
+
 
 # the magics, in the order %hfmagic help lists them; each module is imported when needed
 COMMAND_MODULES = [
