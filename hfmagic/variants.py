@@ -79,6 +79,7 @@ class Variants:
     model: ModelHandle
     items: list[Variant]
     notes: list[str] = field(default_factory=list)
+    run_id: str | None = None  # the export's run in the run store, when it was recorded
 
     def __iter__(self) -> Iterator[Variant]:
         return iter(self.items)

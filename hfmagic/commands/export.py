@@ -8,6 +8,11 @@ MAGIC = "export_onnx"
 CLI = "export"
 DOC = """Export a model to ONNX variants: optimization levels and int8 quantization, each validated
 against PyTorch and cached by content.
+
+Builds fp32 and each level asked for; with --quantize auto/dynamic also an int8 twin of each
+fp32/O1/O2/O3 graph (int8, O2-int8, ...), with the int8 config picked for this CPU; static int8
+(int8-static) with --quantize static, or auto plus --calibration. The default builds fp32, O2,
+int8 and O2-int8.
 """
 ARGS = [
     argument("model", help="a model handle's name, a folder, a hub id, or demo"),
@@ -17,7 +22,9 @@ ARGS = [
     argument("--per-channel", dest="per_channel", action="store_true", default=True,
              help="per-channel int8 weights (default; keeps accuracy)"),
     argument("--no-per-channel", dest="per_channel", action="store_false", help="per-tensor int8 weights"),
-    argument("--calibration", metavar="DATA", help="dataset for static int8 calibration"),
+    argument("--calibration", metavar="DATA",
+             help="texts for static int8: a DataFrame/Dataset name, a CSV/JSON/Parquet file, or demo"),
+    argument("--text-column", metavar="COLUMN", help="the calibration data's text column (default: guessed)"),
     argument("--samples", type=int, default=100, help="calibration samples (default 100)"),
     argument("--opset", type=int, help="ONNX opset (default: the exporter's)"),
     argument("--output", dest="output_dir", metavar="DIR", help="write the variants here, not the cache"),
@@ -33,11 +40,12 @@ def run(args, ctx):
     from hfmagic.export import export_onnx
 
     model = ctx.model(args.model)
+    calibration = ctx.lookup(args.calibration) if args.calibration else None
     variants = export_onnx(
         model, levels=csv_list(args.levels, what="level"), quantize=args.quantize,
-        per_channel=args.per_channel, calibration=ctx.lookup(args.calibration) or args.calibration,
+        per_channel=args.per_channel, calibration=args.calibration if calibration is None else calibration,
         samples=args.samples, opset=args.opset, output=args.output_dir, device=args.device,
-        force=args.force,
+        force=args.force, text_column=args.text_column,
     )
     ctx.bind(args.name or f"{model.name}_onnx", variants)
     return variants

@@ -1,0 +1,427 @@
+"""``export_onnx``: a model's ONNX variants, each validated against PyTorch and cached by content.
+
+What is built (the plan): the fp32 export (always: every other variant starts from it), each
+requested optimization level (O1..O4, from fp32), and with dynamic quantization (``auto``, the
+default, or ``dynamic``) an int8 twin of each requested fp32/O1/O2/O3 graph: fp32 -> ``int8``,
+O2 -> ``O2-int8``. O4 is fp16 and gets none. Static int8 (``int8-static``, from fp32) is built
+with ``quantize="static"``, or with ``auto`` when calibration data is given. The default, levels
+fp32,O2 with auto, builds torch + fp32, O2, int8, O2-int8.
+
+The int8 config is read off the CPU (avx512_vnni > avx512 > avx2 > arm64), per-channel by default.
+
+Cache: each variant is a folder ``<cache>/onnx/<key>`` where the key hashes the weights, config and
+tokenizer files, the options that shape that variant, and the versions of the export stack. A folder
+is built under a temporary name and renamed into place when complete, so an interrupted build leaves
+no half-written entry (temporary folders of dead processes are swept on the next call). ``output=``
+writes ``<output>/<variant>`` folders instead, rebuilt when their key differs.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hfmagic.config import settings
+from hfmagic.errors import BackendUnavailable, BuildError, DataError, UnsupportedError, UsageProblem
+from hfmagic.models import file_sha256
+from hfmagic.onnxbuild import FP32_FILE, OPTIMIZED_FILE, QUANTIZED_FILE
+from hfmagic.variants import Variant, Variants
+
+LEVELS = ("fp32", "O1", "O2", "O3", "O4")
+DEFAULT_LEVELS = ["fp32", "O2"]
+QUANTIZE = ("none", "dynamic", "static", "auto")
+DEVICES = ("cpu", "cuda")
+FORMAT = 1  # bump when a recipe or the folder layout changes: old entries are then left unused
+META = "hfmagic-variant.json"
+STACK = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime")
+MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
+               "merges.txt", "special_tokens_map.json", "spiece.model", "sentencepiece.bpe.model")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One variant to build: from which other one, at which level, with which quantization."""
+
+    name: str
+    level: str
+    source: str | None = None     # the step it starts from (None: the model itself)
+    quant: str | None = None      # None, "dynamic" or "static"
+    include: bool = True          # returned to the caller (fp32 may be built only as a base)
+
+    @property
+    def file(self) -> str:
+        if self.quant:
+            return QUANTIZED_FILE
+        return FP32_FILE if self.level == "fp32" else OPTIMIZED_FILE
+
+
+def plan(levels: list[str], quantize: str, static: bool) -> list[Step]:
+    """The steps for these levels and this quantization, in build order (see the module docstring)."""
+    steps = [Step("fp32", "fp32", include="fp32" in levels)]
+    steps += [Step(lv, lv, "fp32") for lv in levels if lv != "fp32"]
+    if quantize in ("auto", "dynamic"):
+        steps += [Step("int8" if lv == "fp32" else f"{lv}-int8", lv, lv, "dynamic") for lv in levels if lv != "O4"]
+    if static:
+        steps.append(Step("int8-static", "fp32", "fp32", "static"))
+    return steps
+
+
+def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibration=None, samples=100,
+                opset=None, output=None, device="cpu", force=False, text_column=None) -> Variants:
+    """Export ``model`` to ONNX variants (see the module docstring); a "torch" variant comes first.
+
+    ``calibration``: texts for static int8 (anything :func:`hfmagic.data.load_data` reads; the first
+    ``samples`` rows of ``text_column``). A variant that fails to build or diverges from PyTorch
+    stays in the result with its reason in ``.error``.
+    """
+    from hfmagic.models import load_model
+
+    model = load_model(model)
+    levels = check_levels(levels)
+    if quantize not in QUANTIZE:
+        raise UsageProblem(f"unknown --quantize {quantize!r}; use one of: {', '.join(QUANTIZE)}")
+    if not isinstance(samples, int) or samples <= 0:
+        raise UsageProblem(f"--samples must be a positive number of calibration texts, got {samples!r}")
+    check_device(device)
+    data = calibration_data(model, quantize, calibration, samples, text_column)
+    steps = plan(levels, quantize, static=data is not None)
+    quantizing = any(s.quant for s in steps)
+    from hfmagic.onnxbuild import describe_quantization, int8_isa, isa_note
+
+    isa = int8_isa() if quantizing else None
+    root = writable_root(output)
+    base = base_key(model, opset, device)
+    keys = {s.name: step_key(base, s, isa, per_channel, data) for s in steps}
+    places = {s.name: root / (s.name if output else keys[s.name][:24]) for s in steps}
+    sweep_stale_temps(root)
+    metas = {s.name: None if force else read_meta(places[s.name], keys[s.name]) for s in steps}
+    to_build = [s for s in steps if metas[s.name] is None]
+    notes = []
+    if to_build:
+        from hfmagic.onnxbuild import check_exportable, check_opset
+
+        check_exportable(model)
+        check_opset(opset)
+        check_space(root, model, len(to_build))
+    if "O4" in levels and device == "cpu":
+        notes.append("O4 is fp16 meant for GPUs: on a CPU it is usually slower than fp32 (built because "
+                     "--levels asked for it)")
+    if quantizing:
+        notes.append(f"int8: {describe_quantization('dynamic' if quantize != 'static' else 'static', isa, per_channel)}"
+                     f" (picked for this CPU by --quantize {quantize})")
+        if note := isa_note(isa):
+            notes.append(note)
+        if "O4" in levels and quantize in ("auto", "dynamic"):
+            notes.append("O4 (fp16) gets no int8 twin")
+    if data is not None:
+        notes.append(f"int8-static calibrated on {len(data.texts)} texts of {data.source}")
+
+    params = {"levels": levels, "quantize": quantize, "per_channel": per_channel,
+              "calibration": calibration if isinstance(calibration, str) else (data.source if data else None),
+              "samples": samples, "opset": opset, "output": str(output) if output else None,
+              "device": device, "force": force, "text_column": text_column}
+    provenance = {"model": {"source": model.source, "path": str(model.path), "revision": model.revision,
+                            "weights_sha256": model.weights_sha256, "task": model.task, "name": model.name},
+                  "files": {}}
+    if data is not None:
+        provenance["dataset"] = data.fingerprint
+    builder = Builder(model, root, places, device, opset, isa, per_channel, data)
+    items = [Variant("torch", model, size_bytes=model.weights_file.stat().st_size)]
+    from hfmagic.store import default_store
+
+    store = default_store()
+    recording = store.recording("export", params, provenance) if store else _no_recording()
+    from tqdm.auto import tqdm
+
+    with recording as run, tqdm(total=len(to_build), desc=f"export_onnx {model.name}", unit="variant",
+                                disable=not to_build, leave=False) as bar:
+        built: dict[str, Variant] = {}
+        for step in steps:
+            if metas[step.name] is None:
+                bar.set_postfix_str(step.name)
+                variant = builder.build(step, keys[step.name], built)
+                bar.update()
+            else:
+                variant = from_meta(model, step, places[step.name], metas[step.name])
+            built[step.name] = variant
+            if step.include:
+                items.append(variant)
+                if run is not None:
+                    run.add_row(variant.row() | {"sha256": variant.sha256, "cached": metas[step.name] is not None})
+        if run is not None:
+            run.update_provenance(files={v.name: v.sha256 for v in items if v.sha256})
+    if not to_build:
+        notes.append(f"all {len(steps)} ONNX variants came from the cache; --force rebuilds them")
+    if builder.reference is not None:
+        from hfmagic.validation import COSINE_FLOOR
+
+        floors = ", ".join(f"{v} ({k})" for k, v in COSINE_FLOOR.items())
+        notes.append(f"validated on {len(builder.reference.texts)} texts ({builder.reference.source}); a variant "
+                     f"diverges below a worst-text cosine of {floors}")
+    return Variants(model, items, notes, run_id=run.id if run is not None else None)
+
+
+class _no_recording:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+# -- checks, done before any heavy work -------------------------------------------------------
+def check_levels(levels) -> list[str]:
+    if levels is None:
+        return list(DEFAULT_LEVELS)
+    if isinstance(levels, str):
+        levels = [t.strip() for t in levels.split(",") if t.strip()]
+    by_lower = {lv.lower(): lv for lv in LEVELS}
+    unknown = [lv for lv in levels if str(lv).lower() not in by_lower]
+    if unknown:
+        raise UnsupportedError(f"unknown level {unknown[0]!r}; choose from {', '.join(LEVELS)} "
+                               "(int8 variants come from --quantize)")
+    if not levels:
+        raise UsageProblem(f"--levels is empty; give some of {', '.join(LEVELS)}")
+    return list(dict.fromkeys(by_lower[str(lv).lower()] for lv in levels))
+
+
+def check_device(device: str) -> None:
+    if device not in DEVICES:
+        raise UsageProblem(f"unknown device {device!r}; use cpu or cuda")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("--device cuda needs a CUDA GPU that torch can use, and torch here "
+                                     "sees none; use --device cpu")
+
+
+def calibration_data(model, quantize: str, calibration, samples: int, text_column: str | None):
+    """The texts static int8 calibrates on, or None when no static int8 is built."""
+    if calibration is None and quantize != "static":
+        return None
+    if quantize in ("none", "dynamic"):
+        raise UsageProblem(f"--calibration is for static int8, which --quantize {quantize} does not build; "
+                           "use --quantize static (or auto) with it")
+    if calibration is None:
+        if model.dataset is None:
+            raise UsageProblem("static int8 needs calibration texts: pass --calibration DATA (a DataFrame, "
+                               "a Dataset, a CSV/JSON/Parquet file or demo)")
+        calibration = model.dataset
+    from hfmagic.data import load_data
+
+    try:
+        return load_data(calibration, text_column=text_column, limit=samples, require_labels=False)
+    except DataError as exc:
+        raise DataError(f"calibration data: {exc}") from None
+
+
+def writable_root(output) -> Path:
+    root = Path(output).expanduser() if output else settings().cache_path / "onnx"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=root).close()
+    except OSError as exc:
+        raise UsageProblem(f"cannot write to {root} ({exc.strerror or exc}); pass --output with a folder "
+                           "you can write to") from None
+    return root
+
+
+def check_space(root: Path, model, count: int) -> None:
+    """Refuse early when the disk cannot hold the variants (each at most about the weights' size)."""
+    need = model.weights_file.stat().st_size * count * 1.2 + 10e6
+    free = shutil.disk_usage(root).free
+    if free < need:
+        raise BuildError(f"only {free / 1e6:.0f} MB free in {root}, and the {count} variants need about "
+                         f"{need / 1e6:.0f} MB; free some space or pass --output DIR on another disk")
+
+
+# -- the cache -------------------------------------------------------------------------------
+def base_key(model, opset, device) -> dict[str, Any]:
+    import importlib.metadata as md
+
+    versions = {}
+    for dist in STACK:
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            versions[dist] = None
+    files = {name: hashlib.sha256((model.path / name).read_bytes()).hexdigest()
+             for name in MODEL_FILES if (model.path / name).exists()}
+    return {"format": FORMAT, "weights_sha256": model.weights_sha256, "files": files, "task": model.task,
+            "opset": opset, "device": device, "versions": versions}
+
+
+def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data) -> str:
+    spec = {"base": base, "name": step.name, "level": step.level, "source": step.source, "quant": step.quant}
+    if step.quant:
+        spec |= {"isa": isa, "per_channel": per_channel}
+    if step.quant == "static":
+        spec["calibration"] = data.fingerprint
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_meta(place: Path, key: str) -> dict | None:
+    """The entry's record when ``place`` holds a complete build for ``key``, else None."""
+    try:
+        meta = json.loads((place / META).read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("key") != key or not (place / meta.get("file", "")).is_file():
+        return None
+    return meta
+
+
+def from_meta(model, step: Step, place: Path, meta: dict) -> Variant:
+    from hfmagic.validation import divergence
+
+    return Variant(step.name, model, path=place / meta["file"], level=step.level,
+                   quantization=meta.get("quantization"), size_bytes=meta["size_bytes"], nodes=meta["nodes"],
+                   fused_nodes=meta["fused_nodes"], build_seconds=meta["build_seconds"],
+                   validation=meta["validation"], error=divergence(step.name, meta["validation"]),
+                   cli_command=meta["cli_command"], sha256=meta["sha256"])
+
+
+def sweep_stale_temps(root: Path) -> None:
+    """Remove temporary build folders left by processes that died mid-build."""
+    for tmp in root.glob(".tmp-*"):
+        try:
+            pid = int(tmp.name.split("-")[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
+def install(tmp: Path, place: Path) -> None:
+    """Move a finished build into place in one rename; an older entry there is replaced."""
+    old = None
+    if place.exists():
+        old = place.with_name(f".tmp-{os.getpid()}-old-{place.name}")
+        os.replace(place, old)
+    try:
+        os.replace(tmp, place)
+    except OSError:  # another process installed the same key first: keep theirs
+        if old is not None:
+            raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+class Builder:
+    """Builds steps into temporary folders, validates them, and installs them."""
+
+    def __init__(self, model, root, places, device, opset, isa, per_channel, data):
+        self.model, self.root, self.places, self.device = model, root, places, device
+        self.opset, self.isa, self.per_channel, self.data = opset, isa, per_channel, data
+        self.reference = None
+
+    def build(self, step: Step, key: str, built: dict[str, Variant]) -> Variant:
+        variant = Variant(step.name, self.model, level=step.level)
+        if step.quant:
+            from hfmagic.onnxbuild import describe_quantization
+
+            variant.quantization = describe_quantization(step.quant, self.isa, self.per_channel)
+        source = built.get(step.source) if step.source else None
+        if source is not None and source.path is None:
+            variant.error = f"not built: {step.source}, which it starts from, failed ({source.error})"
+            return variant
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".tmp-{os.getpid()}-"))
+        try:
+            start = time.perf_counter()
+            try:
+                command = self._run_step(step, tmp, source)
+            except Exception as exc:  # noqa: BLE001 - kept on the variant, never dropped
+                self._raise_if_user_error(step, exc)
+                variant.error = f"build failed: {type(exc).__name__}: {_first_line(exc)}"
+                return variant
+            seconds = time.perf_counter() - start
+            meta = self._describe(step, key, tmp, command, seconds, variant.quantization)
+            if isinstance(meta, str):
+                variant.error = meta
+                return variant
+            (tmp / META).write_text(json.dumps(meta, indent=1))
+            place = self.places[step.name]
+            install(tmp, place)
+            if read_meta(place, key) is None:  # lost a race to a different build: take none of it
+                raise BuildError(f"{place} was changed by another process while building; run again")
+            return from_meta(self.model, step, place, read_meta(place, key))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _run_step(self, step: Step, out: Path, source: Variant | None) -> str:
+        """Run one step with the libraries' chatter (tracer warnings, printed graphs) silenced:
+        what matters reaches the user as the variant's figures or error."""
+        import contextlib
+        import io
+        import logging
+        import warnings
+
+        from hfmagic import onnxbuild
+
+        try:
+            logging.disable(logging.WARNING)
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                if step.level == "fp32" and not step.quant:
+                    return onnxbuild.export_fp32(self.model, out, self.opset, self.device)
+                if not step.quant:
+                    return onnxbuild.optimize(source.folder, out, step.level, self.device)
+                if step.quant == "dynamic":
+                    return onnxbuild.quantize_dynamic(source.folder, source.path.name, out, self.isa,
+                                                      self.per_channel, step.name)
+                return onnxbuild.quantize_static(self.model, source.folder, out, self.isa, self.per_channel,
+                                                 self.data.texts)
+        finally:
+            logging.disable(logging.NOTSET)
+
+    def _raise_if_user_error(self, step: Step, exc: Exception) -> None:
+        """A full disk, or an opset the exporter refuses, is the caller's to fix: one clear error."""
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise BuildError(f"no space left in {self.root} while building {step.name}; free some space or "
+                             "pass --output DIR on another disk") from None
+        if self.opset is not None and step.name == "fp32":
+            reason = _first_line(exc).split(". ")[0]  # torch appends the traced graph after the reason
+            raise UnsupportedError(f"the exporter refused opset {self.opset} for {self.model.model_type}: "
+                                   f"{reason}; use a higher opset, or leave --opset out") from None
+
+    def _describe(self, step: Step, key: str, folder: Path, command: str, seconds: float,
+                  quantization: str | None) -> dict | str:
+        """The entry's record (sizes, graph, validation), or why it cannot be used."""
+        from hfmagic.onnxbuild import graph_stats, onnx_size
+        from hfmagic.validation import DEFAULT_TEXTS, Reference
+
+        path = folder / step.file
+        if not path.is_file():
+            return f"build failed: the step wrote no {step.file}"
+        if self.reference is None:
+            texts, source = DEFAULT_TEXTS, "hfmagic's sample sentences"
+            if self.data is not None:
+                texts, source = self.data.texts[:8], f"the first texts of {self.data.source}"
+            elif self.model.dataset is not None and "text" in getattr(self.model.dataset, "columns", ()):
+                texts, source = list(self.model.dataset["text"][:8]), "the model's own held-out texts"
+            self.reference = Reference(self.model, list(texts), source)
+        try:
+            validation = self.reference.compare(path, self.device)
+        except Exception as exc:  # noqa: BLE001 - kept on the variant, never dropped
+            return f"built, but onnxruntime could not run it: {type(exc).__name__}: {_first_line(exc)}"
+        nodes, fused = graph_stats(path)
+        return {"format": FORMAT, "key": key, "name": step.name, "level": step.level, "file": step.file,
+                "quantization": quantization, "size_bytes": onnx_size(path), "nodes": nodes,
+                "fused_nodes": fused, "build_seconds": seconds, "validation": validation,
+                "sha256": file_sha256(path), "cli_command": command}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__

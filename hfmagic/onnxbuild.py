@@ -1,0 +1,201 @@
+"""The build steps behind ``%export_onnx``: export, optimize, quantize, and what a graph is made of.
+
+Each step writes one variant's folder (the ONNX file beside the model's config and tokenizer, as
+``ORTModel*.from_pretrained`` wants it) with the library made for it: optimum's exporter
+(``main_export``), ``ORTOptimizer`` with ``AutoOptimizationConfig``, ``ORTQuantizer`` with
+``AutoQuantizationConfig``. One exception, measured in offline-stack.md: ORTQuantizer cannot
+quantize an already optimized graph, so ``O2-int8`` and its kin go through onnxruntime's
+``quantize_dynamic`` with the same settings plus ``DefaultTensorType``.
+Each step also returns the command line that rebuilds it.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from pathlib import Path
+
+from hfmagic.envcard import cpu_flags
+from hfmagic.errors import UnsupportedError
+from hfmagic.models import TASKS
+
+FP32_FILE = "model.onnx"
+OPTIMIZED_FILE = "model_optimized.onnx"
+QUANTIZED_FILE = "model_quantized.onnx"
+# what a variant folder keeps besides the .onnx file (config and tokenizer, from the model's folder)
+FOLDER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
+                "added_tokens.json", "ort_config.json")
+
+
+def int8_isa(flags: frozenset[str] | None = None) -> str:
+    """The AutoQuantizationConfig preset fast on this CPU: avx512_vnni > avx512 > avx2 > arm64."""
+    flags = cpu_flags() if flags is None else flags
+    if "arm64" in flags:
+        return "arm64"
+    if "avx512_vnni" in flags or "avx512vnni" in flags:
+        return "avx512_vnni"
+    if "avx512f" in flags or "avx512bw" in flags:
+        return "avx512"
+    return "avx2"
+
+
+def isa_note(isa: str, flags: frozenset[str] | None = None) -> str | None:
+    """What the int8 choice means on this CPU, when it is worth saying."""
+    flags = cpu_flags() if flags is None else flags
+    if isa == "avx2" and "avx2" in flags:
+        return ("this CPU has AVX2 but not AVX512-VNNI: int8 (u8/u8) saves size here but is usually "
+                "no faster than fp32; on a VNNI CPU it runs about 2x faster")
+    if isa == "avx2":
+        return "this CPU has no AVX2: int8 runs on onnxruntime's slow reference kernels here"
+    return None
+
+
+def quantization_config(isa: str, per_channel: bool, static: bool):
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    return getattr(AutoQuantizationConfig, isa)(is_static=static, per_channel=per_channel)
+
+
+def describe_quantization(mode: str, isa: str, per_channel: bool) -> str:
+    return f"{mode} {isa} {'per-channel' if per_channel else 'per-tensor'}"
+
+
+# -- the steps -------------------------------------------------------------------------------
+def export_fp32(model, out: Path, opset: int | None, device: str) -> str:
+    """``optimum.exporters.onnx.main_export`` of the model's folder into ``out``."""
+    from optimum.exporters.onnx import main_export
+
+    main_export(str(model.path), output=out, task=model.task, opset=opset, device=device,
+                library_name="transformers", trust_remote_code=model.trust_remote_code,
+                do_validation=False)  # hfmagic validates every variant itself, against PyTorch
+    args = ["optimum-cli", "export", "onnx", "--model", str(model.path), "--task", model.task]
+    args += ["--opset", str(opset)] if opset else []
+    args += ["--device", device] if device != "cpu" else []
+    return shlex.join(args + ["onnx/fp32"])
+
+
+def optimize(source: Path, out: Path, level: str, device: str) -> str:
+    """ORTOptimizer at ``level`` (O1..O4) of the fp32 export in ``source``."""
+    from optimum.onnxruntime import ORTOptimizer
+    from optimum.onnxruntime.configuration import AutoOptimizationConfig
+
+    for_gpu = device == "cuda" or level == "O4"  # O4 is fp16 for GPUs; optimum sets it so too
+    config = AutoOptimizationConfig.with_optimization_level(level, for_gpu=for_gpu)
+    ORTOptimizer.from_pretrained(source, file_names=[FP32_FILE]).optimize(config, save_dir=out)
+    return shlex.join(["optimum-cli", "onnxruntime", "optimize", "--onnx_model", "onnx/fp32",
+                       f"-{level}", "-o", f"onnx/{level}"])
+
+
+def quantize_dynamic(source: Path, source_file: str, out: Path, isa: str, per_channel: bool,
+                     name: str) -> str:
+    """Dynamic int8: ORTQuantizer for the fp32 graph, onnxruntime's quantize_dynamic for an
+    optimized one (ORTQuantizer fails there: "Unable to find data type for weight_name")."""
+    qconfig = quantization_config(isa, per_channel, static=False)
+    if source_file == FP32_FILE:
+        from optimum.onnxruntime import ORTQuantizer
+
+        ORTQuantizer.from_pretrained(source, file_name=FP32_FILE).quantize(qconfig, save_dir=out)
+        return shlex.join(["optimum-cli", "onnxruntime", "quantize", "--onnx_model", "onnx/fp32",
+                           f"--{isa}"] + (["--per_channel"] if per_channel else []) + ["-o", f"onnx/{name}"])
+    import onnx
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    options = {"WeightSymmetric": qconfig.weights_symmetric, "ActivationSymmetric": qconfig.activations_symmetric,
+               "DefaultTensorType": onnx.TensorProto.FLOAT}
+    ops = [getattr(op, "value", op) for op in qconfig.operators_to_quantize]
+    out.mkdir(parents=True, exist_ok=True)
+    ort_quantize_dynamic(source / source_file, out / QUANTIZED_FILE, op_types_to_quantize=ops,
+                         per_channel=per_channel, reduce_range=qconfig.reduce_range,
+                         weight_type=qconfig.weights_dtype, extra_options=options)
+    copy_folder_files(source, out)
+    snippet = ("from onnxruntime.quantization import quantize_dynamic, QuantType; import onnx; "
+               f"quantize_dynamic(\"onnx/{name.split('-')[0]}/{source_file}\", \"onnx/{name}/{QUANTIZED_FILE}\", "
+               f"op_types_to_quantize={json.dumps(ops)}, per_channel={per_channel}, "
+               f"reduce_range={qconfig.reduce_range}, weight_type=QuantType.{qconfig.weights_dtype.name}, "
+               f"extra_options={{\"WeightSymmetric\": {qconfig.weights_symmetric}, \"ActivationSymmetric\": "
+               f"{qconfig.activations_symmetric}, \"DefaultTensorType\": onnx.TensorProto.FLOAT}})")
+    return f"mkdir -p onnx/{name} && python -c {shlex.quote(snippet)}"
+
+
+def quantize_static(model, source: Path, out: Path, isa: str, per_channel: bool, texts: list[str]) -> str:
+    """Static int8 of the fp32 graph: ORTQuantizer.fit (min-max calibration on ``texts``), then quantize."""
+    from datasets import Dataset
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoCalibrationConfig
+
+    qconfig = quantization_config(isa, per_channel, static=True)
+    quantizer = ORTQuantizer.from_pretrained(source, file_name=FP32_FILE)
+    features = dict(tokenize(model, texts, "np"))
+    calibration = Dataset.from_dict({k: v.tolist() for k, v in features.items()})
+    config = AutoCalibrationConfig.minmax(calibration)
+    out.mkdir(parents=True, exist_ok=True)
+    ranges = quantizer.fit(dataset=calibration, calibration_config=config,
+                           operators_to_quantize=qconfig.operators_to_quantize, batch_size=8,
+                           onnx_augmented_model_name=out / "augmented_model.onnx")
+    (out / "augmented_model.onnx").unlink(missing_ok=True)
+    quantizer.quantize(save_dir=out, quantization_config=qconfig, calibration_tensors_range=ranges)
+    return ("(no command line: static int8 calibrates in Python with ORTQuantizer.fit and "
+            f"AutoCalibrationConfig.minmax on {len(texts)} texts, then ORTQuantizer.quantize with "
+            f"AutoQuantizationConfig.{isa}(is_static=True, per_channel={per_channel}))")
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def tokenize(model, texts: list[str], tensors: str):
+    """The model's tokenizer on ``texts``: padded to the longest, at most 128 tokens."""
+    tokenizer = model.tokenizer()
+    if tokenizer.pad_token is None:  # GPT-2 style tokenizers have none: pad with end-of-text
+        tokenizer.pad_token = tokenizer.eos_token
+    limit = min(128, model.max_positions or 128)
+    return tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors=tensors)
+
+
+def copy_folder_files(source: Path, out: Path) -> None:
+    for name in FOLDER_FILES:
+        if (source / name).exists() and not (out / name).exists():
+            shutil.copy2(source / name, out / name)
+
+
+def graph_stats(path: Path) -> tuple[int, int]:
+    """(node count, fused-node count): fused nodes are onnxruntime contrib ops (the com.microsoft
+    domain: Attention, SkipLayerNormalization, BiasGelu, FastGelu, QAttention, ...)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return len(graph.node), sum(1 for n in graph.node if n.domain == "com.microsoft")
+
+
+def onnx_size(path: Path) -> int:
+    """Bytes of the .onnx file and its external-data file, if it has one."""
+    data = path.with_name(path.name + "_data")
+    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+
+
+def check_exportable(model) -> None:
+    """optimum's ONNX exporter supports this architecture for this task, or a clear error."""
+    import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the ONNX configs)
+    from optimum.exporters.tasks import TasksManager
+
+    model_type = model.model_type.replace("_", "-")
+    supported = TasksManager.get_supported_model_type_for_task(model.task, exporter="onnx")
+    if model_type in supported or model.model_type in supported:
+        return
+    if model_type in TasksManager._SUPPORTED_MODEL_TYPE or model.model_type in TasksManager._SUPPORTED_MODEL_TYPE:
+        tasks = TasksManager.get_supported_tasks_for_model_type(model.model_type, "onnx", library_name="transformers")
+        ours = [t for t in tasks if t in TASKS]
+        raise UnsupportedError(f"optimum's ONNX exporter cannot export a {model.model_type} model for "
+                               f"{model.task}; for {model.model_type} it supports: {', '.join(ours) or 'none of hfmagic tasks'} "
+                               "(load it with --task one of those)")
+    raise UnsupportedError(f"optimum's ONNX exporter does not support the {model.model_type} architecture "
+                           f"({model.architecture}); for {model.task} it supports: {', '.join(sorted(supported))}")
+
+
+def check_opset(opset: int | None) -> None:
+    if opset is None:
+        return
+    from torch.onnx._constants import ONNX_MAX_OPSET, ONNX_MIN_OPSET
+
+    if not ONNX_MIN_OPSET <= opset <= ONNX_MAX_OPSET:
+        raise UnsupportedError(f"the exporter cannot write opset {opset}; use {ONNX_MIN_OPSET}..{ONNX_MAX_OPSET} "
+                               "(or leave --opset out for the architecture's default)")

@@ -1,0 +1,132 @@
+"""Each ONNX variant next to PyTorch on the same real, tokenized texts.
+
+Figures (over every output the two share, e.g. ``logits``, ``last_hidden_state``,
+``start_logits``/``end_logits``; padded positions left out):
+
+- ``max_abs_diff``: the largest absolute difference of any output value;
+- ``cosine``: the LOWEST per-text cosine similarity of the outputs (the worst text, not the mean);
+- ``argmax_agreement``: for classification-like tasks, the share of decisions (class per text,
+  label per token, answer start/end per text) that equal PyTorch's; None for feature-extraction.
+
+A variant *diverges* when its worst-text cosine falls below :data:`COSINE_FLOOR` for its kind:
+fp32 and O1-O3 compute the same function (measured 1 - 1e-9 on MiniLM; O3's approximate GELU
+still gives > 0.9999), O4 is fp16, int8 is an approximation (0.967 per-tensor avx2 on MiniLM).
+Argmax agreement is reported but not a gate: on a model whose top logits are close, a tiny
+change flips a decision without being wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+COSINE_FLOOR = {"float": 0.999, "fp16": 0.99, "int8": 0.9}
+CLASSIFYING = ("text-classification", "token-classification", "question-answering")
+TOKEN_OUTPUTS = ("last_hidden_state", "start_logits", "end_logits")  # one value (or vector) per token
+
+# real sentences of different lengths (padding is exercised), used when no data came with the call
+DEFAULT_TEXTS = [
+    "The central bank raised interest rates again on Thursday.",
+    "Shares in the carmaker fell sharply after it warned that profits would be lower than expected "
+    "this year because of rising costs and weaker demand in its largest markets.",
+    "What a match!",
+    "The film won three awards at the festival, including best director and best original score.",
+    "Parliament will vote on the new energy bill next week, the minister told reporters.",
+    "Is the new phone worth the price?",
+    "Researchers released an open-source model that translates between two hundred languages.",
+    "The striker scored twice in the second half to send his team to the final.",
+]
+
+
+def floor_for(variant_name: str) -> tuple[str, float]:
+    kind = "int8" if "int8" in variant_name else "fp16" if variant_name.startswith("O4") else "float"
+    return kind, COSINE_FLOOR[kind]
+
+
+class Reference:
+    """PyTorch's outputs on some texts, computed once per export and compared with each variant."""
+
+    def __init__(self, model, texts: list[str], source: str):
+        import torch
+
+        from hfmagic.onnxbuild import tokenize
+
+        self.model, self.texts, self.source = model, texts, source
+        self.features = {k: v.numpy() for k, v in tokenize(model, texts, "pt").items()}
+        with torch.inference_mode():
+            out = model.torch_model()(**{k: torch.from_numpy(v) for k, v in self.features.items()})
+        self.outputs = {k: v.float().numpy() for k, v in out.items() if isinstance(v, torch.Tensor)}
+        self.mask = self.features["attention_mask"].astype(bool)
+
+    def compare(self, path: Path, device: str = "cpu") -> dict[str, Any]:
+        """Run the ONNX file on the same inputs; the figures described in the module docstring."""
+        import numpy as np
+        import onnxruntime as ort
+
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+        session = ort.InferenceSession(str(path), providers=providers)
+        feed = {}
+        for inp in session.get_inputs():
+            value = self.features.get(inp.name)
+            ids = self.features["input_ids"]
+            if value is None and inp.name == "position_ids":  # what PyTorch uses when given none
+                value = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+            elif value is None:  # e.g. token_type_ids the tokenizer does not make
+                value = np.zeros_like(ids)
+            feed[inp.name] = value.astype(np.int64)
+        names = [o.name for o in session.get_outputs() if o.name in self.outputs]
+        if not names:
+            raise ValueError(f"none of its outputs ({', '.join(o.name for o in session.get_outputs())}) "
+                             f"matches PyTorch's ({', '.join(self.outputs)})")
+        got = dict(zip(names, session.run(names, feed)))
+        return self._figures({n: self.outputs[n] for n in names}, got) | {
+            "outputs": names, "texts": len(self.texts), "inputs_from": self.source}
+
+    def _figures(self, want: dict, got: dict) -> dict[str, Any]:
+        import numpy as np
+
+        batch = self.mask.shape[0]
+        per_text_want = [[] for _ in range(batch)]
+        per_text_got = [[] for _ in range(batch)]
+        max_diff, agree, decisions = 0.0, 0, 0
+        for name, w in want.items():
+            g = np.asarray(got[name], dtype=np.float64)
+            w = w.astype(np.float64)
+            token_level = name in TOKEN_OUTPUTS or (name == "logits" and self.model.task == "token-classification")
+            for i in range(batch):
+                wi, gi = (w[i][self.mask[i]], g[i][self.mask[i]]) if token_level else (w[i], g[i])
+                per_text_want[i].append(wi.ravel())
+                per_text_got[i].append(gi.ravel())
+                max_diff = max(max_diff, float(np.max(np.abs(wi - gi))) if wi.size else 0.0)
+                if self.model.task in CLASSIFYING and name.endswith("logits"):
+                    if name in ("start_logits", "end_logits"):  # an answer position per text
+                        agree += int(np.argmax(wi) == np.argmax(gi))
+                        decisions += 1
+                    else:  # a class per text, or per token
+                        a, b = wi.reshape(-1, wi.shape[-1]).argmax(-1), gi.reshape(-1, gi.shape[-1]).argmax(-1)
+                        agree += int((a == b).sum())
+                        decisions += a.size
+        cosines = [_cosine(np.concatenate(a), np.concatenate(b)) for a, b in zip(per_text_want, per_text_got)]
+        return {"max_abs_diff": max_diff, "cosine": min(cosines),
+                "argmax_agreement": agree / decisions if decisions else None}
+
+
+def _cosine(a, b) -> float:
+    import numpy as np
+
+    if not np.all(np.isfinite(b)):
+        return float("nan")
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0.0 or nb == 0.0:
+        return 1.0 if na == nb else 0.0
+    return float(np.dot(a, b) / (na * nb))
+
+
+def divergence(variant_name: str, figures: dict[str, Any]) -> str | None:
+    """Why a variant's figures say it diverged from PyTorch, or None when it did not."""
+    kind, floor = floor_for(variant_name)
+    cosine = figures.get("cosine")
+    if cosine is None or not cosine >= floor:  # NaN fails too
+        return (f"diverged from PyTorch: worst-text cosine {cosine:.4f} < {floor} (the floor for {kind} "
+                f"variants); max |diff| {figures.get('max_abs_diff', float('nan')):.3g}")
+    return None

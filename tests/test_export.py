@@ -1,0 +1,315 @@
+"""%export_onnx / export_onnx: every variant kind, validation figures, the cache, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from IPython.core.error import UsageError
+
+from hfmagic import onnxbuild
+from hfmagic.config import settings
+from hfmagic.errors import BuildError, HFMagicError
+from hfmagic.export import META, export_onnx
+from hfmagic.models import file_sha256, load_model
+from tests.tiny import sentences
+
+ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "mpnet"]
+TASKS = ["text-classification", "feature-extraction", "token-classification", "question-answering"]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A cache folder of this test's own, so nothing built in another test or session is reused."""
+    monkeypatch.setattr(settings(), "cache_dir", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "onnx"
+
+
+def entries(root: Path) -> dict[str, list[str]]:
+    """What a cache folder holds: complete entries by variant name, and anything else."""
+    found: dict[str, list[str]] = {"complete": [], "other": []}
+    for child in sorted(root.iterdir()) if root.exists() else []:
+        meta = child / META
+        if meta.is_file() and (child / json.loads(meta.read_text())["file"]).is_file():
+            found["complete"].append(json.loads(meta.read_text())["name"])
+        else:
+            found["other"].append(child.name)
+    return found
+
+
+def one_line_error(shell, capsys, line):
+    res = shell.run_cell(line, store_history=False)
+    out = capsys.readouterr()
+    assert not res.success and isinstance(res.error_in_exec, UsageError), res.error_in_exec
+    lines = [ln for ln in (out.out + out.err).splitlines() if ln.strip() and "variant/s" not in ln]  # not the bar
+    assert "Traceback" not in "".join(lines) and len(lines) == 1, lines
+    return str(res.error_in_exec)
+
+
+def test_every_variant_kind_on_tiny_bert(tiny_bert, cache):
+    variants = export_onnx(str(tiny_bert), levels=["fp32", "O1", "O2", "O3", "O4"], quantize="auto",
+                           calibration=sentences(40, seed=1), samples=32)
+    assert variants.names == ["torch", "fp32", "O1", "O2", "O3", "O4", "int8", "O1-int8", "O2-int8",
+                              "O3-int8", "int8-static"]
+    assert all(v.ok for v in variants), [(v.name, v.error) for v in variants]
+    by = {v.name: v for v in variants}
+    assert by["torch"].path is None and by["torch"].folder == tiny_bert
+    for v in list(variants)[1:]:
+        assert v.sha256 == file_sha256(v.path) and v.size_bytes == v.path.stat().st_size
+        assert (v.folder / "config.json").exists() and (v.folder / "tokenizer.json").exists()
+        assert v.validation["texts"] == 8 and v.validation["outputs"] == ["logits"]
+        assert v.validation["argmax_agreement"] == 1.0 and v.build_seconds > 0
+    for name in ("fp32", "O1", "O2", "O3"):  # the same function: differences at float rounding
+        assert by[name].validation["max_abs_diff"] < 1e-5 and by[name].validation["cosine"] > 0.99999
+    assert by["fp32"].fused_nodes == 0 and by["O2"].fused_nodes > 0 and by["O2"].nodes < by["fp32"].nodes
+
+    import onnx
+
+    def op_types(v):
+        return {n.op_type for n in onnx.load(str(v.path)).graph.node}
+
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= op_types(by["int8"])
+    assert "QAttention" in op_types(by["O2-int8"])  # the fused attention itself was quantized
+    assert "QuantizeLinear" in op_types(by["int8-static"])
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in onnx.load(str(by["O4"].path)).graph.initializer)
+    for name in ("int8", "O2-int8", "int8-static"):  # quantized: close but no longer exact
+        assert 0 < by[name].validation["max_abs_diff"] and by[name].validation["cosine"] > 0.99
+        assert by[name].size_bytes < by["fp32"].size_bytes
+    isa = onnxbuild.int8_isa()
+    assert by["int8"].quantization == f"dynamic {isa} per-channel"
+    assert by["int8-static"].quantization == f"static {isa} per-channel"
+    assert by["fp32"].cli_command == f"optimum-cli export onnx --model {tiny_bert} --task text-classification onnx/fp32"
+    assert by["O3"].cli_command == "optimum-cli onnxruntime optimize --onnx_model onnx/fp32 -O3 -o onnx/O3"
+    assert by["int8"].cli_command == (f"optimum-cli onnxruntime quantize --onnx_model onnx/fp32 --{isa} "
+                                      "--per_channel -o onnx/int8")
+    assert "quantize_dynamic" in by["O2-int8"].cli_command and "DefaultTensorType" in by["O2-int8"].cli_command
+    notes = " ".join(variants.notes)
+    assert "O4 is fp16 meant for GPUs" in notes and "O4 (fp16) gets no int8 twin" in notes
+    assert "calibrated on 32 texts" in notes
+    text, frame = str(variants), variants.to_pandas()
+    assert "rebuild with optimum-cli" in text and "O2-int8" in variants._repr_html_()
+    assert list(frame["variant"]) == variants.names and frame.loc[3, "fused_nodes"] == by["O2"].fused_nodes
+
+    from optimum.onnxruntime import ORTModelForSequenceClassification  # the contract benchmark relies on
+
+    ort = ORTModelForSequenceClassification.from_pretrained(by["O2-int8"].folder, file_name=by["O2-int8"].path.name)
+    assert ort.config.num_labels == 3
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_architectures_export_and_validate(tiny_factory, tmp_path, arch, task):
+    folder = tiny_factory(arch, task)
+    variants = export_onnx(load_model(folder, task=task), levels=["fp32"], quantize="none", output=tmp_path)
+    fp32 = variants["fp32"]
+    assert fp32.ok, fp32.error
+    assert fp32.path == tmp_path / "fp32" / "model.onnx"
+    assert fp32.validation["cosine"] > 0.9999 and fp32.validation["max_abs_diff"] < 1e-3
+    if task == "feature-extraction":
+        assert fp32.validation["argmax_agreement"] is None
+    else:
+        assert fp32.validation["argmax_agreement"] == 1.0
+
+
+def test_gpt2_feature_extraction(tiny_factory, tmp_path):
+    variants = export_onnx(str(tiny_factory("gpt2", "feature-extraction")), levels=["fp32"], quantize="none",
+                           output=tmp_path)
+    assert variants["fp32"].ok and variants["fp32"].validation["outputs"] == ["last_hidden_state"]
+    assert variants["fp32"].validation["cosine"] > 0.9999
+
+
+def test_magic_binds_records_and_hits_the_cache(shell, tiny_bert, cache, monkeypatch):
+    shell.user_ns["tiny"] = load_model(tiny_bert)
+    first = shell.run_line_magic("export_onnx", "tiny --levels fp32,O2 --quantize none --name tv -o -q")
+    assert shell.user_ns["tv"] is first and first.names == ["torch", "fp32", "O2"]
+    assert sorted(entries(cache)["complete"]) == ["O2", "fp32"] and entries(cache)["other"] == []
+    from hfmagic.store import default_store
+
+    run = default_store().get(first.run_id)
+    assert run["kind"] == "export" and run["status"] == "ok"
+    assert [r["variant"] for r in run["rows"]] == ["fp32", "O2"] and not run["rows"][0]["cached"]
+    assert run["provenance"]["files"] == {"fp32": first["fp32"].sha256, "O2": first["O2"].sha256}
+    assert run["params"]["levels"] == ["fp32", "O2"] and run["params"]["quantize"] == "none"
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("a cached variant was rebuilt")
+
+    with monkeypatch.context() as m:
+        m.setattr(onnxbuild, "export_fp32", no_rebuild)
+        m.setattr(onnxbuild, "optimize", no_rebuild)
+        again = shell.run_line_magic("export_onnx", "tiny --levels fp32,O2 --quantize none -o -q")
+    assert [v.path for v in again] == [v.path for v in first]
+    assert again["O2"].build_seconds == first["O2"].build_seconds and "came from the cache" in " ".join(again.notes)
+    assert default_store().get(again.run_id)["rows"][1]["cached"] is True
+
+    mtime = first["O2"].path.stat().st_mtime_ns
+    forced = shell.run_line_magic("export_onnx", "tiny --levels fp32,O2 --quantize none --force -o -q")
+    assert forced["O2"].path == first["O2"].path and forced["O2"].path.stat().st_mtime_ns != mtime
+    assert entries(cache)["other"] == []
+
+
+def test_interrupted_build_leaves_nothing_half_written(tiny_bert, cache, monkeypatch):
+    def interrupted(source, out, level, device):
+        (out / "model_optimized.onnx").write_bytes(b"half a graph")
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(onnxbuild, "optimize", interrupted)
+        export_onnx(str(tiny_bert), levels=["fp32", "O2"], quantize="none")
+    assert entries(cache) == {"complete": ["fp32"], "other": []}
+    from hfmagic.store import default_store
+
+    assert default_store().runs(kind="export", limit=1)[0]["status"] == "interrupted"
+    variants = export_onnx(str(tiny_bert), levels=["fp32", "O2"], quantize="none")
+    assert variants["O2"].ok and sorted(entries(cache)["complete"]) == ["O2", "fp32"]
+
+
+def test_killed_process_leaves_no_entry_and_is_swept(tiny_bert, cache):
+    marker = cache.parent / "started"
+    code = f"""
+import time
+from pathlib import Path
+from hfmagic import onnxbuild
+from hfmagic.export import export_onnx
+
+def slow_export(model, out, opset, device):
+    (out / "model.onnx").write_bytes(b"half a graph")
+    Path({str(marker)!r}).touch()
+    time.sleep(120)
+
+onnxbuild.export_fp32 = slow_export
+export_onnx({str(tiny_bert)!r}, levels=["fp32"], quantize="none")
+"""
+    env = dict(os.environ, HFMAGIC_CACHE_DIR=str(cache.parent))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert marker.exists(), "the build never started"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    left = entries(cache)
+    assert left["complete"] == [] and len(left["other"]) == 1 and left["other"][0].startswith(".tmp-")
+    variants = export_onnx(str(tiny_bert), levels=["fp32"], quantize="none")
+    assert variants["fp32"].ok and entries(cache) == {"complete": ["fp32"], "other": []}
+
+
+def test_cli_export(tiny_bert, tmp_path):
+    env = dict(os.environ, HFMAGIC_CACHE_DIR=str(tmp_path / "cache"))
+    ok = subprocess.run([sys.executable, "-m", "hfmagic", "export", str(tiny_bert), "--levels", "fp32",
+                         "--quantize", "none", "--output", str(tmp_path / "out")], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "ONNX variants of" in ok.stdout and "optimum-cli export onnx" in ok.stdout
+    assert (tmp_path / "out" / "fp32" / "model.onnx").is_file()
+    bad = subprocess.run([sys.executable, "-m", "hfmagic", "export", str(tiny_bert), "--levels", "fp32,O7"],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+    assert bad.stderr.startswith("hfmagic: unknown level 'O7'; choose from fp32, O1, O2, O3, O4")
+
+
+def _funnel(folder: Path) -> Path:
+    """A tiny Funnel Transformer: a transformers architecture optimum cannot export to ONNX."""
+    from transformers import FunnelConfig, FunnelModel
+
+    config = FunnelConfig(vocab_size=100, d_model=32, n_head=2, d_head=16, d_inner=64, block_sizes=[1, 1])
+    FunnelModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("args, message", [
+    ("--levels fp32,O7", "unknown level 'O7'; choose from fp32, O1, O2, O3, O4"),
+    ("--opset 30", "the exporter cannot write opset 30; use 7..23"),
+    ("--opset 9 --quantize none --levels fp32", "the exporter refused opset 9 for bert"),
+    ("--output {tmp}/a-file/sub", "cannot write to {tmp}/a-file/sub"),
+    ("--quantize static", "static int8 needs calibration texts: pass --calibration DATA"),
+    ("--quantize static --calibration numbers", "calibration data: cannot tell which column of <DataFrame 3 rows> "
+                                                "holds the texts; pass --text-column with one of: a, b"),
+    ("--quantize static --calibration words --text-column body", "calibration data: no column 'body'"),
+    ("--quantize dynamic --calibration words", "--calibration is for static int8"),
+])
+def test_bad_input_is_one_line_and_the_cache_stays_consistent(shell, capsys, tiny_bert, cache, tmp_path,
+                                                              args, message):
+    import pandas as pd
+
+    (tmp_path / "a-file").write_text("not a folder")
+    shell.user_ns.update(tiny=load_model(tiny_bert), numbers=pd.DataFrame({"a": [1, 2, 3], "b": [4.0, 5.0, 6.0]}),
+                         words=pd.DataFrame({"text": ["one", "two"]}))
+    error = one_line_error(shell, capsys, f"%export_onnx tiny {args.format(tmp=tmp_path)} --name bad")
+    assert message.format(tmp=tmp_path) in error
+    assert "bad" not in shell.user_ns
+    assert entries(cache)["other"] == []
+
+
+def test_unsupported_architecture_and_task_name_what_is_supported(shell, capsys, tiny_factory, tmp_path, cache):
+    shell.user_ns["qa"] = load_model(tiny_factory("gpt2", "question-answering"))
+    error = one_line_error(shell, capsys, "%export_onnx qa")
+    assert "cannot export a gpt2 model for question-answering; for gpt2 it supports: feature-extraction, " \
+           "text-classification, token-classification" in error
+    shell.user_ns["funnel"] = load_model(_funnel(tmp_path / "funnel"))
+    error = one_line_error(shell, capsys, "%export_onnx funnel")
+    assert "does not support the funnel architecture (FunnelModel); for feature-extraction it supports: " in error
+    assert "bert, " in error and entries(cache) == {"complete": [], "other": []}
+
+
+def test_full_disk_mid_build_is_one_error_and_leaves_no_temp(tiny_bert, cache, monkeypatch):
+    def full(model, out, opset, device):
+        (out / "model.onnx").write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(onnxbuild, "export_fp32", full)
+    with pytest.raises(BuildError, match=r"no space left in .* while building fp32; free some space"):
+        export_onnx(str(tiny_bert), levels=["fp32"], quantize="none")
+    assert entries(cache) == {"complete": [], "other": []}
+
+
+def test_a_failed_step_stays_with_its_reason(tiny_bert, cache, monkeypatch):
+    def broken(source, out, level, device):
+        raise RuntimeError("fusion pass crashed\nwith a long trace")
+
+    monkeypatch.setattr(onnxbuild, "optimize", broken)
+    variants = export_onnx(str(tiny_bert), levels=["fp32", "O2"], quantize="auto")
+    assert variants.names == ["torch", "fp32", "O2", "int8", "O2-int8"]
+    assert variants["O2"].error == "build failed: RuntimeError: fusion pass crashed"
+    assert variants["O2-int8"].error.startswith("not built: O2, which it starts from, failed")
+    assert variants["fp32"].ok and variants["int8"].ok
+    assert "build failed: RuntimeError" in str(variants)
+    assert sorted(entries(cache)["complete"]) == ["fp32", "int8"] and entries(cache)["other"] == []
+
+
+def test_a_diverging_variant_is_kept_with_its_figures(tiny_bert, cache, monkeypatch):
+    from hfmagic import validation
+
+    monkeypatch.setitem(validation.COSINE_FLOOR, "int8", 0.999999999)  # tiny BERT's int8 is ~0.9994
+    variants = export_onnx(str(tiny_bert), levels=["fp32"], quantize="dynamic")
+    int8 = variants["int8"]
+    assert int8.path.is_file() and int8.validation["cosine"] < 0.999999999
+    assert int8.error.startswith("diverged from PyTorch: worst-text cosine 0.99")
+    assert variants["fp32"].ok
+
+
+def test_int8_config_follows_the_cpu():
+    assert onnxbuild.int8_isa(frozenset({"avx2", "avx512f", "avx512_vnni"})) == "avx512_vnni"
+    assert onnxbuild.int8_isa(frozenset({"avx2", "avx512f", "avx512bw"})) == "avx512"
+    assert onnxbuild.int8_isa(frozenset({"avx", "avx2"})) == "avx2"
+    assert onnxbuild.int8_isa(frozenset({"asimd", "arm64"})) == "arm64"
+    assert "no faster than fp32" in onnxbuild.isa_note("avx2", frozenset({"avx2"}))
+    assert onnxbuild.isa_note("avx512_vnni", frozenset({"avx512_vnni"})) is None
+
+
+@pytest.mark.slow
+def test_demo_minilm_variants(shell, demo_folder):
+    variants = shell.run_line_magic("export_onnx", "demo -o -q")
+    assert variants.names == ["torch", "fp32", "O2", "int8", "O2-int8"]
+    assert all(v.ok for v in variants), [(v.name, v.error) for v in variants]
+    assert variants["fp32"].validation["max_abs_diff"] < 1e-4 and variants["O2"].fused_nodes > 0
+    assert variants["int8"].validation["cosine"] > 0.95 and variants["int8"].validation["argmax_agreement"] >= 0.875
+    assert variants["int8"].size_bytes < variants["fp32"].size_bytes / 3
+    assert variants["fp32"].validation["inputs_from"] == "the model's own held-out texts"
