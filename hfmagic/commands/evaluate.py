@@ -1,5 +1,7 @@
 """``%evaluate MODEL_OR_VARIANTS --data SOURCE``: accuracy of every variant, with intervals and flips."""
 
+from types import ModuleType
+
 from IPython.core.magic_arguments import argument
 
 from hfmagic.commands import OUTPUT_ARGS, csv_list
@@ -11,14 +13,16 @@ percentage of the reference kept (99% gate), prediction flips and eval throughpu
 """
 ARGS = [
     argument("target", help="a model handle or variants name, a folder, or demo"),
-    argument("--data", required=True,
-             help="a DataFrame or Dataset name, a CSV/JSON/JSONL/Parquet file, a hub dataset id, or demo"),
+    argument("--data",
+             help="a DataFrame or Dataset name, a CSV/JSON/JSONL/Parquet file, a hub dataset id, or demo "
+                  "(default: the model's own held-out split, as the demo has)"),
     argument("--split", help="dataset split (hub datasets; default test)"),
     argument("--text-column", help="column with the texts (guessed when obvious)"),
     argument("--label-column", help="column with the labels (guessed when obvious)"),
-    argument("--metrics", default="accuracy,f1_macro",
+    argument("--metrics",
              help="comma-separated: accuracy, precision/recall/f1 _macro/_micro/_weighted, mcc, "
-                  "evaluate:NAME or a local metric path (default accuracy,f1_macro)"),
+                  "evaluate:NAME or a local metric script path; cosine for feature-extraction models "
+                  "(default: accuracy,f1_macro for classifiers, cosine for feature extraction)"),
     argument("--variants", help="comma-separated variant names (default: all)"),
     argument("--limit", type=int, help="evaluate the first N examples only"),
     argument("--batch-size", type=int, default=32, help="batch size (default 32)"),
@@ -30,12 +34,15 @@ ARGS = [
 def run(args, ctx):
     from hfmagic.evaluate import evaluate
 
-    data = ctx.lookup(args.data)
+    data = ctx.lookup(args.data) if args.data else None
+    if data is None or isinstance(data, ModuleType):  # `demo` may name the hfmagic.demo module
+        data = args.data
     result = evaluate(
-        ctx.target(args.target), data=args.data if data is None else data, split=args.split,
+        ctx.target(args.target), data=data, split=args.split,
         text_column=args.text_column, label_column=args.label_column,
         metrics=csv_list(args.metrics, what="metric"), variants=csv_list(args.variants, what="variant"),
         limit=args.limit, batch_size=args.batch_size, reference=args.reference,
+        callback=None if args.no_widget else ctx.live("evaluate"),
     )
     if args.name:
         ctx.bind(args.name, result)

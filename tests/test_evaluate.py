@@ -1,0 +1,343 @@
+"""%evaluate: metrics, intervals, flips, the reference gate, the run store, bad input; against evaluate's evaluator."""
+
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from IPython.core.error import UsageError
+
+from tests.tiny import LABELS, sentences
+
+METRIC_SCRIPT = '''\
+import datasets
+import evaluate
+
+
+class LocalAccuracy(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description="accuracy", citation="", inputs_description="",
+            features=datasets.Features({"predictions": datasets.Value("int32"),
+                                        "references": datasets.Value("int32")}))
+
+    def _compute(self, predictions, references):
+        return {"accuracy": sum(int(p == r) for p, r in zip(predictions, references)) / len(references)}
+'''
+
+
+def varied_classifier(src, dst, noise=0.0, seed=0):
+    """The tiny BERT with weights large enough that its predictions vary across texts (a freshly
+    initialised tiny model predicts one class for everything); ``noise`` then perturbs its head."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(src).eval()
+    tok = AutoTokenizer.from_pretrained(src)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.Linear):
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen) * 0.3)
+            elif isinstance(mod, torch.nn.Embedding):
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen))
+        pooled = model.bert(**tok(sentences(200, seed=9), padding=True, return_tensors="pt")).pooler_output
+        model.classifier.bias.copy_(-model.classifier.weight @ pooled.mean(0))  # balanced classes
+        if noise:
+            model.classifier.weight.add_(torch.randn(model.classifier.weight.shape,
+                                                     generator=torch.Generator().manual_seed(seed + 1)) * noise)
+    model.save_pretrained(dst, safe_serialization=True)
+    tok.save_pretrained(dst)
+    return dst
+
+
+def onnx_file(folder, out):
+    """An ONNX file of another model, to stand in for a lossy variant (export_onnx would refuse to
+    call a different model a variant of this one)."""
+    from optimum.exporters.onnx import main_export
+
+    main_export(str(folder), output=str(out), task="text-classification")
+    return out / "model.onnx"
+
+
+@pytest.fixture(scope="module")
+def clf(tmp_path_factory, tiny_bert):
+    """A varied tiny classifier; its variants: torch, an ONNX export, and a lossy stand-in
+    ("int8": the same model with its head perturbed, so the flips it must report are known)."""
+    from hfmagic.export import export_onnx
+    from hfmagic.models import load_model
+    from hfmagic.variants import Variant, Variants
+
+    root = tmp_path_factory.mktemp("evaluate")
+    base = varied_classifier(tiny_bert, root / "clf")
+    lossy = varied_classifier(tiny_bert, root / "lossy", noise=0.5)
+    handle = load_model(base)
+    exported = export_onnx(handle, levels=["fp32"], quantize="none")
+    variants = Variants(handle, list(exported) + [Variant("int8", handle, path=onnx_file(lossy, root / "lossy-onnx"))])
+    rng = random.Random(1)
+    texts = sentences(150, seed=4)
+    import pandas as pd
+
+    frame = pd.DataFrame({"text": texts, "label": [rng.choice(LABELS) for _ in texts]})
+    return {"handle": handle, "variants": variants, "frame": frame, "base": base, "lossy": lossy, "root": root}
+
+
+def torch_logits(folder, texts):
+    """Logits straight from transformers, one text at a time (no padding): the independent answer."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    with torch.inference_mode():
+        return np.stack([model(**tok(t, truncation=True, return_tensors="pt")).logits[0].numpy() for t in texts])
+
+
+def test_rows_flips_gate_and_run_store(clf):
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    from hfmagic.evaluate import evaluate
+    from hfmagic.store import default_store
+
+    events = []
+    frame = clf["frame"]
+    result = evaluate(clf["variants"], frame, metrics=["accuracy", "f1_macro", "mcc"], batch_size=16,
+                      callback=events.append)
+    rows = {r["variant"]: r for r in result.rows}
+    assert list(rows) == ["torch", "fp32", "int8"] and all(r["status"] == "ok" for r in rows.values())
+
+    label2id = {n: i for i, n in enumerate(LABELS)}
+    y = frame.label.map(label2id).to_numpy()
+    ref = torch_logits(clf["base"], frame.text)
+    lossy = torch_logits(clf["lossy"], frame.text)
+    assert len(set(ref.argmax(1))) == 3  # the fixture's model really discriminates
+    for name, logits in (("torch", ref), ("fp32", ref), ("int8", lossy)):
+        pred, row = logits.argmax(1), rows[name]
+        assert row["accuracy"] == accuracy_score(y, pred)
+        assert row["f1_macro"] == pytest.approx(f1_score(y, pred, average="macro"), abs=1e-12)
+        assert row["mcc"] == pytest.approx(matthews_corrcoef(y, pred), abs=1e-12)
+        for m in ("accuracy", "f1_macro", "mcc"):
+            assert row[f"{m}_low"] <= row[m] <= row[f"{m}_high"] and row[f"{m}_low"] < row[f"{m}_high"]
+        assert row["n"] == 150 and row["samples_per_s"] > 0
+    assert rows["fp32"]["max_logit_diff"] < 1e-4 and rows["fp32"]["agreement"] == 1.0
+    assert rows["fp32"]["gate"] == "pass" and rows["fp32"]["pct_of_reference"] == pytest.approx(100)
+
+    changed = np.flatnonzero(lossy.argmax(1) != ref.argmax(1))
+    assert 0 < len(changed) < 150
+    lossy_row = rows["int8"]
+    assert lossy_row["flips"] == len(changed) and lossy_row["flip_rate"] == pytest.approx(len(changed) / 150)
+    assert lossy_row["agreement"] == pytest.approx(1 - len(changed) / 150)
+    assert lossy_row["max_logit_diff"] == pytest.approx(np.abs(lossy - ref).max(), abs=1e-4)
+    pct = 100 * lossy_row["accuracy"] / rows["torch"]["accuracy"]
+    assert lossy_row["pct_of_reference"] == pytest.approx(pct)
+    assert lossy_row["gate"] == ("pass" if pct >= 99 else "fail")
+
+    flips = result.flips
+    assert sorted(flips.row) == changed.tolist() and set(flips.variant) == {"int8"}
+    first = flips.set_index("row").loc[changed[0]]
+    probs = np.exp(lossy[changed[0]]) / np.exp(lossy[changed[0]]).sum()
+    assert first.text == frame.text[changed[0]] and first.label == frame.label[changed[0]]
+    assert first.reference == LABELS[ref[changed[0]].argmax()] and first.prediction == LABELS[lossy[changed[0]].argmax()]
+    assert first.confidence == pytest.approx(probs.max(), abs=1e-5)
+
+    text, html = str(result), result._repr_html_()
+    for fragment in ("95% CI", "% of torch", "reference", "int8", f"{rows['int8']['accuracy']:.4f}"):
+        assert fragment in text and fragment in html
+    assert list(result.to_pandas().variant) == ["torch", "fp32", "int8"]
+
+    progress = [e for e in events if e["type"] == "progress"]
+    assert [e["done"] for e in progress] == list(range(1, progress[-1]["total"] + 1))
+    assert [e["row"]["variant"] for e in events if e["type"] == "row"] == ["torch", "fp32", "int8"]
+
+    run = default_store().get(result.run_id)
+    assert run["kind"] == "evaluate" and run["status"] == "ok" and len(run["rows"]) == 3
+    assert run["provenance"]["dataset"] == result.fingerprint and result.fingerprint["rows"] == 150
+    from hfmagic.models import file_sha256
+
+    assert run["provenance"]["files"] == {n: file_sha256(clf["variants"][n].path) for n in ("fp32", "int8")}
+    assert run["rows"][2]["accuracy"] == lossy_row["accuracy"]
+
+
+def test_accuracy_is_what_the_evaluate_evaluator_gives(clf, tmp_path):
+    import datasets
+    import evaluate as hf_evaluate
+    from transformers import pipeline
+
+    from hfmagic.evaluate import evaluate
+
+    script = tmp_path / "local_accuracy.py"
+    script.write_text(METRIC_SCRIPT)
+    handle, frame = clf["handle"], clf["frame"]
+    model = handle.torch_model()
+    pipe = pipeline("text-classification", model=model, tokenizer=handle.tokenizer(), truncation=True)
+    data = datasets.Dataset.from_dict({"text": list(frame.text), "label": list(frame.label.map(model.config.label2id))})
+    theirs = hf_evaluate.evaluator("text-classification").compute(
+        model_or_pipeline=pipe, data=data, metric=hf_evaluate.load(str(script)),
+        label_mapping=model.config.label2id)["accuracy"]
+
+    ours = evaluate(clf["variants"], data, metrics=["accuracy", str(script)], variants=["torch", "fp32"])
+    for row in ours.rows:
+        assert row["accuracy"] == theirs  # identical, not approximately
+        assert row["local_accuracy"] == theirs
+        assert row["local_accuracy_low"] <= theirs <= row["local_accuracy_high"]
+
+
+def test_magic_through_the_shell_and_the_command_line(shell, clf, tmp_path, capsys):
+    shell.user_ns.update(clf_variants=clf["variants"], reviews=clf["frame"].rename(columns={"text": "review"}))
+    res = shell.run_cell("%evaluate clf_variants --data reviews --variants fp32 --limit 40 --name ev",
+                         store_history=False)
+    assert res.success
+    out = capsys.readouterr().out
+    ev = shell.user_ns["ev"]
+    assert [r["variant"] for r in ev.rows] == ["torch", "fp32"]  # the reference always runs
+    assert "evaluation of clf" in out and "texts from column 'review' (guessed)" in out
+    assert ev.fingerprint["rows"] == 40 and "the first 40 of 150 examples (--limit)" in ev.notes
+
+    csv = tmp_path / "data.csv"
+    clf["frame"].iloc[:30].to_csv(csv, index=False)
+    # a model folder: its variants come from export_onnx (and its cache)
+    done = subprocess.run([sys.executable, "-m", "hfmagic", "evaluate", str(clf["base"]), "--data", str(csv),
+                           "--metrics", "accuracy,mcc"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    table = done.stdout.split("\n")
+    assert table[0].startswith("evaluation of clf on") and "mcc" in table[1]
+    assert [line.split()[0] for line in table[3:8]] == ["torch", "fp32", "O2", "int8", "O2-int8"]
+    bad = subprocess.run([sys.executable, "-m", "hfmagic", "evaluate", str(clf["base"]), "--data", str(csv),
+                          "--limit", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip() == "hfmagic: --limit must be a positive number of examples, got 0"
+
+
+def _store_runs():
+    from hfmagic.store import default_store
+
+    return len(default_store().runs(kind="evaluate"))
+
+
+@pytest.mark.parametrize("data, extra, message", [
+    ("empty", "", "is empty (0 rows)"),
+    ("frame", "--text-column body", "no column 'body' in <DataFrame 150 rows>; its columns are: text, label"),
+    ("numbers", "", "column 'text' of <DataFrame 3 rows> must hold text, but row 1 has int 7"),
+    ("unknown_labels", "", "labels the model does not know: 'finance'. The data's labels: finance, sport; "
+                           "the model's id2label: 0:business, 1:politics, 2:sport"),
+    ("frame", "--limit 0", "--limit must be a positive number of examples, got 0"),
+    ("frame", "--metrics cosine", "cosine compares embeddings"),
+    ("frame", "--metrics evaluate:accuracy", "evaluate:accuracy needs the Hugging Face hub"),
+    ("frame", "--metrics accuracy,bleurt2", "unknown metric 'bleurt2'"),
+    ("frame", "--variants O7", "no variant 'O7'; choose from: torch, fp32, int8"),
+    ("frame", "--reference O3", "no variant 'O3'"),
+])
+def test_bad_input_is_one_line_before_any_work(shell, clf, capsys, data, extra, message):
+    import pandas as pd
+
+    shell.user_ns.update(clf_variants=clf["variants"], frame=clf["frame"], empty=clf["frame"].iloc[:0],
+                         numbers=pd.DataFrame({"text": ["a", 7, "b"], "label": ["sport"] * 3}),
+                         unknown_labels=pd.DataFrame({"text": ["a", "b"], "label": ["sport", "finance"]}))
+    runs = _store_runs()
+    res = shell.run_cell(f"%evaluate clf_variants --data {data} {extra}", store_history=False)
+    assert not res.success and isinstance(res.error_in_exec, UsageError)
+    assert message in str(res.error_in_exec)
+    output = capsys.readouterr()
+    assert "Traceback" not in output.out + output.err
+    assert _store_runs() == runs  # refused before anything ran or was recorded
+
+
+def test_feature_extraction_model_is_compared_by_cosine(tiny_factory, tmp_path, clf):
+    from hfmagic.evaluate import evaluate
+    from hfmagic.models import load_model
+    from hfmagic.variants import Variant, Variants
+
+    from hfmagic.export import export_onnx
+
+    handle = load_model(tiny_factory("distilbert", "feature-extraction"))
+    result = evaluate(export_onnx(handle, levels=["fp32"], quantize="none"), clf["frame"].iloc[:40], limit=30)
+    ref, onnx = result.rows
+    assert ref["cosine"] == pytest.approx(1.0) and onnx["cosine"] > 0.9999
+    assert onnx["cosine_low"] <= onnx["cosine"] <= onnx["cosine_high"] <= 1.0 + 1e-9
+    assert onnx["gate"] == "pass" and "agreement" not in onnx and result.flips.empty
+    with pytest.raises(Exception, match="use --metrics cosine"):
+        evaluate(Variants(handle, [Variant("torch", handle)]), clf["frame"], metrics=["accuracy"])
+
+
+def test_ctrl_c_keeps_finished_variants_and_says_how_much(clf):
+    from hfmagic.evaluate import evaluate
+    from hfmagic.store import default_store
+
+    def interrupt(event):
+        if event["type"] == "progress" and event["label"].startswith("fp32"):
+            raise KeyboardInterrupt
+
+    result = evaluate(clf["variants"], clf["frame"], callback=interrupt)
+    assert [r["variant"] for r in result.rows] == ["torch"]
+    assert "interrupted after 1 of 3 variants; fp32, int8 not evaluated" in result.notes
+    run = default_store().get(result.run_id)
+    assert run["status"] == "interrupted" and len(run["rows"]) == 1
+
+
+def test_a_failed_variant_stays_with_its_reason(clf, tmp_path):
+    from hfmagic.evaluate import evaluate
+    from hfmagic.variants import Variant, Variants
+
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"not an onnx file")
+    handle = clf["handle"]
+    vset = Variants(handle, [Variant("torch", handle), Variant("O2", handle, path=broken),
+                             Variant("O3", handle, error="optimization failed: no such op")])
+    rows = evaluate(vset, clf["frame"], limit=20).rows
+    assert [r["variant"] for r in rows] == ["torch", "O2", "O3"]
+    assert rows[1]["status"].startswith("failed: ") and "accuracy" not in rows[1]
+    assert rows[2]["status"] == "optimization failed: no such op"
+
+
+def test_label_mapping(clf):
+    from hfmagic.data import LabelledData
+    from hfmagic.errors import DataError
+    from hfmagic.evaluate import label_ids
+
+    id2label = {0: "business", 1: "politics", 2: "sport"}
+
+    def data(labels, names=None):
+        return LabelledData(["t"] * len(labels), labels, "x", {}, label_names=names)
+
+    assert label_ids(data(["Sport", "business"]), id2label) == [2, 0]  # case is forgiven
+    assert label_ids(data([2, 0]), id2label) == [2, 0]
+    assert label_ids(data([0, 1], names=["sport", "business"]), id2label) == [2, 0]  # ClassLabel names
+    assert label_ids(data([1, 0], names=["neg", "pos"]), {0: "LABEL_0", 1: "LABEL_1"}) == [1, 0]
+    with pytest.raises(DataError, match=r"labels the model does not know: 3\. The data's labels: 0, 3"):
+        label_ids(data([0, 3]), id2label)
+    with pytest.raises(DataError, match="'neg', 'pos'.*0:business"):
+        label_ids(data([0, 1], names=["neg", "pos"]), id2label)
+
+
+def test_bootstrap_matches_scikit_learn_on_the_same_resamples():
+    from sklearn.metrics import f1_score, matthews_corrcoef, precision_score
+
+    from hfmagic import metrics as M
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 60)
+    p = np.where(rng.random(60) < 0.6, y, rng.integers(0, 3, 60))  # class 3 is never predicted
+    for name in M.LABEL_METRICS:
+        stacked = M.from_confusion(name, M.confusion_stack(y[None], p[None], 4))[0]
+        assert stacked == pytest.approx(M.sklearn_metric(name, y, p), abs=1e-12)
+    idx = next(M.resample_indices(60))[:25]
+    for name, sk in (("f1_weighted", lambda a, b: f1_score(a, b, average="weighted", zero_division=0)),
+                     ("precision_macro", lambda a, b: precision_score(a, b, average="macro", zero_division=0)),
+                     ("mcc", matthews_corrcoef)):
+        ours = M.from_confusion(name, M.confusion_stack(y[idx], p[idx], 4))
+        assert ours == pytest.approx([sk(y[i], p[i]) for i in idx], abs=1e-12)
+    metric = M.Metric("f1_macro", "label")
+    low, high = M.bootstrap(metric, y, p, 4)
+    assert (low, high) == M.bootstrap(metric, y, p, 4)  # fixed seed: the same interval every time
+    assert low < M.sklearn_metric("f1_macro", y, p) < high
+
+
+@pytest.mark.slow
+def test_demo_model_keeps_its_accuracy_across_variants(shell, demo_folder):
+    result = shell.run_line_magic("evaluate", "demo --limit 120 --batch-size 16 -o -q")
+    rows = {r["variant"]: r for r in result.rows}
+    assert rows["torch"]["accuracy"] > 0.9 and rows["torch"]["n"] == 120
+    assert "fp32" in rows and rows["fp32"]["agreement"] == 1.0 and rows["fp32"]["gate"] == "pass"
+    for row in rows.values():
+        assert row["status"] == "ok"
+    assert result.fingerprint["rows"] == 120 and result.data_source.startswith("demo")
