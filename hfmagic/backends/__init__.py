@@ -1,0 +1,75 @@
+"""The runtimes a variant can be measured on: one small class per backend, registered by name.
+
+A backend has a ``NAME``, says which variants it ``RUNS`` (``"torch"`` for the PyTorch model,
+``"onnx"`` for ONNX files), tells whether it can run here (``is_available() -> (bool, reason)``),
+imports its libraries (``imports()``), then ``load(variant, threads)`` once and ``run(inputs)`` many times. ``prepare(inputs)`` turns
+numpy arrays into what ``run`` takes, outside the timed loop. Every backend applies the same
+``threads`` (intra-op) and reports what it ended up using in ``threads_used()``.
+
+A backend whose ``HARDWARE`` is set (a GPU provider) is shown as unavailable, with its reason, when
+this machine lacks it; any other unavailable backend (a missing extra) is an error before the
+sweep starts. Modules here import nothing heavy until a backend is used.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from hfmagic.errors import UnsupportedError
+
+
+class Backend:
+    """What every backend provides (see the module docstring)."""
+
+    NAME: ClassVar[str]
+    RUNS: ClassVar[str]                   # "torch" or "onnx"
+    HARDWARE: ClassVar[str | None] = None  # "cuda" for GPU providers: unavailable -> rows, not errors
+
+    def __init__(self) -> None:
+        self.input_names: list[str] = []
+
+    @classmethod
+    def is_available(cls) -> tuple[bool, str]:
+        return True, ""
+
+    @classmethod
+    def imports(cls) -> None:
+        """Import the libraries ``load`` needs (timed apart: start-up, not model loading)."""
+
+    def load(self, variant, threads: int) -> None:
+        raise NotImplementedError
+
+    def prepare(self, inputs: dict[str, Any]) -> Any:
+        return inputs
+
+    def run(self, inputs: Any) -> Any:
+        raise NotImplementedError
+
+    def threads_used(self) -> dict[str, int]:
+        return {}
+
+    def close(self) -> None:
+        """Undo process-wide settings (matters when measuring inline, in the kernel)."""
+
+
+from hfmagic.backends.onnxruntime import OnnxRuntime, OnnxRuntimeCuda, OnnxRuntimeTensorRT  # noqa: E402
+from hfmagic.backends.openvino import OpenVINO  # noqa: E402
+from hfmagic.backends.torch import Torch, TorchCompile  # noqa: E402
+
+BACKENDS: dict[str, type[Backend]] = {cls.NAME: cls for cls in (
+    Torch, TorchCompile, OnnxRuntime, OnnxRuntimeCuda, OnnxRuntimeTensorRT, OpenVINO)}
+
+
+def get_backend(name: str) -> type[Backend]:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise UnsupportedError(f"unknown backend {name!r}; use one of: {', '.join(BACKENDS)}") from None
+
+
+def default_backends(kind: str) -> list[str]:
+    """What a variant of ``kind`` is measured on unless --backends says otherwise: the CPU
+    backend, and ONNX Runtime's GPU providers where this machine has them."""
+    if kind == "torch":
+        return [Torch.NAME]
+    return [OnnxRuntime.NAME] + [b.NAME for b in (OnnxRuntimeCuda, OnnxRuntimeTensorRT) if b.is_available()[0]]

@@ -26,21 +26,28 @@ ARGS = [
     argument("--baseline", help="variant/backend to compute speed-ups against (default torch)"),
     argument("--inputs", metavar="DATA", help="real texts: also time end to end, tokenizer included"),
     argument("--inline", action="store_true", help="measure in this process, not a worker"),
+    argument("--timeout", type=float,
+             help="seconds one shape may take before its worker is called hung (default 180 + 10 x min-time)"),
     argument("--no-widget", action="store_true", help="show the table, not the dashboard"),
 ] + OUTPUT_ARGS
 
 
 def run(args, ctx):
     from hfmagic.benchmark import benchmark
+    from hfmagic.models import ModelHandle
+    from hfmagic.variants import Variants
 
+    data = ctx.lookup(args.inputs) if args.inputs else None
+    if isinstance(data, (ModelHandle, Variants)):  # a model bound under the same name (demo): not data
+        data = None
     result = benchmark(
         ctx.target(args.target), variants=csv_list(args.variants, what="variant"),
         backends=None if args.backends == "auto" else csv_list(args.backends, what="backend"),
         batch_sizes=positive_ints(args.batch_sizes, "batch size"),
         seq_lens=positive_ints(args.seq_lens, "sequence length"), threads=args.threads,
         warmup=args.warmup, min_runs=args.min_runs, min_time=args.min_time, budget=args.budget,
-        baseline=args.baseline, inputs=ctx.lookup(args.inputs) if args.inputs else None,
-        inputs_source=args.inputs, inline=args.inline,
+        baseline=args.baseline, inputs=data, inputs_source=args.inputs, inline=args.inline,
+        timeout=args.timeout, callback=ctx.live("benchmark"), progress=not args.quiet,
     )
     if args.name:
         ctx.bind(args.name, result)

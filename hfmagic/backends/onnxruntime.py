@@ -1,0 +1,68 @@
+"""ONNX Runtime: the CPU provider, and the CUDA and TensorRT providers where they exist."""
+
+from __future__ import annotations
+
+from hfmagic.backends import Backend
+from hfmagic.errors import BackendUnavailable
+
+
+class OnnxRuntime(Backend):
+    """An ``onnxruntime.InferenceSession`` on one execution provider, sequential execution,
+    ``intra_op_num_threads`` = the thread setting, ``inter_op_num_threads`` = 1."""
+
+    NAME = "onnxruntime"
+    RUNS = "onnx"
+    PROVIDERS = ["CPUExecutionProvider"]  # the first is the one measured; later ones take what it cannot
+    HINT = ""
+
+    @classmethod
+    def is_available(cls) -> tuple[bool, str]:
+        import onnxruntime as ort
+
+        have = ort.get_available_providers()
+        if cls.PROVIDERS[0] in have:
+            return True, ""
+        return False, (f"onnxruntime {ort.__version__} here has no {cls.PROVIDERS[0]} "
+                       f"(it has {', '.join(have)}){cls.HINT}")
+
+    @classmethod
+    def imports(cls) -> None:
+        import onnxruntime  # noqa: F401
+
+    def load(self, variant, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(str(variant.path), options, providers=self.PROVIDERS)
+        used = self.session.get_providers()
+        if used[0] != self.PROVIDERS[0]:  # onnxruntime falls back to the CPU without failing
+            raise BackendUnavailable(f"{self.PROVIDERS[0]} did not start (onnxruntime fell back to "
+                                     f"{used[0]}); check the GPU, its driver and CUDA/cuDNN libraries")
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def run(self, inputs):
+        return self.session.run(None, inputs)
+
+    def threads_used(self) -> dict[str, int]:
+        return {"onnxruntime intra_op_num_threads": self.session.get_session_options().intra_op_num_threads}
+
+
+class OnnxRuntimeCuda(OnnxRuntime):
+    """ONNX Runtime's CUDA provider (numpy inputs: host-device copies are inside the timing)."""
+
+    NAME = "onnxruntime-cuda"
+    HARDWARE = "cuda"
+    PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    HINT = "; it needs the onnxruntime-gpu package and an NVIDIA GPU with CUDA"
+
+
+class OnnxRuntimeTensorRT(OnnxRuntime):
+    """ONNX Runtime's TensorRT provider (the first run of a shape builds the engine: first_ms)."""
+
+    NAME = "onnxruntime-tensorrt"
+    HARDWARE = "cuda"
+    PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    HINT = "; it needs onnxruntime-gpu built with TensorRT, the TensorRT libraries and an NVIDIA GPU"

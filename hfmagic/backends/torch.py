@@ -1,0 +1,65 @@
+"""PyTorch eager, and the same model through ``torch.compile``."""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+
+from hfmagic.backends import Backend
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class Torch(Backend):
+    """The transformers model in eval mode under ``torch.inference_mode``, on the CPU, with
+    ``torch.set_num_threads(threads)`` (restored on close)."""
+
+    NAME = "torch"
+    RUNS = "torch"
+
+    @classmethod
+    def imports(cls) -> None:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+
+    def load(self, variant, threads: int) -> None:
+        import torch
+
+        self._torch = torch
+        self._previous_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        self.model = variant.model.torch_model()
+        accepted = inspect.signature(self.model.forward).parameters
+        self.input_names = [name for name in MODEL_INPUTS if name in accepted]
+
+    def prepare(self, inputs):
+        return {k: self._torch.from_numpy(v) for k, v in inputs.items()}
+
+    def run(self, inputs):
+        with self._torch.inference_mode():
+            return self.model(**inputs)
+
+    def threads_used(self) -> dict[str, int]:
+        return {"torch intra-op threads": self._torch.get_num_threads()}
+
+    def close(self) -> None:
+        if hasattr(self, "_previous_threads"):
+            self._torch.set_num_threads(self._previous_threads)
+
+
+class TorchCompile(Torch):
+    """``torch.compile(model)`` (TorchInductor). Compiling happens on the first run of each new
+    shape, so it is counted in ``first_ms``, never in the timed samples."""
+
+    NAME = "torch-compile"
+
+    @classmethod
+    def is_available(cls) -> tuple[bool, str]:
+        if not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
+            return False, ("torch-compile needs a C++ compiler for TorchInductor on the CPU; "
+                           "install g++ (e.g. apt-get install g++)")
+        return True, ""
+
+    def load(self, variant, threads: int) -> None:
+        super().load(variant, threads)
+        self.model = self._torch.compile(self.model)

@@ -1,0 +1,521 @@
+"""``benchmark()``: latency, throughput and memory of every variant x backend x batch size x sequence length.
+
+The request is checked in full before anything heavy starts (names, shapes, backends, extras,
+the baseline, the input data). Then, for a model, its ONNX variants are exported (through the
+export cache). The sweep runs one job per variant x backend: by default in a worker process
+(:mod:`hfmagic.worker`) that loads the variant once and streams each shape's raw samples back;
+the figures are computed here from those samples (:mod:`hfmagic.stats`). A crash, an
+out-of-memory kill or a hang is reported in its configuration's row and a fresh worker takes the
+remaining shapes. Ctrl-C stops the sweep and returns every finished row. Each row is recorded in
+the run store as it finishes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from hfmagic import stats
+from hfmagic.errors import BackendUnavailable, UsageProblem
+from hfmagic.results import Column, Table
+
+KNOWN_VARIANTS = ("torch", "fp32", "O1", "O2", "O3", "O4", "int8", "O2-int8", "int8-static")
+LEVELS = ("fp32", "O1", "O2", "O3", "O4")
+# models whose position ids start after the padding index (max_position_embeddings - pad - 1 usable)
+_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "data2vec-text"}
+LOAD_TIMEOUT_S = 600.0
+MAX_TEXTS = 256  # real texts sent to a worker (--inputs)
+
+ROW_KEYS = ("variant", "backend", "batch_size", "seq_len", "status", "mean_ms", "std_ms", "p50_ms",
+            "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms", "cv", "runs", "samples_per_s",
+            "tokens_per_s", "peak_mem_mb", "startup_s", "load_s", "first_ms", "size_mb", "speedup", "speedup_low",
+            "speedup_high", "e2e_p50_ms", "threads", "isolation", "pid", "samples_ms", "e2e_samples_ms")
+
+
+def _speedup_text(row: dict) -> str | None:
+    if row.get("speedup") is None:
+        return None
+    if row.get("speedup_low") is None:
+        return f"{row['speedup']:.2f}x"
+    return f"{row['speedup']:.2f}x [{row['speedup_low']:.2f}, {row['speedup_high']:.2f}]"
+
+
+COLUMNS = [
+    Column("variant"), Column("backend"), Column("batch_size", "batch", "d", "right"),
+    Column("seq_len", "seq", "d", "right"), Column("p50_ms", "p50 ms", ".2f", "right"),
+    Column("p90_ms", "p90 ms", ".2f", "right"), Column("p95_ms", "p95 ms", ".2f", "right"),
+    Column("p99_ms", "p99 ms", ".2f", "right"), Column("mean_ms", "mean ms", ".2f", "right"),
+    Column("std_ms", "std ms", ".2f", "right"), Column("samples_per_s", "samples/s", ".1f", "right"),
+    Column("tokens_per_s", "tokens/s", ".0f", "right"), Column("peak_mem_mb", "peak MB", ".0f", "right"),
+    Column("startup_s", "start s", ".2f", "right"), Column("load_s", "load s", ".2f", "right"), Column("first_ms", "first ms", ".1f", "right"),
+    Column("size_mb", "size MB", ".1f", "right"), Column("runs", "runs", "d", "right"),
+    Column("speedup_text", "speed-up [95% CI]", None, "right"),
+    Column("e2e_p50_ms", "e2e p50 ms", ".2f", "right"), Column("status"),
+]
+
+
+@dataclass
+class BenchmarkResult:
+    """The rows of a sweep (one per configuration, raw samples kept) and what to know about them."""
+
+    rows: list[dict]
+    notes: list[str]
+    title: str
+    params: dict = field(default_factory=dict)
+    run_id: str | None = None
+
+    def table(self) -> Table:
+        columns = [c for c in COLUMNS if c.key != "e2e_p50_ms" or any(r["e2e_p50_ms"] for r in self.rows)]
+        shown = [{**r, "speedup_text": _speedup_text(r)} for r in self.rows]
+        return Table(shown, columns, title=self.title, notes=list(self.notes))
+
+    def to_pandas(self):
+        return Table(self.rows, [Column(k) for k in ROW_KEYS]).to_pandas()
+
+    def to_json(self, **kwargs) -> str:
+        import json
+
+        return json.dumps({"title": self.title, "run_id": self.run_id, "params": self.params,
+                           "notes": self.notes, "rows": self.rows}, default=str, **kwargs)
+
+    def __str__(self) -> str:
+        return str(self.table())
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return self.table()._repr_html_()
+
+
+@dataclass
+class Job:
+    """One variant on one backend, and the shapes to measure (smallest first)."""
+
+    variant: Any
+    backend: str
+    shapes: list[tuple[int, int]]
+    blocked: str | None = None  # why it cannot run at all (unavailable backend, failed build)
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant.name}/{self.backend}"
+
+
+def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=None, threads=None,
+              warmup=10, min_runs=10, min_time=1.0, budget=None, baseline=None, inputs=None,
+              inputs_source=None, inline=False, callback=None, timeout=None,
+              progress=True) -> BenchmarkResult:
+    """Benchmark ``target`` (a model handle or source: torch and the ONNX variants exported for it;
+    or a ``Variants``) over variants x backends x batch sizes x sequence lengths.
+
+    ``timeout``: seconds a shape may take before its worker is called hung and killed (default
+    180 + 10 x min_time). ``progress``: show a progress bar. See the module docstring.
+    """
+    from hfmagic.backends import get_backend
+    from hfmagic.config import settings
+    from hfmagic.models import load_model
+    from hfmagic.variants import Variants
+
+    started = time.time()  # --budget counts from here: an export on the way is part of the sweep
+    model = target.model if isinstance(target, Variants) else load_model(target)
+    batch_sizes = _positive(batch_sizes or settings().batch_sizes, "batch size")
+    seq_lens = _positive(seq_lens or settings().seq_lens, "sequence length")
+    _check_positions(model, seq_lens)
+    threads = _check_number(threads, "threads", 0) or settings().resolved_threads()
+    _check_number(warmup, "warmup", 0)
+    _check_number(min_runs, "min-runs", 1)
+    _check_number(min_time, "min-time", 0)
+    if budget is not None and budget <= 0:
+        raise UsageProblem(f"--budget must be a positive number of seconds, got {budget}")
+    if timeout is not None and timeout <= 0:
+        raise UsageProblem(f"--timeout must be a positive number of seconds, got {timeout}")
+    names = _check_variants(target, variants)
+    if isinstance(target, Variants):
+        kinds = {v.name: v.kind for v in target.select(names)}
+    else:
+        kinds = {n: "torch" if n == "torch" else "onnx" for n in names or ["torch", "fp32"]}
+    _check_backends(backends, kinds, bool(names))
+    if baseline and names and baseline.partition("/")[0] not in names:
+        raise UsageProblem(f"baseline {baseline!r} is not in this sweep; use one of: {', '.join(names)}")
+    data = _load_inputs(inputs, inputs_source)
+    # nothing heavy before this line; now build the variants (through the export cache) and plan
+    vset = target if isinstance(target, Variants) else _export(model, names, data)
+    chosen = vset.select(names) if names else vset
+    jobs, plan_notes = _plan(chosen, backends, sorted(((b, s) for b in batch_sizes for s in seq_lens),
+                                                      key=lambda bs: (bs[0] * bs[1], bs[0])))
+    jobs, base, base_note = _baseline(jobs, baseline)
+    params = {"target": str(model.path), "variants": [v.name for v in chosen], "backends": backends,
+              "batch_sizes": batch_sizes, "seq_lens": seq_lens, "threads": threads, "warmup": warmup,
+              "min_runs": min_runs, "min_time": min_time, "budget": budget, "baseline": baseline,
+              "inputs_source": inputs_source or (data.source if data else None), "inline": inline,
+              "timeout": timeout}
+    sweep = Sweep(model, jobs, base, params, data, callback, progress, timeout or 180 + 10 * min_time,
+                  None if budget is None else started + budget)
+    sweep.notes += plan_notes + ([base_note] if base_note else [])
+    from hfmagic.store import default_store
+
+    store = default_store()
+    if store is None:
+        return sweep.run(None)
+    with store.recording("benchmark", params, _provenance(model, chosen, data)) as run:
+        result = sweep.run(run)
+        result.run_id = run.id
+        run.finish("interrupted" if sweep.interrupted else "ok", {"notes": result.notes})
+    return result
+
+
+class Sweep:
+    """Runs the jobs in order, turns raw samples into rows, reports progress, records each row."""
+
+    def __init__(self, model, jobs: list[Job], baseline: tuple[str, str] | None, params: dict, data,
+                 callback: Callable[[dict], None] | None, progress: bool, timeout: float,
+                 deadline: float | None):
+        self.model, self.jobs, self.baseline, self.params = model, jobs, baseline, params
+        self.data, self.callback, self.progress, self.timeout = data, callback, progress, timeout
+        self.rows: dict[tuple, dict] = {}
+        self.notes: list[str] = []
+        self.noisy: list[str] = []
+        self.threads_seen: dict[str, set] = {}
+        self.interrupted = False
+        self.total = sum(len(j.shapes) for j in jobs)
+        self.deadline = deadline
+        self.run_record = None
+
+    # -- the sweep -----------------------------------------------------------------------------
+    def run(self, run_record) -> BenchmarkResult:
+        from tqdm.auto import tqdm
+
+        self.run_record = run_record
+        self._context_notes()
+        unavailable = {j.backend: j.blocked for j in self.jobs if (j.blocked or "").startswith("unavailable")}
+        for backend, why in unavailable.items():
+            if self.progress:  # said before measuring starts; the rows and notes say it again
+                tqdm.write(f"hfmagic: {backend} {why}", file=sys.stderr)
+        self.bar = tqdm(total=self.total, desc=f"benchmark {self.model.name}", unit="config",
+                        delay=1.5, disable=not self.progress, file=sys.stderr)
+        try:
+            for job in self.jobs:
+                self._run_job(job)
+        except KeyboardInterrupt:
+            self.interrupted = True
+        finally:
+            self.bar.close()
+        return self._result()
+
+    def _run_job(self, job: Job) -> None:
+        if job.blocked:
+            for shape in job.shapes:
+                self._add(job, shape, {"status": job.blocked})
+            return
+        remaining = list(job.shapes)
+        while remaining:
+            if self.deadline is not None and time.time() + self.params["min_time"] > self.deadline:
+                for shape in remaining:
+                    self._add(job, shape, {"status": "skipped: budget"})
+                return
+            self._event({"type": "progress", "done": len(self.rows), "total": self.total,
+                         "label": f"loading {job.label}"})
+            from hfmagic.worker import InlineRun, WorkerProcess
+
+            source = (InlineRun if self.params["inline"] else WorkerProcess)(self._job_spec(job, remaining))
+            try:
+                self._consume(job, remaining, source)
+            finally:
+                source.close()
+
+    def _consume(self, job: Job, remaining: list, source) -> None:
+        """Turn a job's messages into rows; on a crash or a hang, fail the shape in flight and
+        return (the caller starts a fresh worker for what remains)."""
+        loaded = False
+        while remaining:
+            try:
+                message = source.next(self.timeout if loaded else max(LOAD_TIMEOUT_S, self.timeout))
+            except TimeoutError:
+                source.close()
+                if not loaded:
+                    return self._fail_all(job, remaining, f"failed: loading took over {LOAD_TIMEOUT_S:.0f} s "
+                                                          "(worker killed)")
+                return self._add(job, remaining.pop(0), {"status": f"timeout: no result within {self.timeout:.0f} "
+                                                                   "s (worker killed; a fresh one measures the rest)"})
+            if message is None:
+                reason = source.exit_reason()
+                if not loaded:
+                    return self._fail_all(job, remaining, f"crashed while loading: worker {reason}")
+                return self._add(job, remaining.pop(0), {"status": f"crashed: worker {reason}"})
+            if message["type"] == "error":
+                return self._fail_all(job, remaining, f"failed to load: {message['error']}")
+            if message["type"] == "ready":
+                loaded, startup = True, message["startup_s"]
+                for key, value in message["threads_used"].items():
+                    self.threads_seen.setdefault(key, set()).add(value)
+            elif message["type"] == "row":
+                shape = remaining.pop(0)
+                assert (message["row"]["batch_size"], message["row"]["seq_len"]) == shape, "out of order"
+                self._add(job, shape, {**message["row"], "startup_s": startup})
+
+    def _fail_all(self, job: Job, remaining: list, status: str) -> None:
+        while remaining:
+            self._add(job, remaining.pop(0), {"status": status})
+
+    def _job_spec(self, job: Job, shapes: list) -> dict:
+        v, p = job.variant, self.params
+        return {
+            "variant": {"name": v.name, "path": str(v.path) if v.path else None,
+                        "model_path": str(self.model.path), "task": self.model.task,
+                        "model_name": self.model.name, "trust_remote_code": self.model.trust_remote_code},
+            "backend": job.backend, "threads": p["threads"], "warmup": p["warmup"],
+            "min_runs": p["min_runs"], "min_time": p["min_time"], "shapes": [list(s) for s in shapes],
+            "deadline": self.deadline, "vocab_size": self.model.config.get("vocab_size", 2),
+            "texts": self.data.texts[:MAX_TEXTS] if self.data else None,
+        }
+
+    # -- rows ----------------------------------------------------------------------------------
+    def _add(self, job: Job, shape: tuple[int, int], raw: dict) -> None:
+        row = self._row(job, shape, raw)
+        self.rows[(job.variant.name, job.backend, *shape)] = row
+        if self.run_record is not None:
+            self.run_record.add_row(row)
+        self.bar.update(1)
+        self.bar.set_postfix_str(f"{job.label} {shape[0]}x{shape[1]}")
+        self._event({"type": "row", "row": row})
+        self._event({"type": "progress", "done": len(self.rows), "total": self.total,
+                     "label": f"{job.label} {shape[0]}x{shape[1]}: {row['status']}"})
+
+    def _row(self, job: Job, shape: tuple[int, int], raw: dict) -> dict:
+        batch, seq = shape
+        row = dict.fromkeys(ROW_KEYS)
+        row.update(variant=job.variant.name, backend=job.backend, batch_size=batch, seq_len=seq,
+                   size_mb=_size_mb(job.variant), threads=self.params["threads"], samples_ms=[],
+                   isolation="inline" if self.params["inline"] else "worker", status=raw["status"])
+        for key in ("startup_s", "load_s", "pid", "first_ms", "peak_mem_mb"):
+            row[key] = raw.get(key)
+        if raw["status"] != "ok":
+            return row
+        row.update(stats.summarize(raw["samples_ms"], batch, seq), samples_ms=raw["samples_ms"])
+        if raw.get("e2e_samples_ms"):
+            import numpy as np
+
+            row["e2e_samples_ms"] = raw["e2e_samples_ms"]
+            row["e2e_p50_ms"] = float(np.median(raw["e2e_samples_ms"]))
+        if not raw.get("peak_mem_exact", True):
+            self._note_once("peak_mem_mb is the worker's lifetime peak (ru_maxrss): its per-shape "
+                            "reset is not possible on this system")
+        if flags := stats.noise(row):
+            self.noisy.append(f"{job.label} {batch}x{seq} ({', '.join(flags)})")
+        if self.baseline:
+            base = self.rows.get((*self.baseline, batch, seq))
+            if (job.variant.name, job.backend) == self.baseline:
+                row.update(speedup=1.0, speedup_low=1.0, speedup_high=1.0)
+            elif base and base["status"] == "ok":
+                ratio, low, high = stats.speedup(base["samples_ms"], row["samples_ms"])
+                row.update(speedup=ratio, speedup_low=low, speedup_high=high)
+        return row
+
+    def _event(self, event: dict) -> None:
+        if self.callback is not None:
+            self.callback(event)
+
+    # -- notes and the result ------------------------------------------------------------------
+    def _note_once(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def _context_notes(self) -> None:
+        from hfmagic.envcard import physical_cores
+
+        threads, cores = self.params["threads"], physical_cores()
+        where = ("this kernel process (--inline): it includes everything else the kernel holds"
+                 if self.params["inline"] else
+                 "its worker process (one per variant x backend): the runtime, that variant and that shape's work")
+        self.notes.append(f"threads: {threads} for every backend (torch.set_num_threads, onnxruntime "
+                          "intra_op_num_threads, OpenVINO INFERENCE_NUM_THREADS; inter-op 1)")
+        self.notes.append(f"peak_mem_mb: peak resident memory while the shape ran, of {where}")
+        if threads > cores:
+            self.notes.append(f"threads oversubscribed: {threads} threads on {cores} physical cores; "
+                              f"latencies suffer (use --threads {cores})")
+        if os.environ.get("OMP_NUM_THREADS") not in (None, str(threads)):
+            self.notes.append(f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} differs from the "
+                              f"{threads} threads applied; some libraries follow it")
+        if hasattr(os, "getloadavg") and os.getloadavg()[0] >= (os.cpu_count() or 1):
+            self.notes.append(f"the machine was busy when the sweep started (1-minute load average "
+                              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs): other processes "
+                              "compete for the cores, so latencies may be inflated")
+        if self.data is not None:
+            self.notes.append(f"inputs: {len(self.data.texts)} real texts from {self.data.source}, tokenized "
+                              "(padded/truncated) to each shape; e2e_p50_ms adds the tokenizer to each run")
+
+    def _result(self) -> BenchmarkResult:
+        rows = []
+        for job in self.jobs:
+            for shape in job.shapes:
+                key = (job.variant.name, job.backend, *shape)
+                if key not in self.rows:  # only after Ctrl-C
+                    self.rows[key] = self._row(job, shape, {"status": "skipped: interrupted"})
+                    if self.run_record is not None:
+                        self.run_record.add_row(self.rows[key])
+                rows.append(self.rows[key])
+        notes = list(self.notes)
+        disagree = {k: sorted(v) for k, v in self.threads_seen.items() if v != {self.params["threads"]}}
+        if disagree:
+            notes.append(f"threads disagree with the {self.params['threads']} asked for: {disagree}")
+        if self.noisy:
+            notes.append("noisy timings (CV > 10% or slowest > 4x fastest): " + "; ".join(self.noisy))
+        skipped = [f"{r['variant']}/{r['backend']} {r['batch_size']}x{r['seq_len']}"
+                   for r in rows if r["status"] == "skipped: budget"]
+        if skipped:
+            notes.append(f"budget {self.params['budget']:g} s: skipped {len(skipped)} of {len(rows)} "
+                         f"configurations: {', '.join(skipped)}")
+        if self.interrupted:
+            done = sum(r["status"] != "skipped: interrupted" for r in rows)
+            notes.append(f"interrupted: {done} of {len(rows)} configurations finished; the rest were not measured")
+        title = (f"benchmark of {self.model.name}"
+                 + (f" (speed-up vs {'/'.join(self.baseline)})" if self.baseline else ""))
+        return BenchmarkResult(rows, notes, title, self.params)
+
+
+# -- checking and planning ------------------------------------------------------------------------
+
+def _positive(values, what: str) -> list[int]:
+    values = list(values)
+    if not values or any(not isinstance(v, int) or v <= 0 for v in values):
+        raise UsageProblem(f"{what}s must be positive whole numbers, got {values}")
+    return values
+
+
+def _check_number(value, what: str, minimum: float):
+    if value is not None and value < minimum:
+        raise UsageProblem(f"--{what} must be at least {minimum:g}, got {value}")
+    return value
+
+
+def _check_positions(model, seq_lens: list[int]) -> None:
+    limit = model.max_positions
+    if limit is None:
+        return
+    if model.model_type in _OFFSET_POSITIONS:
+        limit -= (model.config.get("pad_token_id") or 0) + 1
+    too_long = [s for s in seq_lens if s > limit]
+    if too_long:
+        raise UsageProblem(f"sequence length {too_long[0]} is beyond {model.name}'s {limit} positions; "
+                           f"use --seq-lens up to {limit}")
+
+
+def _check_variants(target, variants) -> list[str] | None:
+    from hfmagic.variants import Variants
+
+    if not variants:
+        return None
+    known = target.names if isinstance(target, Variants) else KNOWN_VARIANTS
+    unknown = [v for v in variants if v not in known]
+    if unknown:
+        raise UsageProblem(f"unknown variant {unknown[0]!r}; use one of: {', '.join(known)}")
+    return list(dict.fromkeys(variants))
+
+
+def _load_inputs(inputs, inputs_source):
+    if inputs is None and inputs_source is None:
+        return None
+    from hfmagic.data import load_data
+
+    return load_data(inputs if inputs is not None else inputs_source, require_labels=False)
+
+
+def _export(model, names: list[str] | None, data):
+    """The variants to measure for a model: torch, plus the ONNX ones (through the export cache)."""
+    from hfmagic.variants import Variant, Variants
+
+    if names == ["torch"]:
+        return Variants(model, [Variant("torch", model, size_bytes=model.weights_file.stat().st_size)])
+    from hfmagic.export import export_onnx
+
+    if names is None:
+        return export_onnx(model)
+    levels = [n for n in names if n in LEVELS]
+    if "O2-int8" in names and "O2" not in levels:
+        levels.append("O2")
+    dynamic = {"int8", "O2-int8"} & set(names)
+    quantize = "auto" if dynamic else "static" if "int8-static" in names else "none"
+    calibration = data if "int8-static" in names else None  # the --inputs texts, when given
+    return export_onnx(model, levels=levels or ["fp32"], quantize=quantize, calibration=calibration)
+
+
+def _check_backends(backends, kinds: dict[str, str], variants_given: bool) -> None:
+    """Every backend known, installed, and with a variant to run; every chosen variant with a backend."""
+    from hfmagic.backends import get_backend
+
+    if not backends:
+        return
+    classes = [get_backend(b) for b in backends]
+    for cls in classes:
+        ok, reason = cls.is_available()
+        if not ok and not cls.HARDWARE:
+            raise BackendUnavailable(reason)
+        if cls.RUNS not in kinds.values():
+            what, add = ("the torch variant", "torch") if cls.RUNS == "torch" else ("ONNX variants", "fp32")
+            raise UsageProblem(f"backend {cls.NAME} runs {what}, and none was chosen; add {add} to --variants")
+    if variants_given:
+        for name, kind in kinds.items():
+            if not any(cls.RUNS == kind for cls in classes):
+                raise UsageProblem(f"no backend in --backends runs variant {name!r} ({kind}); add "
+                                   f"{'torch' if kind == 'torch' else 'onnxruntime'} to --backends")
+    unavailable = [cls.is_available()[1] for cls in classes if cls.HARDWARE and not cls.is_available()[0]]
+    if len(unavailable) == len(classes):
+        raise BackendUnavailable(unavailable[0])
+
+
+def _plan(chosen, backends, shapes) -> tuple[list[Job], list[str]]:
+    """One job per variant x backend that runs it; unavailable backends and failed builds stay as rows."""
+    from hfmagic.backends import default_backends, get_backend
+
+    jobs, notes = [], []
+    for variant in chosen:
+        mine = [b for b in backends or default_backends(variant.kind) if get_backend(b).RUNS == variant.kind]
+        if not mine:
+            notes.append(f"{variant.name} not measured: no backend in --backends runs {variant.kind} variants")
+        for backend in mine:
+            ok, reason = get_backend(backend).is_available()
+            blocked = None if ok else f"unavailable: {reason}"
+            if variant.error:
+                blocked = f"failed: the variant did not build: {variant.error}"
+            jobs.append(Job(variant, backend, list(shapes), blocked))
+    unavailable = {j.backend: j.blocked for j in jobs if j.blocked and j.blocked.startswith("unavailable")}
+    notes += [f"{b} {why}" for b, why in unavailable.items()]
+    return jobs, notes
+
+
+def _baseline(jobs: list[Job], baseline: str | None):
+    """Put the baseline's job first (its rows are needed for every speed-up); say which it is."""
+    if not jobs:
+        return jobs, None, None
+    if baseline:
+        name, _, backend = baseline.partition("/")
+        found = [j for j in jobs if j.variant.name == name and (not backend or j.backend == backend)]
+        if not found:
+            raise UsageProblem(f"baseline {baseline!r} is not in this sweep; use one of: "
+                               + ", ".join(dict.fromkeys(j.label for j in jobs)))
+        note = None
+    else:
+        found = [j for j in jobs if (j.variant.name, j.backend) == ("torch", "torch")] or jobs[:1]
+        note = None if found[0].label == "torch/torch" else \
+            f"speed-ups are against {found[0].label} (PyTorch eager was not in this sweep)"
+    first = found[0]
+    return [first] + [j for j in jobs if j is not first], (first.variant.name, first.backend), note
+
+
+def _size_mb(variant) -> float | None:
+    if variant.size_bytes is not None:
+        return variant.size_bytes / 1e6
+    path = variant.path if variant.path is not None else variant.model.weights_file
+    return path.stat().st_size / 1e6 if path.exists() else None
+
+
+def _provenance(model, chosen, data) -> dict:
+    from hfmagic.models import file_sha256
+
+    files = {v.name: v.sha256 or file_sha256(v.path) for v in chosen if v.path is not None and v.path.exists()}
+    return {"model": {"source": model.source, "path": str(model.path), "revision": model.revision,
+                      "weights_sha256": model.weights_sha256, "task": model.task, "name": model.name},
+            "files": files, "dataset": data.fingerprint if data else None}

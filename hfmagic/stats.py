@@ -1,0 +1,70 @@
+"""Figures from raw latency samples: percentiles, spread, noise flags, and speed-up intervals.
+
+Every figure a benchmark row shows is computed here from the raw samples the row keeps
+(``samples_ms``), so anyone can recompute it: percentiles are numpy's (linear interpolation),
+``std`` is the sample standard deviation (ddof=1), throughput is work done over time spent
+(batch x runs / sum of latencies). The speed-up is the ratio of medians, baseline over this
+row, with a percentile-bootstrap 95% interval from scipy (the two sample sets resampled
+independently).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+NOISY_CV = 0.10        # coefficient of variation above which a row is called noisy
+NOISY_SPREAD = 4.0     # slowest over fastest above which a row is called noisy
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def summarize(samples_ms: Sequence[float], batch_size: int, seq_len: int) -> dict:
+    """Latency and throughput figures of one configuration from its raw samples (ms)."""
+    import numpy as np
+
+    x = np.asarray(samples_ms, dtype=float)
+    if x.size == 0:
+        raise ValueError("no samples to summarize")
+    mean = float(x.mean())
+    std = float(x.std(ddof=1)) if x.size > 1 else 0.0
+    p50, p90, p95, p99 = (float(v) for v in np.percentile(x, [50, 90, 95, 99]))
+    samples_per_s = batch_size * x.size / (float(x.sum()) / 1000.0)
+    return {
+        "mean_ms": mean, "std_ms": std, "p50_ms": p50, "p90_ms": p90, "p95_ms": p95, "p99_ms": p99,
+        "min_ms": float(x.min()), "max_ms": float(x.max()), "cv": std / mean if mean else 0.0,
+        "runs": int(x.size), "samples_per_s": samples_per_s, "tokens_per_s": samples_per_s * seq_len,
+    }
+
+
+def noise(figures: dict) -> list[str]:
+    """Why a row's timings are not steady (empty when they are)."""
+    out = []
+    if figures["cv"] > NOISY_CV:
+        out.append(f"CV {figures['cv']:.0%} > {NOISY_CV:.0%}")
+    if figures["min_ms"] > 0 and figures["max_ms"] > NOISY_SPREAD * figures["min_ms"]:
+        out.append(f"slowest {figures['max_ms'] / figures['min_ms']:.1f}x the fastest")
+    return out
+
+
+def speedup(baseline_ms: Sequence[float], samples_ms: Sequence[float], confidence: float = 0.95,
+            seed: int = 0) -> tuple[float, float | None, float | None]:
+    """median(baseline) / median(samples) with a bootstrap interval: (ratio, low, high).
+
+    With fewer than two samples on either side there is no interval (low and high are None).
+    """
+    import numpy as np
+
+    base, this = np.asarray(baseline_ms, dtype=float), np.asarray(samples_ms, dtype=float)
+    ratio = float(np.median(base) / np.median(this))
+    if base.size < 2 or this.size < 2:
+        return ratio, None, None
+    from scipy.stats import bootstrap
+
+    def ratio_of_medians(a, b, axis=-1):
+        return np.median(a, axis=axis) / np.median(b, axis=axis)
+
+    result = bootstrap((base, this), ratio_of_medians, vectorized=True, paired=False,
+                       n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=confidence,
+                       method="percentile", batch=max(1, 2_000_000 // (base.size + this.size)),
+                       rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return ratio, float(low), float(high)

@@ -1,0 +1,306 @@
+"""Measuring one variant on one backend, in a worker process (``python -m hfmagic.worker``) or inline.
+
+The kernel (or the command line) starts one worker per variant x backend. The worker reads one
+job as a JSON line on stdin, loads the variant once, measures every shape of the job, and writes
+each finished shape as a JSON line on its real stdout the moment it is done (libraries' own prints
+go to stderr). It exits when its job is done or when the parent goes away (stdin closes). The
+parent waits on those lines with a blocking read, so it sleeps while the worker measures.
+
+Timing rule per shape (as optimum-benchmark and IPython's %timeit): one first run (timed alone:
+``first_ms``, which holds torch.compile's compile or TensorRT's engine build), ``warmup`` runs,
+then runs until at least ``min_runs`` AND at least ``min_time`` seconds; every sample is kept.
+
+``peak_mem_mb`` is the peak resident set size of the measuring process while that shape ran:
+Linux's VmHWM, reset before the shape (``/proc/self/clear_refs``), read after it. Where the reset
+is not possible it is the process's lifetime peak (``ru_maxrss``), and the job says so.
+
+``HFMAGIC_WORKER_FAULT=crash|hang|raise:VARIANT:BATCHxSEQ`` (comma-separated for several) makes a
+worker fail on purpose at that shape (SIGKILL itself, as the out-of-memory killer does; sleep;
+raise), to test that a sweep survives it. It is read in worker processes only, never inline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+FAULT_ENV = "HFMAGIC_WORKER_FAULT"
+
+
+# -- the measuring side (runs in the worker, or in the kernel with --inline) ----------------------
+
+def run_job(job: dict, process_start: float | None = None, fault_hook: bool = False) -> Iterator[dict]:
+    """Load the job's variant on its backend once, then yield one message per shape.
+
+    Messages: ``{"type": "ready", ...}`` after loading (``startup_s``: from ``process_start``, or
+    from the backend's imports when None, to the start of loading; ``load_s``: loading the
+    variant), ``{"type": "error", "error": ...}`` when loading failed, then
+    ``{"type": "row", "row": {...}}`` per shape, in the job's order.
+    """
+    from hfmagic.backends import get_backend
+    from hfmagic.models import ModelHandle
+    from hfmagic.variants import Variant
+
+    spec = job["variant"]
+    model = ModelHandle(path=Path(spec["model_path"]), task=spec["task"], source=spec["model_path"],
+                        trust_remote_code=spec.get("trust_remote_code", False), name=spec["model_name"])
+    variant = Variant(spec["name"], model, path=Path(spec["path"]) if spec["path"] else None)
+    backend = get_backend(job["backend"])()
+    texts = job.get("texts")
+    try:
+        start = time.time()
+        backend.imports()
+        loading = time.time()
+        backend.load(variant, job["threads"])
+        load_s = time.time() - loading
+        tokenizer = model.tokenizer() if texts else None
+    except Exception as exc:  # the rows of this job say why; the sweep goes on
+        backend.close()
+        yield {"type": "error", "error": one_line(exc)}
+        return
+    startup_s = loading - (process_start if process_start is not None else start)
+    yield {"type": "ready", "startup_s": startup_s, "load_s": load_s, "pid": os.getpid(),
+           "threads_used": backend.threads_used()}
+    previous = None  # (tokens, p50 ms) of the last shape measured: estimates the next one's cost
+    try:
+        for batch, seq in job["shapes"]:
+            base = {"batch_size": batch, "seq_len": seq, "load_s": load_s, "pid": os.getpid()}
+            if _over_budget(job, batch * seq, previous):
+                yield {"type": "row", "row": {**base, "status": "skipped: budget"}}
+                continue
+            try:
+                if fault_hook:
+                    _inject_fault(spec["name"], batch, seq)
+                row = measure(backend, batch, seq, job, texts, tokenizer)
+            except Exception as exc:
+                row = {"status": f"failed: {one_line(exc)}"}
+            else:
+                import numpy as np
+
+                previous = (batch * seq, float(np.median(row["samples_ms"])))
+            yield {"type": "row", "row": {**base, **row}}
+    finally:
+        backend.close()
+
+
+def measure(backend, batch: int, seq: int, job: dict, texts, tokenizer) -> dict:
+    """Time one shape: first run, warm-up, then the timed runs (model only; then end to end)."""
+    inputs = make_inputs(backend.input_names, batch, seq, job["vocab_size"], texts, tokenizer)
+    prepared = backend.prepare(inputs)
+    exact_peak = reset_peak_memory()
+    clock = time.perf_counter_ns
+    t0 = clock()
+    backend.run(prepared)
+    first_ms = (clock() - t0) / 1e6
+    for _ in range(job["warmup"]):
+        backend.run(prepared)
+    samples = timed_runs(lambda: backend.run(prepared), job["min_runs"], job["min_time"])
+    row = {"status": "ok", "first_ms": first_ms, "samples_ms": samples, "e2e_samples_ms": None}
+    if texts:
+        batches = [texts[i:i + batch] for i in range(0, len(texts) - batch + 1, batch)] or [texts[:batch]]
+        cursor = iter(range(1 << 62))
+
+        def end_to_end():
+            chunk = batches[next(cursor) % len(batches)]
+            backend.run(backend.prepare(make_inputs(backend.input_names, len(chunk), seq,
+                                                    job["vocab_size"], chunk, tokenizer)))
+
+        row["e2e_samples_ms"] = timed_runs(end_to_end, job["min_runs"], job["min_time"])
+    row["peak_mem_mb"] = peak_memory_mb()
+    row["peak_mem_exact"] = exact_peak
+    return row
+
+
+def timed_runs(fn, min_runs: int, min_time: float) -> list[float]:
+    """Run ``fn`` until at least ``min_runs`` runs and ``min_time`` seconds; latencies in ms."""
+    clock = time.perf_counter_ns
+    limit = int(min_time * 1e9)
+    samples = []
+    start = clock()
+    while True:
+        t0 = clock()
+        fn()
+        t1 = clock()
+        samples.append(t1 - t0)
+        if len(samples) >= min_runs and t1 - start >= limit:
+            return [s / 1e6 for s in samples]
+
+
+def make_inputs(names: list[str], batch: int, seq: int, vocab_size: int, texts=None, tokenizer=None) -> dict:
+    """Model inputs of exactly (batch, seq): random valid token ids, or real texts tokenized,
+    padded and truncated to ``seq``; attention mask of ones (texts: the tokenizer's), token types 0."""
+    import numpy as np
+
+    if texts:
+        chunk = [texts[i % len(texts)] for i in range(batch)]
+        encoded = tokenizer(chunk, padding="max_length", truncation=True, max_length=seq, return_tensors="np")
+        feed = {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items()}
+    else:
+        rng = np.random.default_rng(batch * 100_003 + seq)
+        feed = {"input_ids": rng.integers(0, vocab_size, size=(batch, seq), dtype=np.int64),
+                "attention_mask": np.ones((batch, seq), dtype=np.int64)}
+    feed.setdefault("token_type_ids", np.zeros((batch, seq), dtype=np.int64))
+    unknown = [n for n in names if n not in feed]
+    if unknown:
+        from hfmagic.errors import UnsupportedError
+
+        raise UnsupportedError(f"the model takes {', '.join(unknown)}, which hfmagic cannot make up; "
+                               "it benchmarks encoders that take input_ids, attention_mask, token_type_ids")
+    return {n: feed[n] for n in names}
+
+
+def reset_peak_memory() -> bool:
+    """Reset this process's peak RSS (Linux); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_mb() -> float:
+    """Peak resident set size of this process in MB (VmHWM; else ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _over_budget(job: dict, tokens: int, previous) -> bool:
+    """Would this shape end past the sweep's deadline? Estimated from the last shape's median."""
+    if job.get("deadline") is None:
+        return False
+    estimate = job["min_time"]
+    if previous:
+        per_run = previous[1] / 1000 * tokens / previous[0]
+        estimate = max(job["min_time"], job["min_runs"] * per_run) + (job["warmup"] + 1) * per_run
+    return time.time() + estimate > job["deadline"]
+
+
+def _inject_fault(variant: str, batch: int, seq: int) -> None:
+    for spec in os.environ.get(FAULT_ENV, "").split(","):
+        kind, _, where = spec.partition(":")
+        if where != f"{variant}:{batch}x{seq}":
+            continue
+        if kind == "crash":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif kind == "hang":
+            time.sleep(3600)
+        elif kind == "raise":
+            raise RuntimeError(f"fault injected by {FAULT_ENV}")
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# -- the parent side ------------------------------------------------------------------------------
+
+class WorkerProcess:
+    """A running worker: send it a job, then read its messages with a blocking wait."""
+
+    def __init__(self, job: dict):
+        self._stderr = tempfile.TemporaryFile(mode="w+b")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hfmagic.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self._stderr, env=os.environ.copy(),  # keeps ORT_DISABLE_TELEMETRY=1
+            start_new_session=True,  # Ctrl-C reaches the parent only; it stops the worker
+        )
+        self.proc.stdin.write((json.dumps(job) + "\n").encode())
+        self.proc.stdin.flush()
+        self._lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self._lines.put(json.loads(line))
+        self._lines.put(None)
+
+    def next(self, timeout: float) -> dict | None:
+        """The next message; None when the worker has exited. Raises TimeoutError after ``timeout``."""
+        try:
+            return self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError from None
+
+    def exit_reason(self) -> str:
+        """Why the worker ended: its exit status or signal, and the last line it wrote to stderr."""
+        code = self.proc.wait()
+        if code < 0:
+            name = signal.Signals(-code).name
+            what = f"killed by {name}" + (" (out of memory? the kernel's OOM killer sends it)"
+                                          if name == "SIGKILL" else "")
+        else:
+            what = f"exited with status {code}"
+        self._stderr.seek(0)
+        lines = [ln for ln in self._stderr.read().decode(errors="replace").splitlines() if ln.strip()]
+        return what + (f"; last stderr line: {lines[-1].strip()}" if lines else "")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self._stderr.close()
+
+
+class InlineRun:
+    """A job run in this process (``--inline``), read the way a worker is; nothing can time out."""
+
+    def __init__(self, job: dict):
+        self._messages = run_job(job)
+
+    def next(self, timeout: float) -> dict | None:
+        return next(self._messages, None)
+
+    def exit_reason(self) -> str:
+        return "ended without a result"
+
+    def close(self) -> None:
+        self._messages.close()
+
+
+# -- the worker process ---------------------------------------------------------------------------
+
+def main() -> None:
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # anything else printed to stdout (by Python or C libraries) goes to stderr
+    sys.stdout = sys.stderr
+    job = json.loads(sys.stdin.readline())
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+    import psutil
+
+    for message in run_job(job, psutil.Process().create_time(), fault_hook=True):
+        protocol.write(json.dumps(message) + "\n")
+        protocol.flush()
+
+
+def _exit_with_parent() -> None:
+    sys.stdin.read()  # blocks until the parent closes stdin or goes away
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""%benchmark: figures from raw samples, worker isolation (crash, hang, broken file), budget,
+interrupts, inline mode, real inputs, bad input, and the command line, on tiny models."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from IPython.core.error import UsageError
+
+FAST = "--threads 1 --warmup 2 --min-runs 5 --min-time 0.05"
+FAST_KW = dict(threads=1, warmup=2, min_runs=5, min_time=0.05, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_variants(tiny_bert, tmp_path_factory):
+    """torch and fp32 of the tiny classifier (through export_onnx), plus an "O1" whose file is junk."""
+    from hfmagic.export import export_onnx
+    from hfmagic.models import load_model
+    from hfmagic.variants import Variant, Variants
+
+    model = load_model(tiny_bert)
+    built = export_onnx(model, levels=["fp32"], quantize="none")
+    broken = tmp_path_factory.mktemp("broken") / "model_optimized.onnx"
+    broken.write_bytes(b"this is not an ONNX graph")
+    return Variants(model, list(built) + [Variant("O1", model, path=broken, level="O1", size_bytes=25)])
+
+
+@pytest.fixture
+def shell_with_variants(shell, tiny_variants):
+    shell.user_ns["tv"] = tiny_variants
+    return shell
+
+
+def runs_in_store():
+    from hfmagic.store import default_store
+
+    return len(default_store().runs(kind="benchmark"))
+
+
+def test_worker_sweep_figures_are_those_of_the_raw_samples(shell_with_variants, tiny_variants):
+    res = shell_with_variants.run_line_magic(
+        "benchmark", f"tv --variants fp32,torch --batch-sizes 2,1 --seq-lens 16,8 {FAST} -o -q")
+    rows = res.rows
+    # baseline (torch) first, shapes smallest first, every combination present
+    assert [(r["variant"], r["backend"], r["batch_size"], r["seq_len"]) for r in rows] == [
+        (v, b, bs, s) for v, b in [("torch", "torch"), ("fp32", "onnxruntime")]
+        for bs, s in [(1, 8), (1, 16), (2, 8), (2, 16)]]
+    for r in rows:
+        x = np.asarray(r["samples_ms"])
+        assert r["status"] == "ok" and r["runs"] == len(x) >= 5 and x.sum() >= 0.9 * 50
+        assert r["p50_ms"] == pytest.approx(np.median(x))
+        for q in (90, 95, 99):
+            assert r[f"p{q}_ms"] == pytest.approx(np.percentile(x, q))
+        assert r["mean_ms"] == pytest.approx(x.mean()) and r["std_ms"] == pytest.approx(x.std(ddof=1))
+        assert r["samples_per_s"] == pytest.approx(r["batch_size"] * len(x) / x.sum() * 1000)
+        assert r["tokens_per_s"] == pytest.approx(r["samples_per_s"] * r["seq_len"])
+        assert r["peak_mem_mb"] > 20 and r["load_s"] > 0 and r["startup_s"] > 0 and r["first_ms"] > 0
+        assert r["isolation"] == "worker" and r["pid"] != os.getpid() and r["threads"] == 1
+        base = rows[[(b["batch_size"], b["seq_len"]) for b in rows].index((r["batch_size"], r["seq_len"]))]
+        expected = np.median(base["samples_ms"]) / np.median(x)
+        assert r["speedup"] == pytest.approx(expected)
+        assert r["speedup_low"] <= r["speedup"] <= r["speedup_high"]
+    assert {r["speedup"] for r in rows[:4]} == {1.0}
+    # one worker per variant x backend, loaded once for all its shapes
+    assert len({r["pid"] for r in rows[:4]}) == 1 and len({r["pid"] for r in rows[4:]}) == 1
+    assert rows[0]["pid"] != rows[4]["pid"]
+    assert rows[4]["size_mb"] == pytest.approx(tiny_variants["fp32"].path.stat().st_size / 1e6)
+    text, html = str(res), res._repr_html_()
+    for fragment in ("p50 ms", "p99 ms", "tokens/s", "peak MB", "speed-up [95% CI]", "1.00x [1.00, 1.00]"):
+        assert fragment in text and fragment in html
+    assert any("peak resident memory" in n for n in res.notes)
+    frame = res.to_pandas()
+    assert len(frame) == 8 and frame["p50_ms"].tolist() == [r["p50_ms"] for r in rows]
+    from hfmagic.store import default_store
+
+    stored = default_store().get(res.run_id)
+    assert stored["status"] == "ok" and stored["kind"] == "benchmark"
+    assert [r["samples_ms"] for r in stored["rows"]] == [r["samples_ms"] for r in rows]
+    assert stored["provenance"]["files"]["fp32"] == tiny_variants["fp32"].sha256
+    assert stored["params"]["variants"] == ["fp32", "torch"] and stored["params"]["min_time"] == 0.05
+
+
+def test_crash_hang_error_and_broken_file_stay_in_their_rows(tiny_variants, monkeypatch):
+    from hfmagic.benchmark import benchmark
+
+    monkeypatch.setenv("HFMAGIC_WORKER_FAULT", "crash:fp32:1x16,raise:fp32:3x8,hang:fp32:3x16")
+    res = benchmark(tiny_variants, variants=["fp32", "O1"], batch_sizes=[1, 2, 3], seq_lens=[8, 16],
+                    timeout=3, **FAST_KW)
+    fp32 = {(r["batch_size"], r["seq_len"]): r for r in res.rows if r["variant"] == "fp32"}
+    assert fp32[1, 8]["status"] == "ok"
+    assert fp32[1, 16]["status"].startswith("crashed: worker killed by SIGKILL (out of memory?")
+    assert fp32[2, 8]["status"] == "ok" and fp32[2, 8]["pid"] != fp32[1, 8]["pid"]  # a fresh worker
+    assert fp32[3, 8]["status"] == "failed: RuntimeError: fault injected by HFMAGIC_WORKER_FAULT"
+    assert fp32[2, 16]["status"] == "ok" and fp32[2, 16]["pid"] == fp32[2, 8]["pid"]  # it lived on
+    assert fp32[3, 16]["status"].startswith("timeout: no result within 3 s (worker killed")
+    broken = [r for r in res.rows if r["variant"] == "O1"]
+    assert len(broken) == 6
+    assert all(r["status"].startswith("failed to load: ") and "model_optimized.onnx" in r["status"]
+               for r in broken)
+    assert all(r["p50_ms"] is None and r["samples_ms"] == [] for r in broken)
+    assert "speed-ups are against fp32/onnxruntime" in " ".join(res.notes)
+
+
+def test_budget_skips_what_does_not_fit_and_says_so(tiny_variants):
+    from hfmagic.benchmark import benchmark
+
+    res = benchmark(tiny_variants, variants=["fp32"], batch_sizes=[1, 2], seq_lens=[8, 16, 32],
+                    budget=0.5, inline=True, **{**FAST_KW, "min_time": 0.2})
+    statuses = [r["status"] for r in res.rows]
+    assert statuses[0] == "ok" and "skipped: budget" in statuses
+    assert set(statuses) == {"ok", "skipped: budget"}
+    skipped = [f"fp32/onnxruntime {r['batch_size']}x{r['seq_len']}" for r in res.rows if r["status"] != "ok"]
+    note = next(n for n in res.notes if n.startswith("budget 0.5 s"))
+    assert note.endswith(", ".join(skipped)) and f"skipped {len(skipped)} of 6" in note
+    assert sum(sum(r["samples_ms"]) for r in res.rows) / 1000 < 0.5
+
+
+def test_interrupt_keeps_finished_rows_and_stops_the_worker(tiny_variants):
+    import psutil
+
+    from hfmagic.benchmark import benchmark
+    from hfmagic.store import default_store
+
+    events = []
+
+    def callback(event):
+        events.append(event)
+        if event["type"] == "row" and len([e for e in events if e["type"] == "row"]) == 2:
+            raise KeyboardInterrupt  # what Ctrl-C / the stop button raises in the kernel
+
+    res = benchmark(tiny_variants, variants=["fp32"], batch_sizes=[1, 2], seq_lens=[8, 16],
+                    callback=callback, **FAST_KW)
+    assert [r["status"] for r in res.rows] == ["ok", "ok", "skipped: interrupted", "skipped: interrupted"]
+    assert "interrupted: 2 of 4 configurations finished" in " ".join(res.notes)
+    assert not psutil.pid_exists(res.rows[0]["pid"])
+    assert default_store().get(res.run_id)["status"] == "interrupted"
+    progress = [e for e in events if e["type"] == "progress"]
+    assert progress[0] == {"type": "progress", "done": 0, "total": 4, "label": "loading fp32/onnxruntime"}
+    assert progress[1]["done"] == 1 and "fp32/onnxruntime 1x8: ok" in progress[1]["label"]
+    assert [e["row"] for e in events if e["type"] == "row"] == res.rows[:2]
+
+
+def test_inline_measures_in_this_process_and_restores_threads(shell_with_variants):
+    import torch
+
+    before = torch.get_num_threads()
+    res = shell_with_variants.run_line_magic(
+        "benchmark", f"tv --variants torch,fp32 --batch-sizes 1 --seq-lens 8 --inline {FAST} -o -q")
+    assert [r["status"] for r in res.rows] == ["ok", "ok"]
+    assert all(r["pid"] == os.getpid() and r["isolation"] == "inline" for r in res.rows)
+    assert torch.get_num_threads() == before
+    assert any("this kernel process (--inline)" in n for n in res.notes)
+
+
+def test_real_inputs_add_end_to_end_time(shell_with_variants):
+    import pandas as pd
+
+    from hfmagic.store import default_store
+    from tests.tiny import sentences
+
+    shell_with_variants.user_ns["texts"] = pd.DataFrame({"text": sentences(40)})
+    res = shell_with_variants.run_line_magic(
+        "benchmark", f"tv --variants fp32 --batch-sizes 2 --seq-lens 16 --inputs texts {FAST} -o -q")
+    (row,) = res.rows
+    assert row["status"] == "ok" and len(row["e2e_samples_ms"]) >= 5
+    assert row["e2e_p50_ms"] == pytest.approx(np.median(row["e2e_samples_ms"]))
+    assert "e2e p50 ms" in str(res) and any("40 real texts" in n for n in res.notes)
+    assert default_store().get(res.run_id)["provenance"]["dataset"]["rows"] == 40
+
+
+@pytest.mark.parametrize("args, message", [
+    ("--variants torch,fp64", "unknown variant 'fp64'; use one of: torch, fp32, O1"),
+    ("--backends tensorflow", "unknown backend 'tensorflow'; use one of: torch, torch-compile"),
+    ("--seq-lens 600", "sequence length 600 is beyond bert_text_classification0's 512 positions; use --seq-lens up to 512"),
+    ("--batch-sizes 0", "batch sizes must be positive whole numbers"),
+    ("--variants fp32 --backends torch-compile", "backend torch-compile runs the torch variant"),
+    ("--variants torch --backends onnxruntime", "backend onnxruntime runs ONNX variants, and none was chosen"),
+    ("--variants torch,fp32 --backends onnxruntime", "no backend in --backends runs variant 'torch' (torch)"),
+    ("--variants fp32 --baseline torch", "baseline 'torch' is not in this sweep; use one of: fp32"),
+    ("--min-runs 0", "--min-runs must be at least 1"),
+    ("--variants fp32 --backends onnxruntime-cuda", "has no CUDAExecutionProvider"),
+    ("--variants fp32 --backends openvino", "pip install hfmagic[openvino]"),
+])
+def test_bad_input_is_one_line_before_anything_runs(shell_with_variants, capsys, args, message):
+    import importlib.util
+
+    if "openvino" in args and importlib.util.find_spec("openvino"):
+        pytest.skip("openvino is installed here")
+    before = runs_in_store()
+    res = shell_with_variants.run_cell(f"%benchmark tv {FAST} {args}", store_history=False)
+    out = capsys.readouterr()
+    assert not res.success and isinstance(res.error_in_exec, UsageError)
+    assert message in str(res.error_in_exec)
+    assert "Traceback" not in out.out + out.err and len((out.out + out.err).strip().splitlines()) == 1
+    assert runs_in_store() == before
+
+
+def test_missing_gpu_provider_is_a_row_with_its_reason(tiny_variants, capsys):
+    from hfmagic.backends import OnnxRuntimeCuda
+    from hfmagic.benchmark import benchmark
+
+    if OnnxRuntimeCuda.is_available()[0]:
+        pytest.skip("this machine has onnxruntime's CUDA provider")
+    res = benchmark(tiny_variants, variants=["fp32"], backends=["onnxruntime", "onnxruntime-cuda"],
+                    batch_sizes=[1], seq_lens=[8], **{**FAST_KW, "progress": True})
+    err = capsys.readouterr().err
+    line = "hfmagic: onnxruntime-cuda unavailable: onnxruntime"
+    assert err.splitlines()[0].startswith(line) and "no CUDAExecutionProvider" in err.splitlines()[0]
+    ort, cuda = res.rows
+    assert ort["status"] == "ok" and cuda["status"].startswith("unavailable: onnxruntime")
+    assert "it needs the onnxruntime-gpu package" in cuda["status"]
+    assert any(n.startswith("onnxruntime-cuda unavailable") for n in res.notes)
+
+
+def test_command_line_prints_the_table(tiny_bert):
+    ok = subprocess.run([sys.executable, "-m", "hfmagic", "benchmark", str(tiny_bert), "--variants", "torch",
+                         "--batch-sizes", "1", "--seq-lens", "8", *FAST.split()],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    header, rule, row = ok.stdout.splitlines()[1:4]
+    assert header.split()[:5] == ["variant", "backend", "batch", "seq", "p50"]
+    assert row.split()[:4] == ["torch", "torch", "1", "8"] and row.split()[-1] == "ok"
+    bad = subprocess.run([sys.executable, "-m", "hfmagic", "benchmark", str(tiny_bert), "--seq-lens", "9999"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("hfmagic: sequence length 9999 is beyond")
+    assert bad.stderr.strip().count("\n") == 0
+
+
+def test_speedup_interval_covers_the_true_ratio():
+    from hfmagic.stats import speedup
+
+    rng = np.random.default_rng(1)
+    slow, fast = rng.normal(10, 0.5, 200), rng.normal(5, 0.25, 200)
+    ratio, low, high = speedup(slow, fast)
+    assert ratio == pytest.approx(np.median(slow) / np.median(fast))
+    assert low < 2.0 < high and high - low < 0.2
+    assert speedup([3.0], [1.5]) == (2.0, None, None)
+
+
+@pytest.mark.slow
+def test_model_target_exports_and_torch_compile_counts_compiling_in_first_ms(shell, tiny_factory):
+    folder = tiny_factory("distilbert", "feature-extraction")
+    shell.run_line_magic("load_model", f"{folder} --name fe -q")
+    res = shell.run_line_magic("benchmark", f"fe --variants torch,fp32 --backends torch,torch-compile,"
+                                            f"onnxruntime --batch-sizes 1 --seq-lens 8 {FAST} -o -q")
+    by = {(r["variant"], r["backend"]): r for r in res.rows}
+    assert set(by) == {("torch", "torch"), ("torch", "torch-compile"), ("fp32", "onnxruntime")}
+    assert all(r["status"] == "ok" for r in res.rows)
+    compiled = by["torch", "torch-compile"]
+    assert compiled["first_ms"] > 20 * compiled["p50_ms"]  # the compile is in the first run only
