@@ -293,7 +293,8 @@ def _run_all(selected, model, data, y_true, batches, chosen_metrics, result, run
 
     n, total = len(data), len(selected) * len(batches)
     finished = 0
-    bar = tqdm(total=len(selected) * n, unit="example", desc="evaluate", leave=False)
+    bar = tqdm(total=len(selected) * n, unit="example", desc="evaluate", leave=False,
+               disable=callback is not None)  # a live dashboard shows progress itself
     reference_out = None
     try:
         for variant in selected:

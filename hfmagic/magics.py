@@ -17,12 +17,18 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")
 
 
 class ShellContext(Context):
-    """Names come from, and results go to, the shell's user namespace."""
+    """Names come from, and results go to, the shell's user namespace.
+
+    ``widget``: show benchmark/evaluation results as the dashboard where the frontend can draw it
+    (hfmagic.display says where); ``--no-widget`` and ``-q`` turn it off.
+    """
 
     interactive = True
 
-    def __init__(self, shell):
+    def __init__(self, shell, widget: bool = True):
         self.shell = shell
+        self.widget = widget
+        self._live = None
 
     def lookup(self, ref):
         if isinstance(ref, str) and _IDENTIFIER.match(ref):
@@ -35,9 +41,17 @@ class ShellContext(Context):
         self.shell.user_ns[name] = obj
 
     def show(self, result):
-        from IPython.display import display
+        """Display ``result``; a run that streamed into a live dashboard updates that one instead."""
+        from hfmagic.display import show
 
-        display(result)
+        show(self.shell, result, live=self._live, widget=self.widget)
+
+    def live(self, kind):
+        """A callback that shows a dashboard on the run's first event and fills it as rows finish."""
+        from hfmagic.display import live_view
+
+        self._live = live_view(self.shell, kind, widget=self.widget)
+        return self._live
 
 
 @magics_class
@@ -64,7 +78,8 @@ class HFMagics(Magics):
 
     def _run(self, cmd, magic, line):
         args = parse_argstring(magic, line)
-        ctx = ShellContext(self.shell)
+        no_widget = getattr(args, "no_widget", False) or getattr(args, "quiet", False)
+        ctx = ShellContext(self.shell, widget=not no_widget)
         try:
             result = cmd.run(args, ctx)
         except HFMagicError as exc:

@@ -40,6 +40,7 @@ def run(args, ctx):
     data = ctx.lookup(args.inputs) if args.inputs else None
     if isinstance(data, (ModelHandle, Variants)):  # a model bound under the same name (demo): not data
         data = None
+    live = ctx.live("benchmark")  # the dashboard shows progress itself; tqdm only without it
     result = benchmark(
         ctx.target(args.target), variants=csv_list(args.variants, what="variant"),
         backends=None if args.backends == "auto" else csv_list(args.backends, what="backend"),
@@ -47,7 +48,7 @@ def run(args, ctx):
         seq_lens=positive_ints(args.seq_lens, "sequence length"), threads=args.threads,
         warmup=args.warmup, min_runs=args.min_runs, min_time=args.min_time, budget=args.budget,
         baseline=args.baseline, inputs=data, inputs_source=args.inputs, inline=args.inline,
-        timeout=args.timeout, callback=ctx.live("benchmark"), progress=not args.quiet,
+        timeout=args.timeout, callback=live, progress=not args.quiet and live is None,
     )
     if args.name:
         ctx.bind(args.name, result)

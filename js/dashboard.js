@@ -1,0 +1,362 @@
+// hfmagic's dashboard: the front end of hfmagic.widget.Dashboard (an anywidget ES module).
+// Plain DOM and SVG, no dependencies, so it works offline and inside to_html()'s standalone page.
+// The pure functions are exported so they can be checked against their Python twins
+// (hfmagic/widget.py: speedups, pareto_front).
+
+const SVG = "http://www.w3.org/2000/svg";
+
+// -- rules (mirrored in hfmagic/widget.py) -------------------------------------------------------
+
+const isOk = (r) => r.status === "ok" && r.p50_ms != null;
+const pair = (r) => `${r.variant}/${r.backend}`;
+const shapeKey = (r) => (r.batch_size == null ? null : `${r.batch_size}x${r.seq_len}`);
+
+/** Row id -> p50 of the baseline ("variant/backend") row of the same shape over this row's p50. */
+export function speedups(rows, baseline) {
+  const base = new Map();
+  for (const r of rows) {
+    if (isOk(r) && pair(r) === baseline && r.p50_ms > 0) base.set(shapeKey(r), r.p50_ms);
+  }
+  const out = {};
+  for (const r of rows) {
+    const ref = base.get(shapeKey(r));
+    out[r.id] = ref && isOk(r) && r.p50_ms > 0 ? ref / r.p50_ms : null;
+  }
+  return out;
+}
+
+/** Ids of the points that no other point beats on both lower p50 and higher metric. */
+export function paretoFront(points) {
+  const ordered = points
+    .filter((p) => p.p50_ms != null && p.metric != null)
+    .sort((a, b) => a.p50_ms - b.p50_ms || b.metric - a.metric);
+  const front = [];
+  let best = -Infinity;
+  for (const p of ordered) {
+    if (p.metric > best) {
+      front.push(p.id);
+      best = p.metric;
+    }
+  }
+  return front;
+}
+
+/** Shapes present among the rows, smallest (batch x seq) first. */
+export function shapes(rows) {
+  const seen = new Map();
+  for (const r of rows) if (r.batch_size != null) seen.set(shapeKey(r), [r.batch_size, r.seq_len]);
+  return [...seen.entries()]
+    .sort((a, b) => a[1][0] * a[1][1] - b[1][0] * b[1][1] || a[1][0] - b[1][0])
+    .map((e) => e[0]);
+}
+
+/** Rows sorted by one column; empty values always last. */
+export function sortRows(rows, key, dir) {
+  return [...rows].sort((a, b) => {
+    const x = a[key];
+    const y = b[key];
+    if (x == null || y == null) return (x == null) - (y == null);
+    if (typeof x === "number" && typeof y === "number") return dir * (x - y);
+    return dir * String(x).localeCompare(String(y), undefined, { numeric: true });
+  });
+}
+
+export function format(value, fmt) {
+  if (value == null || (typeof value === "number" && Number.isNaN(value))) return "";
+  if (fmt === "int") return String(value);
+  if (fmt === "x") return `${value.toFixed(2)}x`;
+  if (fmt === "signed%") return `${value >= 0 ? "+" : ""}${value.toFixed(2)}%`;
+  if (fmt === "%") return `${(100 * value).toFixed(2)}%`;
+  if (typeof fmt === "number" && typeof value === "number") return value.toFixed(fmt);
+  return String(value);
+}
+
+// -- DOM helpers ---------------------------------------------------------------------------------
+
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (v != null && v !== false) node.setAttribute(k, v === true ? "" : v);
+  }
+  node.append(...children.flat().filter((c) => c != null));
+  return node;
+}
+
+function s(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) if (v != null) node.setAttribute(k, v);
+  node.append(...children.flat().filter((c) => c != null));
+  return node;
+}
+
+function ticks(lo, hi, count = 5) {
+  if (!(hi > lo)) return [lo];
+  const raw = (hi - lo) / count;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((v) => v >= raw);
+  const out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
+  return out;
+}
+
+function scale(lo, hi, a, b) {
+  const span = hi - lo || 1;
+  return (v) => a + ((v - lo) / span) * (b - a);
+}
+
+function padded([lo, hi]) {
+  const pad = (hi - lo || Math.abs(hi) || 1) * 0.08;
+  return [lo - pad, hi + pad];
+}
+
+// -- the view --------------------------------------------------------------------------------------
+
+function select(testid, label, options, value, onchange) {
+  const el = h("select", { "data-testid": testid, onchange: (e) => onchange(e.target.value) },
+    options.map(([v, text]) => h("option", { value: v, selected: v === value }, text)));
+  return h("label", { class: "hfm-control" }, `${label} `, el);
+}
+
+function render({ model, el }) {
+  const view = { sortKey: null, sortDir: 1, backend: "", level: "", shape: "" };
+  const root = h("div", { class: "hfm-dash", "data-testid": "hfmagic-dashboard" });
+  const tooltip = h("div", { class: "hfm-tooltip", "data-testid": "tooltip", hidden: true });
+  el.append(root);
+
+  const get = (k) => model.get(k) || (k === "progress" ? {} : []);
+  const setSelected = (ids) => {
+    model.set("selected", ids);
+    model.save_changes();
+  };
+
+  function visibleRows(rows) {
+    return rows.filter((r) =>
+      (!view.backend || r.backend === view.backend) &&
+      (!view.level || r.variant === view.level) &&
+      (!view.shape || shapeKey(r) === view.shape));
+  }
+
+  function controls(rows) {
+    const distinct = (f) => [...new Set(rows.map(f).filter((v) => v != null))];
+    const all = (label) => [["", label]];
+    const pairs = distinct((r) => (isOk(r) ? pair(r) : null));
+    const baseline = model.get("baseline");
+    return h("div", { class: "hfm-controls" },
+      select("filter-backend", "backend", all("all").concat(distinct((r) => r.backend).map((v) => [v, v])),
+        view.backend, (v) => { view.backend = v; draw(); }),
+      select("filter-level", "level", all("all").concat(distinct((r) => r.variant).map((v) => [v, v])),
+        view.level, (v) => { view.level = v; draw(); }),
+      select("filter-shape", "shape", all("all").concat(shapes(rows).map((v) => [v, v.replace("x", " × ")])),
+        view.shape, (v) => { view.shape = v; draw(); }),
+      pairs.length ? select("baseline", "speed-up vs", pairs.map((v) => [v, v]), baseline, (v) => {
+        model.set("baseline", v);
+        model.save_changes();
+        draw();
+      }) : null);
+  }
+
+  function progressBar() {
+    const p = get("progress");
+    if (!p.total) return null;
+    return h("div", { class: "hfm-progress", "data-testid": "progress" },
+      h("progress", { max: p.total, value: p.done }),
+      h("span", {}, ` ${p.done} / ${p.total}${p.label ? ` · ${p.label}` : ""}`));
+  }
+
+  function table(rows, columns, ratio) {
+    const selected = new Set(get("selected"));
+    const sweep = model.get("sweep_baseline");
+    const baseline = model.get("baseline");
+    const used = columns.filter((c) => ["variant", "backend", "status"].includes(c.key) ||
+      rows.some((r) => (c.key === "speedup" ? ratio[r.id] : r[c.key]) != null));
+    const shown = rows.map((r) => ({ ...r, speedup: ratio[r.id] }));
+    const ordered = view.sortKey ? sortRows(shown, view.sortKey, view.sortDir) : shown;
+    const head = h("tr", {}, h("th", {}, ""), used.map((c) => h("th", {
+      "data-testid": `sort-${c.key}`, class: `hfm-sortable${c.fmt != null ? " hfm-num" : ""}`,
+      title: `sort by ${c.title}`,
+      onclick: () => {
+        view.sortDir = view.sortKey === c.key ? -view.sortDir : 1;
+        view.sortKey = c.key;
+        draw();
+      },
+    }, c.title, view.sortKey === c.key ? (view.sortDir > 0 ? " ▲" : " ▼") : "")));
+    const body = ordered.map((r) => {
+      const on = selected.has(r.id);
+      const ids = get("selected");
+      const toggle = () => setSelected(on ? ids.filter((id) => id !== r.id) : [...ids, r.id]);
+      const cls = `${on ? "hfm-selected" : ""}${r.status !== "ok" ? " hfm-failed" : ""}`;
+      return h("tr", { "data-testid": "row", "data-id": r.id, class: cls, onclick: toggle },
+      h("td", {}, h("input", { type: "checkbox", checked: on, "data-testid": "select-row",
+        "aria-label": `select ${r.id}` })),
+      used.map((c) => {
+        let text = format(r[c.key], c.fmt);
+        let title = null;
+        if (c.key === "speedup" && text && baseline === sweep && r.speedup_low != null && pair(r) !== sweep) {
+          title = `95% CI ${format(r.speedup_low, "x")} – ${format(r.speedup_high, "x")}`;
+        }
+        if (c.key === "metric" && text && r.metric_low != null) {
+          title = `95% CI ${format(r.metric_low, 4)} – ${format(r.metric_high, 4)}`;
+        }
+        if (c.key === "status" && r.status !== "ok") title = r.status;
+        if (c.key === "status" && text.length > 40) text = `${text.slice(0, 40)}…`;
+        return h("td", { class: c.fmt != null ? "hfm-num" : null, "data-col": c.key, title }, text);
+      }));
+    });
+    return h("div", { class: "hfm-table-wrap" },
+      h("table", { class: "hfm-table", "data-testid": "table" }, h("thead", {}, head), h("tbody", {}, body)));
+  }
+
+  function showTip(evt, lines) {
+    tooltip.replaceChildren(...lines.map((l) => h("div", {}, l)));
+    const box = root.getBoundingClientRect();
+    tooltip.style.left = `${evt.clientX - box.left + 12}px`;
+    tooltip.style.top = `${evt.clientY - box.top + 12}px`;
+    tooltip.hidden = false;
+  }
+
+  function tipLines(r, ratio) {
+    const metricName = (get("columns").find((c) => c.key === "metric") || {}).title || "metric";
+    return [
+      `${pair(r)} · ${r.batch_size} × ${r.seq_len}`,
+      `p50 ${format(r.p50_ms, 2)} ms · p95 ${format(r.p95_ms, 2)} ms`,
+      `${format(r.samples_per_s, 1)} samples/s`,
+      r.metric != null ? `${metricName} ${format(r.metric, 4)}` : null,
+      r.change_pct != null ? `${format(r.change_pct, "signed%")} vs reference` : null,
+      ratio[r.id] != null ? `speed-up ${format(ratio[r.id], "x")} vs ${model.get("baseline")}` : null,
+    ].filter(Boolean);
+  }
+
+  function scatter(rows, ratio) {
+    const all = shapes(rows.filter((r) => isOk(r) && r.metric != null));
+    const shape = view.shape || all[0];
+    const points = rows.filter((r) => isOk(r) && r.metric != null && shapeKey(r) === shape);
+    const wrap = h("div", { class: "hfm-chart", "data-testid": "scatter" });
+    const metricName = (get("columns").find((c) => c.key === "metric") || {}).title || "metric";
+    if (!points.length) {
+      wrap.append(h("div", { class: "hfm-empty" }, rows.some((r) => r.metric != null)
+        ? "no latency to plot yet: benchmark these variants and pass both results to Dashboard"
+        : "no accuracy to plot: evaluate the variants and pass both results to Dashboard"));
+      return wrap;
+    }
+    const front = new Set(paretoFront(points));
+    const W = 440, H = 270, m = { l: 58, r: 16, t: 14, b: 40 };
+    const [x0, x1] = padded([Math.min(...points.map((p) => p.p50_ms)), Math.max(...points.map((p) => p.p50_ms))]);
+    const [y0, y1] = padded([Math.min(...points.map((p) => p.metric)), Math.max(...points.map((p) => p.metric))]);
+    const x = scale(x0, x1, m.l, W - m.r);
+    const y = scale(y0, y1, H - m.b, m.t);
+    const selected = new Set(get("selected"));
+    const frontPts = points.filter((p) => front.has(p.id)).sort((a, b) => a.p50_ms - b.p50_ms);
+    const path = frontPts.map((p, i) => {
+      const pt = `${x(p.p50_ms).toFixed(1)},${y(p.metric).toFixed(1)}`;
+      return i === 0 ? `M${pt}` : `H${x(p.p50_ms).toFixed(1)}V${y(p.metric).toFixed(1)}`;
+    }).join("");
+    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "hfm-svg" },
+      ticks(x0, x1).map((v) => s("g", { class: "hfm-tick" },
+        s("line", { x1: x(v), x2: x(v), y1: m.t, y2: H - m.b }),
+        s("text", { x: x(v), y: H - m.b + 14, "text-anchor": "middle" }, String(v)))),
+      ticks(y0, y1).map((v) => s("g", { class: "hfm-tick" },
+        s("line", { x1: m.l, x2: W - m.r, y1: y(v), y2: y(v) }),
+        s("text", { x: m.l - 6, y: y(v) + 4, "text-anchor": "end" }, String(v)))),
+      s("text", { class: "hfm-axis", x: (m.l + W - m.r) / 2, y: H - 6, "text-anchor": "middle" },
+        `p50 latency, ms (batch × seq ${shape.replace("x", " × ")})`),
+      s("text", { class: "hfm-axis", x: 12, y: (m.t + H - m.b) / 2, "text-anchor": "middle",
+        transform: `rotate(-90 12 ${(m.t + H - m.b) / 2})` }, metricName),
+      s("path", { d: path, class: "hfm-front", "data-testid": "pareto-line" }),
+      // front points drawn last, so a point behind never hides one of them
+      [...points].sort((a, b) => front.has(a.id) - front.has(b.id)).map((p) => s("circle", {
+        cx: x(p.p50_ms), cy: y(p.metric), r: front.has(p.id) ? 6 : 4.5,
+        class: `hfm-point${front.has(p.id) ? " hfm-pareto" : ""}${selected.has(p.id) ? " hfm-selected" : ""}`,
+        "data-testid": "point", "data-id": p.id, "data-pareto": front.has(p.id) ? "true" : "false",
+      }, s("title", {}, tipLines(p, ratio).join("\n")))),
+      labels(points, x, y));
+    for (const c of svg.querySelectorAll("circle")) {
+      const p = points.find((q) => q.id === c.dataset.id);
+      c.addEventListener("mousemove", (e) => showTip(e, tipLines(p, ratio)));
+      c.addEventListener("mouseleave", () => { tooltip.hidden = true; });
+      c.addEventListener("click", () => {
+        const ids = get("selected");
+        setSelected(ids.includes(p.id) ? ids.filter((i) => i !== p.id) : [...ids, p.id]);
+      });
+    }
+    wrap.append(h("div", { class: "hfm-chart-title" }, `latency against ${metricName}`,
+      h("span", { class: "hfm-legend" }, " · ", h("span", { class: "hfm-swatch hfm-pareto" }), " Pareto front")),
+    svg);
+    return wrap;
+  }
+
+  // a label beside each point, placed above or below it, left out where it would overlap another
+  // (the tooltip still names the point)
+  function labels(points, x, y) {
+    const placed = [];
+    const out = [];
+    for (const p of [...points].sort((a, b) => a.p50_ms - b.p50_ms)) {
+      const text = pair(p);
+      const w = 6.2 * text.length;
+      for (const dy of [-7, 15]) {
+        const box = { x: x(p.p50_ms) + 8, y: y(p.metric) + dy - 10, w, h: 12 };
+        const clash = placed.some((q) =>
+          box.x < q.x + q.w && q.x < box.x + box.w && box.y < q.y + q.h && q.y < box.y + box.h);
+        if (!clash) {
+          placed.push(box);
+          out.push(s("text", { x: box.x, y: box.y + 10, class: "hfm-label" }, text));
+          break;
+        }
+      }
+    }
+    return out;
+  }
+
+  function bars(rows, ratio) {
+    const shown = rows.filter((r) => ratio[r.id] != null);
+    const wrap = h("div", { class: "hfm-chart", "data-testid": "bars" });
+    if (!shown.length) return null;
+    const W = 440, row = 20, m = { l: 170, r: 56, t: 8, b: 26 };
+    const H = m.t + m.b + row * shown.length;
+    const hi = Math.max(1, ...shown.map((r) => ratio[r.id])) * 1.05;
+    const x = scale(0, hi, m.l, W - m.r);
+    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "hfm-svg" },
+      s("line", { x1: x(1), x2: x(1), y1: m.t - 4, y2: H - m.b + 4, class: "hfm-one" }),
+      shown.map((r, i) => {
+        const v = ratio[r.id];
+        const yy = m.t + i * row;
+        return s("g", { "data-testid": "bar", "data-id": r.id },
+          s("text", { x: m.l - 6, y: yy + row / 2 + 4, "text-anchor": "end", class: "hfm-label" },
+            `${pair(r)} ${r.batch_size}×${r.seq_len}`),
+          s("rect", { x: m.l, y: yy + 3, width: Math.max(1, x(v) - m.l), height: row - 6,
+            class: `hfm-bar${v >= 1 ? " hfm-faster" : ""}` }, s("title", {}, tipLines(r, ratio).join("\n"))),
+          s("text", { x: x(v) + 4, y: yy + row / 2 + 4, class: "hfm-label" }, format(v, "x")));
+      }),
+      s("text", { x: x(1), y: H - 8, "text-anchor": "middle", class: "hfm-axis" }, "1×"));
+    wrap.append(h("div", { class: "hfm-chart-title" }, `speed-up vs ${model.get("baseline")} (p50 ratio)`), svg);
+    return wrap;
+  }
+
+  function notes() {
+    const list = get("notes");
+    if (!list.length) return null;
+    return h("details", { class: "hfm-notes" }, h("summary", {}, `${list.length} note${list.length > 1 ? "s" : ""}`),
+      h("ul", {}, list.map((n) => h("li", {}, n))));
+  }
+
+  function draw() {
+    const rows = get("rows");
+    const ratio = speedups(rows, model.get("baseline"));
+    const shown = visibleRows(rows);
+    root.replaceChildren(...[
+      model.get("title") ? h("div", { class: "hfm-title" }, model.get("title")) : null,
+      progressBar(), controls(rows),
+      rows.length ? table(shown, get("columns"), ratio)
+        : h("div", { class: "hfm-empty" }, "waiting for the first row…"),
+      h("div", { class: "hfm-charts" }, scatter(shown, ratio), bars(shown, ratio)),
+      notes(), tooltip].filter(Boolean));
+    tooltip.hidden = true;
+  }
+
+  const events = ["rows", "columns", "selected", "baseline", "progress", "title", "notes"].map((k) => `change:${k}`);
+  for (const e of events) model.on(e, draw);
+  draw();
+  return () => { for (const e of events) model.off(e, draw); };
+}
+
+export default { render };

@@ -1,0 +1,220 @@
+"""The dashboard in a real browser: JupyterLab started headless on 127.0.0.1, Debian's Chromium
+driven by Playwright (never `playwright install`). A notebook benchmarks and evaluates a tiny model
+through the magics; the test watches the live dashboard fill, then sorts, filters, changes the
+baseline and selects a row in the combined one, and checks in Python that the selection arrived.
+The standalone HTML export is opened from disk and sorted too. Screenshots go to test-artifacts/.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+if not CHROMIUM.exists():
+    pytest.skip("Debian's chromium is not installed: `make browser` installs it", allow_module_level=True)
+
+from playwright.sync_api import expect  # noqa: E402
+
+expect.set_options(timeout=30_000)  # expect() ignores page.set_default_timeout
+
+SETUP = """\
+import json, random, sys
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+import pandas as pd
+import hfmagic
+from tests.tiny import LABELS, make_tiny, sentences
+%load_ext hfmagic
+folder = make_tiny(Path({work!r}) / "tiny", "bert", "text-classification")
+%load_model {{folder}} --name tiny
+%export_onnx tiny --levels fp32 --quantize dynamic -q
+rng = random.Random(0)
+texts = sentences(64, seed=3)
+df = pd.DataFrame({{"text": texts, "label": [rng.choice(LABELS) for _ in texts]}})
+fast = "--min-time 0.05 --min-runs 5 --warmup 2 --threads 1 --inline"
+%benchmark tiny_onnx {{fast}} --batch-sizes 1,2 --seq-lens 16 --name bench
+%evaluate tiny_onnx --data df --name ev
+dash = hfmagic.Dashboard(bench, ev)
+dash
+"""
+
+CHECK = """\
+from hfmagic.widget import speedups
+ratio = speedups(dash.rows, dash.baseline)
+dash.to_html({export!r}, title="tiny report", extra_html=["<section id='extra'>env card</section>"])
+print("STATE" + json.dumps({{"selected": dash.selected, "baseline": dash.baseline,
+                             "speedups": {{k: None if v is None else f"{{v:.2f}}x" for k, v in ratio.items()}}}}))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": {"width": 1280, "height": 1400}}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on 127.0.0.1 with every Jupyter/IPython folder in a temporary one (conftest sets
+    the variables); stopped with SIGTERM to its process group so it shuts its kernels down."""
+    root = tmp_path_factory.mktemp("lab")
+    settings = root / "user-settings"
+    notify = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notify.parent.mkdir(parents=True)
+    notify.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    port = free_port()
+    log = (root / "lab.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+         "--ServerApp.token=", "--ServerApp.password=", "--allow-root", f"--ServerApp.root_dir={root}",
+         f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={root / 'workspaces'}"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy())
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"JupyterLab did not start: {(root / 'lab.log').read_text()[-2000:]}")
+            time.sleep(0.25)
+    yield url, root
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+def write_notebook(path: Path, cells: list[str]) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def column(dash, key) -> list[str]:
+    return dash.locator(f'tbody td[data-col="{key}"]').all_inner_texts()
+
+
+def numbers(texts) -> list[float]:
+    return [float(re.sub(r"[^0-9.+-]", "", t)) for t in texts]
+
+
+def check_sorting(dash) -> None:
+    header = dash.get_by_test_id("sort-p50_ms")
+    header.click()
+    expect(header).to_contain_text("▲")
+    up = numbers(column(dash, "p50_ms"))
+    assert up == sorted(up) and len(set(up)) > 1
+    header.click()
+    expect(header).to_contain_text("▼")
+    assert numbers(column(dash, "p50_ms")) == sorted(up, reverse=True)
+
+
+def test_dashboard_in_jupyterlab(lab, page):
+    url, root = lab
+    export = root / "export.html"
+    write_notebook(root / "dash.ipynb", [SETUP.format(repo=str(REPO), work=str(root)),
+                                         CHECK.format(export=str(export))])
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto(f"{url}/lab/tree/dash.ipynb")
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle", timeout=60_000)
+    cells = page.locator(".jp-Cell")
+    cells.nth(0).locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Control+Enter")
+
+    # live: the benchmark's dashboard shows its progress while the sweep runs, then the final rows
+    live = page.get_by_test_id("hfmagic-dashboard").first
+    expect(live.get_by_test_id("progress")).to_be_visible(timeout=90_000)
+    expect(page.get_by_test_id("hfmagic-dashboard")).to_have_count(3, timeout=120_000)
+    expect(live.get_by_test_id("progress")).to_have_count(0)
+    expect(live.get_by_test_id("row")).to_have_count(6)  # torch, fp32, int8 x batch 1, 2
+
+    dash = page.get_by_test_id("hfmagic-dashboard").nth(2)  # Dashboard(bench, ev)
+    rows = dash.get_by_test_id("row")
+    expect(rows).to_have_count(6)
+    assert all(t for t in column(dash, "metric")) and "accuracy" in dash.locator("thead").inner_text()
+
+    # the chart: one point per variant/backend at the smallest shape, the Pareto front marked, tooltips
+    points = dash.get_by_test_id("scatter").get_by_test_id("point")
+    expect(points).to_have_count(3)
+    front = dash.locator('[data-testid="point"][data-pareto="true"]')
+    assert 1 <= front.count() <= 3
+    front.last.hover()  # drawn last, so on top
+    expect(dash.get_by_test_id("tooltip")).to_contain_text("p50")
+    expect(dash.get_by_test_id("bars").get_by_test_id("bar")).to_have_count(6)
+
+    check_sorting(dash)
+
+    # filters: backend, level, shape
+    dash.get_by_test_id("filter-backend").select_option("onnxruntime")
+    expect(rows).to_have_count(4)
+    dash.get_by_test_id("filter-backend").select_option("")
+    dash.get_by_test_id("filter-level").select_option("int8")
+    expect(rows).to_have_count(2)
+    dash.get_by_test_id("filter-level").select_option("")
+    dash.get_by_test_id("filter-shape").select_option("2x16")
+    expect(rows).to_have_count(3)
+    expect(dash.get_by_test_id("scatter").locator("text.hfm-axis").first).to_contain_text("2 × 16")
+    dash.get_by_test_id("filter-shape").select_option("")
+    expect(rows).to_have_count(6)
+
+    # the baseline: speed-ups recomputed against fp32
+    dash.get_by_test_id("baseline").select_option("fp32/onnxruntime")
+    fp32 = dash.locator('tr[data-id="fp32/onnxruntime/1x16"] td[data-col="speedup"]')
+    expect(fp32).to_have_text("1.00x")
+
+    # select a row: it must arrive in Python
+    dash.locator('tr[data-id="int8/onnxruntime/1x16"] [data-testid="select-row"]').click()
+    expect(dash.locator('tr[data-id="int8/onnxruntime/1x16"]')).to_have_class(re.compile("hfm-selected"))
+    page.screenshot(path=str(ARTIFACTS / "dashboard-lab.png"), full_page=True)
+
+    cells.nth(1).locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Control+Enter")
+    out = cells.nth(1).locator(".jp-OutputArea-output")
+    expect(out).to_contain_text("STATE", timeout=60_000)
+    state = json.loads(out.inner_text().split("STATE", 1)[1].strip())
+    assert state["selected"] == ["int8/onnxruntime/1x16"] and state["baseline"] == "fp32/onnxruntime"
+    shown = {tr.get_attribute("data-id"): tr.locator('td[data-col="speedup"]').inner_text()
+             for tr in rows.all()}
+    assert shown == {k: v or "" for k, v in state["speedups"].items()}  # the browser and Python agree
+
+    # the standalone export: renders offline from the file, sorts, keeps the extra section
+    page.goto(export.as_uri())
+    standalone = page.get_by_test_id("hfmagic-dashboard")
+    expect(standalone.get_by_test_id("row")).to_have_count(6)
+    expect(standalone.get_by_test_id("point")).to_have_count(3)
+    expect(page.locator("#extra")).to_have_text("env card")
+    check_sorting(standalone)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-export.png"), full_page=True)
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-export-dark.png"), full_page=True)

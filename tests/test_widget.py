@@ -1,0 +1,266 @@
+"""The dashboard's Python side: the join, the speed-up and Pareto rules (and that js/dashboard.js
+applies the same ones), the synced state, live rows, the frontend decision, CSV and HTML export."""
+
+import csv
+import json
+import random
+import re
+import shutil
+import subprocess
+import types
+from pathlib import Path
+
+import pytest
+
+from hfmagic.benchmark import ROW_KEYS
+from hfmagic.widget import Dashboard, join, pareto_front, speedups
+
+JS = Path(__file__).resolve().parent.parent / "js" / "dashboard.js"
+
+
+def bench_row(variant, backend, batch, p50, status="ok", seq=128, **extra):
+    return {**dict.fromkeys(ROW_KEYS), "variant": variant, "backend": backend, "batch_size": batch,
+            "seq_len": seq, "status": status,
+            "p50_ms": p50 if status == "ok" else None, "p95_ms": p50 * 1.2 if status == "ok" else None,
+            "samples_per_s": 1000 * batch / p50 if status == "ok" else None, "peak_mem_mb": 300.0,
+            "size_mb": 90.0, "speedup_low": None, "speedup_high": None, "samples_ms": [p50] * 3, **extra}
+
+
+def eval_row(variant, acc, pct, status="ok"):
+    return {"variant": variant, "status": status, "n": 100, "accuracy": acc, "accuracy_low": acc - 0.02,
+            "accuracy_high": acc + 0.02, "f1_macro": acc - 0.1, "f1_macro_low": 0.0, "f1_macro_high": 1.0,
+            "pct_of_reference": pct, "gate": "pass" if pct >= 99 else "fail", "agreement": 0.97}
+
+
+BENCH = [bench_row("torch", "torch", 1, 16.0), bench_row("torch", "torch", 8, 96.0),
+         bench_row("fp32", "onnxruntime", 1, 14.0), bench_row("fp32", "onnxruntime", 8, 80.0),
+         bench_row("int8", "onnxruntime", 1, 8.0), bench_row("int8", "onnxruntime", 8, 50.0),
+         bench_row("O2", "onnxruntime", 1, 0.0, status="failed: RuntimeError: broken graph")]
+EVAL = [eval_row("torch", 0.96, 100.0), eval_row("fp32", 0.96, 100.0), eval_row("int8", 0.94, 97.92),
+        eval_row("O4", 0.95, 98.96)]
+
+
+def fake_result(rows, **attrs):
+    return types.SimpleNamespace(rows=rows, notes=attrs.pop("notes", []), **attrs)
+
+
+def test_join_puts_each_variants_accuracy_on_its_benchmark_rows():
+    dash = Dashboard(fake_result(BENCH, title="bench"),
+                     fake_result(EVAL, metrics=["accuracy", "f1_macro"], reference="torch", title="eval"))
+    by_id = {r["id"]: r for r in dash.rows}
+    assert list(by_id) == ["torch/torch/1x128", "torch/torch/8x128", "fp32/onnxruntime/1x128",
+                           "fp32/onnxruntime/8x128", "int8/onnxruntime/1x128", "int8/onnxruntime/8x128",
+                           "O2/onnxruntime/1x128", "O4/eval"]
+    int8 = by_id["int8/onnxruntime/8x128"]
+    assert (int8["metric"], int8["metric_low"], int8["p50_ms"]) == (0.94, 0.94 - 0.02, 50.0)
+    assert int8["change_pct"] == pytest.approx(-2.08) and int8["gate"] == "fail"
+    assert by_id["torch/torch/1x128"]["gate"] == "reference"
+    # a benchmarked variant nobody evaluated, and an evaluated variant nobody benchmarked, both stay
+    assert by_id["O2/onnxruntime/1x128"]["metric"] is None
+    assert by_id["O2/onnxruntime/1x128"]["status"].startswith("failed")
+    assert by_id["O4/eval"]["backend"] is None and by_id["O4/eval"]["metric"] == 0.95
+    # the first metric is the one shown, under its own name; raw samples stay on the Python side
+    assert next(c for c in dash.columns if c["key"] == "metric")["title"] == "accuracy"
+    assert all("samples_ms" not in r for r in dash.rows)
+    assert dash.title == "bench + eval"
+
+
+def test_a_failed_evaluation_shows_in_the_status():
+    rows = join([bench_row("int8", "onnxruntime", 1, 8.0)], [{"variant": "int8", "status": "failed: boom"}])
+    assert rows[0]["status"] == "evaluation failed: boom" and rows[0]["metric"] is None
+
+
+def test_baseline_recomputes_speedups_per_shape():
+    dash = Dashboard(BENCH)
+    assert dash.baseline == "torch/torch"  # the first ok variant/backend when the sweep names none
+    first = speedups(dash.rows, dash.baseline)
+    assert first["int8/onnxruntime/1x128"] == pytest.approx(16.0 / 8.0)
+    assert first["int8/onnxruntime/8x128"] == pytest.approx(96.0 / 50.0)
+    assert first["torch/torch/8x128"] == 1.0 and first["O2/onnxruntime/1x128"] is None
+    dash.baseline = "fp32/onnxruntime"
+    again = speedups(dash.rows, dash.baseline)
+    assert again["int8/onnxruntime/1x128"] == pytest.approx(14.0 / 8.0)
+    assert again["torch/torch/8x128"] == pytest.approx(80.0 / 96.0)
+    # a shape the baseline has no row for gets no speed-up
+    extra = Dashboard(BENCH + [bench_row("fp32", "onnxruntime", 4, 40.0)])
+    assert speedups(extra.rows, "torch/torch")["fp32/onnxruntime/4x128"] is None
+
+
+def test_the_sweeps_own_baseline_is_the_default_and_its_interval_is_kept():
+    rows = [dict(r) for r in BENCH]
+    rows[2].update(speedup_low=1.0, speedup_high=1.0)  # fp32/onnxruntime 1x128 is the sweep's baseline
+    rows[4].update(speedup_low=1.6, speedup_high=1.9)
+    dash = Dashboard(rows)
+    assert dash.sweep_baseline == dash.baseline == "fp32/onnxruntime"
+    assert next(r for r in dash.rows if r["id"] == "int8/onnxruntime/1x128")["speedup_low"] == 1.6
+
+
+def test_pareto_front():
+    points = [{"id": "a", "p50_ms": 10, "metric": 0.90}, {"id": "b", "p50_ms": 5, "metric": 0.85},
+              {"id": "c", "p50_ms": 12, "metric": 0.95}, {"id": "d", "p50_ms": 11, "metric": 0.89},
+              {"id": "e", "p50_ms": 5, "metric": 0.80}, {"id": "f", "p50_ms": 20, "metric": 0.95},
+              {"id": "g", "p50_ms": 3, "metric": None}]
+    assert pareto_front(points) == ["b", "a", "c"]  # d is beaten by a, e by b, f ties c but is slower
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: the browser test covers the JS")
+def test_the_browser_applies_the_same_rules(tmp_path):
+    """js/dashboard.js's speedups and paretoFront give what the Python twins give, on random rows."""
+    rng = random.Random(0)
+    rows = []
+    for variant in ("torch", "fp32", "O2", "int8"):
+        for batch in (1, 4, 8):
+            status = "ok" if rng.random() > 0.15 else "failed: x"
+            rows.append(bench_row(variant, "onnxruntime", batch, rng.uniform(1, 50), status=status,
+                                  metric=rng.choice([None, round(rng.uniform(0.8, 0.95), 2)])))
+    for r in rows:
+        r["id"] = f"{r['variant']}/{r['backend']}/{r['batch_size']}x{r['seq_len']}"
+    module = tmp_path / "dashboard.mjs"
+    shutil.copy(JS, module)
+    script = (f"import {{ speedups, paretoFront }} from {json.dumps(module.as_uri())};\n"
+              "import { readFileSync } from 'node:fs';\n"
+              "const rows = JSON.parse(readFileSync(0, 'utf8'));\n"
+              "console.log(JSON.stringify({s: speedups(rows, 'fp32/onnxruntime'), "
+              "p: paretoFront(rows.filter((r) => r.status === 'ok'))}));")
+    out = subprocess.run(["node", "--input-type=module", "-e", script], input=json.dumps(rows),
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    got = json.loads(out)
+    want = speedups(rows, "fp32/onnxruntime")
+    assert got["s"].keys() == want.keys()
+    assert all((got["s"][k] is None) == (want[k] is None) for k in want)
+    assert all(got["s"][k] == pytest.approx(want[k]) for k in want if want[k] is not None)
+    assert got["p"] == pareto_front([r for r in rows if r["status"] == "ok"]) and got["p"]
+
+
+def test_selection_from_the_browser_arrives_as_state():
+    dash = Dashboard(BENCH)
+    dash.set_state({"selected": ["int8/onnxruntime/1x128"], "baseline": "int8/onnxruntime"})  # a comm update
+    assert dash.selected == ["int8/onnxruntime/1x128"]
+    assert [r["p50_ms"] for r in dash.selected_rows] == [8.0]
+    assert "0.50x" in str(dash)  # the text table follows the chosen baseline (torch 1x128: 8/16)
+    state = dash.get_state()
+    assert [c["key"] for c in state["columns"]][:4] == ["variant", "backend", "batch_size", "seq_len"]
+
+
+def test_live_rows_and_progress_then_the_final_result(monkeypatch):
+    """A kernel-like shell gets one dashboard on the first event, filled as rows come; show() puts the
+    final result (skipped rows included) into that same dashboard instead of showing another."""
+    from hfmagic.benchmark import BenchmarkResult
+    from hfmagic.magics import ShellContext
+
+    shown, updated = [], []
+    handle = types.SimpleNamespace(update=updated.append)
+    monkeypatch.setattr("IPython.display.display", lambda obj, display_id: shown.append(obj) or handle)
+    ctx = ShellContext(types.SimpleNamespace(kernel=object(), user_ns={}))
+    view = ctx.live("benchmark")
+    view({"type": "progress", "done": 0, "total": 3, "label": "starting"})
+    dash = view.dashboard
+    assert dash.rows == [] and dash.progress == {"done": 0, "total": 3, "label": "starting"}
+    for i, row in enumerate(BENCH[:2]):
+        view({"type": "row", "row": row})
+        view({"type": "progress", "done": i + 1, "total": 3, "label": row["variant"]})
+        assert len(dash.rows) == i + 1
+    assert dash.progress["done"] == 2
+    final = BenchmarkResult(BENCH[:2] + [bench_row("int8", "onnxruntime", 1, 1.0, status="skipped: budget")],
+                            ["budget 1 s: skipped 1 of 3"], "benchmark of tiny")
+    ctx.show(final)
+    assert view.dashboard is dash and dash.progress == {}
+    assert [r["status"] for r in dash.rows] == ["ok", "ok", "skipped: budget"]
+    assert dash.notes == ["benchmark: budget 1 s: skipped 1 of 3"] and dash.title == "benchmark of tiny"
+    assert shown == [dash] and updated == [dash]  # displayed once, its output refreshed at the end
+
+
+def test_without_a_kernel_or_with_no_widget_the_table_is_shown(shell, capsys):
+    from hfmagic.benchmark import BenchmarkResult
+    from hfmagic.display import widgets_available
+    from hfmagic.magics import ShellContext
+
+    assert not widgets_available(shell)
+    assert ShellContext(shell).live("benchmark") is None
+    assert ShellContext(types.SimpleNamespace(kernel=object()), widget=False).live("benchmark") is None
+    ShellContext(shell).show(BenchmarkResult(BENCH[:1], [], "benchmark of tiny"))
+    out = capsys.readouterr().out
+    assert out.startswith("benchmark of tiny") and "16.00" in out and "Dashboard" not in out
+
+
+def test_to_csv_has_every_row_with_the_chosen_baseline(tmp_path):
+    dash = Dashboard(BENCH, fake_result(EVAL, metrics=["accuracy"], reference="torch"), baseline="fp32/onnxruntime")
+    path = dash.to_csv(tmp_path / "d.csv")
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(dash.rows)
+    assert list(rows[0])[:5] == ["variant", "backend", "batch_size", "seq_len", "p50_ms"]
+    int8 = next(r for r in rows if r["id"] == "int8/onnxruntime/1x128")
+    assert float(int8["speedup"]) == pytest.approx(14.0 / 8.0) and float(int8["metric"]) == 0.94
+    assert next(r for r in rows if r["id"] == "O2/onnxruntime/1x128")["speedup"] == ""
+
+
+def test_to_html_is_one_self_contained_page(tmp_path):
+    rows = BENCH + [bench_row("O3", "onnxruntime", 1, 1.0, status="failed: </script><b>x</b>")]
+    dash = Dashboard(rows, fake_result(EVAL, metrics=["accuracy"], reference="torch"))
+    path = dash.to_html(tmp_path / "d.html", title="My report", extra_html=["<section id='env'>card</section>"])
+    page = path.read_text()
+    assert "<title>My report</title>" in page and "<section id='env'>card</section>" in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//|(import|from)\s*\(?\s*["'](https?:)?//""", page)
+    assert page.count("</script>") == 3  # the two data scripts and the loader: the row's text cannot end one
+    state = json.loads(page.split('id="hfmagic-state">')[1].split("</script>")[0])
+    assert [r["id"] for r in state["rows"]] == [r["id"] for r in dash.rows]
+    assert state["baseline"] == "torch/torch"
+    esm = json.loads(page.split('id="hfmagic-esm">')[1].split("</script>")[0])
+    assert esm == JS.read_text()
+    assert "<noscript>" in page and "int8" in page.split("<noscript>")[1]  # the table without scripts
+
+
+def test_real_sweep_streams_into_the_dashboard(tiny_bert, monkeypatch):
+    """benchmark()'s own events: each row reaches the dashboard as soon as it finishes."""
+    from hfmagic.benchmark import benchmark
+    from hfmagic.display import LiveView
+
+    shown, sizes = [], []
+    view = LiveView("benchmark", lambda obj, display_id: shown.append(obj))
+    real_add = Dashboard.add_row
+
+    def spy(self, row):
+        real_add(self, row)
+        sizes.append(len(self.rows))
+
+    monkeypatch.setattr(Dashboard, "add_row", spy)
+    result = benchmark(tiny_bert, variants=["torch", "fp32"], batch_sizes=[1, 2], seq_lens=[8], threads=1,
+                       warmup=1, min_runs=3, min_time=0.02, inline=True, callback=view, progress=False)
+    dash = view.dashboard
+    assert shown == [dash] and sizes == [1, 2, 3, 4]
+    assert dash.progress == {"done": 4, "total": 4, "label": dash.progress["label"]}
+    view.finish(result)
+    assert [r["id"] for r in dash.rows] == [
+        "torch/torch/1x8", "torch/torch/2x8", "fp32/onnxruntime/1x8", "fp32/onnxruntime/2x8"]
+    assert dash.baseline == "torch/torch" and dash.sweep_baseline == "torch/torch"
+    ratio = speedups(dash.rows, dash.baseline)
+    for row in result.rows:  # the ratio of p50s is the benchmark's own speed-up (ratio of medians)
+        assert ratio[f"{row['variant']}/{row['backend']}/{row['batch_size']}x8"] == pytest.approx(row["speedup"])
+
+
+def test_the_display_carries_the_table_for_frontends_without_widgets():
+    data, _ = Dashboard(BENCH)._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert "int8" in data["text/html"] and "<table>" in data["text/html"]
+    assert data["text/plain"].splitlines()[0].split()[:4] == ["variant", "backend", "batch", "seq"]
+
+
+def test_no_widget_through_the_magic(shell, tiny_bert, monkeypatch):
+    """In a kernel %benchmark streams into one dashboard; --no-widget shows the table instead."""
+    monkeypatch.setattr(shell, "kernel", object(), raising=False)
+    shown = []
+
+    def display(obj, display_id=None):
+        shown.append(obj)
+        return types.SimpleNamespace(update=lambda obj: None)
+
+    monkeypatch.setattr("IPython.display.display", display)
+    line = f"{tiny_bert} --variants torch --batch-sizes 1 --seq-lens 8 --threads 1 --warmup 1 " \
+           "--min-runs 3 --min-time 0.01 --inline"
+    shell.run_line_magic("benchmark", line)
+    assert len(shown) == 1 and isinstance(shown[0], Dashboard) and len(shown[0].rows) == 1
+    shell.run_line_magic("benchmark", line + " --no-widget")
+    assert len(shown) == 2 and type(shown[1]).__name__ == "BenchmarkResult"
+    shell.run_line_magic("benchmark", line + " -q")
+    assert len(shown) == 2
