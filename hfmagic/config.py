@@ -45,6 +45,9 @@ class HFMagic(Configurable):
     store = Bool(True, help="Record every export, benchmark and evaluation in the run store.").tag(
         config=True
     )
+    store_path = Unicode(
+        "", help="The run store's SQLite file (empty: runs.sqlite in the cache folder)."
+    ).tag(config=True)
 
     @default("cache_dir")
     def _cache_dir_default(self) -> str:

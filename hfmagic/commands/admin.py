@@ -25,6 +25,10 @@ ARGS = [
 # subcommand name -> module with DOC, ARGS and run(args, ctx); the run store adds its own
 SUBCOMMANDS: dict[str, str] = {
     "status": "hfmagic.commands.admin:Status",
+    "runs": "hfmagic.commands.runs:Runs",
+    "compare": "hfmagic.commands.runs:Compare",
+    "rerun": "hfmagic.commands.runs:Rerun",
+    "report": "hfmagic.commands.runs:Report",
 }
 
 STACK = ["torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "evaluate",

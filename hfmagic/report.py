@@ -1,0 +1,212 @@
+"""``%hfmagic report RUN... --html FILE``: one self-contained offline HTML page of recorded runs.
+
+The page is the dashboard (:meth:`hfmagic.widget.Dashboard.to_html`, which inlines its script and
+styles) built from the runs' recorded rows, followed by: a summary per variant, the runs and the
+provenance of their inputs, the optimum-cli command that rebuilds each variant, and the
+environment card(s). The rebuild command of a variant is found through its ONNX file's sha256:
+the export run that built a file with that hash recorded the command in its row (``cli``).
+Nothing on the page refers to anything outside it.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hfmagic.errors import UsageProblem
+from hfmagic.results import Column, Table
+from hfmagic.runs import flatten, metric_names
+from hfmagic.store import RunStore
+
+SUMMARY_COLUMNS = [
+    Column("variant"), Column("size_mb", "size MB", ".1f", "right"), Column("shape"),
+    Column("p50_ms", "p50 ms", ".2f", "right"), Column("speedup", "speed-up", lambda v: f"{v:.2f}x", "right"),
+    Column("metric", "metric", ".4f", "right"), Column("pct_of_reference", "% of reference", ".2f", "right"),
+    Column("gate"), Column("status"),
+]
+
+
+_STYLE = """<style>
+.hfm-report { margin: 1.5rem 0; font-size: 13px; }
+.hfm-report table { border-collapse: collapse; margin-top: .3rem; }
+.hfm-report th, .hfm-report td { padding: 2px 10px; border-bottom: 1px solid var(--jp-border-color2, #ddd); }
+.hfm-report td { font-variant-numeric: tabular-nums; vertical-align: top; }
+</style>"""
+
+
+@dataclass
+class Recorded:
+    """A recorded benchmark or evaluation, shaped as the dashboard takes a live result."""
+
+    rows: list[dict]
+    title: str
+    notes: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    reference: str | None = None
+
+
+def _recorded(run: dict) -> Recorded:
+    params = run["params"] or {}
+    model = ((run["provenance"] or {}).get("model") or {}).get("name", "?")
+    notes = list((run["summary"] or {}).get("notes") or [])
+    if run["status"] != "ok":
+        notes.insert(0, f"run {run['id']} ended {run['status']}: {len(run['rows'])} rows were committed")
+    metrics = metric_names(params, run["rows"]) if run["kind"] == "evaluate" else []
+    return Recorded(run["rows"], f"{run['kind']} of {model} ({run['id']})", notes,
+                    [m for m in metrics if m], params.get("reference"))
+
+
+def summary_table(runs: list[dict]) -> Table:
+    """One line per variant: its size, p50 and speed-up at the smallest shape measured (on the
+    backend first measured for it), and its evaluation's first metric, % of reference and gate."""
+    lines: dict[str, dict] = {}
+
+    def line(variant):
+        return lines.setdefault(variant, {"variant": variant, "status": "ok"})
+
+    metric_name = None
+    for run in runs:
+        for row in run["rows"]:
+            if row.get("status") not in (None, "ok"):
+                line(row["variant"])["status"] = f"{run['kind']}: {row['status']}"
+        ok = [r for r in run["rows"] if r.get("status") == "ok"]
+        if run["kind"] == "export":
+            for r in ok:
+                line(r["variant"]).setdefault("size_mb", r.get("size_mb"))
+        elif run["kind"] == "benchmark" and ok:
+            smallest = min(((r["batch_size"], r["seq_len"]) for r in ok), key=lambda s: (s[0] * s[1], s[0]))
+            for r in ok:
+                entry = line(r["variant"])
+                if (r["batch_size"], r["seq_len"]) == smallest and "p50_ms" not in entry:
+                    entry.update(shape=f"{r['backend']} b{smallest[0]} s{smallest[1]}", p50_ms=r.get("p50_ms"),
+                                 speedup=r.get("speedup"))
+                    entry.setdefault("size_mb", r.get("size_mb"))
+        elif run["kind"] == "evaluate":
+            metric = metric_names(run["params"] or {}, run["rows"])[0]
+            metric_name = metric_name or metric
+            for r in ok:
+                entry = line(r["variant"])
+                entry.update(metric=r.get(metric), pct_of_reference=r.get("pct_of_reference"),
+                             gate=r.get("gate") or ("reference" if r["variant"] == run["params"].get("reference")
+                                                    else None))
+    columns = [Column(c.key, metric_name, c.fmt, c.align) if c.key == "metric" and metric_name else c
+               for c in SUMMARY_COLUMNS]
+    ordered = sorted(lines.values(), key=lambda r: r["variant"] != "torch")  # PyTorch, the reference, first
+    return Table(ordered, columns, title="summary per variant")
+
+
+def rebuild_commands(runs: list[dict], store: RunStore) -> Table:
+    """The optimum-cli command that rebuilds each variant of the runs, matched by file sha256."""
+    by_sha: dict[str, tuple[str, str]] = {}
+    for export in reversed(store.runs(kind="export")):  # newest last: it wins
+        for row in store.rows(export["id"]):
+            if row.get("sha256") and row.get("cli"):
+                by_sha[row["sha256"]] = (row["cli"], export["id"])
+    lines: dict[str, dict] = {}
+    for run in runs:
+        files = (run["provenance"] or {}).get("files") or {}
+        variants = dict.fromkeys([r.get("variant") for r in run["rows"] if r.get("variant")] + list(files))
+        for variant in variants:
+            sha = files.get(variant) or next((r.get("sha256") for r in run["rows"]
+                                              if r.get("variant") == variant and r.get("sha256")), None)
+            if variant in lines and lines[variant]["command"]:
+                continue
+            if variant == "torch":
+                found, note = None, "PyTorch eager: the model folder itself, nothing to rebuild"
+            elif sha in by_sha:
+                found, note = by_sha[sha][0], f"recorded by export {by_sha[sha][1]}"
+            else:
+                found, note = None, (f"no recorded export built this file (sha256 {sha[:12]}...)" if sha
+                                     else "its file was not recorded")
+            lines[variant] = {"variant": variant, "command": found, "note": note}
+    return Table(list(lines.values()), [Column("variant"), Column("command"), Column("note")],
+                 title="rebuild each variant with optimum-cli")
+
+
+def environment_tables(runs: list[dict]) -> list[Table]:
+    """The environment card, once per distinct environment, saying which runs it is for."""
+    groups: list[tuple[dict, list[str]]] = []
+    for run in runs:
+        flat = flatten(run["environment"] or {})
+        for env, ids in groups:
+            if env == flat:
+                ids.append(run["id"])
+                break
+        else:
+            groups.append((flat, [run["id"]]))
+    return [Table([{"field": k, "value": "-" if v is None else str(v)} for k, v in env.items()],
+                  [Column("field"), Column("value")], title=f"environment of {', '.join(ids)}")
+            for env, ids in groups]
+
+
+def runs_table(runs: list[dict]) -> Table:
+    lines = []
+    for run in runs:
+        prov = run["provenance"] or {}
+        model = prov.get("model") or {}
+        data = prov.get("dataset") or {}
+        lines.append({
+            "id": run["id"], "kind": run["kind"], "status": run["status"],
+            "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["created"])),
+            "model": f"{model.get('name')} ({model.get('source')}, revision {model.get('revision') or '-'})",
+            "weights": (model.get("weights_sha256") or "-")[:16],
+            "data": f"{data.get('source')}: {data.get('rows')} rows, sha256 {str(data.get('sha256'))[:16]}"
+                    if data else "-",
+            "params": ", ".join(f"{k}={v}" for k, v in sorted((run["params"] or {}).items()) if v is not None),
+        })
+    return Table(lines, [Column(k) for k in ("id", "kind", "status", "time", "model", "weights", "data", "params")],
+                 title="runs and the provenance of their inputs")
+
+
+@dataclass
+class Report:
+    """A report written to ``path``; shows its summary."""
+
+    path: Path
+    run_ids: list[str]
+    summary: Table
+
+    def __str__(self) -> str:
+        return f"{self.summary}\n\nreport of {len(self.run_ids)} runs written to {self.path}"
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return (self.summary._repr_html_() + f"<div>report of {len(self.run_ids)} runs written to "
+                f"<code>{html.escape(str(self.path))}</code></div>")
+
+
+def write_report(run_ids: list[str], path: str | Path | None = None, title: str | None = None,
+                 store: RunStore | None = None) -> Report:
+    """Write the report of ``run_ids`` (ids or unique suffixes) to ``path`` (default: a file under
+    ``reports/`` in the cache folder)."""
+    store = store if store is not None else RunStore()
+    if not run_ids:
+        raise UsageProblem("name the runs to report on (%hfmagic runs lists them)")
+    runs = [store.get(r) for r in run_ids]  # every id checked before anything is written
+    if path is None:
+        from hfmagic.config import settings
+
+        path = settings().cache_path / "reports" / f"report-{runs[-1]['id']}.html"
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UsageProblem(f"{path} is a folder; give --html a file name (e.g. {path / 'report.html'})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from hfmagic.widget import Dashboard
+
+    models = sorted({((r["provenance"] or {}).get("model") or {}).get("name", "?") for r in runs})
+    title = title or f"hfmagic report: {', '.join(models)}"
+    shown = [_recorded(r) for r in runs if r["kind"] in ("benchmark", "evaluate")]
+    summary = summary_table(runs)
+    sections = [summary, runs_table(runs), rebuild_commands(runs, store), *environment_tables(runs)]
+    notes = [f"{r['id']}: {n}" for r in runs for n in ((r["summary"] or {}).get("notes") or [])]
+    extra = [_STYLE] + [f'<section class="hfm-report">{t._repr_html_()}</section>' for t in sections]
+    if notes:
+        extra.append("<section class=\"hfm-report\"><strong>notes recorded with the runs</strong><ul>"
+                     + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul></section>")
+    extra.append(f"<p><small>written by hfmagic on {time.strftime('%Y-%m-%d %H:%M:%S')} from {html.escape(str(store.path))}"
+                 "</small></p>")
+    Dashboard(*shown, title=title).to_html(path, title=title, extra_html=extra)
+    return Report(path, [r["id"] for r in runs], summary)

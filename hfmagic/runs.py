@@ -1,0 +1,337 @@
+"""What the run store holds, read back: the list of runs, what differs between two, a run again.
+
+:func:`list_runs` gives the table ``%hfmagic runs`` shows (with one headline figure per run),
+:func:`compare` what differs between two runs (parameters, provenance, environment) and their
+figures side by side, matched by configuration, with the change in percent; :func:`rerun` calls
+the run's core function again with its recorded parameters on the model its provenance names.
+"""
+
+from __future__ import annotations
+
+import html
+import inspect
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hfmagic.errors import UsageProblem
+from hfmagic.results import Column, Table, render_text
+from hfmagic.store import RunStore
+
+# how the rows of two runs of a kind are matched, and the figures shown side by side
+KEYS = {"benchmark": ("variant", "backend", "batch_size", "seq_len"), "evaluate": ("variant",),
+        "export": ("variant",)}
+FIGURES = {
+    "benchmark": ["p50_ms", "p95_ms", "mean_ms", "samples_per_s", "peak_mem_mb", "speedup", "e2e_p50_ms"],
+    "evaluate": ["pct_of_reference", "agreement", "flip_rate", "max_logit_diff", "samples_per_s"],
+    "export": ["size_mb", "nodes", "max_abs_diff", "cosine", "build_s"],
+}
+RUN_COLUMNS = [Column("id"), Column("time"), Column("kind"), Column("model"), Column("status"),
+               Column("rows", "#rows", "d", "right"), Column("headline")]
+
+
+def _store(store: RunStore | None) -> RunStore:
+    return store if store is not None else RunStore()
+
+
+# -- the list ------------------------------------------------------------------------------------
+def list_runs(store: RunStore | None = None, kind: str | None = None, limit: int | None = 20) -> Table:
+    """The newest runs (all with ``limit=None``), one line each with a headline figure."""
+    store = _store(store)
+    if kind is not None and kind not in KEYS:
+        raise UsageProblem(f"unknown kind {kind!r}; use one of: {', '.join(KEYS)}")
+    found = store.runs(kind=kind, limit=limit)
+    lines = [{"id": r["id"], "time": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"])),
+              "kind": r["kind"], "model": ((r["provenance"] or {}).get("model") or {}).get("name", "?"),
+              "status": r["status"], "rows": r["rows"],
+              "headline": headline(r["kind"], store.rows(r["id"]), r["params"] or {})} for r in found]
+    notes = [f"store: {store.path}"]
+    if not lines:
+        notes.append("no runs recorded yet: %export_onnx, %benchmark and %evaluate record theirs here")
+    elif limit and len(lines) == limit:
+        notes.append(f"the newest {limit}; --limit 0 lists all")
+    return Table(lines, RUN_COLUMNS, title="hfmagic runs", notes=notes)
+
+
+def headline(kind: str, rows: list[dict], params: dict) -> str:
+    """One figure that says what a run found."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    failed = f"; {len(rows) - len(ok)} failed" if len(ok) < len(rows) else ""
+    if not ok:
+        return "no finished rows" if not rows else f"all {len(rows)} failed"
+    if kind == "benchmark":
+        shape = lambda r: f"{r['variant']}/{r['backend']} b{r['batch_size']} s{r['seq_len']}"  # noqa: E731
+        sped = [r for r in ok if r.get("speedup") is not None]
+        if sped:
+            best = max(sped, key=lambda r: r["speedup"])
+            return f"best {shape(best)}: {best['speedup']:.2f}x, p50 {best['p50_ms']:.2f} ms{failed}"
+        best = min(ok, key=lambda r: r.get("p50_ms") or float("inf"))
+        return f"fastest {shape(best)}: p50 {best['p50_ms']:.2f} ms{failed}"
+    if kind == "evaluate":
+        metric = metric_names(params, rows)[0]
+        ref = next((r for r in ok if r["variant"] == params.get("reference")), ok[0])
+        text = f"{metric} {ref.get(metric, float('nan')):.4f} ({ref['variant']})"
+        others = [r for r in ok if r is not ref and r.get("pct_of_reference") is not None]
+        if others:
+            low = min(others, key=lambda r: r["pct_of_reference"])
+            gates = sum(r.get("gate") == "pass" for r in others)
+            text += f"; lowest {low['variant']} {low['pct_of_reference']:.1f}%; gate {gates}/{len(others)} pass"
+        return text + failed
+    if kind == "export":
+        sized = [r for r in ok if r.get("size_mb") is not None and r.get("variant") != "torch"]
+        small = min(sized, key=lambda r: r["size_mb"]) if sized else None
+        return f"{len(ok)} variant{'s' if len(ok) != 1 else ''}" + (f"; smallest {small['variant']} {small['size_mb']:.1f} MB" if small else "") + failed
+    return f"{len(ok)} rows{failed}"
+
+
+def metric_names(params: dict, rows: list[dict]) -> list[str]:
+    """An evaluation's metrics, the first (the one ``pct_of_reference`` is of) first: the recorded
+    ``metrics`` argument, else the row keys with a bootstrap interval (``<metric>_low``)."""
+    if params.get("metrics"):
+        return list(params["metrics"])
+    ok = [r for r in rows if r.get("status") == "ok"]
+    found = list(dict.fromkeys(k for r in ok for k in r if f"{k}_low" in r and f"{k}_high" in r))
+    ref = next((r for r in ok if r.get("variant") == params.get("reference")), None)
+    other = next((r for r in ok if r is not ref and r.get("pct_of_reference") is not None), None)
+    if ref and other:  # the metric whose ratio is the recorded percentage goes first
+
+        def off(m):
+            try:
+                return abs(other[m] / ref[m] * 100 - other["pct_of_reference"])
+            except (TypeError, ZeroDivisionError):
+                return float("inf")
+
+        found.sort(key=off)
+    return found or [None]
+
+
+# -- comparing two runs ------------------------------------------------------------------------------
+@dataclass
+class Comparison:
+    """What differs between runs A and B, and their figures side by side."""
+
+    a: dict
+    b: dict
+    differences: Table
+    figures: Table
+    notes: list[str] = field(default_factory=list)
+
+    def to_pandas(self):
+        return self.figures.to_pandas()
+
+    def __str__(self) -> str:
+        head = render_text(f"compare A={self.a['id']} ({self.a['kind']}, {self.a['status']}) "
+                           f"with B={self.b['id']} ({self.b['kind']}, {self.b['status']})", [], [], [], self.notes)
+        return "\n\n".join([head, str(self.differences), str(self.figures)])
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        head = (f"<strong>compare A={self.a['id']} ({self.a['kind']}, {self.a['status']}) with "
+                f"B={self.b['id']} ({self.b['kind']}, {self.b['status']})</strong>"
+                + "".join(f"<div><em>note:</em> {html.escape(n)}</div>" for n in self.notes))
+        return head + self.differences._repr_html_() + self.figures._repr_html_()
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"packages": {"torch": "2.1"}}`` -> ``{"packages.torch": "2.1"}``; lists become JSON text."""
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(obj, list):
+        return {prefix: json.dumps(obj)}
+    return {prefix: obj}
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return "-"
+    text = str(value)
+    if len(text) == 64 and all(c in "0123456789abcdef" for c in text):  # a sha256
+        return text[:12] + "..."
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return _short(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def compare(a: str, b: str, store: RunStore | None = None) -> Comparison:
+    """What differs between two runs of the same kind (ids or unique id suffixes)."""
+    store = _store(store)
+    ra, rb = store.get(a), store.get(b)
+    if ra["kind"] != rb["kind"]:
+        raise UsageProblem(f"{ra['id']} is a {ra['kind']} run and {rb['id']} a {rb['kind']} run; compare two "
+                           "runs of the same kind")
+    diffs = []
+    for section in ("params", "provenance", "environment"):
+        fa, fb = flatten(ra[section] or {}), flatten(rb[section] or {})
+        for key in sorted(set(fa) | set(fb)):
+            if fa.get(key) != fb.get(key):
+                diffs.append({"what": section, "key": key, "a": _short(fa.get(key)), "b": _short(fb.get(key))})
+    if ra["status"] != rb["status"]:
+        diffs.insert(0, {"what": "run", "key": "status", "a": ra["status"], "b": rb["status"]})
+    differences = Table(diffs, [Column("what"), Column("key"), Column("a", "A"), Column("b", "B")],
+                        title="what differs" if diffs else "what differs: nothing (same parameters, inputs "
+                        "and environment)")
+    figures, notes = _side_by_side(ra, rb)
+    return Comparison(ra, rb, differences, figures, notes)
+
+
+def _side_by_side(ra: dict, rb: dict) -> tuple[Table, list[str]]:
+    kind = ra["kind"]
+    keys = KEYS.get(kind, ("variant",))
+    figures = list(FIGURES.get(kind, []))
+    if kind == "evaluate":
+        metrics = [m for r in (ra, rb) for m in metric_names(r["params"] or {}, r["rows"]) if m]
+        figures = list(dict.fromkeys(metrics)) + figures
+
+    def index(rows):
+        return {tuple(r.get(k) for k in keys): r for r in rows}
+
+    ia, ib = index(ra["rows"]), index(rb["rows"])
+    lines = []
+    for key in list(ia) + [k for k in ib if k not in ia]:
+        label = _label(kind, key)
+        ea, eb = ia.get(key), ib.get(key)
+        if ea is None or eb is None:
+            lines.append({"config": label, "figure": "-", "a": "-" if ea is None else "present",
+                          "b": "-" if eb is None else "present", "change": None,
+                          "note": f"only in {'A' if eb is None else 'B'}"})
+            continue
+        if ea.get("status") != eb.get("status"):
+            lines.append({"config": label, "figure": "status", "a": _short(ea.get("status")),
+                          "b": _short(eb.get("status")), "change": None, "note": ""})
+        for fig in figures:
+            va, vb = ea.get(fig), eb.get(fig)
+            if va is None and vb is None:
+                continue
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (va, vb))
+            change = (vb - va) / abs(va) * 100 if numeric and va else None
+            lines.append({"config": label, "figure": fig, "a": _number(va), "b": _number(vb), "change": change,
+                          "note": ""})
+    notes = []
+    if ra["status"] != "ok" or rb["status"] != "ok":
+        notes.append("a run that did not finish ok is compared on the rows it committed")
+    table = Table(lines, [Column("config"), Column("figure"), Column("a", "A", None, "right"),
+                          Column("b", "B", None, "right"), Column("change", "change %", "+.1f", "right"),
+                          Column("note")], title=f"figures, matched by {'/'.join(keys)}")
+    return table, notes
+
+
+def _label(kind: str, key: tuple) -> str:
+    if kind == "benchmark":
+        variant, backend, batch, seq = key
+        return f"{variant}/{backend} b{batch} s{seq}"
+    return "/".join(str(k) for k in key)
+
+
+# -- running one again -----------------------------------------------------------------------------
+def _core(kind: str) -> Callable:
+    if kind == "export":
+        from hfmagic.export import export_onnx
+
+        return export_onnx
+    if kind == "benchmark":
+        from hfmagic.benchmark import benchmark
+
+        return benchmark
+    if kind == "evaluate":
+        from hfmagic.evaluate import evaluate
+
+        return evaluate
+    raise UsageProblem(f"cannot rerun a {kind!r} run; rerun takes export, benchmark and evaluate runs")
+
+
+def in_memory(source: Any) -> bool:
+    """Whether a recorded data source was an object in memory (``<DataFrame 40 rows>``), not a name."""
+    return isinstance(source, str) and source.startswith("<")
+
+
+def rerun(run_id: str, store: RunStore | None = None, callback: Callable | None = None, progress: bool = True):
+    """Call the run's core function again with its recorded parameters and the model its provenance
+    names; the new run is recorded with ``rerun_of`` in its provenance."""
+    store = _store(store)
+    run = store.get(run_id)
+    core = _core(run["kind"])
+    provenance = run["provenance"] or {}
+    model, notes = _model(run)
+    kwargs = {k: v for k, v in (run["params"] or {}).items() if k != "target"}
+    dataset = provenance.get("dataset") or {}
+    data_key = {"evaluate": "data", "benchmark": "inputs_source", "export": "calibration"}[run["kind"]]
+    if dataset and _is_own_dataset(run, model, dataset, kwargs):
+        kwargs[data_key] = None  # evaluate takes the model's own held-out split (the demo's)
+    elif dataset and in_memory(dataset.get("source")):
+        raise UsageProblem(f"run {run['id']} read its data from an object in memory ({dataset.get('source')}), "
+                           "which was not recorded, so it cannot be rerun; save it to a file "
+                           f"(df.to_csv('data.csv')) and run %{run['kind']} again with that file")
+    elif isinstance(kwargs.get(data_key), str):
+        kwargs[data_key] = _path_from(kwargs[data_key], run)
+    accepted = inspect.signature(core).parameters
+    dropped = sorted(k for k in kwargs if k not in accepted)
+    kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    if "callback" in accepted:
+        kwargs["callback"] = callback
+    if "progress" in accepted:
+        kwargs["progress"] = progress
+    result = core(model, **kwargs)
+    notes.insert(0, f"rerun of {run['id']} with its recorded parameters; %hfmagic compare {run['id']} "
+                    f"{getattr(result, 'run_id', None) or '(not recorded)'} shows what changed")
+    if dropped:
+        notes.append(f"recorded parameters this hfmagic no longer takes were left out: {', '.join(dropped)}")
+    if getattr(result, "run_id", None):
+        store.annotate(result.run_id, rerun_of=run["id"])
+    result.notes[:0] = notes
+    return result
+
+
+def _model(run: dict):
+    """The model a run's provenance names: its folder when it is still there, else its source."""
+    from hfmagic.models import load_model
+
+    m = (run["provenance"] or {}).get("model") or {}
+    source, path = m.get("source"), m.get("path")
+    name, task = m.get("name"), m.get("task")
+    if source == "demo":
+        handle = load_model("demo", task=task, name=name)
+    elif path and (Path(path) / "config.json").exists():
+        handle = load_model(path, task=task, name=name)
+        if not in_memory(source):
+            handle.source, handle.revision = source, m.get("revision")
+    elif source and not in_memory(source):
+        handle = load_model(source, task=task, revision=m.get("revision"), name=name)
+    else:
+        raise UsageProblem(f"run {run['id']} was made from a model object in memory, saved at {path}, which is "
+                           f"gone; load the model again and run %{run['kind']} on it afresh")
+    notes = []
+    if m.get("weights_sha256") and handle.weights_sha256 != m["weights_sha256"]:
+        notes.append(f"the weights at {handle.path} changed since run {run['id']} (sha256 "
+                     f"{m['weights_sha256'][:12]}... then, {handle.weights_sha256[:12]}... now)")
+    return handle, notes
+
+
+def _is_own_dataset(run: dict, model, dataset: dict, kwargs: dict) -> bool:
+    """Whether an evaluation read the model's own held-out split (the demo's): told by the data's
+    fingerprint, so it is rerun on exactly the same examples."""
+    if run["kind"] != "evaluate" or model.dataset is None:
+        return False
+    from hfmagic.data import load_data
+
+    again = load_data(model.dataset, text_column=kwargs.get("text_column"), label_column=kwargs.get("label_column"),
+                      limit=kwargs.get("limit"))
+    return again.fingerprint.get("sha256") == dataset.get("sha256")
+
+
+def _path_from(value: str, run: dict) -> str:
+    """A relative data path is read from the folder the run was made in when it is not here."""
+    path = Path(value).expanduser()
+    cwd = (run.get("environment") or {}).get("cwd")
+    if not path.is_absolute() and not path.exists() and cwd and (Path(cwd) / path).exists():
+        return str(Path(cwd) / path)
+    return value

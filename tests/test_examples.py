@@ -1,0 +1,75 @@
+"""The example notebooks, executed top to bottom in a real Jupyter kernel (nbclient)."""
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from hfmagic.store import RunStore
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def execute(name: str, folder: Path) -> nbformat.NotebookNode:
+    """Run a notebook in ``folder`` (the kernel inherits conftest's environment: HF_HOME, IPYTHONDIR,
+    the Jupyter folders and the hfmagic cache all point at temporary folders). Raises on any error."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(EXAMPLES / name, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    return nb
+
+
+def outputs(nb) -> str:
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            parts += [str(v) for v in out.get("data", {}).values()]
+    return "\n".join(parts)
+
+
+def check_report(folder: Path, name: str, text: str) -> None:
+    report = folder / name
+    assert report.exists() and f"written to {report.name}" in text
+    page = report.read_text()
+    assert "hfmagic-state" in page and "rebuild each variant with optimum-cli" in page and "optimum-cli" in page
+
+
+def test_bring_your_own_model(tmp_path):
+    nb = execute("bring-your-own-model.ipynb", tmp_path)
+    text = outputs(nb)
+    assert (tmp_path / "my-model" / "config.json").exists() and (tmp_path / "reviews-test.csv").exists()
+    accuracy = float(re.search(r"PyTorch accuracy on the held-out CSV: ([\d.]+)", text).group(1))
+    assert accuracy > 0.6  # three balanced topics: chance is 0.33, the short fine-tune learns them
+    new = [r for r in RunStore().runs(limit=None) if r["provenance"]["model"]["path"] == str(tmp_path / "my-model")]
+    kinds = sorted(r["kind"] for r in new)
+    assert kinds.count("evaluate") == 2 and "benchmark" in kinds and all(r["status"] == "ok" for r in new)
+    rerun = next(r for r in new if (r["provenance"] or {}).get("rerun_of"))
+    assert RunStore().get(rerun["provenance"]["rerun_of"])["kind"] == "evaluate"
+    check_report(tmp_path, "my-model-report.html", text)
+
+
+@pytest.mark.slow
+def test_quickstart(tmp_path, demo_folder):
+    nb = execute("quickstart.ipynb", tmp_path)
+    text = outputs(nb)
+    assert "BertForSequenceClassification" in text and "int8" in text
+    assert re.search(r"provenance\s+rerun_of", text)  # the evaluation was rerun from its record and compared
+    check_report(tmp_path, "quickstart-report.html", text)
+
+
+@pytest.mark.slow
+def test_hfmagic_demo_prints_the_summary_and_the_report_path(tmp_path, demo_folder):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "demo.html"
+    done = subprocess.run([sys.executable, "-m", "hfmagic", "demo", "--min-time", "0.1", "--limit", "20",
+                           "--html", str(out)], capture_output=True, text=True, env=os.environ, timeout=600)
+    assert done.returncode == 0, done.stderr
+    summary = done.stdout.split("summary per variant")[1]
+    assert [line.split()[0] for line in summary.splitlines()[3:6]] == ["torch", "fp32", "int8"]
+    assert done.stdout.rstrip().endswith(f"report of 3 runs written to {out}") and out.exists()
