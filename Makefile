@@ -39,6 +39,8 @@ test: install browser
 	$(PY) -m pytest
 
 bench: install
+	$(PY) benchmarks/load_ext.py
+	$(PY) benchmarks/export_cache.py
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/speedup.py
 
