@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-import re
+import keyword
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class
@@ -13,7 +13,10 @@ from hfmagic.commands import COMMAND_MODULES, Context, with_arguments
 from hfmagic.config import HFMagic, use_settings
 from hfmagic.errors import HFMagicError
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")
+
+def _is_name(text) -> bool:
+    """Whether ``text`` can be a variable of the user's (an identifier, not a keyword)."""
+    return isinstance(text, str) and text.isidentifier() and not keyword.iskeyword(text)
 
 
 class ShellContext(Context):
@@ -31,12 +34,12 @@ class ShellContext(Context):
         self._live = None
 
     def lookup(self, ref):
-        if isinstance(ref, str) and _IDENTIFIER.match(ref):
+        if _is_name(ref):
             return self.shell.user_ns.get(ref)
         return None
 
     def bind(self, name, obj):
-        if not _IDENTIFIER.match(name):
+        if not _is_name(name):
             raise UsageError(f"{name!r} is not a valid variable name; pass --name with one")
         self.shell.user_ns[name] = obj
 
@@ -78,6 +81,8 @@ class HFMagics(Magics):
 
     def _run(self, cmd, magic, line):
         args = parse_argstring(magic, line)
+        if getattr(args, "name", None) is not None and not _is_name(args.name):  # before any work
+            raise UsageError(f"--name {args.name!r} is not a valid variable name; pass one such as result")
         no_widget = getattr(args, "no_widget", False) or getattr(args, "quiet", False)
         ctx = ShellContext(self.shell, widget=not no_widget)
         try:

@@ -7,8 +7,10 @@ first use. Everything later (export, benchmark, evaluate) starts from a handle's
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import keyword
 import os
 import re
 import shutil
@@ -168,8 +170,10 @@ def load_model(source: Any, task: str | None = None, revision: str | None = None
     """Load a model from a folder, a hub id, a transformers model or pipeline, or ``"demo"``."""
     if task is not None:
         check_task(task)
-    if isinstance(source, ModelHandle):
-        return source
+    if isinstance(source, ModelHandle):  # a handle already bound: the same folder, as asked for
+        if task not in (None, source.task):
+            return dataclasses.replace(source, task=task, name=name or source.name, _torch_model=None)
+        return dataclasses.replace(source, name=name) if name not in (None, source.name) else source
     dataset = None
     if not isinstance(source, (str, os.PathLike)):
         path, label = _save_object(source), f"<{type(source).__name__} object>"
@@ -206,6 +210,8 @@ def derive_name(source: str) -> str:
     """A Python identifier for a source: ``org/MiniLM-L6`` -> ``minilm_l6``."""
     stem = Path(source.rstrip("/")).name or "model"
     ident = re.sub(r"\W+", "_", stem).strip("_").lower() or "model"
+    if keyword.iskeyword(ident):
+        return f"{ident}_model"
     return f"m_{ident}" if ident[0].isdigit() else ident
 
 
@@ -214,6 +220,14 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def _folder_sha256(folder: Path) -> str:
+    """One hash of every file's name and content: weights, config and tokenizer alike."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        digest.update(f"{path.name}\0{file_sha256(path)}\0".encode())
     return digest.hexdigest()
 
 
@@ -275,7 +289,7 @@ def _save_object(obj: Any) -> Path:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        final = root / file_sha256(tmp / "model.safetensors")[:16]
+        final = root / _folder_sha256(tmp)[:16]
         if final.exists():
             shutil.rmtree(tmp)
         else:

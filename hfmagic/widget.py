@@ -84,14 +84,6 @@ def pareto_front(points: list[dict]) -> list[str]:
     return front
 
 
-def chart_points(rows: list[dict], shape: tuple[int, int] | None = None) -> list[dict]:
-    """The scatter's points: ok rows with a latency and a metric, at ``shape`` (default: the smallest)."""
-    usable = [r for r in rows if _ok(r) and r.get("metric") is not None]
-    shapes = sorted({(r["batch_size"], r["seq_len"]) for r in usable}, key=lambda s: (s[0] * s[1], s[0]))
-    shape = shape or (shapes[0] if shapes else None)
-    return [r for r in usable if (r["batch_size"], r["seq_len"]) == tuple(shape or ())]
-
-
 def join(bench_rows: list[dict], eval_rows: list[dict], reference: str | None = None) -> list[dict]:
     """Dashboard rows: each benchmark row with its variant's evaluation figures (``metric`` is the
     evaluation's first metric; ``change_pct`` its change against the reference, in percent), then one

@@ -74,6 +74,32 @@ def test_model_object_in_the_namespace(shell, tiny_bert):
     handle = shell.user_ns["pipe_model"]
     assert handle.task == "text-classification" and (handle.path / "tokenizer.json").exists()
     assert shell.user_ns["pipe"] is not handle  # the user's object is untouched
+    # the saved copy is addressed by all its files, so a changed config is not served a stale copy
+    shell.user_ns["pipe"].model.config.id2label = {0: "a", 1: "b", 2: "c"}
+    again = shell.run_line_magic("load_model", "pipe -o -q")
+    assert again.path != handle.path and again.labels == {0: "a", 1: "b", 2: "c"}
+    assert handle.labels == {0: "business", 1: "politics", 2: "sport"}
+
+
+def test_a_bound_handle_takes_a_new_task_and_name(shell, tiny_bert):
+    shell.run_line_magic("load_model", f"{tiny_bert} --name clf2 -q")
+    shell.run_line_magic("load_model", "clf2 --task feature-extraction --name fe2 -q")
+    assert shell.user_ns["fe2"].task == "feature-extraction" and shell.user_ns["fe2"].labels == {}
+    assert shell.user_ns["clf2"].task == "text-classification" and shell.user_ns["clf2"].name == "clf2"
+    shell.run_line_magic("load_model", "clf2 --name other -q")
+    assert shell.user_ns["other"].name == "other" and shell.user_ns["other"].path == shell.user_ns["clf2"].path
+
+
+def test_a_bad_name_is_refused_before_any_work(shell, tiny_bert):
+    from hfmagic.models import derive_name
+
+    assert derive_name("/models/class/") == "class_model" and derive_name("org/2-MiniLM") == "m_2_minilm"
+    before = dict(shell.user_ns)
+    for line in ("load_model /no/such/folder --name class", f"benchmark {tiny_bert} --name 1x --batch-sizes 1"):
+        magic, _, rest = line.partition(" ")
+        with pytest.raises(UsageError, match="--name '(class|1x)' is not a valid variable name"):
+            shell.run_line_magic(magic, rest)  # the folder is never looked at, nothing is measured
+    assert shell.user_ns.keys() == before.keys()
 
 
 @pytest.mark.parametrize("source, message", [

@@ -3,7 +3,7 @@
 from IPython.core.magic_arguments import argument
 
 from hfmagic.commands import OUTPUT_ARGS
-from hfmagic.models import TASKS, load_model
+from hfmagic.models import TASKS, ModelHandle, load_model
 
 MAGIC = "load_model"
 CLI = "load"
@@ -25,9 +25,10 @@ ARGS = [
 def run(args, ctx):
     obj = ctx.lookup(args.source)
     source = args.source if obj is None else obj
+    # a model object keeps its own name; the handle gets one beside it (a handle keeps its name)
+    beside = obj is not None and not isinstance(obj, ModelHandle)
     handle = load_model(source, task=args.task, revision=args.revision,
                         trust_remote_code=args.trust_remote_code,
-                        # a model object keeps its own name; the handle gets one beside it
-                        name=args.name or (f"{args.source}_model" if obj is not None else None))
+                        name=args.name or (f"{args.source}_model" if beside else None))
     ctx.bind(handle.name, handle)
     return handle
