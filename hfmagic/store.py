@@ -172,12 +172,15 @@ class RunStore:
             migrate(con, version)
 
     @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection inside one write transaction, committed on leaving (rolled back on error)."""
+    def connect(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """A connection inside one transaction, committed on leaving (rolled back on error).
+
+        Writes take the write lock up front (``BEGIN IMMEDIATE``); reads take a snapshot
+        (``BEGIN``), which under WAL neither waits for writers nor blocks them."""
         con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a killed process loses no commit
-            con.execute("BEGIN IMMEDIATE")
+            con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             yield con
             con.execute("COMMIT")
         except BaseException:
@@ -189,7 +192,7 @@ class RunStore:
 
     @property
     def schema_version(self) -> int:
-        with self.connect() as con:
+        with self.connect(write=False) as con:
             return int(con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
 
     # -- writing ---------------------------------------------------------------------------------
@@ -235,32 +238,38 @@ class RunStore:
         Run(self, self.resolve(run_id), "").update_provenance(**parts)
 
     # -- reading ---------------------------------------------------------------------------------
-    def _mark_dead(self, con: sqlite3.Connection) -> None:
-        """Runs left ``running`` by a process of this host that is gone become ``interrupted``."""
+    def _mark_dead(self) -> None:
+        """Runs left ``running`` by a process of this host that is gone become ``interrupted``.
+
+        Looked for under a read snapshot; the write lock is taken only when one is found."""
         host = socket.gethostname()
-        for run_id, pid, started in con.execute(
-                "SELECT id, pid, proc_start FROM runs WHERE status = 'running' AND host = ? AND pid IS NOT NULL",
-                (host,)).fetchall():
-            if not _alive(pid, started):
+        with self.connect(write=False) as con:
+            candidates = con.execute("SELECT id, pid, proc_start FROM runs WHERE status = 'running' "
+                                     "AND host = ? AND pid IS NOT NULL", (host,)).fetchall()
+        dead = [(run_id, pid) for run_id, pid, started in candidates if not _alive(pid, started)]
+        if not dead:
+            return
+        with self.connect() as con:
+            for run_id, pid in dead:
                 reason = (f"process {pid} on {host} ended before the run finished (killed or crashed); "
                           "the rows it committed are kept")
-                con.execute("UPDATE runs SET status = 'interrupted', summary = ? WHERE id = ?",
-                            (_dumps({"error": reason}), run_id))
+                con.execute("UPDATE runs SET status = 'interrupted', summary = ? WHERE id = ? "
+                            "AND status = 'running'", (_dumps({"error": reason}), run_id))
 
     def runs(self, kind: str | None = None, limit: int | None = None) -> list[dict]:
         """Runs, newest first, each with its row count under ``rows``."""
         query = (f"SELECT {', '.join(RUN_FIELDS)}, (SELECT COUNT(*) FROM rows WHERE run_id = runs.id) "
                  "FROM runs" + (" WHERE kind = ?" if kind else "") + " ORDER BY created DESC, id DESC"
                  + (f" LIMIT {int(limit)}" if limit else ""))
-        with self.connect() as con:
-            self._mark_dead(con)
+        self._mark_dead()
+        with self.connect(write=False) as con:
             found = con.execute(query, [kind] if kind else []).fetchall()
         return [_decode(dict(zip(RUN_FIELDS + ("rows",), r))) for r in found]
 
     def resolve(self, run_id: str) -> str:
         """The full id of the one run whose id is ``run_id`` or ends with it."""
         pattern = "%" + str(run_id).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        with self.connect() as con:
+        with self.connect(write=False) as con:
             found = [r[0] for r in con.execute("SELECT id FROM runs WHERE id = ? OR id LIKE ? ESCAPE '\\'",
                                                (run_id, pattern))]
         if str(run_id) in found:
@@ -275,14 +284,14 @@ class RunStore:
         """One run (id or unique suffix), with its environment and all its rows."""
         full = self.resolve(run_id)
         fields = RUN_FIELDS + ("environment",)
-        with self.connect() as con:
-            self._mark_dead(con)
+        self._mark_dead()
+        with self.connect(write=False) as con:
             r = con.execute(f"SELECT {', '.join(fields)} FROM runs WHERE id = ?", (full,)).fetchone()
             rows = con.execute("SELECT data FROM rows WHERE run_id = ? ORDER BY seq", (full,)).fetchall()
         return _decode(dict(zip(fields, r))) | {"rows": [json.loads(x[0]) for x in rows]}
 
     def rows(self, run_id: str) -> list[dict]:
-        with self.connect() as con:
+        with self.connect(write=False) as con:
             found = con.execute("SELECT data FROM rows WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
         return [json.loads(x[0]) for x in found]
 

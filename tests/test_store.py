@@ -101,6 +101,23 @@ def test_two_processes_writing_at_once_both_keep_all_their_runs(tmp_path):
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_reading_the_store_neither_waits_for_nor_blocks_a_writer(tmp_path):
+    import threading
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    with store.recording("export", {}, {}) as run:
+        run.add_row({"variant": "fp32"})
+    writer = sqlite3.connect(store.path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another notebook in the middle of a write
+    found = []
+    reader = threading.Thread(target=lambda: found.append(store.get(run.id[-6:])["rows"]))
+    reader.start()
+    reader.join(timeout=5)
+    writer.execute("ROLLBACK")
+    writer.close()
+    assert not reader.is_alive() and found == [[{"variant": "fp32"}]]
+
+
 def test_a_v1_store_is_migrated_and_keeps_its_runs(tmp_path):
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as con:
