@@ -252,9 +252,12 @@ def _from_hub(repo_id: str, revision: str | None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
 
+    files = ["*.json", "*.txt", "*.model"]  # config, tokenizer, vocabularies
     try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=[
-            "*.json", "*.safetensors", "*.txt", "*.model", "*.bin"]))
+        path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=files + ["*.safetensors"]))
+        if not any(path.glob("*.safetensors")):  # an older repository: pickled weights only
+            path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=files + ["pytorch_model*.bin"]))
+        return path
     except LocalEntryNotFoundError as exc:
         raise OfflineError(f"the hub cannot be reached to fetch {repo_id}; pass a local folder "
                            "(or connect and try again)") from exc
@@ -278,7 +281,7 @@ def _save_object(obj: Any) -> Path:
     model = getattr(obj, "model", obj)
     tokenizer = getattr(obj, "tokenizer", None)
     if not hasattr(model, "save_pretrained") or not hasattr(model, "config"):
-        raise ModelSourceError(f"a {type(obj).__name__} is not a transformers model or pipeline; "
+        raise ModelSourceError(f"{type(obj).__name__!r} object is not a transformers model or pipeline; "
                                "pass a folder, a hub id, a model or a pipeline")
     if tokenizer is None:
         tokenizer = _tokenizer_of(model)
