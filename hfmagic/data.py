@@ -19,7 +19,8 @@ from typing import Any
 
 from hfmagic.errors import DataError, OfflineError, UsageProblem
 
-# the first of these present (any case) is taken; otherwise the only text column, otherwise ask
+# the one of these present (any case) is taken; otherwise the only text column; otherwise (none, or
+# more than one of them) ask
 TEXT_COLUMNS = ("text", "sentence", "content", "review", "document", "body", "article", "tweet",
                 "comment", "message", "utterance", "abstract")
 LABEL_COLUMNS = ("label", "labels", "target", "category", "class", "sentiment", "intent", "topic", "y")
@@ -228,12 +229,9 @@ def _column_values(table, name: str, limit: int | None) -> list:
     return values.tolist()
 
 
-def guess_column(columns: list[str], wanted: tuple[str, ...]) -> str | None:
-    lower = {c.lower(): c for c in columns}
-    for name in wanted:
-        if name in lower:
-            return lower[name]
-    return None
+def guess_columns(columns: list[str], wanted: tuple[str, ...]) -> list[str]:
+    """The columns whose name (any case) is one of ``wanted``: the guess is obvious when there is one."""
+    return [c for c in columns if c.lower() in wanted]
 
 
 def _extract(table, label: str, split, text_column, label_column, limit, require_labels,
@@ -248,16 +246,19 @@ def _extract(table, label: str, split, text_column, label_column, limit, require
         if given is not None and given not in columns:
             raise DataError(f"no column {given!r} in {label}; its columns are: {listing} (pass {what})")
     if text_column is None:
-        text_column = guess_column(columns, TEXT_COLUMNS) or _only_text_column(table, columns)
-        if text_column is None:
-            raise DataError(f"cannot tell which column of {label} holds the texts; pass --text-column "
-                            f"with one of: {listing}")
+        named = guess_columns(columns, TEXT_COLUMNS)
+        found = named or _text_columns(table, columns)
+        if len(found) != 1:
+            raise DataError(f"cannot tell which column of {label} holds the texts{_among(named)}; pass "
+                            f"--text-column with one of: {listing}")
+        text_column = found[0]
         notes.append(f"texts from column {text_column!r} (guessed)")
     if label_column is None:
-        label_column = guess_column([c for c in columns if c != text_column], LABEL_COLUMNS)
+        found = guess_columns([c for c in columns if c != text_column], LABEL_COLUMNS)
+        label_column = found[0] if len(found) == 1 else None
         if label_column is None and require_labels:
-            raise DataError(f"cannot tell which column of {label} holds the labels; pass --label-column "
-                            f"with one of: {listing}")
+            raise DataError(f"cannot tell which column of {label} holds the labels{_among(found)}; pass "
+                            f"--label-column with one of: {listing}")
         if label_column is not None and require_labels:
             notes.append(f"labels from column {label_column!r} (guessed)")
         if not require_labels:
@@ -275,9 +276,12 @@ def _extract(table, label: str, split, text_column, label_column, limit, require
                         label_names=(class_names or {}).get(label_column), notes=notes)
 
 
-def _only_text_column(table, columns: list[str]) -> str | None:
-    stringy = [c for c in columns if isinstance(_first(table, c), str)]
-    return stringy[0] if len(stringy) == 1 else None
+def _text_columns(table, columns: list[str]) -> list[str]:
+    return [c for c in columns if isinstance(_first(table, c), str)]
+
+
+def _among(candidates: list[str]) -> str:
+    return f" ({', '.join(map(repr, candidates))} all could)" if len(candidates) > 1 else ""
 
 
 def _first(table, column: str):

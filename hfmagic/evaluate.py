@@ -24,13 +24,13 @@ import numpy as np
 
 from hfmagic.data import LabelledData, load_data
 from hfmagic.errors import BuildError, DataError, UnsupportedError, UsageProblem
-from hfmagic.metrics import Metric, bootstrap, resolve
+from hfmagic.metrics import EVALUATE_RESAMPLES, RESAMPLES, Metric, bootstrap, resolve
 from hfmagic.models import ModelHandle, file_sha256, load_model
 from hfmagic.results import Column, Table
 from hfmagic.variants import TORCH, Variant, Variants
 
 TASKS = ("text-classification", "feature-extraction")
-KNOWN_VARIANTS = (TORCH, "fp32", "O1", "O2", "O3", "O4", "int8", "O2-int8", "int8-static")
+KNOWN_VARIANTS = (TORCH, "fp32", "O1", "O2", "O3", "O4", "int8", "O1-int8", "O2-int8", "O3-int8", "int8-static")
 GATE = 99.0  # percent of the reference's first metric a variant must keep (MLPerf's 99% rule)
 FLIP_COLUMNS = ["variant", "row", "text", "label", "reference", "prediction", "confidence",
                 "reference_confidence"]
@@ -169,6 +169,10 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     selected = [vset[n] for n in names]
     batches = make_batches(model, data.texts, batch_size)
     notes = list(data.notes)
+    slow = [m.name for m in chosen_metrics if m.kind == "evaluate"]
+    if slow:
+        notes.append(f"the intervals of {', '.join(slow)} (evaluate metrics, one call per resample) come from "
+                     f"{EVALUATE_RESAMPLES} bootstrap resamples, the others' from {RESAMPLES}")
     result = EvaluationResult(model_name=model.name, task=model.task, metrics=[m.name for m in chosen_metrics],
                               reference=reference, data_source=data.source, fingerprint=data.fingerprint,
                               labels=model.labels, notes=notes)
@@ -204,12 +208,31 @@ def _variant_names(vset: Variants, variants: list[str] | None, reference: str) -
 
 
 def _build_variants(model: ModelHandle, variants: list[str] | None, reference: str) -> Variants:
-    """torch alone needs no export; otherwise export_onnx's default set (from its cache when built)."""
+    """torch alone needs no export; otherwise export_onnx builds (or takes from its cache) the
+    variants asked for, or its default set plus the reference when none were named."""
+    from hfmagic.export import DEFAULT_LEVELS, export_onnx
+
     if variants and set(variants) | {reference} == {TORCH}:
         return Variants(model, [Variant(TORCH, model)])
-    from hfmagic.export import export_onnx
+    levels, dynamic, static = _export_request(list(variants or DEFAULT_LEVELS) + [reference])
+    dynamic = dynamic or not variants  # the default set has the int8 twins
+    if static and model.dataset is None:
+        raise UsageProblem(f"int8-static needs calibration texts and {model.name} has none of its own; build it "
+                           "with %export_onnx --quantize static --calibration DATA and evaluate that result")
+    quantize = ("auto" if dynamic else "static") if static else ("auto" if dynamic else "none")
+    return export_onnx(model, levels=levels, quantize=quantize, calibration=model.dataset if static else None)
 
-    return export_onnx(model)
+
+def _export_request(names: list[str]) -> tuple[list[str], bool, bool]:
+    """(export levels, whether dynamic int8 is needed, whether static int8 is) for these variant names."""
+    levels, dynamic, static = ["fp32"], False, False
+    for name in names:
+        if name == "int8-static":
+            static = True
+        elif name != TORCH:
+            dynamic |= name.endswith("int8")
+            levels.append("fp32" if name == "int8" else name.removesuffix("-int8"))
+    return list(dict.fromkeys(levels)), dynamic, static
 
 
 def label_ids(data: LabelledData, id2label: dict[int, str]) -> list[int]:
@@ -363,9 +386,10 @@ def _figures(name, outputs, reference_out, y_true, data, chosen_metrics, result,
     if y_true is not None:
         pred = outputs.argmax(1)
         result.predictions[name] = pred
+        classes = max(outputs.shape[1], max(labels, default=-1) + 1)  # every id either side can take
         for metric in chosen_metrics:
             row[metric.name] = metric.point(y_true, pred)
-            row[f"{metric.name}_low"], row[f"{metric.name}_high"] = bootstrap(metric, y_true, pred, len(labels))
+            row[f"{metric.name}_low"], row[f"{metric.name}_high"] = bootstrap(metric, y_true, pred, classes)
     if reference_out is None:
         return row
     if y_true is not None:
@@ -383,7 +407,7 @@ def _figures(name, outputs, reference_out, y_true, data, chosen_metrics, result,
     if ref_value:
         row["pct_of_reference"] = 100 * row[first] / ref_value
         if name != result.reference:
-            row["gate"] = "pass" if row["pct_of_reference"] >= GATE else "fail"
+            row["gate"] = "pass" if row["pct_of_reference"] >= GATE - 1e-9 else "fail"  # 99% exactly passes
     return row
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from hfmagic.config import settings
 from hfmagic.errors import BackendUnavailable, BuildError, DataError, UnsupportedError, UsageProblem
 from hfmagic.models import file_sha256
-from hfmagic.onnxbuild import FP32_FILE, OPTIMIZED_FILE, QUANTIZED_FILE
+from hfmagic.onnxbuild import FOLDER_FILES, FP32_FILE, OPTIMIZED_FILE, QUANTIZED_FILE
 from hfmagic.variants import Variant, Variants
 
 LEVELS = ("fp32", "O1", "O2", "O3", "O4")
@@ -42,8 +42,6 @@ DEVICES = ("cpu", "cuda")
 FORMAT = 1  # bump when a recipe or the folder layout changes: old entries are then left unused
 META = "hfmagic-variant.json"
 STACK = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime")
-MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
-               "merges.txt", "special_tokens_map.json", "spiece.model", "sentencepiece.bpe.model")
 
 
 @dataclass(frozen=True)
@@ -85,6 +83,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     from hfmagic.models import load_model
 
     model = load_model(model)
+    check_weights_unchanged(model)
     levels = check_levels(levels)
     if quantize not in QUANTIZE:
         raise UsageProblem(f"unknown --quantize {quantize!r}; use one of: {', '.join(QUANTIZE)}")
@@ -160,13 +159,24 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
             run.update_provenance(files={v.name: v.sha256 for v in items if v.sha256})
     if not to_build:
         notes.append(f"all {len(steps)} ONNX variants came from the cache; --force rebuilds them")
-    if builder.reference is not None:
-        from hfmagic.validation import COSINE_FLOOR
-
-        floors = ", ".join(f"{v} ({k})" for k, v in COSINE_FLOOR.items())
-        notes.append(f"validated on {len(builder.reference.texts)} texts ({builder.reference.source}); a variant "
-                     f"diverges below a worst-text cosine of {floors}")
+    notes += validation_notes(items)
     return Variants(model, items, notes, run_id=run.id if run is not None else None)
+
+
+def validation_notes(items: list[Variant]) -> list[str]:
+    """What each variant was validated on, read off its own figures (a cached one may have been
+    validated on other texts than one built now), and the divergence floors."""
+    from hfmagic.validation import COSINE_FLOOR
+
+    inputs: dict[str, list[str]] = {}
+    for v in items:
+        if v.validation:
+            inputs.setdefault(f"{v.validation['texts']} texts ({v.validation['inputs_from']})", []).append(v.name)
+    if not inputs:
+        return []
+    where = next(iter(inputs)) if len(inputs) == 1 else "; ".join(f"{', '.join(n)} on {t}" for t, n in inputs.items())
+    floors = ", ".join(f"{v} ({k})" for k, v in COSINE_FLOOR.items())
+    return [f"validated on {where}; a variant diverges below a worst-text cosine of {floors}"]
 
 
 class _no_recording:
@@ -191,6 +201,15 @@ def check_levels(levels) -> list[str]:
     if not levels:
         raise UsageProblem(f"--levels is empty; give some of {', '.join(LEVELS)}")
     return list(dict.fromkeys(by_lower[str(lv).lower()] for lv in levels))
+
+
+def check_weights_unchanged(model) -> None:
+    """The handle's weights hash (the cache key's, the provenance's) still describes the file on disk,
+    and so does its PyTorch model: a folder saved over since it was loaded is refused, not mixed."""
+    hashed = "weights_sha256" in vars(model)  # a cached_property: unset until first read, from disk
+    if hashed and file_sha256(model.weights_file) != model.weights_sha256:
+        raise UsageProblem(f"the weights in {model.path} changed after {model.name} was loaded; load it "
+                           "again (%load_model) and re-run")
 
 
 def check_device(device: str) -> None:
@@ -254,10 +273,11 @@ def base_key(model, opset, device) -> dict[str, Any]:
             versions[dist] = md.version(dist)
         except md.PackageNotFoundError:
             versions[dist] = None
-    files = {name: hashlib.sha256((model.path / name).read_bytes()).hexdigest()
-             for name in MODEL_FILES if (model.path / name).exists()}
-    return {"format": FORMAT, "weights_sha256": model.weights_sha256, "files": files, "task": model.task,
-            "opset": opset, "device": device, "versions": versions}
+    # every file a variant folder is made from (the code too, when the model brings its own)
+    names = list(FOLDER_FILES) + (sorted(p.name for p in model.path.glob("*.py")) if model.trust_remote_code else [])
+    files = {name: file_sha256(model.path / name) for name in names if (model.path / name).is_file()}
+    return {"format": FORMAT, "weights_sha256": model.weights_sha256, "files": files,
+            "task": model.task, "opset": opset, "device": device, "versions": versions}
 
 
 def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data) -> str:

@@ -97,7 +97,8 @@ class Reference:
                 wi, gi = (w[i][self.mask[i]], g[i][self.mask[i]]) if token_level else (w[i], g[i])
                 per_text_want[i].append(wi.ravel())
                 per_text_got[i].append(gi.ravel())
-                max_diff = max(max_diff, float(np.max(np.abs(wi - gi))) if wi.size else 0.0)
+                if wi.size:  # np.fmax would drop a NaN and Python's max() may too: keep it
+                    max_diff = float(np.max([max_diff, np.max(np.abs(wi - gi))]))
                 if self.model.task in CLASSIFYING and name.endswith("logits"):
                     if name in ("start_logits", "end_logits"):  # an answer position per text
                         agree += int(np.argmax(wi) == np.argmax(gi))
@@ -107,7 +108,7 @@ class Reference:
                         agree += int((a == b).sum())
                         decisions += a.size
         cosines = [_cosine(np.concatenate(a), np.concatenate(b)) for a, b in zip(per_text_want, per_text_got)]
-        return {"max_abs_diff": max_diff, "cosine": min(cosines),
+        return {"max_abs_diff": max_diff, "cosine": float(np.min(cosines)),  # a NaN text wins, as it should
                 "argmax_agreement": agree / decisions if decisions else None}
 
 

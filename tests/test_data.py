@@ -76,6 +76,10 @@ def test_unlabelled_texts_for_benchmark_inputs():
                                                            "holds the texts; pass --text-column with one of: a, b"),
     (pd.DataFrame({"text": ["x"], "score": [1]}), {}, DataError, "which column of <DataFrame 1 rows> holds the "
                                                                  "labels; pass --label-column"),
+    (pd.DataFrame({"text": ["x"], "sentence": ["y"], "label": [1]}), {}, DataError,
+     "holds the texts ('text', 'sentence' all could); pass --text-column"),
+    (pd.DataFrame({"text": ["x"], "label": [1], "topic": ["z"]}), {}, DataError,
+     "holds the labels ('label', 'topic' all could); pass --label-column"),
     (pd.DataFrame({"text": ["x", None], "label": [1, 0]}), {}, DataError, "row 1 is empty"),
     (pd.DataFrame({"text": ["x", "y"], "label": [1.5, 0]}), {}, DataError, "must hold class labels (names or "
                                                                           "ids), but row 0 has float 1.5"),

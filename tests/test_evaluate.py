@@ -1,5 +1,6 @@
 """%evaluate: metrics, intervals, flips, the reference gate, the run store, bad input; against evaluate's evaluator."""
 
+import json
 import random
 import subprocess
 import sys
@@ -242,6 +243,46 @@ def test_bad_input_is_one_line_before_any_work(shell, clf, capsys, data, extra, 
     assert _store_runs() == runs  # refused before anything ran or was recorded
 
 
+def test_a_model_target_builds_only_the_variants_asked_for(clf, tmp_path, monkeypatch):
+    from hfmagic.config import settings
+    from hfmagic.evaluate import evaluate
+    from hfmagic.models import load_model
+
+    monkeypatch.setattr(settings(), "cache_dir", str(tmp_path / "cache"))
+    result = evaluate(load_model(clf["base"]), clf["frame"], variants=["O1"], limit=20)
+    assert [r["variant"] for r in result.rows] == ["torch", "O1"] and result.rows[1]["status"] == "ok"
+    metas = (tmp_path / "cache" / "onnx").glob("*/hfmagic-variant.json")
+    built = sorted(json.loads(m.read_text())["name"] for m in metas)
+    assert built == ["O1", "fp32"]  # not export_onnx's whole default set (O2, int8, O2-int8)
+    from hfmagic.errors import UsageProblem
+
+    with pytest.raises(UsageProblem, match="int8-static needs calibration texts and clf has none of its own"):
+        evaluate(load_model(clf["base"]), clf["frame"], variants=["int8-static"])
+
+
+def test_the_gate_is_99_percent_of_the_reference(clf):
+    from hfmagic.evaluate import EvaluationResult, _figures
+    from hfmagic.metrics import resolve
+
+    n = 1000
+    y = np.zeros(n, dtype=int)
+    ref = np.tile([[2.0, 0.0, 0.0]], (n, 1))
+    ref[:100] = [0.0, 2.0, 0.0]  # the reference: accuracy 0.9
+    data = type("Data", (), {"texts": [f"t{i}" for i in range(n)]})()
+    result = EvaluationResult("m", "text-classification", ["accuracy"], "torch", "x", {},
+                              labels=dict(enumerate(LABELS)))
+    metrics = resolve(["accuracy"], "text-classification")
+    result.rows.append(_figures("torch", ref, ref, y, data, metrics, result, result.labels) | {"variant": "torch"})
+    for wrong, gate in ((109, "pass"), (110, "fail")):  # 0.891 is exactly 99% of 0.9 (in float: 98.99999...)
+        out = np.tile([[2.0, 0.0, 0.0]], (n, 1))
+        out[:wrong] = [0.0, 2.0, 0.0]
+        row = _figures(f"v{wrong}", out, ref, y, data, metrics, result, result.labels)
+        assert row["pct_of_reference"] == pytest.approx(100 * (n - wrong) / 900) and row["gate"] == gate
+        assert row["flips"] == wrong - 100 and row["max_logit_diff"] == 2.0
+    flipped = [(f["row"], f["reference"], f["prediction"]) for f in result.flip_rows if f["variant"] == "v109"]
+    assert flipped == [(i, "business", "politics") for i in range(100, 109)]
+
+
 def test_feature_extraction_model_is_compared_by_cosine(tiny_factory, tmp_path, clf):
     from hfmagic.evaluate import evaluate
     from hfmagic.models import load_model
@@ -330,6 +371,11 @@ def test_bootstrap_matches_scikit_learn_on_the_same_resamples():
     low, high = M.bootstrap(metric, y, p, 4)
     assert (low, high) == M.bootstrap(metric, y, p, 4)  # fixed seed: the same interval every time
     assert low < M.sklearn_metric("f1_macro", y, p) < high
+    # the percentile interval itself: scikit-learn on each of the 1,000 resamples, then the 2.5/97.5 percentiles
+    every = np.concatenate(list(M.resample_indices(60)))
+    assert len(every) == M.RESAMPLES
+    scores = [f1_score(y[i], p[i], average="macro", zero_division=0) for i in every]
+    assert (low, high) == pytest.approx(tuple(np.percentile(scores, [2.5, 97.5])), abs=1e-12)
 
 
 @pytest.mark.slow

@@ -152,6 +152,32 @@ def test_magic_binds_records_and_hits_the_cache(shell, tiny_bert, cache, monkeyp
     assert entries(cache)["other"] == []
 
 
+def test_cached_variants_keep_their_validation_and_a_resaved_folder_is_refused(tiny_bert, cache, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    folder = Path(shutil.copytree(tiny_bert, tmp_path / "model"))
+    handle = load_model(folder)
+    first = export_onnx(handle, levels=["fp32"], quantize="none")
+    calibration = sentences(20, seed=2)
+    mixed = export_onnx(handle, levels=["fp32"], quantize="static", calibration=calibration, samples=20)
+    assert mixed["fp32"].path == first["fp32"].path  # from the cache, validated on the sample sentences
+    assert mixed["int8-static"].validation["inputs_from"] == "the first texts of <list of 20 texts>"
+    assert ("validated on fp32 on 8 texts (hfmagic's sample sentences); int8-static on 8 texts (the first "
+            "texts of <list of 20 texts>)") in " ".join(mixed.notes)
+
+    weights = load_file(folder / "model.safetensors")
+    save_file({k: v + 0.01 * torch.randn_like(v) for k, v in weights.items()}, folder / "model.safetensors",
+              metadata={"format": "pt"})
+    with pytest.raises(HFMagicError, match=r"the weights in .* changed after model was loaded; load it again"):
+        export_onnx(handle, levels=["fp32"], quantize="none")  # its hash and its PyTorch model are stale
+    again = export_onnx(load_model(folder), levels=["fp32"], quantize="none")
+    assert again["fp32"].ok and again["fp32"].path != first["fp32"].path  # a new key: rebuilt, not the stale entry
+    assert again["fp32"].sha256 != first["fp32"].sha256
+
+
 def test_interrupted_build_leaves_nothing_half_written(tiny_bert, cache, monkeypatch):
     def interrupted(source, out, level, device):
         (out / "model_optimized.onnx").write_bytes(b"half a graph")
@@ -293,6 +319,20 @@ def test_a_diverging_variant_is_kept_with_its_figures(tiny_bert, cache, monkeypa
     assert int8.path.is_file() and int8.validation["cosine"] < 0.999999999
     assert int8.error.startswith("diverged from PyTorch: worst-text cosine 0.99")
     assert variants["fp32"].ok
+
+
+def test_nan_outputs_are_not_reported_as_no_difference():
+    import math
+
+    import numpy as np
+
+    from hfmagic.validation import Reference, divergence
+
+    ref = object.__new__(Reference)  # the figures alone, on outputs made up here
+    ref.mask, ref.model = np.ones((2, 4), dtype=bool), type("Model", (), {"task": "text-classification"})()
+    figures = ref._figures({"logits": np.ones((2, 3))}, {"logits": np.array([[1.0, 1.5, 1.0], [np.nan, 1.0, 1.0]])})
+    assert math.isnan(figures["max_abs_diff"]) and math.isnan(figures["cosine"])
+    assert divergence("fp32", figures).startswith("diverged from PyTorch: worst-text cosine nan")
 
 
 def test_int8_config_follows_the_cpu():
