@@ -122,6 +122,10 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
             notes.append("O4 (fp16) gets no int8 twin")
     if data is not None:
         notes.append(f"int8-static calibrated on {len(data.texts)} texts of {data.source}")
+        if calibration is None:
+            notes.append("int8-static calibrated on the model's own held-out split, which %evaluate "
+                         "scores by default: its accuracy there may flatter it; pass --calibration "
+                         "with other texts for an unbiased figure")
 
     params = {"levels": levels, "quantize": quantize, "per_channel": per_channel,
               "calibration": calibration if isinstance(calibration, str) else (data.source if data else None),

@@ -221,6 +221,14 @@ class Dashboard(anywidget.AnyWidget):
             self.baseline = sweep or first
         self.columns = [{**c, "title": metric} if c["key"] == "metric" and metric else c for c in COLUMNS]
         self.rows = rows
+        # %evaluate runs torch variants on torch and ONNX ones on onnxruntime; other backends'
+        # rows show that accuracy, which the same weights should give but nobody measured there
+        borrowed = sorted({r["backend"] for r in rows if r.get("metric") is not None
+                           and r.get("backend") not in (None, "torch", "onnxruntime")})
+        note = (f"accuracy on {', '.join(borrowed)} rows is the variant's accuracy as evaluated on "
+                "torch/onnxruntime, not measured on that backend") if borrowed else None
+        kept = [n for n in self.notes if not n.startswith("accuracy on ")]
+        self.notes = kept + [note] if note else kept
 
     # -- reading it back -----------------------------------------------------------------------
     @property

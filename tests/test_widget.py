@@ -44,6 +44,16 @@ def fake_result(rows, **attrs):
     return types.SimpleNamespace(rows=rows, notes=attrs.pop("notes", []), **attrs)
 
 
+def test_accuracy_shown_on_a_backend_evaluate_did_not_run_is_said_to_be_borrowed():
+    evals = fake_result(EVAL, metrics=["accuracy"], reference="torch", title="eval")
+    plain = Dashboard(fake_result(BENCH, title="bench"), evals)
+    assert not any(n.startswith("accuracy on ") for n in plain.notes)
+    openvino = bench_row("fp32", "openvino", 1, 12.0)
+    dash = Dashboard(fake_result(BENCH + [openvino], title="bench"), evals)
+    assert "accuracy on openvino rows is the variant's accuracy as evaluated on torch/onnxruntime, " \
+           "not measured on that backend" in dash.notes
+
+
 def test_join_puts_each_variants_accuracy_on_its_benchmark_rows():
     dash = Dashboard(fake_result(BENCH, title="bench"),
                      fake_result(EVAL, metrics=["accuracy", "f1_macro"], reference="torch", title="eval"))
