@@ -72,7 +72,8 @@ def headline(kind: str, rows: list[dict], params: dict) -> str:
     if kind == "evaluate":
         metric = metric_names(params, rows)[0]
         ref = next((r for r in ok if r["variant"] == params.get("reference")), ok[0])
-        text = f"{metric} {ref.get(metric, float('nan')):.4f} ({ref['variant']})"
+        value = ref.get(metric)
+        text = f"{metric} {'-' if value is None else format(value, '.4f')} ({ref['variant']})"
         others = [r for r in ok if r is not ref and r.get("pct_of_reference") is not None]
         if others:
             low = min(others, key=lambda r: r["pct_of_reference"])
