@@ -32,9 +32,11 @@ def main() -> None:
     result = benchmark(variants, variants=["torch", *passing], batch_sizes=[1], seq_lens=[128], threads=2,
                        min_time=args.min_time, progress=False)
     print(result)
-    ok = [r for r in result.rows if r["status"] == "ok" and r["variant"] != "torch"]
-    best = min(ok, key=lambda r: r["p50_ms"])
     torch_row = result.rows[0]
+    ok = [r for r in result.rows if r["status"] == "ok" and r["variant"] != "torch"]
+    if torch_row["status"] != "ok" or not ok:
+        raise SystemExit(f"no ratio: torch eager {torch_row['status']}; {len(ok)} variant(s) measured")
+    best = min(ok, key=lambda r: r["p50_ms"])
     flags = sorted(f for f in cpu_flags() if f.startswith(("avx", "amx")))
     print(f"CPU: {cpu_model()}; flags: {' '.join(flags)}; "
           f"avx512_vnni: {'yes' if 'avx512_vnni' in flags else 'no'}")

@@ -1,13 +1,13 @@
 """``benchmark()``: latency, throughput and memory of every variant x backend x batch size x sequence length.
 
 The request is checked in full before anything heavy starts (names, shapes, backends, extras,
-the baseline, the input data). Then, for a model, its ONNX variants are exported (through the
-export cache). The sweep runs one job per variant x backend: by default in a worker process
-(:mod:`hfmagic.worker`) that loads the variant once and streams each shape's raw samples back;
-the figures are computed here from those samples (:mod:`hfmagic.stats`). A crash, an
-out-of-memory kill or a hang is reported in its configuration's row and a fresh worker takes the
-remaining shapes. Ctrl-C stops the sweep and returns every finished row. Each row is recorded in
-the run store as it finishes.
+the baseline, the input data) and planned as jobs (:mod:`hfmagic.benchplan`). Then, for a model,
+its ONNX variants are exported (through the export cache). The sweep runs one job per variant x
+backend: by default in a worker process (:mod:`hfmagic.worker`) that loads the variant once and
+streams each shape's raw samples back; the figures are computed here from those samples
+(:mod:`hfmagic.stats`). A crash, an out-of-memory kill or a hang is reported in its
+configuration's row and a fresh worker takes the remaining shapes. Ctrl-C stops the sweep and
+returns every finished row. Each row is recorded in the run store as it finishes.
 """
 
 from __future__ import annotations
@@ -16,16 +16,13 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
-from hfmagic import stats
-from hfmagic.errors import BackendUnavailable, UsageProblem
+from hfmagic import benchplan, stats
+from hfmagic.benchplan import Job
+from hfmagic.errors import UsageProblem
 from hfmagic.results import Column, Table
 
-KNOWN_VARIANTS = ("torch", "fp32", "O1", "O2", "O3", "O4", "int8", "O2-int8", "int8-static")
-LEVELS = ("fp32", "O1", "O2", "O3", "O4")
-# models whose position ids start after the padding index (max_position_embeddings - pad - 1 usable)
-_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "data2vec-text"}
 LOAD_TIMEOUT_S = 600.0
 MAX_TEXTS = 256  # real texts sent to a worker (--inputs)
 
@@ -90,20 +87,6 @@ class BenchmarkResult:
         return self.table()._repr_html_()
 
 
-@dataclass
-class Job:
-    """One variant on one backend, and the shapes to measure (smallest first)."""
-
-    variant: Any
-    backend: str
-    shapes: list[tuple[int, int]]
-    blocked: str | None = None  # why it cannot run at all (unavailable backend, failed build)
-
-    @property
-    def label(self) -> str:
-        return f"{self.variant.name}/{self.backend}"
-
-
 def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=None, threads=None,
               warmup=10, min_runs=10, min_time=1.0, budget=None, baseline=None, inputs=None,
               inputs_source=None, inline=False, callback=None, timeout=None,
@@ -114,46 +97,48 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
     ``timeout``: seconds a shape may take before its worker is called hung and killed (default
     180 + 10 x min_time). ``progress``: show a progress bar. See the module docstring.
     """
-    from hfmagic.backends import get_backend
     from hfmagic.config import settings
     from hfmagic.models import load_model
     from hfmagic.variants import Variants
 
     started = time.time()  # --budget counts from here: an export on the way is part of the sweep
     model = target.model if isinstance(target, Variants) else load_model(target)
-    batch_sizes = _positive(batch_sizes or settings().batch_sizes, "batch size")
-    seq_lens = _positive(seq_lens or settings().seq_lens, "sequence length")
-    _check_positions(model, seq_lens)
-    threads = _check_number(threads, "threads", 0) or settings().resolved_threads()
-    _check_number(warmup, "warmup", 0)
-    _check_number(min_runs, "min-runs", 1)
-    _check_number(min_time, "min-time", 0)
+    batch_sizes = benchplan.positive(batch_sizes or settings().batch_sizes, "batch size")
+    seq_lens = benchplan.positive(seq_lens or settings().seq_lens, "sequence length")
+    benchplan.check_positions(model, seq_lens)
+    threads = benchplan.check_number(threads, "threads", 0) or settings().resolved_threads()
+    benchplan.check_number(warmup, "warmup", 0)
+    benchplan.check_number(min_runs, "min-runs", 1)
+    benchplan.check_number(min_time, "min-time", 0)
     if budget is not None and budget <= 0:
         raise UsageProblem(f"--budget must be a positive number of seconds, got {budget}")
     if timeout is not None and timeout <= 0:
         raise UsageProblem(f"--timeout must be a positive number of seconds, got {timeout}")
-    names = _check_variants(target, variants)
+    names = benchplan.check_variants(target, variants)
     if isinstance(target, Variants):
-        kinds = {v.name: v.kind for v in target.select(names)}
+        kinds = {v.name: benchplan.variant_kind(v) for v in target.select(names)}
     else:
-        kinds = {n: "torch" if n == "torch" else "onnx" for n in names or ["torch", "fp32"]}
-    _check_backends(backends, kinds, bool(names))
-    if baseline and names and baseline.partition("/")[0] not in names:
-        raise UsageProblem(f"baseline {baseline!r} is not in this sweep; use one of: {', '.join(names)}")
-    data = _load_inputs(inputs, inputs_source)
+        from hfmagic.export import DEFAULT_LEVELS
+
+        default = ["torch", *DEFAULT_LEVELS, "int8", *(f"{lv}-int8" for lv in DEFAULT_LEVELS if lv != "fp32")]
+        kinds = {n: "torch" if n == "torch" else "onnx" for n in names or default}
+    benchplan.check_backends(backends, kinds, bool(names))
+    benchplan.check_baseline(baseline, kinds, backends)
+    data = benchplan.load_inputs(inputs, inputs_source)
+    request = None if isinstance(target, Variants) else benchplan.export_request(model, names, data)
     # nothing heavy before this line; now build the variants (through the export cache) and plan
-    vset = target if isinstance(target, Variants) else _export(model, names, data)
+    vset = target if request is None else _export(model, names, request)
     chosen = vset.select(names) if names else vset
-    jobs, plan_notes = _plan(chosen, backends, sorted(((b, s) for b in batch_sizes for s in seq_lens),
-                                                      key=lambda bs: (bs[0] * bs[1], bs[0])))
-    jobs, base, base_note = _baseline(jobs, baseline)
+    shapes = sorted(((b, s) for b in batch_sizes for s in seq_lens), key=lambda bs: (bs[0] * bs[1], bs[0]))
+    jobs, unavailable, plan_notes = benchplan.plan(chosen, backends, shapes)
+    jobs, base, base_note = benchplan.order_baseline_first(jobs, baseline)
     params = {"target": str(model.path), "variants": [v.name for v in chosen], "backends": backends,
               "batch_sizes": batch_sizes, "seq_lens": seq_lens, "threads": threads, "warmup": warmup,
               "min_runs": min_runs, "min_time": min_time, "budget": budget, "baseline": baseline,
               "inputs_source": inputs_source or (data.source if data else None), "inline": inline,
               "timeout": timeout}
     sweep = Sweep(model, jobs, base, params, data, callback, progress, timeout or 180 + 10 * min_time,
-                  None if budget is None else started + budget)
+                  None if budget is None else started + budget, unavailable)
     sweep.notes += plan_notes + ([base_note] if base_note else [])
     from hfmagic.store import default_store
 
@@ -172,7 +157,7 @@ class Sweep:
 
     def __init__(self, model, jobs: list[Job], baseline: tuple[str, str] | None, params: dict, data,
                  callback: Callable[[dict], None] | None, progress: bool, timeout: float,
-                 deadline: float | None):
+                 deadline: float | None, unavailable: dict[str, str]):
         self.model, self.jobs, self.baseline, self.params = model, jobs, baseline, params
         self.data, self.callback, self.progress, self.timeout = data, callback, progress, timeout
         self.rows: dict[tuple, dict] = {}
@@ -182,6 +167,7 @@ class Sweep:
         self.interrupted = False
         self.total = sum(len(j.shapes) for j in jobs)
         self.deadline = deadline
+        self.unavailable = unavailable  # backend -> why it cannot run here (its rows say so too)
         self.run_record = None
 
     # -- the sweep -----------------------------------------------------------------------------
@@ -190,8 +176,7 @@ class Sweep:
 
         self.run_record = run_record
         self._context_notes()
-        unavailable = {j.backend: j.blocked for j in self.jobs if (j.blocked or "").startswith("unavailable")}
-        for backend, why in unavailable.items():
+        for backend, why in self.unavailable.items():
             if self.progress:  # said before measuring starts; the rows and notes say it again
                 tqdm.write(f"hfmagic: {backend} {why}", file=sys.stderr)
         self.bar = tqdm(total=self.total, desc=f"benchmark {self.model.name}", unit="config",
@@ -232,12 +217,12 @@ class Sweep:
         loaded = False
         while remaining:
             try:
-                message = source.next(self.timeout if loaded else max(LOAD_TIMEOUT_S, self.timeout))
+                wait = self.timeout if loaded else max(LOAD_TIMEOUT_S, self.timeout)
+                message = source.next(wait)
             except TimeoutError:
                 source.close()
                 if not loaded:
-                    return self._fail_all(job, remaining, f"failed: loading took over {LOAD_TIMEOUT_S:.0f} s "
-                                                          "(worker killed)")
+                    return self._fail_all(job, remaining, f"failed: loading took over {wait:.0f} s (worker killed)")
                 return self._add(job, remaining.pop(0), {"status": f"timeout: no result within {self.timeout:.0f} "
                                                                    "s (worker killed; a fresh one measures the rest)"})
             if message is None:
@@ -245,8 +230,9 @@ class Sweep:
                 if not loaded:
                     return self._fail_all(job, remaining, f"crashed while loading: worker {reason}")
                 return self._add(job, remaining.pop(0), {"status": f"crashed: worker {reason}"})
-            if message["type"] == "error":
-                return self._fail_all(job, remaining, f"failed to load: {message['error']}")
+            if message["type"] == "error":  # a GPU provider that did not start is unavailable, not failed
+                what = "unavailable" if message.get("unavailable") else "failed to load"
+                return self._fail_all(job, remaining, f"{what}: {message['error']}")
             if message["type"] == "ready":
                 loaded, startup = True, message["startup_s"]
                 for key, value in message["threads_used"].items():
@@ -331,7 +317,8 @@ class Sweep:
                  if self.params["inline"] else
                  "its worker process (one per variant x backend): the runtime, that variant and that shape's work")
         self.notes.append(f"threads: {threads} for every backend (torch.set_num_threads, onnxruntime "
-                          "intra_op_num_threads, OpenVINO INFERENCE_NUM_THREADS; inter-op 1)")
+                          "intra_op_num_threads, OpenVINO INFERENCE_NUM_THREADS); inter-op 1"
+                          + (" (torch's is left as the kernel has it)" if self.params["inline"] else ""))
         self.notes.append(f"peak_mem_mb: peak resident memory while the shape ran, of {where}")
         if threads > cores:
             self.notes.append(f"threads oversubscribed: {threads} threads on {cores} physical cores; "
@@ -376,54 +363,9 @@ class Sweep:
         return BenchmarkResult(rows, notes, title, self.params)
 
 
-# -- checking and planning ------------------------------------------------------------------------
+# -- rows' helpers -------------------------------------------------------------------------------
 
-def _positive(values, what: str) -> list[int]:
-    values = list(values)
-    if not values or any(not isinstance(v, int) or v <= 0 for v in values):
-        raise UsageProblem(f"{what}s must be positive whole numbers, got {values}")
-    return values
-
-
-def _check_number(value, what: str, minimum: float):
-    if value is not None and value < minimum:
-        raise UsageProblem(f"--{what} must be at least {minimum:g}, got {value}")
-    return value
-
-
-def _check_positions(model, seq_lens: list[int]) -> None:
-    limit = model.max_positions
-    if limit is None:
-        return
-    if model.model_type in _OFFSET_POSITIONS:
-        limit -= (model.config.get("pad_token_id") or 0) + 1
-    too_long = [s for s in seq_lens if s > limit]
-    if too_long:
-        raise UsageProblem(f"sequence length {too_long[0]} is beyond {model.name}'s {limit} positions; "
-                           f"use --seq-lens up to {limit}")
-
-
-def _check_variants(target, variants) -> list[str] | None:
-    from hfmagic.variants import Variants
-
-    if not variants:
-        return None
-    known = target.names if isinstance(target, Variants) else KNOWN_VARIANTS
-    unknown = [v for v in variants if v not in known]
-    if unknown:
-        raise UsageProblem(f"unknown variant {unknown[0]!r}; use one of: {', '.join(known)}")
-    return list(dict.fromkeys(variants))
-
-
-def _load_inputs(inputs, inputs_source):
-    if inputs is None and inputs_source is None:
-        return None
-    from hfmagic.data import load_data
-
-    return load_data(inputs if inputs is not None else inputs_source, require_labels=False)
-
-
-def _export(model, names: list[str] | None, data):
+def _export(model, names: list[str] | None, request: dict):
     """The variants to measure for a model: torch, plus the ONNX ones (through the export cache)."""
     from hfmagic.variants import Variant, Variants
 
@@ -431,85 +373,15 @@ def _export(model, names: list[str] | None, data):
         return Variants(model, [Variant("torch", model, size_bytes=model.weights_file.stat().st_size)])
     from hfmagic.export import export_onnx
 
-    if names is None:
-        return export_onnx(model)
-    levels = [n for n in names if n in LEVELS]
-    if "O2-int8" in names and "O2" not in levels:
-        levels.append("O2")
-    dynamic = {"int8", "O2-int8"} & set(names)
-    quantize = "auto" if dynamic else "static" if "int8-static" in names else "none"
-    calibration = data if "int8-static" in names else None  # the --inputs texts, when given
-    return export_onnx(model, levels=levels or ["fp32"], quantize=quantize, calibration=calibration)
-
-
-def _check_backends(backends, kinds: dict[str, str], variants_given: bool) -> None:
-    """Every backend known, installed, and with a variant to run; every chosen variant with a backend."""
-    from hfmagic.backends import get_backend
-
-    if not backends:
-        return
-    classes = [get_backend(b) for b in backends]
-    for cls in classes:
-        ok, reason = cls.is_available()
-        if not ok and not cls.HARDWARE:
-            raise BackendUnavailable(reason)
-        if cls.RUNS not in kinds.values():
-            what, add = ("the torch variant", "torch") if cls.RUNS == "torch" else ("ONNX variants", "fp32")
-            raise UsageProblem(f"backend {cls.NAME} runs {what}, and none was chosen; add {add} to --variants")
-    if variants_given:
-        for name, kind in kinds.items():
-            if not any(cls.RUNS == kind for cls in classes):
-                raise UsageProblem(f"no backend in --backends runs variant {name!r} ({kind}); add "
-                                   f"{'torch' if kind == 'torch' else 'onnxruntime'} to --backends")
-    unavailable = [cls.is_available()[1] for cls in classes if cls.HARDWARE and not cls.is_available()[0]]
-    if len(unavailable) == len(classes):
-        raise BackendUnavailable(unavailable[0])
-
-
-def _plan(chosen, backends, shapes) -> tuple[list[Job], list[str]]:
-    """One job per variant x backend that runs it; unavailable backends and failed builds stay as rows."""
-    from hfmagic.backends import default_backends, get_backend
-
-    jobs, notes = [], []
-    for variant in chosen:
-        mine = [b for b in backends or default_backends(variant.kind) if get_backend(b).RUNS == variant.kind]
-        if not mine:
-            notes.append(f"{variant.name} not measured: no backend in --backends runs {variant.kind} variants")
-        for backend in mine:
-            ok, reason = get_backend(backend).is_available()
-            blocked = None if ok else f"unavailable: {reason}"
-            if variant.error:
-                blocked = f"failed: the variant did not build: {variant.error}"
-            jobs.append(Job(variant, backend, list(shapes), blocked))
-    unavailable = {j.backend: j.blocked for j in jobs if j.blocked and j.blocked.startswith("unavailable")}
-    notes += [f"{b} {why}" for b, why in unavailable.items()]
-    return jobs, notes
-
-
-def _baseline(jobs: list[Job], baseline: str | None):
-    """Put the baseline's job first (its rows are needed for every speed-up); say which it is."""
-    if not jobs:
-        return jobs, None, None
-    if baseline:
-        name, _, backend = baseline.partition("/")
-        found = [j for j in jobs if j.variant.name == name and (not backend or j.backend == backend)]
-        if not found:
-            raise UsageProblem(f"baseline {baseline!r} is not in this sweep; use one of: "
-                               + ", ".join(dict.fromkeys(j.label for j in jobs)))
-        note = None
-    else:
-        found = [j for j in jobs if (j.variant.name, j.backend) == ("torch", "torch")] or jobs[:1]
-        note = None if found[0].label == "torch/torch" else \
-            f"speed-ups are against {found[0].label} (PyTorch eager was not in this sweep)"
-    first = found[0]
-    return [first] + [j for j in jobs if j is not first], (first.variant.name, first.backend), note
+    return export_onnx(model, **request)
 
 
 def _size_mb(variant) -> float | None:
+    """The variant's file size (the PyTorch weights for torch; None for a file never built)."""
     if variant.size_bytes is not None:
         return variant.size_bytes / 1e6
-    path = variant.path if variant.path is not None else variant.model.weights_file
-    return path.stat().st_size / 1e6 if path.exists() else None
+    path = variant.model.weights_file if benchplan.variant_kind(variant) == "torch" else variant.path
+    return path.stat().st_size / 1e6 if path is not None and path.exists() else None
 
 
 def _provenance(model, chosen, data) -> dict:

@@ -9,6 +9,7 @@ parent waits on those lines with a blocking read, so it sleeps while the worker 
 Timing rule per shape (as optimum-benchmark and IPython's %timeit): one first run (timed alone:
 ``first_ms``, which holds torch.compile's compile or TensorRT's engine build), ``warmup`` runs,
 then runs until at least ``min_runs`` AND at least ``min_time`` seconds; every sample is kept.
+With real texts the end-to-end runs (tokenizer included) follow, with their own warm-up.
 
 ``peak_mem_mb`` is the peak resident set size of the measuring process while that shape ran:
 Linux's VmHWM, reset before the shape (``/proc/self/clear_refs``), read after it. Where the reset
@@ -38,13 +39,15 @@ FAULT_ENV = "HFMAGIC_WORKER_FAULT"
 
 # -- the measuring side (runs in the worker, or in the kernel with --inline) ----------------------
 
-def run_job(job: dict, process_start: float | None = None, fault_hook: bool = False) -> Iterator[dict]:
+def run_job(job: dict, process_start: float | None = None, in_worker: bool = False) -> Iterator[dict]:
     """Load the job's variant on its backend once, then yield one message per shape.
 
     Messages: ``{"type": "ready", ...}`` after loading (``startup_s``: from ``process_start``, or
     from the backend's imports when None, to the start of loading; ``load_s``: loading the
-    variant), ``{"type": "error", "error": ...}`` when loading failed, then
-    ``{"type": "row", "row": {...}}`` per shape, in the job's order.
+    variant), ``{"type": "error", "error": ..., "unavailable": bool}`` when loading failed (a GPU
+    provider that did not start is unavailable), then ``{"type": "row", "row": {...}}`` per shape,
+    in the job's order. ``in_worker``: this process is a worker of its own (process-wide settings
+    stay; the fault hook is read).
     """
     from hfmagic.backends import get_backend
     from hfmagic.models import ModelHandle
@@ -54,7 +57,7 @@ def run_job(job: dict, process_start: float | None = None, fault_hook: bool = Fa
     model = ModelHandle(path=Path(spec["model_path"]), task=spec["task"], source=spec["model_path"],
                         trust_remote_code=spec.get("trust_remote_code", False), name=spec["model_name"])
     variant = Variant(spec["name"], model, path=Path(spec["path"]) if spec["path"] else None)
-    backend = get_backend(job["backend"])()
+    backend = get_backend(job["backend"])(own_process=in_worker)
     texts = job.get("texts")
     try:
         start = time.time()
@@ -64,8 +67,11 @@ def run_job(job: dict, process_start: float | None = None, fault_hook: bool = Fa
         load_s = time.time() - loading
         tokenizer = model.tokenizer() if texts else None
     except Exception as exc:  # the rows of this job say why; the sweep goes on
+        from hfmagic.errors import BackendUnavailable
+
         backend.close()
-        yield {"type": "error", "error": one_line(exc)}
+        unavailable = isinstance(exc, BackendUnavailable)
+        yield {"type": "error", "error": str(exc) if unavailable else one_line(exc), "unavailable": unavailable}
         return
     startup_s = loading - (process_start if process_start is not None else start)
     yield {"type": "ready", "startup_s": startup_s, "load_s": load_s, "pid": os.getpid(),
@@ -78,7 +84,7 @@ def run_job(job: dict, process_start: float | None = None, fault_hook: bool = Fa
                 yield {"type": "row", "row": {**base, "status": "skipped: budget"}}
                 continue
             try:
-                if fault_hook:
+                if in_worker:
                     _inject_fault(spec["name"], batch, seq)
                 row = measure(backend, batch, seq, job, texts, tokenizer)
             except Exception as exc:
@@ -114,6 +120,8 @@ def measure(backend, batch: int, seq: int, job: dict, texts, tokenizer) -> dict:
             backend.run(backend.prepare(make_inputs(backend.input_names, len(chunk), seq,
                                                     job["vocab_size"], chunk, tokenizer)))
 
+        for _ in range(job["warmup"]):  # the tokenizer's first calls, as the model's, stay out of the samples
+            end_to_end()
         row["e2e_samples_ms"] = timed_runs(end_to_end, job["min_runs"], job["min_time"])
     row["peak_mem_mb"] = peak_memory_mb()
     row["peak_mem_exact"] = exact_peak
@@ -184,14 +192,15 @@ def peak_memory_mb() -> float:
 
 
 def _over_budget(job: dict, tokens: int, previous) -> bool:
-    """Would this shape end past the sweep's deadline? Estimated from the last shape's median."""
+    """Would this shape end past the sweep's deadline? Estimated from the last shape's median
+    (twice over with real texts: the end-to-end runs repeat the model-only ones)."""
     if job.get("deadline") is None:
         return False
     estimate = job["min_time"]
     if previous:
         per_run = previous[1] / 1000 * tokens / previous[0]
         estimate = max(job["min_time"], job["min_runs"] * per_run) + (job["warmup"] + 1) * per_run
-    return time.time() + estimate > job["deadline"]
+    return time.time() + estimate * (2 if job.get("texts") else 1) > job["deadline"]
 
 
 def _inject_fault(variant: str, batch: int, seq: int) -> None:
@@ -230,9 +239,13 @@ class WorkerProcess:
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
-        for line in self.proc.stdout:
-            self._lines.put(json.loads(line))
-        self._lines.put(None)
+        try:
+            for line in self.proc.stdout:
+                self._lines.put(json.loads(line))
+        except ValueError:  # not a protocol line: the worker is broken; end it and say how it ended
+            self.proc.kill()
+        finally:
+            self._lines.put(None)
 
     def next(self, timeout: float) -> dict | None:
         """The next message; None when the worker has exited. Raises TimeoutError after ``timeout``."""
@@ -292,7 +305,7 @@ def main() -> None:
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     import psutil
 
-    for message in run_job(job, psutil.Process().create_time(), fault_hook=True):
+    for message in run_job(job, psutil.Process().create_time(), in_worker=True):
         protocol.write(json.dumps(message) + "\n")
         protocol.flush()
 

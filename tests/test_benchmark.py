@@ -250,3 +250,87 @@ def test_model_target_exports_and_torch_compile_counts_compiling_in_first_ms(she
     assert all(r["status"] == "ok" for r in res.rows)
     compiled = by["torch", "torch-compile"]
     assert compiled["first_ms"] > 20 * compiled["p50_ms"]  # the compile is in the first run only
+
+
+def test_a_variant_that_did_not_build_is_an_onnx_row_with_its_reason(tiny_variants):
+    from hfmagic.benchmark import benchmark
+    from hfmagic.variants import Variant, Variants
+
+    failed = Variant("O2", tiny_variants.model, level="O2", error="BuildError: the optimizer refused")
+    vset = Variants(tiny_variants.model, [tiny_variants["fp32"], failed])
+    res = benchmark(vset, variants=["fp32", "O2"], backends=["onnxruntime"], batch_sizes=[1], seq_lens=[8],
+                    inline=True, **FAST_KW)
+    ok, o2 = res.rows
+    assert ok["status"] == "ok"
+    assert (o2["variant"], o2["backend"]) == ("O2", "onnxruntime")  # not planned on torch for lack of a file
+    assert o2["status"] == "failed: the variant did not build: BuildError: the optimizer refused"
+    assert o2["size_mb"] is None and o2["p50_ms"] is None
+
+
+def test_a_bad_baseline_is_refused_before_anything_is_exported(tiny_bert, monkeypatch):
+    import hfmagic.export
+    from hfmagic.benchmark import benchmark
+    from hfmagic.errors import UsageProblem
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported before the baseline was checked")
+
+    monkeypatch.setattr(hfmagic.export, "export_onnx", no_export)
+    with pytest.raises(UsageProblem, match="baseline 'O3' is not in this sweep; use one of: torch, fp32, O2"):
+        benchmark(str(tiny_bert), baseline="O3", **FAST_KW)
+    with pytest.raises(UsageProblem, match="baseline 'torch/onnxruntime' is not in this sweep"):
+        benchmark(str(tiny_bert), variants=["torch", "fp32"], baseline="torch/onnxruntime", **FAST_KW)
+
+
+def test_noise_flags_and_figures_of_known_samples():
+    from hfmagic.stats import noise, summarize
+
+    steady = summarize([10.0, 10.0, 10.0, 10.0], batch_size=4, seq_len=32)
+    assert noise(steady) == [] and steady["samples_per_s"] == pytest.approx(4 * 4 / 0.040)
+    assert steady["tokens_per_s"] == pytest.approx(400 * 32) and steady["std_ms"] == 0
+    spiky = summarize([10.0, 10.0, 10.0, 50.0], batch_size=1, seq_len=8)
+    assert spiky["p50_ms"] == 10.0 and spiky["mean_ms"] == 20.0
+    assert noise(spiky) == [f"CV {spiky['cv']:.0%} > 10%", "slowest 5.0x the fastest"]
+
+
+def test_peak_memory_is_reset_between_shapes():
+    from hfmagic.worker import peak_memory_mb, reset_peak_memory
+
+    block = np.ones(40_000_000)  # 320 MB, touched
+    high = peak_memory_mb()
+    del block
+    if not reset_peak_memory():
+        pytest.skip("this system cannot reset the peak resident set size")
+    assert peak_memory_mb() < high - 250
+
+
+@pytest.mark.parametrize("allow, expected", [(None, "1"), ("1", None)])
+def test_workers_start_with_onnxruntime_telemetry_off(allow, expected):
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "HFMAGIC_ALLOW_TELEMETRY")}
+    if allow:
+        env["HFMAGIC_ALLOW_TELEMETRY"] = allow
+    out = subprocess.run([sys.executable, "-c", "import os, hfmagic.worker; "
+                          "print(os.environ.get('ORT_DISABLE_TELEMETRY'))"],
+                         env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert out == str(expected)
+
+
+def test_a_gpu_provider_that_does_not_start_is_unavailable_not_failed(tiny_variants, monkeypatch):
+    """onnxruntime falls back to the CPU when a listed GPU provider cannot start (no GPU, no driver):
+    that configuration's rows say unavailable, with the reason (simulated: this machine has no GPU)."""
+    from hfmagic.backends import OnnxRuntimeCuda
+    from hfmagic.benchmark import benchmark
+    from hfmagic.errors import BackendUnavailable
+
+    def falls_back(self, variant, threads):
+        raise BackendUnavailable(f"CUDAExecutionProvider did not start (onnxruntime fell back to "
+                                 f"CPUExecutionProvider){self.HINT}")
+
+    monkeypatch.setattr(OnnxRuntimeCuda, "is_available", classmethod(lambda cls: (True, "")))
+    monkeypatch.setattr(OnnxRuntimeCuda, "load", falls_back)
+    res = benchmark(tiny_variants, variants=["fp32"], backends=["onnxruntime", "onnxruntime-cuda"],
+                    batch_sizes=[1], seq_lens=[8], inline=True, **FAST_KW)
+    ort, cuda = res.rows
+    assert ort["status"] == "ok"
+    assert cuda["status"].startswith("unavailable: CUDAExecutionProvider did not start")
+    assert "the CUDA/cuDNN libraries" in cuda["status"]

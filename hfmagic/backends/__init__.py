@@ -25,8 +25,9 @@ class Backend:
     RUNS: ClassVar[str]                   # "torch" or "onnx"
     HARDWARE: ClassVar[str | None] = None  # "cuda" for GPU providers: unavailable -> rows, not errors
 
-    def __init__(self) -> None:
+    def __init__(self, own_process: bool = False) -> None:
         self.input_names: list[str] = []
+        self.own_process = own_process  # a worker's: process-wide settings need not be undone
 
     @classmethod
     def is_available(cls) -> tuple[bool, str]:

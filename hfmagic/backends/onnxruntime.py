@@ -40,7 +40,7 @@ class OnnxRuntime(Backend):
         used = self.session.get_providers()
         if used[0] != self.PROVIDERS[0]:  # onnxruntime falls back to the CPU without failing
             raise BackendUnavailable(f"{self.PROVIDERS[0]} did not start (onnxruntime fell back to "
-                                     f"{used[0]}); check the GPU, its driver and CUDA/cuDNN libraries")
+                                     f"{used[0]}){self.HINT}")
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def run(self, inputs):
@@ -56,7 +56,7 @@ class OnnxRuntimeCuda(OnnxRuntime):
     NAME = "onnxruntime-cuda"
     HARDWARE = "cuda"
     PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    HINT = "; it needs the onnxruntime-gpu package and an NVIDIA GPU with CUDA"
+    HINT = "; it needs the onnxruntime-gpu package, an NVIDIA GPU, its driver and the CUDA/cuDNN libraries"
 
 
 class OnnxRuntimeTensorRT(OnnxRuntime):

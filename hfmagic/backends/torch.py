@@ -12,7 +12,8 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 class Torch(Backend):
     """The transformers model in eval mode under ``torch.inference_mode``, on the CPU, with
-    ``torch.set_num_threads(threads)`` (restored on close)."""
+    ``torch.set_num_threads(threads)`` (restored on close) and, in a worker process, one inter-op
+    thread (torch lets that be set once per process, so a kernel's is left as it is)."""
 
     NAME = "torch"
     RUNS = "torch"
@@ -28,6 +29,8 @@ class Torch(Backend):
         self._torch = torch
         self._previous_threads = torch.get_num_threads()
         torch.set_num_threads(threads)
+        if self.own_process and torch.get_num_interop_threads() != 1:
+            torch.set_num_interop_threads(1)
         self.model = variant.model.torch_model()
         accepted = inspect.signature(self.model.forward).parameters
         self.input_names = [name for name in MODEL_INPUTS if name in accepted]

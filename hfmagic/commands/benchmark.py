@@ -15,7 +15,8 @@ ARGS = [
     argument("--variants", help="comma-separated variant names (default: torch and every ONNX variant)"),
     argument("--backends", default="auto",
              help="comma-separated: torch,onnxruntime,onnxruntime-cuda,onnxruntime-tensorrt,openvino,"
-                  "torch-compile (default: torch for torch, onnxruntime for ONNX)"),
+                  "torch-compile (default: torch for torch; onnxruntime, plus its GPU providers where present, "
+                  "for ONNX)"),
     argument("--batch-sizes", help="comma-separated (default: %%config HFMagic.batch_sizes)"),
     argument("--seq-lens", help="comma-separated (default: %%config HFMagic.seq_lens)"),
     argument("--threads", type=int, help="threads for every backend (default: %%config HFMagic.threads)"),
