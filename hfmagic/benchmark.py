@@ -116,7 +116,7 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
         raise UsageProblem(f"--timeout must be a positive number of seconds, got {timeout}")
     names = benchplan.check_variants(target, variants)
     if isinstance(target, Variants):
-        kinds = {v.name: benchplan.variant_kind(v) for v in target.select(names)}
+        kinds = {v.name: v.kind for v in target.select(names)}
     else:
         from hfmagic.export import DEFAULT_LEVELS
 
@@ -380,7 +380,7 @@ def _size_mb(variant) -> float | None:
     """The variant's file size (the PyTorch weights for torch; None for a file never built)."""
     if variant.size_bytes is not None:
         return variant.size_bytes / 1e6
-    path = variant.model.weights_file if benchplan.variant_kind(variant) == "torch" else variant.path
+    path = variant.model.weights_file if variant.kind == "torch" else variant.path
     return path.stat().st_size / 1e6 if path is not None and path.exists() else None
 
 

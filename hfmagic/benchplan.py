@@ -13,9 +13,6 @@ from typing import Any
 
 from hfmagic.errors import BackendUnavailable, UsageProblem
 
-LEVELS = ("fp32", "O1", "O2", "O3", "O4")
-# what export_onnx can build: torch, the levels, their dynamic int8 twins (none for O4), static int8
-KNOWN_VARIANTS = ("torch", *LEVELS, "int8", *(f"{lv}-int8" for lv in LEVELS[1:4]), "int8-static")
 # models whose position ids start after the padding index (max_position_embeddings - pad - 1 usable)
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "data2vec-text"}
 
@@ -32,12 +29,6 @@ class Job:
     @property
     def label(self) -> str:
         return f"{self.variant.name}/{self.backend}"
-
-
-def variant_kind(variant) -> str:
-    """What runs a variant: "torch" or "onnx". An ONNX variant that failed to build has no file
-    but still has its level, so it is not mistaken for the PyTorch model."""
-    return "torch" if variant.path is None and variant.level is None else "onnx"
 
 
 def positive(values, what: str) -> list[int]:
@@ -70,7 +61,9 @@ def check_variants(target, variants) -> list[str] | None:
 
     if not variants:
         return None
-    known = target.names if isinstance(target, Variants) else KNOWN_VARIANTS
+    from hfmagic.export import VARIANT_NAMES
+
+    known = target.names if isinstance(target, Variants) else VARIANT_NAMES
     unknown = [v for v in variants if v not in known]
     if unknown:
         raise UsageProblem(f"unknown variant {unknown[0]!r}; use one of: {', '.join(known)}")
@@ -132,16 +125,13 @@ def export_request(model, names: list[str] | None, data) -> dict:
     """The ``export_onnx`` arguments that build the variants asked for (checked before the export)."""
     if names is None:
         return {}
-    levels = list(dict.fromkeys(n if n in LEVELS else n.removesuffix("-int8").replace("int8", "fp32")
-                                for n in names if n not in ("torch", "int8-static")))
-    dynamic = any(n.endswith("int8") and n != "int8-static" for n in names)
-    static = "int8-static" in names
-    calibration = (data if data is not None else model.dataset) if static else None
-    if static and calibration is None:
+    from hfmagic.export import request_for
+
+    calibration = data if data is not None else model.dataset
+    if "int8-static" in names and calibration is None:
         raise UsageProblem(f"int8-static needs calibration texts and {model.name} has none of its own; "
                            "pass --inputs DATA (its texts calibrate it)")
-    quantize = "auto" if dynamic else "static" if static else "none"
-    return {"levels": levels or ["fp32"], "quantize": quantize, "calibration": calibration}
+    return request_for(names, calibration)
 
 
 def plan(chosen, backends, shapes) -> tuple[list[Job], dict[str, str], list[str]]:
@@ -151,7 +141,7 @@ def plan(chosen, backends, shapes) -> tuple[list[Job], dict[str, str], list[str]
 
     jobs, unavailable, notes = [], {}, []
     for variant in chosen:
-        kind = variant_kind(variant)
+        kind = variant.kind
         mine = [b for b in backends or default_backends(kind) if get_backend(b).RUNS == kind]
         if not mine:
             notes.append(f"{variant.name} not measured: no backend in --backends runs {kind} variants")

@@ -30,7 +30,6 @@ from hfmagic.results import Column, Table
 from hfmagic.variants import TORCH, Variant, Variants
 
 TASKS = ("text-classification", "feature-extraction")
-KNOWN_VARIANTS = (TORCH, "fp32", "O1", "O2", "O3", "O4", "int8", "O1-int8", "O2-int8", "O3-int8", "int8-static")
 GATE = 99.0  # percent of the reference's first metric a variant must keep (MLPerf's 99% rule)
 FLIP_COLUMNS = ["variant", "row", "text", "label", "reference", "prediction", "confidence",
                 "reference_confidence"]
@@ -193,7 +192,9 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
 
 def _check_variant_names(target, variants: list[str] | None, reference: str) -> None:
     """Unknown variant names fail before anything is built."""
-    known = target.names if isinstance(target, Variants) else list(KNOWN_VARIANTS)
+    from hfmagic.export import VARIANT_NAMES
+
+    known = target.names if isinstance(target, Variants) else list(VARIANT_NAMES)
     for name in list(variants or []) + [reference]:
         if name not in known:
             hint = "" if isinstance(target, Variants) else " (export others with %export_onnx, then pass its result)"
@@ -210,29 +211,18 @@ def _variant_names(vset: Variants, variants: list[str] | None, reference: str) -
 def _build_variants(model: ModelHandle, variants: list[str] | None, reference: str) -> Variants:
     """torch alone needs no export; otherwise export_onnx builds (or takes from its cache) the
     variants asked for, or its default set plus the reference when none were named."""
-    from hfmagic.export import DEFAULT_LEVELS, export_onnx
+    from hfmagic.export import DEFAULT_LEVELS, export_onnx, request_for
 
     if variants and set(variants) | {reference} == {TORCH}:
         return Variants(model, [Variant(TORCH, model)])
-    levels, dynamic, static = _export_request(list(variants or DEFAULT_LEVELS) + [reference])
-    dynamic = dynamic or not variants  # the default set has the int8 twins
-    if static and model.dataset is None:
+    names = list(variants or DEFAULT_LEVELS) + [reference]
+    if "int8-static" in names and model.dataset is None:
         raise UsageProblem(f"int8-static needs calibration texts and {model.name} has none of its own; build it "
                            "with %export_onnx --quantize static --calibration DATA and evaluate that result")
-    quantize = ("auto" if dynamic else "static") if static else ("auto" if dynamic else "none")
-    return export_onnx(model, levels=levels, quantize=quantize, calibration=model.dataset if static else None)
-
-
-def _export_request(names: list[str]) -> tuple[list[str], bool, bool]:
-    """(export levels, whether dynamic int8 is needed, whether static int8 is) for these variant names."""
-    levels, dynamic, static = ["fp32"], False, False
-    for name in names:
-        if name == "int8-static":
-            static = True
-        elif name != TORCH:
-            dynamic |= name.endswith("int8")
-            levels.append("fp32" if name == "int8" else name.removesuffix("-int8"))
-    return list(dict.fromkeys(levels)), dynamic, static
+    request = request_for(names, model.dataset)
+    if not variants:
+        request["quantize"] = "auto"  # the default set has the int8 twins
+    return export_onnx(model, **request)
 
 
 def label_ids(data: LabelledData, id2label: dict[int, str]) -> list[int]:
@@ -291,7 +281,7 @@ class _Runner:
         from hfmagic.config import settings
 
         self.variant, self.task = variant, task
-        self.backend = get_backend("torch" if variant.path is None else "onnxruntime")()
+        self.backend = get_backend("torch" if variant.kind == TORCH else "onnxruntime")()
         self.backend.load(variant, settings().resolved_threads())
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:

@@ -33,9 +33,12 @@ from hfmagic.config import settings
 from hfmagic.errors import BackendUnavailable, BuildError, DataError, UnsupportedError, UsageProblem
 from hfmagic.models import file_sha256
 from hfmagic.onnxbuild import FOLDER_FILES, FP32_FILE, OPTIMIZED_FILE, QUANTIZED_FILE
-from hfmagic.variants import Variant, Variants
+from hfmagic.variants import TORCH, Variant, Variants
 
 LEVELS = ("fp32", "O1", "O2", "O3", "O4")
+# every variant name export_onnx can build: torch, the levels, their dynamic int8 twins (none for
+# O4, which is fp16), static int8
+VARIANT_NAMES = (TORCH, *LEVELS, "int8", *(f"{lv}-int8" for lv in LEVELS[1:4]), "int8-static")
 DEFAULT_LEVELS = ["fp32", "O2"]
 QUANTIZE = ("none", "dynamic", "static", "auto")
 DEVICES = ("cpu", "cuda")
@@ -70,6 +73,18 @@ def plan(levels: list[str], quantize: str, static: bool) -> list[Step]:
     if static:
         steps.append(Step("int8-static", "fp32", "fp32", "static"))
     return steps
+
+
+def request_for(names: list[str], calibration=None) -> dict:
+    """The ``export_onnx`` arguments that build the variants ``names`` (torch needs no export).
+
+    ``calibration`` is used only when ``int8-static`` is named; callers check it is there first."""
+    levels = list(dict.fromkeys(n if n in LEVELS else n.removesuffix("-int8").replace("int8", "fp32")
+                                for n in names if n not in (TORCH, "int8-static")))
+    dynamic = any(n.endswith("int8") and n != "int8-static" for n in names)
+    static = "int8-static" in names
+    quantize = "auto" if dynamic else "static" if static else "none"
+    return {"levels": levels or ["fp32"], "quantize": quantize, "calibration": calibration if static else None}
 
 
 def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibration=None, samples=100,

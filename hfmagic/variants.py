@@ -38,7 +38,9 @@ class Variant:
 
     @property
     def kind(self) -> str:
-        return TORCH if self.path is None else "onnx"
+        """What runs it: "torch" or "onnx". An ONNX variant that failed to build has no file but
+        keeps its level, so it is not mistaken for the PyTorch model."""
+        return TORCH if self.path is None and self.level is None else "onnx"
 
     @property
     def ok(self) -> bool:
