@@ -63,6 +63,7 @@ class BenchmarkResult:
     title: str
     params: dict = field(default_factory=dict)
     run_id: str | None = None
+    baseline: str | None = None  # "variant/backend" the speed-ups are against
 
     def table(self) -> Table:
         columns = [c for c in COLUMNS if c.key != "e2e_p50_ms" or any(r["e2e_p50_ms"] for r in self.rows)]
@@ -360,7 +361,8 @@ class Sweep:
             notes.append(f"interrupted: {done} of {len(rows)} configurations finished; the rest were not measured")
         title = (f"benchmark of {self.model.name}"
                  + (f" (speed-up vs {'/'.join(self.baseline)})" if self.baseline else ""))
-        return BenchmarkResult(rows, notes, title, self.params)
+        return BenchmarkResult(rows, notes, title, self.params,
+                               baseline="/".join(self.baseline) if self.baseline else None)
 
 
 # -- rows' helpers -------------------------------------------------------------------------------

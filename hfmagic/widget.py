@@ -156,6 +156,7 @@ class Dashboard(anywidget.AnyWidget):
         self._eval: dict[str, dict] = {}
         self._metric: str | None = None
         self._reference: str | None = None
+        self._sweep: str | None = None  # the baseline a benchmark result says it used
         self._titles: list[str] = []
         for result in results:
             self.add(result)
@@ -169,6 +170,8 @@ class Dashboard(anywidget.AnyWidget):
         """Add a benchmark or evaluation result (or a list of its rows); returns self."""
         rows = list(result if isinstance(result, (list, tuple)) else getattr(result, "rows", []))
         kind = _kind(rows)
+        if kind == "benchmark":
+            self._sweep = getattr(result, "baseline", None) or self._sweep
         if kind == "evaluation":
             self._metric = self._metric or _metric_of(result, rows)
             self._reference = getattr(result, "reference", None) or self._reference
@@ -213,8 +216,12 @@ class Dashboard(anywidget.AnyWidget):
         evals = [{**r, "metric": r.get(metric), "metric_low": r.get(f"{metric}_low"),
                   "metric_high": r.get(f"{metric}_high")} for r in self._eval.values()]
         rows = join(list(self._bench.values()), evals, self._reference)
-        sweep = next((f"{r['variant']}/{r['backend']}" for r in rows
-                      if r.get("speedup_low") == 1.0 and r.get("speedup_high") == 1.0 and _ok(r)), "")
+        # the result says which baseline it used; rows alone (live, or read back from the run
+        # store) are recognised by the baseline's exact [1, 1] interval
+        pairs = [f"{r['variant']}/{r['backend']}" for r in rows if _ok(r)]
+        sweep = self._sweep if self._sweep in pairs else next(
+            (f"{r['variant']}/{r['backend']}" for r in rows
+             if r.get("speedup_low") == 1.0 and r.get("speedup_high") == 1.0 and _ok(r)), "")
         self.sweep_baseline = sweep
         if not self.baseline or not any(f"{r['variant']}/{r['backend']}" == self.baseline for r in rows):
             first = next((f"{r['variant']}/{r['backend']}" for r in rows if _ok(r)), "")

@@ -80,6 +80,14 @@ def test_a_failed_evaluation_shows_in_the_status():
     assert rows[0]["status"] == "evaluation failed: boom" and rows[0]["metric"] is None
 
 
+def test_a_benchmark_result_names_its_own_baseline():
+    rows = [dict(r) for r in BENCH]
+    dash = Dashboard(fake_result(rows, title="bench", baseline="int8/onnxruntime"))
+    assert dash.sweep_baseline == dash.baseline == "int8/onnxruntime"
+    gone = Dashboard(fake_result(rows, title="bench", baseline="O2/onnxruntime"))  # it failed: no ok row
+    assert gone.baseline == "torch/torch"
+
+
 def test_baseline_recomputes_speedups_per_shape():
     dash = Dashboard(BENCH)
     assert dash.baseline == "torch/torch"  # the first ok variant/backend when the sweep names none
