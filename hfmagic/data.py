@@ -199,13 +199,15 @@ def _from_hub(dataset_id: str, split: str | None):
     offline_env = any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
                       for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
     if not reachable and not offline_env:  # with the offline variables set, a cached copy may still load
-        raise OfflineError(f"the hub cannot be reached to fetch the dataset {dataset_id} ({why}); pass a "
-                           "local file or a DataFrame, or connect and try again")
+        raise OfflineError(f"{dataset_id!r} is no variable or file here, and the hub cannot be reached to "
+                           f"fetch it as a dataset ({why}); check the name, pass a local file or a "
+                           "DataFrame, or connect and try again")
     try:
         loaded = datasets.load_dataset(dataset_id, split=split)
     except ConnectionError as exc:
-        raise OfflineError(f"the hub cannot be reached to fetch the dataset {dataset_id} ({why or exc}); "
-                           "pass a local file or a DataFrame, or connect and try again") from None
+        raise OfflineError(f"{dataset_id!r} is no variable or file here, and the hub cannot be reached to "
+                           f"fetch it as a dataset ({why or exc}); check the name, pass a local file or "
+                           "a DataFrame, or connect and try again") from None
     except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as exc:
         raise DataError(f"no dataset {dataset_id} on the hub (or it is private): {exc}") from None
     except ValueError as exc:  # an unknown split

@@ -86,7 +86,7 @@ def test_unlabelled_texts_for_benchmark_inputs():
     ("missing.csv", {}, DataError, "no file at missing.csv"),
     (42, {}, DataError, "cannot read data from a int"),
     ("demo", {"split": "train"}, UsageProblem, "only its held-out test split"),
-    ("someorg/some_dataset", {}, OfflineError, "the hub cannot be reached to fetch the dataset someorg/some_dataset"),
+    ("someorg/some_dataset", {}, OfflineError, "'someorg/some_dataset' is no variable or file here, and the hub cannot be reached"),
 ])
 def test_bad_input_is_one_clear_error(source, kwargs, error, message):
     with pytest.raises(error) as info:
