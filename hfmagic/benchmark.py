@@ -372,7 +372,7 @@ def _export(model, names: list[str] | None, request: dict):
     from hfmagic.variants import Variant, Variants
 
     if names == ["torch"]:
-        return Variants(model, [Variant("torch", model, size_bytes=model.weights_file.stat().st_size)])
+        return Variants(model, [Variant("torch", model, size_bytes=model.weights_bytes)])
     from hfmagic.export import export_onnx
 
     return export_onnx(model, **request)
@@ -382,7 +382,9 @@ def _size_mb(variant) -> float | None:
     """The variant's file size (the PyTorch weights for torch; None for a file never built)."""
     if variant.size_bytes is not None:
         return variant.size_bytes / 1e6
-    path = variant.model.weights_file if variant.kind == "torch" else variant.path
+    if variant.kind == "torch":
+        return variant.model.weights_bytes / 1e6
+    path = variant.path
     return path.stat().st_size / 1e6 if path is not None and path.exists() else None
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from hfmagic.config import settings
 from hfmagic.errors import BackendUnavailable, BuildError, DataError, UnsupportedError, UsageProblem
-from hfmagic.models import file_sha256
+from hfmagic.models import file_sha256, weights_sha256
 from hfmagic.onnxbuild import FOLDER_FILES, FP32_FILE, OPTIMIZED_FILE, QUANTIZED_FILE
 from hfmagic.variants import TORCH, Variant, Variants
 
@@ -152,7 +152,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     if data is not None:
         provenance["dataset"] = data.fingerprint
     builder = Builder(model, root, places, device, opset, isa, per_channel, data)
-    items = [Variant("torch", model, size_bytes=model.weights_file.stat().st_size)]
+    items = [Variant("torch", model, size_bytes=model.weights_bytes)]
     from hfmagic.store import default_store
 
     store = default_store()
@@ -226,7 +226,7 @@ def check_weights_unchanged(model) -> None:
     """The handle's weights hash (the cache key's, the provenance's) still describes the file on disk,
     and so does its PyTorch model: a folder saved over since it was loaded is refused, not mixed."""
     hashed = "weights_sha256" in vars(model)  # a cached_property: unset until first read, from disk
-    if hashed and file_sha256(model.weights_file) != model.weights_sha256:
+    if hashed and weights_sha256(model.weight_files) != model.weights_sha256:
         raise UsageProblem(f"the weights in {model.path} changed after {model.name} was loaded; load it "
                            "again (%load_model) and re-run")
 
@@ -275,7 +275,7 @@ def writable_root(output) -> Path:
 
 def check_space(root: Path, model, count: int) -> None:
     """Refuse early when the disk cannot hold the variants (each at most about the weights' size)."""
-    need = model.weights_file.stat().st_size * count * 1.2 + 10e6
+    need = model.weights_bytes * count * 1.2 + 10e6
     free = shutil.disk_usage(root).free
     if free < need:
         raise BuildError(f"only {free / 1e6:.0f} MB free in {root}, and the {count} variants need about "

@@ -37,7 +37,7 @@ _ARCH_SUFFIX_TO_TASK = [
     ("ForTokenClassification", "token-classification"),
     ("ForQuestionAnswering", "question-answering"),
 ]
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # or sharded, with a .index.json beside
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -98,22 +98,36 @@ class ModelHandle:
         return None
 
     @cached_property
-    def weights_file(self) -> Path:
+    def weight_files(self) -> tuple[Path, ...]:
+        """The weights: one file, or the shards a ``*.index.json`` lists (save_pretrained's split)."""
         for name in WEIGHT_FILES:
             if (self.path / name).exists():
-                return self.path / name
-        raise ModelSourceError(f"{self.path} holds no weights ({' or '.join(WEIGHT_FILES)})")
+                return (self.path / name,)
+            index = self.path / f"{name}.index.json"
+            if index.exists():
+                return _shards(index)
+        raise ModelSourceError(f"{self.path} holds no weights ({' or '.join(WEIGHT_FILES)}, whole or "
+                               "sharded); pass the folder a model was saved to with save_pretrained")
+
+    @property
+    def weights_file(self) -> Path:
+        """The first (for unsharded models, the only) weights file."""
+        return self.weight_files[0]
+
+    @property
+    def weights_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.weight_files)
 
     @cached_property
     def num_parameters(self) -> int:
-        """Parameter count from the safetensors header (or a weights-only torch load)."""
+        """Parameter count from the safetensors headers (or a weights-only torch load)."""
         if self.weights_file.suffix == ".safetensors":
-            return sum(_prod(t["shape"]) for k, t in _safetensors_header(self.weights_file).items()
-                       if k != "__metadata__")
+            return sum(_prod(t["shape"]) for f in self.weight_files
+                       for k, t in _safetensors_header(f).items() if k != "__metadata__")
         import torch
 
-        state = torch.load(self.weights_file, map_location="cpu", weights_only=True)
-        return sum(t.numel() for t in state.values())
+        return sum(t.numel() for f in self.weight_files
+                   for t in torch.load(f, map_location="cpu", weights_only=True).values())
 
     @property
     def size_on_disk(self) -> int:
@@ -121,7 +135,7 @@ class ModelHandle:
 
     @cached_property
     def weights_sha256(self) -> str:
-        return file_sha256(self.weights_file)
+        return weights_sha256(self.weight_files)
 
     # -- the PyTorch side, loaded on first use -----------------------------------------------
     def torch_model(self):
@@ -221,6 +235,29 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def weights_sha256(files) -> str:
+    """The weights' hash: the file's own for one file; for shards, one hash of each shard's name and hash."""
+    if len(files) == 1:
+        return file_sha256(files[0])
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}\0{file_sha256(path)}\0".encode())
+    return digest.hexdigest()
+
+
+def _shards(index: Path) -> tuple[Path, ...]:
+    try:
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (ValueError, KeyError, AttributeError) as exc:
+        raise ModelSourceError(f"{index} is not a weights index (no weight_map); save the model again "
+                               "with save_pretrained") from exc
+    missing = [n for n in names if not (index.parent / n).exists()]
+    if missing or not names:
+        raise ModelSourceError(f"{index.parent} lacks the shards its index lists ({', '.join(missing[:3]) or 'none'}"
+                               "); copy the whole folder save_pretrained wrote")
+    return tuple(index.parent / n for n in names)
 
 
 def _folder_sha256(folder: Path) -> str:

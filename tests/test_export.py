@@ -13,7 +13,7 @@ from IPython.core.error import UsageError
 
 from hfmagic import onnxbuild
 from hfmagic.config import settings
-from hfmagic.errors import BuildError, HFMagicError
+from hfmagic.errors import BuildError, HFMagicError, ModelSourceError, UsageProblem
 from hfmagic.export import META, export_onnx
 from hfmagic.models import file_sha256, load_model
 from tests.tiny import sentences
@@ -353,3 +353,44 @@ def test_demo_minilm_variants(shell, demo_folder):
     assert variants["int8"].validation["cosine"] > 0.95 and variants["int8"].validation["argmax_agreement"] >= 0.875
     assert variants["int8"].size_bytes < variants["fp32"].size_bytes / 3
     assert variants["fp32"].validation["inputs_from"] == "the model's own held-out texts"
+
+
+def test_sharded_weights_load_hash_and_export(tiny_bert, tmp_path):
+    """A model save_pretrained split into shards loads, counts, hashes and exports like a whole one."""
+    import torch
+
+    whole = load_model(tiny_bert)
+    folder = tmp_path / "sharded"
+    whole.torch_model().save_pretrained(folder, max_shard_size="40KB")
+    whole.tokenizer().save_pretrained(folder)
+    shards = sorted(folder.glob("model-*-of-*.safetensors"))
+    assert len(shards) > 1 and not (folder / "model.safetensors").exists()
+
+    sharded = load_model(folder)
+    assert sharded.weight_files == tuple(shards)
+    assert sharded.num_parameters == whole.num_parameters
+    assert sharded.weights_bytes == sum(p.stat().st_size for p in shards)
+    variants = export_onnx(sharded, levels=["fp32"], quantize="none", output=tmp_path / "out")
+    assert variants["fp32"].ok, variants["fp32"].error
+    assert variants["torch"].size_bytes == sharded.weights_bytes
+
+    shards[-1].write_bytes(shards[-1].read_bytes())  # same bytes: same hash
+    assert load_model(folder).weights_sha256 == sharded.weights_sha256
+    model = load_model(folder).torch_model()
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    model.save_pretrained(folder, max_shard_size="40KB")
+    with pytest.raises(UsageProblem, match="changed after"):
+        export_onnx(sharded, levels=["fp32"], quantize="none", output=tmp_path / "out")
+
+
+def test_shards_missing_from_their_index_are_named(tiny_bert, tmp_path):
+    import shutil
+
+    folder = tmp_path / "broken"
+    load_model(tiny_bert).torch_model().save_pretrained(folder, max_shard_size="40KB")
+    shutil.copy(tiny_bert / "config.json", folder / "config.json")
+    victim = sorted(folder.glob("model-*.safetensors"))[0]
+    victim.unlink()
+    with pytest.raises(ModelSourceError, match=victim.name):
+        load_model(folder)
