@@ -430,9 +430,14 @@ class Builder:
             raise BuildError(f"no space left in {self.root} while building {step.name}; free some space or "
                              "pass --output DIR on another disk") from None
         if self.opset is not None and step.name == "fp32":
+            from hfmagic.onnxbuild import default_opset
+
             reason = _first_line(exc).split(". ")[0]  # torch appends the traced graph after the reason
-            raise UnsupportedError(f"the exporter refused opset {self.opset} for {self.model.model_type}: "
-                                   f"{reason}; use a higher opset, or leave --opset out") from None
+            least = default_opset(self.model)
+            if "opset" in reason.lower() or (least is not None and self.opset < least):
+                hint = f"use opset {least} (optimum's default for it) or higher" if least else "use a higher opset"
+                raise UnsupportedError(f"the exporter refused opset {self.opset} for {self.model.model_type}: "
+                                       f"{reason}; {hint}, or leave --opset out") from None
 
     def _describe(self, step: Step, key: str, folder: Path, command: str, seconds: float,
                   quantization: str | None) -> dict | str:

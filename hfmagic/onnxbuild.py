@@ -191,6 +191,19 @@ def check_exportable(model) -> None:
                            f"({model.architecture}); for {model.task} it supports: {', '.join(sorted(supported))}")
 
 
+def default_opset(model) -> int | None:
+    """The opset optimum exports this architecture with by default (its recommended minimum)."""
+    import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the ONNX configs)
+    from optimum.exporters.tasks import TasksManager
+
+    try:
+        constructor = TasksManager.get_exporter_config_constructor(
+            "onnx", task=model.task, model_type=model.model_type.replace("_", "-"), library_name="transformers")
+        return constructor.func.DEFAULT_ONNX_OPSET
+    except (KeyError, ValueError, AttributeError):
+        return None
+
+
 def check_opset(opset: int | None) -> None:
     if opset is None:
         return

@@ -394,3 +394,16 @@ def test_shards_missing_from_their_index_are_named(tiny_bert, tmp_path):
     victim.unlink()
     with pytest.raises(ModelSourceError, match=victim.name):
         load_model(folder)
+
+
+def test_a_failure_at_a_sufficient_opset_is_not_blamed_on_the_opset(tiny_bert, cache, monkeypatch):
+    def broken(model, out, opset, device):
+        raise RuntimeError("tracing failed on a custom layer")
+
+    monkeypatch.setattr(onnxbuild, "export_fp32", broken)
+    assert onnxbuild.default_opset(load_model(tiny_bert)) == 18  # optimum's BERT default
+    variants = export_onnx(str(tiny_bert), levels=["fp32"], quantize="none", opset=18)
+    assert variants["fp32"].error == "build failed: RuntimeError: tracing failed on a custom layer"
+    with pytest.raises(HFMagicError, match="refused opset 11 for bert: tracing failed on a "
+                                           "custom layer; use opset 18 \\(optimum's default for it\\) or higher"):
+        export_onnx(str(tiny_bert), levels=["fp32"], quantize="none", opset=11)
