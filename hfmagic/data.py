@@ -238,6 +238,9 @@ def guess_columns(columns: list[str], wanted: tuple[str, ...]) -> list[str]:
 
 def _extract(table, label: str, split, text_column, label_column, limit, require_labels,
              class_names) -> LabelledData:
+    if not hasattr(table, "column_names") and not all(isinstance(c, str) for c in table.columns):
+        table = table.rename(columns=str)  # read_csv(header=None), JSON arrays: 0, 1, ... are "0", "1", ...
+    text_column, label_column = (None if c is None else str(c) for c in (text_column, label_column))
     columns = _columns(table)
     listing = ", ".join(columns) or "(none)"
     rows = len(table)

@@ -120,3 +120,17 @@ def test_demo_data_is_the_held_out_split(demo_folder):
     data = load_data("demo", limit=10)
     assert len(data) == 10 and data.source.startswith("demo")
     assert set(load_data("demo").labels) == {"business", "entertainment", "politics", "sports", "tech"}
+
+
+def test_columns_without_names_are_read_by_their_position(tmp_path):
+    """read_csv(header=None) and JSON arrays of arrays name their columns 0, 1, ...: pass them as text."""
+    (tmp_path / "bare.csv").write_text("good film,1\nbad plot,0\n")
+    (tmp_path / "rows.json").write_text('[["good film", 1], ["bad plot", 0]]')
+    frame = pd.read_csv(tmp_path / "bare.csv", header=None)
+    for source in (frame, tmp_path / "rows.json"):
+        data = load_data(source, text_column="0", label_column="1")
+        assert (data.texts, data.labels, data.text_column) == (["good film", "bad plot"], [1, 0], "0")
+    assert load_data(frame, text_column=0, label_column=1).texts == ["good film", "bad plot"]
+    assert load_data(frame, require_labels=False).text_column == "0"  # the one column of strings
+    with pytest.raises(DataError, match="no column '2' in <DataFrame 2 rows>; its columns are: 0, 1"):
+        load_data(frame, text_column="2")
