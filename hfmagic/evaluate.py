@@ -15,6 +15,7 @@ import (2.7 s), and hfmagic's thread setting applied to the session.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -136,11 +137,13 @@ class EvaluationResult:
 def evaluate(target: Any, data: Any = None, split: str | None = None, text_column: str | None = None,
              label_column: str | None = None, metrics: list[str] | None = None,
              variants: list[str] | None = None, limit: int | None = None, batch_size: int = 32,
-             reference: str = TORCH, callback: Callable[[dict], None] | None = None) -> EvaluationResult:
+             reference: str = TORCH, callback: Callable[[dict], None] | None = None,
+             progress: bool = True) -> EvaluationResult:
     """Evaluate every variant of ``target`` (a model or a :class:`Variants`) on ``data``.
 
     ``data`` is anything :func:`hfmagic.data.load_data` reads; left out, the model's own held-out
     split (the demo's). Ctrl-C stops early and returns what was finished, saying how much.
+    ``progress``: show a progress bar (never with a ``callback``: a live dashboard shows its own).
     """
     # -- everything cheap is checked before anything heavy starts ---------------------------
     model = target.model if isinstance(target, Variants) else load_model(target)
@@ -154,6 +157,7 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     _check_variant_names(target, variants, reference)
     chosen_metrics = resolve(metrics, model.task)
     classify = model.task == "text-classification"
+    given = data
     if data is None:
         if model.dataset is None:
             raise UsageProblem(f"pass --data: {model.name} has no held-out dataset of its own")
@@ -178,15 +182,19 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     from hfmagic.store import default_store
 
     store = default_store()
-    params = {"target": model.source, "data": data.source, "split": split, "text_column": data.text_column,
+    # the source as given (a file, a hub id; rerun reads it again), else what it was ("<DataFrame ...>")
+    source = str(given) if isinstance(given, (str, os.PathLike)) else data.source
+    params = {"target": model.source, "data": source, "split": split, "text_column": data.text_column,
               "label_column": data.label_column, "metrics": metrics,
+              "metric_names": result.metrics,
               "variants": names, "limit": limit, "batch_size": batch_size, "reference": reference}
     provenance = {"model": _model_provenance(model), "files": _files(selected), "dataset": data.fingerprint}
     with store.recording("evaluate", params, provenance) if store else contextlib.nullcontext() as run:
         result.run_id = run.id if run else None
-        interrupted = _run_all(selected, model, data, y_true, batches, chosen_metrics, result, run, callback)
-        if interrupted and run:
-            run.finish("interrupted", {"notes": result.notes})
+        interrupted = _run_all(selected, model, data, y_true, batches, chosen_metrics, result, run, callback,
+                               progress)
+        if run:
+            run.finish("interrupted" if interrupted else "ok", {"notes": result.notes, "flips": result.flip_rows})
     return result
 
 
@@ -300,14 +308,14 @@ class _Runner:
         self.backend.close()
 
 
-def _run_all(selected, model, data, y_true, batches, chosen_metrics, result, run, callback) -> bool:
+def _run_all(selected, model, data, y_true, batches, chosen_metrics, result, run, callback, progress) -> bool:
     """Run every variant in turn; True when Ctrl-C stopped it (what finished is kept)."""
     from tqdm.auto import tqdm
 
     n, total = len(data), len(selected) * len(batches)
     finished = 0
     bar = tqdm(total=len(selected) * n, unit="example", desc="evaluate", leave=False,
-               disable=callback is not None)  # a live dashboard shows progress itself
+               disable=callback is not None or not progress)  # a live dashboard shows progress itself
     reference_out = None
     try:
         for variant in selected:

@@ -174,11 +174,12 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
                 items.append(variant)
                 if run is not None:
                     run.add_row(variant.row() | {"sha256": variant.sha256, "cached": metas[step.name] is not None})
+        if not to_build:
+            notes.append(f"all {len(steps)} ONNX variants came from the cache; --force rebuilds them")
+        notes += validation_notes(items)
         if run is not None:
             run.update_provenance(files={v.name: v.sha256 for v in items if v.sha256})
-    if not to_build:
-        notes.append(f"all {len(steps)} ONNX variants came from the cache; --force rebuilds them")
-    notes += validation_notes(items)
+            run.finish("ok", {"notes": notes})
     return Variants(model, items, notes, run_id=run.id if run is not None else None)
 
 

@@ -28,6 +28,8 @@ FIGURES = {
     "evaluate": ["pct_of_reference", "agreement", "flip_rate", "max_logit_diff", "samples_per_s"],
     "export": ["size_mb", "nodes", "max_abs_diff", "cosine", "build_s"],
 }
+# recorded for reading a run back, not arguments of its core function
+RECORDED_ONLY = {"target", "metric_names"}
 RUN_COLUMNS = [Column("id"), Column("time"), Column("kind"), Column("model"), Column("status"),
                Column("rows", "#rows", "d", "right"), Column("headline")]
 
@@ -90,6 +92,8 @@ def headline(kind: str, rows: list[dict], params: dict) -> str:
 def metric_names(params: dict, rows: list[dict]) -> list[str]:
     """An evaluation's metrics, the first (the one ``pct_of_reference`` is of) first: the recorded
     ``metrics`` argument, else the row keys with a bootstrap interval (``<metric>_low``)."""
+    if params.get("metric_names"):  # as resolved (f1 -> f1_macro): the rows' keys
+        return list(params["metric_names"])
     if params.get("metrics"):
         return list(params["metrics"])
     ok = [r for r in rows if r.get("status") == "ok"]
@@ -263,7 +267,7 @@ def rerun(run_id: str, store: RunStore | None = None, callback: Callable | None 
     core = _core(run["kind"])
     provenance = run["provenance"] or {}
     model, notes = _model(run)
-    kwargs = {k: v for k, v in (run["params"] or {}).items() if k != "target"}
+    kwargs = {k: v for k, v in (run["params"] or {}).items() if k not in RECORDED_ONLY}
     dataset = provenance.get("dataset") or {}
     data_key = {"evaluate": "data", "benchmark": "inputs_source", "export": "calibration"}[run["kind"]]
     if dataset and _is_own_dataset(run, model, dataset, kwargs):

@@ -158,6 +158,8 @@ def test_rows_flips_gate_and_run_store(clf):
 
     assert run["provenance"]["files"] == {n: file_sha256(clf["variants"][n].path) for n in ("fp32", "int8")}
     assert run["rows"][2]["accuracy"] == lossy_row["accuracy"]
+    assert run["summary"] == {"notes": result.notes, "flips": result.flip_rows}  # the flips survive a restart
+    assert run["params"]["metric_names"] == ["accuracy", "f1_macro", "mcc"]
 
 
 def test_accuracy_is_what_the_evaluate_evaluator_gives(clf, tmp_path):
@@ -194,6 +196,11 @@ def test_magic_through_the_shell_and_the_command_line(shell, clf, tmp_path, caps
     assert [r["variant"] for r in ev.rows] == ["torch", "fp32"]  # the reference always runs
     assert "evaluation of clf" in out and "texts from column 'review' (guessed)" in out
     assert ev.fingerprint["rows"] == 40 and "the first 40 of 150 examples (--limit)" in ev.notes
+    for flags, bar in (("--no-widget", True), ("--no-widget -q", False)):  # -q: no table, no progress bar
+        shell.run_cell(f"%evaluate clf_variants --data reviews --variants fp32 --limit 40 {flags}",
+                       store_history=False)
+        said = capsys.readouterr()
+        assert ("evaluate:" in said.err) is bar and (said.out == "") is not bar
 
     csv = tmp_path / "data.csv"
     clf["frame"].iloc[:30].to_csv(csv, index=False)

@@ -144,7 +144,8 @@ def test_magic_binds_records_and_hits_the_cache(shell, tiny_bert, cache, monkeyp
         again = shell.run_line_magic("export_onnx", "tiny --levels fp32,O2 --quantize none -o -q")
     assert [v.path for v in again] == [v.path for v in first]
     assert again["O2"].build_seconds == first["O2"].build_seconds and "came from the cache" in " ".join(again.notes)
-    assert default_store().get(again.run_id)["rows"][1]["cached"] is True
+    recorded = default_store().get(again.run_id)
+    assert recorded["rows"][1]["cached"] is True and recorded["summary"]["notes"] == again.notes
 
     mtime = first["O2"].path.stat().st_mtime_ns
     forced = shell.run_line_magic("export_onnx", "tiny --levels fp32,O2 --quantize none --force -o -q")

@@ -323,6 +323,19 @@ def test_rerun_repeats_an_evaluation_and_refuses_an_in_memory_dataframe(shell, s
     assert [r["accuracy"] for r in b["rows"]] == [r["accuracy"] for r in a["rows"]]
     assert any(f"rerun of {a['id']}" in n for n in again.notes)
 
+    import datasets
+
+    datasets.DatasetDict(train=datasets.Dataset.from_pandas(frame[:12]),
+                         test=datasets.Dataset.from_pandas(frame[12:])).save_to_disk(tmp_path / "saved")
+    split = shell.run_line_magic("evaluate", f"rr --data {tmp_path / 'saved'} --split train --metrics f1 "
+                                             "--variants torch --no-widget -o -q")
+    assert split.data_source == f"{tmp_path / 'saved'} [train]"
+    again = shell.run_line_magic("hfmagic", f"rerun {split.run_id} -q")  # the folder, not "saved [train]"
+    assert again.rows[0]["f1_macro"] == split.rows[0]["f1_macro"] and again.rows[0]["n"] == 12
+    listing = str(shell.run_line_magic("hfmagic", "runs --limit 1"))
+    assert f"f1_macro {split.rows[0]['f1_macro']:.4f}" in listing  # the metric asked for as f1
+    assert "f1_macro" in str(shell.run_line_magic("hfmagic", f"compare {split.run_id} {again.run_id}"))
+
     mem = shell.run_line_magic("evaluate", "rr --data frame --variants torch --no-widget -o -q")
     with pytest.raises(UsageError, match="object in memory .*cannot be rerun; save it to a file"):
         shell.run_line_magic("hfmagic", f"rerun {mem.run_id}")

@@ -42,7 +42,7 @@ def run(args, ctx):
         text_column=args.text_column, label_column=args.label_column,
         metrics=csv_list(args.metrics, what="metric"), variants=csv_list(args.variants, what="variant"),
         limit=args.limit, batch_size=args.batch_size, reference=args.reference,
-        callback=None if args.no_widget else ctx.live("evaluate"),
+        callback=None if args.no_widget else ctx.live("evaluate"), progress=not args.quiet,
     )
     if args.name:
         ctx.bind(args.name, result)
