@@ -25,12 +25,13 @@ $(STAMP): pyproject.toml constraints.txt
 	@! $(PY) -m pip check | grep -v "requires sentence-transformers" | grep .
 	touch $@
 
-# Debian's Chromium for the dashboard's browser tests (never `playwright install`: it downloads)
+# Debian's Chromium for the dashboard's browser tests (never `playwright install`: it downloads),
+# and node, which runs js/dashboard.js's rules against their Python twins
 browser:
-	@command -v chromium >/dev/null || { \
-	  echo "installing Debian's chromium for the browser tests"; \
+	@command -v chromium >/dev/null && command -v node >/dev/null || { \
+	  echo "installing Debian's chromium and node for the browser tests"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver fonts-liberation >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver fonts-liberation $$(command -v node >/dev/null || echo nodejs) >/dev/null; }
 
 demo: install
 	$(VENV)/bin/hfmagic demo

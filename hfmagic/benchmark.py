@@ -64,6 +64,8 @@ class BenchmarkResult:
     params: dict = field(default_factory=dict)
     run_id: str | None = None
     baseline: str | None = None  # "variant/backend" the speed-ups are against
+    model_name: str | None = None
+    weights_sha256: str | None = None  # the model's (a dashboard refuses to mix two models)
 
     def table(self) -> Table:
         columns = [c for c in COLUMNS if c.key != "e2e_p50_ms" or any(r["e2e_p50_ms"] for r in self.rows)]
@@ -362,7 +364,8 @@ class Sweep:
         title = (f"benchmark of {self.model.name}"
                  + (f" (speed-up vs {'/'.join(self.baseline)})" if self.baseline else ""))
         return BenchmarkResult(rows, notes, title, self.params,
-                               baseline="/".join(self.baseline) if self.baseline else None)
+                               baseline="/".join(self.baseline) if self.baseline else None,
+                               model_name=self.model.name, weights_sha256=self.model.weights_sha256)
 
 
 # -- rows' helpers -------------------------------------------------------------------------------

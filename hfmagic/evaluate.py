@@ -65,6 +65,7 @@ class EvaluationResult:
     run_id: str | None = None
     predictions: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # class ids, data order
     flip_rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    weights_sha256: str | None = None  # the model's (a dashboard refuses to mix two models)
 
     def add_flips(self, variant: str, changed: np.ndarray, data, y_true, ref_pred, ref_logits, pred, logits):
         """Record the examples whose predicted class differs from the reference's."""
@@ -178,7 +179,7 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
                      f"{EVALUATE_RESAMPLES} bootstrap resamples, the others' from {RESAMPLES}")
     result = EvaluationResult(model_name=model.name, task=model.task, metrics=[m.name for m in chosen_metrics],
                               reference=reference, data_source=data.source, fingerprint=data.fingerprint,
-                              labels=model.labels, notes=notes)
+                              labels=model.labels, notes=notes, weights_sha256=model.weights_sha256)
     from hfmagic.store import default_store
 
     store = default_store()

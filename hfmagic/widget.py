@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -23,6 +24,7 @@ from typing import Any, Iterable
 import anywidget
 import traitlets
 
+from hfmagic.errors import UsageProblem
 from hfmagic.results import Column, Table
 
 _HERE = Path(__file__).resolve().parent
@@ -108,6 +110,9 @@ def join(bench_rows: list[dict], eval_rows: list[dict], reference: str | None = 
             rows.append({**dict.fromkeys(_BENCH_KEYS), "variant": e["variant"], "status": e.get("status"),
                          **figures[e["variant"]]})
     for row in rows:
+        for key, value in row.items():  # NaN is no JSON: the page and the comm would fail on it
+            if isinstance(value, float) and not math.isfinite(value):
+                row[key] = None
         row["id"] = row_id(row)
         if row["status"] == "ok" and row.get("eval_status") not in (None, "ok"):
             row["status"] = f"evaluation {row['eval_status']}"
@@ -158,6 +163,7 @@ class Dashboard(anywidget.AnyWidget):
         self._reference: str | None = None
         self._sweep: str | None = None  # the baseline a benchmark result says it used
         self._titles: list[str] = []
+        self._weights: tuple[str, str] | None = None  # (weights sha256, the result that set it)
         for result in results:
             self.add(result)
         if baseline:
@@ -170,6 +176,7 @@ class Dashboard(anywidget.AnyWidget):
         """Add a benchmark or evaluation result (or a list of its rows); returns self."""
         rows = list(result if isinstance(result, (list, tuple)) else getattr(result, "rows", []))
         kind = _kind(rows)
+        self._check_same_model(result, kind)
         if kind == "benchmark":
             self._sweep = getattr(result, "baseline", None) or self._sweep
         if kind == "evaluation":
@@ -189,6 +196,17 @@ class Dashboard(anywidget.AnyWidget):
         self.title = " + ".join(dict.fromkeys(self._titles))
         self._refresh()
         return self
+
+    def _check_same_model(self, result: Any, kind: str) -> None:
+        """Rows are matched by variant name, so results of two models would be joined as one."""
+        sha = getattr(result, "weights_sha256", None)
+        if sha is None:
+            return
+        if self._weights is None:
+            self._weights = (sha, f"the {kind} of {result.model_name}")
+        elif sha != self._weights[0]:
+            raise UsageProblem(f"this {kind} is of {result.model_name}, whose weights differ from those of "
+                               f"{self._weights[1]}; a dashboard shows one model: make one per model")
 
     def add_row(self, row: dict) -> None:
         """Add (or replace) one finished row as a run streams it."""

@@ -52,11 +52,13 @@ dash
 """
 
 CHECK = """\
-from hfmagic.widget import speedups
+from hfmagic.widget import pareto_front, speedups
 ratio = speedups(dash.rows, dash.baseline)
+front = pareto_front([r for r in dash.rows if r["status"] == "ok" and (r["batch_size"], r["seq_len"]) == (1, 16)])
 dash.to_html({export!r}, title="tiny report", extra_html=["<section id='extra'>env card</section>"])
 print("STATE" + json.dumps({{"selected": dash.selected, "baseline": dash.baseline,
-                             "speedups": {{k: None if v is None else f"{{v:.2f}}x" for k, v in ratio.items()}}}}))
+                             "speedups": {{k: None if v is None else f"{{v:.2f}}x" for k, v in ratio.items()}},
+                             "front": front}}))
 """
 
 
@@ -168,7 +170,7 @@ def test_dashboard_in_jupyterlab(lab, page):
     points = dash.get_by_test_id("scatter").get_by_test_id("point")
     expect(points).to_have_count(3)
     front = dash.locator('[data-testid="point"][data-pareto="true"]')
-    assert 1 <= front.count() <= 3
+    drawn_front = sorted(p.get_attribute("data-id") for p in front.all())  # checked against Python below
     front.last.hover()  # drawn last, so on top
     expect(dash.get_by_test_id("tooltip")).to_contain_text("p50")
     expect(dash.get_by_test_id("bars").get_by_test_id("bar")).to_have_count(6)
@@ -207,6 +209,7 @@ def test_dashboard_in_jupyterlab(lab, page):
     shown = {tr.get_attribute("data-id"): tr.locator('td[data-col="speedup"]').inner_text()
              for tr in rows.all()}
     assert shown == {k: v or "" for k, v in state["speedups"].items()}  # the browser and Python agree
+    assert drawn_front == sorted(state["front"]) and drawn_front
 
     # the standalone export: renders offline from the file, sorts, keeps the extra section
     page.goto(export.as_uri())

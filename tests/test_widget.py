@@ -121,7 +121,6 @@ def test_pareto_front():
     assert pareto_front(points) == ["b", "a", "c"]  # d is beaten by a, e by b, f ties c but is slower
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: the browser test covers the JS")
 def test_the_browser_applies_the_same_rules(tmp_path):
     """js/dashboard.js's speedups and paretoFront give what the Python twins give, on random rows."""
     rng = random.Random(0)
@@ -214,14 +213,19 @@ def test_to_csv_has_every_row_with_the_chosen_baseline(tmp_path):
 
 
 def test_to_html_is_one_self_contained_page(tmp_path):
-    rows = BENCH + [bench_row("O3", "onnxruntime", 1, 1.0, status="failed: </script><b>x</b>")]
+    rows = BENCH + [bench_row("O3", "onnxruntime", 1, 1.0, status="failed: </script><b>x</b>"),
+                    bench_row("O1", "onnxruntime", 1, 9.0, p95_ms=float("nan"))]
     dash = Dashboard(rows, fake_result(EVAL, metrics=["accuracy"], reference="torch"))
     path = dash.to_html(tmp_path / "d.html", title="My report", extra_html=["<section id='env'>card</section>"])
     page = path.read_text()
     assert "<title>My report</title>" in page and "<section id='env'>card</section>" in page
     assert not re.search(r"""(src|href)=["']?(https?:)?//|(import|from)\s*\(?\s*["'](https?:)?//""", page)
     assert page.count("</script>") == 3  # the two data scripts and the loader: the row's text cannot end one
-    state = json.loads(page.split('id="hfmagic-state">')[1].split("</script>")[0])
+    def no_nan(constant):  # the browser's JSON.parse takes no NaN or Infinity
+        raise AssertionError(f"{constant} in the page's JSON")
+
+    state = json.loads(page.split('id="hfmagic-state">')[1].split("</script>")[0], parse_constant=no_nan)
+    assert next(r for r in state["rows"] if r["variant"] == "O1")["p95_ms"] is None
     assert [r["id"] for r in state["rows"]] == [r["id"] for r in dash.rows]
     assert state["baseline"] == "torch/torch"
     esm = json.loads(page.split('id="hfmagic-esm">')[1].split("</script>")[0])
@@ -282,3 +286,17 @@ def test_no_widget_through_the_magic(shell, tiny_bert, monkeypatch):
     assert len(shown) == 2 and type(shown[1]).__name__ == "BenchmarkResult"
     shell.run_line_magic("benchmark", line + " -q")
     assert len(shown) == 2
+
+
+def test_results_of_two_models_are_not_joined():
+    from hfmagic.errors import UsageProblem
+
+    bench = fake_result(BENCH, title="bench", model_name="clf", weights_sha256="a" * 64)
+    dash = Dashboard(bench, fake_result(EVAL, metrics=["accuracy"], reference="torch", model_name="clf",
+                                        weights_sha256="a" * 64))
+    assert len(dash.rows) == len(BENCH) + 1
+    other = fake_result(EVAL, metrics=["accuracy"], reference="torch", model_name="other", weights_sha256="b" * 64)
+    with pytest.raises(UsageProblem, match="this evaluation is of other, whose weights differ from those of "
+                                           "the benchmark of clf; a dashboard shows one model"):
+        dash.add(other)
+    assert len(dash.rows) == len(BENCH) + 1  # unchanged
