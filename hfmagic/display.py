@@ -6,8 +6,8 @@ evaluation results. Plain IPython in a terminal, the test suite's ``InteractiveS
 shell without a kernel get the result's own HTML/text table; so does ``--no-widget``. The
 dashboard's display bundle also carries the table as ``text/html`` and ``text/plain``, so a viewer
 of the saved notebook without widget support shows the table. (nbconvert's HTML exporter is the
-exception: it prefers widget views over HTML, so notebooks executed for static HTML should use
-``--no-widget``.)
+exception when the notebook stores widget state: it then prefers the widget view, whose renderer
+comes from a CDN; convert with ``--ExecutePreprocessor.store_widget_state=False`` for the tables.)
 """
 
 from __future__ import annotations
