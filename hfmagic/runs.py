@@ -292,6 +292,11 @@ def rerun(run_id: str, store: RunStore | None = None, callback: Callable | None 
         notes.append(f"recorded parameters this hfmagic no longer takes were left out: {', '.join(dropped)}")
     if getattr(result, "run_id", None):
         store.annotate(result.run_id, rerun_of=run["id"])
+        before, now = provenance.get("files") or {}, (store.get(result.run_id)["provenance"] or {}).get("files") or {}
+        changed = [name for name in before if name in now and now[name] != before[name]]
+        if changed:
+            notes.append(f"the files of {', '.join(changed)} differ from run {run['id']}'s (sha256): the figures "
+                         "are of different graphs")
     result.notes[:0] = notes
     return result
 

@@ -341,6 +341,17 @@ def test_rerun_repeats_an_evaluation_and_refuses_an_in_memory_dataframe(shell, s
         shell.run_line_magic("hfmagic", f"rerun {mem.run_id}")
 
 
+def test_rerun_says_when_its_files_are_not_the_recorded_ones(shell, store_in_shell, tiny_bert):
+    shell.run_line_magic("load_model", f"{tiny_bert} --name rf -q")
+    first = shell.run_line_magic("export_onnx", "rf --levels fp32 --quantize none -o -q")
+    same = shell.run_line_magic("hfmagic", f"rerun {first.run_id} -q")
+    assert not any("differ from run" in n for n in same.notes)  # the cache gave the very same file
+    store_in_shell.annotate(first.run_id, files={"fp32": "0" * 64})  # as if fp32 had been another graph
+    again = shell.run_line_magic("hfmagic", f"rerun {first.run_id} -q")
+    assert f"the files of fp32 differ from run {first.run_id}'s (sha256): the figures are of different " \
+           "graphs" in again.notes
+
+
 def test_report_is_one_offline_page_with_dashboard_environment_and_rebuild_commands(shell, store_in_shell, tmp_path):
     import re
 
