@@ -2,7 +2,9 @@
 driven by Playwright (never `playwright install`). A notebook benchmarks and evaluates a tiny model
 through the magics; the test watches the live dashboard fill, then sorts, filters, changes the
 baseline and selects a row in the combined one, and checks in Python that the selection arrived.
-The standalone HTML export is opened from disk and sorted too. Screenshots go to test-artifacts/.
+The standalone HTML export is opened from disk and sorted too. A second test opens a dashboard in
+Notebook 7 (served by the same server) with the JupyterLab Dark theme. Screenshots go to
+test-artifacts/.
 """
 
 import json
@@ -221,3 +223,63 @@ def test_dashboard_in_jupyterlab(lab, page):
     page.screenshot(path=str(ARTIFACTS / "dashboard-export.png"), full_page=True)
     page.emulate_media(color_scheme="dark")
     page.screenshot(path=str(ARTIFACTS / "dashboard-export-dark.png"), full_page=True)
+
+
+NOTEBOOK7 = """\
+import hfmagic
+from hfmagic.benchmark import ROW_KEYS
+def bench(variant, backend, p50):
+    return {**dict.fromkeys(ROW_KEYS), "variant": variant, "backend": backend, "batch_size": 1,
+            "seq_len": 16, "status": "ok", "p50_ms": p50, "samples_per_s": 1000 / p50}
+def ev(variant, acc):
+    return {"variant": variant, "status": "ok", "accuracy": acc, "accuracy_low": acc - 0.02,
+            "accuracy_high": acc + 0.02, "pct_of_reference": 100 * acc / 0.9, "gate": "pass"}
+dash = hfmagic.Dashboard([bench("torch", "torch", 20.0), bench("fp32", "onnxruntime", 15.0),
+                          bench("int8", "onnxruntime", 9.0)],
+                         [ev("torch", 0.9), ev("fp32", 0.9), ev("int8", 0.85)])
+dash
+"""
+
+
+def luminance(css_color: str) -> float:
+    r, g, b = (int(v) for v in re.findall(r"\d+", css_color)[:3])
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+
+def test_dashboard_in_notebook_7_with_the_dark_theme(lab, page):
+    """The same widget in Notebook 7's page, in JupyterLab Dark: it draws, follows the theme, and a
+    selection reaches Python."""
+    url, root = lab
+    write_notebook(root / "nb7.ipynb", [NOTEBOOK7, 'print("SELECTED", dash.selected)'])
+    theme = root / "user-settings" / "@jupyterlab" / "apputils-extension" / "themes.jupyterlab-settings"
+    theme.write_text(json.dumps({"theme": "JupyterLab Dark"}))  # read when the page loads
+    try:
+        page.goto(f"{url}/notebooks/nb7.ipynb")
+        notebook_7_dark(page)
+    finally:
+        theme.unlink()
+
+
+def notebook_7_dark(page):
+    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=60_000)
+    cells = page.locator(".jp-Cell")
+    expect(cells).to_have_count(2, timeout=60_000)
+    page.wait_for_function("document.querySelector('.jp-Notebook') !== null")
+    cells.nth(0).locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Control+Enter")
+    dash = page.get_by_test_id("hfmagic-dashboard")
+    expect(dash.get_by_test_id("row")).to_have_count(3, timeout=90_000)
+    # int8 is fastest, torch/fp32 tie on accuracy and fp32 is faster: the front is int8 and fp32
+    front = dash.locator('[data-testid="point"][data-pareto="true"]')
+    expect(front).to_have_count(2)
+    assert sorted(p.get_attribute("data-id") for p in front.all()) == ["fp32/onnxruntime/1x16",
+                                                                        "int8/onnxruntime/1x16"]
+    text = dash.locator("td").first.evaluate("e => getComputedStyle(e).color")
+    assert luminance(text) > 0.6, f"dark theme, yet the table's text is {text}"
+    dash.locator('tr[data-id="int8/onnxruntime/1x16"] [data-testid="select-row"]').click()
+    cells.nth(1).locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Control+Enter")
+    expect(cells.nth(1).locator(".jp-OutputArea-output")).to_contain_text(
+        "SELECTED ['int8/onnxruntime/1x16']", timeout=60_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-notebook7-dark.png"), full_page=True)
