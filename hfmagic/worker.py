@@ -214,6 +214,9 @@ def _inject_fault(variant: str, batch: int, seq: int) -> None:
             time.sleep(3600)
         elif kind == "raise":
             raise RuntimeError(f"fault injected by {FAULT_ENV}")
+        elif kind == "orphan" and os.fork() == 0:  # a child that keeps the pipe open, as a library's
+            time.sleep(600)                          # forked telemetry sender can
+            os._exit(0)
 
 
 def one_line(exc: BaseException) -> str:
@@ -236,7 +239,8 @@ class WorkerProcess:
         self.proc.stdin.write((json.dumps(job) + "\n").encode())
         self.proc.stdin.flush()
         self._lines: queue.Queue = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         try:
@@ -248,11 +252,22 @@ class WorkerProcess:
             self._lines.put(None)
 
     def next(self, timeout: float) -> dict | None:
-        """The next message; None when the worker has exited. Raises TimeoutError after ``timeout``."""
-        try:
-            return self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError from None
+        """The next message; None when the worker has exited. Raises TimeoutError after ``timeout``.
+
+        Waits on the queue a second at a time: a child the worker left behind can hold the pipe
+        open after the worker is gone, so the end of the pipe alone does not say it exited."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._lines.get(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+            except queue.Empty:
+                if self.proc.poll() is not None:  # gone: what it wrote is read within a moment
+                    try:
+                        return self._lines.get(timeout=1.0)
+                    except queue.Empty:
+                        return None
+                if time.monotonic() >= deadline:
+                    raise TimeoutError from None
 
     def exit_reason(self) -> str:
         """Why the worker ended: its exit status or signal, and the last line it wrote to stderr."""
@@ -268,15 +283,24 @@ class WorkerProcess:
         return what + (f"; last stderr line: {lines[-1].strip()}" if lines else "")
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
+        """End the worker and anything it started (its process group: it leads a session)."""
+        self._kill_group()
         self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
+        self._kill_group()  # children that outlived it still carry its group id
+        self._reader.join(timeout=2)
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        if not self._reader.is_alive():  # closing under a blocked reader would wait on its lock
+            self.proc.stdout.close()
         self._stderr.close()
+
+    def _kill_group(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 class InlineRun:

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 
 from hfmagic.backends import Backend
 
 # bf16 is what OpenVINO picks on CPUs that have it, and it was 2.5x slower on MiniLM here
 PRECISION_HINT = "f32"
+
+
+def no_telemetry() -> None:
+    """Keep OpenVINO's telemetry (Google Analytics, consent read from ~/intel) from loading: with
+    ``openvino_telemetry`` unimportable, OpenVINO uses its own stub. It wrote ~/intel/ and forked a
+    sender that kept the worker's pipe open. HFMAGIC_ALLOW_TELEMETRY=1 leaves it alone."""
+    if os.environ.get("HFMAGIC_ALLOW_TELEMETRY") != "1":
+        sys.modules.setdefault("openvino_telemetry", None)
 
 
 class OpenVINO(Backend):
@@ -25,9 +35,11 @@ class OpenVINO(Backend):
 
     @classmethod
     def imports(cls) -> None:
+        no_telemetry()
         import openvino  # noqa: F401
 
     def load(self, variant, threads: int) -> None:
+        no_telemetry()
         import openvino as ov
 
         self.compiled = ov.Core().compile_model(str(variant.path), "CPU", {
