@@ -38,6 +38,8 @@ _ARCH_SUFFIX_TO_TASK = [
     ("ForQuestionAnswering", "question-answering"),
 ]
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # or sharded, with a .index.json beside
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "sentencepiece.bpe.model", "tokenizer.model")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -209,11 +211,21 @@ def load_model(source: Any, task: str | None = None, revision: str | None = None
     if not (path / "config.json").exists():
         raise ModelSourceError(f"{path} holds no model (no config.json); pass the folder a model "
                                "was saved to with save_pretrained")
-    config = json.loads((path / "config.json").read_text())
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelSourceError(f"{path / 'config.json'} is not valid JSON ({exc}); save the model again "
+                               "with save_pretrained") from None
+    if not isinstance(config, dict):
+        raise ModelSourceError(f"{path / 'config.json'} holds no model config (a JSON object); save the "
+                               "model again with save_pretrained")
     handle = ModelHandle(path=path, task=task or infer_task(config), source=label, revision=revision,
                          trust_remote_code=trust_remote_code, dataset=dataset,
                          name=name or derive_name(label))
-    handle.weights_file  # fail now, not at export, if there are no weights
+    _check_weights(handle.weight_files)  # fail now, not at export, if they are missing or broken
+    if not any((path / name).exists() for name in TOKENIZER_FILES):
+        raise ModelSourceError(f"{path} has weights but no tokenizer (no tokenizer.json, tokenizer_config.json "
+                               "or vocabulary file); save it beside them: tokenizer.save_pretrained(folder)")
     if config.get("auto_map") and not trust_remote_code:
         raise UsageProblem(f"{label} needs code from its repository to load; read that code, then "
                            "pass --trust-remote-code")
@@ -285,9 +297,31 @@ def _safetensors_header(path: Path) -> dict:
         return json.loads(fh.read(length))
 
 
+def _check_weights(files: tuple[Path, ...]) -> None:
+    """Each safetensors file has a readable header and holds every byte it declares (a truncated
+    copy or a download cut short is refused here, in a line, not in a traceback later)."""
+    for path in files:
+        if path.suffix != ".safetensors":
+            continue
+        size = path.stat().st_size
+        try:
+            with open(path, "rb") as fh:
+                (length,) = struct.unpack("<Q", fh.read(8))
+                if length > size:
+                    raise ValueError("header longer than the file")
+                header = json.loads(fh.read(length))
+            end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        except (struct.error, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            raise ModelSourceError(f"{path} is not a readable safetensors file ({exc}); copy or save it "
+                                   "again") from None
+        if 8 + length + end > size:
+            raise ModelSourceError(f"{path} is cut short: {size} bytes of the {8 + length + end} its header "
+                                   "declares; copy or download it again")
+
+
 def _from_hub(repo_id: str, revision: str | None) -> Path:
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
     files = ["*.json", "*.txt", "*.model"]  # config, tokenizer, vocabularies
     try:
@@ -295,13 +329,13 @@ def _from_hub(repo_id: str, revision: str | None) -> Path:
         if not any(path.glob("*.safetensors")):  # an older repository: pickled weights only
             path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=files + ["pytorch_model*.bin"]))
         return path
-    except LocalEntryNotFoundError as exc:
-        raise OfflineError(f"the hub cannot be reached to fetch {repo_id}; pass a local folder "
-                           "(or connect and try again)") from exc
+    except RevisionNotFoundError as exc:  # before RepositoryNotFoundError, its parent
+        raise ModelSourceError(f"{repo_id} has no revision {revision!r} on the hub; check --revision") from exc
     except RepositoryNotFoundError as exc:
         raise ModelSourceError(f"no model {repo_id} on the hub (or it is private); check the id") from exc
-    except OSError as exc:  # connection errors are OSErrors in requests/httpx
-        raise OfflineError(f"the hub cannot be reached to fetch {repo_id}; pass a local folder") from exc
+    except (LocalEntryNotFoundError, OSError) as exc:  # connection errors are OSErrors in requests/httpx
+        raise OfflineError(f"no folder {repo_id} here, and the hub cannot be reached to fetch it as a model "
+                           "id; check the name, pass a local folder, or connect and try again") from exc
 
 
 def _object_task(obj: Any) -> str | None:

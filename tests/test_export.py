@@ -246,8 +246,12 @@ def _funnel(folder: Path) -> Path:
     """A tiny Funnel Transformer: a transformers architecture optimum cannot export to ONNX."""
     from transformers import FunnelConfig, FunnelModel
 
-    config = FunnelConfig(vocab_size=100, d_model=32, n_head=2, d_head=16, d_inner=64, block_sizes=[1, 1])
+    from tests.tiny import make_tokenizer
+
+    tokenizer = make_tokenizer("bert")
+    config = FunnelConfig(vocab_size=len(tokenizer), d_model=32, n_head=2, d_head=16, d_inner=64, block_sizes=[1, 1])
     FunnelModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     return folder
 
 

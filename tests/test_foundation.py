@@ -102,13 +102,39 @@ def test_a_bad_name_is_refused_before_any_work(shell, tiny_bert):
     assert shell.user_ns.keys() == before.keys()
 
 
+def _broken(tiny_bert: Path, folder: Path, how: str) -> Path:
+    """A copy of the tiny model broken the way ``how`` says."""
+    import shutil
+
+    shutil.copytree(tiny_bert, folder)
+    weights = folder / "model.safetensors"
+    if how == "badconfig":
+        (folder / "config.json").write_text('{"model_type": "bert",')
+    elif how == "notokenizer":
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+            (folder / name).unlink(missing_ok=True)
+    elif how == "truncated":
+        weights.write_bytes(weights.read_bytes()[:-1000])
+    elif how == "garbage":
+        weights.write_bytes(b"<html>rate limited</html>")
+    return folder
+
+
 @pytest.mark.parametrize("source, message", [
     ("/no/such/folder", "no folder at /no/such/folder"),
     ("{empty}", "holds no model (no config.json)"),
-    ("someorg/some-model", "the hub cannot be reached"),
+    ("someorg/some-model", "no folder someorg/some-model here, and the hub cannot be reached to fetch it"),
+    ("typo_folder_name", "no folder typo_folder_name here, and the hub cannot be reached"),
     ("--revision", "argument --revision: expected one argument"),
+    ("{badconfig}", "config.json is not valid JSON"),
+    ("{notokenizer}", "has weights but no tokenizer (no tokenizer.json, tokenizer_config.json or vocabulary "
+                      "file); save it beside them: tokenizer.save_pretrained(folder)"),
+    ("{truncated}", "model.safetensors is cut short"),
+    ("{garbage}", "model.safetensors is not a readable safetensors file"),
 ])
-def test_bad_sources_give_one_line_and_keep_the_namespace(shell, capsys, tmp_path, source, message):
+def test_bad_sources_give_one_line_and_keep_the_namespace(shell, capsys, tmp_path, tiny_bert, source, message):
+    if source.startswith("{") and source != "{empty}":
+        source = str(_broken(tiny_bert, tmp_path / "model", source.strip("{}")))
     source = source.format(empty=tmp_path)
     shell.user_ns["keep"] = 42
     before = dict(shell.user_ns)
