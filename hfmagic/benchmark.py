@@ -24,6 +24,7 @@ from hfmagic.errors import UsageProblem
 from hfmagic.results import Column, Table
 
 LOAD_TIMEOUT_S = 600.0
+BUDGET_GRACE_S = 1.0  # how long past --budget a shape in flight may take to report before it is cut
 MAX_TEXTS = 256  # real texts sent to a worker (--inputs)
 
 ROW_KEYS = ("variant", "backend", "batch_size", "seq_len", "status", "mean_ms", "std_ms", "p50_ms",
@@ -170,6 +171,7 @@ class Sweep:
         self.interrupted = False
         self.total = sum(len(j.shapes) for j in jobs)
         self.deadline = deadline
+        self.startups: dict[str, float] = {}  # backend -> the slowest worker start seen (for --budget)
         self.unavailable = unavailable  # backend -> why it cannot run here (its rows say so too)
         self.run_record = None
 
@@ -200,7 +202,9 @@ class Sweep:
             return
         remaining = list(job.shapes)
         while remaining:
-            if self.deadline is not None and time.time() + self.params["min_time"] > self.deadline:
+            # a new worker first starts and loads: as long as the slowest start seen in this sweep
+            start = max(self.startups.values(), default=0.0) if self.params["inline"] is False else 0.0
+            if self.deadline is not None and time.time() + start + self.params["min_time"] > self.deadline:
                 for shape in remaining:
                     self._add(job, shape, {"status": "skipped: budget"})
                 return
@@ -219,11 +223,15 @@ class Sweep:
         return (the caller starts a fresh worker for what remains)."""
         loaded = False
         while remaining:
+            wait = self.timeout if loaded else max(LOAD_TIMEOUT_S, self.timeout)
+            if self.deadline is not None:  # the budget bounds the sweep: a shape in flight at its end is cut
+                wait = min(wait, max(0.0, self.deadline - time.time()) + BUDGET_GRACE_S)
             try:
-                wait = self.timeout if loaded else max(LOAD_TIMEOUT_S, self.timeout)
                 message = source.next(wait)
             except TimeoutError:
                 source.close()
+                if self.deadline is not None and time.time() >= self.deadline:
+                    return self._fail_all(job, remaining, "skipped: budget")
                 if not loaded:
                     return self._fail_all(job, remaining, f"failed: loading took over {wait:.0f} s (worker killed)")
                 return self._add(job, remaining.pop(0), {"status": f"timeout: no result within {self.timeout:.0f} "
@@ -238,6 +246,7 @@ class Sweep:
                 return self._fail_all(job, remaining, f"{what}: {message['error']}")
             if message["type"] == "ready":
                 loaded, startup = True, message["startup_s"]
+                self.startups[job.backend] = max(self.startups.get(job.backend, 0.0), startup)
                 for key, value in message["threads_used"].items():
                     self.threads_seen.setdefault(key, set()).add(value)
             elif message["type"] == "row":

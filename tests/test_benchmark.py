@@ -132,6 +132,20 @@ def test_a_child_left_holding_the_pipe_neither_hangs_the_sweep_nor_outlives_it(t
     assert left == []
 
 
+def test_budget_bounds_the_sweeps_wall_time_with_workers(tiny_variants, monkeypatch):
+    """A shape still measuring when the budget ends (here: one that hangs) is cut, not waited for
+    until --timeout; worker start-up counts against the budget."""
+    from hfmagic.benchmark import BUDGET_GRACE_S, benchmark
+
+    monkeypatch.setenv("HFMAGIC_WORKER_FAULT", "hang:fp32:2x16")
+    started = time.monotonic()
+    res = benchmark(tiny_variants, variants=["fp32"], batch_sizes=[1, 2, 4], seq_lens=[16], budget=4,
+                    timeout=60, **FAST_KW)
+    took = time.monotonic() - started
+    assert [r["status"] for r in res.rows] == ["ok", "skipped: budget", "skipped: budget"]
+    assert took < 4 + BUDGET_GRACE_S + 3, f"a 4 s budget took {took:.1f} s"  # + killing the worker
+
+
 def test_budget_skips_what_does_not_fit_and_says_so(tiny_variants):
     from hfmagic.benchmark import benchmark
 
