@@ -7,6 +7,8 @@ model, for which they build it). A variant that failed to build stays in the lis
 
 from __future__ import annotations
 
+import html
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -119,4 +121,9 @@ class Variants:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        return self.table()._repr_html_()
+        cmds = [(v.name, v.cli_command) for v in self.items if v.cli_command]
+        if not cmds:
+            return self.table()._repr_html_()
+        lines = "\n".join(f"{html.escape(name)}: {html.escape(cmd)}" for name, cmd in cmds)
+        return (self.table()._repr_html_() + "<details class='hfm-rebuild'><summary>rebuild with optimum-cli"
+                f"</summary><pre>{lines}</pre></details>")
