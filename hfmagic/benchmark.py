@@ -131,7 +131,9 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
     data = benchplan.load_inputs(inputs, inputs_source)
     request = None if isinstance(target, Variants) else benchplan.export_request(model, names, data)
     # nothing heavy before this line; now build the variants (through the export cache) and plan
-    vset = target if request is None else _export(model, names, request)
+    # the export's bar shows unless asked for quiet (a live dashboard, which takes over the sweep's
+    # progress, is never shown with -q)
+    vset = target if request is None else _export(model, names, {**request, "progress": progress or callback is not None})
     chosen = vset.select(names) if names else vset
     shapes = sorted(((b, s) for b in batch_sizes for s in seq_lens), key=lambda bs: (bs[0] * bs[1], bs[0]))
     jobs, unavailable, plan_notes = benchplan.plan(chosen, backends, shapes)

@@ -168,7 +168,7 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     y_true = np.asarray(label_ids(data, model.labels)) if classify else None
 
     # -- the variants, the inputs, then one run per variant ---------------------------------
-    vset = target if isinstance(target, Variants) else _build_variants(model, variants, reference)
+    vset = target if isinstance(target, Variants) else _build_variants(model, variants, reference, progress)
     names = _variant_names(vset, variants, reference)
     selected = [vset[n] for n in names]
     batches = make_batches(model, data.texts, batch_size)
@@ -217,7 +217,7 @@ def _variant_names(vset: Variants, variants: list[str] | None, reference: str) -
     return [reference] + [n for n in (variants or vset.names) if n != reference]
 
 
-def _build_variants(model: ModelHandle, variants: list[str] | None, reference: str) -> Variants:
+def _build_variants(model: ModelHandle, variants: list[str] | None, reference: str, progress: bool) -> Variants:
     """torch alone needs no export; otherwise export_onnx builds (or takes from its cache) the
     variants asked for, or its default set plus the reference when none were named."""
     from hfmagic.export import DEFAULT_LEVELS, export_onnx, request_for
@@ -231,7 +231,7 @@ def _build_variants(model: ModelHandle, variants: list[str] | None, reference: s
     request = request_for(names, model.dataset)
     if not variants:
         request["quantize"] = "auto"  # the default set has the int8 twins
-    return export_onnx(model, **request)
+    return export_onnx(model, **request, progress=progress)
 
 
 def label_ids(data: LabelledData, id2label: dict[int, str]) -> list[int]:

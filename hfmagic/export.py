@@ -88,12 +88,13 @@ def request_for(names: list[str], calibration=None) -> dict:
 
 
 def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibration=None, samples=100,
-                opset=None, output=None, device="cpu", force=False, text_column=None) -> Variants:
+                opset=None, output=None, device="cpu", force=False, text_column=None,
+                progress=True) -> Variants:
     """Export ``model`` to ONNX variants (see the module docstring); a "torch" variant comes first.
 
     ``calibration``: texts for static int8 (anything :func:`hfmagic.data.load_data` reads; the first
     ``samples`` rows of ``text_column``). A variant that fails to build or diverges from PyTorch
-    stays in the result with its reason in ``.error``.
+    stays in the result with its reason in ``.error``. ``progress``: show a progress bar.
     """
     from hfmagic.models import load_model
 
@@ -160,7 +161,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     from tqdm.auto import tqdm
 
     with recording as run, tqdm(total=len(to_build), desc=f"export_onnx {model.name}", unit="variant",
-                                disable=not to_build, leave=False) as bar:
+                                disable=not to_build or not progress, leave=False) as bar:
         built: dict[str, Variant] = {}
         for step in steps:
             if metas[step.name] is None:

@@ -395,3 +395,16 @@ def test_a_gpu_provider_that_does_not_start_is_unavailable_not_failed(tiny_varia
     assert ort["status"] == "ok"
     assert cuda["status"].startswith("unavailable: CUDAExecutionProvider did not start")
     assert "the CUDA/cuDNN libraries" in cuda["status"]
+
+
+def test_quiet_means_no_output_and_no_progress_bar_at_all(shell, tiny_bert, tmp_path, capsys):
+    """-q on a model that must be exported first: neither the export's bar nor the sweep's shows."""
+    shell.run_line_magic("config", f"HFMagic.cache_dir = {str(tmp_path)!r}")  # nothing cached: it builds
+    try:
+        shell.run_line_magic("load_model", f"{tiny_bert} --name quiet_one -q")
+        capsys.readouterr()
+        shell.run_line_magic("benchmark", f"quiet_one --variants fp32 --batch-sizes 1 --seq-lens 8 {FAST} -q")
+        said = capsys.readouterr()
+        assert (tmp_path / "onnx").is_dir() and (said.out, said.err) == ("", "")
+    finally:
+        shell.run_line_magic("config", "HFMagic.cache_dir = ''")

@@ -45,7 +45,7 @@ def run(args, ctx):
         model, levels=csv_list(args.levels, what="level"), quantize=args.quantize,
         per_channel=args.per_channel, calibration=args.calibration if calibration is None else calibration,
         samples=args.samples, opset=args.opset, output=args.output_dir, device=args.device,
-        force=args.force, text_column=args.text_column,
+        force=args.force, text_column=args.text_column, progress=not args.quiet,
     )
     ctx.bind(args.name or f"{model.name}_onnx", variants)
     return variants
