@@ -71,5 +71,5 @@ def test_hfmagic_demo_prints_the_summary_and_the_report_path(tmp_path, demo_fold
                            "--html", str(out)], capture_output=True, text=True, env=os.environ, timeout=600)
     assert done.returncode == 0, done.stderr
     summary = done.stdout.split("summary per variant")[1]
-    assert [line.split()[0] for line in summary.splitlines()[3:6]] == ["torch", "fp32", "int8"]
+    assert [line.split()[0] for line in summary.splitlines()[3:8]] == ["torch", "fp32", "O2", "int8", "O2-int8"]
     assert done.stdout.rstrip().endswith(f"report of 3 runs written to {out}") and out.exists()

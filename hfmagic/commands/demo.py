@@ -4,8 +4,8 @@ from IPython.core.magic_arguments import argument
 
 MAGIC = None
 CLI = "demo"
-DOC = """Run the quickstart end to end on the demo BBC News classifier: load, export (fp32 and int8),
-benchmark, evaluate, then print the summary table and write the HTML report."""
+DOC = """Run the quickstart end to end on the demo BBC News classifier: load, export (fp32, O2 and
+their int8 twins), benchmark, evaluate, then print the summary table and write the HTML report."""
 ARGS = [
     argument("--rebuild", action="store_true", help="rebuild the demo model from its recipe first"),
     argument("--min-time", type=float, default=1.0, help="seconds of timing per configuration (default 1)"),
@@ -36,8 +36,8 @@ def run(args, ctx):
     step("1/5 load the demo classifier (built once from PyPI packages, about a minute)")
     model = load_model("demo")
     ctx.show(model)
-    step("2/5 export to ONNX: fp32 and an int8 twin for this CPU, validated against PyTorch")
-    variants = export_onnx(model, levels=["fp32"])
+    step("2/5 export to ONNX: fp32, O2 (fused) and an int8 twin of each for this CPU, validated against PyTorch")
+    variants = export_onnx(model, levels=["fp32", "O2"])
     ctx.show(variants)
     step("3/5 benchmark every variant at batch 1, sequence 128")
     bench = benchmark(variants, batch_sizes=[1], seq_lens=[128], min_time=args.min_time)
