@@ -399,6 +399,9 @@ def test_a_gpu_provider_that_does_not_start_is_unavailable_not_failed(tiny_varia
 
 def test_quiet_means_no_output_and_no_progress_bar_at_all(shell, tiny_bert, tmp_path, capsys):
     """-q on a model that must be exported first: neither the export's bar nor the sweep's shows."""
+    from hfmagic.config import settings
+
+    before = settings().cache_dir
     shell.run_line_magic("config", f"HFMagic.cache_dir = {str(tmp_path)!r}")  # nothing cached: it builds
     try:
         shell.run_line_magic("load_model", f"{tiny_bert} --name quiet_one -q")
@@ -407,4 +410,4 @@ def test_quiet_means_no_output_and_no_progress_bar_at_all(shell, tiny_bert, tmp_
         said = capsys.readouterr()
         assert (tmp_path / "onnx").is_dir() and (said.out, said.err) == ("", "")
     finally:
-        shell.run_line_magic("config", "HFMagic.cache_dir = ''")
+        shell.run_line_magic("config", f"HFMagic.cache_dir = {before!r}")
