@@ -173,7 +173,7 @@ class Sweep:
         self.interrupted = False
         self.total = sum(len(j.shapes) for j in jobs)
         self.deadline = deadline
-        self.startups: dict[str, float] = {}  # backend -> the slowest worker start seen (for --budget)
+        self.startups: dict[str, float] = {}  # backend -> its slowest worker start (--budget takes the max)
         self.unavailable = unavailable  # backend -> why it cannot run here (its rows say so too)
         self.run_record = None
 
@@ -205,7 +205,7 @@ class Sweep:
         remaining = list(job.shapes)
         while remaining:
             # a new worker first starts and loads: as long as the slowest start seen in this sweep
-            start = max(self.startups.values(), default=0.0) if self.params["inline"] is False else 0.0
+            start = 0.0 if self.params["inline"] else max(self.startups.values(), default=0.0)
             if self.deadline is not None and time.time() + start + self.params["min_time"] > self.deadline:
                 for shape in remaining:
                     self._add(job, shape, {"status": "skipped: budget"})

@@ -262,10 +262,12 @@ def weights_sha256(files) -> str:
 def _shards(index: Path) -> tuple[Path, ...]:
     try:
         names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    except (ValueError, KeyError, AttributeError) as exc:
-        raise ModelSourceError(f"{index} is not a weights index (no weight_map); save the model again "
-                               "with save_pretrained") from exc
-    missing = [n for n in names if not (index.parent / n).exists()]
+        if not all(isinstance(n, str) and n and "/" not in n for n in names):
+            raise ValueError("its weight_map names no files")
+    except (ValueError, KeyError, AttributeError, TypeError) as exc:
+        raise ModelSourceError(f"{index} is not a weights index ({exc}); save the model again "
+                               "with save_pretrained") from None
+    missing = [n for n in names if not (index.parent / n).is_file()]
     if missing or not names:
         raise ModelSourceError(f"{index.parent} lacks the shards its index lists ({', '.join(missing[:3]) or 'none'}"
                                "); copy the whole folder save_pretrained wrote")
@@ -302,6 +304,7 @@ def _check_weights(files: tuple[Path, ...]) -> None:
     copy or a download cut short is refused here, in a line, not in a traceback later)."""
     for path in files:
         if path.suffix != ".safetensors":
+            _check_torch_zip(path)
             continue
         size = path.stat().st_size
         try:
@@ -319,6 +322,20 @@ def _check_weights(files: tuple[Path, ...]) -> None:
                                    "declares; copy or download it again")
 
 
+def _check_torch_zip(path: Path) -> None:
+    """A pickled-weights file in torch's zip format (torch >= 1.6) has its zip directory at the end:
+    a copy cut short has none. (The older, pure-pickle format is not checked.)"""
+    import zipfile
+
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":
+            return
+    try:
+        zipfile.ZipFile(path).close()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelSourceError(f"{path} is cut short or corrupt ({exc}); copy or save it again") from None
+
+
 def _from_hub(repo_id: str, revision: str | None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
@@ -329,7 +346,7 @@ def _from_hub(repo_id: str, revision: str | None) -> Path:
         if not any(path.glob("*.safetensors")):  # an older repository: pickled weights only
             path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=files + ["pytorch_model*.bin"]))
         return path
-    except RevisionNotFoundError as exc:  # before RepositoryNotFoundError, its parent
+    except RevisionNotFoundError as exc:
         raise ModelSourceError(f"{repo_id} has no revision {revision!r} on the hub; check --revision") from exc
     except RepositoryNotFoundError as exc:
         raise ModelSourceError(f"no model {repo_id} on the hub (or it is private); check the id") from exc
@@ -356,13 +373,16 @@ def _save_object(obj: Any) -> Path:
                                "pass a folder, a hub id, a model or a pipeline")
     if tokenizer is None:
         tokenizer = _tokenizer_of(model)
+    if tokenizer is None:
+        raise ModelSourceError(f"this {type(model).__name__} comes with no tokenizer hfmagic can find (its "
+                               "config names no folder holding one); pass a pipeline, or save the model "
+                               "and its tokenizer to a folder with save_pretrained and pass that")
     root = settings().cache_path / "objects"
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
         final = root / _folder_sha256(tmp)[:16]
         if final.exists():
             shutil.rmtree(tmp)

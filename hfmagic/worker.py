@@ -239,6 +239,7 @@ class WorkerProcess:
         self.proc.stdin.write((json.dumps(job) + "\n").encode())
         self.proc.stdin.flush()
         self._lines: queue.Queue = queue.Queue()
+        self._closed = False
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -283,10 +284,13 @@ class WorkerProcess:
         return what + (f"; last stderr line: {lines[-1].strip()}" if lines else "")
 
     def close(self) -> None:
-        """End the worker and anything it started (its process group: it leads a session)."""
-        self._kill_group()
+        """End the worker and anything it started (its process group: it leads a session). Once:
+        after the worker is reaped its group id could in time name another process group."""
+        if self._closed:
+            return
+        self._closed = True
+        self._kill_group()  # the worker, and children of it that still hold the pipe
         self.proc.wait()
-        self._kill_group()  # children that outlived it still carry its group id
         self._reader.join(timeout=2)
         try:
             self.proc.stdin.close()

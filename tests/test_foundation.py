@@ -117,6 +117,17 @@ def _broken(tiny_bert: Path, folder: Path, how: str) -> Path:
         weights.write_bytes(weights.read_bytes()[:-1000])
     elif how == "garbage":
         weights.write_bytes(b"<html>rate limited</html>")
+    elif how == "truncatedbin":
+        from safetensors.torch import load_file
+        import torch
+
+        torch.save(load_file(weights), folder / "pytorch_model.bin")
+        weights.unlink()
+        pickled = folder / "pytorch_model.bin"
+        pickled.write_bytes(pickled.read_bytes()[:-2000])
+    elif how == "badindex":
+        weights.rename(folder / "model-00001-of-00001.safetensors")
+        (folder / "model.safetensors.index.json").write_text('{"weight_map": {"a.weight": 7}}')
     return folder
 
 
@@ -131,11 +142,19 @@ def _broken(tiny_bert: Path, folder: Path, how: str) -> Path:
                       "file); save it beside them: tokenizer.save_pretrained(folder)"),
     ("{truncated}", "model.safetensors is cut short"),
     ("{garbage}", "model.safetensors is not a readable safetensors file"),
+    ("{truncatedbin}", "pytorch_model.bin is cut short or corrupt"),
+    ("{badindex}", "model.safetensors.index.json is not a weights index (its weight_map names no files)"),
+    ("bare", "this BertForSequenceClassification comes with no tokenizer hfmagic can find"),
 ])
 def test_bad_sources_give_one_line_and_keep_the_namespace(shell, capsys, tmp_path, tiny_bert, source, message):
     if source.startswith("{") and source != "{empty}":
         source = str(_broken(tiny_bert, tmp_path / "model", source.strip("{}")))
     source = source.format(empty=tmp_path)
+    if source == "bare":  # a model object made from a config: no folder, so no tokenizer to find
+        from transformers import BertConfig, BertForSequenceClassification
+
+        shell.user_ns["bare"] = BertForSequenceClassification(BertConfig(
+            hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
     shell.user_ns["keep"] = 42
     before = dict(shell.user_ns)
     res = run_cell(shell, f"%load_model {source}")

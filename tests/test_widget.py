@@ -121,6 +121,7 @@ def test_pareto_front():
     assert pareto_front(points) == ["b", "a", "c"]  # d is beaten by a, e by b, f ties c but is slower
 
 
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is missing: `make browser` installs it")
 def test_the_browser_applies_the_same_rules(tmp_path):
     """js/dashboard.js's speedups and paretoFront give what the Python twins give, on random rows."""
     rng = random.Random(0)
