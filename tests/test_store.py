@@ -63,25 +63,32 @@ def test_sigkill_mid_recording_loses_at_most_the_row_in_flight(tmp_path):
     assert listed[run_id]["pid"] == proc.pid and listed[run_id]["host"]
 
 
-def test_a_benchmark_killed_mid_sweep_keeps_its_finished_configurations(tmp_path, tiny_bert):
+SHAPES = [1, 2, 4, 8, 16, 32]
+
+
+def sweep_with_two_rows_done(tmp_path, model, *flags):
+    """A `hfmagic benchmark` process over SHAPES, once it has committed two rows; and its store."""
     env = {**os.environ, "HFMAGIC_CACHE_DIR": str(tmp_path)}
-    shapes = [1, 2, 4, 8, 16, 32]
-    proc = subprocess.Popen([sys.executable, "-m", "hfmagic", "benchmark", str(tiny_bert), "--variants", "torch",
-                             "--inline", "--batch-sizes", ",".join(map(str, shapes)), "--seq-lens", "16",
-                             "--warmup", "1", "--min-time", "0.5", "-q"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "hfmagic", "benchmark", str(model), *flags,
+                             "--batch-sizes", ",".join(map(str, SHAPES)), "--seq-lens", "16", "--warmup", "1",
+                             "--min-time", "0.5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     path, deadline = tmp_path / "runs.sqlite", time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if path.exists() and any(r["rows"] >= 2 for r in RunStore(path).runs(kind="benchmark")):
             break
         time.sleep(0.1)
     assert proc.poll() is None, proc.stderr.read()
+    return proc, RunStore(path)
+
+
+def test_a_benchmark_killed_mid_sweep_keeps_its_finished_configurations(tmp_path, tiny_bert):
+    proc, store = sweep_with_two_rows_done(tmp_path, tiny_bert, "--variants", "torch", "--inline", "-q")
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    (listed,) = RunStore(path).runs(kind="benchmark")
-    assert listed["status"] == "interrupted" and 2 <= listed["rows"] < len(shapes)
-    rows = RunStore(path).get(listed["id"])["rows"]
-    assert [r["batch_size"] for r in rows] == shapes[:len(rows)]
+    proc.communicate()
+    (listed,) = store.runs(kind="benchmark")
+    assert listed["status"] == "interrupted" and 2 <= listed["rows"] < len(SHAPES)
+    rows = store.get(listed["id"])["rows"]
+    assert [r["batch_size"] for r in rows] == SHAPES[:len(rows)]
     assert all(r["status"] == "ok" and r["p50_ms"] > 0 and len(r["samples_ms"]) == r["runs"] for r in rows)
 
 
@@ -90,25 +97,15 @@ def test_ctrl_c_mid_sweep_keeps_the_finished_rows_and_ends_the_worker(tmp_path, 
     configurations are kept, the run says interrupted, and the worker is gone with the sweep."""
     import psutil
 
-    env = {**os.environ, "HFMAGIC_CACHE_DIR": str(tmp_path)}
-    shapes = [1, 2, 4, 8, 16, 32]
-    proc = subprocess.Popen([sys.executable, "-m", "hfmagic", "benchmark", str(tiny_bert), "--variants", "fp32",
-                             "--batch-sizes", ",".join(map(str, shapes)), "--seq-lens", "16", "--warmup", "1",
-                             "--min-time", "0.5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    path, deadline = tmp_path / "runs.sqlite", time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if path.exists() and any(r["rows"] >= 2 for r in RunStore(path).runs(kind="benchmark")):
-            break
-        time.sleep(0.1)
-    assert proc.poll() is None, proc.stderr.read()
+    proc, store = sweep_with_two_rows_done(tmp_path, tiny_bert, "--variants", "fp32")
     workers = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    (listed,) = RunStore(path).runs(kind="benchmark")
-    assert listed["status"] == "interrupted" and 2 <= listed["rows"] <= len(shapes)
-    rows = RunStore(path).get(listed["id"])["rows"]
+    (listed,) = store.runs(kind="benchmark")
+    assert listed["status"] == "interrupted" and 2 <= listed["rows"] <= len(SHAPES)
+    rows = store.get(listed["id"])["rows"]
     assert sum(r["status"] == "ok" for r in rows) >= 2 and rows[-1]["status"] == "skipped: interrupted"
-    assert f"interrupted: {sum(r['status'] == 'ok' for r in rows)} of {len(shapes)} configurations finished" in out
+    assert f"interrupted: {sum(r['status'] == 'ok' for r in rows)} of {len(SHAPES)} configurations finished" in out
     assert workers and not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
                                for pid in workers)
 
