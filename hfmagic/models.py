@@ -251,8 +251,11 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 def weights_sha256(files) -> str:
     """The weights' hash: the file's own for one file; for shards, one hash of each shard's name and hash."""
-    if len(files) == 1:
-        return file_sha256(files[0])
+    return file_sha256(files[0]) if len(files) == 1 else _names_and_contents_sha256(files)
+
+
+def _names_and_contents_sha256(files) -> str:
+    """One hash of each file's name and content, in the order given."""
     digest = hashlib.sha256()
     for path in files:
         digest.update(f"{path.name}\0{file_sha256(path)}\0".encode())
@@ -276,10 +279,7 @@ def _shards(index: Path) -> tuple[Path, ...]:
 
 def _folder_sha256(folder: Path) -> str:
     """One hash of every file's name and content: weights, config and tokenizer alike."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        digest.update(f"{path.name}\0{file_sha256(path)}\0".encode())
-    return digest.hexdigest()
+    return _names_and_contents_sha256(sorted(p for p in folder.iterdir() if p.is_file()))
 
 
 def _looks_local(source: str) -> bool:
