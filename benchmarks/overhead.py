@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from hfmagic.benchmark import benchmark
+from hfmagic.benchmarking import benchmark
 from hfmagic.export import export_onnx
 from hfmagic.models import load_model
 

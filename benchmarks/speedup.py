@@ -11,9 +11,9 @@ ratio, which is printed last.
 
 import argparse
 
-from hfmagic.benchmark import benchmark
+from hfmagic.benchmarking import benchmark
 from hfmagic.envcard import cpu_flags, cpu_model
-from hfmagic.evaluate import evaluate
+from hfmagic.evaluation import evaluate
 from hfmagic.export import export_onnx
 from hfmagic.models import load_model
 

@@ -24,8 +24,8 @@ __all__ = [
 
 _LAZY = {
     "load_model": "hfmagic.models", "ModelHandle": "hfmagic.models",
-    "export_onnx": "hfmagic.export", "benchmark": "hfmagic.benchmark",
-    "evaluate": "hfmagic.evaluate", "settings": "hfmagic.config",
+    "export_onnx": "hfmagic.export", "benchmark": "hfmagic.benchmarking",
+    "evaluate": "hfmagic.evaluation", "settings": "hfmagic.config",
     "Variant": "hfmagic.variants", "Variants": "hfmagic.variants",
     "HFMagicError": "hfmagic.errors", "Dashboard": "hfmagic.widget",
 }

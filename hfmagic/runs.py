@@ -244,11 +244,11 @@ def _core(kind: str) -> Callable:
 
         return export_onnx
     if kind == "benchmark":
-        from hfmagic.benchmark import benchmark
+        from hfmagic.benchmarking import benchmark
 
         return benchmark
     if kind == "evaluate":
-        from hfmagic.evaluate import evaluate
+        from hfmagic.evaluation import evaluate
 
         return evaluate
     raise UsageProblem(f"cannot rerun a {kind!r} run; rerun takes export, benchmark and evaluate runs")

@@ -91,7 +91,7 @@ def test_worker_sweep_figures_are_those_of_the_raw_samples(shell_with_variants, 
 
 
 def test_crash_hang_error_and_broken_file_stay_in_their_rows(tiny_variants, monkeypatch):
-    from hfmagic.benchmark import benchmark
+    from hfmagic.benchmarking import benchmark
 
     monkeypatch.setenv("HFMAGIC_WORKER_FAULT", "crash:fp32:1x16,raise:fp32:3x8,hang:fp32:3x16")
     res = benchmark(tiny_variants, variants=["fp32", "O1"], batch_sizes=[1, 2, 3], seq_lens=[8, 16],
@@ -116,7 +116,7 @@ def test_a_child_left_holding_the_pipe_neither_hangs_the_sweep_nor_outlives_it(t
     sender did): the sweep still ends on time, crash included, and the child is killed with it."""
     import psutil
 
-    from hfmagic.benchmark import benchmark
+    from hfmagic.benchmarking import benchmark
 
     monkeypatch.setenv("HFMAGIC_WORKER_FAULT", "orphan:fp32:1x8,crash:fp32:2x8")
     before = {p.pid for p in psutil.process_iter()}
@@ -135,7 +135,7 @@ def test_a_child_left_holding_the_pipe_neither_hangs_the_sweep_nor_outlives_it(t
 def test_budget_bounds_the_sweeps_wall_time_with_workers(tiny_variants, monkeypatch):
     """A shape still measuring when the budget ends (here: one that hangs) is cut, not waited for
     until --timeout; worker start-up counts against the budget."""
-    from hfmagic.benchmark import BUDGET_GRACE_S, benchmark
+    from hfmagic.benchmarking import BUDGET_GRACE_S, benchmark
 
     monkeypatch.setenv("HFMAGIC_WORKER_FAULT", "hang:fp32:2x16")
     started = time.monotonic()
@@ -147,7 +147,7 @@ def test_budget_bounds_the_sweeps_wall_time_with_workers(tiny_variants, monkeypa
 
 
 def test_budget_skips_what_does_not_fit_and_says_so(tiny_variants):
-    from hfmagic.benchmark import benchmark
+    from hfmagic.benchmarking import benchmark
 
     res = benchmark(tiny_variants, variants=["fp32"], batch_sizes=[1, 2], seq_lens=[8, 16, 32],
                     budget=0.5, inline=True, **{**FAST_KW, "min_time": 0.2})
@@ -163,7 +163,7 @@ def test_budget_skips_what_does_not_fit_and_says_so(tiny_variants):
 def test_interrupt_keeps_finished_rows_and_stops_the_worker(tiny_variants):
     import psutil
 
-    from hfmagic.benchmark import benchmark
+    from hfmagic.benchmarking import benchmark
     from hfmagic.store import default_store
 
     events = []
@@ -246,7 +246,7 @@ def test_bad_input_is_one_line_before_anything_runs(shell_with_variants, capsys,
 def test_openvino_measures_onnx_variants_and_stays_quiet(tiny_variants, tmp_path, monkeypatch, inline):
     """The openvino backend for real (make test installs it), in a worker and inline; its telemetry
     stays off: nothing is written to the home folder (it wrote ~/intel/ and forked a sender)."""
-    from hfmagic.benchmark import benchmark
+    from hfmagic.benchmarking import benchmark
 
     monkeypatch.setenv("HOME", str(tmp_path))
     res = benchmark(tiny_variants, variants=["fp32"], backends=["openvino", "onnxruntime"],
@@ -261,7 +261,7 @@ def test_openvino_measures_onnx_variants_and_stays_quiet(tiny_variants, tmp_path
 
 def test_missing_gpu_provider_is_a_row_with_its_reason(tiny_variants, capsys):
     from hfmagic.backends import OnnxRuntimeCuda
-    from hfmagic.benchmark import benchmark
+    from hfmagic.benchmarking import benchmark
 
     if OnnxRuntimeCuda.is_available()[0]:
         pytest.skip("this machine has onnxruntime's CUDA provider")
@@ -314,7 +314,7 @@ def test_model_target_exports_and_torch_compile_counts_compiling_in_first_ms(she
 
 
 def test_a_variant_that_did_not_build_is_an_onnx_row_with_its_reason(tiny_variants):
-    from hfmagic.benchmark import benchmark
+    from hfmagic.benchmarking import benchmark
     from hfmagic.variants import Variant, Variants
 
     failed = Variant("O2", tiny_variants.model, level="O2", error="BuildError: the optimizer refused")
@@ -330,7 +330,7 @@ def test_a_variant_that_did_not_build_is_an_onnx_row_with_its_reason(tiny_varian
 
 def test_a_bad_baseline_is_refused_before_anything_is_exported(tiny_bert, monkeypatch):
     import hfmagic.export
-    from hfmagic.benchmark import benchmark
+    from hfmagic.benchmarking import benchmark
     from hfmagic.errors import UsageProblem
 
     def no_export(*args, **kwargs):
@@ -380,7 +380,7 @@ def test_a_gpu_provider_that_does_not_start_is_unavailable_not_failed(tiny_varia
     """onnxruntime falls back to the CPU when a listed GPU provider cannot start (no GPU, no driver):
     that configuration's rows say unavailable, with the reason (simulated: this machine has no GPU)."""
     from hfmagic.backends import OnnxRuntimeCuda
-    from hfmagic.benchmark import benchmark
+    from hfmagic.benchmarking import benchmark
     from hfmagic.errors import BackendUnavailable
 
     def falls_back(self, variant, threads):

@@ -98,7 +98,7 @@ def torch_logits(folder, texts):
 def test_rows_flips_gate_and_run_store(clf):
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-    from hfmagic.evaluate import evaluate
+    from hfmagic.evaluation import evaluate
     from hfmagic.store import default_store
 
     events = []
@@ -167,7 +167,7 @@ def test_accuracy_is_what_the_evaluate_evaluator_gives(clf, tmp_path):
     import evaluate as hf_evaluate
     from transformers import pipeline
 
-    from hfmagic.evaluate import evaluate
+    from hfmagic.evaluation import evaluate
 
     script = tmp_path / "local_accuracy.py"
     script.write_text(METRIC_SCRIPT)
@@ -252,7 +252,7 @@ def test_bad_input_is_one_line_before_any_work(shell, clf, capsys, data, extra, 
 
 def test_a_model_target_builds_only_the_variants_asked_for(clf, tmp_path, monkeypatch):
     from hfmagic.config import settings
-    from hfmagic.evaluate import evaluate
+    from hfmagic.evaluation import evaluate
     from hfmagic.models import load_model
 
     monkeypatch.setattr(settings(), "cache_dir", str(tmp_path / "cache"))
@@ -268,7 +268,7 @@ def test_a_model_target_builds_only_the_variants_asked_for(clf, tmp_path, monkey
 
 
 def test_the_gate_is_99_percent_of_the_reference(clf):
-    from hfmagic.evaluate import EvaluationResult, _figures
+    from hfmagic.evaluation import EvaluationResult, _figures
     from hfmagic.metrics import resolve
 
     n = 1000
@@ -291,7 +291,7 @@ def test_the_gate_is_99_percent_of_the_reference(clf):
 
 
 def test_feature_extraction_model_is_compared_by_cosine(tiny_factory, tmp_path, clf):
-    from hfmagic.evaluate import evaluate
+    from hfmagic.evaluation import evaluate
     from hfmagic.models import load_model
     from hfmagic.variants import Variant, Variants
 
@@ -308,7 +308,7 @@ def test_feature_extraction_model_is_compared_by_cosine(tiny_factory, tmp_path, 
 
 
 def test_ctrl_c_keeps_finished_variants_and_says_how_much(clf):
-    from hfmagic.evaluate import evaluate
+    from hfmagic.evaluation import evaluate
     from hfmagic.store import default_store
 
     def interrupt(event):
@@ -323,7 +323,7 @@ def test_ctrl_c_keeps_finished_variants_and_says_how_much(clf):
 
 
 def test_a_failed_variant_stays_with_its_reason(clf, tmp_path):
-    from hfmagic.evaluate import evaluate
+    from hfmagic.evaluation import evaluate
     from hfmagic.variants import Variant, Variants
 
     broken = tmp_path / "model.onnx"
@@ -340,7 +340,7 @@ def test_a_failed_variant_stays_with_its_reason(clf, tmp_path):
 def test_label_mapping(clf):
     from hfmagic.data import LabelledData
     from hfmagic.errors import DataError
-    from hfmagic.evaluate import label_ids
+    from hfmagic.evaluation import label_ids
 
     id2label = {0: "business", 1: "politics", 2: "sport"}
 

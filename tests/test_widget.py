@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hfmagic.benchmark import ROW_KEYS
+from hfmagic.benchmarking import ROW_KEYS
 from hfmagic.widget import Dashboard, join, pareto_front, speedups
 
 JS = Path(__file__).resolve().parent.parent / "js" / "dashboard.js"
@@ -163,7 +163,7 @@ def test_selection_from_the_browser_arrives_as_state():
 def test_live_rows_and_progress_then_the_final_result(monkeypatch):
     """A kernel-like shell gets one dashboard on the first event, filled as rows come; show() puts the
     final result (skipped rows included) into that same dashboard instead of showing another."""
-    from hfmagic.benchmark import BenchmarkResult
+    from hfmagic.benchmarking import BenchmarkResult
     from hfmagic.magics import ShellContext
 
     shown, updated = [], []
@@ -189,7 +189,7 @@ def test_live_rows_and_progress_then_the_final_result(monkeypatch):
 
 
 def test_without_a_kernel_or_with_no_widget_the_table_is_shown(shell, capsys):
-    from hfmagic.benchmark import BenchmarkResult
+    from hfmagic.benchmarking import BenchmarkResult
     from hfmagic.display import widgets_available
     from hfmagic.magics import ShellContext
 
@@ -236,7 +236,7 @@ def test_to_html_is_one_self_contained_page(tmp_path):
 
 def test_real_sweep_streams_into_the_dashboard(tiny_bert, monkeypatch):
     """benchmark()'s own events: each row reaches the dashboard as soon as it finishes."""
-    from hfmagic.benchmark import benchmark
+    from hfmagic.benchmarking import benchmark
     from hfmagic.display import LiveView
 
     shown, sizes = [], []

@@ -34,7 +34,7 @@ ARGS = [
 
 
 def run(args, ctx):
-    from hfmagic.benchmark import benchmark
+    from hfmagic.benchmarking import benchmark
     from hfmagic.models import ModelHandle
     from hfmagic.variants import Variants
 

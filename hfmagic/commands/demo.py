@@ -22,8 +22,8 @@ def run(args, ctx):
         raise UsageProblem("the demo writes its report from the run store, which is turned off "
                            "(HFMagic.store = False); turn it on to run the demo")
     from hfmagic import demo
-    from hfmagic.benchmark import benchmark
-    from hfmagic.evaluate import evaluate
+    from hfmagic.benchmarking import benchmark
+    from hfmagic.evaluation import evaluate
     from hfmagic.export import export_onnx
     from hfmagic.models import load_model
     from hfmagic.report import write_report

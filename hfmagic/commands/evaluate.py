@@ -32,7 +32,7 @@ ARGS = [
 
 
 def run(args, ctx):
-    from hfmagic.evaluate import evaluate
+    from hfmagic.evaluation import evaluate
 
     data = ctx.lookup(args.data) if args.data else None
     if data is None or isinstance(data, ModuleType):  # `demo` may name the hfmagic.demo module
