@@ -18,7 +18,6 @@ from pathlib import Path
 
 from hfmagic.envcard import cpu_flags
 from hfmagic.errors import UnsupportedError
-from hfmagic.models import TASKS
 
 FP32_FILE = "model.onnx"
 OPTIMIZED_FILE = "model_optimized.onnx"
@@ -67,10 +66,11 @@ def export_fp32(model, out: Path, opset: int | None, device: str) -> str:
     """``optimum.exporters.onnx.main_export`` of the model's folder into ``out``."""
     from optimum.exporters.onnx import main_export
 
-    main_export(str(model.path), output=out, task=model.task, opset=opset, device=device,
+    task = model.task_plugin.export_task()
+    main_export(str(model.path), output=out, task=task, opset=opset, device=device,
                 library_name="transformers", trust_remote_code=model.trust_remote_code,
                 do_validation=False)  # hfmagic validates every variant itself, against PyTorch
-    args = ["optimum-cli", "export", "onnx", "--model", str(model.path), "--task", model.task]
+    args = ["optimum-cli", "export", "onnx", "--model", str(model.path), "--task", task]
     args += ["--opset", str(opset)] if opset else []
     args += ["--device", device] if device != "cpu" else []
     return shlex.join(args + ["onnx/fp32"])
@@ -143,11 +143,12 @@ def quantize_static(model, source: Path, out: Path, isa: str, per_channel: bool,
 
 # -- helpers ---------------------------------------------------------------------------------
 def tokenize(model, texts: list[str], tensors: str):
-    """The model's tokenizer on ``texts``: padded to the longest, at most 128 tokens."""
+    """The model's tokenizer on ``texts``: padded to the longest, at most 128 tokens (or the model's
+    position limit, the task's rule: RoBERTa-style offsets and the tokenizer's model_max_length)."""
     tokenizer = model.tokenizer()
     if tokenizer.pad_token is None:  # GPT-2 style tokenizers have none: pad with end-of-text
         tokenizer.pad_token = tokenizer.eos_token
-    limit = min(128, model.max_positions or 128)
+    limit = min(128, model.task_plugin.position_limit(model) or 128)
     return tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors=tensors)
 
 
@@ -177,13 +178,15 @@ def check_exportable(model) -> None:
     import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the ONNX configs)
     from optimum.exporters.tasks import TasksManager
 
+    from hfmagic.tasks import names
+
     model_type = model.model_type.replace("_", "-")
-    supported = TasksManager.get_supported_model_type_for_task(model.task, exporter="onnx")
+    supported = TasksManager.get_supported_model_type_for_task(model.task_plugin.export_task(), exporter="onnx")
     if model_type in supported or model.model_type in supported:
         return
     if model_type in TasksManager._SUPPORTED_MODEL_TYPE or model.model_type in TasksManager._SUPPORTED_MODEL_TYPE:
         tasks = TasksManager.get_supported_tasks_for_model_type(model.model_type, "onnx", library_name="transformers")
-        ours = [t for t in tasks if t in TASKS]
+        ours = [t for t in tasks if t in names()]
         raise UnsupportedError(f"optimum's ONNX exporter cannot export a {model.model_type} model for "
                                f"{model.task}; for {model.model_type} it supports: {', '.join(ours) or 'none of hfmagic tasks'} "
                                "(load it with --task one of those)")
@@ -198,7 +201,8 @@ def default_opset(model) -> int | None:
 
     try:
         constructor = TasksManager.get_exporter_config_constructor(
-            "onnx", task=model.task, model_type=model.model_type.replace("_", "-"), library_name="transformers")
+            "onnx", task=model.task_plugin.export_task(), model_type=model.model_type.replace("_", "-"),
+            library_name="transformers")
         return constructor.func.DEFAULT_ONNX_OPSET
     except (KeyError, ValueError, AttributeError):
         return None

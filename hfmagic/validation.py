@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 COSINE_FLOOR = {"float": 0.999, "fp16": 0.99, "int8": 0.9}
-CLASSIFYING = ("text-classification", "token-classification", "question-answering")
-TOKEN_OUTPUTS = ("last_hidden_state", "start_logits", "end_logits")  # one value (or vector) per token
 
 # real sentences of different lengths (padding is exercised), used when no data came with the call
 DEFAULT_TEXTS = [
@@ -44,36 +42,34 @@ def floor_for(variant_name: str) -> tuple[str, float]:
 
 
 class Reference:
-    """PyTorch's outputs on some texts, computed once per export and compared with each variant."""
+    """PyTorch's outputs on some texts, computed once per export and compared with each variant.
+
+    The inputs are what the model's task says both sides take (the tokenizer's outputs that the
+    forward accepts); an ONNX graph is fed exactly its own inputs, completed as PyTorch would."""
 
     def __init__(self, model, texts: list[str], source: str):
         import torch
 
         from hfmagic.onnxbuild import tokenize
+        from hfmagic.tasks import get_task
 
         self.model, self.texts, self.source = model, texts, source
-        self.features = {k: v.numpy() for k, v in tokenize(model, texts, "pt").items()}
+        self.task = get_task(model.task)
+        torch_model = model.torch_model()
+        encoded = {k: v.numpy() for k, v in tokenize(model, texts, "pt").items()}
+        self.features = {k: encoded[k] for k in self.task.model_inputs(model, torch_model.forward) if k in encoded}
         with torch.inference_mode():
-            out = model.torch_model()(**{k: torch.from_numpy(v) for k, v in self.features.items()})
+            out = torch_model(**{k: torch.from_numpy(v) for k, v in self.features.items()})
         self.outputs = {k: v.float().numpy() for k, v in out.items() if isinstance(v, torch.Tensor)}
-        self.mask = self.features["attention_mask"].astype(bool)
+        self.mask = encoded["attention_mask"].astype(bool)
 
     def compare(self, path: Path, device: str = "cpu") -> dict[str, Any]:
         """Run the ONNX file on the same inputs; the figures described in the module docstring."""
-        import numpy as np
         import onnxruntime as ort
 
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         session = ort.InferenceSession(str(path), providers=providers)
-        feed = {}
-        for inp in session.get_inputs():
-            value = self.features.get(inp.name)
-            ids = self.features["input_ids"]
-            if value is None and inp.name == "position_ids":  # what PyTorch uses when given none
-                value = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
-            elif value is None:  # e.g. token_type_ids the tokenizer does not make
-                value = np.zeros_like(ids)
-            feed[inp.name] = value.astype(np.int64)
+        feed = self.task.complete_inputs([i.name for i in session.get_inputs()], self.features)
         names = [o.name for o in session.get_outputs() if o.name in self.outputs]
         if not names:
             raise ValueError(f"none of its outputs ({', '.join(o.name for o in session.get_outputs())}) "
@@ -92,15 +88,15 @@ class Reference:
         for name, w in want.items():
             g = np.asarray(got[name], dtype=np.float64)
             w = w.astype(np.float64)
-            token_level = name in TOKEN_OUTPUTS or (name == "logits" and self.model.task == "token-classification")
+            token_level, decides = self.task.token_level(name), self.task.decides(name)
             for i in range(batch):
                 wi, gi = (w[i][self.mask[i]], g[i][self.mask[i]]) if token_level else (w[i], g[i])
                 per_text_want[i].append(wi.ravel())
                 per_text_got[i].append(gi.ravel())
                 if wi.size:  # np.fmax would drop a NaN and Python's max() may too: keep it
                     max_diff = float(np.max([max_diff, np.max(np.abs(wi - gi))]))
-                if self.model.task in CLASSIFYING and name.endswith("logits"):
-                    if name in ("start_logits", "end_logits"):  # an answer position per text
+                if decides:
+                    if decides == "position":  # an answer position per text
                         agree += int(np.argmax(wi) == np.argmax(gi))
                         decisions += 1
                     else:  # a class per text, or per token

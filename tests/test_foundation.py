@@ -60,7 +60,7 @@ def test_name_is_derived_from_the_source(shell, tiny_factory):
 def test_task_override_and_unknown_task(shell, tiny_bert):
     handle = shell.run_line_magic("load_model", f"{tiny_bert} --task feature-extraction -o -q --name fe")
     assert handle.task == "feature-extraction" and handle.labels == {}
-    with pytest.raises(UsageError, match="argument --task: invalid choice"):
+    with pytest.raises(UsageError, match="unknown task 'summarization'; hfmagic's tasks are: text-classification"):
         shell.run_line_magic("load_model", f"{tiny_bert} --task summarization")
 
 

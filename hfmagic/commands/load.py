@@ -3,7 +3,7 @@
 from IPython.core.magic_arguments import argument
 
 from hfmagic.commands import OUTPUT_ARGS
-from hfmagic.models import TASKS, ModelHandle, load_model
+from hfmagic.models import ModelHandle, load_model
 
 MAGIC = "load_model"
 CLI = "load"
@@ -15,7 +15,8 @@ offline from all-MiniLM-L6-v2, with its held-out test split as `.dataset`).
 """
 ARGS = [
     argument("source", help="folder, hub id, variable name, or demo"),
-    argument("--task", choices=sorted(TASKS), help="task to load it for (default: from its config)"),
+    argument("--task", help="task to load it for: text-classification, token-classification, question-answering, "
+                            "feature-extraction, or a task plugin's name (default: from its config)"),
     argument("--revision", help="hub revision (branch, tag or commit)"),
     argument("--trust-remote-code", action="store_true",
              help="run code from the model's repository (off unless given)"),

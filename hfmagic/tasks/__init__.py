@@ -1,0 +1,57 @@
+"""Task plugins: one small class per task, registered by name (see :mod:`hfmagic.tasks.base`).
+
+Adding a task is one file and one call: write a :class:`~hfmagic.tasks.base.Task` subclass (its
+Auto class, exporter task, the architectures it loads, its shape axes, inputs, validation rules
+and evaluator) and ``register`` it; ``%load_model`` then infers it from a saved config and every
+step asks it what to do. The text tasks live in :mod:`hfmagic.tasks.text`.
+"""
+
+from __future__ import annotations
+
+from hfmagic.errors import UnsupportedError
+from hfmagic.tasks.base import Task
+
+_REGISTRY: dict[str, type[Task]] = {}
+_INSTANCES: dict[str, Task] = {}
+# names people also use for a registered task (transformers' pipeline aliases)
+ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
+
+
+def register(cls: type[Task]) -> type[Task]:
+    """Register a task class under its ``NAME`` (usable as a decorator); a later one replaces it."""
+    _REGISTRY[cls.NAME] = cls
+    _INSTANCES.pop(cls.NAME, None)
+    return cls
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+    _INSTANCES.pop(name, None)
+
+
+def names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_task(name: str) -> Task:
+    """The task object registered as ``name`` (or one of its aliases); one line listing them if none."""
+    name = ALIASES.get(name, name)
+    if name not in _REGISTRY:
+        raise UnsupportedError(f"unknown task {name!r}; hfmagic's tasks are: {', '.join(_REGISTRY)}")
+    if name not in _INSTANCES:
+        _INSTANCES[name] = _REGISTRY[name]()
+    return _INSTANCES[name]
+
+
+def infer_task(config: dict, where: str = "this model") -> str:
+    """The registered task a saved config is for, or one line naming what it is and the tasks that exist."""
+    ordered = sorted(_REGISTRY.values(), key=lambda cls: cls.FALLBACK)  # specific tasks first
+    for cls in ordered:
+        if cls.matches(config):
+            return cls.NAME
+    archs = ", ".join(config.get("architectures") or []) or f"model_type {config.get('model_type', '?')}"
+    raise UnsupportedError(f"no hfmagic task loads {where} ({archs}); hfmagic's tasks are: "
+                           f"{', '.join(_REGISTRY)} (pass --task one of them if it is one)")
+
+
+from hfmagic.tasks import text  # noqa: E402,F401  (registers the text tasks)

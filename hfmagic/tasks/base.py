@@ -1,0 +1,123 @@
+"""What a task is to hfmagic: everything that differs between text classification, NER, QA, ...
+
+A task is one small class registered by name (:func:`hfmagic.tasks.register`). Export, validation,
+the worker, benchmark, evaluate, the dashboard and the store ask the model's task instead of
+branching on its name:
+
+- what it loads: ``AUTO_CLASS`` (transformers), ``EXPORT_TASK`` (optimum's exporter), the files a
+  folder needs beside its weights (``check_folder``), whether it predicts named classes
+  (``LABELLED``);
+- which saved models it takes: ``matches(config)`` (by architecture, then modality);
+- the shape of one measurement: named ``AXES`` (text: batch x seq), their limits
+  (``position_limit``) and a key for a shape;
+- its inputs: which inputs the model takes (``model_inputs``, reconciled with the tokenizer and the
+  model's forward), synthetic inputs of exactly a shape with the right dtypes
+  (``synthetic_inputs``), real examples encoded to a shape (``encode``);
+- how two runs' outputs are compared in export validation (``token_level``, ``decisions``);
+- what %evaluate does with it: its default metrics and an evaluator (``evaluator()``), or a
+  sentence saying why it has none.
+
+Nothing here imports a heavy library at module level.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar
+
+from hfmagic.errors import ModelSourceError
+
+
+class Task:
+    """The base every task plugin extends (see the module docstring)."""
+
+    NAME: ClassVar[str]
+    AUTO_CLASS: ClassVar[str]                   # transformers' Auto class that loads it
+    EXPORT_TASK: ClassVar[str | None] = None    # optimum's task name (default: NAME)
+    ARCHITECTURES: ClassVar[tuple[str, ...]] = ()  # architecture-name suffixes it is saved as
+    MODALITY: ClassVar[str] = "text"
+    LABELLED: ClassVar[bool] = False            # predicts the classes the config's id2label names
+    AXES: ClassVar[tuple[str, ...]] = ("batch_size", "seq_len")
+    DEFAULT_METRICS: ClassVar[tuple[str, ...]] = ()
+    CLASSICAL_BASELINE: ClassVar[str | None] = None  # why there is none, or its %load_model name
+    DESCRIPTION: ClassVar[str] = ""
+    FALLBACK: ClassVar[bool] = False            # tried after every other task (bare encoders)
+
+    # -- which models ------------------------------------------------------------------------
+    @classmethod
+    def export_task(cls) -> str:
+        return cls.EXPORT_TASK or cls.NAME
+
+    @classmethod
+    def matches(cls, config: dict) -> bool:
+        """Whether a saved config's architecture is one this task loads."""
+        return any(a.endswith(cls.ARCHITECTURES) for a in config.get("architectures") or []) \
+            and cls.fits_modality(config)
+
+    @classmethod
+    def fits_modality(cls, config: dict) -> bool:
+        return True
+
+    def check_folder(self, path: Path) -> None:
+        """Refuse a folder that lacks what this task needs beside the weights (one line)."""
+
+    def labels(self, config: dict) -> dict[int, str]:
+        if not self.LABELLED:
+            return {}
+        return {int(k): v for k, v in (config.get("id2label") or {}).items()}
+
+    # -- shapes ------------------------------------------------------------------------------
+    def shape_key(self, shape: dict) -> str:
+        """``1x128``: the axes' values in order."""
+        return "x".join(str(shape[a]) for a in self.AXES)
+
+    def position_limit(self, model) -> int | None:
+        return None
+
+    # -- inputs ------------------------------------------------------------------------------
+    def model_inputs(self, model, forward=None) -> list[str]:
+        raise NotImplementedError
+
+    def synthetic_inputs(self, names: list[str], shape: dict, config: dict) -> dict:
+        raise NotImplementedError
+
+    # -- validation --------------------------------------------------------------------------
+    def token_level(self, output: str) -> bool:
+        """Whether an output has one value (or vector) per token (padding is left out of it)."""
+        return False
+
+    def decides(self, output: str) -> str | None:
+        """What an output's argmax decides: "class" (per text), "token" (per token), "position"
+        (an answer start/end per text), or None (embeddings: no decision)."""
+        return None
+
+    # -- evaluation --------------------------------------------------------------------------
+    def evaluator(self):
+        """The object %evaluate runs for this task, or raise UnsupportedError saying why."""
+        from hfmagic.errors import UnsupportedError
+
+        raise UnsupportedError(f"%evaluate has no evaluator for {self.NAME} models yet")
+
+    def __repr__(self) -> str:
+        return f"<task {self.NAME}>"
+
+
+def read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def require_any(path: Path, names: tuple[str, ...], what: str, fix: str) -> None:
+    """Refuse ``path`` unless it holds one of ``names`` (a tokenizer, an image processor, ...);
+    ``what`` says what is missing (``tokenizer (no tokenizer.json, ...)``), ``fix`` how to mend it."""
+    if not any((path / n).exists() for n in names):
+        raise ModelSourceError(f"{path} has weights but no {what}; {fix}")
+
+
+def inputs_note(names: list[str]) -> str:
+    return ", ".join(names) if names else "(none)"
+
