@@ -8,7 +8,7 @@ import sys
 from IPython.core.error import UsageError
 
 from hfmagic.commands import COMMAND_MODULES, Context
-from hfmagic.commands.admin import SUBCOMMANDS, parser_for, subcommand
+from hfmagic.commands.admin import SUBCOMMANDS, ShowHelp, parser_for, subcommand
 from hfmagic.errors import HFMagicError
 
 CLI_MODULES = [m for m in COMMAND_MODULES if not m.endswith(".admin")] + ["hfmagic.commands.demo"]
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser_for(cmd, f"hfmagic {name}").parse_args(rest)
         result = cmd.run(args, ctx)
+    except ShowHelp as shown:
+        print(shown, end="")
+        return 0
     except (UsageError, HFMagicError) as exc:
         print(f"hfmagic: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ from IPython.core.magic import Magics, magics_class
 from IPython.core.magic_arguments import magic_arguments, parse_argstring
 
 from hfmagic.commands import COMMAND_MODULES, Context, with_arguments
+from hfmagic.commands.admin import HELP_ARG, ShowHelp, UsageFormatter
 from hfmagic.config import HFMagic, use_settings
 from hfmagic.errors import HFMagicError
 
@@ -77,9 +78,19 @@ class HFMagics(Magics):
 
         magic.__name__ = cmd.MAGIC
         magic.__doc__ = cmd.DOC
-        return magic_arguments()(with_arguments(cmd.ARGS)(magic))
+        magic = magic_arguments()(with_arguments([*cmd.ARGS, HELP_ARG])(magic))
+        magic.parser.prog = f"%{cmd.MAGIC}"  # for -h; %benchmark? keeps IPython's own layout
+        magic.parser.formatter_class = UsageFormatter
+        return magic
 
     def _run(self, cmd, magic, line):
+        try:
+            return self._parse_and_run(cmd, magic, line)
+        except ShowHelp as shown:  # -h (also %hfmagic runs -h): the help, and nothing run
+            print(shown, end="")
+            return None
+
+    def _parse_and_run(self, cmd, magic, line):
         args = parse_argstring(magic, line)
         if getattr(args, "name", None) is not None and not _is_name(args.name):  # before any work
             raise UsageError(f"--name {args.name!r} is not a valid variable name; pass one such as result")

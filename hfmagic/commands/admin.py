@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.metadata as md
 
-from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.core.magic_arguments import MagicHelpFormatter, argument, magic_arguments
 
 from hfmagic.commands import with_arguments
 from hfmagic.config import settings
@@ -66,15 +67,43 @@ def subcommand(name: str):
     return getattr(obj, attr) if attr else obj
 
 
+class ShowHelp(Exception):
+    """``-h``/``--help`` was given: ``str(exc)`` is the command's help, shown instead of running it
+    (the magics print it, the command line prints it and exits 0)."""
+
+
+class _HelpAction(argparse.Action):
+    """argparse's ``-h``, raising :class:`ShowHelp` rather than exiting: IPython's magic parsers have
+    none (``add_help=False``), and a magic must not exit the kernel."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise ShowHelp(parser.format_help())
+
+
+HELP_ARG = argument("-h", "--help", action=_HelpAction, help="show this help and do nothing else")
+
+
+class UsageFormatter(MagicHelpFormatter):
+    """IPython's help layout with a plain ``usage: PROG`` line (its own writes ``::`` and ``%`` for
+    the docstring ``%benchmark?`` shows), for ``-h`` on the command line and in the magics."""
+
+    def add_usage(self, usage, actions, groups, prefix="usage: "):
+        super(MagicHelpFormatter, self).add_usage(usage, actions, groups, prefix)
+
+
 def parser_for(cmd, prog: str):
-    """The argument parser of a command object (the same one its magic uses)."""
+    """The argument parser of a command object (the same one its magic uses), with ``-h``."""
 
     def command(*_):
         pass
 
     command.__doc__ = cmd.DOC
-    command = magic_arguments()(with_arguments(cmd.ARGS)(command))
+    command = magic_arguments()(with_arguments([*cmd.ARGS, HELP_ARG])(command))
     command.parser.prog = prog
+    command.parser.formatter_class = UsageFormatter
     return command.parser
 
 
