@@ -42,10 +42,13 @@ def __getattr__(name: str):
 
 
 def load_ipython_extension(ipython) -> None:
-    """``%load_ext hfmagic``: register the magics (cheap: no heavy imports)."""
+    """``%load_ext hfmagic``: register the magics (cheap: no heavy imports), and show an hfmagic
+    error raised by the Python API in a cell (``hfmagic.Dashboard(...)``) as one line, as the
+    magics do; ``%tb`` still shows its traceback."""
     from hfmagic.magics import HFMagics
 
     ipython.register_magics(HFMagics(ipython))
+    _show_errors_in_one_line(ipython)
 
 
 def unload_ipython_extension(ipython) -> None:
@@ -53,3 +56,27 @@ def unload_ipython_extension(ipython) -> None:
 
     if settings() in ipython.configurables:
         ipython.configurables.remove(settings())
+    previous = getattr(ipython, "_hfmagic_previous_custom_exc", None)
+    if previous is not None:  # the handler that was there before ours (IPython's none by default)
+        ipython.custom_exceptions, ipython.CustomTB = previous
+        del ipython._hfmagic_previous_custom_exc
+
+
+def _show_errors_in_one_line(ipython) -> None:
+    """Register an IPython custom exception handler for HFMagicError; one set before is kept for
+    its own exceptions."""
+    from hfmagic.errors import HFMagicError
+
+    if getattr(ipython, "_hfmagic_previous_custom_exc", None) is not None:
+        return  # loaded already
+    before, before_handler = ipython.custom_exceptions, ipython.CustomTB
+
+    def handler(shell, etype, value, tb, tb_offset=None):
+        if not issubclass(etype, HFMagicError):
+            return before_handler(etype, value, tb, tb_offset=tb_offset)
+        shell._get_exc_info((etype, value, tb))  # sys.last_*: what %tb shows in full
+        shell._showtraceback(etype, value, [f"hfmagic: {value}"])  # ipykernel sends it as the cell's error
+        return None
+
+    ipython.set_custom_exc((HFMagicError, *before), handler)
+    ipython._hfmagic_previous_custom_exc = (before, before_handler)

@@ -193,8 +193,12 @@ def write_report(run_ids: list[str], path: str | Path | None = None, title: str 
     path = Path(path).expanduser()
     if path.is_dir():
         raise UsageProblem(f"{path} is a folder; give --html a file name (e.g. {path / 'report.html'})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from hfmagic.widget import Dashboard
+    from hfmagic.widget import Dashboard, cannot_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
 
     models = sorted({((r["provenance"] or {}).get("model") or {}).get("name", "?") for r in runs})
     title = title or f"hfmagic report: {', '.join(models)}"

@@ -18,6 +18,7 @@ import html
 import json
 import math
 import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -119,6 +120,38 @@ def join(bench_rows: list[dict], eval_rows: list[dict], reference: str | None = 
     return rows
 
 
+class DashboardError(UsageProblem):
+    """What the dashboard was given cannot be shown (not a result; results of two models)."""
+
+
+def _rows_of(result: Any) -> list[dict]:
+    """The rows of a result the dashboard takes; anything else is one line saying what it takes."""
+    rows = result if isinstance(result, (list, tuple)) else getattr(result, "rows", None)
+    if isinstance(rows, (list, tuple)) and all(isinstance(r, dict) and "variant" in r for r in rows):
+        return list(rows)
+    shown = repr(result)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise DashboardError(f"Dashboard takes benchmark and evaluation results (what hfmagic.benchmark() and "
+                         f"hfmagic.evaluate() return, or lists of their rows), not {type(result).__name__} "
+                         f"{shown}; e.g. hfmagic.Dashboard(bench, ev)")
+
+
+@contextmanager
+def writing(path: Path):
+    """``path`` opened for writing text; a place that cannot be written (read-only, no such folder,
+    a folder) is one line that says so, not an OSError."""
+    try:
+        with path.open("w", newline="", encoding="utf-8") as f:
+            yield f
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+
+
+def cannot_write(path: Path, exc: OSError) -> UsageProblem:
+    return UsageProblem(f"cannot write {path} ({exc.strerror or exc}); give a file in a folder you can "
+                        "write to")
+
+
 def _kind(rows: list[dict]) -> str:
     return "benchmark" if any("batch_size" in r for r in rows) else "evaluation"
 
@@ -156,6 +189,8 @@ class Dashboard(anywidget.AnyWidget):
     notes = traitlets.List(traitlets.Unicode()).tag(sync=True)
 
     def __init__(self, *results: Any, baseline: str | None = None, title: str | None = None, **kwargs):
+        for result in results:  # before the widget (its comm) exists
+            _rows_of(result)
         super().__init__(**kwargs)
         self._bench: dict[str, dict] = {}
         self._eval: dict[str, dict] = {}
@@ -174,7 +209,7 @@ class Dashboard(anywidget.AnyWidget):
     # -- adding data ---------------------------------------------------------------------------
     def add(self, result: Any) -> "Dashboard":
         """Add a benchmark or evaluation result (or a list of its rows); returns self."""
-        rows = list(result if isinstance(result, (list, tuple)) else getattr(result, "rows", []))
+        rows = _rows_of(result)
         kind = _kind(rows)
         self._check_same_model(result, kind)
         if kind == "benchmark":
@@ -205,8 +240,8 @@ class Dashboard(anywidget.AnyWidget):
         if self._weights is None:
             self._weights = (sha, f"the {kind} of {result.model_name}")
         elif sha != self._weights[0]:
-            raise UsageProblem(f"this {kind} is of {result.model_name}, whose weights differ from those of "
-                               f"{self._weights[1]}; a dashboard shows one model: make one per model")
+            raise DashboardError(f"this {kind} is of {result.model_name}, whose weights differ from those of "
+                                 f"{self._weights[1]}; a dashboard shows one model: make one per model")
 
     def add_row(self, row: dict) -> None:
         """Add (or replace) one finished row as a run streams it."""
@@ -286,11 +321,11 @@ class Dashboard(anywidget.AnyWidget):
     # -- export --------------------------------------------------------------------------------
     def to_csv(self, path: str | Path) -> Path:
         """Every row with every figure (speed-up against the chosen baseline) as CSV."""
-        path = Path(path)
+        path = Path(path).expanduser()
         ratio = speedups(self.rows, self.baseline)
         keys = [c["key"] for c in self.columns]
         keys += [k for k in ("id", "metric_low", "metric_high", "pct_of_reference", "gate") if k not in keys]
-        with path.open("w", newline="") as f:
+        with writing(path) as f:
             writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
             writer.writeheader()
             writer.writerows({**r, "speedup": ratio[r["id"]]} for r in self.rows)
@@ -306,13 +341,15 @@ class Dashboard(anywidget.AnyWidget):
 
         ``extra_html``: HTML fragments placed after the dashboard (a report's other sections).
         """
-        path = Path(path)
+        path = Path(path).expanduser()
         title = title or self.title or "hfmagic dashboard"
-        path.write_text(_PAGE.format(
+        page = _PAGE.format(
             title=html.escape(title), css=(_JS_DIR / "dashboard.css").read_text(),
             state=_script_json(self.state()), esm=_script_json((_JS_DIR / "dashboard.js").read_text()),
             table=self.table()._repr_html_(), extra="\n".join(extra_html),
-        ), encoding="utf-8")
+        )
+        with writing(path) as f:
+            f.write(page)
         return path
 
 
