@@ -4,13 +4,18 @@
 :func:`compare` what differs between two runs (parameters, provenance, environment) and their
 figures side by side, matched by configuration, with the change in percent; :func:`rerun` calls
 the run's core function again with its recorded parameters on the model its provenance names.
+Housekeeping: :func:`delete_runs` removes runs, :func:`gc` the cached ONNX variants no recorded run
+refers to any more.
 """
 
 from __future__ import annotations
 
+import datetime
 import html
 import inspect
 import json
+import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +23,7 @@ from typing import Any, Callable
 
 from hfmagic.errors import UsageProblem
 from hfmagic.results import Column, Table, render_text
-from hfmagic.store import RunStore
+from hfmagic.store import Message, RunStore, hint, recording_off
 
 # how the rows of two runs of a kind are matched, and the figures shown side by side
 KEYS = {"benchmark": ("variant", "backend", "batch_size", "seq_len"), "evaluate": ("variant",),
@@ -30,8 +35,10 @@ FIGURES = {
 }
 # recorded for reading a run back, not arguments of its core function
 RECORDED_ONLY = {"target", "metric_names"}
-RUN_COLUMNS = [Column("id"), Column("time"), Column("kind"), Column("model"), Column("status"),
-               Column("rows", "#rows", "d", "right"), Column("headline")]
+RUN_COLUMNS = [Column("id"), Column("time"), Column("kind"), Column("model"), Column("weights"), Column("status"),
+               Column("rows", "#rows", "d", "right"), Column("tag"), Column("headline")]
+SHORT_HASH = 8  # hex digits of the weights' sha256 shown next to the model's name
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def _store(store: RunStore | None) -> RunStore:
@@ -39,22 +46,52 @@ def _store(store: RunStore | None) -> RunStore:
 
 
 # -- the list ------------------------------------------------------------------------------------
-def list_runs(store: RunStore | None = None, kind: str | None = None, limit: int | None = 20) -> Table:
-    """The newest runs (all with ``limit=None``), one line each with a headline figure."""
+def list_runs(store: RunStore | None = None, kind: str | None = None, limit: int | None = 20,
+              model: str | None = None, since: str | float | None = None) -> Table:
+    """The newest runs (all with ``limit=None``), one line each with a headline figure.
+
+    ``kind``, ``model`` (its name, source, or the start of its weights' sha256) and ``since`` (a
+    date, a time ago such as ``2h`` or ``3d``, or epoch seconds) keep only the runs that match."""
     store = _store(store)
     if kind is not None and kind not in KEYS:
         raise UsageProblem(f"unknown kind {kind!r}; use one of: {', '.join(KEYS)}")
-    found = store.runs(kind=kind, limit=limit)
-    lines = [{"id": r["id"], "time": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"])),
-              "kind": r["kind"], "model": ((r["provenance"] or {}).get("model") or {}).get("name", "?"),
-              "status": r["status"], "rows": r["rows"],
-              "headline": headline(r["kind"], store.rows(r["id"]), r["params"] or {})} for r in found]
+    after = parse_since(since)
+    found = store.runs(kind=kind, limit=limit, model=model, since=after)
+    lines = []
+    for r in found:
+        m = (r["provenance"] or {}).get("model") or {}
+        lines.append({"id": r["id"], "time": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"])),
+                      "kind": r["kind"], "model": m.get("name", "?"),
+                      "weights": (m.get("weights_sha256") or "")[:SHORT_HASH] or None,
+                      "status": r["status"], "rows": r["rows"], "tag": r.get("tag"),
+                      "headline": headline(r["kind"], store.rows(r["id"]), r["params"] or {})})
+    filters = " ".join(f"--{name} {value}" for name, value in (("kind", kind), ("model", model), ("since", since))
+                       if value is not None)
     notes = [f"store: {store.path}"]
+    if after is not None:
+        notes.append(f"--since: runs started at or after {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(after))}")
     if not lines:
-        notes.append("no runs recorded yet: %export_onnx, %benchmark and %evaluate record theirs here")
+        notes.append(f"no runs match {filters}" if filters else
+                     f"no runs recorded yet: {hint('recorders')} record theirs here")
     elif limit and len(lines) == limit:
         notes.append(f"the newest {limit}; --limit 0 lists all")
-    return Table(lines, RUN_COLUMNS, title="hfmagic runs", notes=notes)
+    return Table(lines, RUN_COLUMNS, title="hfmagic runs" + (f" ({filters})" if filters else ""), notes=notes)
+
+
+def parse_since(since: str | float | None, now: float | None = None) -> float | None:
+    """``"2h"``, ``"3d"``, ``"30m"``, ``"1w"``, ``"45s"`` ago, or a date/time (``2026-01-31``,
+    ``2026-01-31 14:00``, local time), as epoch seconds."""
+    if since is None or isinstance(since, (int, float)):
+        return since
+    text = str(since).strip()
+    ago = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text.lower())
+    if ago:
+        return (time.time() if now is None else now) - float(ago.group(1)) * UNITS[ago.group(2)]
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise UsageProblem(f"could not read --since {since!r}; give a date (2026-01-31, 2026-01-31 14:00) or a "
+                           "time ago (30m, 2h, 3d, 1w)") from None
 
 
 def headline(kind: str, rows: list[dict], params: dict) -> str:
@@ -345,3 +382,74 @@ def _path_from(value: str, run: dict) -> str:
     if not path.is_absolute() and not path.exists() and cwd and (Path(cwd) / path).exists():
         return str(Path(cwd) / path)
     return value
+
+
+# -- housekeeping ------------------------------------------------------------------------------------
+def tag_run(run_id: str, text: str | None, store: RunStore | None = None) -> Message:
+    """Give a run a tag, shown in the runs list (an empty one clears it)."""
+    store = _store(store)
+    full = store.tag(run_id, text)
+    return Message(f"run {full} tagged {text!r}" if text else f"run {full}'s tag cleared")
+
+
+def delete_runs(run_ids: list[str], ask: Callable[[str], bool] | None = None,
+                store: RunStore | None = None) -> Message:
+    """Delete runs and their rows. Every id is checked first; ``ask`` (given the question) may say
+    no, and then nothing is deleted."""
+    store = _store(store)
+    ids = list(dict.fromkeys(store.resolve(r) for r in run_ids))
+    found = {r["id"]: r for r in store.runs()}
+    rows = sum(found[i]["rows"] for i in ids if i in found)
+    what = f"{len(ids)} run{'s' if len(ids) != 1 else ''} ({', '.join(ids)}) and {rows} row{'s' if rows != 1 else ''}"
+    if ask is not None and not ask(f"delete {what} from {store.path}? [y/N] "):
+        return Message("nothing deleted")
+    store.delete(ids)
+    return Message(f"deleted {what}; the variants they built stay cached ({hint('gc')} removes those no run "
+                   "refers to)")
+
+
+GC_COLUMNS = [Column("folder"), Column("variant"), Column("size", "size MB", ".1f", "right"), Column("built"),
+              Column("action")]
+
+
+def gc(dry_run: bool = False, store: RunStore | None = None) -> Table:
+    """Remove the cached ONNX variants (``<cache>/onnx/<key>`` folders) that no recorded run refers to,
+    by the sha256 of their file or by their path; ``dry_run`` lists them and deletes nothing.
+    Variants written with ``--output`` are never touched."""
+    from hfmagic.config import settings
+    from hfmagic.export import META, sweep_stale_temps
+
+    store = _store(store)
+    shas, paths = store.referenced_files()  # a damaged store stops here: it cannot say what is in use
+    root = settings().cache_path / "onnx"
+    kept, foreign, lines = 0, [], []
+    used = [Path(p).resolve() for p in paths]
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".tmp-")) if root.is_dir() else []
+    for folder in folders:
+        try:
+            meta = json.loads((folder / META).read_text())
+        except (OSError, ValueError):
+            foreign.append(folder.name)
+            continue
+        if meta.get("sha256") in shas or any(p.is_relative_to(folder.resolve()) for p in used):
+            kept += 1
+            continue
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
+        lines.append({"folder": folder.name, "variant": meta.get("name"), "size": size / 1e6,
+                      "built": time.strftime("%Y-%m-%d %H:%M", time.localtime((folder / META).stat().st_mtime)),
+                      "action": "would remove" if dry_run else "removed", "path": str(folder)})
+        if not dry_run:
+            shutil.rmtree(folder)
+    if not dry_run and root.is_dir():
+        sweep_stale_temps(root)  # and builds left half-done by processes that are gone
+    freed = sum(line["size"] for line in lines)
+    notes = [f"{'would free' if dry_run else 'freed'} {freed:.1f} MB: {len(lines)} cached variant"
+             f"{'s' if len(lines) != 1 else ''} no recorded run refers to"
+             + (" (--dry-run: nothing deleted)" if dry_run else ""),
+             f"kept {kept} variant{'s' if kept != 1 else ''} that runs in {store.path} refer to"]
+    if foreign:
+        notes.append(f"left alone: {len(foreign)} folder{'s' if len(foreign) != 1 else ''} in {root} without "
+                     f"hfmagic's record ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''})")
+    if recording_off():
+        notes.append("recording is off, so variants used since are not in the store and count as unused here")
+    return Table(lines, GC_COLUMNS, title=f"hfmagic gc: {root}", notes=notes)

@@ -30,6 +30,10 @@ SUBCOMMANDS: dict[str, str] = {
     "compare": "hfmagic.commands.runs:Compare",
     "rerun": "hfmagic.commands.runs:Rerun",
     "report": "hfmagic.commands.runs:Report",
+    "tag": "hfmagic.commands.runs:Tag",
+    "delete": "hfmagic.commands.runs:Delete",
+    "gc": "hfmagic.commands.runs:Gc",
+    "store": "hfmagic.commands.runs:Store",
 }
 
 STACK = ["torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "evaluate",
