@@ -431,7 +431,8 @@ def gc(dry_run: bool = False, store: RunStore | None = None) -> Table:
         except (OSError, ValueError):
             foreign.append(folder.name)
             continue
-        if meta.get("sha256") in shas or any(p.is_relative_to(folder.resolve()) for p in used):
+        here = folder.resolve()
+        if meta.get("sha256") in shas or any(p.is_relative_to(here) for p in used):
             kept += 1
             continue
         size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
