@@ -128,16 +128,26 @@ def gpus() -> list[dict]:
     return found
 
 
-def git_state(folder: str | None = None) -> dict | None:
+NOT_A_REPOSITORY = "not a git repository"
+
+
+def git_state(folder: str | None = None) -> dict:
     """The commit of the repository ``folder`` (default: the working folder) is in, and whether
-    its tracked files have changes since; None outside a repository."""
+    its tracked files have changes since; outside a repository (or without git) ``commit`` says
+    why there is none."""
+    import shutil
+
     folder = folder or os.getcwd()
+    if shutil.which("git") is None:
+        return {"commit": "git is not installed", "dirty": None, "folder": None}
+    top = _command(["git", "rev-parse", "--show-toplevel"], cwd=folder)
+    if not top:
+        return {"commit": NOT_A_REPOSITORY, "dirty": None, "folder": None}
     commit = _command(["git", "rev-parse", "HEAD"], cwd=folder)
     if not commit:
-        return None
+        return {"commit": "no commit yet", "dirty": None, "folder": top}
     changes = _command(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder)
-    return {"commit": commit, "dirty": bool(changes), "folder": _command(["git", "rev-parse", "--show-toplevel"],
-                                                                          cwd=folder)}
+    return {"commit": commit, "dirty": bool(changes), "folder": top}
 
 
 def thread_settings() -> dict:

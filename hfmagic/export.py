@@ -180,7 +180,13 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
         notes += validation_notes(items)
         if run is not None:
             run.update_provenance(files={v.name: v.sha256 for v in items if v.sha256})
-            run.finish("ok", {"notes": notes})
+            onnx = [v for v in items if v.kind == "onnx"]
+            if onnx and not any(v.ok for v in onnx):  # the run did not give what it was for
+                diverged = all(v.error.startswith("diverged") for v in onnx)
+                reason = "no ONNX variant passed validation: " + "; ".join(f"{v.name} {v.error}" for v in onnx)
+                run.finish("diverged" if diverged else "failed", {"notes": notes, "error": reason})
+            else:
+                run.finish("ok", {"notes": notes})
     return Variants(model, items, notes, run_id=run.id if run is not None else None)
 
 
