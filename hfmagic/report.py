@@ -1,7 +1,9 @@
 """``%hfmagic report RUN... --html FILE``: one self-contained offline HTML page of recorded runs.
 
 The page is the dashboard (:meth:`hfmagic.widget.Dashboard.to_html`, which inlines its script and
-styles) built from the runs' recorded rows, followed by: a summary per variant, the runs and the
+styles) built from the runs' recorded rows, of one model or several (each row is its model's: the
+row's ``model``/``model_sha``, else its run's provenance), followed by: a summary per model and
+variant, the runs and the
 provenance of their inputs, the optimum-cli command that rebuilds each variant, and the
 environment card(s). The rebuild command of a variant is found through its ONNX file's sha256:
 the export run that built a file with that hash recorded the command in its row (``cli``).
@@ -19,9 +21,10 @@ from hfmagic.errors import UsageProblem
 from hfmagic.results import Column, Table
 from hfmagic.runs import flatten, metric_names
 from hfmagic.store import RunStore
+from hfmagic.widget import model_of
 
 SUMMARY_COLUMNS = [
-    Column("variant"), Column("size_mb", "size MB", ".1f", "right"), Column("shape"),
+    Column("model"), Column("variant"), Column("size_mb", "size MB", ".1f", "right"), Column("shape"),
     Column("p50_ms", "p50 ms", ".2f", "right"), Column("speedup", "speed-up", lambda v: f"{v:.2f}x", "right"),
     Column("metric", "metric", ".4f", "right"), Column("pct_of_reference", "% of reference", ".2f", "right"),
     Column("gate"), Column("status"),
@@ -45,40 +48,58 @@ class Recorded:
     notes: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
     reference: str | None = None
+    model_name: str | None = None  # the run's model, for rows that do not name theirs
+    weights_sha256: str | None = None
+    fingerprint: dict = field(default_factory=dict)  # an evaluation's data
+    data_source: str | None = None
+
+
+def run_model(run: dict) -> tuple[str | None, str | None]:
+    """The (name, weights sha256) a run's provenance records; (names, None) for several models."""
+    model = (run["provenance"] or {}).get("model") or {}
+    if isinstance(model, list):
+        return ", ".join(str(m.get("name")) for m in model if isinstance(m, dict)) or None, None
+    return model.get("name"), model.get("weights_sha256")
 
 
 def _recorded(run: dict) -> Recorded:
     params = run["params"] or {}
-    model = ((run["provenance"] or {}).get("model") or {}).get("name", "?")
+    name, sha = run_model(run)
+    model = name or "?"
+    dataset = (run["provenance"] or {}).get("dataset") or {}
     notes = list((run["summary"] or {}).get("notes") or [])
     if run["status"] != "ok":
         notes.insert(0, f"run {run['id']} ended {run['status']}: {len(run['rows'])} rows were committed")
     metrics = metric_names(params, run["rows"]) if run["kind"] == "evaluate" else []
     return Recorded(run["rows"], f"{run['kind']} of {model} ({run['id']})", notes,
-                    [m for m in metrics if m], params.get("reference"))
+                    [m for m in metrics if m], params.get("reference"), name, sha,
+                    dataset if run["kind"] == "evaluate" else {}, dataset.get("source"))
 
 
 def summary_table(runs: list[dict]) -> Table:
-    """One line per variant: its size, p50 and speed-up at the smallest shape measured (on the
-    backend first measured for it), and its evaluation's first metric, % of reference and gate."""
-    lines: dict[str, dict] = {}
+    """One line per model and variant: its size, p50 and speed-up at the smallest shape measured (on
+    the backend first measured for it), and its evaluation's first metric, % of reference and gate.
+    Rows are matched to their model by weights hash (by name where a row has none)."""
+    lines: dict[tuple, dict] = {}
 
-    def line(variant):
-        return lines.setdefault(variant, {"variant": variant, "status": "ok"})
+    def line(run, row):
+        name, sha = model_of(row, *run_model(run))
+        key = (sha or name, row["variant"])
+        return lines.setdefault(key, {"model": name, "variant": row["variant"], "status": "ok"})
 
     metric_name = None
     for run in runs:
         for row in run["rows"]:
             if row.get("status") not in (None, "ok"):
-                line(row["variant"])["status"] = f"{run['kind']}: {row['status']}"
+                line(run, row)["status"] = f"{run['kind']}: {row['status']}"
         ok = [r for r in run["rows"] if r.get("status") == "ok"]
         if run["kind"] == "export":
             for r in ok:
-                line(r["variant"]).setdefault("size_mb", r.get("size_mb"))
+                line(run, r).setdefault("size_mb", r.get("size_mb"))
         elif run["kind"] == "benchmark" and ok:
             smallest = min(((r["batch_size"], r["seq_len"]) for r in ok), key=lambda s: (s[0] * s[1], s[0]))
             for r in ok:
-                entry = line(r["variant"])
+                entry = line(run, r)
                 if (r["batch_size"], r["seq_len"]) == smallest and "p50_ms" not in entry:
                     entry.update(shape=f"{r['backend']} b{smallest[0]} s{smallest[1]}", p50_ms=r.get("p50_ms"),
                                  speedup=r.get("speedup"))
@@ -86,15 +107,17 @@ def summary_table(runs: list[dict]) -> Table:
         elif run["kind"] == "evaluate":
             metric = metric_names(run["params"] or {}, run["rows"])[0]
             metric_name = metric_name or metric
+            reference = (run["params"] or {}).get("reference")
             for r in ok:
-                entry = line(r["variant"])
+                entry = line(run, r)
+                is_ref = reference in (r["variant"], f"{entry['model']}/{r['variant']}")
                 entry.update(metric=r.get(metric), pct_of_reference=r.get("pct_of_reference"),
-                             gate=r.get("gate") or ("reference" if r["variant"] == run["params"].get("reference")
-                                                    else None))
+                             gate=r.get("gate") or ("reference" if is_ref else None))
     columns = [Column(c.key, metric_name, c.fmt, c.align) if c.key == "metric" and metric_name else c
                for c in SUMMARY_COLUMNS]
-    ordered = sorted(lines.values(), key=lambda r: r["variant"] != "torch")  # PyTorch, the reference, first
-    return Table(ordered, columns, title="summary per variant")
+    models = list(dict.fromkeys(r["model"] for r in lines.values()))  # in the order the runs name them
+    ordered = sorted(lines.values(), key=lambda r: (models.index(r["model"]), r["variant"] != "torch"))
+    return Table(ordered, columns, title="summary per model and variant")
 
 
 def rebuild_commands(runs: list[dict], store: RunStore) -> Table:
@@ -104,14 +127,17 @@ def rebuild_commands(runs: list[dict], store: RunStore) -> Table:
         for row in store.rows(export["id"]):
             if row.get("sha256") and row.get("cli"):
                 by_sha[row["sha256"]] = (row["cli"], export["id"])
-    lines: dict[str, dict] = {}
+    lines: dict[tuple, dict] = {}
     for run in runs:
         files = (run["provenance"] or {}).get("files") or {}
-        variants = dict.fromkeys([r.get("variant") for r in run["rows"] if r.get("variant")] + list(files))
-        for variant in variants:
-            sha = files.get(variant) or next((r.get("sha256") for r in run["rows"]
-                                              if r.get("variant") == variant and r.get("sha256")), None)
-            if variant in lines and lines[variant]["command"]:
+        name = run_model(run)[0]
+        variants = dict.fromkeys([(model_of(r, name)[0], r.get("variant")) for r in run["rows"] if r.get("variant")]
+                                 + [(name, v) for v in files])
+        for model, variant in variants:
+            sha = (files.get(variant) if model == name else None) or next(
+                (r.get("sha256") for r in run["rows"]
+                 if r.get("variant") == variant and r.get("sha256") and model_of(r, name)[0] == model), None)
+            if (model, variant) in lines and lines[(model, variant)]["command"]:
                 continue
             if variant == "torch":
                 found, note = None, "PyTorch eager: the model folder itself, nothing to rebuild"
@@ -120,8 +146,8 @@ def rebuild_commands(runs: list[dict], store: RunStore) -> Table:
             else:
                 found, note = None, (f"no recorded export built this file (sha256 {sha[:12]}...)" if sha
                                      else "its file was not recorded")
-            lines[variant] = {"variant": variant, "command": found, "note": note}
-    return Table(list(lines.values()), [Column("variant"), Column("command"), Column("note")],
+            lines[(model, variant)] = {"model": model, "variant": variant, "command": found, "note": note}
+    return Table(list(lines.values()), [Column("model"), Column("variant"), Column("command"), Column("note")],
                  title="rebuild each variant with optimum-cli")
 
 
@@ -200,7 +226,7 @@ def write_report(run_ids: list[str], path: str | Path | None = None, title: str 
     except OSError as exc:
         raise cannot_write(path, exc) from None
 
-    models = sorted({((r["provenance"] or {}).get("model") or {}).get("name", "?") for r in runs})
+    models = list(dict.fromkeys(run_model(r)[0] or "?" for r in runs))
     title = title or f"hfmagic report: {', '.join(models)}"
     shown = [_recorded(r) for r in runs if r["kind"] in ("benchmark", "evaluate")]
     summary = summary_table(runs)

@@ -1,11 +1,15 @@
 """The dashboard: benchmark and evaluation results in one interactive view (an anywidget).
 
-``Dashboard(*results)`` joins benchmark rows (one per variant x backend x shape) with evaluation
-rows (one per variant) by variant, and syncs them to ``js/dashboard.js``: a sortable, filterable
-table with a baseline selector, a latency-against-accuracy scatter with its Pareto front, and a
-speed-up bar chart. Selecting rows in the browser sets ``selected`` here. The speed-up column and
-the Pareto front are computed in the browser; :func:`speedups` and :func:`pareto_front` are the
-same rules in Python (to_csv, to_html's fallback table and the tests use them).
+``Dashboard(*results)`` joins benchmark rows (one per model x variant x backend x shape) with
+evaluation rows (one per model x variant) by model and variant, and syncs them to
+``js/dashboard.js``: a sortable, filterable table with a baseline selector, a latency-against-accuracy
+scatter (marker area from the size on disk, colour by model) with its Pareto front across all models,
+and a speed-up bar chart. Results of several models go in one dashboard: every row carries its
+model's name and weights hash (``model``, ``model_sha``), from the row itself or, for rows that
+predate them, from the result (or recorded run) they came from. Selecting rows in the browser sets
+``selected`` here. The speed-up column and the Pareto front are computed in the browser;
+:func:`speedups`, :func:`pareto_front` and :func:`row_id` are the same rules in Python (to_csv,
+to_html's fallback table and the tests use them).
 
 ``to_html(path)`` writes one self-contained page (the same ES module, its data and a small model
 stand-in inlined) that stays interactive offline; ``to_csv(path)`` writes the table.
@@ -37,7 +41,7 @@ _JS_DIR = next((d for d in (_HERE / "js", _HERE.parent / "js") if (d / "dashboar
 # the table's columns, in order (nbformat sorts dict keys, so the order travels separately).
 # fmt: digits after the point, "int", "x" (a ratio), "signed%" (a change in percent), "%" (a share)
 COLUMNS = [
-    {"key": "variant", "title": "variant"}, {"key": "backend", "title": "backend"},
+    {"key": "model", "title": "model"}, {"key": "variant", "title": "variant"}, {"key": "backend", "title": "backend"},
     {"key": "batch_size", "title": "batch", "fmt": "int"}, {"key": "seq_len", "title": "seq", "fmt": "int"},
     {"key": "p50_ms", "title": "p50 ms", "fmt": 2}, {"key": "p95_ms", "title": "p95 ms", "fmt": 2},
     {"key": "speedup", "title": "speed-up", "fmt": "x"}, {"key": "samples_per_s", "title": "samples/s", "fmt": 1},
@@ -45,19 +49,47 @@ COLUMNS = [
     {"key": "peak_mem_mb", "title": "peak MB", "fmt": 0}, {"key": "size_mb", "title": "size MB", "fmt": 1},
     {"key": "agreement", "title": "agreement", "fmt": "%"}, {"key": "status", "title": "status"},
 ]
-_BENCH_KEYS = ("variant", "backend", "batch_size", "seq_len", "status", "p50_ms", "p95_ms", "samples_per_s",
+DATA_COLUMN = {"key": "data_sha", "title": "data"}  # shown when evaluations were of different data
+_BENCH_KEYS = ("model", "model_sha", "variant", "backend", "batch_size", "seq_len", "status", "p50_ms", "p95_ms", "samples_per_s",
                "peak_mem_mb", "size_mb", "speedup_low", "speedup_high")
 _EVAL_KEYS = ("metric", "metric_low", "metric_high", "pct_of_reference", "change_pct", "gate", "agreement",
-              "eval_status")
+              "eval_status", "data_sha")
 
 
 # -- the rules the browser applies, in Python ------------------------------------------------------
 
+def model_of(row: dict, name: str | None = None, sha: str | None = None) -> tuple[str | None, str | None]:
+    """(name, first 12 hex digits of the weights sha256) of a row's model: the row's own ``model``
+    and ``model_sha``, else ``name``/``sha`` (the result's ``model_name``/``weights_sha256``, or a
+    recorded run's provenance) for rows that predate them. A row naming another model than the
+    fallback one keeps no fallback hash."""
+    own = row.get("model")
+    model = own or name
+    model_sha = row.get("model_sha") or ((sha or "")[:12] if own in (None, name) else "") or None
+    return model, model_sha
+
+
+def pair(row: dict) -> str:
+    """``model/variant/backend`` (``variant/backend`` for a row that names no model): what a
+    baseline names."""
+    prefix = f"{row['model']}/" if row.get("model") else ""
+    return f"{prefix}{row['variant']}/{row.get('backend')}"
+
+
 def row_id(row: dict) -> str:
-    """``variant/backend/BxS`` for a benchmark row, ``variant/eval`` for an evaluated-only variant."""
+    """``model/variant/backend/BxS`` for a benchmark row, ``model/variant/eval`` for an evaluated-only
+    variant (without ``model/`` for a row that names no model)."""
     if row.get("batch_size") is None:
-        return f"{row['variant']}/eval"
-    return f"{row['variant']}/{row['backend']}/{row['batch_size']}x{row['seq_len']}"
+        prefix = f"{row['model']}/" if row.get("model") else ""
+        return f"{prefix}{row['variant']}/eval"
+    return f"{pair(row)}/{row['batch_size']}x{row['seq_len']}"
+
+
+def same_model(a: dict, b: dict) -> bool:
+    """Two rows are of one model when their weights hashes agree, or, where one has none, their names."""
+    if a.get("model_sha") and b.get("model_sha"):
+        return a["model_sha"] == b["model_sha"]
+    return a.get("model") == b.get("model")
 
 
 def _ok(row: dict) -> bool:
@@ -65,9 +97,10 @@ def _ok(row: dict) -> bool:
 
 
 def speedups(rows: list[dict], baseline: str | None) -> dict[str, float | None]:
-    """Row id -> p50 of the baseline (``variant/backend``) row of the same shape over this row's p50."""
+    """Row id -> p50 of the baseline (``model/variant/backend``) row of the same shape over this row's
+    p50, whichever model the row is of."""
     base = {(r["batch_size"], r["seq_len"]): r["p50_ms"] for r in rows
-            if _ok(r) and f"{r['variant']}/{r['backend']}" == baseline and r["p50_ms"] > 0}
+            if _ok(r) and pair(r) == baseline and r["p50_ms"] > 0}
     out = {}
     for r in rows:
         ref = base.get((r.get("batch_size"), r.get("seq_len")))
@@ -88,28 +121,36 @@ def pareto_front(points: list[dict]) -> list[str]:
 
 
 def join(bench_rows: list[dict], eval_rows: list[dict], reference: str | None = None) -> list[dict]:
-    """Dashboard rows: each benchmark row with its variant's evaluation figures (``metric`` is the
-    evaluation's first metric; ``change_pct`` its change against the reference, in percent), then one
-    row for each evaluated variant that was not benchmarked."""
-    figures = {}
-    for e in eval_rows:
+    """Dashboard rows: each benchmark row with the evaluation figures of the same model's same
+    variant (``metric`` is the evaluation's first metric; ``change_pct`` its change against the
+    reference, in percent), then one row for each evaluated variant that was not benchmarked.
+    ``reference``: the variant (or ``model/variant``) whose gate reads "reference", besides the
+    evaluation rows marked ``is_reference``."""
+
+    def figures(e: dict) -> dict:
         pct = e.get("pct_of_reference")
-        figures[e["variant"]] = {
+        is_ref = e.get("is_reference") or reference in (e["variant"], f"{e.get('model')}/{e['variant']}")
+        return {
             "metric": e.get("metric"), "metric_low": e.get("metric_low"), "metric_high": e.get("metric_high"),
             "pct_of_reference": pct, "change_pct": None if pct is None else pct - 100.0,
-            "gate": "reference" if e["variant"] == reference and e.get("status") == "ok" else e.get("gate"),
-            "agreement": e.get("agreement"), "eval_status": e.get("status"),
+            "gate": "reference" if is_ref and e.get("status") == "ok" else e.get("gate"),
+            "agreement": e.get("agreement"), "eval_status": e.get("status"), "data_sha": e.get("data_sha"),
         }
-    rows = []
+
+    def evaluation_of(b: dict) -> dict | None:
+        return next((e for e in eval_rows if e["variant"] == b["variant"] and same_model(e, b)), None)
+
+    rows, joined = [], set()
     for b in bench_rows:
         row = {k: b.get(k) for k in _BENCH_KEYS}
-        row.update(figures.get(b["variant"], dict.fromkeys(_EVAL_KEYS)))
+        e = evaluation_of(b)
+        row.update(figures(e) if e else dict.fromkeys(_EVAL_KEYS))
+        joined.add(id(e))
         rows.append(row)
-    benchmarked = {b["variant"] for b in bench_rows}
     for e in eval_rows:
-        if e["variant"] not in benchmarked:
-            rows.append({**dict.fromkeys(_BENCH_KEYS), "variant": e["variant"], "status": e.get("status"),
-                         **figures[e["variant"]]})
+        if id(e) not in joined:
+            rows.append({**dict.fromkeys(_BENCH_KEYS), "model": e.get("model"), "model_sha": e.get("model_sha"),
+                         "variant": e["variant"], "status": e.get("status"), **figures(e)})
     for row in rows:
         for key, value in row.items():  # NaN is no JSON: the page and the comm would fail on it
             if isinstance(value, float) and not math.isfinite(value):
@@ -121,7 +162,7 @@ def join(bench_rows: list[dict], eval_rows: list[dict], reference: str | None = 
 
 
 class DashboardError(UsageProblem):
-    """What the dashboard was given cannot be shown (not a result; results of two models)."""
+    """What the dashboard was given cannot be shown (not a result; a baseline no row has)."""
 
 
 def _rows_of(result: Any) -> list[dict]:
@@ -152,6 +193,41 @@ def cannot_write(path: Path, exc: OSError) -> UsageProblem:
                         "write to")
 
 
+def _canonical(baseline: str | None, rows: list[dict]) -> str | None:
+    """``baseline`` as the rows name it: ``variant/backend`` becomes ``model/variant/backend`` where
+    the rows are of one model."""
+    if not baseline:
+        return baseline
+    pairs = {pair(r) for r in rows}
+    models = {r.get("model") for r in rows if r.get("model")}
+    if baseline not in pairs and len(models) == 1 and f"{next(iter(models))}/{baseline}" in pairs:
+        return f"{next(iter(models))}/{baseline}"
+    return baseline
+
+
+def _tell_apart(rows: list[dict]) -> None:
+    """Two models with one name (two folders loaded under one name) are shown as name@sha."""
+    hashes: dict[str, set] = {}
+    for r in rows:
+        if r.get("model"):
+            hashes.setdefault(r["model"], set()).add(r.get("model_sha"))
+    for r in rows:
+        if len(hashes.get(r.get("model"), ())) > 1:
+            r["model"] = f"{r['model']}@{(r.get('model_sha') or 'unhashed')[:8]}"
+            r["id"] = row_id(r)
+
+
+def _different_data(rows: list[dict], sources: dict[str, str]) -> str:
+    """The warning for evaluations of different data: which models were evaluated on which."""
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("data_sha") and r.get("model") not in groups.setdefault(r["data_sha"], []):
+            groups[r["data_sha"]].append(r.get("model") or "?")
+    parts = [f"{', '.join(models)} on {sources.get(sha, 'data')} (sha256 {sha})" for sha, models in groups.items()]
+    return (f"evaluations of different data: {'; '.join(parts)}. Their accuracies (and the Pareto front) "
+            "compare different examples; evaluate every model on the same data to compare them")
+
+
 def _kind(rows: list[dict]) -> str:
     return "benchmark" if any("batch_size" in r for r in rows) else "evaluation"
 
@@ -169,11 +245,13 @@ def _metric_of(result: Any, rows: list[dict]) -> str | None:
 
 
 class Dashboard(anywidget.AnyWidget):
-    """Benchmark and/or evaluation results of the same model in one interactive view.
+    """Benchmark and/or evaluation results, of one model or several, in one interactive view.
 
-    ``Dashboard(bench, ev, baseline="torch/torch")``: any number of results (objects with ``.rows``
-    as ``benchmark()`` and ``evaluate()`` return, or lists of such rows). A later result's row with
-    the same id as an earlier one replaces it (a note says so).
+    ``Dashboard(bench, ev, baseline="demo/torch/torch")``: any number of results (objects with
+    ``.rows`` as ``benchmark()`` and ``evaluate()`` return, or lists of such rows), of any models.
+    A row belongs to the model it names (``model``/``model_sha``), else to its result's model. A
+    later result's row with the same model, variant, backend and shape as an earlier one replaces it
+    (a note says so); evaluations of different data are flagged in ``warnings``.
     """
 
     _esm = _JS_DIR / "dashboard.js"
@@ -182,23 +260,25 @@ class Dashboard(anywidget.AnyWidget):
     rows = traitlets.List(traitlets.Dict(), help="joined rows (see join())").tag(sync=True)
     columns = traitlets.List(traitlets.Dict(), help="the table's columns, in order").tag(sync=True)
     selected = traitlets.List(traitlets.Unicode(), help="ids of the rows selected in the browser").tag(sync=True)
-    baseline = traitlets.Unicode("", help="variant/backend the speed-up column is relative to").tag(sync=True)
+    baseline = traitlets.Unicode("", help="model/variant/backend the speed-up column is relative to (variant/backend "
+                                          "where one model is shown)").tag(sync=True)
     sweep_baseline = traitlets.Unicode("", help="the benchmark's own baseline (its rows carry a CI)").tag(sync=True)
     progress = traitlets.Dict(help="{done, total, label} while a run is going; empty when none").tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
     notes = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    warnings = traitlets.List(traitlets.Unicode(), help="what must not be missed (evaluations of different "
+                                                        "data), shown above the table").tag(sync=True)
 
     def __init__(self, *results: Any, baseline: str | None = None, title: str | None = None, **kwargs):
         for result in results:  # before the widget (its comm) exists
             _rows_of(result)
         super().__init__(**kwargs)
-        self._bench: dict[str, dict] = {}
-        self._eval: dict[str, dict] = {}
+        self._bench: dict[tuple, dict] = {}
+        self._eval: dict[tuple, dict] = {}
         self._metric: str | None = None
-        self._reference: str | None = None
         self._sweep: str | None = None  # the baseline a benchmark result says it used
         self._titles: list[str] = []
-        self._weights: tuple[str, str] | None = None  # (weights sha256, the result that set it)
+        self._data: dict[str, str] = {}  # the evaluations' data: sha256[:12] -> its source
         for result in results:
             self.add(result)
         if baseline:
@@ -208,22 +288,22 @@ class Dashboard(anywidget.AnyWidget):
 
     # -- adding data ---------------------------------------------------------------------------
     def add(self, result: Any) -> "Dashboard":
-        """Add a benchmark or evaluation result (or a list of its rows); returns self."""
+        """Add a benchmark or evaluation result (or a list of its rows), of any model; returns self."""
         rows = _rows_of(result)
         kind = _kind(rows)
-        self._check_same_model(result, kind)
+        rows = [self._own(r, kind, result) for r in rows]
         if kind == "benchmark":
-            self._sweep = getattr(result, "baseline", None) or self._sweep
+            self._sweep = _canonical(getattr(result, "baseline", None), rows) or self._sweep
         if kind == "evaluation":
             self._metric = self._metric or _metric_of(result, rows)
-            self._reference = getattr(result, "reference", None) or self._reference
         store = self._bench if kind == "benchmark" else self._eval
         replaced = [r for r in rows if self._key(r, kind) in store]
         for r in rows:
             store[self._key(r, kind)] = r
         notes = [f"{kind}: {n}" for n in getattr(result, "notes", [])]
         if replaced:
-            notes.append(f"{len(replaced)} {kind} rows replaced earlier ones with the same variant/backend/shape")
+            notes.append(f"{len(replaced)} {kind} rows replaced earlier ones with the same "
+                         f"model/variant{'/backend/shape' if kind == 'benchmark' else ''}")
         self.notes = [*self.notes, *notes]
         title = getattr(result, "title", None) or (result.table().title if hasattr(result, "table") else "")
         if title:  # the dashboard's baseline selector says what speed-ups are against
@@ -232,20 +312,26 @@ class Dashboard(anywidget.AnyWidget):
         self._refresh()
         return self
 
-    def _check_same_model(self, result: Any, kind: str) -> None:
-        """Rows are matched by variant name, so results of two models would be joined as one."""
-        sha = getattr(result, "weights_sha256", None)
-        if sha is None:
-            return
-        if self._weights is None:
-            self._weights = (sha, f"the {kind} of {result.model_name}")
-        elif sha != self._weights[0]:
-            raise DashboardError(f"this {kind} is of {result.model_name}, whose weights differ from those of "
-                                 f"{self._weights[1]}; a dashboard shows one model: make one per model")
+    def _own(self, row: dict, kind: str, result: Any = None) -> dict:
+        """A copy of ``row`` that names its model (and, for an evaluation, its data and whether it is
+        the reference)."""
+        name, sha = model_of(row, getattr(result, "model_name", None), getattr(result, "weights_sha256", None))
+        own = {**row, "model": name, "model_sha": sha}
+        if kind == "evaluation":
+            fingerprint = getattr(result, "fingerprint", None) or {}
+            data = row.get("data_sha") or str(fingerprint.get("sha256") or "")[:12] or None
+            if data:
+                self._data.setdefault(data, str(getattr(result, "data_source", None) or fingerprint.get("source")
+                                                or "data"))
+            reference = getattr(result, "reference", None)
+            own.update(data_sha=data, is_reference=bool(row.get("is_reference")) or reference is not None
+                       and reference in (row["variant"], f"{name}/{row['variant']}"))
+        return own
 
     def add_row(self, row: dict) -> None:
         """Add (or replace) one finished row as a run streams it."""
         kind = _kind([row])
+        row = self._own(row, kind)
         (self._bench if kind == "benchmark" else self._eval)[self._key(row, kind)] = row
         self._refresh()
 
@@ -261,26 +347,42 @@ class Dashboard(anywidget.AnyWidget):
         self.progress = {}
 
     @staticmethod
-    def _key(row: dict, kind: str) -> str:
-        return row_id(row) if kind == "benchmark" else row["variant"]
+    def _key(row: dict, kind: str) -> tuple:
+        model = row.get("model_sha") or row.get("model")
+        if kind == "benchmark":
+            return model, row["variant"], row.get("backend"), row.get("batch_size"), row.get("seq_len")
+        return model, row["variant"]
+
+    @traitlets.validate("baseline")
+    def _check_baseline(self, proposal) -> str:
+        """``variant/backend`` is taken where one model is shown; a baseline no row has is one line."""
+        value = proposal["value"]
+        pairs = {pair(r) for r in self.rows if _ok(r)}
+        found = _canonical(value, self.rows)
+        if value and pairs and found not in pairs:
+            raise DashboardError(f"baseline {value!r} names no measured row; choose one of "
+                                 f"{', '.join(sorted(pairs))}")
+        return found or value
 
     def _refresh(self) -> None:
         metric = self._metric
         evals = [{**r, "metric": r.get(metric), "metric_low": r.get(f"{metric}_low"),
                   "metric_high": r.get(f"{metric}_high")} for r in self._eval.values()]
-        rows = join(list(self._bench.values()), evals, self._reference)
+        rows = join(list(self._bench.values()), evals)
+        _tell_apart(rows)
         # the result says which baseline it used; rows alone (live, or read back from the run
         # store) are recognised by the baseline's exact [1, 1] interval
-        pairs = [f"{r['variant']}/{r['backend']}" for r in rows if _ok(r)]
+        pairs = [pair(r) for r in rows if _ok(r)]
         sweep = self._sweep if self._sweep in pairs else next(
-            (f"{r['variant']}/{r['backend']}" for r in rows
-             if r.get("speedup_low") == 1.0 and r.get("speedup_high") == 1.0 and _ok(r)), "")
+            (pair(r) for r in rows if r.get("speedup_low") == 1.0 and r.get("speedup_high") == 1.0 and _ok(r)), "")
         self.sweep_baseline = sweep
-        if not self.baseline or not any(f"{r['variant']}/{r['backend']}" == self.baseline for r in rows):
-            first = next((f"{r['variant']}/{r['backend']}" for r in rows if _ok(r)), "")
-            self.baseline = sweep or first
-        self.columns = [{**c, "title": metric} if c["key"] == "metric" and metric else c for c in COLUMNS]
+        datas = sorted({r["data_sha"] for r in rows if r.get("data_sha")})
+        self.columns = [{**c, "title": metric} if c["key"] == "metric" and metric else c for c in COLUMNS
+                        ] + ([DATA_COLUMN] if len(datas) > 1 else [])
+        baseline = _canonical(self.baseline, rows)
         self.rows = rows
+        self.baseline = baseline if baseline in pairs else sweep or next(iter(pairs), "")
+        self.warnings = [_different_data(rows, self._data)] if len(datas) > 1 else []
         # %evaluate runs torch variants on torch and ONNX ones on onnxruntime; other backends'
         # rows show that accuracy, which the same weights should give but nobody measured there
         borrowed = sorted({r["backend"] for r in rows if r.get("metric") is not None
@@ -306,7 +408,7 @@ class Dashboard(anywidget.AnyWidget):
         shown = [{**r, "speedup": ratio[r["id"]]} for r in self.rows]
         used = [c for c in columns if any(r.get(c.key) is not None for r in shown)]
         notes = [f"speed-up: p50 of {self.baseline} at the same shape over the row's p50"] if self.baseline else []
-        return Table(shown, used, title=self.title, notes=notes + list(self.notes))
+        return Table(shown, used, title=self.title, notes=list(self.warnings) + notes + list(self.notes))
 
     def __str__(self) -> str:
         return str(self.table())
@@ -324,7 +426,8 @@ class Dashboard(anywidget.AnyWidget):
         path = Path(path).expanduser()
         ratio = speedups(self.rows, self.baseline)
         keys = [c["key"] for c in self.columns]
-        keys += [k for k in ("id", "metric_low", "metric_high", "pct_of_reference", "gate") if k not in keys]
+        keys += [k for k in ("id", "model_sha", "metric_low", "metric_high", "pct_of_reference", "gate", "data_sha")
+                 if k not in keys]
         with writing(path) as f:
             writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
             writer.writeheader()
@@ -334,7 +437,8 @@ class Dashboard(anywidget.AnyWidget):
     def state(self) -> dict:
         """What the front end is given (to_html embeds it)."""
         return {name: getattr(self, name) for name in
-                ("rows", "columns", "selected", "baseline", "sweep_baseline", "progress", "title", "notes")}
+                ("rows", "columns", "selected", "baseline", "sweep_baseline", "progress", "title", "notes",
+                 "warnings")}
 
     def to_html(self, path: str | Path, title: str | None = None, extra_html: Iterable[str] = ()) -> Path:
         """One self-contained HTML page with this dashboard, interactive offline.

@@ -1,17 +1,25 @@
 // hfmagic's dashboard: the front end of hfmagic.widget.Dashboard (an anywidget ES module).
 // Plain DOM and SVG, no dependencies, so it works offline and inside to_html()'s standalone page.
 // The pure functions are exported so they can be checked against their Python twins
-// (hfmagic/widget.py: speedups, pareto_front).
+// (hfmagic/widget.py: speedups, pareto_front, row_id).
 
 const SVG = "http://www.w3.org/2000/svg";
 
 // -- rules (mirrored in hfmagic/widget.py) -------------------------------------------------------
 
 const isOk = (r) => r.status === "ok" && r.p50_ms != null;
-const pair = (r) => `${r.variant}/${r.backend}`;
+const prefix = (r) => (r.model ? `${r.model}/` : "");
+/** "model/variant/backend" ("variant/backend" for a row that names no model): what a baseline names. */
+export const pair = (r) => `${prefix(r)}${r.variant}/${r.backend}`;
 const shapeKey = (r) => (r.batch_size == null ? null : `${r.batch_size}x${r.seq_len}`);
 
-/** Row id -> p50 of the baseline ("variant/backend") row of the same shape over this row's p50. */
+/** "model/variant/backend/BxS" for a benchmark row, "model/variant/eval" for an evaluated-only one. */
+export function rowId(r) {
+  return r.batch_size == null ? `${prefix(r)}${r.variant}/eval` : `${pair(r)}/${shapeKey(r)}`;
+}
+
+/** Row id -> p50 of the baseline ("model/variant/backend") row of the same shape over this row's p50,
+ * whichever model the row is of. */
 export function speedups(rows, baseline) {
   const base = new Map();
   for (const r of rows) {
@@ -59,6 +67,22 @@ export function sortRows(rows, key, dir) {
     if (typeof x === "number" && typeof y === "number") return dir * (x - y);
     return dir * String(x).localeCompare(String(y), undefined, { numeric: true });
   });
+}
+
+// colour by model: Okabe and Ito's colour-blind-safe palette, in the order models first appear
+const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999"];
+
+/** Model name -> colour, in the order the models first appear among the rows. */
+export function modelColours(rows) {
+  const out = new Map();
+  for (const r of rows) if (!out.has(r.model ?? "")) out.set(r.model ?? "", PALETTE[out.size % PALETTE.length]);
+  return out;
+}
+
+/** A marker's radius, so that its AREA is proportional to the size on disk (largest: rMax). */
+export function markerRadius(size, maxSize, rMax = 16, rMin = 2.5) {
+  if (!(size > 0) || !(maxSize > 0)) return 5;
+  return Math.max(rMin, rMax * Math.sqrt(size / maxSize));
 }
 
 export function format(value, fmt) {
@@ -119,7 +143,7 @@ function select(testid, label, options, value, onchange) {
 }
 
 function render({ model, el }) {
-  const view = { sortKey: null, sortDir: 1, backend: "", level: "", shape: "" };
+  const view = { sortKey: null, sortDir: 1, model: "", backend: "", level: "", shape: "" };
   const root = h("div", { class: "hfm-dash", "data-testid": "hfmagic-dashboard" });
   const tooltip = h("div", { class: "hfm-tooltip", "data-testid": "tooltip", hidden: true });
   el.append(root);
@@ -132,6 +156,7 @@ function render({ model, el }) {
 
   function visibleRows(rows) {
     return rows.filter((r) =>
+      (!view.model || r.model === view.model) &&
       (!view.backend || r.backend === view.backend) &&
       (!view.level || r.variant === view.level) &&
       (!view.shape || shapeKey(r) === view.shape));
@@ -142,7 +167,10 @@ function render({ model, el }) {
     const all = (label) => [["", label]];
     const pairs = distinct((r) => (isOk(r) ? pair(r) : null));
     const baseline = model.get("baseline");
+    const models = distinct((r) => r.model);
     return h("div", { class: "hfm-controls" },
+      models.length ? select("filter-model", "model", all("all").concat(models.map((v) => [v, v])),
+        view.model, (v) => { view.model = v; draw(); }) : null,
       select("filter-backend", "backend", all("all").concat(distinct((r) => r.backend).map((v) => [v, v])),
         view.backend, (v) => { view.backend = v; draw(); }),
       select("filter-level", "level", all("all").concat(distinct((r) => r.variant).map((v) => [v, v])),
@@ -164,7 +192,19 @@ function render({ model, el }) {
       h("span", {}, ` ${p.done} / ${p.total}${p.label ? ` · ${p.label}` : ""}`));
   }
 
-  function table(rows, columns, ratio) {
+  function swatch(colours, m) {
+    return h("span", { class: "hfm-swatch", style: `background: ${colours.get(m ?? "")}` });
+  }
+
+  // which colour is which model (shown when the rows name their models)
+  function legend(colours) {
+    const named = [...colours.keys()].filter((m) => m);
+    if (!named.length) return null;
+    return h("div", { class: "hfm-model-legend", "data-testid": "model-legend" },
+      named.map((m) => h("span", { class: "hfm-legend-item", "data-model": m }, swatch(colours, m), ` ${m}`)));
+  }
+
+  function table(rows, columns, ratio, colours) {
     const selected = new Set(get("selected"));
     const sweep = model.get("sweep_baseline");
     const baseline = model.get("baseline");
@@ -200,6 +240,10 @@ function render({ model, el }) {
         }
         if (c.key === "status" && r.status !== "ok") title = r.status;
         if (c.key === "status" && text.length > 40) text = `${text.slice(0, 40)}…`;
+        if (c.key === "model" && text) {
+          if (r.model_sha) title = `weights sha256 ${r.model_sha}…`;
+          return h("td", { "data-col": c.key, title }, swatch(colours, r.model), ` ${text}`);
+        }
         return h("td", { class: c.fmt != null ? "hfm-num" : null, "data-col": c.key, title }, text);
       }));
     });
@@ -218,16 +262,18 @@ function render({ model, el }) {
   function tipLines(r, ratio) {
     const metricName = (get("columns").find((c) => c.key === "metric") || {}).title || "metric";
     return [
-      `${pair(r)} · ${r.batch_size} × ${r.seq_len}`,
+      r.model ? `model ${r.model}` : null,
+      `${r.variant} on ${r.backend} · ${r.batch_size} × ${r.seq_len}`,
       `p50 ${format(r.p50_ms, 2)} ms · p95 ${format(r.p95_ms, 2)} ms`,
       `${format(r.samples_per_s, 1)} samples/s`,
       r.metric != null ? `${metricName} ${format(r.metric, 4)}` : null,
+      r.size_mb != null ? `${format(r.size_mb, 1)} MB on disk` : null,
       r.change_pct != null ? `${format(r.change_pct, "signed%")} vs reference` : null,
       ratio[r.id] != null ? `speed-up ${format(ratio[r.id], "x")} vs ${model.get("baseline")}` : null,
     ].filter(Boolean);
   }
 
-  function scatter(rows, ratio) {
+  function scatter(rows, ratio, colours) {
     const all = shapes(rows.filter((r) => isOk(r) && r.metric != null));
     const shape = view.shape || all[0];
     const points = rows.filter((r) => isOk(r) && r.metric != null && shapeKey(r) === shape);
@@ -246,6 +292,8 @@ function render({ model, el }) {
     const x = scale(x0, x1, m.l, W - m.r);
     const y = scale(y0, y1, H - m.b, m.t);
     const selected = new Set(get("selected"));
+    const maxSize = Math.max(0, ...points.map((p) => p.size_mb || 0));
+    const radius = (p) => markerRadius(p.size_mb, maxSize);
     const frontPts = points.filter((p) => front.has(p.id)).sort((a, b) => a.p50_ms - b.p50_ms);
     const path = frontPts.map((p, i) => {
       const pt = `${x(p.p50_ms).toFixed(1)},${y(p.metric).toFixed(1)}`;
@@ -263,13 +311,14 @@ function render({ model, el }) {
       s("text", { class: "hfm-axis", x: 12, y: (m.t + H - m.b) / 2, "text-anchor": "middle",
         transform: `rotate(-90 12 ${(m.t + H - m.b) / 2})` }, metricName),
       s("path", { d: path, class: "hfm-front", "data-testid": "pareto-line" }),
-      // front points drawn last, so a point behind never hides one of them
-      [...points].sort((a, b) => front.has(a.id) - front.has(b.id)).map((p) => s("circle", {
-        cx: x(p.p50_ms), cy: y(p.metric), r: front.has(p.id) ? 6 : 4.5,
+      // front points drawn last, and the larger under the smaller, so no point hides another whole
+      [...points].sort((a, b) => front.has(a.id) - front.has(b.id) || radius(b) - radius(a)).map((p) => s("circle", {
+        cx: x(p.p50_ms), cy: y(p.metric), r: radius(p).toFixed(2), style: `fill: ${colours.get(p.model ?? "")}`,
         class: `hfm-point${front.has(p.id) ? " hfm-pareto" : ""}${selected.has(p.id) ? " hfm-selected" : ""}`,
         "data-testid": "point", "data-id": p.id, "data-pareto": front.has(p.id) ? "true" : "false",
+        "data-model": p.model, "data-size": p.size_mb,
       }, s("title", {}, tipLines(p, ratio).join("\n")))),
-      labels(points, x, y));
+      labels(points, x, y, colours.size > 1));
     for (const c of svg.querySelectorAll("circle")) {
       const p = points.find((q) => q.id === c.dataset.id);
       c.addEventListener("mousemove", (e) => showTip(e, tipLines(p, ratio)));
@@ -280,18 +329,19 @@ function render({ model, el }) {
       });
     }
     wrap.append(h("div", { class: "hfm-chart-title" }, `latency against ${metricName}`,
-      h("span", { class: "hfm-legend" }, " · ", h("span", { class: "hfm-swatch hfm-pareto" }), " Pareto front")),
+      h("span", { class: "hfm-legend" }, " · marker area ∝ size on disk · ",
+        h("span", { class: "hfm-swatch hfm-pareto" }), " Pareto front (all models)")),
     svg);
     return wrap;
   }
 
   // a label beside each point, placed above or below it, left out where it would overlap another
   // (the tooltip still names the point)
-  function labels(points, x, y) {
+  function labels(points, x, y, withModel) {
     const placed = [];
     const out = [];
     for (const p of [...points].sort((a, b) => a.p50_ms - b.p50_ms)) {
-      const text = pair(p);
+      const text = withModel ? pair(p) : `${p.variant}/${p.backend}`;
       const w = 6.2 * text.length;
       for (const dy of [-7, 15]) {
         const box = { x: x(p.p50_ms) + 8, y: y(p.metric) + dy - 10, w, h: 12 };
@@ -307,11 +357,11 @@ function render({ model, el }) {
     return out;
   }
 
-  function bars(rows, ratio) {
+  function bars(rows, ratio, colours) {
     const shown = rows.filter((r) => ratio[r.id] != null);
     const wrap = h("div", { class: "hfm-chart", "data-testid": "bars" });
     if (!shown.length) return null;
-    const W = 440, row = 20, m = { l: 170, r: 56, t: 8, b: 26 };
+    const W = 480, row = 20, m = { l: 210, r: 56, t: 8, b: 26 };
     const H = m.t + m.b + row * shown.length;
     const hi = Math.max(1, ...shown.map((r) => ratio[r.id])) * 1.05;
     const x = scale(0, hi, m.l, W - m.r);
@@ -324,12 +374,20 @@ function render({ model, el }) {
           s("text", { x: m.l - 6, y: yy + row / 2 + 4, "text-anchor": "end", class: "hfm-label" },
             `${pair(r)} ${r.batch_size}×${r.seq_len}`),
           s("rect", { x: m.l, y: yy + 3, width: Math.max(1, x(v) - m.l), height: row - 6,
-            class: `hfm-bar${v >= 1 ? " hfm-faster" : ""}` }, s("title", {}, tipLines(r, ratio).join("\n"))),
+            class: `hfm-bar${v >= 1 ? " hfm-faster" : ""}`, style: r.model ? `fill: ${colours.get(r.model)}` : null }, s("title", {}, tipLines(r, ratio).join("\n"))),
           s("text", { x: x(v) + 4, y: yy + row / 2 + 4, class: "hfm-label" }, format(v, "x")));
       }),
       s("text", { x: x(1), y: H - 8, "text-anchor": "middle", class: "hfm-axis" }, "1×"));
     wrap.append(h("div", { class: "hfm-chart-title" }, `speed-up vs ${model.get("baseline")} (p50 ratio)`), svg);
     return wrap;
+  }
+
+  // what must not be missed (evaluations of different data): always shown, above the table
+  function warnings() {
+    const list = get("warnings");
+    if (!list.length) return null;
+    return h("div", { class: "hfm-warning", "data-testid": "warning", role: "alert" },
+      list.map((n) => h("div", {}, `⚠ ${n}`)));
   }
 
   function notes() {
@@ -343,17 +401,18 @@ function render({ model, el }) {
     const rows = get("rows");
     const ratio = speedups(rows, model.get("baseline"));
     const shown = visibleRows(rows);
+    const colours = modelColours(rows); // from every row, so a filter never changes a model's colour
     root.replaceChildren(...[
       model.get("title") ? h("div", { class: "hfm-title" }, model.get("title")) : null,
-      progressBar(), controls(rows),
-      rows.length ? table(shown, get("columns"), ratio)
+      warnings(), progressBar(), controls(rows), legend(colours),
+      rows.length ? table(shown, get("columns"), ratio, colours)
         : h("div", { class: "hfm-empty" }, "waiting for the first row…"),
-      h("div", { class: "hfm-charts" }, scatter(shown, ratio), bars(shown, ratio)),
+      h("div", { class: "hfm-charts" }, scatter(shown, ratio, colours), bars(shown, ratio, colours)),
       notes(), tooltip].filter(Boolean));
     tooltip.hidden = true;
   }
 
-  const events = ["rows", "columns", "selected", "baseline", "progress", "title", "notes"].map((k) => `change:${k}`);
+  const events = ["rows", "columns", "selected", "baseline", "progress", "title", "notes", "warnings"].map((k) => `change:${k}`);
   for (const e of events) model.on(e, draw);
   draw();
   return () => { for (const e of events) model.off(e, draw); };

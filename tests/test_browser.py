@@ -182,11 +182,24 @@ def test_dashboard_in_jupyterlab(lab, page):
     expect(points).to_have_count(3)
     front = dash.locator('[data-testid="point"][data-pareto="true"]')
     drawn_front = sorted(p.get_attribute("data-id") for p in front.all())  # checked against Python below
+    # marker AREA proportional to the size on disk: r^2 / size is one constant (above the smallest radius)
+    circles = [(float(p.get_attribute("r")), float(p.get_attribute("data-size"))) for p in points.all()]
+    areas = [r * r / size for r, size in circles if r > 2.6]
+    assert len(areas) >= 2 and max(areas) == pytest.approx(min(areas), rel=0.02), circles
     front.last.hover()  # drawn last, so on top
     expect(dash.get_by_test_id("tooltip")).to_contain_text("p50")
+    expect(dash.get_by_test_id("tooltip")).to_contain_text("model tiny")
     expect(dash.get_by_test_id("bars").get_by_test_id("bar")).to_have_count(6)
 
     check_sorting(dash)
+
+    # the model: a column first, a colour legend, a filter (every row here is the one model's)
+    assert [t.strip() for t in column(dash, "model")] == ["tiny"] * 6
+    assert dash.locator("thead th").nth(1).inner_text().strip() == "model"
+    expect(dash.get_by_test_id("model-legend")).to_have_text(re.compile(r"^\s*tiny\s*$"))
+    dash.get_by_test_id("filter-model").select_option("tiny")
+    expect(rows).to_have_count(6)
+    dash.get_by_test_id("filter-model").select_option("")
 
     # filters: backend, level, shape
     dash.get_by_test_id("filter-backend").select_option("onnxruntime")
@@ -202,13 +215,13 @@ def test_dashboard_in_jupyterlab(lab, page):
     expect(rows).to_have_count(6)
 
     # the baseline: speed-ups recomputed against fp32
-    dash.get_by_test_id("baseline").select_option("fp32/onnxruntime")
-    fp32 = dash.locator('tr[data-id="fp32/onnxruntime/1x16"] td[data-col="speedup"]')
+    dash.get_by_test_id("baseline").select_option("tiny/fp32/onnxruntime")
+    fp32 = dash.locator('tr[data-id="tiny/fp32/onnxruntime/1x16"] td[data-col="speedup"]')
     expect(fp32).to_have_text("1.00x")
 
     # select a row: it must arrive in Python
-    dash.locator('tr[data-id="int8/onnxruntime/1x16"] [data-testid="select-row"]').click()
-    expect(dash.locator('tr[data-id="int8/onnxruntime/1x16"]')).to_have_class(re.compile("hfm-selected"))
+    dash.locator('tr[data-id="tiny/int8/onnxruntime/1x16"] [data-testid="select-row"]').click()
+    expect(dash.locator('tr[data-id="tiny/int8/onnxruntime/1x16"]')).to_have_class(re.compile("hfm-selected"))
     page.screenshot(path=str(ARTIFACTS / "dashboard-lab.png"), full_page=True)
 
     cells.nth(1).locator(".jp-InputArea-editor").click()
@@ -216,7 +229,7 @@ def test_dashboard_in_jupyterlab(lab, page):
     out = cells.nth(1).locator(".jp-OutputArea-output")
     expect(out).to_contain_text("STATE", timeout=60_000)
     state = json.loads(out.inner_text().split("STATE", 1)[1].strip())
-    assert state["selected"] == ["int8/onnxruntime/1x16"] and state["baseline"] == "fp32/onnxruntime"
+    assert state["selected"] == ["tiny/int8/onnxruntime/1x16"] and state["baseline"] == "tiny/fp32/onnxruntime"
     shown = {tr.get_attribute("data-id"): tr.locator('td[data-col="speedup"]').inner_text()
              for tr in rows.all()}
     assert shown == {k: v or "" for k, v in state["speedups"].items()}  # the browser and Python agree

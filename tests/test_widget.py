@@ -157,7 +157,7 @@ def test_selection_from_the_browser_arrives_as_state():
     assert [r["p50_ms"] for r in dash.selected_rows] == [8.0]
     assert "0.50x" in str(dash)  # the text table follows the chosen baseline (torch 1x128: 8/16)
     state = dash.get_state()
-    assert [c["key"] for c in state["columns"]][:4] == ["variant", "backend", "batch_size", "seq_len"]
+    assert [c["key"] for c in state["columns"]][:5] == ["model", "variant", "backend", "batch_size", "seq_len"]
 
 
 def test_live_rows_and_progress_then_the_final_result(monkeypatch):
@@ -207,7 +207,7 @@ def test_to_csv_has_every_row_with_the_chosen_baseline(tmp_path):
     with path.open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(dash.rows)
-    assert list(rows[0])[:5] == ["variant", "backend", "batch_size", "seq_len", "p50_ms"]
+    assert list(rows[0])[:6] == ["model", "variant", "backend", "batch_size", "seq_len", "p50_ms"]
     int8 = next(r for r in rows if r["id"] == "int8/onnxruntime/1x128")
     assert float(int8["speedup"]) == pytest.approx(14.0 / 8.0) and float(int8["metric"]) == 0.94
     assert next(r for r in rows if r["id"] == "O2/onnxruntime/1x128")["speedup"] == ""
@@ -254,12 +254,14 @@ def test_real_sweep_streams_into_the_dashboard(tiny_bert, monkeypatch):
     assert shown == [dash] and sizes == [1, 2, 3, 4]
     assert dash.progress == {"done": 4, "total": 4, "label": dash.progress["label"]}
     view.finish(result)
+    name = result.model_name  # every row names its model: the row's own, else the result's
     assert [r["id"] for r in dash.rows] == [
-        "torch/torch/1x8", "torch/torch/2x8", "fp32/onnxruntime/1x8", "fp32/onnxruntime/2x8"]
-    assert dash.baseline == "torch/torch" and dash.sweep_baseline == "torch/torch"
+        f"{name}/torch/torch/1x8", f"{name}/torch/torch/2x8", f"{name}/fp32/onnxruntime/1x8",
+        f"{name}/fp32/onnxruntime/2x8"]
+    assert dash.baseline == dash.sweep_baseline == f"{name}/torch/torch"
     ratio = speedups(dash.rows, dash.baseline)
     for row in result.rows:  # the ratio of p50s is the benchmark's own speed-up (ratio of medians)
-        assert ratio[f"{row['variant']}/{row['backend']}/{row['batch_size']}x8"] == pytest.approx(row["speedup"])
+        assert ratio[f"{name}/{row['variant']}/{row['backend']}/{row['batch_size']}x8"] == pytest.approx(row["speedup"])
 
 
 def test_the_display_carries_the_table_for_frontends_without_widgets():
@@ -289,15 +291,16 @@ def test_no_widget_through_the_magic(shell, tiny_bert, monkeypatch):
     assert len(shown) == 2
 
 
-def test_results_of_two_models_are_not_joined():
-    from hfmagic.errors import UsageProblem
-
-    bench = fake_result(BENCH, title="bench", model_name="clf", weights_sha256="a" * 64)
-    dash = Dashboard(bench, fake_result(EVAL, metrics=["accuracy"], reference="torch", model_name="clf",
-                                        weights_sha256="a" * 64))
-    assert len(dash.rows) == len(BENCH) + 1
-    other = fake_result(EVAL, metrics=["accuracy"], reference="torch", model_name="other", weights_sha256="b" * 64)
-    with pytest.raises(UsageProblem, match="this evaluation is of other, whose weights differ from those of "
-                                           "the benchmark of clf; a dashboard shows one model"):
-        dash.add(other)
-    assert len(dash.rows) == len(BENCH) + 1  # unchanged
+def test_results_of_two_models_are_joined_by_model_not_by_variant_name():
+    """Rows that name no model take their result's: two models' int8 rows stay two rows, each with
+    its own model's accuracy."""
+    bench_a = fake_result(BENCH, title="bench", model_name="clf", weights_sha256="a" * 64)
+    ev_a = fake_result(EVAL, metrics=["accuracy"], reference="torch", model_name="clf", weights_sha256="a" * 64)
+    ev_b = fake_result([eval_row("int8", 0.70, 80.0)], metrics=["accuracy"], reference="torch",
+                       model_name="other", weights_sha256="b" * 64)
+    dash = Dashboard(bench_a, ev_a, ev_b)
+    by_id = {r["id"]: r for r in dash.rows}
+    assert len(dash.rows) == len(BENCH) + 2  # O4/eval of clf, int8/eval of other
+    assert by_id["clf/int8/onnxruntime/1x128"]["metric"] == 0.94
+    assert by_id["other/int8/eval"]["metric"] == 0.70 and by_id["other/int8/eval"]["model_sha"] == "b" * 12
+    assert not any("replaced" in n for n in dash.notes)

@@ -1,0 +1,180 @@
+"""Several models in one dashboard and one report: real benchmarks and evaluations of two tiny
+models (a BERT and a DistilBERT, different seeds), joined by model and variant, never by variant
+name alone; the browser's rules (js/dashboard.js) checked against their Python twins on such rows."""
+
+import csv
+import json
+import random
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hfmagic.widget import Dashboard, DashboardError, pareto_front, row_id, speedups
+
+JS = Path(__file__).resolve().parent.parent / "js" / "dashboard.js"
+FAST = dict(variants=["torch", "fp32"], batch_sizes=[1], seq_lens=[8], threads=1, warmup=0, min_runs=3,
+            min_time=0.05, inline=True, progress=False)
+
+
+def frame(seed, n=40):
+    import pandas as pd
+
+    from tests.tiny import LABELS, sentences
+
+    rng = random.Random(seed)
+    texts = sentences(n, seed=seed)
+    return pd.DataFrame({"text": texts, "label": [rng.choice(LABELS) for _ in texts]})
+
+
+@pytest.fixture(scope="module")
+def two(tiny_factory, tmp_path_factory, shell):
+    """Two real models (loaded as a user would, under their own names), each benchmarked and
+    evaluated on the same data as torch and fp32."""
+    from hfmagic.benchmarking import benchmark
+    from hfmagic.evaluation import evaluate
+    from tests.tiny import make_tiny
+
+    big = tiny_factory("bert")
+    small = make_tiny(tmp_path_factory.mktemp("small-distilbert"), "distilbert", seed=1)
+    shell.run_line_magic("load_model", f"{big} --name big -q")
+    shell.run_line_magic("load_model", f"{small} --name small -q")
+    data = frame(3)
+    out = {}
+    for name in ("big", "small"):
+        model = shell.user_ns[name]
+        out[name] = (benchmark(model, **FAST), evaluate(model, data=data, variants=["torch", "fp32"], progress=False))
+    return out
+
+
+def test_two_models_in_one_dashboard_keep_their_own_rows_and_accuracy(two):
+    (bench_a, ev_a), (bench_b, ev_b) = two["big"], two["small"]
+    acc = {(name, r["variant"]): r["accuracy"] for name, (_, ev) in two.items() for r in ev.rows}
+    assert acc[("big", "torch")] != acc[("small", "torch")]  # else a join by variant name would pass too
+    dash = Dashboard(bench_a, ev_a, bench_b, ev_b)
+    assert [r["id"] for r in dash.rows] == [
+        "big/torch/torch/1x8", "big/fp32/onnxruntime/1x8", "small/torch/torch/1x8", "small/fp32/onnxruntime/1x8"]
+    for r in dash.rows:
+        result = bench_a if r["model"] == "big" else bench_b
+        assert r["model_sha"] == result.weights_sha256[:12] and r["id"] == row_id(r)
+        assert r["metric"] == acc[(r["model"], r["variant"])]
+    assert [c["key"] for c in dash.columns][0] == "model" and "data_sha" not in [c["key"] for c in dash.columns]
+    assert not any("replaced" in n for n in dash.notes) and dash.warnings == []
+    # every row the results themselves hold names its model (the row's own or, until the rows carry
+    # it, the result's), and the dashboard's rows agree
+    for name, (bench, ev) in two.items():
+        assert all(r.get("model", name) == name for r in bench.rows + ev.rows)
+
+    # speed-up against one model's baseline, across models at the same shape
+    p50 = {r["id"]: r["p50_ms"] for r in dash.rows}
+    dash.baseline = "small/torch/torch"
+    ratio = speedups(dash.rows, dash.baseline)
+    assert ratio["big/fp32/onnxruntime/1x8"] == pytest.approx(p50["small/torch/torch/1x8"] / p50["big/fp32/onnxruntime/1x8"])
+    assert ratio["small/torch/torch/1x8"] == 1.0
+    assert "speed-up: p50 of small/torch/torch" in str(dash)
+    # with two models "torch/torch" is ambiguous: one line naming the choices
+    with pytest.raises(DashboardError, match=r"baseline 'torch/torch' names no measured row; choose one of "
+                                             r"big/fp32/onnxruntime, big/torch/torch, small/"):
+        dash.baseline = "torch/torch"
+    assert dash.baseline == "small/torch/torch"
+    # the Pareto front is over every model's points
+    front = pareto_front([r for r in dash.rows if r["status"] == "ok"])
+    assert front and set(front) <= {r["id"] for r in dash.rows}
+    best = max(dash.rows, key=lambda r: (r["metric"], -r["p50_ms"]))
+    fastest = min(dash.rows, key=lambda r: (r["p50_ms"], -r["metric"]))
+    assert best["id"] in front and fastest["id"] in front
+
+
+def test_one_model_takes_the_old_variant_backend_baseline(two):
+    bench, ev = two["small"]
+    dash = Dashboard(bench, ev, baseline="fp32/onnxruntime")
+    assert dash.baseline == "small/fp32/onnxruntime"
+    dash.set_state({"selected": ["small/fp32/onnxruntime/1x8"]})  # as the browser sends it
+    assert [r["variant"] for r in dash.selected_rows] == ["fp32"]
+
+
+def test_evaluations_of_different_data_are_flagged(shell, two):
+    from hfmagic.evaluation import evaluate
+
+    (bench_a, ev_a), (bench_b, _) = two["big"], two["small"]
+    other = evaluate(shell.user_ns["small"], data=frame(9, n=30), variants=["torch"], progress=False)
+    assert other.fingerprint["sha256"] != ev_a.fingerprint["sha256"]
+    dash = Dashboard(bench_a, ev_a, bench_b, other)
+    assert len(dash.warnings) == 1
+    warning = dash.warnings[0]
+    assert warning.startswith("evaluations of different data: big on ") and "small on " in warning
+    assert ev_a.fingerprint["sha256"][:12] in warning and other.fingerprint["sha256"][:12] in warning
+    assert "data_sha" in [c["key"] for c in dash.columns]
+    assert str(dash).count("evaluations of different data") == 1  # the text table says it too
+
+
+def test_csv_and_html_of_two_models(two, tmp_path):
+    dash = Dashboard(*two["big"], *two["small"], baseline="big/torch/torch")
+    with dash.to_csv(tmp_path / "d.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["model"], r["variant"]) for r in rows] == [("big", "torch"), ("big", "fp32"), ("small", "torch"),
+                                                          ("small", "fp32")]
+    assert rows[2]["model_sha"] == two["small"][0].weights_sha256[:12]
+    page = dash.to_html(tmp_path / "d.html").read_text()
+    state = json.loads(page.split('id="hfmagic-state">')[1].split("</script>")[0])
+    assert {r["model"] for r in state["rows"]} == {"big", "small"} and state["baseline"] == "big/torch/torch"
+
+
+def test_report_of_two_models_runs_keeps_every_row(shell, two, tmp_path):
+    """Two models' fp32 and torch: four rows in the report's dashboard and summary, none replaced."""
+    ids = [two[m][k].run_id for m in ("big", "small") for k in (0, 1)]
+    assert all(ids), "the runs were not recorded"
+    out = tmp_path / "two.html"
+    report = shell.run_line_magic("hfmagic", f"report {' '.join(ids)} --html {out}")
+    page = out.read_text()
+    state = json.loads(re.search(r'id="hfmagic-state">(.*?)</script>', page, re.S).group(1))
+    assert sorted(r["id"] for r in state["rows"]) == [
+        "big/fp32/onnxruntime/1x8", "big/torch/torch/1x8", "small/fp32/onnxruntime/1x8", "small/torch/torch/1x8"]
+    assert not any("replaced" in n for n in state["notes"])
+    acc = {(m, r["variant"]): r["accuracy"] for m in ("big", "small") for r in two[m][1].rows}
+    assert all(r["metric"] == acc[(r["model"], r["variant"])] for r in state["rows"])
+    summary = [(r["model"], r["variant"], r["metric"]) for r in report.summary.rows]
+    assert summary == [("big", "torch", acc[("big", "torch")]), ("big", "fp32", acc[("big", "fp32")]),
+                       ("small", "torch", acc[("small", "torch")]), ("small", "fp32", acc[("small", "fp32")])]
+    assert report.summary.title == "summary per model and variant"
+    assert "hfmagic report: big, small" in page
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is missing: `make browser` installs it")
+def test_the_browser_applies_the_same_rules_across_models(tmp_path):
+    """js/dashboard.js's rowId, speedups and paretoFront give what row_id, speedups and
+    pareto_front give, on random rows of three models sharing variant names."""
+    rng = random.Random(1)
+    rows = []
+    for model in ("a", "b", None):
+        for variant, backend in (("torch", "torch"), ("fp32", "onnxruntime"), ("int8", "onnxruntime")):
+            for batch in (1, 4):
+                ok = rng.random() > 0.15
+                rows.append({"model": model, "variant": variant, "backend": backend, "batch_size": batch,
+                             "seq_len": 16, "status": "ok" if ok else "failed: x",
+                             "p50_ms": rng.uniform(1, 50) if ok else None,
+                             "metric": rng.choice([None, round(rng.uniform(0.8, 0.95), 3)])})
+        rows.append({"model": model, "variant": "O4", "backend": None, "batch_size": None, "seq_len": None,
+                     "status": "ok", "p50_ms": None, "metric": 0.9})
+    for r in rows:
+        r["id"] = row_id(r)
+    module = tmp_path / "dashboard.mjs"
+    shutil.copy(JS, module)
+    script = (f"import {{ rowId, speedups, paretoFront }} from {json.dumps(module.as_uri())};\n"
+              "import { readFileSync } from 'node:fs';\n"
+              "const rows = JSON.parse(readFileSync(0, 'utf8'));\n"
+              "const ok = rows.filter((r) => r.status === 'ok' && r.batch_size === 1);\n"
+              "console.log(JSON.stringify({ids: rows.map(rowId), a: speedups(rows, 'a/fp32/onnxruntime'), "
+              "n: speedups(rows, 'torch/torch'), p: paretoFront(ok)}));")
+    got = json.loads(subprocess.run(["node", "--input-type=module", "-e", script], input=json.dumps(rows),
+                                    capture_output=True, text=True, timeout=60, check=True).stdout)
+    assert got["ids"] == [r["id"] for r in rows] and len(set(got["ids"])) == len(rows)
+    for key, baseline in (("a", "a/fp32/onnxruntime"), ("n", "torch/torch")):
+        want = speedups(rows, baseline)
+        assert got[key].keys() == want.keys() and any(v is not None for v in want.values())
+        assert all((got[key][k] is None) == (want[k] is None) for k in want)
+        assert all(got[key][k] == pytest.approx(want[k]) for k in want if want[k] is not None)
+    front = pareto_front([r for r in rows if r["status"] == "ok" and r["batch_size"] == 1])
+    assert got["p"] == front and {r["model"] for r in rows if r["id"] in front} - {None}
