@@ -126,10 +126,7 @@ class ModelHandle:
         if self.weights_file.suffix == ".safetensors":
             return sum(_prod(t["shape"]) for f in self.weight_files
                        for k, t in _safetensors_header(f).items() if k != "__metadata__")
-        import torch
-
-        return sum(t.numel() for f in self.weight_files
-                   for t in torch.load(f, map_location="cpu", weights_only=True).values())
+        return sum(t.numel() for f in self.weight_files for t in load_pickled_weights(f).values())
 
     @property
     def size_on_disk(self) -> int:
@@ -161,9 +158,13 @@ class ModelHandle:
     # -- display -----------------------------------------------------------------------------
     def card(self):
         labels = ", ".join(f"{i}:{v}" for i, v in sorted(self.labels.items())) or "-"
+        try:
+            parameters = f"{self.num_parameters / 1e6:.2f} M"
+        except ModelSourceError as exc:  # weights changed on disk since the load: shown, not a traceback
+            parameters = f"unknown: {exc}"
         return key_value_table(f"model {self.name}", [
             ("architecture", f"{self.architecture} ({self.model_type})"),
-            ("parameters", f"{self.num_parameters / 1e6:.2f} M"),
+            ("parameters", parameters),
             ("task", self.task),
             ("labels", labels),
             ("size on disk", human_bytes(self.size_on_disk)),
@@ -324,16 +325,67 @@ def _check_weights(files: tuple[Path, ...]) -> None:
 
 def _check_torch_zip(path: Path) -> None:
     """A pickled-weights file in torch's zip format (torch >= 1.6) has its zip directory at the end:
-    a copy cut short has none. (The older, pure-pickle format is not checked.)"""
+    a copy cut short has none. (The older, pure-pickle format is not checked.) Then its pickle is
+    checked for anything but tensors (:func:`check_pickled_weights`)."""
     import zipfile
 
     with open(path, "rb") as fh:
-        if fh.read(4) != b"PK\x03\x04":
-            return
+        is_zip = fh.read(4) == b"PK\x03\x04"
+    if is_zip:
+        try:
+            zipfile.ZipFile(path).close()
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ModelSourceError(f"{path} is cut short or corrupt ({exc}); copy or save it again") from None
+    check_pickled_weights(path, is_zip)
+
+
+def check_pickled_weights(path: Path, is_zip: bool = True) -> None:
+    """Refuse a pickled weights file whose pickle names globals that torch's ``weights_only``
+    unpickler does not allow (``posix.system``, ...): nothing in it is run. A zip-format file is
+    scanned without unpickling (torch's ``get_unsafe_globals_in_checkpoint``); an old-format one
+    goes through the ``weights_only`` loader itself, which stops at the first such global."""
+    import torch
+
+    if is_zip:
+        try:
+            blocked = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelSourceError(f"{path} is not a weights file torch.save wrote ({_first_line(exc)}); save "
+                                   "the model again with save_pretrained") from None
+        if blocked:
+            raise _unsafe_pickle(path, blocked)
+        return
+    load_pickled_weights(path)
+
+
+def load_pickled_weights(path: Path) -> dict:
+    """A pickled state dict through torch's ``weights_only`` loader; anything else is one line."""
+    import pickle
+
+    import torch
+
     try:
-        zipfile.ZipFile(path).close()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ModelSourceError(f"{path} is cut short or corrupt ({exc}); copy or save it again") from None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.findall(r"GLOBAL (\S+)", str(exc))
+        raise _unsafe_pickle(path, found or ["a global torch does not allow"]) from None
+    except (RuntimeError, ValueError, EOFError, OSError) as exc:
+        raise ModelSourceError(f"{path} is not a weights file torch can read ({_first_line(exc)}); copy or "
+                               "save it again") from None
+
+
+def _unsafe_pickle(path: Path, blocked: list[str]) -> ModelSourceError:
+    return ModelSourceError(
+        f"{path} holds more than tensors: its pickle calls {', '.join(blocked)} (blocked by torch's "
+        "weights_only loader), and hfmagic will not unpickle it, since that can run any code; use "
+        "safetensors: get the model's model.safetensors from its publisher, or, only if you trust this file, "
+        f"convert it once with sd = torch.load('{path}', weights_only=False); safetensors.torch.save_file({{k: "
+        "v.contiguous().clone() for k, v in sd.items() if isinstance(v, torch.Tensor)}, "
+        f"'{path.parent / 'model.safetensors'}') and remove the .bin")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _from_hub(repo_id: str, revision: str | None) -> Path:
