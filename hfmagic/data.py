@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ class LabelledData:
     label_column: str | None = None
     label_names: list[str] | None = None  # a datasets ClassLabel's names, when the labels are its ids
     notes: list[str] = field(default_factory=list)
+    caption: str | None = None  # a guess a result's title should carry (texts from one of several columns)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -250,14 +252,27 @@ def _extract(table, label: str, split, text_column, label_column, limit, require
     for given, what in ((text_column, "--text-column"), (label_column, "--label-column")):
         if given is not None and given not in columns:
             raise DataError(f"no column {given!r} in {label}; its columns are: {listing} (pass {what})")
+    caption = None
     if text_column is None:
         named = guess_columns(columns, TEXT_COLUMNS)
-        found = named or _text_columns(table, columns)
+        labels_like = set(guess_columns(columns, LABEL_COLUMNS)) | {label_column}
+        strings = [c for c in _text_columns(table, columns) if c not in labels_like]
+        found = named or strings
+        if not found:
+            raise DataError(f"{label} has no text column: none of its columns ({listing}) is named text, "
+                            "sentence, review, ... or holds strings other than the labels; pass --text-column "
+                            "with the column of texts")
         if len(found) != 1:
             raise DataError(f"cannot tell which column of {label} holds the texts{_among(named)}; pass "
                             f"--text-column with one of: {listing}")
         text_column = found[0]
-        notes.append(f"texts from column {text_column!r} (guessed)")
+        others = [c for c in strings if c != text_column]
+        if others:  # a guess among several columns of text: the table's caption says so too
+            also = f"{', '.join(map(repr, others))} also hold{'s' if len(others) == 1 else ''} text"
+            caption = f"texts from {text_column!r}, guessed; {also}"
+            notes.append(f"texts from column {text_column!r} (guessed; {also}: pass --text-column to use another)")
+        else:
+            notes.append(f"texts from column {text_column!r} (guessed)")
     if label_column is None:
         found = guess_columns([c for c in columns if c != text_column], LABEL_COLUMNS)
         label_column = found[0] if len(found) == 1 else None
@@ -278,7 +293,7 @@ def _extract(table, label: str, split, text_column, label_column, limit, require
     return LabelledData(texts=texts, labels=labels, source=label,
                         fingerprint=fingerprint(texts, labels, used, label, split),
                         text_column=text_column, label_column=label_column,
-                        label_names=(class_names or {}).get(label_column), notes=notes)
+                        label_names=(class_names or {}).get(label_column), notes=notes, caption=caption)
 
 
 def _text_columns(table, columns: list[str]) -> list[str]:
@@ -325,6 +340,62 @@ def _check_labels(values: list, column: str, label: str) -> list:
     return out
 
 
+LABEL_MAP_FORMS = ("a dict (a variable, or a literal such as '{\"0\": \"business\", \"1\": \"sport\"}'), "
+                   "the path of a JSON file holding one, or ids (the data's labels are the model's class ids)")
+
+
+def read_label_map(spec: Any) -> dict[str, int | str] | str | None:
+    """``--label-map``: ``"ids"``, or {data label: the model's label name or class id} from a dict, a
+    Python/JSON dict literal, or a JSON file. Keys come back as strings (as JSON keeps them), so a
+    map recorded with a run reads the same again."""
+    if spec is None:
+        return None
+    if isinstance(spec, Mapping):
+        mapping: Any = dict(spec)
+    elif isinstance(spec, (str, os.PathLike)):
+        text = str(spec).strip()
+        if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
+            text = text[1:-1].strip()  # a magic line keeps the quotes around a literal
+        if text == "ids":
+            return "ids"
+        if text.startswith("{"):
+            mapping = _dict_literal(text)
+        else:
+            path = Path(text).expanduser()
+            if not path.is_file():
+                raise UsageProblem(f"--label-map {text!r} is no file here; give {LABEL_MAP_FORMS}")
+            try:
+                mapping = json.loads(path.read_text())
+            except (ValueError, OSError, UnicodeDecodeError) as exc:
+                raise DataError(f"--label-map {path} is not a JSON file ({exc}); it must hold one object, "
+                                'e.g. {"0": "business", "1": "sport"}') from None
+    else:
+        raise UsageProblem(f"--label-map cannot be a {type(spec).__name__}; give {LABEL_MAP_FORMS}")
+    if not isinstance(mapping, dict) or not mapping:
+        raise UsageProblem(f"--label-map must map the data's labels to the model's, and {str(spec)[:60]!r} "
+                           f"holds no such pairs; give {LABEL_MAP_FORMS}")
+    for key, value in mapping.items():
+        for item in (key, value):
+            if isinstance(item, bool) or not isinstance(item, (int, str)):
+                raise UsageProblem(f"--label-map pairs are labels (names or ids), but {key!r}: {value!r} is not; "
+                                   f"give {LABEL_MAP_FORMS}")
+    return {str(k): v for k, v in mapping.items()}
+
+
+def _dict_literal(text: str) -> Any:
+    """A JSON or Python dict literal."""
+    import ast
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise UsageProblem(f"could not read --label-map {text!r} as a dict; give {LABEL_MAP_FORMS}") from None
+
+
 def fingerprint(texts: list[str], labels: list | None, columns: list[str], source: str,
                 split: str | None = None) -> dict:
     """sha256 of exactly the texts and labels used, with the row count and the columns read."""
@@ -344,4 +415,4 @@ def _limited(data: LabelledData, limit: int | None) -> LabelledData:
                         fingerprint(texts, labels, data.fingerprint.get("columns", []), data.source,
                                     data.fingerprint.get("split")),
                         data.text_column, data.label_column, data.label_names,
-                        data.notes + [f"the first {limit} of {len(data)} examples (--limit)"])
+                        data.notes + [f"the first {limit} of {len(data)} examples (--limit)"], data.caption)

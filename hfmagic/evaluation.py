@@ -15,6 +15,7 @@ import (2.7 s), and hfmagic's thread setting applied to the session.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import time
@@ -23,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from hfmagic.data import LabelledData, load_data
+from hfmagic.data import LabelledData, load_data, read_label_map
 from hfmagic.errors import BuildError, DataError, UnsupportedError, UsageProblem
 from hfmagic.metrics import EVALUATE_RESAMPLES, RESAMPLES, Metric, bootstrap, resolve
 from hfmagic.models import ModelHandle, file_sha256, load_model
@@ -66,6 +67,7 @@ class EvaluationResult:
     predictions: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # class ids, data order
     flip_rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
     weights_sha256: str | None = None  # the model's (a dashboard refuses to mix two models)
+    caption: str | None = None  # a guess about the data the title carries (texts from one of several columns)
 
     def add_flips(self, variant: str, changed: np.ndarray, data, y_true, ref_pred, ref_logits, pred, logits):
         """Record the examples whose predicted class differs from the reference's."""
@@ -108,7 +110,8 @@ class EvaluationResult:
         columns += [Column("max_logit_diff", "max |diff|" if self.task != "text-classification"
                            else "max |logit diff|", ".2e", "right"),
                     Column("samples_per_s", "samples/s", ".1f", "right"), Column("status")]
-        title = f"evaluation of {self.model_name} on {self.data_source} ({self.fingerprint.get('rows')} examples)"
+        about = f"{self.fingerprint.get('rows')} examples" + (f"; {self.caption}" if self.caption else "")
+        title = f"evaluation of {self.model_name} on {self.data_source} ({about})"
         return Table(shown, columns, title=title, notes=self.notes)
 
     def to_pandas(self):
@@ -139,11 +142,13 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
              label_column: str | None = None, metrics: list[str] | None = None,
              variants: list[str] | None = None, limit: int | None = None, batch_size: int = 32,
              reference: str = TORCH, callback: Callable[[dict], None] | None = None,
-             progress: bool = True) -> EvaluationResult:
+             progress: bool = True, label_map: Any = None) -> EvaluationResult:
     """Evaluate every variant of ``target`` (a model or a :class:`Variants`) on ``data``.
 
     ``data`` is anything :func:`hfmagic.data.load_data` reads; left out, the model's own held-out
-    split (the demo's). Ctrl-C stops early and returns what was finished, saying how much.
+    split (the demo's). ``label_map``: a dict from the data's labels to the model's names or ids,
+    a JSON file holding one, a dict literal, or ``"ids"`` (:func:`hfmagic.data.read_label_map`).
+    Ctrl-C stops early and returns what was finished, saying how much.
     ``progress``: show a progress bar (never with a ``callback``: a live dashboard shows its own).
     """
     # -- everything cheap is checked before anything heavy starts ---------------------------
@@ -158,6 +163,10 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     _check_variant_names(target, variants, reference)
     chosen_metrics = resolve(metrics, model.task)
     classify = model.task == "text-classification"
+    label_map = read_label_map(label_map)
+    if label_map is not None and not classify:
+        raise UsageProblem(f"--label-map maps labels, and {model.name} is {model.task}, which predicts none; "
+                           "leave it out")
     given = data
     if data is None:
         if model.dataset is None:
@@ -165,7 +174,7 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
         data = "demo" if model.source == "demo" else model.dataset
     data = load_data(data, split=split, text_column=text_column, label_column=label_column, limit=limit,
                      require_labels=classify)
-    y_true = np.asarray(label_ids(data, model.labels)) if classify else None
+    y_true = np.asarray(label_ids(data, model.labels, label_map)) if classify else None
 
     # -- the variants, the inputs, then one run per variant ---------------------------------
     vset = target if isinstance(target, Variants) else _build_variants(model, variants, reference, progress)
@@ -179,14 +188,15 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
                      f"{EVALUATE_RESAMPLES} bootstrap resamples, the others' from {RESAMPLES}")
     result = EvaluationResult(model_name=model.name, task=model.task, metrics=[m.name for m in chosen_metrics],
                               reference=reference, data_source=data.source, fingerprint=data.fingerprint,
-                              labels=model.labels, notes=notes, weights_sha256=model.weights_sha256)
+                              labels=model.labels, notes=notes, weights_sha256=model.weights_sha256,
+                              caption=data.caption)
     from hfmagic.store import default_store
 
     store = default_store()
     # the source as given (a file, a hub id; rerun reads it again), else what it was ("<DataFrame ...>")
     source = str(given) if isinstance(given, (str, os.PathLike)) else data.source
     params = {"target": model.source, "data": source, "split": split, "text_column": data.text_column,
-              "label_column": data.label_column, "metrics": metrics,
+              "label_column": data.label_column, "label_map": label_map, "metrics": metrics,
               "metric_names": result.metrics,
               "variants": names, "limit": limit, "batch_size": batch_size, "reference": reference}
     provenance = {"model": _model_provenance(model), "files": _files(selected), "dataset": data.fingerprint}
@@ -234,34 +244,86 @@ def _build_variants(model: ModelHandle, variants: list[str] | None, reference: s
     return export_onnx(model, **request, progress=progress)
 
 
-def label_ids(data: LabelledData, id2label: dict[int, str]) -> list[int]:
-    """The dataset's labels as the model's class ids; a clear error listing both sides otherwise."""
+def label_ids(data: LabelledData, id2label: dict[int, str], label_map: dict | str | None = None) -> list[int]:
+    """The dataset's labels as the model's class ids; a clear error listing both sides otherwise.
+
+    ``label_map`` (what :func:`hfmagic.data.read_label_map` returns): ``"ids"`` takes every label
+    as a class id (strings of digits included); a dict maps data labels to the model's names or
+    ids, and labels it leaves out are matched as usual."""
     if not id2label:
         raise DataError("the model has no id2label in its config, so its predictions cannot be matched "
                         "to labels; save it with id2label set")
     values = data.labels
     model_side = ", ".join(f"{i}:{n}" for i, n in sorted(id2label.items()))
+    if label_map == "ids":
+        return _labels_as_ids(values, id2label, model_side)
+    mapped = _mapped_ids(label_map or {}, id2label, model_side)
     generic = all(re.fullmatch(r"LABEL_\d+", n) for n in id2label.values())
-    if all(isinstance(v, int) for v in values) and data.label_names and not generic:
-        values = [data.label_names[v] for v in values]  # a ClassLabel: match the names it stands for
-    by_name = {n: i for i, n in id2label.items()}
-    by_lower = {n.lower(): i for i, n in id2label.items()}
+    names = data.label_names if all(isinstance(v, int) for v in values) and not generic else None
     out, unknown = [], []
     for v in values:
-        if isinstance(v, int):
-            found = v if v in id2label else None
-        else:
-            found = by_name.get(v, by_lower.get(v.lower()))
+        name = names[v] if names else v  # a ClassLabel: match the names it stands for
+        key = next((k for k in (str(v), str(name)) if k in mapped), None)
+        found = mapped[key] if key is not None else _model_id(name, id2label)
         if found is None:
-            unknown.append(v)
+            unknown.append(name)
         out.append(found)
     if unknown:
-        data_side = ", ".join(map(str, sorted(set(values), key=str)))
+        shown = sorted(set([names[v] for v in values] if names else values), key=str)
+        data_side = ", ".join(map(str, shown))
         missing = ", ".join(map(repr, sorted(set(unknown), key=str)))
+        if label_map:
+            raise DataError(f"labels neither --label-map nor the model's id2label know: {missing}; add them "
+                            f"to the map (the data's labels: {data_side}; the model's id2label: {model_side})")
+        if all(isinstance(v, str) and v.strip().isdigit() for v in unknown):
+            example = json.dumps({u: id2label.get(int(u), id2label[min(id2label)])
+                                  for u in sorted(set(unknown), key=str)[:2]})
+            raise DataError(f"the data's labels are strings of digits ({', '.join(map(repr, shown))}), which "
+                            "look like class ids, "
+                            f"while the model's id2label names its classes ({model_side}); if they are its ids, "
+                            f"pass --label-map ids, or else map each to a name: --label-map '{example}' (or a "
+                            "dict variable, or a JSON file)")
         raise DataError(f"labels the model does not know: {missing}. The data's labels: {data_side}; the "
-                        f"model's id2label: {model_side}. Rename them in the data (or pick another "
-                        "--label-column)")
+                        f"model's id2label: {model_side}. Rename them in the data, map them with --label-map "
+                        "(or pick another --label-column)")
     return out
+
+
+def _model_id(label, id2label: dict[int, str], digits: bool = False) -> int | None:
+    """The model's class id for a label: an id it has, or one of its names (case aside); with
+    ``digits``, a string of digits is an id too."""
+    if isinstance(label, int):
+        return label if label in id2label else None
+    by_name = {n: i for i, n in id2label.items()}
+    found = by_name.get(label, {n.lower(): i for i, n in id2label.items()}.get(label.lower()))
+    if found is None and digits and label.strip().isdigit() and int(label) in id2label:
+        found = int(label)
+    return found
+
+
+def _mapped_ids(label_map: dict, id2label: dict[int, str], model_side: str) -> dict[str, int]:
+    """--label-map's targets as class ids, each checked against the model's labels."""
+    out = {}
+    for key, target in label_map.items():
+        out[key] = _model_id(target, id2label, digits=True)
+        if out[key] is None:
+            raise DataError(f"--label-map maps {key!r} to {target!r}, which is not one of the model's labels; "
+                            f"its id2label: {model_side}")
+    return out
+
+
+def _labels_as_ids(values: list, id2label: dict[int, str], model_side: str) -> list[int]:
+    """--label-map ids: every label (an int, or a string of digits) is the model's class id."""
+    words = sorted({v for v in values if not isinstance(v, int) and not v.strip().isdigit()}, key=str)
+    if words:
+        raise DataError(f"--label-map ids takes the data's labels as class ids, but {', '.join(map(repr, words[:5]))} "
+                        "are not whole numbers; map them to the model's labels with a dict instead")
+    ids = [int(v) for v in values]
+    outside = sorted(set(ids) - set(id2label))
+    if outside:
+        raise DataError(f"--label-map ids: the data's labels {', '.join(map(str, outside))} are not class ids of "
+                        f"the model; its id2label: {model_side}")
+    return ids
 
 
 # -- inputs ----------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """``%evaluate MODEL_OR_VARIANTS --data SOURCE``: accuracy of every variant, with intervals and flips."""
 
+from collections.abc import Mapping
 from types import ModuleType
 
 from IPython.core.magic_arguments import argument
@@ -19,6 +20,10 @@ ARGS = [
     argument("--split", help="dataset split (hub datasets; default test)"),
     argument("--text-column", help="column with the texts (guessed when obvious)"),
     argument("--label-column", help="column with the labels (guessed when obvious)"),
+    argument("--label-map", nargs="+", metavar="MAP",
+             help="how the data's labels map to the model's: a dict variable, a dict literal "
+                  "('{\"0\": \"business\"}'), a JSON file, or ids (the labels are the model's class ids, "
+                  "strings of digits included)"),
     argument("--metrics",
              help="comma-separated: accuracy, precision/recall/f1 _macro/_micro/_weighted, mcc, "
                   "evaluate:NAME or a local metric script path; cosine for feature-extraction models "
@@ -39,7 +44,7 @@ def run(args, ctx):
         data = args.data
     result = evaluate(
         ctx.target(args.target), data=data, split=args.split,
-        text_column=args.text_column, label_column=args.label_column,
+        text_column=args.text_column, label_column=args.label_column, label_map=_label_map(args.label_map, ctx),
         metrics=csv_list(args.metrics, what="metric"), variants=csv_list(args.variants, what="variant"),
         limit=args.limit, batch_size=args.batch_size, reference=args.reference,
         callback=None if args.no_widget else ctx.live("evaluate"), progress=not args.quiet,
@@ -47,3 +52,12 @@ def run(args, ctx):
     if args.name:
         ctx.bind(args.name, result)
     return result
+
+
+def _label_map(words: list[str] | None, ctx):
+    """A dict variable by its name; otherwise the text (a literal the magic line split at its spaces
+    is joined again), read by hfmagic.data.read_label_map."""
+    if not words:
+        return None
+    found = ctx.lookup(words[0]) if len(words) == 1 else None
+    return found if isinstance(found, Mapping) else " ".join(words)
