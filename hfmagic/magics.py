@@ -94,7 +94,8 @@ class HFMagics(Magics):
         args = parse_argstring(magic, line)
         if getattr(args, "name", None) is not None and not _is_name(args.name):  # before any work
             raise UsageError(f"--name {args.name!r} is not a valid variable name; pass one such as result")
-        no_widget = getattr(args, "no_widget", False) or getattr(args, "quiet", False)
+        # the dashboard unless %config HFMagic.widget = False, --no-widget or -q says otherwise
+        no_widget = getattr(args, "no_widget", False) or getattr(args, "quiet", False) or not self.settings.widget
         ctx = ShellContext(self.shell, widget=not no_widget)
         try:
             result = cmd.run(args, ctx)

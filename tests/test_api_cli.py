@@ -194,12 +194,14 @@ def test_a_refused_dashboard_is_one_line_in_a_cell(shell, bench_run, tiny_factor
         res = shell.run_cell(f"hfmagic.Dashboard({junk})", store_history=False)
         assert isinstance(res.error_in_exec, UsageProblem), junk
         assert one_line(capsys.readouterr().out).startswith("hfmagic: Dashboard takes benchmark"), junk
-    # results of two different models: refused, in one line
+    # results of two different models are one comparison; a baseline that names no row is one line
     other = tiny_factory("distilbert", "text-classification")
     shell.run_line_magic("benchmark", f"{other} {SWEEP} --name api_other")
-    res = shell.run_cell("hfmagic.Dashboard(api_bench, api_other)", store_history=False)
+    res = shell.run_cell("api_two = hfmagic.Dashboard(api_bench, api_other)", store_history=False)
+    assert res.success and len({r["model"] for r in shell.user_ns["api_two"].rows}) == 2
+    res = shell.run_cell("hfmagic.Dashboard(api_bench, api_other, baseline='torch/torch')", store_history=False)
     assert isinstance(res.error_in_exec, UsageProblem)
-    assert "whose weights differ from those of the benchmark of" in one_line(capsys.readouterr().out)
+    assert one_line(capsys.readouterr().out).startswith("hfmagic: baseline 'torch/torch' names no measured row; choose one of")
     # the traceback is there for whoever asks
     shell.run_line_magic("tb", "")
     assert "Traceback" in capsys.readouterr().out

@@ -407,8 +407,8 @@ def test_report_is_one_offline_page_with_dashboard_environment_and_rebuild_comma
     assert "Report CPU 9000" in page and f"environment of {bench}" in page and f"environment of {ev}" in page
     state = json.loads(re.search(r'id="hfmagic-state">(.*?)</script>', page, re.S).group(1))
     by_id = {r["id"]: r for r in state["rows"]}
-    assert by_id["int8/onnxruntime/1x128"]["p50_ms"] == 4.0 and by_id["int8/onnxruntime/8x128"]["p50_ms"] == 30.0
-    assert by_id["int8/onnxruntime/1x128"]["metric"] == 0.891  # accuracy: the metric pct_of_reference is of
+    assert by_id["tiny/int8/onnxruntime/1x128"]["p50_ms"] == 4.0 and by_id["tiny/int8/onnxruntime/8x128"]["p50_ms"] == 30.0
+    assert by_id["tiny/int8/onnxruntime/1x128"]["metric"] == 0.891  # accuracy: the metric pct_of_reference is of
     assert not re.search(r'(src|href)\s*=\s*["\']?(https?:)?//|@import|<link', page)  # nothing fetched
     summary = {r["variant"]: r for r in report.summary.rows}
     assert summary["int8"]["p50_ms"] == 4.0 and summary["int8"]["gate"] == "pass" and summary["int8"]["metric"] == 0.891
