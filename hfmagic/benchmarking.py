@@ -94,12 +94,14 @@ class BenchmarkResult:
 def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=None, threads=None,
               warmup=10, min_runs=10, min_time=1.0, budget=None, baseline=None, inputs=None,
               inputs_source=None, inline=False, callback=None, timeout=None,
-              progress=True) -> BenchmarkResult:
+              progress=True, force=False) -> BenchmarkResult:
     """Benchmark ``target`` (a model handle or source: torch and the ONNX variants exported for it;
     or a ``Variants``) over variants x backends x batch sizes x sequence lengths.
 
     ``timeout``: seconds a shape may take before its worker is called hung and killed (default
-    180 + 10 x min_time). ``progress``: show a progress bar. See the module docstring.
+    180 + 10 x min_time). ``progress``: show a progress bar. ``force``: measure shapes whose
+    memory estimate (:func:`hfmagic.benchplan.estimate_memory`) exceeds the memory available,
+    which are otherwise refused before anything runs. See the module docstring.
     """
     from hfmagic.config import settings
     from hfmagic.models import load_model
@@ -128,6 +130,7 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
         kinds = {n: "torch" if n == "torch" else "onnx" for n in names or default}
     benchplan.check_backends(backends, kinds, bool(names))
     benchplan.check_baseline(baseline, kinds, backends)
+    memory, memory_notes = benchplan.check_memory(model, batch_sizes, seq_lens, kinds, backends, force)
     data = benchplan.load_inputs(inputs, inputs_source)
     request = None if isinstance(target, Variants) else benchplan.export_request(model, names, data)
     # nothing heavy before this line; now build the variants (through the export cache) and plan
@@ -142,10 +145,11 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
               "batch_sizes": batch_sizes, "seq_lens": seq_lens, "threads": threads, "warmup": warmup,
               "min_runs": min_runs, "min_time": min_time, "budget": budget, "baseline": baseline,
               "inputs_source": inputs_source or (data.source if data else None), "inline": inline,
-              "timeout": timeout}
+              "timeout": timeout, "force": force}
     sweep = Sweep(model, jobs, base, params, data, callback, progress, timeout or 180 + 10 * min_time,
                   None if budget is None else started + budget, unavailable)
-    sweep.notes += plan_notes + ([base_note] if base_note else [])
+    sweep.notes += plan_notes + ([base_note] if base_note else []) + memory_notes
+    sweep.memory = memory
     from hfmagic.store import default_store
 
     store = default_store()
@@ -176,6 +180,7 @@ class Sweep:
         self.startups: dict[str, float] = {}  # backend -> its slowest worker start (--budget takes the max)
         self.unavailable = unavailable  # backend -> why it cannot run here (its rows say so too)
         self.run_record = None
+        self.memory = None  # a benchplan.MemoryGuard: names the rows that ran out of memory
 
     # -- the sweep -----------------------------------------------------------------------------
     def run(self, run_record) -> BenchmarkResult:
@@ -290,6 +295,8 @@ class Sweep:
         row.update(variant=job.variant.name, backend=job.backend, batch_size=batch, seq_len=seq,
                    size_mb=_size_mb(job.variant), threads=self.params["threads"], samples_ms=[],
                    isolation="inline" if self.params["inline"] else "worker", status=raw["status"])
+        if self.memory is not None:
+            row["status"] = self.memory.row_status(raw["status"], batch, seq, job.variant.kind, job.backend)
         for key in ("startup_s", "load_s", "pid", "first_ms", "peak_mem_mb"):
             row[key] = raw.get(key)
         if raw["status"] != "ok":

@@ -230,6 +230,9 @@ class WorkerProcess:
     """A running worker: send it a job, then read its messages with a blocking wait."""
 
     def __init__(self, job: dict):
+        from hfmagic.benchplan import oom_kills
+
+        self._oom_kills = oom_kills()  # the cgroup's count: if it rises, the OOM killer ended the worker
         self._stderr = tempfile.TemporaryFile(mode="w+b")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hfmagic.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -272,11 +275,17 @@ class WorkerProcess:
 
     def exit_reason(self) -> str:
         """Why the worker ended: its exit status or signal, and the last line it wrote to stderr."""
+        from hfmagic.benchplan import oom_kills
+
         code = self.proc.wait()
         if code < 0:
             name = signal.Signals(-code).name
-            what = f"killed by {name}" + (" (out of memory? the kernel's OOM killer sends it)"
-                                          if name == "SIGKILL" else "")
+            before, after = self._oom_kills, oom_kills()
+            if name == "SIGKILL" and before is not None and after is not None and after > before:
+                what = "killed by the out-of-memory killer (SIGKILL)"
+            else:
+                what = f"killed by {name}" + (" (out of memory? the kernel's OOM killer sends it)"
+                                              if name == "SIGKILL" else "")
         else:
             what = f"exited with status {code}"
         self._stderr.seek(0)

@@ -29,6 +29,8 @@ ARGS = [
     argument("--inline", action="store_true", help="measure in this process, not a worker"),
     argument("--timeout", type=float,
              help="seconds one shape may take before its worker is called hung (default 180 + 10 x min-time)"),
+    argument("--force", action="store_true",
+             help="measure shapes whose memory estimate exceeds the memory available (refused otherwise)"),
     argument("--no-widget", action="store_true", help="show the table, not the dashboard"),
 ] + OUTPUT_ARGS
 
@@ -49,7 +51,7 @@ def run(args, ctx):
         seq_lens=positive_ints(args.seq_lens, "sequence length"), threads=args.threads,
         warmup=args.warmup, min_runs=args.min_runs, min_time=args.min_time, budget=args.budget,
         baseline=args.baseline, inputs=data, inputs_source=args.inputs, inline=args.inline,
-        timeout=args.timeout, callback=live, progress=not args.quiet and live is None,
+        timeout=args.timeout, callback=live, progress=not args.quiet and live is None, force=args.force,
     )
     if args.name:
         ctx.bind(args.name, result)
