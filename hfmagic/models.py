@@ -17,10 +17,11 @@ import shutil
 import struct
 import tempfile
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
+from hfmagic import demo
 from hfmagic.config import settings
 from hfmagic.errors import ModelSourceError, OfflineError, UnsupportedError, UsageProblem
 from hfmagic.results import human_bytes, key_value_table
@@ -41,6 +42,8 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # or sharded, with a 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
                    "sentencepiece.bpe.model", "tokenizer.model")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+# built-in model names -> the builder that gives (its folder, built once into the cache; its held-out split)
+BUILT_IN_MODELS = {name: partial(demo.built_in, name) for name in demo.RECIPES}
 
 
 def check_task(task: str) -> str:
@@ -195,10 +198,8 @@ def load_model(source: Any, task: str | None = None, revision: str | None = None
     if not isinstance(source, (str, os.PathLike)):
         path, label = _save_object(source), f"<{type(source).__name__} object>"
         task = task or _object_task(source)
-    elif str(source) == "demo":
-        from hfmagic import demo
-
-        path, label, dataset = demo.build(), "demo", demo.test_split()
+    elif str(source) in BUILT_IN_MODELS:
+        (path, dataset), label = BUILT_IN_MODELS[str(source)](), str(source)
     elif Path(source).expanduser().exists():
         path, label = Path(source).expanduser().resolve(), str(source)
         if not path.is_dir():

@@ -64,3 +64,11 @@ def demo_folder():
     from hfmagic import demo
 
     return demo.build()
+
+
+@pytest.fixture(scope="session")
+def demo_small_folder():
+    """The real demo-small classifier: MiniLM's first 3 layers and their own head (about half the demo's build)."""
+    from hfmagic import demo
+
+    return demo.build(name="demo-small")
