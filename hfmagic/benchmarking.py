@@ -27,7 +27,8 @@ LOAD_TIMEOUT_S = 600.0
 BUDGET_GRACE_S = 1.0  # how long past --budget a shape in flight may take to report before it is cut
 MAX_TEXTS = 256  # real texts sent to a worker (--inputs)
 
-ROW_KEYS = ("variant", "backend", "batch_size", "seq_len", "status", "mean_ms", "std_ms", "p50_ms",
+SHORT_SHA = 12  # a row's model_sha: the start of its weights' sha256
+ROW_KEYS = ("model", "model_sha", "variant", "backend", "batch_size", "seq_len", "status", "mean_ms", "std_ms", "p50_ms",
             "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms", "cv", "runs", "samples_per_s",
             "tokens_per_s", "peak_mem_mb", "startup_s", "load_s", "first_ms", "size_mb", "speedup", "speedup_low",
             "speedup_high", "e2e_p50_ms", "threads", "isolation", "pid", "samples_ms", "e2e_samples_ms")
@@ -70,6 +71,8 @@ class BenchmarkResult:
 
     def table(self) -> Table:
         columns = [c for c in COLUMNS if c.key != "e2e_p50_ms" or any(r["e2e_p50_ms"] for r in self.rows)]
+        if len({r.get("model") for r in self.rows}) > 1:
+            columns.insert(0, Column("model"))
         shown = [{**r, "speedup_text": _speedup_text(r)} for r in self.rows]
         return Table(shown, columns, title=self.title, notes=list(self.notes))
 
@@ -104,14 +107,20 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
     which are otherwise refused before anything runs. See the module docstring.
     """
     from hfmagic.config import settings
-    from hfmagic.models import load_model
+    from hfmagic.models import check_distinct, load_model
     from hfmagic.variants import Variants
 
     started = time.time()  # --budget counts from here: an export on the way is part of the sweep
-    model = target.model if isinstance(target, Variants) else load_model(target)
+    targets = list(target) if isinstance(target, (list, tuple)) else [target]
+    if not targets:
+        raise UsageProblem("benchmark needs at least one model or variants object")
+    models = [t.model if isinstance(t, Variants) else load_model(t) for t in targets]
+    check_distinct(models)
+    several = len(models) > 1
     batch_sizes = benchplan.positive(batch_sizes or settings().batch_sizes, "batch size")
     seq_lens = benchplan.positive(seq_lens or settings().seq_lens, "sequence length")
-    benchplan.check_positions(model, seq_lens)
+    for model in models:
+        benchplan.check_positions(model, seq_lens)
     threads = benchplan.check_number(threads, "threads", 0) or settings().resolved_threads()
     benchplan.check_number(warmup, "warmup", 0)
     benchplan.check_number(min_runs, "min-runs", 1)
@@ -120,42 +129,63 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
         raise UsageProblem(f"--budget must be a positive number of seconds, got {budget}")
     if timeout is not None and timeout <= 0:
         raise UsageProblem(f"--timeout must be a positive number of seconds, got {timeout}")
-    names = benchplan.check_variants(target, variants)
-    if isinstance(target, Variants):
-        kinds = {v.name: v.kind for v in target.select(names)}
-    else:
-        from hfmagic.export import DEFAULT_LEVELS
+    base_model, base_rest = benchplan.split_baseline(baseline, models)
+    plans = []  # (model, target, variant names asked for, kinds)
+    for model, one in zip(models, targets):
+        names = benchplan.check_variants(one, variants)
+        if isinstance(one, Variants):
+            kinds = {v.name: v.kind for v in one.select(names)}
+        else:
+            from hfmagic.export import DEFAULT_LEVELS
 
-        default = ["torch", *DEFAULT_LEVELS, "int8", *(f"{lv}-int8" for lv in DEFAULT_LEVELS if lv != "fp32")]
-        kinds = {n: "torch" if n == "torch" else "onnx" for n in names or default}
-    benchplan.check_backends(backends, kinds, bool(names))
-    benchplan.check_baseline(baseline, kinds, backends)
-    memory, memory_notes = benchplan.check_memory(model, batch_sizes, seq_lens, kinds, backends, force)
+            default = ["torch", *DEFAULT_LEVELS, "int8", *(f"{lv}-int8" for lv in DEFAULT_LEVELS if lv != "fp32")]
+            kinds = {n: "torch" if n == "torch" else "onnx" for n in names or default}
+        benchplan.check_backends(backends, kinds, bool(names))
+        if model is base_model:
+            benchplan.check_baseline(base_rest, kinds, backends)
+        plans.append((model, one, names, kinds))
+    guards, memory_notes = {}, []
+    for model, _, _, kinds in plans:
+        guards[model.name], notes = benchplan.check_memory(model, batch_sizes, seq_lens, kinds, backends, force)
+        memory_notes += [f"{model.name}: {n}" if several else n for n in notes]
     data = benchplan.load_inputs(inputs, inputs_source)
-    request = None if isinstance(target, Variants) else benchplan.export_request(model, names, data)
+    requests = [None if isinstance(one, Variants) else benchplan.export_request(model, names, data)
+                for model, one, names, _ in plans]
     # nothing heavy before this line; now build the variants (through the export cache) and plan
     # the export's bar shows unless asked for quiet (a live dashboard, which takes over the sweep's
     # progress, is never shown with -q)
-    vset = target if request is None else _export(model, names, {**request, "progress": progress or callback is not None})
-    chosen = vset.select(names) if names else vset
     shapes = sorted(((b, s) for b in batch_sizes for s in seq_lens), key=lambda bs: (bs[0] * bs[1], bs[0]))
-    jobs, unavailable, plan_notes = benchplan.plan(chosen, backends, shapes)
-    jobs, base, base_note = benchplan.order_baseline_first(jobs, baseline)
-    params = {"target": str(model.path), "variants": [v.name for v in chosen], "backends": backends,
+    jobs, unavailable, plan_notes, chosen_sets = [], {}, [], []
+    for (model, one, names, _), request in zip(plans, requests):
+        vset = one if request is None else _export(model, names, {**request,
+                                                                  "progress": progress or callback is not None})
+        chosen = vset.select(names) if names else vset
+        chosen_sets.append(chosen)
+        found, missing, notes = benchplan.plan(chosen, backends, shapes)
+        for job in found:
+            job.several = several
+        jobs += found
+        unavailable.update(missing)
+        plan_notes += [n for n in notes if n not in plan_notes]
+    jobs, base, base_note = benchplan.order_baseline_first(jobs, base_rest, base_model)
+    params = {"target": str(models[0].path), "variants": [v.name for v in chosen_sets[0]], "backends": backends,
               "batch_sizes": batch_sizes, "seq_lens": seq_lens, "threads": threads, "warmup": warmup,
               "min_runs": min_runs, "min_time": min_time, "budget": budget, "baseline": baseline,
               "inputs_source": inputs_source or (data.source if data else None), "inline": inline,
               "timeout": timeout, "force": force}
-    sweep = Sweep(model, jobs, base, params, data, callback, progress, timeout or 180 + 10 * min_time,
+    if several:
+        params["targets"] = [str(m.path) for m in models]
+        params["variants_by_model"] = {m.name: [v.name for v in c] for m, c in zip(models, chosen_sets)}
+    sweep = Sweep(models, jobs, base, params, data, callback, progress, timeout or 180 + 10 * min_time,
                   None if budget is None else started + budget, unavailable)
     sweep.notes += plan_notes + ([base_note] if base_note else []) + memory_notes
-    sweep.memory = memory
+    sweep.memory = guards
     from hfmagic.store import default_store
 
     store = default_store()
     if store is None:
         return sweep.run(None)
-    with store.recording("benchmark", params, _provenance(model, chosen, data)) as run:
+    with store.recording("benchmark", params, _provenance(models, chosen_sets, data)) as run:
         result = sweep.run(run)
         result.run_id = run.id
         run.finish("interrupted" if sweep.interrupted else "ok", {"notes": result.notes})
@@ -165,10 +195,12 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
 class Sweep:
     """Runs the jobs in order, turns raw samples into rows, reports progress, records each row."""
 
-    def __init__(self, model, jobs: list[Job], baseline: tuple[str, str] | None, params: dict, data,
+    def __init__(self, models, jobs: list[Job], baseline: tuple[str, str, str] | None, params: dict, data,
                  callback: Callable[[dict], None] | None, progress: bool, timeout: float,
                  deadline: float | None, unavailable: dict[str, str]):
-        self.model, self.jobs, self.baseline, self.params = model, jobs, baseline, params
+        self.models = models if isinstance(models, list) else [models]
+        self.model = self.models[0]
+        self.jobs, self.baseline, self.params = jobs, baseline, params
         self.data, self.callback, self.progress, self.timeout = data, callback, progress, timeout
         self.rows: dict[tuple, dict] = {}
         self.notes: list[str] = []
@@ -180,7 +212,7 @@ class Sweep:
         self.startups: dict[str, float] = {}  # backend -> its slowest worker start (--budget takes the max)
         self.unavailable = unavailable  # backend -> why it cannot run here (its rows say so too)
         self.run_record = None
-        self.memory = None  # a benchplan.MemoryGuard: names the rows that ran out of memory
+        self.memory: dict = {}  # model name -> its benchplan.MemoryGuard: names the rows that ran out of memory
 
     # -- the sweep -----------------------------------------------------------------------------
     def run(self, run_record) -> BenchmarkResult:
@@ -191,7 +223,7 @@ class Sweep:
         for backend, why in self.unavailable.items():
             if self.progress:  # said before measuring starts; the rows and notes say it again
                 tqdm.write(f"hfmagic: {backend} {why}", file=sys.stderr)
-        self.bar = tqdm(total=self.total, desc=f"benchmark {self.model.name}", unit="config",
+        self.bar = tqdm(total=self.total, desc=f"benchmark {', '.join(m.name for m in self.models)}", unit="config",
                         delay=1.5, disable=not self.progress, file=sys.stderr)
         try:
             for job in self.jobs:
@@ -266,21 +298,21 @@ class Sweep:
             self._add(job, remaining.pop(0), {"status": status})
 
     def _job_spec(self, job: Job, shapes: list) -> dict:
-        v, p = job.variant, self.params
+        v, p, model = job.variant, self.params, job.model
         return {
             "variant": {"name": v.name, "path": str(v.path) if v.path else None,
-                        "model_path": str(self.model.path), "task": self.model.task,
-                        "model_name": self.model.name, "trust_remote_code": self.model.trust_remote_code},
+                        "model_path": str(model.path), "task": model.task,
+                        "model_name": model.name, "trust_remote_code": model.trust_remote_code},
             "backend": job.backend, "threads": p["threads"], "warmup": p["warmup"],
             "min_runs": p["min_runs"], "min_time": p["min_time"], "shapes": [list(s) for s in shapes],
-            "deadline": self.deadline, "vocab_size": self.model.config.get("vocab_size", 2),
+            "deadline": self.deadline, "vocab_size": model.config.get("vocab_size", 2),
             "texts": self.data.texts[:MAX_TEXTS] if self.data else None,
         }
 
     # -- rows ----------------------------------------------------------------------------------
     def _add(self, job: Job, shape: tuple[int, int], raw: dict) -> None:
         row = self._row(job, shape, raw)
-        self.rows[(job.variant.name, job.backend, *shape)] = row
+        self.rows[(*job.key, *shape)] = row
         if self.run_record is not None:
             self.run_record.add_row(row)
         self.bar.update(1)
@@ -292,11 +324,13 @@ class Sweep:
     def _row(self, job: Job, shape: tuple[int, int], raw: dict) -> dict:
         batch, seq = shape
         row = dict.fromkeys(ROW_KEYS)
-        row.update(variant=job.variant.name, backend=job.backend, batch_size=batch, seq_len=seq,
+        row.update(model=job.model.name, model_sha=job.model.weights_sha256[:SHORT_SHA],
+                   variant=job.variant.name, backend=job.backend, batch_size=batch, seq_len=seq,
                    size_mb=_size_mb(job.variant), threads=self.params["threads"], samples_ms=[],
                    isolation="inline" if self.params["inline"] else "worker", status=raw["status"])
-        if self.memory is not None:
-            row["status"] = self.memory.row_status(raw["status"], batch, seq, job.variant.kind, job.backend)
+        guard = self.memory.get(job.model.name)
+        if guard is not None:
+            row["status"] = guard.row_status(raw["status"], batch, seq, job.variant.kind, job.backend)
         for key in ("startup_s", "load_s", "pid", "first_ms", "peak_mem_mb"):
             row[key] = raw.get(key)
         if raw["status"] != "ok":
@@ -314,7 +348,7 @@ class Sweep:
             self.noisy.append(f"{job.label} {batch}x{seq} ({', '.join(flags)})")
         if self.baseline:
             base = self.rows.get((*self.baseline, batch, seq))
-            if (job.variant.name, job.backend) == self.baseline:
+            if job.key == self.baseline:
                 row.update(speedup=1.0, speedup_low=1.0, speedup_high=1.0)
             elif base and base["status"] == "ok":
                 ratio, low, high = stats.speedup(base["samples_ms"], row["samples_ms"])
@@ -359,7 +393,7 @@ class Sweep:
         rows = []
         for job in self.jobs:
             for shape in job.shapes:
-                key = (job.variant.name, job.backend, *shape)
+                key = (*job.key, *shape)
                 if key not in self.rows:  # only after Ctrl-C
                     self.rows[key] = self._row(job, shape, {"status": "skipped: interrupted"})
                     if self.run_record is not None:
@@ -371,7 +405,8 @@ class Sweep:
             notes.append(f"threads disagree with the {self.params['threads']} asked for: {disagree}")
         if self.noisy:
             notes.append("noisy timings (CV > 10% or slowest > 4x fastest): " + "; ".join(self.noisy))
-        skipped = [f"{r['variant']}/{r['backend']} {r['batch_size']}x{r['seq_len']}"
+        several = len(self.models) > 1
+        skipped = [f"{r['model'] + '/' if several else ''}{r['variant']}/{r['backend']} {r['batch_size']}x{r['seq_len']}"
                    for r in rows if r["status"] == "skipped: budget"]
         if skipped:
             notes.append(f"budget {self.params['budget']:g} s: skipped {len(skipped)} of {len(rows)} "
@@ -379,11 +414,14 @@ class Sweep:
         if self.interrupted:
             done = sum(r["status"] != "skipped: interrupted" for r in rows)
             notes.append(f"interrupted: {done} of {len(rows)} configurations finished; the rest were not measured")
-        title = (f"benchmark of {self.model.name}"
-                 + (f" (speed-up vs {'/'.join(self.baseline)})" if self.baseline else ""))
+        base = None
+        if self.baseline:
+            base = "/".join(self.baseline if several else self.baseline[1:])
+        names = ", ".join(m.name for m in self.models)
+        title = f"benchmark of {names}" + (f" (speed-up vs {base})" if base else "")
         return BenchmarkResult(rows, notes, title, self.params,
-                               baseline="/".join(self.baseline) if self.baseline else None,
-                               model_name=self.model.name, weights_sha256=self.model.weights_sha256)
+                               baseline=base, model_name=names,
+                               weights_sha256=None if several else self.model.weights_sha256)
 
 
 # -- rows' helpers -------------------------------------------------------------------------------
@@ -409,10 +447,20 @@ def _size_mb(variant) -> float | None:
     return path.stat().st_size / 1e6 if path is not None and path.exists() else None
 
 
-def _provenance(model, chosen, data) -> dict:
+def _provenance(models, chosen_sets, data) -> dict:
+    """The models, the files measured (their sha256) and the input data's fingerprint. With several
+    models, ``models`` lists each and ``files`` keys name the model (``model/variant``)."""
     from hfmagic.models import file_sha256
 
-    files = {v.name: v.sha256 or file_sha256(v.path) for v in chosen if v.path is not None and v.path.exists()}
-    return {"model": {"source": model.source, "path": str(model.path), "revision": model.revision,
-                      "weights_sha256": model.weights_sha256, "task": model.task, "name": model.name},
-            "files": files, "dataset": data.fingerprint if data else None}
+    several = len(models) > 1
+    files = {(f"{m.name}/{v.name}" if several else v.name): v.sha256 or file_sha256(v.path)
+             for m, chosen in zip(models, chosen_sets) for v in chosen if v.path is not None and v.path.exists()}
+    out = {"model": _model_card(models[0]), "files": files, "dataset": data.fingerprint if data else None}
+    if several:
+        out["models"] = [_model_card(m) for m in models]
+    return out
+
+
+def _model_card(model) -> dict:
+    return {"source": model.source, "path": str(model.path), "revision": model.revision,
+            "weights_sha256": model.weights_sha256, "task": model.task, "name": model.name}

@@ -25,10 +25,19 @@ class Job:
     backend: str
     shapes: list[tuple[int, int]]
     blocked: str | None = None  # why it cannot run at all (unavailable backend, failed build)
+    several: bool = False       # one of several models' jobs: its label names the model
+
+    @property
+    def model(self):
+        return self.variant.model
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.variant.model.name, self.variant.name, self.backend
 
     @property
     def label(self) -> str:
-        return f"{self.variant.name}/{self.backend}"
+        return "/".join(self.key) if self.several else f"{self.variant.name}/{self.backend}"
 
 
 def positive(values, what: str) -> list[int]:
@@ -157,23 +166,40 @@ def plan(chosen, backends, shapes) -> tuple[list[Job], dict[str, str], list[str]
     return jobs, unavailable, notes + [f"{b} {why}" for b, why in unavailable.items()]
 
 
-def order_baseline_first(jobs: list[Job], baseline: str | None):
-    """Put the baseline's job first (its rows are needed for every speed-up); say which it is."""
+def split_baseline(baseline: str | None, models: list) -> tuple[Any, str | None]:
+    """(the model, ``VARIANT[/BACKEND]``) a baseline names: ``MODEL/VARIANT[/BACKEND]`` with several
+    models, or ``VARIANT[/BACKEND]`` of the first model."""
+    if not baseline:
+        return models[0], None
+    head, _, rest = baseline.partition("/")
+    by_name = {m.name: m for m in models}
+    if head in by_name and rest:
+        return by_name[head], rest
+    if len(models) > 1 and head in by_name:
+        raise UsageProblem(f"baseline {baseline!r} names a model but no variant; use {head}/VARIANT[/BACKEND]")
+    return models[0], baseline
+
+
+def order_baseline_first(jobs: list[Job], baseline: str | None, model=None):
+    """Put the baseline's job first (its rows are needed for every speed-up); say which it is.
+    ``model``: whose variant the baseline names (default: the first job's model)."""
     if not jobs:
         return jobs, None, None
+    model = model or jobs[0].model
+    mine = [j for j in jobs if j.model is model]
     if baseline:
         name, _, backend = baseline.partition("/")
-        found = [j for j in jobs if j.variant.name == name and (not backend or j.backend == backend)]
+        found = [j for j in mine if j.variant.name == name and (not backend or j.backend == backend)]
         if not found:
             raise UsageProblem(f"baseline {baseline!r} is not in this sweep; use one of: "
                                + ", ".join(dict.fromkeys(j.label for j in jobs)))
         note = None
     else:
-        found = [j for j in jobs if (j.variant.name, j.backend) == ("torch", "torch")] or jobs[:1]
-        note = None if found[0].label == "torch/torch" else \
+        found = [j for j in mine if (j.variant.name, j.backend) == ("torch", "torch")] or mine[:1] or jobs[:1]
+        note = None if (found[0].variant.name, found[0].backend) == ("torch", "torch") else \
             f"speed-ups are against {found[0].label} (PyTorch eager was not in this sweep)"
     first = found[0]
-    return [first] + [j for j in jobs if j is not first], (first.variant.name, first.backend), note
+    return [first] + [j for j in jobs if j is not first], first.key, note
 
 
 # -- memory: each shape's estimate against what this machine has, before anything runs -----------

@@ -1,15 +1,22 @@
-"""``%evaluate``: how well every variant of a model does on labelled data, and where it differs.
+"""``%evaluate``: how well every variant of one or several models does on labelled data, and where it differs.
 
 :func:`evaluate` runs each variant (PyTorch eager and the ONNX files, through onnxruntime) over the
-same tokenized batches, then reports per variant: each metric with a bootstrap 95% interval, the
-first metric as a percentage of the reference's with a pass/fail at 99% (MLPerf's rule), agreement
-with the reference's predictions, the largest logit difference and eval throughput; and the
-examples whose prediction changed (``.flips``).
+same inputs and reports per variant: each metric with a bootstrap 95% interval, the first metric
+as a percentage of the reference's with a pass/fail at 99% (MLPerf's rule), agreement with the
+reference's predictions, the largest logit difference and eval throughput; and the examples whose
+prediction changed (``.flips``).
 
-Texts are tokenized once, as the ``text-classification`` pipeline does (``truncation=True``), sorted
-by length and padded per batch, so every variant sees identical inputs. ONNX files run in a plain
-``onnxruntime.InferenceSession`` fed those same numpy arrays: no tensor conversion, no optimum
-import (2.7 s), and hfmagic's thread setting applied to the session.
+What the data is, how it is encoded, what a prediction is and how it is scored belong to the
+model's task (:meth:`hfmagic.tasks.base.Task.evaluator`): texts and classes for classification,
+sentences and entities for token classification (seqeval), questions and answer spans for
+question answering (SQuAD), embeddings for feature extraction. This module is the driver that
+runs every task alike: read once, encode once, run every variant on the same numpy arrays (ONNX
+files in a plain ``onnxruntime.InferenceSession`` with hfmagic's thread setting), score, compare.
+
+Several models (``evaluate([a, b])``, ``%evaluate a b``) are scored on the same data and compared
+with one reference (``reference="MODEL/VARIANT"``; default the first model's torch): rows carry
+their model, and data that reads differently for two models (another fingerprint) is flagged and
+never compared.
 """
 
 from __future__ import annotations
@@ -24,17 +31,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from hfmagic.data import LabelledData, load_data, read_label_map
-from hfmagic.errors import BuildError, DataError, UnsupportedError, UsageProblem
-from hfmagic.metrics import EVALUATE_RESAMPLES, RESAMPLES, Metric, bootstrap, resolve
+from hfmagic.data import LabelledData
+from hfmagic.errors import DataError, UsageProblem
 from hfmagic.models import ModelHandle, file_sha256, load_model
 from hfmagic.results import Column, Table
 from hfmagic.variants import TORCH, Variant, Variants
 
-TASKS = ("text-classification", "feature-extraction")
 GATE = 99.0  # percent of the reference's first metric a variant must keep (MLPerf's 99% rule)
-FLIP_COLUMNS = ["variant", "row", "text", "label", "reference", "prediction", "confidence",
-                "reference_confidence"]
+SHORT_SHA = 12
 
 
 def _pct(value: float) -> str:
@@ -45,70 +49,55 @@ def _interval(pair) -> str:
     return f"[{pair[0]:.4f}, {pair[1]:.4f}]"
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(-1, keepdims=True))
-    return shifted / shifted.sum(-1, keepdims=True)
-
-
 @dataclass
 class EvaluationResult:
     """Per-variant figures (``.rows``), changed predictions (``.flips``), the run id and notes."""
 
-    model_name: str
+    model_name: str           # "demo", or "demo, small" for several models
     task: str
     metrics: list[str]
-    reference: str
+    reference: str            # the variant others are compared with ("model/variant" for several models)
     data_source: str
     fingerprint: dict
     labels: dict[int, str] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     run_id: str | None = None
-    predictions: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # class ids, data order
+    predictions: dict[str, Any] = field(default_factory=dict, repr=False)  # variant -> prediction (class ids)
     flip_rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
-    weights_sha256: str | None = None  # the model's (a dashboard refuses to mix two models)
+    weights_sha256: str | None = None  # the model's; None when several models are compared
     caption: str | None = None  # a guess about the data the title carries (texts from one of several columns)
-
-    def add_flips(self, variant: str, changed: np.ndarray, data, y_true, ref_pred, ref_logits, pred, logits):
-        """Record the examples whose predicted class differs from the reference's."""
-        if variant == self.reference:
-            return
-        ref_prob, prob = _softmax(ref_logits[changed]), _softmax(logits[changed])
-        for j, i in enumerate(changed.tolist()):
-            self.flip_rows.append({
-                "variant": variant, "row": i, "text": data.texts[i], "label": self.labels[int(y_true[i])],
-                "reference": self.labels[int(ref_pred[i])], "prediction": self.labels[int(pred[i])],
-                "confidence": float(prob[j, pred[i]]), "reference_confidence": float(ref_prob[j, ref_pred[i]]),
-            })
+    flip_columns: tuple[str, ...] = ("variant", "row")
+    models: list[str] = field(default_factory=list)
 
     @property
     def flips(self):
-        """A DataFrame of the examples whose prediction changed: text, label, both predictions."""
+        """A DataFrame of the examples whose prediction changed (the task's columns: text, label and both
+        predictions for classification; tokens and entities for NER; question and answers for QA)."""
         import pandas as pd
 
-        return pd.DataFrame(self.flip_rows, columns=FLIP_COLUMNS)
+        columns = (("model",) if len(self.models) > 1 else ()) + tuple(self.flip_columns)
+        return pd.DataFrame(self.flip_rows, columns=list(columns))
 
     # -- the table -----------------------------------------------------------------------------
     def table(self) -> Table:
-        columns = [Column("variant"), Column("n", "n", "d", "right")]
+        several = len(self.models) > 1
+        columns = ([Column("model")] if several else []) + [Column("variant"), Column("n", "n", "d", "right")]
         shown = []
         for row in self.rows:
             view = dict(row)
             for m in self.metrics:
                 if row.get(f"{m}_low") is not None:
                     view[f"{m}_ci"] = (row[f"{m}_low"], row[f"{m}_high"])
-            if row["variant"] == self.reference and row.get("status") == "ok":
+            if _key(row, several) == self.reference and row.get("status") == "ok":
                 view["gate"] = "reference"
             shown.append(view)
         for m in self.metrics:
             columns += [Column(m, m, ".4f", "right"), Column(f"{m}_ci", "95% CI", _interval, "right")]
-        columns += [
-            Column("pct_of_reference", f"% of {self.reference}", _pct, "right"), Column("gate", "gate (99%)"),
-        ]
-        if self.task == "text-classification":
+        columns += [Column("pct_of_reference", f"% of {self.reference}", _pct, "right"), Column("gate", "gate (99%)")]
+        if any(r.get("flips") is not None for r in self.rows):
             columns += [Column("agreement", "agreement", ".2%", "right"), Column("flips", "flips", "d", "right")]
-        columns += [Column("max_logit_diff", "max |diff|" if self.task != "text-classification"
-                           else "max |logit diff|", ".2e", "right"),
+        columns += [Column("max_logit_diff", "max |diff|", ".2e", "right"),
                     Column("samples_per_s", "samples/s", ".1f", "right"), Column("status")]
         about = f"{self.fingerprint.get('rows')} examples" + (f"; {self.caption}" if self.caption else "")
         title = f"evaluation of {self.model_name} on {self.data_source} ({about})"
@@ -132,10 +121,30 @@ class EvaluationResult:
             text += f"\n{len(self.flip_rows)} changed predictions: see .flips"
         return text
 
-    __repr__ = __str__
+    def __repr__(self) -> str:
+        return (f"<EvaluationResult of {self.model_name} on {self.data_source}: {len(self.rows)} variants, "
+                f"run {self.run_id or '(not recorded)'}>")
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(str(self))
 
     def _repr_html_(self) -> str:
         return self.table()._repr_html_()
+
+
+def _key(row: dict, several: bool) -> str:
+    return f"{row['model']}/{row['variant']}" if several else row["variant"]
+
+
+@dataclass
+class _Entry:
+    """One model in an evaluation: its handle, its variants, and its data as its task read it."""
+
+    model: ModelHandle
+    target: Any
+    data: Any = None
+    batches: list = field(default_factory=list)
+    vset: Variants | None = None
 
 
 def evaluate(target: Any, data: Any = None, split: str | None = None, text_column: str | None = None,
@@ -143,70 +152,122 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
              variants: list[str] | None = None, limit: int | None = None, batch_size: int = 32,
              reference: str = TORCH, callback: Callable[[dict], None] | None = None,
              progress: bool = True, label_map: Any = None) -> EvaluationResult:
-    """Evaluate every variant of ``target`` (a model or a :class:`Variants`) on ``data``.
+    """Evaluate every variant of ``target`` (a model, a :class:`Variants`, or a list of them) on ``data``.
 
-    ``data`` is anything :func:`hfmagic.data.load_data` reads; left out, the model's own held-out
-    split (the demo's). ``label_map``: a dict from the data's labels to the model's names or ids,
-    a JSON file holding one, a dict literal, or ``"ids"`` (:func:`hfmagic.data.read_label_map`).
+    ``data`` is what the model's task reads (text classification: anything
+    :func:`hfmagic.data.load_data` reads; token classification: CoNLL text or a Dataset with tokens
+    and tags, or ``wnut16``; question answering: SQuAD JSON or a Dataset, or ``squad-bbc``); left
+    out, the model's own held-out split (the demo's). ``label_map``: a dict from the data's labels
+    to the model's names or ids, a JSON file holding one, a dict literal, or ``"ids"``
+    (:func:`hfmagic.data.read_label_map`). ``reference``: the variant every other is compared with
+    (``MODEL/VARIANT`` with several models; default the first model's torch).
     Ctrl-C stops early and returns what was finished, saying how much.
     ``progress``: show a progress bar (never with a ``callback``: a live dashboard shows its own).
     """
     # -- everything cheap is checked before anything heavy starts ---------------------------
-    model = target.model if isinstance(target, Variants) else load_model(target)
-    if model.task not in TASKS:
-        raise UnsupportedError(f"%evaluate handles {' and '.join(TASKS)} models; {model.name} is "
-                               f"{model.task}")
+    targets = list(target) if isinstance(target, (list, tuple)) else [target]
+    if not targets:
+        raise UsageProblem("evaluate needs at least one model or variants object")
+    entries = [_Entry(t.model if isinstance(t, Variants) else load_model(t), t) for t in targets]
+    several = len(entries) > 1
+    _check_models(entries)
+    task = entries[0].model.task_plugin
+    evaluator = task.evaluator()
     if batch_size <= 0:
         raise UsageProblem(f"--batch-size must be a positive number, got {batch_size}")
     if limit is not None and limit <= 0:
         raise UsageProblem(f"--limit must be a positive number of examples, got {limit}")
-    _check_variant_names(target, variants, reference)
-    chosen_metrics = resolve(metrics, model.task)
-    classify = model.task == "text-classification"
-    label_map = read_label_map(label_map)
-    if label_map is not None and not classify:
-        raise UsageProblem(f"--label-map maps labels, and {model.name} is {model.task}, which predicts none; "
-                           "leave it out")
+    ref_entry, ref_variant = _reference(entries, reference)
+    for e in entries:
+        _check_variant_names(e.target, variants, ref_variant if e is ref_entry else TORCH)
+    chosen_metrics = evaluator.metrics(metrics, entries[0].model)
+    metric_names = [getattr(m, "name", m) for m in chosen_metrics]
+    options = {"split": split, "text_column": text_column, "label_column": label_column, "limit": limit,
+               "label_map": label_map}
     given = data
     if data is None:
-        if model.dataset is None:
-            raise UsageProblem(f"pass --data: {model.name} has no held-out dataset of its own")
-        data = "demo" if model.source == "demo" else model.dataset
-    data = load_data(data, split=split, text_column=text_column, label_column=label_column, limit=limit,
-                     require_labels=classify)
-    y_true = np.asarray(label_ids(data, model.labels, label_map)) if classify else None
+        first = entries[0].model
+        if first.dataset is None:
+            raise UsageProblem(f"pass --data: {first.name} has no held-out dataset of its own")
+        from hfmagic.models import BUILT_IN_MODELS
+
+        data = first.source if first.source in BUILT_IN_MODELS else first.dataset
+    for e in entries:
+        e.data = evaluator.read(e.model, data, options)
+    base = ref_entry.data
 
     # -- the variants, the inputs, then one run per variant ---------------------------------
-    vset = target if isinstance(target, Variants) else _build_variants(model, variants, reference, progress)
-    names = _variant_names(vset, variants, reference)
-    selected = [vset[n] for n in names]
-    batches = make_batches(model, data.texts, batch_size)
-    notes = list(data.notes)
-    slow = [m.name for m in chosen_metrics if m.kind == "evaluate"]
+    for e in entries:
+        own_ref = ref_variant if e is ref_entry else TORCH
+        e.vset = e.target if isinstance(e.target, Variants) else _build_variants(e.model, variants, own_ref, progress)
+        e.batches = evaluator.batches(e.model, e.data, batch_size)
+    ordered = [ref_entry] + [e for e in entries if e is not ref_entry]
+    plan = [(e, e.vset[n]) for e in ordered
+            for n in _variant_names(e.vset, variants, ref_variant if e is ref_entry else None)]
+    notes = list(base.notes)
+    slow = [m.name for m in chosen_metrics if getattr(m, "kind", None) == "evaluate"]
     if slow:
+        from hfmagic.metrics import EVALUATE_RESAMPLES, RESAMPLES
+
         notes.append(f"the intervals of {', '.join(slow)} (evaluate metrics, one call per resample) come from "
                      f"{EVALUATE_RESAMPLES} bootstrap resamples, the others' from {RESAMPLES}")
-    result = EvaluationResult(model_name=model.name, task=model.task, metrics=[m.name for m in chosen_metrics],
-                              reference=reference, data_source=data.source, fingerprint=data.fingerprint,
-                              labels=model.labels, notes=notes, weights_sha256=model.weights_sha256,
-                              caption=data.caption)
+    for e in entries:
+        if e.data.fingerprint.get("sha256") != base.fingerprint.get("sha256"):
+            notes.append(f"{e.model.name} read the data differently (fingerprint {e.data.fingerprint.get('sha256', '')[:12]} "
+                         f"against {base.fingerprint.get('sha256', '')[:12]} for {ref_entry.model.name}): its rows are "
+                         "not compared with the reference")
+    names = [e.model.name for e in entries]
+    result = EvaluationResult(
+        model_name=", ".join(names), task=task.NAME, metrics=metric_names,
+        reference=f"{ref_entry.model.name}/{ref_variant}" if several else ref_variant,
+        data_source=base.source, fingerprint=base.fingerprint, labels=ref_entry.model.labels, notes=notes,
+        weights_sha256=None if several else entries[0].model.weights_sha256, caption=base.caption,
+        flip_columns=evaluator.FLIP_COLUMNS, models=names)
     from hfmagic.store import default_store
 
     store = default_store()
     # the source as given (a file, a hub id; rerun reads it again), else what it was ("<DataFrame ...>")
-    source = str(given) if isinstance(given, (str, os.PathLike)) else data.source
-    params = {"target": model.source, "data": source, "split": split, "text_column": data.text_column,
-              "label_column": data.label_column, "label_map": label_map, "metrics": metrics,
-              "metric_names": result.metrics,
-              "variants": names, "limit": limit, "batch_size": batch_size, "reference": reference}
-    provenance = {"model": _model_provenance(model), "files": _files(selected), "dataset": data.fingerprint}
+    source = str(given) if isinstance(given, (str, os.PathLike)) else base.source
+    params = {"target": entries[0].model.source, "data": source, "split": split,
+              **{k: base.params.get(k, v) for k, v in (("text_column", text_column), ("label_column", label_column),
+                                                      ("label_map", label_map))},
+              "metrics": metrics, "metric_names": metric_names,
+              "variants": [v.name for e, v in plan if e is entries[0]], "limit": limit, "batch_size": batch_size,
+              "reference": reference}
+    if several:
+        params["targets"] = [e.model.source for e in entries]
+    provenance = {"model": _model_provenance(entries[0].model), "files": _files(plan, several),
+                  "dataset": base.fingerprint}
+    if several:
+        provenance["models"] = [_model_provenance(e.model) for e in entries]
     with store.recording("evaluate", params, provenance) if store else contextlib.nullcontext() as run:
         result.run_id = run.id if run else None
-        interrupted = _run_all(selected, model, data, y_true, batches, chosen_metrics, result, run, callback,
-                               progress)
+        interrupted = _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, progress)
         if run:
             run.finish("interrupted" if interrupted else "ok", {"notes": result.notes, "flips": result.flip_rows})
     return result
+
+
+def _check_models(entries: list[_Entry]) -> None:
+    tasks = {e.model.task for e in entries}
+    if len(tasks) > 1:
+        raise UsageProblem("the models are of different tasks (" + ", ".join(f"{e.model.name}: {e.model.task}"
+                           for e in entries) + "); evaluate models of one task together")
+    from hfmagic.models import check_distinct
+
+    check_distinct([e.model for e in entries])
+
+
+def _reference(entries: list[_Entry], reference: str) -> tuple[_Entry, str]:
+    """(the entry, the variant name) of ``reference``: ``VARIANT`` (the first model's) or ``MODEL/VARIANT``."""
+    model, _, variant = str(reference).rpartition("/")
+    if not model:
+        return entries[0], variant
+    for e in entries:
+        if e.model.name == model:
+            return e, variant
+    raise UsageProblem(f"--reference {reference!r} names no model of this evaluation; use MODEL/VARIANT with "
+                       f"one of: {', '.join(e.model.name for e in entries)}")
 
 
 def _check_variant_names(target, variants: list[str] | None, reference: str) -> None:
@@ -220,11 +281,12 @@ def _check_variant_names(target, variants: list[str] | None, reference: str) -> 
             raise UsageProblem(f"no variant {name!r}; choose from: {', '.join(known)}{hint}")
 
 
-def _variant_names(vset: Variants, variants: list[str] | None, reference: str) -> list[str]:
+def _variant_names(vset: Variants, variants: list[str] | None, reference: str | None) -> list[str]:
     """The variants to run: those asked for (default all), the reference first and always."""
-    for name in list(variants or []) + [reference]:
+    for name in list(variants or []) + ([reference] if reference else []):
         vset[name]  # a name export_onnx did not build: UsageProblem listing what it did
-    return [reference] + [n for n in (variants or vset.names) if n != reference]
+    chosen = [n for n in (variants or vset.names) if n != reference]
+    return ([reference] if reference else []) + chosen
 
 
 def _build_variants(model: ModelHandle, variants: list[str] | None, reference: str, progress: bool) -> Variants:
@@ -244,6 +306,7 @@ def _build_variants(model: ModelHandle, variants: list[str] | None, reference: s
     return export_onnx(model, **request, progress=progress)
 
 
+# -- labels (text classification) -----------------------------------------------------------
 def label_ids(data: LabelledData, id2label: dict[int, str], label_map: dict | str | None = None) -> list[int]:
     """The dataset's labels as the model's class ids; a clear error listing both sides otherwise.
 
@@ -326,155 +389,125 @@ def _labels_as_ids(values: list, id2label: dict[int, str], model_side: str) -> l
     return ids
 
 
-# -- inputs ----------------------------------------------------------------------------------
-def make_batches(model: ModelHandle, texts: list[str], batch_size: int) -> list[tuple[np.ndarray, dict]]:
-    """(example indices, padded numpy inputs) per batch, longest first: each batch padded to its own."""
-    tok = model.tokenizer()
-    max_length = tok.model_max_length if tok.model_max_length < 1_000_000 else model.max_positions
-    lengths = np.array([len(ids) for ids in tok(texts, truncation=True, max_length=max_length)["input_ids"]])
-    order = np.argsort(-lengths, kind="stable")
-    batches = []
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        enc = tok([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
-                  return_tensors="np")
-        batches.append((idx, {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}))
-    return batches
-
 
 # -- running ---------------------------------------------------------------------------------
 class _Runner:
-    """One variant loaded on its backend (the ones %benchmark measures with): logits, or pooled
-    embeddings, per batch."""
+    """One variant loaded on the backend %benchmark measures it with; named outputs per batch."""
 
-    def __init__(self, variant: Variant, task: str):
+    def __init__(self, variant: Variant):
         from hfmagic.backends import get_backend
         from hfmagic.config import settings
 
-        self.variant, self.task = variant, task
+        self.variant, self.task = variant, variant.model.task_plugin
         self.backend = get_backend("torch" if variant.kind == TORCH else "onnxruntime")()
         self.backend.load(variant, settings().resolved_threads())
 
-    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        missing = [n for n in self.backend.input_names if n not in inputs]
-        if missing:
-            raise BuildError(f"{self.variant.name} wants inputs {', '.join(missing)} that the tokenizer does "
-                             "not make; re-export it from this model's folder")
-        out = self.backend.run(self.backend.prepare({n: inputs[n] for n in self.backend.input_names}))
-        raw = np.asarray(out[0].numpy() if hasattr(out[0], "numpy") else out[0], dtype=np.float64)
-        if self.task == "text-classification":
-            return raw  # logits (the first output of a classifier, in transformers and in the export)
-        mask = inputs["attention_mask"][..., None].astype(np.float64)  # last_hidden_state: mean-pool it
-        return (raw * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = self.backend.input_names
+        out = self.backend.run(self.backend.prepare(self.task.complete_inputs(names, feed)))
+        if hasattr(out, "keys"):  # a transformers ModelOutput
+            return {k: np.asarray(v.float().numpy(), dtype=np.float64) for k, v in out.items() if hasattr(v, "numpy")}
+        outputs = [o.name for o in self.backend.session.get_outputs()]
+        return {k: np.asarray(v, dtype=np.float64) for k, v in zip(outputs, out)}
 
     def close(self) -> None:
         self.backend.close()
 
 
-def _run_all(selected, model, data, y_true, batches, chosen_metrics, result, run, callback, progress) -> bool:
+def _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, progress) -> bool:
     """Run every variant in turn; True when Ctrl-C stopped it (what finished is kept)."""
     from tqdm.auto import tqdm
 
-    n, total = len(data), len(selected) * len(batches)
+    several = len(result.models) > 1
+    total = sum(len(e.batches) for e, _ in plan)
     finished = 0
-    bar = tqdm(total=len(selected) * n, unit="example", desc="evaluate", leave=False,
+    bar = tqdm(total=sum(len(e.data) for e, _ in plan), unit="example", desc="evaluate", leave=False,
                disable=callback is not None or not progress)  # a live dashboard shows progress itself
-    reference_out = None
+    reference = None  # the reference's prediction, which every other variant is compared with
+    ref_key, ref_value = result.reference, None
+    first = result.metrics[0]
     try:
-        for variant in selected:
-            row = {"variant": variant.name, "status": variant.error or "ok", "n": n}
+        for entry, variant in plan:
+            key = f"{entry.model.name}/{variant.name}" if several else variant.name
+            row = {"model": entry.model.name, "model_sha": entry.model.weights_sha256[:SHORT_SHA],
+                   "variant": variant.name, "status": variant.error or "ok", "n": len(entry.data)}
             if variant.ok:
                 try:
-                    outputs, seconds, load_s = _outputs(variant, model.task, batches, n, bar, callback,
-                                                        finished, total)
-                    row.update(load_s=load_s, seconds=seconds, samples_per_s=n / seconds if seconds else None)
-                    if variant.name == result.reference:
-                        reference_out = outputs
-                    row.update(_figures(variant.name, outputs, reference_out, y_true, data, chosen_metrics,
-                                        result, model.labels))
+                    per_row, seconds, load_s = _outputs(variant, entry, evaluator, bar, callback, finished, total)
+                    prediction = evaluator.finish(entry.model, entry.data, per_row)
+                    row.update(load_s=load_s, seconds=seconds,
+                               samples_per_s=len(entry.data) / seconds if seconds else None)
+                    row.update(evaluator.score(entry.data, prediction, chosen_metrics))
+                    if key == ref_key:
+                        reference = prediction
+                    comparable = entry.data.fingerprint.get("sha256") == ref_entry.data.fingerprint.get("sha256")
+                    if reference is not None and comparable:
+                        figures, flips = evaluator.compare(entry.data, reference, prediction, variant.name,
+                                                           entry.model.labels)
+                        row.update(figures)
+                        if key != ref_key:
+                            result.flip_rows += [({"model": entry.model.name} if several else {}) | f for f in flips]
+                        if key == ref_key:
+                            ref_value = row.get(first)
+                        gate(row, first, ref_value, key == ref_key)
+                    result.predictions[key] = prediction["pred"] if isinstance(prediction, dict) and "pred" in prediction \
+                        else prediction
                 except UsageProblem:
                     raise
                 except Exception as exc:  # this variant failed to run: it stays, with the reason
                     first_line = (str(exc).strip().splitlines() or [""])[0]
                     row["status"] = f"failed: {type(exc).__name__}: {first_line}"
-            if variant.name == result.reference and row["status"] != "ok":
-                result.notes.append(f"the reference {variant.name} did not run ({row['status']}); no "
-                                    "comparisons with it")
-            finished += len(batches)
-            bar.update(finished // len(batches) * n - bar.n)
+            if key == ref_key and row["status"] != "ok":
+                result.notes.append(f"the reference {key} did not run ({row['status']}); no comparisons with it")
+            finished += len(entry.batches)
             result.rows.append(row)
             if run:
                 run.add_row(row)
             if callback:
                 callback({"type": "row", "row": row})
     except KeyboardInterrupt:
-        result.notes.append(f"interrupted after {len(result.rows)} of {len(selected)} variants; "
-                            f"{', '.join(v.name for v in selected[len(result.rows):])} not evaluated")
+        done = {(r["model"], r["variant"]) for r in result.rows}
+        left = [f"{e.model.name}/{v.name}" if several else v.name for e, v in plan if (e.model.name, v.name) not in done]
+        result.notes.append(f"interrupted after {len(result.rows)} of {len(plan)} variants; {', '.join(left)} not "
+                            "evaluated")
         return True
     finally:
         bar.close()
     return False
 
 
-def _outputs(variant, task, batches, n, bar, callback, done, total):
-    """The variant's outputs in data order, seconds spent in the model, seconds to load it."""
+def gate(row: dict, first: str, ref_value: float | None, is_reference: bool) -> None:
+    """``pct_of_reference``: the row's first metric as a percentage of the reference's; ``gate``:
+    pass at 99% or more (MLPerf's rule; exactly 99% passes, float error aside)."""
+    if not ref_value or row.get(first) is None:
+        return
+    row["pct_of_reference"] = 100 * row[first] / ref_value
+    if not is_reference:
+        row["gate"] = "pass" if row["pct_of_reference"] >= GATE - 1e-9 else "fail"
+
+
+def _outputs(variant, entry, evaluator, bar, callback, done, total):
+    """The variant's per-row outputs in data order, seconds spent in the model, seconds to load it."""
     start = time.perf_counter()
-    runner = _Runner(variant, task)
+    runner = _Runner(variant)
     load_s = time.perf_counter() - start
-    outputs, seconds = None, 0.0
+    per_row: list = [None] * sum(len(idx) for idx, _ in entry.batches)
+    seconds = 0.0
     bar.set_description(f"evaluate {variant.name}")
     try:
-        for i, (idx, inputs) in enumerate(batches):
+        for i, (idx, feed) in enumerate(entry.batches):
             t0 = time.perf_counter()
-            out = runner.run(inputs)
+            named = runner.run(feed)
             seconds += time.perf_counter() - t0
-            if outputs is None:
-                outputs = np.empty((n,) + out.shape[1:], dtype=np.float64)
-            outputs[idx] = out
-            bar.update(len(idx))
+            for j, out in zip(idx, evaluator.outputs(named, feed)):
+                per_row[int(j)] = out
+            bar.update(len(idx) * len(entry.data) / max(1, len(per_row)))
             if callback:
                 callback({"type": "progress", "done": done + i + 1, "total": total,
-                          "label": f"{variant.name}: batch {i + 1}/{len(batches)}"})
+                          "label": f"{variant.name}: batch {i + 1}/{len(entry.batches)}"})
     finally:
         runner.close()
-    return outputs, seconds, load_s
-
-
-def _figures(name, outputs, reference_out, y_true, data, chosen_metrics, result, labels) -> dict:
-    """Metrics with intervals and the comparison with the reference, for one variant's outputs."""
-    row: dict[str, Any] = {}
-    first = chosen_metrics[0].name
-    if y_true is not None:
-        pred = outputs.argmax(1)
-        result.predictions[name] = pred
-        classes = max(outputs.shape[1], max(labels, default=-1) + 1)  # every id either side can take
-        for metric in chosen_metrics:
-            row[metric.name] = metric.point(y_true, pred)
-            row[f"{metric.name}_low"], row[f"{metric.name}_high"] = bootstrap(metric, y_true, pred, classes)
-    if reference_out is None:
-        return row
-    if y_true is not None:
-        ref_pred = reference_out.argmax(1)
-        changed = np.flatnonzero(pred != ref_pred)
-        row.update(agreement=1 - len(changed) / len(pred), flip_rate=len(changed) / len(pred), flips=len(changed))
-        result.add_flips(name, changed, data, y_true, ref_pred, reference_out, pred, outputs)
-    else:
-        cos = _cosines(outputs, reference_out)
-        row["cosine"] = float(cos.mean())
-        row["cosine_low"], row["cosine_high"] = bootstrap(Metric("cosine", "embedding"), None, cos, 0)
-    row["max_logit_diff"] = float(np.abs(outputs - reference_out).max())
-    ref_row = result.rows[0] if result.rows else row  # the reference runs first
-    ref_value = ref_row.get(first)
-    if ref_value:
-        row["pct_of_reference"] = 100 * row[first] / ref_value
-        if name != result.reference:
-            row["gate"] = "pass" if row["pct_of_reference"] >= GATE - 1e-9 else "fail"  # 99% exactly passes
-    return row
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return (a * b).sum(1) / np.clip(norms, 1e-12, None)
+    return per_row, seconds, load_s
 
 
 def _model_provenance(model: ModelHandle) -> dict:
@@ -482,5 +515,6 @@ def _model_provenance(model: ModelHandle) -> dict:
             "weights_sha256": model.weights_sha256, "task": model.task, "name": model.name}
 
 
-def _files(selected: list[Variant]) -> dict:
-    return {v.name: v.sha256 or file_sha256(v.path) for v in selected if v.path is not None and v.path.exists()}
+def _files(plan, several: bool) -> dict:
+    return {(f"{e.model.name}/{v.name}" if several else v.name): v.sha256 or file_sha256(v.path)
+            for e, v in plan if v.path is not None and v.path.exists()}

@@ -26,39 +26,30 @@ from hfmagic.config import settings
 from hfmagic.errors import ModelSourceError, OfflineError, UnsupportedError, UsageProblem
 from hfmagic.results import human_bytes, key_value_table
 
-# task -> the transformers Auto class that loads it
-TASKS: dict[str, str] = {
-    "text-classification": "AutoModelForSequenceClassification",
-    "feature-extraction": "AutoModel",
-    "token-classification": "AutoModelForTokenClassification",
-    "question-answering": "AutoModelForQuestionAnswering",
-}
-_ARCH_SUFFIX_TO_TASK = [
-    ("ForSequenceClassification", "text-classification"),
-    ("ForTokenClassification", "token-classification"),
-    ("ForQuestionAnswering", "question-answering"),
-]
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # or sharded, with a .index.json beside
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
-                   "sentencepiece.bpe.model", "tokenizer.model")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # built-in model names -> the builder that gives (its folder, built once into the cache; its held-out split)
 BUILT_IN_MODELS = {name: partial(demo.built_in, name) for name in demo.RECIPES}
 
 
-def check_task(task: str) -> str:
-    if task not in TASKS:
-        raise UnsupportedError(f"unknown task {task!r}; hfmagic supports: {', '.join(TASKS)}")
-    return task
+def check_task(task: str, config: dict | None = None, where: str = "this model") -> str:
+    """A registered task's name (aliases resolved); with a config, one whose modality fits it."""
+    from hfmagic.tasks import get_task
+
+    plugin = get_task(task)
+    if config is not None and not plugin.fits_modality(config):
+        archs = ", ".join(config.get("architectures") or []) or config.get("model_type", "?")
+        raise UnsupportedError(f"{where} ({archs}) is not a {plugin.MODALITY} model, so the {plugin.NAME} "
+                               "task cannot load it; leave --task out to have hfmagic say what it is")
+    return plugin.NAME
 
 
-def infer_task(config: dict) -> str:
-    """The task a config's architecture was saved for (feature-extraction for bare encoders)."""
-    for arch in config.get("architectures") or []:
-        for suffix, task in _ARCH_SUFFIX_TO_TASK:
-            if arch.endswith(suffix):
-                return task
-    return "feature-extraction"
+def infer_task(config: dict, where: str = "this model") -> str:
+    """The task plugin a config's architecture was saved for (hfmagic.tasks), or one line saying
+    that none is (bare text encoders are feature-extraction)."""
+    from hfmagic.tasks import infer_task as infer
+
+    return infer(config, where)
 
 
 @dataclass
@@ -90,10 +81,15 @@ class ModelHandle:
         return archs[0]
 
     @property
+    def task_plugin(self):
+        """The task's plugin (hfmagic.tasks): what every step asks about inputs, shapes, outputs."""
+        from hfmagic.tasks import get_task
+
+        return get_task(self.task)
+
+    @property
     def labels(self) -> dict[int, str]:
-        if self.task not in ("text-classification", "token-classification"):
-            return {}
-        return {int(k): v for k, v in (self.config.get("id2label") or {}).items()}
+        return self.task_plugin.labels(self.config)
 
     @property
     def max_positions(self) -> int | None:
@@ -144,7 +140,7 @@ class ModelHandle:
         if self._torch_model is None:
             import transformers
 
-            auto = getattr(transformers, TASKS[self.task])
+            auto = getattr(transformers, self.task_plugin.AUTO_CLASS)
             self._torch_model = auto.from_pretrained(
                 self.path, trust_remote_code=self.trust_remote_code,
                 use_safetensors=self.weights_file.suffix == ".safetensors",
@@ -189,7 +185,7 @@ def load_model(source: Any, task: str | None = None, revision: str | None = None
                trust_remote_code: bool = False, name: str | None = None) -> ModelHandle:
     """Load a model from a folder, a hub id, a transformers model or pipeline, or ``"demo"``."""
     if task is not None:
-        check_task(task)
+        task = check_task(task)
     if isinstance(source, ModelHandle):  # a handle already bound: the same folder, as asked for
         if task not in (None, source.task):
             return dataclasses.replace(source, task=task, name=name or source.name, _torch_model=None)
@@ -221,17 +217,27 @@ def load_model(source: Any, task: str | None = None, revision: str | None = None
     if not isinstance(config, dict):
         raise ModelSourceError(f"{path / 'config.json'} holds no model config (a JSON object); save the "
                                "model again with save_pretrained")
-    handle = ModelHandle(path=path, task=task or infer_task(config), source=label, revision=revision,
+    task = check_task(task, config, label) if task else infer_task(config, label)
+    handle = ModelHandle(path=path, task=task, source=label, revision=revision,
                          trust_remote_code=trust_remote_code, dataset=dataset,
                          name=name or derive_name(label))
     _check_weights(handle.weight_files)  # fail now, not at export, if they are missing or broken
-    if not any((path / name).exists() for name in TOKENIZER_FILES):
-        raise ModelSourceError(f"{path} has weights but no tokenizer (no tokenizer.json, tokenizer_config.json "
-                               "or vocabulary file); save it beside them: tokenizer.save_pretrained(folder)")
+    handle.task_plugin.check_folder(path)  # a tokenizer for text tasks, a processor for others
     if config.get("auto_map") and not trust_remote_code:
         raise UsageProblem(f"{label} needs code from its repository to load; read that code, then "
                            "pass --trust-remote-code")
     return handle
+
+
+def check_distinct(models: list) -> None:
+    """Several models in one comparison need one name each: two different weights under one name
+    would be indistinguishable in every table (the same model twice is allowed)."""
+    seen: dict[str, str] = {}
+    for model in models:
+        sha = model.weights_sha256
+        if seen.setdefault(model.name, sha) != sha:
+            raise UsageProblem(f"two different models are both named {model.name!r}; load one under another "
+                               "name (%load_model SOURCE --name NAME)")
 
 
 def derive_name(source: str) -> str:
@@ -409,12 +415,11 @@ def _from_hub(repo_id: str, revision: str | None) -> Path:
 
 
 def _object_task(obj: Any) -> str | None:
+    from hfmagic.tasks import ALIASES, names
+
     task = getattr(obj, "task", None)  # a pipeline
-    if task in TASKS:
-        return task
-    if task == "sentiment-analysis":
-        return "text-classification"
-    return None
+    task = ALIASES.get(task, task)
+    return task if task in names() else None
 
 
 def _save_object(obj: Any) -> Path:

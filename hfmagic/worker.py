@@ -86,7 +86,7 @@ def run_job(job: dict, process_start: float | None = None, in_worker: bool = Fal
             try:
                 if in_worker:
                     _inject_fault(spec["name"], batch, seq)
-                row = measure(backend, batch, seq, job, texts, tokenizer)
+                row = measure(backend, batch, seq, job, texts, tokenizer, model)
             except Exception as exc:
                 row = {"status": f"failed: {one_line(exc)}"}
             else:
@@ -98,9 +98,9 @@ def run_job(job: dict, process_start: float | None = None, in_worker: bool = Fal
         backend.close()
 
 
-def measure(backend, batch: int, seq: int, job: dict, texts, tokenizer) -> dict:
+def measure(backend, batch: int, seq: int, job: dict, texts, tokenizer, model) -> dict:
     """Time one shape: first run, warm-up, then the timed runs (model only; then end to end)."""
-    inputs = make_inputs(backend.input_names, batch, seq, job["vocab_size"], texts, tokenizer)
+    inputs = make_inputs(model, backend.input_names, batch, seq, texts, tokenizer)
     prepared = backend.prepare(inputs)
     exact_peak = reset_peak_memory()
     clock = time.perf_counter_ns
@@ -117,8 +117,8 @@ def measure(backend, batch: int, seq: int, job: dict, texts, tokenizer) -> dict:
 
         def end_to_end():
             chunk = batches[next(cursor) % len(batches)]
-            backend.run(backend.prepare(make_inputs(backend.input_names, len(chunk), seq,
-                                                    job["vocab_size"], chunk, tokenizer)))
+            backend.run(backend.prepare(make_inputs(model, backend.input_names, len(chunk), seq, chunk,
+                                                    tokenizer)))
 
         for _ in range(job["warmup"]):  # the tokenizer's first calls, as the model's, stay out of the samples
             end_to_end()
@@ -143,27 +143,16 @@ def timed_runs(fn, min_runs: int, min_time: float) -> list[float]:
             return [s / 1e6 for s in samples]
 
 
-def make_inputs(names: list[str], batch: int, seq: int, vocab_size: int, texts=None, tokenizer=None) -> dict:
-    """Model inputs of exactly (batch, seq): random valid token ids, or real texts tokenized,
-    padded and truncated to ``seq``; attention mask of ones (texts: the tokenizer's), token types 0."""
-    import numpy as np
-
+def make_inputs(model, names: list[str], batch: int, seq: int, texts=None, tokenizer=None) -> dict:
+    """The inputs ``names`` (what the backend's model takes) of exactly (batch, seq), as the model's
+    task makes them: synthetic (text: random valid token ids, attention mask of ones, token types
+    0, positions 0..seq-1), or real texts tokenized, padded and truncated to ``seq``."""
+    task = model.task_plugin
     if texts:
         chunk = [texts[i % len(texts)] for i in range(batch)]
         encoded = tokenizer(chunk, padding="max_length", truncation=True, max_length=seq, return_tensors="np")
-        feed = {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items()}
-    else:
-        rng = np.random.default_rng(batch * 100_003 + seq)
-        feed = {"input_ids": rng.integers(0, vocab_size, size=(batch, seq), dtype=np.int64),
-                "attention_mask": np.ones((batch, seq), dtype=np.int64)}
-    feed.setdefault("token_type_ids", np.zeros((batch, seq), dtype=np.int64))
-    unknown = [n for n in names if n not in feed]
-    if unknown:
-        from hfmagic.errors import UnsupportedError
-
-        raise UnsupportedError(f"the model takes {', '.join(unknown)}, which hfmagic cannot make up; "
-                               "it benchmarks encoders that take input_ids, attention_mask, token_type_ids")
-    return {n: feed[n] for n in names}
+        return task.complete_inputs(names, dict(encoded))
+    return task.synthetic_inputs(names, {"batch_size": batch, "seq_len": seq}, model.config)
 
 
 def reset_peak_memory() -> bool:

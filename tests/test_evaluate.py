@@ -268,26 +268,37 @@ def test_a_model_target_builds_only_the_variants_asked_for(clf, tmp_path, monkey
 
 
 def test_the_gate_is_99_percent_of_the_reference(clf):
-    from hfmagic.evaluation import EvaluationResult, _figures
+    from hfmagic.evaluation import gate
     from hfmagic.metrics import resolve
+    from hfmagic.tasks import get_task
+    from hfmagic.tasks.base import EvalData
 
     n = 1000
     y = np.zeros(n, dtype=int)
     ref = np.tile([[2.0, 0.0, 0.0]], (n, 1))
     ref[:100] = [0.0, 2.0, 0.0]  # the reference: accuracy 0.9
-    data = type("Data", (), {"texts": [f"t{i}" for i in range(n)]})()
-    result = EvaluationResult("m", "text-classification", ["accuracy"], "torch", "x", {},
-                              labels=dict(enumerate(LABELS)))
+    texts = type("Data", (), {"texts": [f"t{i}" for i in range(n)]})()
+    evaluator = get_task("text-classification").evaluator()
+    data = EvalData({"data": texts, "y_true": y}, n, "x", {})
     metrics = resolve(["accuracy"], "text-classification")
-    result.rows.append(_figures("torch", ref, ref, y, data, metrics, result, result.labels) | {"variant": "torch"})
-    for wrong, gate in ((109, "pass"), (110, "fail")):  # 0.891 is exactly 99% of 0.9 (in float: 98.99999...)
+    reference = evaluator.finish(None, data, list(ref))
+    ref_row = evaluator.score(data, reference, metrics)
+    gate(ref_row, "accuracy", ref_row["accuracy"], True)
+    assert ref_row["pct_of_reference"] == 100.0 and "gate" not in ref_row
+    labels = dict(enumerate(LABELS))
+    for wrong, verdict in ((109, "pass"), (110, "fail")):  # 0.891 is exactly 99% of 0.9 (in float: 98.99999...)
         out = np.tile([[2.0, 0.0, 0.0]], (n, 1))
         out[:wrong] = [0.0, 2.0, 0.0]
-        row = _figures(f"v{wrong}", out, ref, y, data, metrics, result, result.labels)
-        assert row["pct_of_reference"] == pytest.approx(100 * (n - wrong) / 900) and row["gate"] == gate
+        prediction = evaluator.finish(None, data, list(out))
+        row = evaluator.score(data, prediction, metrics)
+        figures, flips = evaluator.compare(data, reference, prediction, f"v{wrong}", labels)
+        row.update(figures)
+        gate(row, "accuracy", ref_row["accuracy"], False)
+        assert row["pct_of_reference"] == pytest.approx(100 * (n - wrong) / 900) and row["gate"] == verdict
         assert row["flips"] == wrong - 100 and row["max_logit_diff"] == 2.0
-    flipped = [(f["row"], f["reference"], f["prediction"]) for f in result.flip_rows if f["variant"] == "v109"]
-    assert flipped == [(i, "business", "politics") for i in range(100, 109)]
+        if wrong == 109:
+            assert [(f["row"], f["reference"], f["prediction"]) for f in flips] == \
+                [(i, "business", "politics") for i in range(100, 109)]
 
 
 def test_feature_extraction_model_is_compared_by_cosine(tiny_factory, tmp_path, clf):

@@ -265,8 +265,8 @@ def _funnel(folder: Path) -> Path:
     ("--opset 9 --quantize none --levels fp32", "the exporter refused opset 9 for bert"),
     ("--output {tmp}/a-file/sub", "cannot write to {tmp}/a-file/sub"),
     ("--quantize static", "static int8 needs calibration texts: pass --calibration DATA"),
-    ("--quantize static --calibration numbers", "calibration data: cannot tell which column of <DataFrame 3 rows> "
-                                                "holds the texts; pass --text-column with one of: a, b"),
+    ("--quantize static --calibration numbers", "calibration data: <DataFrame 3 rows> has no text column: none of "
+                                                "its columns (a, b) is named text"),
     ("--quantize static --calibration words --text-column body", "calibration data: no column 'body'"),
     ("--quantize dynamic --calibration words", "--calibration is for static int8"),
 ])
@@ -338,7 +338,9 @@ def test_nan_outputs_are_not_reported_as_no_difference():
     from hfmagic.validation import Reference, divergence
 
     ref = object.__new__(Reference)  # the figures alone, on outputs made up here
-    ref.mask, ref.model = np.ones((2, 4), dtype=bool), type("Model", (), {"task": "text-classification"})()
+    from hfmagic.tasks import get_task
+
+    ref.mask, ref.task = np.ones((2, 4), dtype=bool), get_task("text-classification")
     figures = ref._figures({"logits": np.ones((2, 3))}, {"logits": np.array([[1.0, 1.5, 1.0], [np.nan, 1.0, 1.0]])})
     assert math.isnan(figures["max_abs_diff"]) and math.isnan(figures["cosine"])
     assert divergence("fp32", figures).startswith("diverged from PyTorch: worst-text cosine nan")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
 import shutil
 
 from hfmagic.backends import Backend
-
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class Torch(Backend):
@@ -32,8 +29,8 @@ class Torch(Backend):
         if self.own_process and torch.get_num_interop_threads() != 1:
             torch.set_num_interop_threads(1)
         self.model = variant.model.torch_model()
-        accepted = inspect.signature(self.model.forward).parameters
-        self.input_names = [name for name in MODEL_INPUTS if name in accepted]
+        # what the tokenizer makes and the forward takes (the model's task reconciles the two)
+        self.input_names = variant.model.task_plugin.model_inputs(variant.model, self.model.forward)
 
     def prepare(self, inputs):
         return {k: self._torch.from_numpy(v) for k, v in inputs.items()}

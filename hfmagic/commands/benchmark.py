@@ -11,7 +11,9 @@ throughput, memory and speed-up with a bootstrap 95% interval. Measures in a wor
 unless --inline.
 """
 ARGS = [
-    argument("target", help="a model handle or variants name, a folder, or demo"),
+    argument("target", nargs="+", metavar="TARGET",
+             help="model handles or variants names, folders, or demo: several compare as one result with "
+                  "a model column"),
     argument("--variants", help="comma-separated variant names (default: torch and every ONNX variant)"),
     argument("--backends", default="auto",
              help="comma-separated: torch,onnxruntime,onnxruntime-cuda,onnxruntime-tensorrt,openvino,"
@@ -24,7 +26,9 @@ ARGS = [
     argument("--min-runs", type=int, default=10, help="at least this many timed runs (default 10)"),
     argument("--min-time", type=float, default=1.0, help="and at least this many seconds (default 1)"),
     argument("--budget", type=float, help="stop the sweep after this many seconds, saying what was skipped"),
-    argument("--baseline", help="variant/backend to compute speed-ups against (default torch)"),
+    argument("--baseline",
+             help="VARIANT[/BACKEND], or MODEL/VARIANT[/BACKEND] with several models, to compute speed-ups "
+                  "against (default: the first model's torch)"),
     argument("--inputs", metavar="DATA", help="real texts: also time end to end, tokenizer included"),
     argument("--inline", action="store_true", help="measure in this process, not a worker"),
     argument("--timeout", type=float,
@@ -45,7 +49,7 @@ def run(args, ctx):
         data = None
     live = ctx.live("benchmark")  # the dashboard shows progress itself; tqdm only without it
     result = benchmark(
-        ctx.target(args.target), variants=csv_list(args.variants, what="variant"),
+        _targets(args.target, ctx), variants=csv_list(args.variants, what="variant"),
         backends=None if args.backends == "auto" else csv_list(args.backends, what="backend"),
         batch_sizes=positive_ints(args.batch_sizes, "batch size"),
         seq_lens=positive_ints(args.seq_lens, "sequence length"), threads=args.threads,
@@ -56,3 +60,9 @@ def run(args, ctx):
     if args.name:
         ctx.bind(args.name, result)
     return result
+
+
+def _targets(names: list[str], ctx):
+    """One target as itself, several as a list (one result with a model column)."""
+    found = [ctx.target(name) for name in names]
+    return found[0] if len(found) == 1 else found

@@ -13,10 +13,13 @@ DOC = """Evaluate every variant on a labelled dataset: metrics with bootstrap 95
 percentage of the reference kept (99% gate), prediction flips and eval throughput.
 """
 ARGS = [
-    argument("target", help="a model handle or variants name, a folder, or demo"),
+    argument("target", nargs="+", metavar="TARGET",
+             help="model handles or variants names, folders, or demo: several compare as one result with "
+                  "a model column"),
     argument("--data",
-             help="a DataFrame or Dataset name, a CSV/JSON/JSONL/Parquet file, a hub dataset id, or demo "
-                  "(default: the model's own held-out split, as the demo has)"),
+             help="a DataFrame or Dataset name, a CSV/JSON/JSONL/Parquet file, a hub dataset id, or demo; "
+                  "token classification: CoNLL text (token<TAB>tag) or wnut16; question answering: SQuAD "
+                  "JSON or squad-bbc (default: the model's own held-out split, as the demo has)"),
     argument("--split", help="dataset split (hub datasets; default test)"),
     argument("--text-column", help="column with the texts (guessed when obvious)"),
     argument("--label-column", help="column with the labels (guessed when obvious)"),
@@ -26,12 +29,15 @@ ARGS = [
                   "strings of digits included)"),
     argument("--metrics",
              help="comma-separated: accuracy, precision/recall/f1 _macro/_micro/_weighted, mcc, "
-                  "evaluate:NAME or a local metric script path; cosine for feature-extraction models "
-                  "(default: accuracy,f1_macro for classifiers, cosine for feature extraction)"),
+                  "evaluate:NAME or a local metric script path; cosine for feature-extraction models; "
+                  "f1,precision,recall,accuracy (entity level) for token classification; f1,exact_match "
+                  "for question answering (default: the task's)"),
     argument("--variants", help="comma-separated variant names (default: all)"),
     argument("--limit", type=int, help="evaluate the first N examples only"),
     argument("--batch-size", type=int, default=32, help="batch size (default 32)"),
-    argument("--reference", default="torch", help="the variant others are compared with (default torch)"),
+    argument("--reference", default="torch",
+             help="the variant others are compared with: VARIANT, or MODEL/VARIANT with several models "
+                  "(default: the first model's torch)"),
     argument("--no-widget", action="store_true", help="show the table, not the dashboard"),
 ] + OUTPUT_ARGS
 
@@ -43,7 +49,7 @@ def run(args, ctx):
     if data is None or isinstance(data, ModuleType):  # `demo` may name the hfmagic.demo module
         data = args.data
     result = evaluate(
-        ctx.target(args.target), data=data, split=args.split,
+        _targets(args.target, ctx), data=data, split=args.split,
         text_column=args.text_column, label_column=args.label_column, label_map=_label_map(args.label_map, ctx),
         metrics=csv_list(args.metrics, what="metric"), variants=csv_list(args.variants, what="variant"),
         limit=args.limit, batch_size=args.batch_size, reference=args.reference,
@@ -61,3 +67,9 @@ def _label_map(words: list[str] | None, ctx):
         return None
     found = ctx.lookup(words[0]) if len(words) == 1 else None
     return found if isinstance(found, Mapping) else " ".join(words)
+
+
+def _targets(names: list[str], ctx):
+    """One target as itself, several as a list (one result with a model column)."""
+    found = [ctx.target(name) for name in names]
+    return found[0] if len(found) == 1 else found

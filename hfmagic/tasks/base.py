@@ -121,3 +121,68 @@ def require_any(path: Path, names: tuple[str, ...], what: str, fix: str) -> None
 def inputs_note(names: list[str]) -> str:
     return ", ".join(names) if names else "(none)"
 
+
+
+# -- evaluation: what a task's evaluator gives the %evaluate driver -------------------------------
+
+class EvalData:
+    """A task's evaluation examples, read once and shared by every variant.
+
+    ``units`` is how many examples are scored and resampled by the bootstrap (texts, sentences,
+    questions); ``fingerprint`` is sha256 of exactly what was read (rows, columns, source);
+    ``params`` what the run store records so that a rerun reads the same (columns, label map)."""
+
+    def __init__(self, examples, units: int, source: str, fingerprint: dict, notes=None,
+                 caption: str | None = None, params: dict | None = None):
+        self.examples, self.units, self.source, self.fingerprint = examples, units, source, fingerprint
+        self.notes = list(notes or [])
+        self.caption = caption
+        self.params = dict(params or {})
+
+    def __len__(self) -> int:
+        return self.units
+
+
+class Evaluator:
+    """One task's part of %evaluate; the driver (hfmagic.evaluation) runs every task alike:
+
+    1. ``metrics(names)``: the metrics asked for, checked before anything heavy (first one gated);
+    2. ``read(model, data, options)`` -> :class:`EvalData`;
+    3. ``batches(model, data, batch_size)`` -> ``[(units, feed)]``: which examples a batch holds
+       (an index per model row: a long QA context gives several windows of one question) and its
+       numpy inputs, built once and fed to every variant;
+    4. per variant, ``outputs(named, feed)`` turns one batch's named outputs into one entry per
+       model row, and ``finish(model, data, per_row)`` those into the variant's prediction;
+    5. ``score(data, prediction, metrics)`` -> figures with bootstrap intervals (``m``, ``m_low``,
+       ``m_high``); ``compare(data, reference, prediction)`` -> agreement figures and flip rows.
+    """
+
+    FLIP_COLUMNS: tuple[str, ...] = ("variant", "row")
+
+    def __init__(self, task: Task):
+        self.task = task
+
+    def metrics(self, names, model) -> list:
+        raise NotImplementedError
+
+    def read(self, model, data, options: dict) -> EvalData:
+        raise NotImplementedError
+
+    def batches(self, model, data: EvalData, batch_size: int) -> list:
+        raise NotImplementedError
+
+    def outputs(self, named: dict, feed: dict) -> list:
+        raise NotImplementedError
+
+    def finish(self, model, data: EvalData, per_row: list):
+        raise NotImplementedError
+
+    def score(self, data: EvalData, prediction, metrics) -> dict:
+        raise NotImplementedError
+
+    def compare(self, data: EvalData, reference, prediction, variant: str) -> tuple[dict, list[dict]]:
+        raise NotImplementedError
+
+    def columns(self) -> list:
+        """Extra table columns this task's figures add (``results.Column`` objects)."""
+        return []

@@ -108,6 +108,11 @@ class TextClassification(TextTask):
     CLASSICAL_BASELINE = "tfidf"
     DESCRIPTION = "a class per text"
 
+    def evaluator(self):
+        from hfmagic.tasks.texteval import ClassificationEvaluator
+
+        return ClassificationEvaluator(self)
+
     def decides(self, output: str) -> str | None:
         return "class" if output == "logits" else None
 
@@ -119,6 +124,12 @@ class TokenClassification(TextTask):
     ARCHITECTURES = ("ForTokenClassification",)
     LABELLED = True
     DESCRIPTION = "a tag per token (NER)"
+    DEFAULT_METRICS = ("f1", "precision", "recall", "accuracy")
+
+    def evaluator(self):
+        from hfmagic.tasks.texteval import TokenClassificationEvaluator
+
+        return TokenClassificationEvaluator(self)
 
     def token_level(self, output: str) -> bool:
         return output == "logits" or super().token_level(output)
@@ -133,6 +144,12 @@ class QuestionAnswering(TextTask):
     AUTO_CLASS = "AutoModelForQuestionAnswering"
     ARCHITECTURES = ("ForQuestionAnswering",)
     DESCRIPTION = "an answer span in a context"
+    DEFAULT_METRICS = ("f1", "exact_match")
+
+    def evaluator(self):
+        from hfmagic.tasks.texteval import QuestionAnsweringEvaluator
+
+        return QuestionAnsweringEvaluator(self)
 
     def decides(self, output: str) -> str | None:
         return "position" if output in ("start_logits", "end_logits") else None
@@ -145,6 +162,11 @@ class FeatureExtraction(TextTask):
     FALLBACK = True
     DEFAULT_METRICS = ("cosine",)
     DESCRIPTION = "an embedding per token (mean-pooled per text)"
+
+    def evaluator(self):
+        from hfmagic.tasks.texteval import EmbeddingEvaluator
+
+        return EmbeddingEvaluator(self)
 
     @classmethod
     def matches(cls, config: dict) -> bool:
