@@ -116,6 +116,9 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
         raise UsageProblem("benchmark needs at least one model or variants object")
     models = [t.model if isinstance(t, Variants) else load_model(t) for t in targets]
     check_distinct(models)
+    from hfmagic.variants import own_variants
+
+    targets = [own_variants(m) or t for m, t in zip(models, targets)]  # a baseline's one variant
     several = len(models) > 1
     batch_sizes = benchplan.positive(batch_sizes or settings().batch_sizes, "batch size")
     seq_lens = benchplan.positive(seq_lens or settings().seq_lens, "sequence length")
@@ -132,6 +135,9 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
     base_model, base_rest = benchplan.split_baseline(baseline, models)
     plans = []  # (model, target, variant names asked for, kinds)
     for model, one in zip(models, targets):
+        if model.framework != "transformers":  # its one variant, whatever --variants names
+            plans.append((model, one, None, {v.name: v.kind for v in one}))
+            continue
         names = benchplan.check_variants(one, variants)
         if isinstance(one, Variants):
             kinds = {v.name: v.kind for v in one.select(names)}
@@ -302,12 +308,22 @@ class Sweep:
         return {
             "variant": {"name": v.name, "path": str(v.path) if v.path else None,
                         "model_path": str(model.path), "task": model.task,
+                        "task_origin": _task_origin(model.task),
                         "model_name": model.name, "trust_remote_code": model.trust_remote_code},
             "backend": job.backend, "threads": p["threads"], "warmup": p["warmup"],
             "min_runs": p["min_runs"], "min_time": p["min_time"], "shapes": [list(s) for s in shapes],
             "deadline": self.deadline, "vocab_size": model.config.get("vocab_size", 2),
-            "texts": self.data.texts[:MAX_TEXTS] if self.data else None,
+            "texts": self._texts(model),
         }
+
+    def _texts(self, model) -> list[str] | None:
+        """Real texts for the job: --inputs; for a classical baseline, which reads texts end to end,
+        its own held-out texts when no --inputs were given."""
+        if self.data:
+            return self.data.texts[:MAX_TEXTS]
+        if model.framework == "sklearn" and model.dataset is not None:
+            return [str(t) for t in list(model.dataset["text"])[:MAX_TEXTS]]
+        return None
 
     # -- rows ----------------------------------------------------------------------------------
     def _add(self, job: Job, shape: tuple[int, int], raw: dict) -> None:
@@ -459,6 +475,12 @@ def _provenance(models, chosen_sets, data) -> dict:
     if several:
         out["models"] = [_model_card(m) for m in models]
     return out
+
+
+def _task_origin(name: str) -> dict:
+    from hfmagic.tasks import origin
+
+    return origin(name)
 
 
 def _model_card(model) -> dict:

@@ -151,7 +151,8 @@ def plan(chosen, backends, shapes) -> tuple[list[Job], dict[str, str], list[str]
     jobs, unavailable, notes = [], {}, []
     for variant in chosen:
         kind = variant.kind
-        mine = [b for b in backends or default_backends(kind) if get_backend(b).RUNS == kind]
+        mine = default_backends(kind) if kind == "sklearn" else \
+            [b for b in backends or default_backends(kind) if get_backend(b).RUNS == kind]
         if not mine:
             notes.append(f"{variant.name} not measured: no backend in --backends runs {kind} variants")
         for backend in mine:
@@ -348,7 +349,7 @@ class MemoryGuard:
     def row_status(self, status: str, batch: int, seq: int, kind: str, backend: str) -> str:
         from hfmagic.backends import get_backend
 
-        if get_backend(backend).HARDWARE:  # its memory is the GPU's: the message stays as it is
+        if get_backend(backend).HARDWARE or kind not in RUNTIME_BYTES:  # the GPU's memory, or not estimated
             return status
         return memory_status(status, batch, seq, self.needed(batch, seq, kind), self.available)
 
@@ -358,7 +359,7 @@ def check_memory(model, batch_sizes, seq_lens, kinds: dict[str, str], backends, 
     is, unless ``force``. Returns the guard (it names out-of-memory rows) and its notes."""
     from hfmagic.backends import get_backend
 
-    measured = set(kinds.values())
+    measured = set(kinds.values()) & set(RUNTIME_BYTES)  # a classical baseline is not estimated
     if backends:  # GPU providers hold their work in the GPU's memory: only the CPU backends count
         measured &= {get_backend(b).RUNS for b in backends if not get_backend(b).HARDWARE}
     guard = MemoryGuard(model.config, model.weights_bytes, measured, available_memory())

@@ -177,9 +177,16 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
         raise UsageProblem(f"--batch-size must be a positive number, got {batch_size}")
     if limit is not None and limit <= 0:
         raise UsageProblem(f"--limit must be a positive number of examples, got {limit}")
-    ref_entry, ref_variant = _reference(entries, reference)
+    from hfmagic.variants import SKLEARN, own_variants
+
     for e in entries:
-        _check_variant_names(e.target, variants, ref_variant if e is ref_entry else TORCH)
+        e.target = own_variants(e.model) or e.target  # a classical baseline has its one variant
+    ref_entry, ref_variant = _reference(entries, reference)
+    if ref_entry.model.framework == "sklearn" and ref_variant == TORCH:
+        ref_variant = SKLEARN
+    for e in entries:
+        if e.model.framework == "transformers":
+            _check_variant_names(e.target, variants, ref_variant if e is ref_entry else TORCH)
     chosen_metrics = evaluator.metrics(metrics, entries[0].model)
     metric_names = [getattr(m, "name", m) for m in chosen_metrics]
     options = {"split": split, "text_column": text_column, "label_column": label_column, "limit": limit,
@@ -203,7 +210,8 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
         e.batches = evaluator.batches(e.model, e.data, batch_size)
     ordered = [ref_entry] + [e for e in entries if e is not ref_entry]
     plan = [(e, e.vset[n]) for e in ordered
-            for n in _variant_names(e.vset, variants, ref_variant if e is ref_entry else None)]
+            for n in _variant_names(e.vset, variants if e.model.framework == "transformers" else None,
+                                    ref_variant if e is ref_entry else None)]
     notes = list(base.notes)
     slow = [m.name for m in chosen_metrics if getattr(m, "kind", None) == "evaluate"]
     if slow:
@@ -399,7 +407,7 @@ class _Runner:
         from hfmagic.config import settings
 
         self.variant, self.task = variant, variant.model.task_plugin
-        self.backend = get_backend("torch" if variant.kind == TORCH else "onnxruntime")()
+        self.backend = get_backend({"torch": "torch", "sklearn": "sklearn"}.get(variant.kind, "onnxruntime"))()
         self.backend.load(variant, settings().resolved_threads())
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -407,7 +415,7 @@ class _Runner:
         out = self.backend.run(self.backend.prepare(self.task.complete_inputs(names, feed)))
         if hasattr(out, "keys"):  # a transformers ModelOutput
             return {k: np.asarray(v.float().numpy(), dtype=np.float64) for k, v in out.items() if hasattr(v, "numpy")}
-        outputs = [o.name for o in self.backend.session.get_outputs()]
+        outputs = getattr(self.backend, "output_names", None) or [o.name for o in self.backend.session.get_outputs()]
         return {k: np.asarray(v, dtype=np.float64) for k, v in zip(outputs, out)}
 
     def close(self) -> None:

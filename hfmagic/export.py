@@ -99,6 +99,9 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     from hfmagic.models import load_model
 
     model = load_model(model)
+    if model.framework != "transformers":
+        raise UnsupportedError(f"{model.name} is a classical {model.framework} baseline: it has no ONNX export; "
+                               "benchmark and evaluate it as it is")
     check_weights_unchanged(model)
     levels = check_levels(levels)
     if quantize not in QUANTIZE:

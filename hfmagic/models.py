@@ -81,6 +81,13 @@ class ModelHandle:
         return archs[0]
 
     @property
+    def framework(self) -> str:
+        """What runs it: "transformers", or "sklearn" for a classical baseline (``%load_model tfidf``)."""
+        from hfmagic.baseline import is_baseline
+
+        return "sklearn" if is_baseline(self.config) else "transformers"
+
+    @property
     def task_plugin(self):
         """The task's plugin (hfmagic.tasks): what every step asks about inputs, shapes, outputs."""
         from hfmagic.tasks import get_task
@@ -100,7 +107,12 @@ class ModelHandle:
 
     @cached_property
     def weight_files(self) -> tuple[Path, ...]:
-        """The weights: one file, or the shards a ``*.index.json`` lists (save_pretrained's split)."""
+        """The weights: one file, or the shards a ``*.index.json`` lists (save_pretrained's split);
+        for a classical baseline, the files it saved (vocabulary, idf, coefficients)."""
+        if self.framework == "sklearn":
+            from hfmagic.baseline import files
+
+            return files(self.path)
         for name in WEIGHT_FILES:
             if (self.path / name).exists():
                 return (self.path / name,)
@@ -122,6 +134,10 @@ class ModelHandle:
     @cached_property
     def num_parameters(self) -> int:
         """Parameter count from the safetensors headers (or a weights-only torch load)."""
+        if self.framework == "sklearn":
+            from hfmagic.baseline import parameters
+
+            return parameters(self.path)
         if self.weights_file.suffix == ".safetensors":
             return sum(_prod(t["shape"]) for f in self.weight_files
                        for k, t in _safetensors_header(f).items() if k != "__metadata__")
@@ -133,10 +149,15 @@ class ModelHandle:
 
     @cached_property
     def weights_sha256(self) -> str:
+        if self.framework == "sklearn":  # the baseline's own identity, the same one it saves and loads with
+            from hfmagic.baseline import folder_sha256
+
+            return folder_sha256(self.path)
         return weights_sha256(self.weight_files)
 
     # -- the PyTorch side, loaded on first use -----------------------------------------------
     def torch_model(self):
+        self._transformers_only("has no PyTorch model")
         if self._torch_model is None:
             import transformers
 
@@ -147,7 +168,13 @@ class ModelHandle:
             ).eval()
         return self._torch_model
 
+    def _transformers_only(self, what: str) -> None:
+        if self.framework != "transformers":
+            raise UnsupportedError(f"{self.name} is a classical {self.framework} baseline and {what}; benchmark "
+                                   "and evaluate it as it is (it reads texts end to end)")
+
     def tokenizer(self):
+        self._transformers_only("has no tokenizer of its own (TF-IDF reads the texts)")
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
@@ -170,22 +197,39 @@ class ModelHandle:
             ("source", self.source),
             ("revision", self.revision or "-"),
             ("folder", str(self.path)),
-        ] + ([("dataset", f"{len(self.dataset)} held-out examples (.dataset)")] if self.dataset is not None else []))
+        ] + self._baseline_lines() + ([("dataset", f"{len(self.dataset)} held-out examples (.dataset)")] if self.dataset is not None else []))
+
+    def _baseline_lines(self) -> list[tuple[str, str]]:
+        if self.framework != "sklearn":
+            return []
+        c = self.config
+        return [("vocabulary", f"{c.get('vocab_size', 0):,} terms"),
+                ("trained", f"in {c.get('train_s', float('nan')):.2f} s on {c.get('n_train')} texts of "
+                            f"{c.get('trained_on')}")]
 
     def __str__(self) -> str:
         return str(self.card())
 
-    __repr__ = __str__
+    def __repr__(self) -> str:
+        return f"<ModelHandle {self.name}: {self.architecture}, {self.task}, {self.source}>"
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(str(self))
 
     def _repr_html_(self) -> str:
         return self.card()._repr_html_()
 
 
 def load_model(source: Any, task: str | None = None, revision: str | None = None,
-               trust_remote_code: bool = False, name: str | None = None) -> ModelHandle:
-    """Load a model from a folder, a hub id, a transformers model or pipeline, or ``"demo"``."""
+               trust_remote_code: bool = False, name: str | None = None, data: Any = None,
+               text_column: str | None = None, label_column: str | None = None) -> ModelHandle:
+    """Load a model from a folder, a hub id, a transformers model or pipeline, ``"demo"``, or
+    ``"tfidf"`` with ``data`` (a TF-IDF + logistic-regression baseline trained on its training split)."""
     if task is not None:
         task = check_task(task)
+    if data is not None and str(source) != "tfidf":
+        raise UsageProblem("--data is what the tfidf baseline trains on; other models load without it (pass "
+                           "the data to %evaluate --data instead)")
     if isinstance(source, ModelHandle):  # a handle already bound: the same folder, as asked for
         if task not in (None, source.task):
             return dataclasses.replace(source, task=task, name=name or source.name, _torch_model=None)
@@ -194,6 +238,13 @@ def load_model(source: Any, task: str | None = None, revision: str | None = None
     if not isinstance(source, (str, os.PathLike)):
         path, label = _save_object(source), f"<{type(source).__name__} object>"
         task = task or _object_task(source)
+    elif str(source) == "tfidf":
+        from hfmagic.baseline import TEST_FILE, build
+
+        path, label = build(data, text_column, label_column)[0], "tfidf"
+        import pandas as pd
+
+        dataset = pd.read_json(path / TEST_FILE, lines=True)
     elif str(source) in BUILT_IN_MODELS:
         (path, dataset), label = BUILT_IN_MODELS[str(source)](), str(source)
     elif Path(source).expanduser().exists():
@@ -221,7 +272,8 @@ def load_model(source: Any, task: str | None = None, revision: str | None = None
     handle = ModelHandle(path=path, task=task, source=label, revision=revision,
                          trust_remote_code=trust_remote_code, dataset=dataset,
                          name=name or derive_name(label))
-    _check_weights(handle.weight_files)  # fail now, not at export, if they are missing or broken
+    if handle.framework == "transformers":
+        _check_weights(handle.weight_files)  # fail now, not at export, if they are missing or broken
     handle.task_plugin.check_folder(path)  # a tokenizer for text tasks, a processor for others
     if config.get("auto_map") and not trust_remote_code:
         raise UsageProblem(f"{label} needs code from its repository to load; read that code, then "

@@ -18,6 +18,14 @@ from hfmagic.models import ModelHandle
 from hfmagic.results import Column, Table
 
 TORCH = "torch"
+SKLEARN = "sklearn"  # a classical baseline's one variant (%load_model tfidf)
+
+
+def own_variants(model) -> "Variants | None":
+    """The variants a model that is not exported has: a classical baseline's one; else None."""
+    if model.framework != "sklearn":
+        return None
+    return Variants(model, [Variant(SKLEARN, model, runtime=SKLEARN, size_bytes=model.weights_bytes)])
 
 
 @dataclass
@@ -37,11 +45,14 @@ class Variant:
     error: str | None = None       # why it failed to build or diverged; kept, never dropped
     cli_command: str | None = None  # the optimum-cli command that rebuilds it
     sha256: str | None = None
+    runtime: str | None = None     # "sklearn" for a classical baseline; None: told by path and level
 
     @property
     def kind(self) -> str:
-        """What runs it: "torch" or "onnx". An ONNX variant that failed to build has no file but
-        keeps its level, so it is not mistaken for the PyTorch model."""
+        """What runs it: "torch", "onnx" or "sklearn". An ONNX variant that failed to build has no
+        file but keeps its level, so it is not mistaken for the PyTorch model."""
+        if self.runtime:
+            return self.runtime
         return TORCH if self.path is None and self.level is None else "onnx"
 
     @property
@@ -56,7 +67,7 @@ class Variant:
     def row(self) -> dict[str, Any]:
         return {
             "variant": self.name, "level": self.level, "quantization": self.quantization,
-            "file": self.path.name if self.path else "(pytorch)",
+            "file": self.path.name if self.path else "(scikit-learn)" if self.kind == "sklearn" else "(pytorch)",
             "size_mb": None if self.size_bytes is None else self.size_bytes / 1e6,
             "nodes": self.nodes, "fused_nodes": self.fused_nodes,
             "max_abs_diff": self.validation.get("max_abs_diff"),

@@ -53,7 +53,14 @@ def run_job(job: dict, process_start: float | None = None, in_worker: bool = Fal
     from hfmagic.models import ModelHandle
     from hfmagic.variants import Variant
 
+    from hfmagic.tasks import ensure
+
     spec = job["variant"]
+    try:
+        ensure(spec.get("task_origin"))  # a task registered at run time in the parent
+    except Exception as exc:
+        yield {"type": "error", "error": one_line(exc), "unavailable": False}
+        return
     model = ModelHandle(path=Path(spec["model_path"]), task=spec["task"], source=spec["model_path"],
                         trust_remote_code=spec.get("trust_remote_code", False), name=spec["model_name"])
     variant = Variant(spec["name"], model, path=Path(spec["path"]) if spec["path"] else None)
@@ -65,7 +72,7 @@ def run_job(job: dict, process_start: float | None = None, in_worker: bool = Fal
         loading = time.time()
         backend.load(variant, job["threads"])
         load_s = time.time() - loading
-        tokenizer = model.tokenizer() if texts else None
+        tokenizer = model.tokenizer() if texts and model.framework == "transformers" else None
     except Exception as exc:  # the rows of this job say why; the sweep goes on
         from hfmagic.errors import BackendUnavailable
 
@@ -111,7 +118,7 @@ def measure(backend, batch: int, seq: int, job: dict, texts, tokenizer, model) -
         backend.run(prepared)
     samples = timed_runs(lambda: backend.run(prepared), job["min_runs"], job["min_time"])
     row = {"status": "ok", "first_ms": first_ms, "samples_ms": samples, "e2e_samples_ms": None}
-    if texts:
+    if texts and tokenizer is not None:  # a classical baseline's runs are end to end already
         batches = [texts[i:i + batch] for i in range(0, len(texts) - batch + 1, batch)] or [texts[:batch]]
         cursor = iter(range(1 << 62))
 
@@ -148,6 +155,12 @@ def make_inputs(model, names: list[str], batch: int, seq: int, texts=None, token
     task makes them: synthetic (text: random valid token ids, attention mask of ones, token types
     0, positions 0..seq-1), or real texts tokenized, padded and truncated to ``seq``."""
     task = model.task_plugin
+    if names == ["texts"]:  # a classical baseline: the texts themselves, cut to seq words
+        if not texts:
+            from hfmagic.errors import UsageProblem
+
+            raise UsageProblem(f"{model.name} reads real texts; pass --inputs DATA")
+        return {"texts": [" ".join(texts[i % len(texts)].split()[:seq]) for i in range(batch)]}
     if texts:
         chunk = [texts[i % len(texts)] for i in range(batch)]
         encoded = tokenizer(chunk, padding="max_length", truncation=True, max_length=seq, return_tensors="np")

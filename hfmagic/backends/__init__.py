@@ -22,7 +22,7 @@ class Backend:
     """What every backend provides (see the module docstring)."""
 
     NAME: ClassVar[str]
-    RUNS: ClassVar[str]                   # "torch" or "onnx"
+    RUNS: ClassVar[str]                   # "torch", "onnx" or "sklearn" (a classical baseline)
     HARDWARE: ClassVar[str | None] = None  # "cuda" for GPU providers: unavailable -> rows, not errors
 
     def __init__(self, own_process: bool = False) -> None:
@@ -55,10 +55,11 @@ class Backend:
 
 from hfmagic.backends.onnxruntime import OnnxRuntime, OnnxRuntimeCuda, OnnxRuntimeTensorRT  # noqa: E402
 from hfmagic.backends.openvino import OpenVINO  # noqa: E402
+from hfmagic.backends.sklearn import Sklearn  # noqa: E402
 from hfmagic.backends.torch import Torch, TorchCompile  # noqa: E402
 
 BACKENDS: dict[str, type[Backend]] = {cls.NAME: cls for cls in (
-    Torch, TorchCompile, OnnxRuntime, OnnxRuntimeCuda, OnnxRuntimeTensorRT, OpenVINO)}
+    Torch, TorchCompile, OnnxRuntime, OnnxRuntimeCuda, OnnxRuntimeTensorRT, OpenVINO, Sklearn)}
 
 
 def get_backend(name: str) -> type[Backend]:
@@ -73,4 +74,6 @@ def default_backends(kind: str) -> list[str]:
     backend, and ONNX Runtime's GPU providers where this machine has them."""
     if kind == "torch":
         return [Torch.NAME]
+    if kind == "sklearn":
+        return [Sklearn.NAME]
     return [OnnxRuntime.NAME] + [b.NAME for b in (OnnxRuntimeCuda, OnnxRuntimeTensorRT) if b.is_available()[0]]

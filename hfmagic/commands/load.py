@@ -1,5 +1,7 @@
 """``%load_model SOURCE``: load a model and bind a handle to it."""
 
+from types import ModuleType
+
 from IPython.core.magic_arguments import argument
 
 from hfmagic.commands import OUTPUT_ARGS
@@ -11,7 +13,9 @@ DOC = """Load a Hugging Face model and bind a handle to it.
 
 SOURCE is a folder saved with save_pretrained, a hub id (needs the hub), the name of a
 transformers model or pipeline in the namespace, or `demo` (a BBC News classifier built
-offline from all-MiniLM-L6-v2, with its held-out test split as `.dataset`).
+offline from all-MiniLM-L6-v2, with its held-out test split as `.dataset`), `demo-small` (its
+3-layer sibling), or `tfidf --data D`: a classical TF-IDF + logistic-regression baseline trained on
+D's training split, which benchmarks and evaluates like any other text classifier.
 """
 ARGS = [
     argument("source", help="folder, hub id, variable name, or demo"),
@@ -20,6 +24,11 @@ ARGS = [
     argument("--revision", help="hub revision (branch, tag or commit)"),
     argument("--trust-remote-code", action="store_true",
              help="run code from the model's repository (off unless given)"),
+    argument("--data", metavar="DATA",
+             help="tfidf only: the labelled texts a TF-IDF + logistic-regression baseline trains on (a "
+                  "DataFrame/Dataset name, a file, or demo); it trains on their training split"),
+    argument("--text-column", help="tfidf only: the column with the texts (guessed when obvious)"),
+    argument("--label-column", help="tfidf only: the column with the labels (guessed when obvious)"),
 ] + OUTPUT_ARGS
 
 
@@ -28,8 +37,12 @@ def run(args, ctx):
     source = args.source if obj is None else obj
     # a model object keeps its own name; the handle gets one beside it (a handle keeps its name)
     beside = obj is not None and not isinstance(obj, ModelHandle)
+    data = ctx.lookup(args.data) if args.data else None
+    if data is None or isinstance(data, ModuleType):  # `demo` may name the hfmagic.demo module
+        data = args.data
     handle = load_model(source, task=args.task, revision=args.revision,
-                        trust_remote_code=args.trust_remote_code,
+                        trust_remote_code=args.trust_remote_code, data=data,
+                        text_column=args.text_column, label_column=args.label_column,
                         name=args.name or (f"{args.source}_model" if beside else None))
     ctx.bind(handle.name, handle)
     return handle

@@ -43,6 +43,30 @@ def get_task(name: str) -> Task:
     return _INSTANCES[name]
 
 
+def origin(name: str) -> dict:
+    """Where a registered task's class lives (module and qualified name): a worker process is a
+    fresh interpreter, and a task registered at run time (a notebook's, a test's) reaches it so."""
+    cls = type(get_task(name))
+    return {"name": cls.NAME, "module": cls.__module__, "qualname": cls.__qualname__}
+
+
+def ensure(spec: dict | None) -> None:
+    """Register the task ``origin()`` described, when this process does not know it yet (a worker)."""
+    if not spec or spec["name"] in _REGISTRY:
+        return
+    import importlib
+
+    try:
+        obj = importlib.import_module(spec["module"])
+        for part in spec["qualname"].split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise UnsupportedError(f"the task {spec['name']!r} is defined in {spec['module']}, which a worker process "
+                               f"cannot import ({exc}); define it in an importable module, or pass --inline") from None
+    if spec["name"] not in _REGISTRY:  # importing the module may have registered it already
+        register(obj)
+
+
 def infer_task(config: dict, where: str = "this model") -> str:
     """The registered task a saved config is for, or one line naming what it is and the tasks that exist."""
     ordered = sorted(_REGISTRY.values(), key=lambda cls: cls.FALLBACK)  # specific tasks first

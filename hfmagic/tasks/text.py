@@ -36,6 +36,11 @@ class TextTask(Task):
                 and not any(k in config for k in _NOT_TEXT_KEYS))
 
     def check_folder(self, path: Path) -> None:
+        from hfmagic.baseline import META, is_baseline
+
+        if is_baseline(read_json(path / "config.json")):  # a classical baseline reads texts itself
+            require_any(path, (META,), f"TF-IDF baseline file ({META})", "train it again: %load_model tfidf --data D")
+            return
         require_any(path, TOKENIZER_FILES, "tokenizer (no tokenizer.json, tokenizer_config.json or vocabulary file)",
                     "save it beside them: tokenizer.save_pretrained(folder)")
 
@@ -83,6 +88,8 @@ class TextTask(Task):
         the tokenizer did not make is what PyTorch uses when given none (zeros, positions)."""
         import numpy as np
 
+        if names == ["texts"]:  # a classical baseline reads the texts themselves
+            return {"texts": list(encoded["texts"])}
         ids = np.asarray(encoded["input_ids"])
         feed = {}
         for name in names:
@@ -112,6 +119,12 @@ class TextClassification(TextTask):
         from hfmagic.tasks.texteval import ClassificationEvaluator
 
         return ClassificationEvaluator(self)
+
+    @classmethod
+    def matches(cls, config: dict) -> bool:
+        from hfmagic.baseline import is_baseline
+
+        return is_baseline(config) or super().matches(config)
 
     def decides(self, output: str) -> str | None:
         return "class" if output == "logits" else None

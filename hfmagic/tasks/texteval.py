@@ -76,7 +76,7 @@ class ClassificationEvaluator(Evaluator):
     def metrics(self, names, model):
         from hfmagic.metrics import resolve
 
-        return resolve(names, self.task.NAME)
+        return resolve(list(names or self.task.DEFAULT_METRICS) or None, self.task.NAME)
 
     def read(self, model, data, options: dict) -> EvalData:
         from hfmagic.data import load_data, read_label_map
@@ -92,7 +92,11 @@ class ClassificationEvaluator(Evaluator):
                          "label_map": label_map})
 
     def batches(self, model, data: EvalData, batch_size: int) -> list:
-        return make_batches(model, data.examples["data"].texts, batch_size)
+        texts = data.examples["data"].texts
+        if model.framework == "sklearn":  # a classical baseline reads the texts themselves
+            return [(np.arange(i, min(i + batch_size, len(texts))), {"texts": texts[i:i + batch_size]})
+                    for i in range(0, len(texts), batch_size)]
+        return make_batches(model, texts, batch_size)
 
     def outputs(self, named: dict, feed: dict) -> list:
         return list(_first(named, "logits"))
@@ -134,7 +138,7 @@ class EmbeddingEvaluator(Evaluator):
     def metrics(self, names, model):
         from hfmagic.metrics import resolve
 
-        return resolve(names, self.task.NAME)
+        return resolve(list(names or self.task.DEFAULT_METRICS) or None, self.task.NAME)
 
     def read(self, model, data, options: dict) -> EvalData:
         from hfmagic.data import load_data
@@ -210,7 +214,7 @@ class TokenClassificationEvaluator(Evaluator):
     METRICS = ("f1", "precision", "recall", "accuracy")
 
     def metrics(self, names, model):
-        names = list(names or self.METRICS)
+        names = list(names or self.task.DEFAULT_METRICS or self.METRICS)
         unknown = [n for n in names if n not in self.METRICS]
         if unknown:
             raise UsageProblem(f"unknown metric {unknown[0]!r} for token classification; use "
@@ -364,7 +368,7 @@ class QuestionAnsweringEvaluator(Evaluator):
     METRICS = ("f1", "exact_match")
 
     def metrics(self, names, model):
-        names = list(names or self.METRICS)
+        names = list(names or self.task.DEFAULT_METRICS or self.METRICS)
         aliases = {"em": "exact_match", "exact": "exact_match"}
         names = [aliases.get(n, n) for n in names]
         unknown = [n for n in names if n not in self.METRICS]

@@ -1,0 +1,95 @@
+"""The classical baseline as a model like any other: %load_model tfidf --data D, then %benchmark and
+%evaluate it alone and next to a transformer, through a real InteractiveShell and the CLI."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.tiny import LABELS, sentences
+
+SWEEP = "--batch-sizes 1 --seq-lens 16 --warmup 0 --min-runs 3 --min-time 0.05 --threads 1"
+
+
+def labelled(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Texts whose label follows from their words (so a TF-IDF model can learn it)."""
+    cue = {"business": "market shares bank", "politics": "minister vote election", "sport": "team match goal"}
+    rng = np.random.default_rng(seed)
+    labels = [LABELS[i] for i in rng.integers(0, len(LABELS), n)]
+    return pd.DataFrame({"text": [f"{t} {cue[y]}" for t, y in zip(sentences(n, seed), labels)], "label": labels})
+
+
+@pytest.fixture(scope="module")
+def tf(shell):
+    shell.user_ns["tf_data"] = labelled()
+    handle = shell.run_line_magic("load_model", "tfidf --data tf_data --name tf -o -q")
+    yield handle
+    for name in ("tf", "tf_data"):
+        shell.user_ns.pop(name, None)
+
+
+def test_load_trains_on_the_training_split_and_shows_what_it_is(tf):
+    card = str(tf)
+    assert tf.task == "text-classification" and tf.framework == "sklearn"
+    assert tf.labels == dict(enumerate(sorted(LABELS)))
+    assert "vocabulary" in card and "trained" in card and "stratified 80% split" in card
+    assert len(tf.dataset) == 40  # the 20% it did not see
+    from hfmagic.baseline import TfidfBaseline
+
+    again = TfidfBaseline.load(tf.path)
+    assert again.sha256 == tf.weights_sha256 and again.info["n_train"] == 160
+
+
+def test_evaluate_scores_it_with_the_same_figures_as_scikit_learn(shell, tf):
+    ev = shell.run_line_magic("evaluate", "tf -o -q")
+    row = ev.rows[0]
+    assert row["variant"] == "sklearn" and row["model"] == "tf" and row["status"] == "ok"
+    from sklearn.metrics import accuracy_score
+
+    from hfmagic.baseline import TfidfBaseline
+
+    model = TfidfBaseline.load(tf.path)
+    truth = [model.label_names.index(v) for v in tf.dataset["label"]]
+    assert row["accuracy"] == pytest.approx(accuracy_score(truth, model.predict(list(tf.dataset["text"]))))
+    assert row["accuracy_low"] <= row["accuracy"] <= row["accuracy_high"]
+
+
+def test_benchmark_times_it_end_to_end_in_a_worker(shell, tf):
+    bench = shell.run_line_magic("benchmark", f"tf {SWEEP} -o -q")
+    (row,) = bench.rows
+    assert row["backend"] == "sklearn" and row["status"] == "ok" and row["isolation"] == "worker"
+    assert len(row["samples_ms"]) >= 3 and row["p50_ms"] > 0 and row["model"] == "tf"
+
+
+def test_it_joins_a_comparison_with_a_transformer(shell, tf, tiny_bert):
+    shell.run_line_magic("load_model", f"{tiny_bert} --name tiny_clf -q")
+    ev = shell.run_line_magic("evaluate", "tf tiny_clf --data tf_data --variants torch,fp32 --limit 40 -o -q")
+    keys = [(r["model"], r["variant"]) for r in ev.rows]
+    assert keys == [("tf", "sklearn"), ("tiny_clf", "torch"), ("tiny_clf", "fp32")]
+    assert all(r.get("pct_of_reference") is not None for r in ev.rows)  # against tf/sklearn, the reference
+    assert ev.reference == "tf/sklearn" and "model" in ev.flips.columns
+    bench = shell.run_line_magic("benchmark", f"tiny_clf tf --variants torch {SWEEP} --inline -o -q")
+    assert {(r["model"], r["backend"]) for r in bench.rows} == {("tiny_clf", "torch"), ("tf", "sklearn")}
+    assert all(r["speedup"] is not None for r in bench.rows)
+
+
+def test_what_it_cannot_do_is_one_line(shell, tf, capsys):
+    from IPython.core.error import UsageError
+
+    with pytest.raises(UsageError, match="classical sklearn baseline: it has no ONNX export"):
+        shell.run_line_magic("export_onnx", "tf")
+    with pytest.raises(UsageError, match="the TF-IDF baseline trains on labelled texts: pass --data"):
+        shell.run_line_magic("load_model", "tfidf")
+    with pytest.raises(UsageError, match="--data is what the tfidf baseline trains on"):
+        shell.run_line_magic("load_model", "demo --data tf_data")
+
+
+def test_the_command_line_trains_and_evaluates_it(tmp_path):
+    csv = tmp_path / "texts.csv"
+    labelled(120, seed=1).to_csv(csv, index=False)
+    done = subprocess.run([sys.executable, "-m", "hfmagic", "load", "tfidf", "--data", str(csv)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "TfidfLogisticRegression" in done.stdout and "vocabulary" in done.stdout
