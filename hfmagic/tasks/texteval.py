@@ -291,16 +291,17 @@ class TokenClassificationEvaluator(Evaluator):
             idx = order[start:start + batch_size]
             enc = tok([list(sentences[i][0]) for i in idx], is_split_into_words=True, truncation=True,
                       max_length=limit, padding=True, return_tensors="np")
-            for j, i in enumerate(idx):
-                word_ids[int(i)] = enc.word_ids(j)
+            mask = np.asarray(enc["attention_mask"], dtype=bool)
+            for j, i in enumerate(idx):  # the real tokens only, as outputs() keeps them (padding on either side)
+                word_ids[int(i)] = [w for w, real in zip(enc.word_ids(j), mask[j]) if real]
             batches.append((idx, {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}))
         data.examples["word_ids"] = word_ids
         return batches
 
     def outputs(self, named, feed):
         logits = _first(named, "logits")
-        lengths = feed["attention_mask"].sum(1)
-        return [logits[j, :int(n)] for j, n in enumerate(lengths)]
+        mask = np.asarray(feed["attention_mask"], dtype=bool)
+        return [logits[j][mask[j]] for j in range(len(mask))]
 
     def finish(self, model, data, per_row):
         from hfmagic import ner

