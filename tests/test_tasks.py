@@ -432,3 +432,157 @@ def test_token_classification_on_wnut16_and_unknown_tags(shell, capsys, ner_fold
     shell.user_ns["bad_ner"] = str(bad)
     message = refused(shell, capsys, "%evaluate tagger_onnx --data $bad_ner --no-widget")
     assert "B-ORG" in message and "B-person" not in message.split(".")[0], message
+
+
+# -- 6. %evaluate for question answering -------------------------------------------------------------------
+
+QA_CONTEXTS = [
+    "The central bank raised interest rates again on Thursday, the third rise this year, as the economy grew "
+    "faster than expected and shares in the largest banks rose.",
+    "The striker scored twice in the second half to send his team to the final, where they will meet the "
+    "league champions next season in front of a record crowd.",
+    "Researchers released an open-source model that translates between two hundred languages, and the "
+    "minister said the government would use the new software next year.",
+]
+QA_QUESTIONS = ["Who raised interest rates?", "When did it happen?", "Who scored twice?",
+                "Where will the team play?", "What did researchers release?", "Who will use the software?"]
+
+
+@pytest.fixture(scope="module")
+def qa_folder(tmp_path_factory):
+    from transformers import AutoModelForQuestionAnswering
+
+    tok = make_tokenizer("bert")
+    model = scramble(AutoModelForQuestionAnswering.from_config(bert_config(tok)).eval(), seed=2)
+    return save(model, tok, tmp_path_factory.mktemp("qa"))
+
+
+def _pipeline_answers(folder, pairs):
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
+
+    qa = pipeline("question-answering", model=AutoModelForQuestionAnswering.from_pretrained(folder).eval(),
+                  tokenizer=AutoTokenizer.from_pretrained(folder), device="cpu")
+    return [qa(question=q, context=c)["answer"] for q, c in pairs]
+
+
+def _official(raw_data, answers_by_id):
+    from tests.test_squad import official_get_raw_scores
+
+    exact, f1 = official_get_raw_scores(raw_data, answers_by_id)
+    return sum(exact.values()) / len(exact), sum(f1.values()) / len(f1)
+
+
+def _check_qa_rows(ev):
+    assert ev.task == "question-answering" and ev.metrics == ["f1", "exact_match"]
+    assert [r["variant"] for r in ev.rows] == ["torch", "fp32"]
+    for row in ev.rows:
+        assert row["status"] == "ok", row["status"]
+        for m in ("f1", "exact_match"):
+            assert row[f"{m}_low"] <= row[m] + 1e-12 and row[m] <= row[f"{m}_high"] + 1e-12
+    assert ev.rows[1]["agreement"] == 1.0 and ev.predictions["fp32"]["answers"] == ev.predictions["torch"]["answers"]
+    assert list(ev.flips.columns) == ["variant", "row", "question", "gold", "reference", "prediction"]
+    assert "exact_match" in str(ev) and "95% CI" in str(ev)
+
+
+def test_question_answering_on_squad_json_equals_the_pipeline_and_the_official_script(shell, capsys, qa_folder,
+                                                                                        tmp_path):
+    pairs = [(q, QA_CONTEXTS[i // 2]) for i, q in enumerate(QA_QUESTIONS)]
+    answers = _pipeline_answers(qa_folder, pairs)  # transformers' QuestionAnsweringPipeline, independently
+    assert all(answers) and len(set(answers)) > 1
+    # gold = the pipeline's own answer for the even questions, another span of the context for the odd
+    golds = [a if i % 2 == 0 else "the " + c.split()[-1].rstrip(".") for i, (a, (q, c)) in enumerate(zip(answers, pairs))]
+    raw = {"version": "1.1", "data": [{"title": "tiny", "paragraphs": [
+        {"context": c, "qas": [{"id": f"q{i}", "question": q,
+                                "answers": [{"text": golds[i], "answer_start": max(0, c.find(golds[i]))}]}
+                               for i, (q, cc) in enumerate(pairs) if cc == c]} for c in QA_CONTEXTS]}]}
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(raw))
+    shell.user_ns.update(qa_folder=str(qa_folder), qa_file=str(path))
+    shell.run_line_magic("load_model", "$qa_folder --name reader -q")
+    assert shell.user_ns["reader"].task == "question-answering"
+    shell.run_line_magic("export_onnx", "reader --levels fp32 --quantize none --name reader_onnx -q")
+    ev = shell.run_line_magic("evaluate", "reader_onnx --data $qa_file --batch-size 4 --no-widget -o -q")
+    _check_qa_rows(ev)
+    assert ev.predictions["torch"]["answers"] == answers  # the same spans the pipeline chooses
+    exact, f1 = _official(raw["data"], {f"q{i}": a for i, a in enumerate(answers)})
+    assert ev.rows[0]["exact_match"] == pytest.approx(exact) and ev.rows[0]["f1"] == pytest.approx(f1)
+    assert 0 < ev.rows[0]["exact_match"] < 1
+
+
+def test_question_answering_on_the_squad_bbc_fixture(shell, capsys, qa_folder):
+    from hfmagic.tasks.texteval import squad_bbc_path
+
+    shell.user_ns["qa_folder"] = str(qa_folder)
+    shell.run_line_magic("load_model", "$qa_folder --name reader -q")
+    shell.run_line_magic("export_onnx", "reader --levels fp32 --quantize none --name reader_onnx -q")
+    ev = shell.run_line_magic("evaluate", "reader_onnx --data squad-bbc --limit 10 --batch-size 8 --no-widget -o -q")
+    _check_qa_rows(ev)
+    raw = json.loads(squad_bbc_path().read_text(encoding="utf-8"))
+    ids = [qa["id"] for art in raw["data"] for p in art["paragraphs"] for qa in p["qas"]][:10]
+    exact, f1 = _official(raw["data"], dict(zip(ids, ev.predictions["torch"]["answers"])))
+    assert ev.rows[0]["exact_match"] == pytest.approx(exact) and ev.rows[0]["f1"] == pytest.approx(f1)
+
+
+# -- 7. several models in one comparison --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_classifiers(tiny_bert, distilbert_with_bert_tokenizer):
+    return str(tiny_bert), str(distilbert_with_bert_tokenizer)
+
+
+def test_several_models_evaluate_and_benchmark_as_one_result(shell, capsys, two_classifiers, labelled_csv):
+    first, second = two_classifiers
+    shell.user_ns.update(m1_folder=first, m2_folder=second, mm_csv=str(labelled_csv))
+    shell.run_line_magic("load_model", "$m1_folder --name m1 -q")
+    shell.run_line_magic("load_model", "$m2_folder --name m2 -q")
+    ev = shell.run_line_magic("evaluate", "m1 m2 --data $mm_csv --variants torch,fp32 --no-widget -o -q")
+    keys = [(r["model"], r["variant"]) for r in ev.rows]
+    assert keys == [("m1", "torch"), ("m1", "fp32"), ("m2", "torch"), ("m2", "fp32")]
+    assert len({r["model_sha"] for r in ev.rows}) == 2
+    assert ev.reference == "m1/torch" and list(ev.to_pandas()["model"]) == ["m1", "m1", "m2", "m2"]
+    assert str(ev).splitlines()[1].split()[:2] == ["model", "variant"]
+
+    by_m2 = shell.run_line_magic("evaluate", "m1 m2 --data $mm_csv --variants torch,fp32 --reference m2/torch "
+                                             "--no-widget -o -q")
+    assert by_m2.reference == "m2/torch"
+    assert [(r["model"], r["variant"]) for r in by_m2.rows][0] == ("m2", "torch")  # the reference runs first
+    rows = {(r["model"], r["variant"]): r for r in by_m2.rows}
+    assert rows[("m2", "fp32")]["agreement"] == 1.0  # fp32 of m2 against m2's torch
+    m1_torch = rows[("m1", "torch")]
+    assert m1_torch["pct_of_reference"] == pytest.approx(100 * m1_torch["accuracy"] / rows[("m2", "torch")]["accuracy"])
+
+    bench = shell.run_line_magic("benchmark", f"m1 m2 --variants torch,fp32 --batch-sizes 1 --seq-lens 8 --inline "
+                                              f"{FAST} -o -q")
+    keys = sorted((r["model"], r["variant"]) for r in bench.rows)
+    assert keys == [("m1", "fp32"), ("m1", "torch"), ("m2", "fp32"), ("m2", "torch")]  # none overwrote another
+    assert all(r["status"] == "ok" for r in bench.rows)
+    assert "model" in str(bench).splitlines()[1].split()
+
+
+def test_two_different_models_under_one_name_are_refused(shell, capsys, two_classifiers, labelled_csv):
+    first, second = two_classifiers
+    shell.user_ns.update(m1_folder=first, m2_folder=second, mm_csv=str(labelled_csv))
+    shell.run_line_magic("load_model", "$m1_folder --name same_a -q")
+    # another model under the same name, as a user gets it from Python
+    assert shell.run_cell("import hfmagic; same_b = hfmagic.load_model(m2_folder, name='same_a')",
+                          store_history=False).success
+    assert shell.user_ns["same_b"].name == "same_a"
+    shell.run_line_magic("load_model", "$m2_folder --name m2 -q")
+    for magic in ("evaluate same_a same_b --data $mm_csv --variants torch --no-widget",
+                  f"benchmark same_a same_b --variants torch --batch-sizes 1 --seq-lens 8 --inline {FAST}"):
+        message = refused(shell, capsys, f"%{magic}")
+        assert "two different models are both named 'same_a'" in message, message
+    bad = refused(shell, capsys, "%evaluate same_a m2 --data $mm_csv --reference nobody/torch --no-widget")
+    assert "nobody/torch" in bad
+
+
+def test_several_models_on_the_command_line(two_classifiers, labelled_csv):
+    first, second = two_classifiers
+    done = cli("evaluate", first, second, "--data", labelled_csv, "--variants", "torch")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[1].split()[:2] == ["model", "variant"]
+    models = [line.split()[0] for line in lines[3:5]]
+    assert len(set(models)) == 2 and all(line.split()[1] == "torch" for line in lines[3:5]), done.stdout
+    bad = cli("evaluate", first, second, "--data", labelled_csv, "--variants", "torch", "--reference", "nobody/torch")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "nobody/torch" in bad.stderr
