@@ -13,8 +13,6 @@ from typing import Any
 
 from hfmagic.errors import BackendUnavailable, UsageProblem
 
-# models whose position ids start after the padding index (max_position_embeddings - pad - 1 usable)
-_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "data2vec-text"}
 
 
 @dataclass
@@ -54,11 +52,11 @@ def check_number(value, what: str, minimum: float):
 
 
 def check_positions(model, seq_lens: list[int]) -> None:
-    limit = model.max_positions
+    """Every sequence length fits the model's positions (the task's rule: RoBERTa-style offsets and
+    the tokenizer's model_max_length)."""
+    limit = model.task_plugin.position_limit(model)
     if limit is None:
         return
-    if model.model_type in _OFFSET_POSITIONS:
-        limit -= (model.config.get("pad_token_id") or 0) + 1
     too_long = [s for s in seq_lens if s > limit]
     if too_long:
         raise UsageProblem(f"sequence length {too_long[0]} is beyond {model.name}'s {limit} positions; "

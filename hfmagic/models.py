@@ -283,13 +283,16 @@ def load_model(source: Any, task: str | None = None, revision: str | None = None
 
 def check_distinct(models: list) -> None:
     """Several models in one comparison need one name each: two different weights under one name
-    would be indistinguishable in every table (the same model twice is allowed)."""
+    would be indistinguishable in every table, and the same model twice would give each row twice."""
     seen: dict[str, str] = {}
     for model in models:
         sha = model.weights_sha256
-        if seen.setdefault(model.name, sha) != sha:
+        if model.name in seen:
+            if seen[model.name] == sha:
+                raise UsageProblem(f"{model.name} is listed twice; list each model once")
             raise UsageProblem(f"two different models are both named {model.name!r}; load one under another "
                                "name (%load_model SOURCE --name NAME)")
+        seen[model.name] = sha
 
 
 def derive_name(source: str) -> str:

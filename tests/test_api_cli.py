@@ -216,7 +216,7 @@ def test_dashboard_exports_to_a_place_that_cannot_be_written_are_one_line(shell,
         assert one_line(capsys.readouterr().out).startswith("hfmagic: cannot write "), call
     with pytest.raises(UsageProblem, match="cannot write /proc/r.html"):  # plain Python: the same error
         shell.user_ns["api_dash"].to_html("/proc/r.html")
-    assert shell.user_ns["api_dash"].to_csv(tmp_path / "rows.csv").read_text().startswith("variant,")
+    assert shell.user_ns["api_dash"].to_csv(tmp_path / "rows.csv").read_text().startswith("model,variant,")
 
 
 def test_the_one_line_handler_keeps_one_set_before_and_goes_with_the_extension():

@@ -133,10 +133,6 @@ def toy_task():
     assert ToySentiment.NAME not in tasks.names()
 
 
-@pytest.mark.xfail(strict=True, reason="hfmagic.tasks.infer_task tries tasks in registration order, so the "
-                                       "built-in text-classification (its architecture suffix matches) always wins "
-                                       "over a more specific task registered later, and its matches() is never "
-                                       "asked (the README's own example needs --task); reported")
 def test_a_registered_task_is_inferred_at_load(shell, toy_task, toy_folder):
     shell.user_ns["toy_folder"] = str(toy_folder)
     shell.run_line_magic("load_model", "$toy_folder --name toy -q")

@@ -69,7 +69,9 @@ def ensure(spec: dict | None) -> None:
 
 def infer_task(config: dict, where: str = "this model") -> str:
     """The registered task a saved config is for, or one line naming what it is and the tasks that exist."""
-    ordered = sorted(_REGISTRY.values(), key=lambda cls: cls.FALLBACK)  # specific tasks first
+    # the newest registered first (a plugin that recognises a config beats the built-in it extends),
+    # fallbacks (bare encoders) last
+    ordered = sorted(reversed(list(_REGISTRY.values())), key=lambda cls: cls.FALLBACK)
     for cls in ordered:
         if cls.matches(config):
             return cls.NAME

@@ -108,6 +108,7 @@ class TextTask(Task):
 @register
 class TextClassification(TextTask):
     NAME = "text-classification"
+    EXPORT_TASK = "text-classification"  # a plugin extending this task exports as it
     AUTO_CLASS = "AutoModelForSequenceClassification"
     ARCHITECTURES = ("ForSequenceClassification",)
     LABELLED = True
@@ -133,6 +134,7 @@ class TextClassification(TextTask):
 @register
 class TokenClassification(TextTask):
     NAME = "token-classification"
+    EXPORT_TASK = "token-classification"  # a plugin extending this task exports as it
     AUTO_CLASS = "AutoModelForTokenClassification"
     ARCHITECTURES = ("ForTokenClassification",)
     LABELLED = True
@@ -154,6 +156,7 @@ class TokenClassification(TextTask):
 @register
 class QuestionAnswering(TextTask):
     NAME = "question-answering"
+    EXPORT_TASK = "question-answering"  # a plugin extending this task exports as it
     AUTO_CLASS = "AutoModelForQuestionAnswering"
     ARCHITECTURES = ("ForQuestionAnswering",)
     DESCRIPTION = "an answer span in a context"
@@ -171,6 +174,7 @@ class QuestionAnswering(TextTask):
 @register
 class FeatureExtraction(TextTask):
     NAME = "feature-extraction"
+    EXPORT_TASK = "feature-extraction"  # a plugin extending this task exports as it
     AUTO_CLASS = "AutoModel"
     FALLBACK = True
     DEFAULT_METRICS = ("cosine",)
