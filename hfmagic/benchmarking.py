@@ -24,6 +24,10 @@ from hfmagic.errors import UsageProblem
 from hfmagic.results import Column, Table
 
 LOAD_TIMEOUT_S = 600.0
+MAX_TIME_FACTOR = 60  # interleaved rounds end after 60 x min-time (--max-time), at least MAX_TIME_MIN_S,
+MAX_TIME_MIN_S = 2.0  # even if an interval is still wider than the target
+CI_TARGET = 0.03    # ... and as soon as every speed-up's 95% interval is within +-3% of it
+SLICE_MIN_S = 0.02  # a slice runs about min-time / 10 seconds, at least this long
 BUDGET_GRACE_S = 1.0  # how long past --budget a shape in flight may take to report before it is cut
 MAX_TEXTS = 256  # real texts sent to a worker (--inputs)
 
@@ -31,7 +35,8 @@ SHORT_SHA = 12  # a row's model_sha: the start of its weights' sha256
 ROW_KEYS = ("model", "model_sha", "variant", "backend", "batch_size", "seq_len", "status", "mean_ms", "std_ms", "p50_ms",
             "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms", "cv", "runs", "samples_per_s",
             "tokens_per_s", "peak_mem_mb", "startup_s", "load_s", "first_ms", "size_mb", "speedup", "speedup_low",
-            "speedup_high", "e2e_p50_ms", "threads", "isolation", "pid", "samples_ms", "e2e_samples_ms")
+            "speedup_high", "e2e_p50_ms", "threads", "isolation", "pid", "rounds", "disturbed_rounds", "speedup_rounds",
+            "speedup_trust", "samples_ms", "sample_rounds", "e2e_samples_ms")
 
 
 def _speedup_text(row: dict) -> str | None:
@@ -67,7 +72,8 @@ class BenchmarkResult:
     run_id: str | None = None
     baseline: str | None = None  # "variant/backend" the speed-ups are against
     model_name: str | None = None
-    weights_sha256: str | None = None  # the model's (a dashboard refuses to mix two models)
+    weights_sha256: str | None = None  # the model's; None when several models are compared
+    schedule: list = field(default_factory=list)  # interleaved: (round, configuration) as measured
 
     def table(self) -> Table:
         columns = [c for c in COLUMNS if c.key != "e2e_p50_ms" or any(r["e2e_p50_ms"] for r in self.rows)]
@@ -97,12 +103,16 @@ class BenchmarkResult:
 def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=None, threads=None,
               warmup=10, min_runs=10, min_time=1.0, budget=None, baseline=None, inputs=None,
               inputs_source=None, inline=False, callback=None, timeout=None,
-              progress=True, force=False) -> BenchmarkResult:
+              progress=True, force=False, order="interleaved", max_time=None, ci_target=CI_TARGET) -> BenchmarkResult:
     """Benchmark ``target`` (a model handle or source: torch and the ONNX variants exported for it;
     or a ``Variants``) over variants x backends x batch sizes x sequence lengths.
 
     ``timeout``: seconds a shape may take before its worker is called hung and killed (default
-    180 + 10 x min_time). ``progress``: show a progress bar. ``force``: measure shapes whose
+    180 + 10 x min_time). ``progress``: show a progress bar. ``order``: ``interleaved`` (rounds that
+    visit every configuration in a fresh random order, speed-ups paired by round; see
+    :class:`Rounds`) or ``sequential`` (one configuration after another). ``max_time``: seconds the
+    rounds may take (default 60 x min_time, at least 2); ``ci_target``: they end once every speed-up's 95% interval is
+    within +-ci_target of it (0.03). ``force``: measure shapes whose
     memory estimate (:func:`hfmagic.benchplan.estimate_memory`) exceeds the memory available,
     which are otherwise refused before anything runs. See the module docstring.
     """
@@ -132,6 +142,12 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
         raise UsageProblem(f"--budget must be a positive number of seconds, got {budget}")
     if timeout is not None and timeout <= 0:
         raise UsageProblem(f"--timeout must be a positive number of seconds, got {timeout}")
+    if order not in ("interleaved", "sequential"):
+        raise UsageProblem(f"--order must be interleaved or sequential, got {order!r}")
+    if max_time is not None and max_time <= 0:
+        raise UsageProblem(f"--max-time must be a positive number of seconds, got {max_time}")
+    if not 0 < ci_target < 1:
+        raise UsageProblem(f"--ci-target must be a fraction between 0 and 1 (0.03 is +-3%), got {ci_target}")
     base_model, base_rest = benchplan.split_baseline(baseline, models)
     plans = []  # (model, target, variant names asked for, kinds)
     for model, one in zip(models, targets):
@@ -178,7 +194,7 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
               "batch_sizes": batch_sizes, "seq_lens": seq_lens, "threads": threads, "warmup": warmup,
               "min_runs": min_runs, "min_time": min_time, "budget": budget, "baseline": baseline,
               "inputs_source": inputs_source or (data.source if data else None), "inline": inline,
-              "timeout": timeout, "force": force}
+              "timeout": timeout, "force": force, "order": order, "max_time": max_time, "ci_target": ci_target}
     if several:
         params["targets"] = [str(m.path) for m in models]
         params["variants_by_model"] = {m.name: [v.name for v in c] for m, c in zip(models, chosen_sets)}
@@ -218,6 +234,7 @@ class Sweep:
         self.startups: dict[str, float] = {}  # backend -> its slowest worker start (--budget takes the max)
         self.unavailable = unavailable  # backend -> why it cannot run here (its rows say so too)
         self.run_record = None
+        self.schedule: list = []
         self.memory: dict = {}  # model name -> its benchplan.MemoryGuard: names the rows that ran out of memory
 
     # -- the sweep -----------------------------------------------------------------------------
@@ -232,8 +249,11 @@ class Sweep:
         self.bar = tqdm(total=self.total, desc=f"benchmark {', '.join(m.name for m in self.models)}", unit="config",
                         delay=1.5, disable=not self.progress, file=sys.stderr)
         try:
-            for job in self.jobs:
-                self._run_job(job)
+            if self.params.get("order", "interleaved") == "interleaved":
+                Rounds(self).run()
+            else:
+                for job in self.jobs:
+                    self._run_job(job)
         except KeyboardInterrupt:
             self.interrupted = True
         finally:
@@ -347,7 +367,8 @@ class Sweep:
         guard = self.memory.get(job.model.name)
         if guard is not None:
             row["status"] = guard.row_status(raw["status"], batch, seq, job.variant.kind, job.backend)
-        for key in ("startup_s", "load_s", "pid", "first_ms", "peak_mem_mb"):
+        for key in ("startup_s", "load_s", "pid", "first_ms", "peak_mem_mb", "sample_rounds", "rounds",
+                    "disturbed_rounds"):
             row[key] = raw.get(key)
         if raw["status"] != "ok":
             return row
@@ -366,10 +387,21 @@ class Sweep:
             base = self.rows.get((*self.baseline, batch, seq))
             if job.key == self.baseline:
                 row.update(speedup=1.0, speedup_low=1.0, speedup_high=1.0)
+            elif base and base["status"] == "ok" and raw.get("sample_rounds") and base.get("sample_rounds"):
+                row.update(self._paired(base, row))
             elif base and base["status"] == "ok":
                 ratio, low, high = stats.speedup(base["samples_ms"], row["samples_ms"])
                 row.update(speedup=ratio, speedup_low=low, speedup_high=high)
         return row
+
+    @staticmethod
+    def _paired(base: dict, row: dict) -> dict:
+        """The speed-up paired by round (stats.paired_speedup), from the clean rounds of both."""
+        mb = stats.slice_medians(base["samples_ms"], base["sample_rounds"])
+        mr = stats.slice_medians(row["samples_ms"], row["sample_rounds"])
+        found = stats.paired_speedup(mb, mr, stats.disturbed(mb) | stats.disturbed(mr))
+        return {"speedup": found["ratio"], "speedup_low": found["low"], "speedup_high": found["high"],
+                "speedup_rounds": found["rounds_used"], "speedup_trust": found["trust"]}
 
     def _event(self, event: dict) -> None:
         if self.callback is not None:
@@ -436,8 +468,293 @@ class Sweep:
         names = ", ".join(m.name for m in self.models)
         title = f"benchmark of {names}" + (f" (speed-up vs {base})" if base else "")
         return BenchmarkResult(rows, notes, title, self.params,
-                               baseline=base, model_name=names,
+                               baseline=base, model_name=names, schedule=self.schedule,
                                weights_sha256=None if several else self.model.weights_sha256)
+
+
+class Rounds:
+    """Interleaved rounds (the default order): every variant x backend keeps its worker, loaded once;
+    each round visits every configuration (job x shape) in a fresh random order for a short slice,
+    so a load that comes and goes lands on all of them alike. Rounds go on until every speed-up's
+    95% interval is within +-``ci_target`` of it (and every configuration has at least min-runs
+    runs and min-time seconds), or until max-time or the budget. Workers that would not fit in
+    memory together run in groups, the baseline's in each."""
+
+    MIN_ROUNDS = 5
+
+    def __init__(self, sweep: "Sweep"):
+        import numpy as np
+
+        self.sweep, self.p = sweep, sweep.params
+        self.rng = np.random.default_rng(0)
+        self.samples: dict[tuple, list[float]] = {}
+        self.rounds_of: dict[tuple, list[int]] = {}
+        self.meta: dict[tuple, dict] = {}   # per configuration: first_ms, peak, load_s, startup_s, pid
+        self.failed: dict[tuple, str] = {}
+        self.e2e: dict[tuple, list[float]] = {}  # with --inputs: end-to-end samples (tokenizer included)
+        self.sources: dict[int, object] = {}
+        self.runs: dict[tuple, int] = {}    # runs per slice, per configuration
+        self.round = 0
+        self.schedule: list[tuple[int, str]] = []  # (round, configuration) in the order measured
+
+    # -- the plan ------------------------------------------------------------------------------
+    def run(self) -> None:
+        sweep = self.sweep
+        for job in sweep.jobs:
+            if job.blocked:
+                for shape in job.shapes:
+                    sweep._add(job, shape, {"status": job.blocked})
+        runnable = [j for j in sweep.jobs if not j.blocked]
+        if not runnable:
+            return
+        groups = self._groups(runnable)
+        base_job = runnable[0] if sweep.baseline and runnable[0].key == sweep.baseline else None
+        sources = self.sources = {}
+        try:
+            for group in groups:
+                self._measure(group, sources)
+                for job in group:  # the baseline's worker stays for the next group
+                    if job is not base_job and id(job) in sources:
+                        sources.pop(id(job)).close()
+        finally:
+            for source in sources.values():  # first: nothing below may leave a worker behind
+                source.close()
+            for job in runnable:
+                self._rows(job)
+        done = self.round
+        if done:
+            sweep.notes.append(self._note(runnable))
+        sweep.schedule = self.schedule
+
+    def _groups(self, jobs: list[Job]) -> list[list[Job]]:
+        """Jobs whose workers fit in memory together (estimates of each one's largest shape); the
+        first job (the baseline's) is in every group."""
+        from hfmagic.benchplan import available_memory
+
+        def need(job):
+            guard = self.sweep.memory.get(job.model.name)
+            if guard is None or job.variant.kind not in ("torch", "onnx"):
+                return 0
+            return max(guard.needed(b, s, job.variant.kind) for b, s in job.shapes)
+
+        room = 0.8 * available_memory()
+        first, rest = jobs[0], jobs[1:]
+        groups, current, used = [], [first], need(first)
+        for job in rest:
+            if len(current) > 1 and used + need(job) > room:
+                groups.append(current)
+                current, used = [first], need(first)
+            current.append(job)
+            used += need(job)
+        groups.append(current)
+        if len(groups) > 1:
+            self.sweep.notes.append(f"memory: the {len(jobs)} workers would not fit together "
+                                    f"({room / 1e9:.1f} GB to use), so rounds ran in {len(groups)} groups, "
+                                    f"{jobs[0].label} in each")
+        return groups
+
+    # -- measuring -----------------------------------------------------------------------------
+    def _start(self, job: Job):
+        from hfmagic.worker import InlineServer, WorkerProcess
+
+        spec = {**self.sweep._job_spec(job, job.shapes), "serve": True}
+        return (InlineServer if self.p["inline"] else WorkerProcess)(spec)
+
+    def _measure(self, group: list[Job], sources: dict) -> None:
+        sweep = self.sweep
+        live = []
+        for job in group:
+            if id(job) in sources:
+                live.append(job)
+                continue
+            if self._load(job, sources):
+                live.append(job)
+        configs = [(job, shape) for job in live for shape in job.shapes]
+        deadline = self._deadline(time.time())  # max-time counts the rounds, not the workers' start
+        while configs:
+            self.round += 1
+            for i in self.rng.permutation(len(configs)):
+                job, shape = configs[i]
+                if (id(job), shape) in self.failed:
+                    continue
+                if time.time() > deadline:  # max-time or the budget: the rounds end here
+                    return
+                if id(job) not in sources:  # its worker died at another shape: a fresh one takes the rest
+                    rest = [sh for sh in job.shapes if (id(job), sh) not in self.failed]
+                    if not self._load(job, sources, rest):
+                        continue
+                self.schedule.append((self.round, f"{job.label}/{shape[0]}x{shape[1]}"))
+                self._slice(job, shape, sources[id(job)])
+            sweep._event({"type": "progress", "done": len(sweep.rows), "total": sweep.total,
+                          "label": f"round {self.round}"})
+            sweep.bar.set_postfix_str(f"round {self.round}")
+            if self._done(configs):
+                return
+
+    def _load(self, job: Job, sources: dict, shapes=None) -> bool:
+        """Start the job's worker and wait for it to load; on failure its shapes' rows say why."""
+        sweep = self.sweep
+        shapes = shapes or job.shapes
+        sweep._event({"type": "progress", "done": len(sweep.rows), "total": sweep.total,
+                      "label": f"loading {job.label}"})
+        source = sources[id(job)] = self._start(job)
+        try:
+            message = source.next(max(LOAD_TIMEOUT_S, sweep.timeout))
+        except TimeoutError:
+            message = {"type": "error", "error": f"loading took over {LOAD_TIMEOUT_S:.0f} s (worker killed)"}
+        if message is None:
+            message = {"type": "error", "error": f"crashed while loading: worker {source.exit_reason()}"}
+        if message["type"] != "ready":
+            what = "unavailable" if message.get("unavailable") else "failed to load"
+            for shape in shapes:
+                self.failed.setdefault((id(job), shape), message["error"] if message["error"].startswith("crashed")
+                                       else f"{what}: {message['error']}")
+            sources.pop(id(job)).close()
+            return False
+        sweep.startups[job.backend] = max(sweep.startups.get(job.backend, 0.0), message["startup_s"])
+        for key, value in message["threads_used"].items():
+            sweep.threads_seen.setdefault(key, set()).add(value)
+        for shape in shapes:
+            meta = self.meta.setdefault((id(job), shape), {})
+            meta.setdefault("load_s", message["load_s"])
+            meta.setdefault("startup_s", message["startup_s"])
+            meta["pid"] = message["pid"]
+        return True
+
+    def _deadline(self, start: float) -> float:
+        end = start + (self.p.get("max_time") or max(MAX_TIME_MIN_S, MAX_TIME_FACTOR * self.p["min_time"]))
+        if self.sweep.deadline is not None:
+            end = min(end, self.sweep.deadline)
+        return end
+
+    def _slice(self, job: Job, shape: tuple[int, int], source) -> None:
+        key = (id(job), shape)
+        runs = self.runs.get(key, max(3, min(self.p["min_runs"], 10)))
+        source.send({"cmd": "slice", "shape": list(shape), "runs": runs, "round": self.round})
+        wait = self.sweep.timeout
+        if self.sweep.deadline is not None:  # the budget bounds the sweep: a slice in flight at its end is cut
+            wait = min(wait, max(0.0, self.sweep.deadline - time.time()) + BUDGET_GRACE_S)
+        try:
+            message = source.next(wait)
+        except TimeoutError:
+            self.sources.pop(id(job)).close()
+            if self.sweep.deadline is not None and time.time() >= self.sweep.deadline:
+                if key not in self.samples:
+                    self.failed[key] = "skipped: budget"
+                return
+            self.failed[key] = (f"timeout: no result within {self.sweep.timeout:.0f} s (worker killed; a fresh "
+                                "one measures the rest)")
+            return
+        if message is None:
+            self.failed[key] = f"crashed: worker {source.exit_reason()}"
+            self.sources.pop(id(job)).close()
+            return
+        if "error" in message:
+            self.failed[key] = message["error"]
+            return
+        samples = message["samples_ms"]
+        if message.get("e2e_samples_ms"):
+            self.e2e.setdefault(key, []).extend(message["e2e_samples_ms"])
+        self.samples.setdefault(key, []).extend(samples)
+        self.rounds_of.setdefault(key, []).extend([self.round] * len(samples))
+        meta = self.meta.setdefault(key, {})
+        if message.get("first_ms") is not None:
+            meta["first_ms"] = message["first_ms"]
+        meta["peak_mem_mb"] = max(meta.get("peak_mem_mb") or 0.0, message["peak_mem_mb"])
+        meta["peak_mem_exact"] = message.get("peak_mem_exact", True)
+        import numpy as np
+
+        per_run = float(np.median(samples)) / 1000
+        slice_s = max(SLICE_MIN_S, self.p["min_time"] / 10)
+        self.runs[key] = int(min(1000, max(1, round(slice_s / max(per_run, 1e-6)))))
+
+    def _done(self, configs) -> bool:
+        """Enough runs and time everywhere, and every speed-up interval within the target."""
+        if self.round < self.MIN_ROUNDS:
+            return False
+        for job, shape in configs:
+            key = (id(job), shape)
+            if key in self.failed:
+                continue
+            got = self.samples.get(key, [])
+            if len(got) < self.p["min_runs"] or sum(got) / 1000 < self.p["min_time"]:
+                return False
+        return all(w <= self.p.get("ci_target", CI_TARGET) for w in self._widths(configs))
+
+    def _widths(self, configs):
+        """Each configuration's speed-up interval half-width, relative to the speed-up."""
+        sweep = self.sweep
+        by_key = {(job.key, shape): (id(job), shape) for job, shape in configs}
+        for job, shape in configs:
+            base = by_key.get((sweep.baseline, shape)) if sweep.baseline else None
+            key = (id(job), shape)
+            if base is None or base == key or key in self.failed or base in self.failed:
+                continue
+            mb = stats.slice_medians(self.samples[base], self.rounds_of[base])
+            mr = stats.slice_medians(self.samples[key], self.rounds_of[key])
+            found = stats.paired_speedup(mb, mr, stats.disturbed(mb) | stats.disturbed(mr), resamples=400)
+            if found["low"] is None:
+                yield float("inf")
+            else:
+                yield (found["high"] - found["low"]) / 2 / found["ratio"]
+
+    # -- rows ----------------------------------------------------------------------------------
+    def _rows(self, job: Job) -> None:
+        """The job's rows from the slices it got (the baseline's first: speed-ups need it)."""
+        for shape in job.shapes:
+            key = (id(job), shape)
+            if (*job.key, *shape) in self.sweep.rows:
+                continue
+            meta = self.meta.get(key, {})
+            if self.samples.get(key):
+                rounds = self.rounds_of[key]
+                medians = stats.slice_medians(self.samples[key], rounds)
+                raw = {"status": "ok", "samples_ms": self.samples[key], "sample_rounds": rounds, **meta,
+                       "e2e_samples_ms": self.e2e.get(key),
+                       "rounds": len(medians), "disturbed_rounds": len(stats.disturbed(medians))}
+            elif key in self.failed:
+                raw = {"status": self.failed[key], **meta}
+            elif self.sweep.deadline is not None and time.time() >= self.sweep.deadline:
+                raw = {"status": "skipped: budget", **meta}
+            else:
+                raw = {"status": "skipped: interrupted", **meta}
+            self.sweep._add(job, shape, raw)
+
+    def _note(self, jobs: list[Job]) -> str:
+        """How the rounds went: their number, the disturbed ones, whether the fastest held."""
+        import numpy as np
+
+        disturbed = set()
+        for key, values in self.samples.items():
+            disturbed |= stats.disturbed(stats.slice_medians(values, self.rounds_of[key]))
+        text = (f"interleaved: {self.round} rounds, each visiting every configuration in a fresh random "
+                f"order; speed-ups are paired by round (geometric mean of the per-round ratios of slice "
+                f"medians, 95% interval from resampled rounds, disturbed rounds left out); "
+                f"{len(disturbed)} of {self.round} rounds had a disturbed slice (over {stats.DISTURBED:g}x its "
+                "configuration's best)")
+        shapes = sorted({shape for j in jobs for shape in j.shapes})
+        blocks = np.array_split(np.arange(1, self.round + 1), 3) if self.round >= 3 else []
+        unstable = []
+        for shape in shapes:
+            winners = set()
+            for block in blocks:
+                best, name = float("inf"), None
+                for job in jobs:
+                    key = (id(job), shape)
+                    if key not in self.samples:
+                        continue
+                    medians = stats.slice_medians(self.samples[key], self.rounds_of[key])
+                    inside = [m for r, m in medians.items() if r in set(block.tolist())]
+                    if inside and float(np.median(inside)) < best:
+                        best, name = float(np.median(inside)), job.label
+                if name:
+                    winners.add(name)
+            if len(winners) > 1:
+                unstable.append(f"{shape[0]}x{shape[1]} ({' / '.join(sorted(winners))})")
+        if blocks:
+            text += ("; the fastest configuration was the same in each third of the rounds" if not unstable else
+                     f"; the fastest configuration changed between thirds of the rounds at {', '.join(unstable)}")
+        return text
 
 
 # -- rows' helpers -------------------------------------------------------------------------------

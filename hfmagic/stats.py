@@ -68,3 +68,54 @@ def speedup(baseline_ms: Sequence[float], samples_ms: Sequence[float], confidenc
                        rng=np.random.default_rng(seed))
     low, high = result.confidence_interval
     return ratio, float(low), float(high)
+
+
+# -- interleaved rounds: paired speed-ups ------------------------------------------------------------
+DISTURBED = 1.25   # a round's slice is disturbed when its median is over 1.25x the configuration's best
+MIN_CLEAN = 5      # clean rounds a paired speed-up needs to be called trustworthy
+
+
+def slice_medians(samples_ms: Sequence[float], rounds: Sequence[int]) -> dict[int, float]:
+    """Round -> the median of the samples that round's slice measured."""
+    import numpy as np
+
+    by_round: dict[int, list[float]] = {}
+    for value, r in zip(samples_ms, rounds):
+        by_round.setdefault(int(r), []).append(float(value))
+    return {r: float(np.median(v)) for r, v in sorted(by_round.items())}
+
+
+def disturbed(medians: dict[int, float], factor: float = DISTURBED) -> set[int]:
+    """The rounds whose slice ran far slower than this configuration's best slice."""
+    if not medians:
+        return set()
+    best = min(medians.values())
+    return {r for r, m in medians.items() if m > factor * best}
+
+
+def paired_speedup(base: dict[int, float], this: dict[int, float], skip: set[int] = frozenset(),
+                   confidence: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
+    """The speed-up from the rounds both configurations measured: per round, the baseline's slice
+    median over this one's (measured seconds apart, so a load that comes and goes hits both); the
+    estimate is their geometric mean, its interval a percentile bootstrap over whole rounds.
+
+    ``skip``: disturbed rounds, left out when at least MIN_CLEAN clean pairs remain (``clean`` says
+    whether they were); with fewer, every pair is used and ``trust`` is False."""
+    import numpy as np
+
+    pairs = sorted(set(base) & set(this))
+    clean = [r for r in pairs if r not in skip]
+    used = clean if len(clean) >= MIN_CLEAN else pairs
+    out = {"ratio": None, "low": None, "high": None, "rounds": len(pairs), "rounds_used": len(used),
+           "clean": used is clean, "trust": len(clean) >= MIN_CLEAN}
+    if not used:
+        return out
+    logs = np.log(np.array([base[r] / this[r] for r in used]))
+    out["ratio"] = float(np.exp(logs.mean()))
+    if len(used) >= 2:
+        rng = np.random.default_rng(seed)
+        means = logs[rng.integers(0, len(logs), size=(resamples, len(logs)))].mean(1)
+        alpha = (1 - confidence) / 2 * 100
+        low, high = np.exp(np.percentile(means, [alpha, 100 - alpha]))
+        out["low"], out["high"] = float(low), float(high)
+    return out

@@ -49,40 +49,13 @@ def run_job(job: dict, process_start: float | None = None, in_worker: bool = Fal
     in the job's order. ``in_worker``: this process is a worker of its own (process-wide settings
     stay; the fault hook is read).
     """
-    from hfmagic.backends import get_backend
-    from hfmagic.models import ModelHandle
-    from hfmagic.variants import Variant
-
-    from hfmagic.tasks import ensure
-
-    spec = job["variant"]
-    try:
-        ensure(spec.get("task_origin"))  # a task registered at run time in the parent
-    except Exception as exc:
-        yield {"type": "error", "error": one_line(exc), "unavailable": False}
+    loader = _load(job, process_start, in_worker)
+    ready = next(loader)
+    yield ready
+    if ready["type"] != "ready":
         return
-    model = ModelHandle(path=Path(spec["model_path"]), task=spec["task"], source=spec["model_path"],
-                        trust_remote_code=spec.get("trust_remote_code", False), name=spec["model_name"])
-    variant = Variant(spec["name"], model, path=Path(spec["path"]) if spec["path"] else None)
-    backend = get_backend(job["backend"])(own_process=in_worker)
-    texts = job.get("texts")
-    try:
-        start = time.time()
-        backend.imports()
-        loading = time.time()
-        backend.load(variant, job["threads"])
-        load_s = time.time() - loading
-        tokenizer = model.tokenizer() if texts and model.framework == "transformers" else None
-    except Exception as exc:  # the rows of this job say why; the sweep goes on
-        from hfmagic.errors import BackendUnavailable
-
-        backend.close()
-        unavailable = isinstance(exc, BackendUnavailable)
-        yield {"type": "error", "error": str(exc) if unavailable else one_line(exc), "unavailable": unavailable}
-        return
-    startup_s = loading - (process_start if process_start is not None else start)
-    yield {"type": "ready", "startup_s": startup_s, "load_s": load_s, "pid": os.getpid(),
-           "threads_used": backend.threads_used()}
+    backend, model, texts, tokenizer = next(loader)
+    spec, load_s = job["variant"], ready["load_s"]
     previous = None  # (tokens, p50 ms) of the last shape measured: estimates the next one's cost
     try:
         for batch, seq in job["shapes"]:
@@ -103,6 +76,46 @@ def run_job(job: dict, process_start: float | None = None, in_worker: bool = Fal
             yield {"type": "row", "row": {**base, **row}}
     finally:
         backend.close()
+
+
+def _load(job: dict, process_start: float | None, in_worker: bool, spinning: bool = True):
+    """Load the job's variant on its backend: yields the ready (or error) message, then, when ready,
+    (backend, model, texts, tokenizer)."""
+    from hfmagic.backends import get_backend
+    from hfmagic.models import ModelHandle
+    from hfmagic.tasks import ensure
+    from hfmagic.variants import Variant
+
+    spec = job["variant"]
+    try:
+        ensure(spec.get("task_origin"))  # a task registered at run time in the parent
+    except Exception as exc:
+        yield {"type": "error", "error": one_line(exc), "unavailable": False}
+        return
+    model = ModelHandle(path=Path(spec["model_path"]), task=spec["task"], source=spec["model_path"],
+                        trust_remote_code=spec.get("trust_remote_code", False), name=spec["model_name"])
+    variant = Variant(spec["name"], model, path=Path(spec["path"]) if spec["path"] else None)
+    backend = get_backend(job["backend"])(own_process=in_worker)
+    backend.spinning = spinning
+    texts = job.get("texts")
+    try:
+        start = time.time()
+        backend.imports()
+        loading = time.time()
+        backend.load(variant, job["threads"])
+        load_s = time.time() - loading
+        tokenizer = model.tokenizer() if texts and model.framework == "transformers" else None
+    except Exception as exc:  # the rows of this job say why; the sweep goes on
+        from hfmagic.errors import BackendUnavailable
+
+        backend.close()
+        unavailable = isinstance(exc, BackendUnavailable)
+        yield {"type": "error", "error": str(exc) if unavailable else one_line(exc), "unavailable": unavailable}
+        return
+    startup_s = loading - (process_start if process_start is not None else start)
+    yield {"type": "ready", "startup_s": startup_s, "load_s": load_s, "pid": os.getpid(),
+           "threads_used": backend.threads_used()}
+    yield backend, model, texts, tokenizer
 
 
 def measure(backend, batch: int, seq: int, job: dict, texts, tokenizer, model) -> dict:
@@ -226,6 +239,65 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class Measurer:
+    """One variant loaded on its backend, measuring slices of shapes when asked (interleaved rounds).
+
+    ``ready`` is the message loading gave (``ready`` or ``error``, as :func:`run_job`'s). Each
+    ``slice(batch, seq, runs, round)`` times exactly ``runs`` runs of that shape; a shape's first
+    slice also makes its inputs, times its first run alone (``first_ms``) and does the warm-up
+    runs. Between slices the worker blocks on its command pipe, and onnxruntime is told not to
+    busy-wait for work (``session.intra_op.allow_spinning`` = 0), so an idle worker takes no CPU
+    from the one measuring (torch's OpenMP threads spin only briefly, then sleep)."""
+
+    def __init__(self, job: dict, process_start: float | None = None, in_worker: bool = False):
+        self.job, self.in_worker = job, in_worker
+        self.prepared: dict[tuple[int, int], object] = {}
+        self.backend = None
+        loader = _load(job, process_start, in_worker, spinning=False)
+        self.ready = next(loader)
+        if self.ready["type"] == "ready":
+            self.backend, self.model, self.texts, self.tokenizer = next(loader)
+
+    def slice(self, batch: int, seq: int, runs: int, round_no: int) -> dict:
+        out = {"type": "slice", "shape": [batch, seq], "round": round_no, "pid": os.getpid()}
+        try:
+            first_ms = None
+            key = (batch, seq)
+            if key not in self.prepared:
+                if self.in_worker:
+                    _inject_fault(self.job["variant"]["name"], batch, seq)
+                inputs = make_inputs(self.model, self.backend.input_names, batch, seq, self.texts, self.tokenizer)
+                prepared = self.prepared[key] = self.backend.prepare(inputs)
+                t0 = time.perf_counter_ns()
+                self.backend.run(prepared)
+                first_ms = (time.perf_counter_ns() - t0) / 1e6
+                for _ in range(self.job["warmup"]):
+                    self.backend.run(prepared)
+                if self.tokenizer is not None:  # the tokenizer's first calls stay out of the samples too
+                    for _ in range(self.job["warmup"]):
+                        self._end_to_end(batch, seq)
+            prepared = self.prepared[key]
+            exact = reset_peak_memory()
+            samples = timed_runs(lambda: self.backend.run(prepared), runs, 0.0)
+            e2e = timed_runs(lambda: self._end_to_end(batch, seq), runs, 0.0) if self.tokenizer is not None else None
+            return out | {"samples_ms": samples, "e2e_samples_ms": e2e, "first_ms": first_ms,
+                          "peak_mem_mb": peak_memory_mb(), "peak_mem_exact": exact}
+        except Exception as exc:
+            return out | {"error": f"failed: {one_line(exc)}"}
+
+    def _end_to_end(self, batch: int, seq: int) -> None:
+        """One run of tokenizer plus model on the next ``batch`` real texts."""
+        self._cursor = getattr(self, "_cursor", -batch) + batch
+        texts = self.texts
+        chunk = [texts[(self._cursor + i) % len(texts)] for i in range(batch)]
+        self.backend.run(self.backend.prepare(make_inputs(self.model, self.backend.input_names, batch, seq, chunk,
+                                                          self.tokenizer)))
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+
+
 # -- the parent side ------------------------------------------------------------------------------
 
 class WorkerProcess:
@@ -236,9 +308,10 @@ class WorkerProcess:
 
         self._oom_kills = oom_kills()  # the cgroup's count: if it rises, the OOM killer ended the worker
         self._stderr = tempfile.TemporaryFile(mode="w+b")
+        env = os.environ.copy()  # keeps ORT_DISABLE_TELEMETRY=1
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hfmagic.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._stderr, env=os.environ.copy(),  # keeps ORT_DISABLE_TELEMETRY=1
+            stderr=self._stderr, env=env,
             start_new_session=True,  # Ctrl-C reaches the parent only; it stops the worker
         )
         self.proc.stdin.write((json.dumps(job) + "\n").encode())
@@ -256,6 +329,14 @@ class WorkerProcess:
             self.proc.kill()
         finally:
             self._lines.put(None)
+
+    def send(self, command: dict) -> None:
+        """A command to a serving worker (``{"cmd": "slice", ...}``); a gone worker's next() says so."""
+        try:
+            self.proc.stdin.write((json.dumps(command) + "\n").encode())
+            self.proc.stdin.flush()
+        except OSError:
+            pass
 
     def next(self, timeout: float) -> dict | None:
         """The next message; None when the worker has exited. Raises TimeoutError after ``timeout``.
@@ -318,6 +399,26 @@ class WorkerProcess:
             pass
 
 
+class InlineServer:
+    """A serving worker in this process (``--inline`` with interleaved rounds)."""
+
+    def __init__(self, job: dict):
+        self.measurer = Measurer(job)
+        self._pending = [self.measurer.ready]
+
+    def send(self, command: dict) -> None:
+        self._pending.append(self.measurer.slice(*command["shape"], command["runs"], command["round"]))
+
+    def next(self, timeout: float) -> dict | None:
+        return self._pending.pop(0) if self._pending else None
+
+    def exit_reason(self) -> str:
+        return "ended without a result"
+
+    def close(self) -> None:
+        self.measurer.close()
+
+
 class InlineRun:
     """A job run in this process (``--inline``), read the way a worker is; nothing can time out."""
 
@@ -341,12 +442,26 @@ def main() -> None:
     os.dup2(2, 1)  # anything else printed to stdout (by Python or C libraries) goes to stderr
     sys.stdout = sys.stderr
     job = json.loads(sys.stdin.readline())
-    threading.Thread(target=_exit_with_parent, daemon=True).start()
     import psutil
 
-    for message in run_job(job, psutil.Process().create_time(), in_worker=True):
+    def send(message: dict) -> None:
         protocol.write(json.dumps(message) + "\n")
         protocol.flush()
+
+    if job.get("serve"):  # interleaved rounds: slices on request until the parent ends or goes away
+        measurer = Measurer(job, psutil.Process().create_time(), in_worker=True)
+        send(measurer.ready)
+        if measurer.ready["type"] == "ready":
+            for line in sys.stdin:  # idle here: a blocking read, no CPU
+                command = json.loads(line)
+                if command.get("cmd") != "slice":
+                    break
+                send(measurer.slice(*command["shape"], command["runs"], command["round"]))
+        measurer.close()
+        return
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+    for message in run_job(job, psutil.Process().create_time(), in_worker=True):
+        send(message)
 
 
 def _exit_with_parent() -> None:

@@ -45,7 +45,7 @@ def runs_in_store():
 
 def test_worker_sweep_figures_are_those_of_the_raw_samples(shell_with_variants, tiny_variants):
     res = shell_with_variants.run_line_magic(
-        "benchmark", f"tv --variants fp32,torch --batch-sizes 2,1 --seq-lens 16,8 {FAST} -o -q")
+        "benchmark", f"tv --variants fp32,torch --batch-sizes 2,1 --seq-lens 16,8 {FAST} --order sequential -o -q")
     rows = res.rows
     # baseline (torch) first, shapes smallest first, every combination present
     assert [(r["variant"], r["backend"], r["batch_size"], r["seq_len"]) for r in rows] == [
@@ -95,7 +95,7 @@ def test_crash_hang_error_and_broken_file_stay_in_their_rows(tiny_variants, monk
 
     monkeypatch.setenv("HFMAGIC_WORKER_FAULT", "crash:fp32:1x16,raise:fp32:3x8,hang:fp32:3x16")
     res = benchmark(tiny_variants, variants=["fp32", "O1"], batch_sizes=[1, 2, 3], seq_lens=[8, 16],
-                    timeout=3, **FAST_KW)
+                    timeout=3, order="sequential", **FAST_KW)
     fp32 = {(r["batch_size"], r["seq_len"]): r for r in res.rows if r["variant"] == "fp32"}
     assert fp32[1, 8]["status"] == "ok"
     assert fp32[1, 16]["status"].startswith("crashed: worker killed by SIGKILL (out of memory?")
@@ -140,7 +140,7 @@ def test_budget_bounds_the_sweeps_wall_time_with_workers(tiny_variants, monkeypa
     monkeypatch.setenv("HFMAGIC_WORKER_FAULT", "hang:fp32:2x16")
     started = time.monotonic()
     res = benchmark(tiny_variants, variants=["fp32"], batch_sizes=[1, 2, 4], seq_lens=[16], budget=4,
-                    timeout=60, **FAST_KW)
+                    timeout=60, order="sequential", **FAST_KW)
     took = time.monotonic() - started
     assert [r["status"] for r in res.rows] == ["ok", "skipped: budget", "skipped: budget"]
     assert took < 4 + BUDGET_GRACE_S + 3, f"a 4 s budget took {took:.1f} s"  # + killing the worker
@@ -150,7 +150,7 @@ def test_budget_skips_what_does_not_fit_and_says_so(tiny_variants):
     from hfmagic.benchmarking import benchmark
 
     res = benchmark(tiny_variants, variants=["fp32"], batch_sizes=[1, 2], seq_lens=[8, 16, 32],
-                    budget=0.5, inline=True, **{**FAST_KW, "min_time": 0.2})
+                    budget=0.5, inline=True, order="sequential", **{**FAST_KW, "min_time": 0.2})
     statuses = [r["status"] for r in res.rows]
     assert statuses[0] == "ok" and "skipped: budget" in statuses
     assert set(statuses) == {"ok", "skipped: budget"}
@@ -174,7 +174,7 @@ def test_interrupt_keeps_finished_rows_and_stops_the_worker(tiny_variants):
             raise KeyboardInterrupt  # what Ctrl-C / the stop button raises in the kernel
 
     res = benchmark(tiny_variants, variants=["fp32"], batch_sizes=[1, 2], seq_lens=[8, 16],
-                    callback=callback, **FAST_KW)
+                    callback=callback, order="sequential", **FAST_KW)
     assert [r["status"] for r in res.rows] == ["ok", "ok", "skipped: interrupted", "skipped: interrupted"]
     assert "interrupted: 2 of 4 configurations finished" in " ".join(res.notes)
     assert not psutil.pid_exists(res.rows[0]["pid"])

@@ -71,7 +71,7 @@ def sweep_with_two_rows_done(tmp_path, model, *flags):
     env = {**os.environ, "HFMAGIC_CACHE_DIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-m", "hfmagic", "benchmark", str(model), *flags,
                              "--batch-sizes", ",".join(map(str, SHAPES)), "--seq-lens", "16", "--warmup", "1",
-                             "--min-time", "0.5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--min-time", "0.5", "--order", "sequential"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     path, deadline = tmp_path / "runs.sqlite", time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if path.exists() and any(r["rows"] >= 2 for r in RunStore(path).runs(kind="benchmark")):

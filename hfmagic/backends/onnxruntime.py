@@ -36,6 +36,8 @@ class OnnxRuntime(Backend):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if not self.spinning:  # an idle worker's threads would otherwise spin on the next one's cores
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(variant.path), options, providers=self.PROVIDERS)
         used = self.session.get_providers()
         if used[0] != self.PROVIDERS[0]:  # onnxruntime falls back to the CPU without failing

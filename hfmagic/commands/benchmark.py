@@ -31,6 +31,12 @@ ARGS = [
                   "against (default: the first model's torch)"),
     argument("--inputs", metavar="DATA", help="real texts: also time end to end, tokenizer included"),
     argument("--inline", action="store_true", help="measure in this process, not a worker"),
+    argument("--order", default="interleaved", choices=["interleaved", "sequential"],
+             help="interleaved (default): rounds visit every configuration in a fresh random order and "
+                  "speed-ups are paired by round; sequential: one configuration after another"),
+    argument("--max-time", type=float, help="seconds the interleaved rounds may take (default 120)"),
+    argument("--ci-target", type=float, default=0.03,
+             help="end the rounds once every speed-up's 95%% interval is within +- this fraction (0.03)"),
     argument("--timeout", type=float,
              help="seconds one shape may take before its worker is called hung (default 180 + 10 x min-time)"),
     argument("--force", action="store_true",
@@ -55,7 +61,7 @@ def run(args, ctx):
         seq_lens=positive_ints(args.seq_lens, "sequence length"), threads=args.threads,
         warmup=args.warmup, min_runs=args.min_runs, min_time=args.min_time, budget=args.budget,
         baseline=args.baseline, inputs=data, inputs_source=args.inputs, inline=args.inline,
-        timeout=args.timeout, callback=live, progress=not args.quiet and live is None, force=args.force,
+        timeout=args.timeout, order=args.order, max_time=args.max_time, ci_target=args.ci_target, callback=live, progress=not args.quiet and live is None, force=args.force,
     )
     if args.name:
         ctx.bind(args.name, result)
