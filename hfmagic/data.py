@@ -86,12 +86,12 @@ def _table(source: Any, split: str | None):
         raise DataError(f"cannot read data from a {type(source).__name__}; pass a DataFrame, a datasets "
                         "Dataset, a CSV/JSON/JSONL/Parquet file, a hub dataset id, or demo")
     text = str(source)
-    if text == "demo":
-        if split not in (None, "test"):
-            raise UsageProblem(f"the demo data has only its held-out test split, not {split!r}")
-        from hfmagic import demo
+    from hfmagic import demo
 
-        return demo.test_split(), "demo (BBC News held-out test split)", None
+    if text in demo.RECIPES:  # demo, demo-small: the same held-out BBC News articles
+        if split not in (None, "test"):
+            raise UsageProblem(f"the {text} data has only its held-out test split, not {split!r}")
+        return demo.test_split(text), f"{text} (BBC News held-out test split)", None
     path = Path(text).expanduser()
     if path.is_file():
         _no_split(split, "a single file")

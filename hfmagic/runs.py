@@ -340,13 +340,13 @@ def rerun(run_id: str, store: RunStore | None = None, callback: Callable | None 
 
 def _model(run: dict):
     """The model a run's provenance names: its folder when it is still there, else its source."""
-    from hfmagic.models import load_model
+    from hfmagic.models import BUILT_IN_MODELS, load_model
 
     m = (run["provenance"] or {}).get("model") or {}
     source, path = m.get("source"), m.get("path")
     name, task = m.get("name"), m.get("task")
-    if source == "demo":
-        handle = load_model("demo", task=task, name=name)
+    if source in BUILT_IN_MODELS:  # demo, demo-small: rebuilt from their recipe when the cache has none
+        handle = load_model(source, task=task, name=name)
     elif path and (Path(path) / "config.json").exists():
         handle = load_model(path, task=task, name=name)
         if not in_memory(source):
