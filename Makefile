@@ -44,6 +44,7 @@ bench: install
 	$(PY) benchmarks/export_cache.py
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/speedup.py
+	$(PY) benchmarks/noisy_neighbour.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache test-artifacts
