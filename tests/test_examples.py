@@ -61,7 +61,25 @@ def test_quickstart(tmp_path, demo_folder):
 
 
 @pytest.mark.slow
-def test_hfmagic_demo_prints_the_summary_and_the_report_path(tmp_path, demo_folder):
+def test_compare_models(tmp_path, demo_folder, demo_small_folder):
+    nb = execute("compare-models.ipynb", tmp_path)
+    text = outputs(nb)
+    check_report(tmp_path, "compare-models-report.html", text)
+    runs = {}
+    for r in RunStore().runs(limit=6):  # newest first: this notebook's benchmark and evaluation
+        runs.setdefault(r["kind"], r)
+    for kind, variants in (("benchmark", 7), ("evaluate", 7)):  # torch, fp32, int8 of two models + tfidf
+        run = RunStore().get(runs[kind]["id"])
+        assert run["status"] == "ok" and [m["name"] for m in run["provenance"]["models"]] == ["demo", "demo_small", "tfidf"]
+        rows = run["rows"]
+        assert len(rows) == variants and all(r["status"] == "ok" and r["model_sha"] for r in rows)
+        assert {(r["model"], r["variant"]) for r in rows} >= {("demo", "int8"), ("demo_small", "int8"), ("tfidf", "sklearn")}
+    page = (tmp_path / "compare-models-report.html").read_text()
+    assert "demo_small" in page and "tfidf" in page
+
+
+@pytest.mark.slow
+def test_hfmagic_demo_prints_the_summary_of_both_models_and_the_report_path(tmp_path, demo_folder, demo_small_folder):
     import os
     import subprocess
     import sys
@@ -70,6 +88,12 @@ def test_hfmagic_demo_prints_the_summary_and_the_report_path(tmp_path, demo_fold
     done = subprocess.run([sys.executable, "-m", "hfmagic", "demo", "--min-time", "0.1", "--limit", "20",
                            "--html", str(out)], capture_output=True, text=True, env=os.environ, timeout=600)
     assert done.returncode == 0, done.stderr
-    summary = done.stdout.split("summary per variant")[1]
-    assert [line.split()[0] for line in summary.splitlines()[3:8]] == ["torch", "fp32", "O2", "int8", "O2-int8"]
-    assert done.stdout.rstrip().endswith(f"report of 3 runs written to {out}") and out.exists()
+    summary = done.stdout.split("summary per model and variant")[-1]
+    lines = [line.split() for line in summary.splitlines()]
+    rows = [(cells[0], cells[1]) for cells in lines if cells and cells[0] in ("demo", "demo_small")]
+    assert rows == [(m, v) for m in ("demo", "demo_small") for v in ("torch", "fp32", "int8")], summary
+    assert all("ok" in cells for cells in lines if cells and cells[0] in ("demo", "demo_small")), summary
+    # two exports, one benchmark and one evaluation of both models, in one report
+    assert done.stdout.rstrip().endswith(f"report of 4 runs written to {out}") and out.exists()
+    page = out.read_text()
+    assert "demo_small" in page
