@@ -38,7 +38,10 @@ def run(args, ctx):
     # a model object keeps its own name; the handle gets one beside it (a handle keeps its name)
     beside = obj is not None and not isinstance(obj, ModelHandle)
     data = ctx.lookup(args.data) if args.data else None
-    if data is None or isinstance(data, ModuleType):  # `demo` may name the hfmagic.demo module
+    from hfmagic.variants import Variants
+
+    # `demo` may name the hfmagic.demo module, or a model bound under that name: the data is meant
+    if data is None or isinstance(data, (ModuleType, ModelHandle, Variants)):
         data = args.data
     handle = load_model(source, task=args.task, revision=args.revision,
                         trust_remote_code=args.trust_remote_code, data=data,
