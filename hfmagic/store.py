@@ -247,8 +247,15 @@ class RunStore:
         con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             con.execute("PRAGMA busy_timeout = 30000")
-            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                con.execute("PRAGMA journal_mode=WAL")  # kept in the file: done once per store
+            for attempt in range(100):  # two processes creating one store: SQLite refuses the mode
+                try:                     # change to the second at once, whatever the busy timeout
+                    if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                        con.execute("PRAGMA journal_mode=WAL")  # kept in the file: done once per store
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or attempt == 99:
+                        raise
+                    time.sleep(0.1)
         except sqlite3.DatabaseError as exc:
             if _is_damage(exc):
                 raise StoreDamaged(self.path, str(exc)) from None

@@ -51,7 +51,7 @@ COLUMNS = [
 ]
 DATA_COLUMN = {"key": "data_sha", "title": "data"}  # shown when evaluations were of different data
 _BENCH_KEYS = ("model", "model_sha", "variant", "backend", "batch_size", "seq_len", "status", "p50_ms", "p95_ms", "samples_per_s",
-               "peak_mem_mb", "size_mb", "speedup_low", "speedup_high")
+               "peak_mem_mb", "size_mb", "speedup_measured", "speedup_low", "speedup_high")
 _EVAL_KEYS = ("metric", "metric_low", "metric_high", "pct_of_reference", "change_pct", "gate", "agreement",
               "eval_status", "data_sha")
 
@@ -96,9 +96,12 @@ def _ok(row: dict) -> bool:
     return row.get("status") == "ok" and row.get("p50_ms") is not None
 
 
-def speedups(rows: list[dict], baseline: str | None) -> dict[str, float | None]:
+def speedups(rows: list[dict], baseline: str | None, sweep: str | None = None) -> dict[str, float | None]:
     """Row id -> p50 of the baseline (``model/variant/backend``) row of the same shape over this row's
-    p50, whichever model the row is of."""
+    p50, whichever model the row is of. Against the sweep's own baseline (``sweep``), the speed-up
+    the sweep measured (paired by round when its rounds were interleaved)."""
+    if baseline and baseline == sweep and any(r.get("speedup_measured") is not None for r in rows):
+        return {r["id"]: r.get("speedup_measured") if _ok(r) else None for r in rows}
     base = {(r["batch_size"], r["seq_len"]): r["p50_ms"] for r in rows
             if _ok(r) and pair(r) == baseline and r["p50_ms"] > 0}
     out = {}
@@ -143,6 +146,7 @@ def join(bench_rows: list[dict], eval_rows: list[dict], reference: str | None = 
     rows, joined = [], set()
     for b in bench_rows:
         row = {k: b.get(k) for k in _BENCH_KEYS}
+        row["speedup_measured"] = b.get("speedup")  # the sweep's own figure (paired by round when interleaved)
         e = evaluation_of(b)
         row.update(figures(e) if e else dict.fromkeys(_EVAL_KEYS))
         joined.add(id(e))
@@ -401,7 +405,7 @@ class Dashboard(anywidget.AnyWidget):
 
     def table(self) -> Table:
         """The table as shown (speed-up against the chosen baseline), for text, HTML and CSV."""
-        ratio = speedups(self.rows, self.baseline)
+        ratio = speedups(self.rows, self.baseline, self.sweep_baseline)
         fmts = {"int": "d", "x": lambda v: f"{v:.2f}x", "signed%": lambda v: f"{v:+.2f}%", "%": ".2%"}
         columns = [Column(c["key"], c["title"], fmts.get(c.get("fmt"), f".{c['fmt']}f" if "fmt" in c else None),
                           "left" if "fmt" not in c else "right") for c in self.columns]
@@ -424,7 +428,7 @@ class Dashboard(anywidget.AnyWidget):
     def to_csv(self, path: str | Path) -> Path:
         """Every row with every figure (speed-up against the chosen baseline) as CSV."""
         path = Path(path).expanduser()
-        ratio = speedups(self.rows, self.baseline)
+        ratio = speedups(self.rows, self.baseline, self.sweep_baseline)
         keys = [c["key"] for c in self.columns]
         keys += [k for k in ("id", "model_sha", "metric_low", "metric_high", "pct_of_reference", "gate", "data_sha")
                  if k not in keys]

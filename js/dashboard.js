@@ -20,7 +20,11 @@ export function rowId(r) {
 
 /** Row id -> p50 of the baseline ("model/variant/backend") row of the same shape over this row's p50,
  * whichever model the row is of. */
-export function speedups(rows, baseline) {
+export function speedups(rows, baseline, sweep = null) {
+  // against the sweep's own baseline: the speed-up it measured (paired by round when interleaved)
+  if (baseline && baseline === sweep && rows.some((r) => r.speedup_measured != null)) {
+    return Object.fromEntries(rows.map((r) => [r.id, isOk(r) ? r.speedup_measured ?? null : null]));
+  }
   const base = new Map();
   for (const r of rows) {
     if (isOk(r) && pair(r) === baseline && r.p50_ms > 0) base.set(shapeKey(r), r.p50_ms);
@@ -399,7 +403,7 @@ function render({ model, el }) {
 
   function draw() {
     const rows = get("rows");
-    const ratio = speedups(rows, model.get("baseline"));
+    const ratio = speedups(rows, model.get("baseline"), model.get("sweep_baseline"));
     const shown = visibleRows(rows);
     const colours = modelColours(rows); // from every row, so a filter never changes a model's colour
     root.replaceChildren(...[

@@ -55,7 +55,7 @@ dash
 
 CHECK = """\
 from hfmagic.widget import pareto_front, speedups
-ratio = speedups(dash.rows, dash.baseline)
+ratio = speedups(dash.rows, dash.baseline, dash.sweep_baseline)
 front = pareto_front([r for r in dash.rows if r["status"] == "ok" and (r["batch_size"], r["seq_len"]) == (1, 16)])
 dash.to_html({export!r}, title="tiny report", extra_html=["<section id='extra'>env card</section>"])
 print("STATE" + json.dumps({{"selected": dash.selected, "baseline": dash.baseline,
