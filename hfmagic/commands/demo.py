@@ -1,13 +1,15 @@
-"""``hfmagic demo`` (``make demo``): the quickstart end to end on the demo model, headless."""
+"""``hfmagic demo`` (``make demo``): the quickstart end to end on both built-in models, headless."""
 
 from IPython.core.magic_arguments import argument
 
 MAGIC = None
 CLI = "demo"
-DOC = """Run the quickstart end to end on the demo BBC News classifier: load, export (fp32, O2 and
-their int8 twins), benchmark, evaluate, then print the summary table and write the HTML report."""
+DOC = """Run the quickstart end to end on the two built-in BBC News classifiers, demo (MiniLM's 6
+layers) and demo-small (its layers 0, 1 and 5): load, export (fp32 and its int8 twin for this CPU), benchmark
+both models in one sweep, evaluate both on the same held-out articles, then print the summary per
+model and variant and write one HTML report of both."""
 ARGS = [
-    argument("--rebuild", action="store_true", help="rebuild the demo model from its recipe first"),
+    argument("--rebuild", action="store_true", help="rebuild both built-in models from their recipes first"),
     argument("--min-time", type=float, default=1.0, help="seconds of timing per configuration (default 1)"),
     argument("--limit", type=int, help="evaluate the first N held-out articles only (default: all 445)"),
     argument("--html", metavar="FILE", help="where to write the report (default: reports/ in the cache folder)"),
@@ -31,22 +33,27 @@ def run(args, ctx):
     def step(text):
         print(f"\n== {text}", flush=True)
 
+    names = ["demo", "demo-small"]
     if args.rebuild:
-        demo.build(force=True)
-    step("1/5 load the demo classifier (built once from PyPI packages, about a minute)")
-    model = load_model("demo")
-    ctx.show(model)
-    step("2/5 export to ONNX: fp32, O2 (fused) and an int8 twin of each for this CPU, validated against PyTorch")
-    variants = export_onnx(model, levels=["fp32", "O2"])
-    ctx.show(variants)
-    step("3/5 benchmark every variant at batch 1, sequence 128")
-    bench = benchmark(variants, batch_sizes=[1], seq_lens=[128], min_time=args.min_time)
+        for name in names:
+            demo.build(force=True, name=name)
+    step("1/5 load the two built-in classifiers (each built once from PyPI packages, a few minutes)")
+    models = [load_model(name) for name in names]
+    for model in models:
+        ctx.show(model)
+    step("2/5 export each to ONNX: fp32 and its int8 twin for this CPU, validated against PyTorch")
+    exported = [export_onnx(model, levels=["fp32"]) for model in models]
+    for variants in exported:
+        ctx.show(variants)
+    step("3/5 benchmark torch, fp32 and int8 of both models in one sweep at batch 1, sequence 128")
+    bench = benchmark(exported, variants=["torch", "fp32", "int8"], batch_sizes=[1], seq_lens=[128],
+                      min_time=args.min_time)
     ctx.show(bench)
-    step(f"4/5 evaluate every variant on {args.limit or 'all'} held-out articles against PyTorch")
-    ev = evaluate(variants, limit=args.limit)
+    step(f"4/5 evaluate both models on {args.limit or 'all'} held-out articles against the demo's PyTorch")
+    ev = evaluate(exported, limit=args.limit)
     ctx.show(ev)
-    step("5/5 the report")
-    report = write_report([variants.run_id, bench.run_id, ev.run_id], args.html,
-                          title="hfmagic demo: BBC News classifier (all-MiniLM-L6-v2)")
+    step("5/5 the report of both models")
+    report = write_report([*(v.run_id for v in exported), bench.run_id, ev.run_id], args.html,
+                          title="hfmagic demo: two BBC News classifiers (all-MiniLM-L6-v2, 6 and 3 layers)")
     ctx.show(report)
     return report
