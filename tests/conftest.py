@@ -68,7 +68,7 @@ def demo_folder():
 
 @pytest.fixture(scope="session")
 def demo_small_folder():
-    """The real demo-small classifier: MiniLM's first 3 layers and their own head (about half the demo's build)."""
+    """The real demo-small classifier: MiniLM's layers 0, 1 and 5 and their own head (about half the demo's build)."""
     from hfmagic import demo
 
     return demo.build(name="demo-small")

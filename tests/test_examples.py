@@ -93,6 +93,7 @@ def test_hfmagic_demo_prints_the_summary_of_both_models_and_the_report_path(tmp_
     rows = [(cells[0], cells[1]) for cells in lines if cells and cells[0] in ("demo", "demo_small")]
     assert rows == [(m, v) for m in ("demo", "demo_small") for v in ("torch", "fp32", "int8")], summary
     assert all("ok" in cells for cells in lines if cells and cells[0] in ("demo", "demo_small")), summary
+    assert [(c[0], c[1]) for c in lines if c and c[0] == "tfidf"] == [("tfidf", "sklearn")], summary
     # two exports, one benchmark and one evaluation of both models, in one report
     assert done.stdout.rstrip().endswith(f"report of 4 runs written to {out}") and out.exists()
     page = out.read_text()

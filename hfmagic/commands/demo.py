@@ -5,7 +5,7 @@ from IPython.core.magic_arguments import argument
 MAGIC = None
 CLI = "demo"
 DOC = """Run the quickstart end to end on the two built-in BBC News classifiers, demo (MiniLM's 6
-layers) and demo-small (its layers 0, 1 and 5): load, export (fp32 and its int8 twin for this CPU), benchmark
+layers) and demo-small (its layers 0, 1 and 5), next to a TF-IDF + logistic-regression baseline: load, export (fp32 and its int8 twin for this CPU), benchmark
 both models in one sweep, evaluate both on the same held-out articles, then print the summary per
 model and variant and write one HTML report of both."""
 ARGS = [
@@ -41,16 +41,21 @@ def run(args, ctx):
     models = [load_model(name) for name in names]
     for model in models:
         ctx.show(model)
+    # the classical baseline first lessons recommend: is a transformer worth its cost at all?
+    baseline = load_model("tfidf", data="demo")
+    ctx.show(baseline)
     step("2/5 export each to ONNX: fp32 and its int8 twin for this CPU, validated against PyTorch")
     exported = [export_onnx(model, levels=["fp32"]) for model in models]
     for variants in exported:
         ctx.show(variants)
-    step("3/5 benchmark torch, fp32 and int8 of both models in one sweep at batch 1, sequence 128")
-    bench = benchmark(exported, variants=["torch", "fp32", "int8"], batch_sizes=[1], seq_lens=[128],
-                      min_time=args.min_time)
+    step("3/5 benchmark torch, fp32 and int8 of both models and the TF-IDF baseline (end to end per text) in "
+         "one interleaved sweep at batch 1, sequence 128")
+    bench = benchmark([*exported, baseline], variants=["torch", "fp32", "int8"], batch_sizes=[1],
+                      seq_lens=[128], min_time=args.min_time)
     ctx.show(bench)
-    step(f"4/5 evaluate both models on {args.limit or 'all'} held-out articles against the demo's PyTorch")
-    ev = evaluate(exported, limit=args.limit)
+    step(f"4/5 evaluate both models and the baseline on {args.limit or 'all'} held-out articles against the "
+         "demo's PyTorch")
+    ev = evaluate([*exported, baseline], limit=args.limit)
     ctx.show(ev)
     step("5/5 the report of both models")
     report = write_report([*(v.run_id for v in exported), bench.run_id, ev.run_id], args.html,
