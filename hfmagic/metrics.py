@@ -58,9 +58,10 @@ class Metric:
         return self.module.compute(predictions=[int(p) for p in y_pred], references=[int(y) for y in y_true])
 
 
-def resolve(names: list[str] | None, task: str) -> list[Metric]:
-    """The metrics asked for, checked (and ``evaluate`` ones loaded) before any heavy work."""
-    if task == "feature-extraction":
+def resolve(names: list[str] | None, embeddings: bool = False) -> list[Metric]:
+    """The metrics asked for, checked (and ``evaluate`` ones loaded) before any heavy work; label
+    metrics, or with ``embeddings`` (the feature-extraction task's evaluator) the cosine."""
+    if embeddings:
         names = names or ["cosine"]
         wrong = [n for n in names if n not in EMBEDDING_METRICS]
         if wrong:

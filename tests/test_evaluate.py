@@ -280,7 +280,7 @@ def test_the_gate_is_99_percent_of_the_reference(clf):
     texts = type("Data", (), {"texts": [f"t{i}" for i in range(n)]})()
     evaluator = get_task("text-classification").evaluator()
     data = EvalData({"data": texts, "y_true": y}, n, "x", {})
-    metrics = resolve(["accuracy"], "text-classification")
+    metrics = resolve(["accuracy"])
     reference = evaluator.finish(None, data, list(ref))
     ref_row = evaluator.score(data, reference, metrics)
     gate(ref_row, "accuracy", ref_row["accuracy"], True)

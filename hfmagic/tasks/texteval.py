@@ -76,7 +76,7 @@ class ClassificationEvaluator(Evaluator):
     def metrics(self, names, model):
         from hfmagic.metrics import resolve
 
-        return resolve(list(names or self.task.DEFAULT_METRICS) or None, self.task.NAME)
+        return resolve(list(names or self.task.DEFAULT_METRICS) or None)
 
     def read(self, model, data, options: dict) -> EvalData:
         from hfmagic.data import load_data, read_label_map
@@ -138,7 +138,7 @@ class EmbeddingEvaluator(Evaluator):
     def metrics(self, names, model):
         from hfmagic.metrics import resolve
 
-        return resolve(list(names or self.task.DEFAULT_METRICS) or None, self.task.NAME)
+        return resolve(list(names or self.task.DEFAULT_METRICS) or None, embeddings=True)
 
     def read(self, model, data, options: dict) -> EvalData:
         from hfmagic.data import load_data
