@@ -433,6 +433,11 @@ class Sweep:
             self.notes.append(f"the machine was busy when the sweep started (1-minute load average "
                               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs): other processes "
                               "compete for the cores, so latencies may be inflated")
+        classical = sorted({j.model.name for j in self.jobs if j.model.framework == "sklearn"})
+        if classical:
+            self.notes.append(f"{', '.join(classical)}: a classical baseline, timed end to end per text (TF-IDF "
+                              "included) on real texts cut to seq words; the transformers' rows time the model "
+                              "alone, so compare with their e2e_p50_ms (--inputs DATA) before reading a speed-up")
         if self.data is not None:
             self.notes.append(f"inputs: {len(self.data.texts)} real texts from {self.data.source}, tokenized "
                               "(padded/truncated) to each shape; e2e_p50_ms adds the tokenizer to each run")
