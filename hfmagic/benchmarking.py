@@ -582,8 +582,8 @@ class Rounds:
                 job, shape = configs[i]
                 if (id(job), shape) in self.failed:
                     continue
-                if time.time() > deadline:  # max-time or the budget: the rounds end here
-                    return
+                if self.sweep.deadline is not None and time.time() > self.sweep.deadline:
+                    return  # the budget: the rounds end here, even mid-round
                 if id(job) not in sources:  # its worker died at another shape: a fresh one takes the rest
                     rest = [sh for sh in job.shapes if (id(job), sh) not in self.failed]
                     if not self._load(job, sources, rest):
@@ -593,8 +593,8 @@ class Rounds:
             sweep._event({"type": "progress", "done": len(sweep.rows), "total": sweep.total,
                           "label": f"round {self.round}"})
             sweep.bar.set_postfix_str(f"round {self.round}")
-            if self._done(configs):
-                return
+            if self._done(configs) or time.time() > deadline:  # max-time ends the rounds between rounds only,
+                return                                          # so every configuration gets every round
 
     def _load(self, job: Job, sources: dict, shapes=None) -> bool:
         """Start the job's worker and wait for it to load; on failure its shapes' rows say why."""

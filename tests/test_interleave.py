@@ -199,3 +199,12 @@ def test_a_budget_ends_the_rounds_and_cuts_a_hung_slice(variants, monkeypatch):
     assert took < 8 + BUDGET_GRACE_S + 5, f"an 8 s budget took {took:.1f} s"
     statuses = {r["batch_size"]: r["status"] for r in res.rows}
     assert statuses[1] == "ok" and statuses[2] == "skipped: budget"
+
+
+def test_max_time_ends_the_rounds_between_rounds_so_every_configuration_is_measured(variants):
+    """A first round slower than --max-time (warm-ups on a busy machine) still measures everything."""
+    from hfmagic.benchmarking import benchmark
+
+    res = benchmark(variants, batch_sizes=[1, 2], seq_lens=[8], max_time=0.01, ci_target=1e-9,
+                    **{**KW, "warmup": 5})
+    assert [r["status"] for r in res.rows] == ["ok"] * 6 and all(r["rounds"] >= 1 for r in res.rows)
