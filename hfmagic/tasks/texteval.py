@@ -57,6 +57,11 @@ def _max_diff(a: list, b: list) -> float:
     return float(max((np.abs(np.asarray(x) - np.asarray(y)).max() for x, y in zip(a, b) if np.size(x)), default=0.0))
 
 
+def _agreement(flips: int, n: int, max_diff: float) -> dict:
+    """The comparison figures every evaluator reports against the reference."""
+    return {"agreement": 1 - flips / n, "flip_rate": flips / n, "flips": flips, "max_logit_diff": max_diff}
+
+
 def _pad(rows: list[dict], names: list[str], pad_id: int) -> dict:
     """Rows of unequal length as one padded int64 batch (pad id for input_ids, 0 elsewhere)."""
     width = max(len(r["input_ids"]) for r in rows)
@@ -119,9 +124,7 @@ class ClassificationEvaluator(Evaluator):
     def compare(self, data, reference, prediction, variant: str, names=None) -> tuple[dict, list[dict]]:
         ref_pred, pred = reference["pred"], prediction["pred"]
         changed = np.flatnonzero(pred != ref_pred)
-        row = {"agreement": 1 - len(changed) / len(pred), "flip_rate": len(changed) / len(pred),
-               "flips": len(changed),
-               "max_logit_diff": float(np.abs(prediction["logits"] - reference["logits"]).max())}
+        row = _agreement(len(changed), len(pred), float(np.abs(prediction["logits"] - reference["logits"]).max()))
         names = names or {}
         texts, y_true = data.examples["data"].texts, data.examples["y_true"]
         ref_prob, prob = _softmax(reference["logits"][changed]), _softmax(prediction["logits"][changed])
@@ -339,8 +342,7 @@ class TokenClassificationEvaluator(Evaluator):
 
         diff = ner.entity_disagreements(reference["tags"], prediction["tags"])
         changed = np.flatnonzero(diff)
-        row = {"agreement": 1 - len(changed) / len(diff), "flip_rate": len(changed) / len(diff),
-               "flips": len(changed), "max_logit_diff": _max_diff(reference["logits"], prediction["logits"])}
+        row = _agreement(len(changed), len(diff), _max_diff(reference["logits"], prediction["logits"]))
 
         def spans(words, tags):
             return "; ".join(f"{t}: {' '.join(words[a:b + 1])}" for t, a, b in get_entities(tags)) or "-"
@@ -466,8 +468,7 @@ class QuestionAnsweringEvaluator(Evaluator):
 
         diff = squad.answer_disagreements(reference["answers"], prediction["answers"])
         changed = np.flatnonzero(diff)
-        row = {"agreement": 1 - len(changed) / len(diff), "flip_rate": len(changed) / len(diff),
-               "flips": len(changed), "max_logit_diff": _max_diff(reference["logits"], prediction["logits"])}
+        row = _agreement(len(changed), len(diff), _max_diff(reference["logits"], prediction["logits"]))
         flips = []
         for i in changed.tolist():
             ex = data.examples["examples"][i]
