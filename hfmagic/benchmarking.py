@@ -349,6 +349,15 @@ class Sweep:
     def _add(self, job: Job, shape: tuple[int, int], raw: dict) -> None:
         row = self._row(job, shape, raw)
         self.rows[(*job.key, *shape)] = row
+        if row["status"] == "ok":
+            if not raw.get("peak_mem_exact", True):
+                self._note_once("peak_mem_mb is the worker's lifetime peak (ru_maxrss): its per-shape "
+                                "reset is not possible on this system")
+            if raw.get("peak_mem_after_larger"):
+                self._note_once("peak_mem_mb is an upper bound where a restarted worker met a shape after a "
+                                "larger one: memory its allocator kept from that shape counts too")
+            if flags := stats.noise(row):
+                self.noisy.append(f"{job.label} {shape[0]}x{shape[1]} ({', '.join(flags)})")
         if self.run_record is not None:
             self.run_record.add_row(row)
         self.bar.update(1)
@@ -357,7 +366,9 @@ class Sweep:
         self._event({"type": "progress", "done": len(self.rows), "total": self.total,
                      "label": f"{job.label} {shape[0]}x{shape[1]}: {row['status']}"})
 
-    def _row(self, job: Job, shape: tuple[int, int], raw: dict) -> dict:
+    def _row(self, job: Job, shape: tuple[int, int], raw: dict, rows: dict | None = None) -> dict:
+        """The row of ``raw`` (a worker's result); speed-ups against the baseline's row in ``rows``
+        (the sweep's finished rows unless given)."""
         batch, seq = shape
         row = dict.fromkeys(ROW_KEYS)
         row.update(model=job.model.name, model_sha=job.model.weights_sha256[:SHORT_SHA],
@@ -378,13 +389,8 @@ class Sweep:
 
             row["e2e_samples_ms"] = raw["e2e_samples_ms"]
             row["e2e_p50_ms"] = float(np.median(raw["e2e_samples_ms"]))
-        if not raw.get("peak_mem_exact", True):
-            self._note_once("peak_mem_mb is the worker's lifetime peak (ru_maxrss): its per-shape "
-                            "reset is not possible on this system")
-        if flags := stats.noise(row):
-            self.noisy.append(f"{job.label} {batch}x{seq} ({', '.join(flags)})")
         if self.baseline:
-            base = self.rows.get((*self.baseline, batch, seq))
+            base = (self.rows if rows is None else rows).get((*self.baseline, batch, seq))
             if job.key == self.baseline:
                 row.update(speedup=1.0, speedup_low=1.0, speedup_high=1.0)
             elif base and base["status"] == "ok" and raw.get("sample_rounds") and base.get("sample_rounds"):
@@ -576,9 +582,14 @@ class Rounds:
                 live.append(job)
         configs = [(job, shape) for job in live for shape in job.shapes]
         deadline = self._deadline(time.time())  # max-time counts the rounds, not the workers' start
+        first = True
         while configs:
             self.round += 1
-            for i in self.rng.permutation(len(configs)):
+            order = self.rng.permutation(len(configs))
+            if first:  # each worker meets its shapes smallest first, so each one's peak memory is its own
+                order = sorted(order, key=lambda i: (configs[i][1][0] * configs[i][1][1], configs[i][1][1]))
+                first = False
+            for i in order:
                 job, shape = configs[i]
                 if (id(job), shape) in self.failed:
                     continue
@@ -590,6 +601,7 @@ class Rounds:
                         continue
                 self.schedule.append((self.round, f"{job.label}/{shape[0]}x{shape[1]}"))
                 self._slice(job, shape, sources[id(job)])
+            self._live(configs)
             sweep._event({"type": "progress", "done": len(sweep.rows), "total": sweep.total,
                           "label": f"round {self.round}"})
             sweep.bar.set_postfix_str(f"round {self.round}")
@@ -665,8 +677,10 @@ class Rounds:
         meta = self.meta.setdefault(key, {})
         if message.get("first_ms") is not None:
             meta["first_ms"] = message["first_ms"]
-        meta["peak_mem_mb"] = max(meta.get("peak_mem_mb") or 0.0, message["peak_mem_mb"])
-        meta["peak_mem_exact"] = message.get("peak_mem_exact", True)
+        if "peak_mem_mb" in message:  # a shape's first slice in a worker measures its peak memory
+            meta["peak_mem_mb"] = message["peak_mem_mb"]
+            meta["peak_mem_exact"] = message["peak_mem_exact"]
+            meta["peak_mem_after_larger"] = message["peak_mem_after_larger"]
         import numpy as np
 
         per_run = float(np.median(samples)) / 1000
@@ -704,6 +718,30 @@ class Rounds:
                 yield (found["high"] - found["low"]) / 2 / found["ratio"]
 
     # -- rows ----------------------------------------------------------------------------------
+    def _live(self, configs) -> None:
+        """After each round, a live dashboard gets every configuration's row so far (the baseline's
+        first), each replacing the last; the store and the result get the final rows only."""
+        sweep = self.sweep
+        if sweep.callback is None:
+            return
+        so_far: dict[tuple, dict] = {}
+        for job, shape in sorted(configs, key=lambda c: c[0].key != sweep.baseline):
+            raw = self._raw(job, shape)
+            if raw is not None:
+                so_far[(*job.key, *shape)] = row = sweep._row(job, shape, raw, so_far)
+                sweep._event({"type": "row", "row": row})
+
+    def _raw(self, job: Job, shape) -> dict | None:
+        """A configuration's measurements so far, as a worker's result; None before its first slice."""
+        key = (id(job), shape)
+        if not self.samples.get(key):
+            return None
+        rounds = self.rounds_of[key]
+        medians = stats.slice_medians(self.samples[key], rounds)
+        return {"status": "ok", "samples_ms": self.samples[key], "sample_rounds": rounds, **self.meta.get(key, {}),
+                "e2e_samples_ms": self.e2e.get(key),
+                "rounds": len(medians), "disturbed_rounds": len(stats.disturbed(medians))}
+
     def _rows(self, job: Job) -> None:
         """The job's rows from the slices it got (the baseline's first: speed-ups need it)."""
         for shape in job.shapes:
@@ -712,11 +750,7 @@ class Rounds:
                 continue
             meta = self.meta.get(key, {})
             if self.samples.get(key):
-                rounds = self.rounds_of[key]
-                medians = stats.slice_medians(self.samples[key], rounds)
-                raw = {"status": "ok", "samples_ms": self.samples[key], "sample_rounds": rounds, **meta,
-                       "e2e_samples_ms": self.e2e.get(key),
-                       "rounds": len(medians), "disturbed_rounds": len(stats.disturbed(medians))}
+                raw = self._raw(job, shape)
             elif key in self.failed:
                 raw = {"status": self.failed[key], **meta}
             elif self.sweep.deadline is not None and time.time() >= self.sweep.deadline:

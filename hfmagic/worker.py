@@ -261,9 +261,10 @@ class Measurer:
     def slice(self, batch: int, seq: int, runs: int, round_no: int) -> dict:
         out = {"type": "slice", "shape": [batch, seq], "round": round_no, "pid": os.getpid()}
         try:
-            first_ms = None
+            first_ms, peak = None, {}
             key = (batch, seq)
-            if key not in self.prepared:
+            if key not in self.prepared:  # its peak memory: from its inputs' making through this slice
+                exact = reset_peak_memory()
                 if self.in_worker:
                     _inject_fault(self.job["variant"]["name"], batch, seq)
                 inputs = make_inputs(self.model, self.backend.input_names, batch, seq, self.texts, self.tokenizer)
@@ -277,11 +278,15 @@ class Measurer:
                     for _ in range(self.job["warmup"]):
                         self._end_to_end(batch, seq)
             prepared = self.prepared[key]
-            exact = reset_peak_memory()
             samples = timed_runs(lambda: self.backend.run(prepared), runs, 0.0)
             e2e = timed_runs(lambda: self._end_to_end(batch, seq), runs, 0.0) if self.tokenizer is not None else None
-            return out | {"samples_ms": samples, "e2e_samples_ms": e2e, "first_ms": first_ms,
-                          "peak_mem_mb": peak_memory_mb(), "peak_mem_exact": exact}
+            if first_ms is not None:
+                # memory an allocator keeps from a larger shape run earlier in this process would count
+                # here too: the row says so (round 1 runs each worker's shapes smallest first)
+                larger = any(b * s > batch * seq or (b * s == batch * seq and s > seq) for b, s in self.prepared
+                             if (b, s) != key)
+                peak = {"peak_mem_mb": peak_memory_mb(), "peak_mem_exact": exact, "peak_mem_after_larger": larger}
+            return out | {"samples_ms": samples, "e2e_samples_ms": e2e, "first_ms": first_ms, **peak}
         except Exception as exc:
             return out | {"error": f"failed: {one_line(exc)}"}
 

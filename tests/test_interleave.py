@@ -114,9 +114,16 @@ def test_an_idle_worker_takes_no_cpu_while_another_measures(variants, variant, b
 def test_the_rounds_stop_at_the_target_or_at_max_time(variants):
     from hfmagic.benchmarking import Rounds, benchmark
 
+    events = []
     loose = benchmark(variants, variants=["torch", "fp32"], batch_sizes=[1], seq_lens=[8], ci_target=0.9,
-                      max_time=30, **KW)
+                      max_time=30, callback=events.append, **KW)
     assert max(r["rounds"] for r in loose.rows) == Rounds.MIN_ROUNDS  # the target holds after the first rounds
+    # a live dashboard gets each configuration's row after every round, then the final one
+    live = [e["row"] for e in events if e["type"] == "row" and e["row"]["variant"] == "fp32"]
+    assert [r["rounds"] for r in live] == [1, 2, 3, 4, 5, 5]
+    assert live[0]["speedup"] and live[0]["speedup_low"] is None  # one round: a ratio, no interval yet
+    assert all(r["speedup_low"] <= r["speedup"] <= r["speedup_high"] for r in live[1:])
+    assert live[-1]["p50_ms"] == next(r for r in loose.rows if r["variant"] == "fp32")["p50_ms"]
     start = time.time()
     tight = benchmark(variants, variants=["torch", "fp32"], batch_sizes=[1], seq_lens=[8], ci_target=1e-9,
                       max_time=2, **KW)

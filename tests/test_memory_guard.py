@@ -107,6 +107,9 @@ def test_the_estimate_is_within_2x_of_real_workers_peak_memory(tiny_fp32):
         checked[row["variant"], row["batch_size"], row["seq_len"]] = ratio = estimate / (row["peak_mem_mb"] * 1e6)
         assert 0.75 <= ratio <= 2.0, (row["variant"], row["batch_size"], row["seq_len"], ratio)
     assert len(checked) == 4, checked
+    peak = {(r["variant"], r["batch_size"]): r["peak_mem_mb"] for r in res.rows if r["seq_len"] in (8, 512)}
+    for variant in ("torch", "fp32"):  # one worker ran both: the small shape's peak is its own
+        assert peak[variant, 1] < peak[variant, 32], peak
 
 
 OOM_SCRIPT = textwrap.dedent("""
