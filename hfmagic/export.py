@@ -40,7 +40,8 @@ LEVELS = ("fp32", "O1", "O2", "O3", "O4")
 # O4, which is fp16), static int8
 VARIANT_NAMES = (TORCH, *LEVELS, "int8", *(f"{lv}-int8" for lv in LEVELS[1:4]), "int8-static")
 DEFAULT_LEVELS = ["fp32", "O2"]
-QUANTIZE = ("none", "dynamic", "static", "auto")
+QUANTIZE = ("none", "dynamic", "static", "auto", "int4")  # int4: weight-only, for text-generation models
+INT4_BLOCK = 32
 DEVICES = ("cpu", "cuda")
 FORMAT = 1  # bump when a recipe or the folder layout changes: old entries are then left unused
 META = "hfmagic-variant.json"
@@ -66,6 +67,9 @@ class Step:
 
 def plan(levels: list[str], quantize: str, static: bool) -> list[Step]:
     """The steps for these levels and this quantization, in build order (see the module docstring)."""
+    if quantize == "int4":
+        raise UnsupportedError("--quantize int4 (weight-only) is built for text-generation models; use dynamic, "
+                               "static or auto for this one")
     steps = [Step("fp32", "fp32", include="fp32" in levels)]
     steps += [Step(lv, lv, "fp32") for lv in levels if lv != "fp32"]
     if quantize in ("auto", "dynamic"):
@@ -80,21 +84,24 @@ def request_for(names: list[str], calibration=None) -> dict:
 
     ``calibration`` is used only when ``int8-static`` is named; callers check it is there first."""
     levels = list(dict.fromkeys(n if n in LEVELS else n.removesuffix("-int8").replace("int8", "fp32")
-                                for n in names if n not in (TORCH, "int8-static")))
+                                for n in names if n not in (TORCH, "int8-static", "int4")))
     dynamic = any(n.endswith("int8") and n != "int8-static" for n in names)
     static = "int8-static" in names
     quantize = "auto" if dynamic else "static" if static else "none"
+    if "int4" in names:  # a text-generation model's
+        quantize = "auto" if dynamic else "int4"
     return {"levels": levels or ["fp32"], "quantize": quantize, "calibration": calibration if static else None}
 
 
 def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibration=None, samples=100,
                 opset=None, output=None, device="cpu", force=False, text_column=None,
-                progress=True) -> Variants:
+                progress=True, block_size=INT4_BLOCK) -> Variants:
     """Export ``model`` to ONNX variants (see the module docstring); a "torch" variant comes first.
 
     ``calibration``: texts for static int8 (anything :func:`hfmagic.data.load_data` reads; the first
     ``samples`` rows of ``text_column``). A variant that fails to build or diverges from PyTorch
     stays in the result with its reason in ``.error``. ``progress``: show a progress bar.
+    ``block_size``: int4's quantization block (text-generation models).
     """
     from hfmagic.models import load_model
 
@@ -103,21 +110,24 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
         raise UnsupportedError(f"{model.name} is a classical {model.framework} baseline: it has no ONNX export; "
                                "benchmark and evaluate it as it is")
     check_weights_unchanged(model)
-    levels = check_levels(levels)
+    levels = check_levels(levels, model.task_plugin.DEFAULT_LEVELS)
     if quantize not in QUANTIZE:
         raise UsageProblem(f"unknown --quantize {quantize!r}; use one of: {', '.join(QUANTIZE)}")
     if not isinstance(samples, int) or samples <= 0:
         raise UsageProblem(f"--samples must be a positive number of calibration texts, got {samples!r}")
     check_device(device)
+    if not isinstance(block_size, int) or block_size < 16 or block_size & (block_size - 1):
+        raise UsageProblem(f"--block-size must be a power of two, 16 or more (int4's block), got {block_size!r}")
     data = calibration_data(model, quantize, calibration, samples, text_column)
-    steps = plan(levels, quantize, static=data is not None)
+    task = model.task_plugin
+    steps = task.export_steps(levels, quantize, static=data is not None, options={"block_size": block_size})
     quantizing = any(s.quant for s in steps)
     from hfmagic.onnxbuild import describe_quantization, int8_isa, isa_note
 
     isa = int8_isa() if quantizing else None
     root = writable_root(output)
     base = base_key(model, opset, device)
-    keys = {s.name: step_key(base, s, isa, per_channel, data) for s in steps}
+    keys = {s.name: step_key(base, s, isa, per_channel, data, block_size, task.QUANT_OPERATORS) for s in steps}
     places = {s.name: root / (s.name if output else keys[s.name][:24]) for s in steps}
     sweep_stale_temps(root)
     metas = {s.name: None if force else read_meta(places[s.name], keys[s.name]) for s in steps}
@@ -132,9 +142,10 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     if "O4" in levels and device == "cpu":
         notes.append("O4 is fp16 meant for GPUs: on a CPU it is usually slower than fp32 (built because "
                      "--levels asked for it)")
-    if quantizing:
+    if any(s.quant in ("dynamic", "static") for s in steps):
+        ops = f", {'/'.join(task.QUANT_OPERATORS)} weights only" if task.QUANT_OPERATORS else ""
         notes.append(f"int8: {describe_quantization('dynamic' if quantize != 'static' else 'static', isa, per_channel)}"
-                     f" (picked for this CPU by --quantize {quantize})")
+                     f"{ops} (picked for this CPU by --quantize {quantize})")
         if note := isa_note(isa):
             notes.append(note)
         if "O4" in levels and quantize in ("auto", "dynamic"):
@@ -149,13 +160,13 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     params = {"levels": levels, "quantize": quantize, "per_channel": per_channel,
               "calibration": calibration if isinstance(calibration, str) else (data.source if data else None),
               "samples": samples, "opset": opset, "output": str(output) if output else None,
-              "device": device, "force": force, "text_column": text_column}
+              "device": device, "force": force, "text_column": text_column, "block_size": block_size}
     provenance = {"model": {"source": model.source, "path": str(model.path), "revision": model.revision,
                             "weights_sha256": model.weights_sha256, "task": model.task, "name": model.name},
                   "files": {}}
     if data is not None:
         provenance["dataset"] = data.fingerprint
-    builder = Builder(model, root, places, device, opset, isa, per_channel, data)
+    builder = Builder(model, root, places, device, opset, isa, per_channel, data, block_size)
     items = [Variant("torch", model, size_bytes=model.weights_bytes)]
     from hfmagic.store import default_store
 
@@ -196,8 +207,6 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
 def validation_notes(items: list[Variant]) -> list[str]:
     """What each variant was validated on, read off its own figures (a cached one may have been
     validated on other texts than one built now), and the divergence floors."""
-    from hfmagic.validation import COSINE_FLOOR
-
     inputs: dict[str, list[str]] = {}
     for v in items:
         if v.validation:
@@ -205,8 +214,7 @@ def validation_notes(items: list[Variant]) -> list[str]:
     if not inputs:
         return []
     where = next(iter(inputs)) if len(inputs) == 1 else "; ".join(f"{', '.join(n)} on {t}" for t, n in inputs.items())
-    floors = ", ".join(f"{v} ({k})" for k, v in COSINE_FLOOR.items())
-    return [f"validated on {where}; a variant diverges below a worst-text cosine of {floors}"]
+    return [f"validated on {where}; {items[0].model.task_plugin.divergence_rule()}"]
 
 
 class _no_recording:
@@ -218,9 +226,9 @@ class _no_recording:
 
 
 # -- checks, done before any heavy work -------------------------------------------------------
-def check_levels(levels) -> list[str]:
+def check_levels(levels, default=DEFAULT_LEVELS) -> list[str]:
     if levels is None:
-        return list(DEFAULT_LEVELS)
+        return list(default)
     if isinstance(levels, str):
         levels = [t.strip() for t in levels.split(",") if t.strip()]
     by_lower = {lv.lower(): lv for lv in LEVELS}
@@ -257,7 +265,7 @@ def calibration_data(model, quantize: str, calibration, samples: int, text_colum
     """The texts static int8 calibrates on, or None when no static int8 is built."""
     if calibration is None and quantize != "static":
         return None
-    if quantize in ("none", "dynamic"):
+    if quantize in ("none", "dynamic", "int4"):
         raise UsageProblem(f"--calibration is for static int8, which --quantize {quantize} does not build; "
                            "use --quantize static (or auto) with it")
     if calibration is None:
@@ -310,10 +318,15 @@ def base_key(model, opset, device) -> dict[str, Any]:
             "task": model.task, "opset": opset, "device": device, "versions": versions}
 
 
-def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data) -> str:
+def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data, block_size: int = INT4_BLOCK,
+             operators=None) -> str:
     spec = {"base": base, "name": step.name, "level": step.level, "source": step.source, "quant": step.quant}
-    if step.quant:
+    if step.quant == "int4":
+        spec["block_size"] = block_size
+    elif step.quant:
         spec |= {"isa": isa, "per_channel": per_channel}
+        if operators:
+            spec["operators"] = list(operators)
     if step.quant == "static":
         spec["calibration"] = data.fingerprint
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
@@ -331,12 +344,10 @@ def read_meta(place: Path, key: str) -> dict | None:
 
 
 def from_meta(model, step: Step, place: Path, meta: dict) -> Variant:
-    from hfmagic.validation import divergence
-
     return Variant(step.name, model, path=place / meta["file"], level=step.level,
                    quantization=meta.get("quantization"), size_bytes=meta["size_bytes"], nodes=meta["nodes"],
                    fused_nodes=meta["fused_nodes"], build_seconds=meta["build_seconds"],
-                   validation=meta["validation"], error=divergence(step.name, meta["validation"]),
+                   validation=meta["validation"], error=model.task_plugin.divergence(step.name, meta["validation"]),
                    cli_command=meta["cli_command"], sha256=meta["sha256"])
 
 
@@ -371,9 +382,10 @@ def install(tmp: Path, place: Path) -> None:
 class Builder:
     """Builds steps into temporary folders, validates them, and installs them."""
 
-    def __init__(self, model, root, places, device, opset, isa, per_channel, data):
+    def __init__(self, model, root, places, device, opset, isa, per_channel, data, block_size=INT4_BLOCK):
         self.model, self.root, self.places, self.device = model, root, places, device
         self.opset, self.isa, self.per_channel, self.data = opset, isa, per_channel, data
+        self.block_size = block_size
         self.reference = None
 
     def build(self, step: Step, key: str, built: dict[str, Variant]) -> Variant:
@@ -381,7 +393,7 @@ class Builder:
         if step.quant:
             from hfmagic.onnxbuild import describe_quantization
 
-            variant.quantization = describe_quantization(step.quant, self.isa, self.per_channel)
+            variant.quantization = describe_quantization(step.quant, self.isa, self.per_channel, self.block_size)
         source = built.get(step.source) if step.source else None
         if source is not None and source.path is None:
             variant.error = f"not built: {step.source}, which it starts from, failed ({source.error})"
@@ -429,7 +441,11 @@ class Builder:
                     return onnxbuild.optimize(source.folder, out, step.level, self.device)
                 if step.quant == "dynamic":
                     return onnxbuild.quantize_dynamic(source.folder, source.path.name, out, self.isa,
-                                                      self.per_channel, step.name)
+                                                      self.per_channel, step.name, self.model.task_plugin.QUANT_OPERATORS)
+                if step.quant == "int4":
+                    from hfmagic.decoding import quantize_int4
+
+                    return quantize_int4(source.folder, source.path.name, out, self.block_size)
                 return onnxbuild.quantize_static(self.model, source.folder, out, self.isa, self.per_channel,
                                                  self.data.texts)
         finally:
@@ -454,7 +470,7 @@ class Builder:
                   quantization: str | None) -> dict | str:
         """The entry's record (sizes, graph, validation), or why it cannot be used."""
         from hfmagic.onnxbuild import graph_stats, onnx_size
-        from hfmagic.validation import DEFAULT_TEXTS, Reference
+        from hfmagic.validation import DEFAULT_TEXTS
 
         path = folder / step.file
         if not path.is_file():
@@ -465,12 +481,14 @@ class Builder:
                 texts, source = self.data.texts[:8], f"the first texts of {self.data.source}"
             elif self.model.dataset is not None and "text" in getattr(self.model.dataset, "columns", ()):
                 texts, source = list(self.model.dataset["text"][:8]), "the model's own held-out texts"
-            self.reference = Reference(self.model, list(texts), source)
+            self.reference = self.model.task_plugin.validator(self.model, list(texts), source)
         try:
             validation = self.reference.compare(path, self.device)
         except Exception as exc:  # noqa: BLE001 - kept on the variant, never dropped
             return f"built, but onnxruntime could not run it: {type(exc).__name__}: {_first_line(exc)}"
         nodes, fused = graph_stats(path)
+        if problem := self.model.task_plugin.check_built(step.quant, path):
+            return problem
         return {"format": FORMAT, "key": key, "name": step.name, "level": step.level, "file": step.file,
                 "quantization": quantization, "size_bytes": onnx_size(path), "nodes": nodes,
                 "fused_nodes": fused, "build_seconds": seconds, "validation": validation,

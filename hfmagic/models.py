@@ -193,6 +193,7 @@ class ModelHandle:
             ("parameters", parameters),
             ("task", self.task),
             ("labels", labels),
+            *self.task_plugin.card_lines(self),
             ("size on disk", human_bytes(self.size_on_disk)),
             ("source", self.source),
             ("revision", self.revision or "-"),
@@ -247,11 +248,19 @@ def load_model(source: Any, task: str | None = None, revision: str | None = None
         dataset = pd.read_json(path / TEST_FILE, lines=True)
     elif str(source) in BUILT_IN_MODELS:
         (path, dataset), label = BUILT_IN_MODELS[str(source)](), str(source)
+    elif str(source) == "smollm2":  # a real decoder LLM, from its GGUF file
+        from hfmagic import gguf
+
+        path, label = gguf.folder_for(gguf.smollm2()), "smollm2"
     elif Path(source).expanduser().exists():
         path, label = Path(source).expanduser().resolve(), str(source)
-        if not path.is_dir():
+        from hfmagic import gguf
+
+        if (found := gguf.find(path)) is not None:  # llama.cpp's format: dequantised once, into the cache
+            path = gguf.folder_for(found)
+        elif not path.is_dir():
             raise ModelSourceError(f"{source} is a file; pass the folder a model was saved to "
-                                   "with save_pretrained")
+                                   "with save_pretrained (or a .gguf file)")
     elif _looks_local(str(source)) or not _HUB_ID.match(str(source)):
         raise ModelSourceError(f"no folder at {source}; pass a folder saved with save_pretrained, "
                                "a hub id, or demo")

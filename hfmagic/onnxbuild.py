@@ -57,7 +57,9 @@ def quantization_config(isa: str, per_channel: bool, static: bool):
     return getattr(AutoQuantizationConfig, isa)(is_static=static, per_channel=per_channel)
 
 
-def describe_quantization(mode: str, isa: str, per_channel: bool) -> str:
+def describe_quantization(mode: str, isa: str, per_channel: bool, block_size: int | None = None) -> str:
+    if mode == "int4":
+        return f"int4 weight-only MatMulNBits, block {block_size}, symmetric"
     return f"{mode} {isa} {'per-channel' if per_channel else 'per-tensor'}"
 
 
@@ -89,10 +91,13 @@ def optimize(source: Path, out: Path, level: str, device: str) -> str:
 
 
 def quantize_dynamic(source: Path, source_file: str, out: Path, isa: str, per_channel: bool,
-                     name: str) -> str:
+                     name: str, operators=None) -> str:
     """Dynamic int8: ORTQuantizer for the fp32 graph, onnxruntime's quantize_dynamic for an
-    optimized one (ORTQuantizer fails there: "Unable to find data type for weight_name")."""
+    optimized one (ORTQuantizer fails there: "Unable to find data type for weight_name").
+    ``operators``: the op types to quantize (the task's; None: optimum's default for the ISA)."""
     qconfig = quantization_config(isa, per_channel, static=False)
+    if operators:
+        qconfig.operators_to_quantize = list(operators)
     if source_file == FP32_FILE:
         from optimum.onnxruntime import ORTQuantizer
 

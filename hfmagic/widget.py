@@ -111,15 +111,17 @@ def speedups(rows: list[dict], baseline: str | None, sweep: str | None = None) -
     return out
 
 
-def pareto_front(points: list[dict]) -> list[str]:
-    """Ids of the points no other point beats on both lower p50 and higher metric (ties: the first)."""
+def pareto_front(points: list[dict], lower_is_better: bool = False) -> list[str]:
+    """Ids of the points no other point beats on both lower p50 and a better metric (higher; lower
+    with ``lower_is_better``, as perplexity) (ties: the first)."""
+    sign = -1.0 if lower_is_better else 1.0
     ordered = sorted((p for p in points if p.get("p50_ms") is not None and p.get("metric") is not None),
-                     key=lambda p: (p["p50_ms"], -p["metric"]))
+                     key=lambda p: (p["p50_ms"], -sign * p["metric"]))
     front, best = [], float("-inf")
     for p in ordered:
-        if p["metric"] > best:
+        if sign * p["metric"] > best:
             front.append(p["id"])
-            best = p["metric"]
+            best = sign * p["metric"]
     return front
 
 
@@ -269,6 +271,8 @@ class Dashboard(anywidget.AnyWidget):
     sweep_baseline = traitlets.Unicode("", help="the benchmark's own baseline (its rows carry a CI)").tag(sync=True)
     progress = traitlets.Dict(help="{done, total, label} while a run is going; empty when none").tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
+    metric_lower = traitlets.Bool(False, help="the metric is better lower (perplexity): the Pareto front "
+                                  "takes the lowest").tag(sync=True)
     notes = traitlets.List(traitlets.Unicode()).tag(sync=True)
     warnings = traitlets.List(traitlets.Unicode(), help="what must not be missed (evaluations of different "
                                                         "data), shown above the table").tag(sync=True)
@@ -300,6 +304,7 @@ class Dashboard(anywidget.AnyWidget):
             self._sweep = _canonical(getattr(result, "baseline", None), rows) or self._sweep
         if kind == "evaluation":
             self._metric = self._metric or _metric_of(result, rows)
+            self.metric_lower = self.metric_lower or bool(getattr(result, "lower_is_better", False))
         store = self._bench if kind == "benchmark" else self._eval
         replaced = [r for r in rows if self._key(r, kind) in store]
         for r in rows:

@@ -72,7 +72,7 @@ def run_job(job: dict, process_start: float | None = None, in_worker: bool = Fal
             else:
                 import numpy as np
 
-                previous = (batch * seq, float(np.median(row["samples_ms"])))
+                previous = (batch * seq, float(np.median(row.get("wall_ms") or row["samples_ms"])))
             yield {"type": "row", "row": {**base, **row}}
     finally:
         backend.close()
@@ -120,18 +120,19 @@ def _load(job: dict, process_start: float | None, in_worker: bool, spinning: boo
 
 def measure(backend, batch: int, seq: int, job: dict, texts, tokenizer, model) -> dict:
     """Time one shape: first run, warm-up, then the timed runs (model only; then end to end)."""
+    task = model.task_plugin
     inputs = make_inputs(model, backend.input_names, batch, seq, texts, tokenizer)
     prepared = backend.prepare(inputs)
     exact_peak = reset_peak_memory()
     clock = time.perf_counter_ns
     t0 = clock()
-    backend.run(prepared)
+    task.run_once(backend, model, prepared, job)
     first_ms = (clock() - t0) / 1e6
-    for _ in range(job["warmup"]):
-        backend.run(prepared)
-    samples = timed_runs(lambda: backend.run(prepared), job["min_runs"], job["min_time"])
-    row = {"status": "ok", "first_ms": first_ms, "samples_ms": samples, "e2e_samples_ms": None}
-    if texts and tokenizer is not None:  # a classical baseline's runs are end to end already
+    for _ in range(task.warmups(job["warmup"])):
+        task.run_once(backend, model, prepared, job)
+    timed = task.timed_runs(backend, model, prepared, job["min_runs"], job["min_time"], job)
+    row = {"status": "ok", "first_ms": first_ms, "e2e_samples_ms": None, **timed}
+    if texts and tokenizer is not None and task.END_TO_END:  # a classical baseline's runs are end to end already
         batches = [texts[i:i + batch] for i in range(0, len(texts) - batch + 1, batch)] or [texts[:batch]]
         cursor = iter(range(1 << 62))
 
@@ -257,11 +258,13 @@ class Measurer:
         self.ready = next(loader)
         if self.ready["type"] == "ready":
             self.backend, self.model, self.texts, self.tokenizer = next(loader)
+            self.end_to_end = self.tokenizer is not None and self.model.task_plugin.END_TO_END
 
     def slice(self, batch: int, seq: int, runs: int, round_no: int) -> dict:
         out = {"type": "slice", "shape": [batch, seq], "round": round_no, "pid": os.getpid()}
         try:
             first_ms, peak = None, {}
+            task = self.model.task_plugin
             key = (batch, seq)
             if key not in self.prepared:  # its peak memory: from its inputs' making through this slice
                 exact = reset_peak_memory()
@@ -270,23 +273,23 @@ class Measurer:
                 inputs = make_inputs(self.model, self.backend.input_names, batch, seq, self.texts, self.tokenizer)
                 prepared = self.prepared[key] = self.backend.prepare(inputs)
                 t0 = time.perf_counter_ns()
-                self.backend.run(prepared)
+                task.run_once(self.backend, self.model, prepared, self.job)
                 first_ms = (time.perf_counter_ns() - t0) / 1e6
-                for _ in range(self.job["warmup"]):
-                    self.backend.run(prepared)
-                if self.tokenizer is not None:  # the tokenizer's first calls stay out of the samples too
+                for _ in range(task.warmups(self.job["warmup"])):
+                    task.run_once(self.backend, self.model, prepared, self.job)
+                if self.end_to_end:  # the tokenizer's first calls stay out of the samples too
                     for _ in range(self.job["warmup"]):
                         self._end_to_end(batch, seq)
             prepared = self.prepared[key]
-            samples = timed_runs(lambda: self.backend.run(prepared), runs, 0.0)
-            e2e = timed_runs(lambda: self._end_to_end(batch, seq), runs, 0.0) if self.tokenizer is not None else None
+            timed = task.timed_runs(self.backend, self.model, prepared, runs, 0.0, self.job)
+            e2e = timed_runs(lambda: self._end_to_end(batch, seq), runs, 0.0) if self.end_to_end else None
             if first_ms is not None:
                 # memory an allocator keeps from a larger shape run earlier in this process would count
                 # here too: the row says so (round 1 runs each worker's shapes smallest first)
                 larger = any(b * s > batch * seq or (b * s == batch * seq and s > seq) for b, s in self.prepared
                              if (b, s) != key)
                 peak = {"peak_mem_mb": peak_memory_mb(), "peak_mem_exact": exact, "peak_mem_after_larger": larger}
-            return out | {"samples_ms": samples, "e2e_samples_ms": e2e, "first_ms": first_ms, **peak}
+            return out | timed | {"e2e_samples_ms": e2e, "first_ms": first_ms, **peak}
         except Exception as exc:
             return out | {"error": f"failed: {one_line(exc)}"}
 

@@ -37,17 +37,19 @@ export function speedups(rows, baseline, sweep = null) {
   return out;
 }
 
-/** Ids of the points that no other point beats on both lower p50 and higher metric. */
-export function paretoFront(points) {
+/** Ids of the points that no other point beats on both lower p50 and a better metric (higher;
+ * lower when `lowerIsBetter`, as perplexity). */
+export function paretoFront(points, lowerIsBetter = false) {
+  const sign = lowerIsBetter ? -1 : 1;
   const ordered = points
     .filter((p) => p.p50_ms != null && p.metric != null)
-    .sort((a, b) => a.p50_ms - b.p50_ms || b.metric - a.metric);
+    .sort((a, b) => a.p50_ms - b.p50_ms || sign * (b.metric - a.metric));
   const front = [];
   let best = -Infinity;
   for (const p of ordered) {
-    if (p.metric > best) {
+    if (sign * p.metric > best) {
       front.push(p.id);
-      best = p.metric;
+      best = sign * p.metric;
     }
   }
   return front;
@@ -289,7 +291,7 @@ function render({ model, el }) {
         : "no accuracy to plot: evaluate the variants and pass both results to Dashboard"));
       return wrap;
     }
-    const front = new Set(paretoFront(points));
+    const front = new Set(paretoFront(points, get("metric_lower")));
     const W = 440, H = 270, m = { l: 58, r: 16, t: 14, b: 40 };
     const [x0, x1] = padded([Math.min(...points.map((p) => p.p50_ms)), Math.max(...points.map((p) => p.p50_ms))]);
     const [y0, y1] = padded([Math.min(...points.map((p) => p.metric)), Math.max(...points.map((p) => p.metric))]);

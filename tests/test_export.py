@@ -287,7 +287,7 @@ def test_unsupported_architecture_and_task_name_what_is_supported(shell, capsys,
     shell.user_ns["qa"] = load_model(tiny_factory("gpt2", "question-answering"))
     error = one_line_error(shell, capsys, "%export_onnx qa")
     assert "cannot export a gpt2 model for question-answering; for gpt2 it supports: feature-extraction, " \
-           "text-classification, token-classification" in error
+           "text-generation, text-classification, token-classification" in error
     shell.user_ns["funnel"] = load_model(_funnel(tmp_path / "funnel"))
     error = one_line_error(shell, capsys, "%export_onnx funnel")
     assert "does not support the funnel architecture (FunnelModel); for feature-extraction it supports: " in error

@@ -119,6 +119,11 @@ def test_pareto_front():
               {"id": "e", "p50_ms": 5, "metric": 0.80}, {"id": "f", "p50_ms": 20, "metric": 0.95},
               {"id": "g", "p50_ms": 3, "metric": None}]
     assert pareto_front(points) == ["b", "a", "c"]  # d is beaten by a, e by b, f ties c but is slower
+    # perplexity: lower is better, so the fast point with the lowest value leads, then only lower ones
+    assert pareto_front(points, lower_is_better=True) == ["e"]
+    perplexity = [{"id": "t", "p50_ms": 40, "metric": 32.4}, {"id": "f", "p50_ms": 25, "metric": 32.4},
+                  {"id": "i4", "p50_ms": 18, "metric": 39.5}, {"id": "i8", "p50_ms": 22, "metric": 54.0}]
+    assert pareto_front(perplexity, lower_is_better=True) == ["i4", "f"]  # i8 is beaten by i4, t by f
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is missing: `make browser` installs it")
@@ -139,7 +144,8 @@ def test_the_browser_applies_the_same_rules(tmp_path):
               "import { readFileSync } from 'node:fs';\n"
               "const rows = JSON.parse(readFileSync(0, 'utf8'));\n"
               "console.log(JSON.stringify({s: speedups(rows, 'fp32/onnxruntime'), "
-              "p: paretoFront(rows.filter((r) => r.status === 'ok'))}));")
+              "p: paretoFront(rows.filter((r) => r.status === 'ok')), "
+              "q: paretoFront(rows.filter((r) => r.status === 'ok'), true)}));")
     out = subprocess.run(["node", "--input-type=module", "-e", script], input=json.dumps(rows),
                          capture_output=True, text=True, timeout=60, check=True).stdout
     got = json.loads(out)
@@ -148,6 +154,7 @@ def test_the_browser_applies_the_same_rules(tmp_path):
     assert all((got["s"][k] is None) == (want[k] is None) for k in want)
     assert all(got["s"][k] == pytest.approx(want[k]) for k in want if want[k] is not None)
     assert got["p"] == pareto_front([r for r in rows if r["status"] == "ok"]) and got["p"]
+    assert got["q"] == pareto_front([r for r in rows if r["status"] == "ok"], lower_is_better=True) and got["q"]
 
 
 def test_selection_from_the_browser_arrives_as_state():

@@ -37,11 +37,24 @@ ARCHS = {
     "gpt2": ("GPT2Config", dict(n_embd=32, n_layer=2, n_head=2, n_positions=512), False),
 }
 
+# decoders for text-generation: arch -> (config class, config kwargs); 2 layers, 32 hidden, KV heads
+# fewer than attention heads where the architecture has them (grouped-query attention)
+DECODERS = {
+    "llama": ("LlamaConfig", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                  num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True)),
+    "qwen2": ("Qwen2Config", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                  num_key_value_heads=2, max_position_embeddings=512)),
+    "phi3": ("Phi3Config", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                num_key_value_heads=4, max_position_embeddings=512, original_max_position_embeddings=512)),
+    "gpt2": ("GPT2Config", dict(n_embd=32, n_layer=2, n_head=2, n_positions=512)),
+}
+
 TASK_CLASS = {
     "text-classification": "AutoModelForSequenceClassification",
     "feature-extraction": "AutoModel",
     "token-classification": "AutoModelForTokenClassification",
     "question-answering": "AutoModelForQuestionAnswering",
+    "text-generation": "AutoModelForCausalLM",
 }
 
 
@@ -69,14 +82,36 @@ def make_tokenizer(arch: str):
         sep_token="[SEP]", mask_token="[MASK]", model_max_length=512, model_input_names=names)
 
 
+def make_decoder_tokenizer():
+    """A word-level-ish tokenizer for decoders: no [CLS]/[SEP] template; [SEP] ends a text (eos)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[BOS]", "[SEP]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(sentences(), trainers.WordPieceTrainer(vocab_size=200, special_tokens=special))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="[BOS]",
+                                   eos_token="[SEP]", model_max_length=512,
+                                   model_input_names=["input_ids", "attention_mask"])
+
+
 def make_tiny(folder: Path, arch: str = "bert", task: str = "text-classification", seed: int = 0) -> Path:
     """Build and save a tiny random ``arch`` model for ``task`` into ``folder``."""
     import torch
     import transformers
 
-    cls_name, kwargs, _ = ARCHS[arch]
-    tokenizer = make_tokenizer(arch)
-    config = getattr(transformers, cls_name)(vocab_size=len(tokenizer), **kwargs)
+    if task == "text-generation":
+        cls_name, kwargs = DECODERS[arch]
+        tokenizer = make_decoder_tokenizer()
+        config = getattr(transformers, cls_name)(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                                 bos_token_id=tokenizer.bos_token_id,
+                                                 eos_token_id=tokenizer.eos_token_id, **kwargs)
+    else:
+        cls_name, kwargs, _ = ARCHS[arch]
+        tokenizer = make_tokenizer(arch)
+        config = getattr(transformers, cls_name)(vocab_size=len(tokenizer), **kwargs)
     if task == "text-classification":
         config.num_labels = len(LABELS)
         config.id2label = dict(enumerate(LABELS))
@@ -85,7 +120,7 @@ def make_tiny(folder: Path, arch: str = "bert", task: str = "text-classification
         config.num_labels = 3
         config.id2label = {0: "O", 1: "B-ORG", 2: "I-ORG"}
         config.label2id = {v: k for k, v in config.id2label.items()}
-    if arch == "gpt2":
+    if arch == "gpt2" and task != "text-generation":
         config.pad_token_id = tokenizer.pad_token_id
     torch.manual_seed(seed)
     model = getattr(transformers, TASK_CLASS[task]).from_config(config).eval()

@@ -47,6 +47,11 @@ class Backend:
     def run(self, inputs: Any) -> Any:
         raise NotImplementedError
 
+    def generator(self):
+        """What ``generate()`` runs on, for a text-generation model (transformers' GenerationMixin)."""
+        raise UnsupportedError(f"the {self.NAME} backend does not run text-generation models yet; use torch or "
+                               "onnxruntime")
+
     def threads_used(self) -> dict[str, int]:
         return {}
 

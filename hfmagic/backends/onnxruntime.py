@@ -38,14 +38,33 @@ class OnnxRuntime(Backend):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if not self.spinning:  # an idle worker's threads would otherwise spin on the next one's cores
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(variant.path), options, providers=self.PROVIDERS)
+        self._generator = None
+        if variant.model.task_plugin.GENERATES:  # a decoder with its KV cache: optimum's generate() loop
+            from hfmagic.decoding import ort_generator
+
+            self._generator = ort_generator(variant.folder, variant.path.name, options, self.PROVIDERS)
+            self.session = self._generator.session
+        else:
+            self.session = ort.InferenceSession(str(variant.path), options, providers=self.PROVIDERS)
         used = self.session.get_providers()
         if used[0] != self.PROVIDERS[0]:  # onnxruntime falls back to the CPU without failing
             raise BackendUnavailable(f"{self.PROVIDERS[0]} did not start (onnxruntime fell back to "
                                      f"{used[0]}){self.HINT}")
         self.input_names = [i.name for i in self.session.get_inputs()]
+        if self._generator is not None:
+            self.input_names = variant.model.task_plugin.model_inputs(variant.model)
+
+    def generator(self):
+        if self._generator is None:
+            return super().generator()
+        return self._generator
 
     def run(self, inputs):
+        if self._generator is not None:  # one forward pass (no cache): the logits
+            import torch
+
+            with torch.inference_mode():
+                return self._generator(**{k: torch.from_numpy(v) for k, v in inputs.items()})
         return self.session.run(None, inputs)
 
     def threads_used(self) -> dict[str, int]:

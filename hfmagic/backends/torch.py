@@ -32,6 +32,9 @@ class Torch(Backend):
         # what the tokenizer makes and the forward takes (the model's task reconciles the two)
         self.input_names = variant.model.task_plugin.model_inputs(variant.model, self.model.forward)
 
+    def generator(self):
+        return self.model
+
     def prepare(self, inputs):
         return {k: self._torch.from_numpy(v) for k, v in inputs.items()}
 

@@ -8,7 +8,8 @@ MAGIC = "benchmark"
 CLI = "benchmark"
 DOC = """Benchmark variants x backends x batch sizes x sequence lengths: latency percentiles,
 throughput, memory and speed-up with a bootstrap 95% interval. Measures in a worker process
-unless --inline.
+unless --inline. A text-generation model is measured by greedy generations of --new-tokens from
+prompts of --prompt-lens tokens: time to first token, time per output token, inter-token latency.
 """
 ARGS = [
     argument("target", nargs="+", metavar="TARGET",
@@ -21,6 +22,10 @@ ARGS = [
                   "for ONNX)"),
     argument("--batch-sizes", help="comma-separated (default: %%config HFMagic.batch_sizes)"),
     argument("--seq-lens", help="comma-separated (default: %%config HFMagic.seq_lens)"),
+    argument("--prompt-lens", dest="seq_lens",
+             help="text-generation models: prompt lengths in tokens (the same as --seq-lens)"),
+    argument("--new-tokens", type=int,
+             help="text-generation models: tokens generated per run, greedy, no early stop (default 64)"),
     argument("--threads", type=int, help="threads for every backend (default: %%config HFMagic.threads)"),
     argument("--warmup", type=int, default=10, help="warm-up runs per configuration (default 10)"),
     argument("--min-runs", type=int, default=10, help="at least this many timed runs (default 10)"),
@@ -61,7 +66,8 @@ def run(args, ctx):
         seq_lens=positive_ints(args.seq_lens, "sequence length"), threads=args.threads,
         warmup=args.warmup, min_runs=args.min_runs, min_time=args.min_time, budget=args.budget,
         baseline=args.baseline, inputs=data, inputs_source=args.inputs, inline=args.inline,
-        timeout=args.timeout, order=args.order, max_time=args.max_time, ci_target=args.ci_target, callback=live, progress=not args.quiet and live is None, force=args.force,
+        timeout=args.timeout, order=args.order, max_time=args.max_time, ci_target=args.ci_target,
+        callback=live, progress=not args.quiet and live is None, force=args.force, new_tokens=args.new_tokens,
     )
     if args.name:
         ctx.bind(args.name, result)

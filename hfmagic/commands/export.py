@@ -12,13 +12,16 @@ against PyTorch and cached by content.
 Builds fp32 and each level asked for; with --quantize auto/dynamic also an int8 twin of each
 fp32/O1/O2/O3 graph (int8, O2-int8, ...), with the int8 config picked for this CPU; static int8
 (int8-static) with --quantize static, or auto plus --calibration. The default builds fp32, O2,
-int8 and O2-int8.
+int8 and O2-int8. A text-generation model (a decoder LLM) exports with its KV cache: fp32, int8
+(dynamic, MatMul weights) and int4 (weight-only, --block-size), validated on logits and greedy tokens.
 """
 ARGS = [
     argument("model", help="a model handle's name, a folder, a hub id, or demo"),
-    argument("--levels", default="fp32,O2", help="comma-separated: fp32,O1,O2,O3,O4 (default fp32,O2)"),
-    argument("--quantize", default="auto", choices=["none", "dynamic", "static", "auto"],
-             help="int8 quantization: auto picks the config for this CPU (default)"),
+    argument("--levels", help="comma-separated: fp32,O1,O2,O3,O4 (default fp32,O2; text-generation: fp32)"),
+    argument("--quantize", default="auto", choices=["none", "dynamic", "static", "auto", "int4"],
+             help="int8 quantization: auto picks the config for this CPU (default); text-generation models: "
+                  "auto builds int8 and int4, int4 only int4"),
+    argument("--block-size", type=int, default=32, help="int4's quantization block (default 32)"),
     argument("--per-channel", dest="per_channel", action="store_true", default=True,
              help="per-channel int8 weights (default; keeps accuracy)"),
     argument("--no-per-channel", dest="per_channel", action="store_false", help="per-tensor int8 weights"),
@@ -42,7 +45,8 @@ def run(args, ctx):
     model = ctx.model(args.model)
     calibration = ctx.lookup(args.calibration) if args.calibration else None
     variants = export_onnx(
-        model, levels=csv_list(args.levels, what="level"), quantize=args.quantize,
+        model, levels=csv_list(args.levels, what="level") if args.levels else None, quantize=args.quantize,
+        block_size=args.block_size,
         per_channel=args.per_channel, calibration=args.calibration if calibration is None else calibration,
         samples=args.samples, opset=args.opset, output=args.output_dir, device=args.device,
         force=args.force, text_column=args.text_column, progress=not args.quiet,

@@ -43,6 +43,9 @@ class Task:
     CLASSICAL_BASELINE: ClassVar[str | None] = None  # why there is none, or its %load_model name
     DESCRIPTION: ClassVar[str] = ""
     FALLBACK: ClassVar[bool] = False            # tried after every other task (bare encoders)
+    DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "O2")  # what export_onnx builds when not told
+    GENERATES: ClassVar[bool] = False           # a measurement is a generation (decoder LLMs)
+    QUANT_OPERATORS: ClassVar[tuple[str, ...] | None] = None  # dynamic int8's operators (None: optimum's)
 
     # -- which models ------------------------------------------------------------------------
     @classmethod
@@ -61,6 +64,10 @@ class Task:
 
     def check_folder(self, path: Path) -> None:
         """Refuse a folder that lacks what this task needs beside the weights (one line)."""
+
+    def card_lines(self, model) -> list[tuple[str, str]]:
+        """What the model card adds for this task (read off the config)."""
+        return []
 
     def labels(self, config: dict) -> dict[int, str]:
         if not self.LABELLED:
@@ -81,6 +88,75 @@ class Task:
 
     def synthetic_inputs(self, names: list[str], shape: dict, config: dict) -> dict:
         raise NotImplementedError
+
+    # -- measuring ---------------------------------------------------------------------------
+    END_TO_END: ClassVar[bool] = True  # with real texts, rows add tokenizer + model runs (e2e_p50_ms)
+
+    def warmups(self, asked: int) -> int:
+        """How many warm-up runs follow a shape's first run."""
+        return asked
+
+    def run_once(self, backend, model, prepared, job: dict) -> None:
+        """One untimed run (the first one, the warm-ups)."""
+        backend.run(prepared)
+
+    def timed_runs(self, backend, model, prepared, runs: int, min_time: float, job: dict) -> dict:
+        """At least ``runs`` timed runs and ``min_time`` seconds: ``samples_ms`` (one latency per
+        run), and any other ``*_samples_ms`` the task's rows are computed from."""
+        from hfmagic.worker import timed_runs
+
+        return {"samples_ms": timed_runs(lambda: backend.run(prepared), runs, min_time)}
+
+    def forward_outputs(self, backend, model, feed: dict) -> dict | None:
+        """%evaluate's named outputs of one batch when the task computes them itself (None: the
+        backend's outputs as they are)."""
+        return None
+
+    def row_figures(self, raw: dict, batch: int, seq: int) -> dict:
+        """The task's own row figures from a worker's result (beside the latency percentiles)."""
+        return {}
+
+    # -- export --------------------------------------------------------------------------------
+    def variant_names(self) -> tuple[str, ...]:
+        """Every variant export_onnx can build for this task (and torch)."""
+        from hfmagic.export import VARIANT_NAMES
+
+        return VARIANT_NAMES
+
+    def default_variants(self) -> list[str]:
+        """What %benchmark measures of a model when --variants is not given."""
+        from hfmagic.export import DEFAULT_LEVELS
+
+        return ["torch", *DEFAULT_LEVELS, "int8", *(f"{lv}-int8" for lv in DEFAULT_LEVELS if lv != "fp32")]
+
+    def export_steps(self, levels: list[str], quantize: str, static: bool, options: dict) -> list:
+        """The variants export_onnx builds (hfmagic.export.Step, in build order)."""
+        from hfmagic.export import plan
+
+        return plan(levels, quantize, static)
+
+    def validator(self, model, texts: list[str], source: str):
+        """What each built variant is compared with: ``compare(path, device)`` -> figures."""
+        from hfmagic.validation import Reference
+
+        return Reference(model, texts, source)
+
+    def check_built(self, quant: str | None, path) -> str | None:
+        """Why a built variant cannot be used although it was built (None: it can)."""
+        return None
+
+    def divergence_rule(self) -> str:
+        """When a variant counts as diverged, in words (export's notes)."""
+        from hfmagic.validation import COSINE_FLOOR
+
+        floors = ", ".join(f"{v} ({k})" for k, v in COSINE_FLOOR.items())
+        return f"a variant diverges below a worst-text cosine of {floors}"
+
+    def divergence(self, variant_name: str, figures: dict) -> str | None:
+        """Why a variant's validation figures say it diverged from PyTorch, or None."""
+        from hfmagic.validation import divergence
+
+        return divergence(variant_name, figures)
 
     # -- validation --------------------------------------------------------------------------
     def token_level(self, output: str) -> bool:

