@@ -36,7 +36,7 @@ def main() -> None:
     inside = [r for r in speed.rows if r["status"] == "ok" and r["variant"] != "torch" and gate.get(r["variant"]) == "pass"]
     flags = ", ".join(sorted(f for f in cpu_flags() if f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")))
     print(f"CPU flags: {flags}")
-    for r in speed.rows:
+    for r in (r for r in speed.rows if r["status"] == "ok"):
         print(f"{r['variant']:>6}: TTFT {r['ttft_p50_ms']:.0f} ms, TPOT {r['tpot_p50_ms']:.1f} ms, "
               f"perplexity {ppl.get(r['variant'], float('nan')):.2f} ({gate.get(r['variant']) or 'reference'})")
     if not inside:

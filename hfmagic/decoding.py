@@ -5,7 +5,8 @@ variants, their validation, the timed greedy generation and perplexity.
 ``int8``: dynamic, the MatMul weights only, per-channel (ORTQuantizer; the embeddings' Gather
 stays fp32). ``int4``: weight-only, onnxruntime's ``MatMulNBitsQuantizer`` (block 32 by default,
 symmetric; ``--block-size``), the MatMuls only. Each is validated against PyTorch on real prompts:
-the worst prompt's cosine of the last position's logits, and greedy agreement over
+the worst prompt's cosine of the last position's logits (centred: softmax ignores a common
+shift), and greedy agreement over
 :data:`VALIDATE_TOKENS` new tokens (the share of prompts that match throughout, and the mean
 position of the first different token).
 
@@ -212,7 +213,9 @@ class GenerationReference:
         for p, want_logits, want_tokens in zip(self.prompts, self.logits, self.tokens):
             with torch.inference_mode():
                 got = generator(**{k: torch.from_numpy(v) for k, v in p.items()}).logits[0, -1].float().numpy()
-            cosines.append(_cosine(want_logits.astype(np.float64), got.astype(np.float64)))
+            # centred: softmax ignores a shift of every logit, and so does this figure
+            want64, got64 = want_logits.astype(np.float64), got.astype(np.float64)
+            cosines.append(_cosine(want64 - want64.mean(), got64 - got64.mean()))
             diffs.append(float(np.max(np.abs(want_logits - got))))
             tokens = greedy(generator, dict(p), self.config)[0].numpy()
             differ = np.nonzero(tokens != want_tokens)[0]

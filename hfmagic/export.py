@@ -43,7 +43,7 @@ DEFAULT_LEVELS = ["fp32", "O2"]
 QUANTIZE = ("none", "dynamic", "static", "auto", "int4")  # int4: weight-only, for text-generation models
 INT4_BLOCK = 32
 DEVICES = ("cpu", "cuda")
-FORMAT = 1  # bump when a recipe or the folder layout changes: old entries are then left unused
+FORMAT = 2  # bump when a recipe or the folder layout changes: old entries are then left unused
 META = "hfmagic-variant.json"
 STACK = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime")
 

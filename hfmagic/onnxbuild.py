@@ -94,10 +94,13 @@ def quantize_dynamic(source: Path, source_file: str, out: Path, isa: str, per_ch
                      name: str, operators=None) -> str:
     """Dynamic int8: ORTQuantizer for the fp32 graph, onnxruntime's quantize_dynamic for an
     optimized one (ORTQuantizer fails there: "Unable to find data type for weight_name").
-    ``operators``: the op types to quantize (the task's; None: optimum's default for the ISA)."""
+    ``operators``: the op types to quantize (the task's; None: optimum's default for the ISA); then
+    only the nodes that have a weight (an initializer) are: a decoder's attention MatMuls (scores,
+    probabilities x values) quantized on the fly take SmolLM2's logits to a cosine of 0.005."""
     qconfig = quantization_config(isa, per_channel, static=False)
     if operators:
         qconfig.operators_to_quantize = list(operators)
+        qconfig.nodes_to_exclude = without_weights(source / source_file, operators)
     if source_file == FP32_FILE:
         from optimum.onnxruntime import ORTQuantizer
 
@@ -113,7 +116,8 @@ def quantize_dynamic(source: Path, source_file: str, out: Path, isa: str, per_ch
     out.mkdir(parents=True, exist_ok=True)
     ort_quantize_dynamic(source / source_file, out / QUANTIZED_FILE, op_types_to_quantize=ops,
                          per_channel=per_channel, reduce_range=qconfig.reduce_range,
-                         weight_type=qconfig.weights_dtype, extra_options=options)
+                         weight_type=qconfig.weights_dtype, extra_options=options,
+                         nodes_to_exclude=qconfig.nodes_to_exclude or [])
     copy_folder_files(source, out)
     snippet = ("from onnxruntime.quantization import quantize_dynamic, QuantType; import onnx; "
                f"quantize_dynamic(\"onnx/{name.split('-')[0]}/{source_file}\", \"onnx/{name}/{QUANTIZED_FILE}\", "
@@ -122,6 +126,15 @@ def quantize_dynamic(source: Path, source_file: str, out: Path, isa: str, per_ch
                f"extra_options={{\"WeightSymmetric\": {qconfig.weights_symmetric}, \"ActivationSymmetric\": "
                f"{qconfig.activations_symmetric}, \"DefaultTensorType\": onnx.TensorProto.FLOAT}})")
     return f"mkdir -p onnx/{name} && python -c {shlex.quote(snippet)}"
+
+
+def without_weights(path: Path, operators) -> list[str]:
+    """Names of the ``operators`` nodes none of whose inputs is an initializer."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    return [n.name for n in graph.node if n.op_type in operators and not any(x in weights for x in n.input)]
 
 
 def quantize_static(model, source: Path, out: Path, isa: str, per_channel: bool, texts: list[str]) -> str:
