@@ -27,7 +27,10 @@ import time
 
 VALIDATE_TOKENS = 16   # greedy tokens compared with PyTorch when a variant is validated
 VALIDATE_PROMPTS = 4
-COSINE_FLOOR = {"fp32": 0.999, "int8": 0.9, "int4": 0.9}  # last-position logits, worst prompt
+# last-position logits (centred), worst prompt: below these an export is broken, not approximate
+# (SmolLM2's int8 0.88 and int4 0.94 kept their greedy tokens for a while and a perplexity within
+# 20%; an int8 that quantized the attention's activations gave 0.005). Quality is %evaluate's.
+COSINE_FLOOR = {"fp32": 0.999, "int8": 0.8, "int4": 0.8}
 
 
 # -- variants ------------------------------------------------------------------------------------
