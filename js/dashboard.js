@@ -291,7 +291,7 @@ function render({ model, el }) {
         : "no accuracy to plot: evaluate the variants and pass both results to Dashboard"));
       return wrap;
     }
-    const front = new Set(paretoFront(points, get("metric_lower")));
+    const front = new Set(paretoFront(points, model.get("metric_lower") === true));  // get() gives [] for false
     const W = 440, H = 270, m = { l: 58, r: 16, t: 14, b: 40 };
     const [x0, x1] = padded([Math.min(...points.map((p) => p.p50_ms)), Math.max(...points.map((p) => p.p50_ms))]);
     const [y0, y1] = padded([Math.min(...points.map((p) => p.metric)), Math.max(...points.map((p) => p.metric))]);
