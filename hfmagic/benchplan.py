@@ -365,7 +365,8 @@ class MemoryGuard:
     available: int
 
     def needed(self, batch: int, seq: int, kind: str | None = None) -> int:
-        kinds = [kind] if kind else sorted(self.kinds) or ["onnx"]
+        kinds = [kind] if kind else sorted(k for k in self.kinds if k in RUNTIME_BYTES) or ["onnx"]
+        kinds = [k if k in RUNTIME_BYTES else "onnx" for k in kinds]  # onnxruntime-genai: as onnxruntime
         return max(estimate_memory(self.config, self.weights_bytes, batch, seq, k) for k in kinds)
 
     def row_status(self, status: str, batch: int, seq: int, kind: str, backend: str) -> str:

@@ -35,23 +35,120 @@ COSINE_FLOOR = {"fp32": 0.999, "int8": 0.8, "int4": 0.8}
 
 # -- variants ------------------------------------------------------------------------------------
 def export_steps(levels: list[str], quantize: str, options: dict) -> list:
-    """fp32, then int8 (``dynamic``), int4 (``int4``) or both (``auto``) from it."""
+    """Level fp32: optimum's export, then int8 (``dynamic``), int4 (``int4``) or both (``auto``)
+    from it; level genai: onnxruntime-genai's builder, fp32 and (``int4``/``auto``) int4."""
     from hfmagic.errors import UnsupportedError
     from hfmagic.export import Step
 
-    others = [lv for lv in levels if lv != "fp32"]
-    if others:
-        raise UnsupportedError(f"text-generation models export as fp32 (plus int8/int4 from --quantize); "
-                               f"--levels {others[0]} is not built for them yet")
+    genai = "genai" in levels
+    if genai and not genai_installed():
+        raise UnsupportedError("--levels genai needs onnxruntime-genai: pip install --no-deps onnxruntime-genai==0.11.2")
     if quantize == "static":
         raise UnsupportedError("static int8 is not built for text-generation models; use --quantize dynamic, "
                                "int4 or auto (both)")
-    steps = [Step("fp32", "fp32")]
-    if quantize in ("auto", "dynamic"):
+    ort = "fp32" in levels  # optimum's export and onnxruntime's quantizers
+    steps = [Step("fp32", "fp32")] if ort else []
+    if quantize in ("auto", "dynamic") and ort:
         steps.append(Step("int8", "fp32", "fp32", "dynamic"))
-    if quantize in ("auto", "int4"):
+    if quantize in ("auto", "int4") and ort:
         steps.append(Step("int4", "fp32", "fp32", "int4"))
+    if genai:  # onnxruntime-genai's own format and loop, built from the same folder
+        steps.append(Step("genai-fp32", "fp32", None, "genai-fp32"))
+        if quantize in ("auto", "int4"):
+            steps.append(Step("genai-int4", "fp32", None, "genai-int4"))
     return steps
+
+
+def genai_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime_genai") is not None
+
+
+def build_genai(model, out, precision: str, block_size: int) -> str:
+    """onnxruntime-genai's model builder on the model's saved folder (offline: ``-i`` is the folder)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from hfmagic.errors import BuildError
+
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".tmp-genai-cache-") as cache:
+        args = ["-m", str(model.path), "-i", str(model.path), "-o", str(out), "-p", precision, "-e", "cpu", "-c", cache]
+        if precision == "int4":
+            args += ["--extra_options", f"int4_block_size={block_size}"]
+        done = subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", *args],
+                              capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BuildError(f"onnxruntime-genai's model builder failed: {last[:300]}")
+    return "python -m onnxruntime_genai.models.builder " + " ".join(
+        a if not a.startswith("/") else ("CACHE" if a == args[args.index("-c") + 1] else a) for a in args)
+
+
+class GenAIGenerator:
+    """An onnxruntime-genai model behind the two calls hfmagic makes of a generator:
+    ``generate(input_ids, attention_mask, generation_config, stopping_criteria)`` (its own C++
+    loop: greedy, exactly the config's new tokens, the criteria called after each token as
+    transformers' loop does) and ``model(input_ids, attention_mask).logits`` (every position's)."""
+
+    def __init__(self, folder, threads: int):
+        import json
+
+        import onnxruntime_genai as og
+
+        config = og.Config(str(folder))
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {
+            "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
+        self._og, self.model = og, og.Model(config)
+
+    def _generator(self, input_ids, new_tokens: int):
+        import numpy as np
+
+        ids = np.asarray(input_ids, dtype=np.int32)
+        params = self._og.GeneratorParams(self.model)
+        total = ids.shape[1] + new_tokens
+        params.set_search_options(max_length=total, min_length=total, do_sample=False, batch_size=ids.shape[0])
+        generator = self._og.Generator(self.model, params)
+        generator.append_tokens(ids)
+        return generator
+
+    def generate(self, input_ids, attention_mask=None, generation_config=None, stopping_criteria=None):
+        import numpy as np
+        import torch
+
+        if attention_mask is not None and not bool(np.asarray(attention_mask).all()):
+            raise ValueError("onnxruntime-genai takes unpadded prompts of one length (a mask of ones)")
+        generator = self._generator(input_ids, generation_config.max_new_tokens)
+        shape = _Shape(input_ids)
+        while not generator.is_done():
+            generator.generate_next_token()
+            for criterion in stopping_criteria or ():
+                criterion(shape, None)
+        batch = np.asarray(input_ids).shape[0]
+        return torch.from_numpy(np.stack([np.asarray(generator.get_sequence(i)) for i in range(batch)]).astype(np.int64))
+
+    def __call__(self, input_ids, attention_mask=None, **kwargs):
+        import numpy as np
+        import torch
+
+        generator = self._generator(input_ids, 1)
+        return _Logits(torch.from_numpy(np.asarray(generator.get_output("logits"), dtype=np.float32)))
+
+
+class _Shape:
+    """What a stopping criterion reads of the sequences so far: their batch size and device."""
+
+    def __init__(self, input_ids):
+        import torch
+
+        self.shape = (len(input_ids),)
+        self.device = torch.device("cpu")
+
+
+class _Logits:
+    def __init__(self, logits):
+        self.logits = logits
 
 
 def quantize_int4(source, source_file: str, out, block_size: int, symmetric: bool = True) -> str:
@@ -211,7 +308,10 @@ class GenerationReference:
         from hfmagic.validation import _cosine
 
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-        generator = ort_generator(path.parent, path.name, ort.SessionOptions(), providers)
+        if (path.parent / "genai_config.json").exists():  # onnxruntime-genai's own format
+            generator = GenAIGenerator(path.parent, 1)
+        else:
+            generator = ort_generator(path.parent, path.name, ort.SessionOptions(), providers)
         cosines, diffs, same, first = [], [], 0, []
         for p, want_logits, want_tokens in zip(self.prompts, self.logits, self.tokens):
             with torch.inference_mode():

@@ -310,7 +310,7 @@ def _build_variants(model: ModelHandle, variants: list[str] | None, reference: s
 
     if variants and set(variants) | {reference} == {TORCH}:
         return Variants(model, [Variant(TORCH, model)])
-    names = list(variants or model.task_plugin.DEFAULT_LEVELS) + [reference]
+    names = list(variants or model.task_plugin.default_variants()) + [reference]
     if "int8-static" in names and model.dataset is None:
         raise UsageProblem(f"int8-static needs calibration texts and {model.name} has none of its own; build it "
                            "with %export_onnx --quantize static --calibration DATA and evaluate that result")
@@ -413,7 +413,7 @@ class _Runner:
         from hfmagic.config import settings
 
         self.variant, self.task = variant, variant.model.task_plugin
-        self.backend = get_backend({"torch": "torch", "sklearn": "sklearn"}.get(variant.kind, "onnxruntime"))()
+        self.backend = get_backend({"torch": "torch", "sklearn": "sklearn", "genai": "onnxruntime-genai"}.get(variant.kind, "onnxruntime"))()
         self.backend.load(variant, settings().resolved_threads())
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -43,9 +43,9 @@ DEFAULT_LEVELS = ["fp32", "O2"]
 QUANTIZE = ("none", "dynamic", "static", "auto", "int4")  # int4: weight-only, for text-generation models
 INT4_BLOCK = 32
 DEVICES = ("cpu", "cuda")
-FORMAT = 2  # bump when a recipe or the folder layout changes: old entries are then left unused
+FORMAT = 3  # bump when a recipe or the folder layout changes: old entries are then left unused
 META = "hfmagic-variant.json"
-STACK = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime")
+STACK = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-genai")
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ class Step:
 
     @property
     def file(self) -> str:
+        if self.quant and self.quant.startswith("genai"):  # onnxruntime-genai's model builder
+            return FP32_FILE
         if self.quant:
             return QUANTIZED_FILE
         return FP32_FILE if self.level == "fp32" else OPTIMIZED_FILE
@@ -83,12 +85,18 @@ def request_for(names: list[str], calibration=None) -> dict:
     """The ``export_onnx`` arguments that build the variants ``names`` (torch needs no export).
 
     ``calibration`` is used only when ``int8-static`` is named; callers check it is there first."""
-    levels = list(dict.fromkeys(n if n in LEVELS else n.removesuffix("-int8").replace("int8", "fp32")
-                                for n in names if n not in (TORCH, "int8-static", "int4")))
+    def level(name: str) -> str:
+        if name.startswith("genai-"):  # a text-generation model's onnxruntime-genai builds
+            return "genai"
+        if name == "int4":  # a text-generation model's, from fp32
+            return "fp32"
+        return name if name in LEVELS else name.removesuffix("-int8").replace("int8", "fp32")
+
+    levels = list(dict.fromkeys(level(n) for n in names if n not in (TORCH, "int8-static")))
     dynamic = any(n.endswith("int8") and n != "int8-static" for n in names)
     static = "int8-static" in names
     quantize = "auto" if dynamic else "static" if static else "none"
-    if "int4" in names:  # a text-generation model's
+    if "int4" in names or "genai-int4" in names:
         quantize = "auto" if dynamic else "int4"
     return {"levels": levels or ["fp32"], "quantize": quantize, "calibration": calibration if static else None}
 
@@ -110,7 +118,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
         raise UnsupportedError(f"{model.name} is a classical {model.framework} baseline: it has no ONNX export; "
                                "benchmark and evaluate it as it is")
     check_weights_unchanged(model)
-    levels = check_levels(levels, model.task_plugin.DEFAULT_LEVELS)
+    levels = check_levels(levels, model.task_plugin.default_levels(), model.task_plugin.LEVELS)
     if quantize not in QUANTIZE:
         raise UsageProblem(f"unknown --quantize {quantize!r}; use one of: {', '.join(QUANTIZE)}")
     if not isinstance(samples, int) or samples <= 0:
@@ -226,11 +234,12 @@ class _no_recording:
 
 
 # -- checks, done before any heavy work -------------------------------------------------------
-def check_levels(levels, default=DEFAULT_LEVELS) -> list[str]:
+def check_levels(levels, default=DEFAULT_LEVELS, known=LEVELS) -> list[str]:
     if levels is None:
         return list(default)
     if isinstance(levels, str):
         levels = [t.strip() for t in levels.split(",") if t.strip()]
+    LEVELS = known  # noqa: N806  (the task's levels; the encoders' by default)
     by_lower = {lv.lower(): lv for lv in LEVELS}
     unknown = [lv for lv in levels if str(lv).lower() not in by_lower]
     if unknown:
@@ -321,8 +330,10 @@ def base_key(model, opset, device) -> dict[str, Any]:
 def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data, block_size: int = INT4_BLOCK,
              operators=None) -> str:
     spec = {"base": base, "name": step.name, "level": step.level, "source": step.source, "quant": step.quant}
-    if step.quant == "int4":
+    if step.quant in ("int4", "genai-int4"):
         spec["block_size"] = block_size
+    elif step.quant == "genai-fp32":
+        pass
     elif step.quant:
         spec |= {"isa": isa, "per_channel": per_channel}
         if operators:
@@ -348,6 +359,7 @@ def from_meta(model, step: Step, place: Path, meta: dict) -> Variant:
                    quantization=meta.get("quantization"), size_bytes=meta["size_bytes"], nodes=meta["nodes"],
                    fused_nodes=meta["fused_nodes"], build_seconds=meta["build_seconds"],
                    validation=meta["validation"], error=model.task_plugin.divergence(step.name, meta["validation"]),
+                   runtime=meta.get("runtime"),
                    cli_command=meta["cli_command"], sha256=meta["sha256"])
 
 
@@ -389,8 +401,11 @@ class Builder:
         self.reference = None
 
     def build(self, step: Step, key: str, built: dict[str, Variant]) -> Variant:
-        variant = Variant(step.name, self.model, level=step.level)
-        if step.quant:
+        variant = Variant(step.name, self.model, level=step.level,
+                          runtime="genai" if step.quant and step.quant.startswith("genai") else None)
+        if step.quant == "genai-int4":
+            variant.quantization = f"int4 weight-only MatMulNBits (onnxruntime-genai's builder), block {self.block_size}"
+        elif step.quant and not step.quant.startswith("genai"):
             from hfmagic.onnxbuild import describe_quantization
 
             variant.quantization = describe_quantization(step.quant, self.isa, self.per_channel, self.block_size)
@@ -446,6 +461,10 @@ class Builder:
                     from hfmagic.decoding import quantize_int4
 
                     return quantize_int4(source.folder, source.path.name, out, self.block_size)
+                if step.quant.startswith("genai"):
+                    from hfmagic.decoding import build_genai
+
+                    return build_genai(self.model, out, step.quant.removeprefix("genai-"), self.block_size)
                 return onnxbuild.quantize_static(self.model, source.folder, out, self.isa, self.per_channel,
                                                  self.data.texts)
         finally:
@@ -492,7 +511,8 @@ class Builder:
         return {"format": FORMAT, "key": key, "name": step.name, "level": step.level, "file": step.file,
                 "quantization": quantization, "size_bytes": onnx_size(path), "nodes": nodes,
                 "fused_nodes": fused, "build_seconds": seconds, "validation": validation,
-                "sha256": file_sha256(path), "cli_command": command}
+                "sha256": file_sha256(path), "cli_command": command,
+                "runtime": "genai" if step.quant and step.quant.startswith("genai") else None}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -186,9 +186,10 @@ def graph_stats(path: Path) -> tuple[int, int]:
 
 
 def onnx_size(path: Path) -> int:
-    """Bytes of the .onnx file and its external-data file, if it has one."""
-    data = path.with_name(path.name + "_data")
-    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+    """Bytes of the .onnx file and its external-data file, if it has one (``model.onnx_data``, as
+    torch's exporter names it, or ``model.onnx.data``, as onnxruntime-genai's builder does)."""
+    extra = (path.with_name(path.name + "_data"), path.with_name(path.name + ".data"))
+    return path.stat().st_size + sum(p.stat().st_size for p in extra if p.exists())
 
 
 def check_exportable(model) -> None:

@@ -17,10 +17,21 @@ def llama(tiny_factory):
 
 @pytest.fixture(scope="module")
 def llama_variants(llama):
+    """torch, fp32, int8, int4 and onnxruntime-genai's fp32 and int4: the default set."""
     from hfmagic.export import export_onnx
     from hfmagic.models import load_model
 
     return export_onnx(load_model(llama, name="llama"), progress=False)
+
+
+def test_onnxruntime_genai_builds_its_own_variants_that_match_pytorch(llama_variants):
+    assert llama_variants.names == ["torch", "fp32", "int8", "int4", "genai-fp32", "genai-int4"]
+    for name in ("genai-fp32", "genai-int4"):
+        v = llama_variants[name]
+        assert v.ok and v.kind == "genai" and (v.folder / "genai_config.json").exists(), (name, v.error)
+        assert v.validation["argmax_agreement"] == 1.0 and v.size_bytes > 1000
+    assert llama_variants["genai-fp32"].validation["cosine"] > 0.9999
+    assert "onnxruntime_genai.models.builder" in llama_variants["genai-int4"].cli_command
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "phi3", "gpt2"])
@@ -32,7 +43,7 @@ def test_tiny_decoders_load_and_export_with_their_kv_cache(tiny_factory, arch):
     assert model.task == "text-generation"
     card = str(model.card())
     assert "KV heads" in card and "context" in card and "vocabulary" in card
-    variants = export_onnx(model, progress=False)
+    variants = export_onnx(model, levels=["fp32"], progress=False)  # onnxruntime-genai's: below, on llama
     assert variants.names == ["torch", "fp32", "int8", "int4"]
     import onnxruntime as ort
 
@@ -51,10 +62,11 @@ def test_tiny_decoders_load_and_export_with_their_kv_cache(tiny_factory, arch):
 
 def test_benchmark_measures_prefill_and_decode_and_they_add_up(shell, llama_variants):
     shell.user_ns["llama_onnx"] = llama_variants
-    result = shell.run_line_magic("benchmark", f"llama_onnx --prompt-lens 16 --new-tokens 8 --batch-sizes 1,2 "
-                                               f"--no-widget -o {FAST}")
-    rows = result.rows
-    assert {r["variant"] for r in rows} == {"torch", "fp32", "int8", "int4"} and len(rows) == 8
+    result = shell.run_line_magic("benchmark", f"llama_onnx --variants torch,int4,genai-fp32 --prompt-lens 16 "
+                                               f"--new-tokens 8 --batch-sizes 1,2 --no-widget -o {FAST}")
+    rows = result.rows  # one variant per backend: torch's loop, optimum's over onnxruntime, onnxruntime-genai's
+    assert {(r["variant"], r["backend"]) for r in rows} == {
+        ("torch", "torch"), ("int4", "onnxruntime"), ("genai-fp32", "onnxruntime-genai")} and len(rows) == 6
     for row in rows:
         assert row["status"] == "ok" and row["new_tokens"] == 8 and row["seq_len"] == 16
         assert row["tpot_p50_ms"] == row["p50_ms"] and row["ttft_p50_ms"] > 0
@@ -72,7 +84,8 @@ def test_every_backend_generates_exactly_the_tokens_asked_for(llama_variants):
     from hfmagic.backends import get_backend
     from hfmagic.decoding import time_generations
 
-    for variant, backend_name in ((llama_variants["torch"], "torch"), (llama_variants["int4"], "onnxruntime")):
+    for variant, backend_name in ((llama_variants["torch"], "torch"), (llama_variants["int4"], "onnxruntime"),
+                                  (llama_variants["genai-fp32"], "onnxruntime-genai")):
         backend = get_backend(backend_name)()
         backend.load(variant, 1)
         ids = np.full((1, 4), 5, dtype=np.int64)
@@ -89,7 +102,8 @@ def test_evaluate_gives_perplexity_with_a_gate_and_greedy_agreement(shell, llama
     torch_ppl = rows["torch"]["perplexity"]
     assert 1 < torch_ppl < 1000 and rows["torch"]["perplexity_low"] < torch_ppl < rows["torch"]["perplexity_high"]
     assert rows["fp32"]["perplexity"] == pytest.approx(torch_ppl, rel=1e-4)  # the same function
-    for name in ("fp32", "int8", "int4"):
+    assert rows["genai-fp32"]["perplexity"] == pytest.approx(torch_ppl, rel=1e-4)  # onnxruntime-genai's too
+    for name in ("fp32", "int8", "int4", "genai-fp32", "genai-int4"):
         assert rows[name]["gate"] == ("pass" if rows[name]["pct_of_reference"] <= 101 else "fail")
         assert 0 <= rows[name]["agreement"] <= 1 and 0 <= rows[name]["first_divergence"] <= 16
     assert rows["fp32"]["agreement"] == 1.0 and rows["fp32"]["token_agreement"] == 1.0

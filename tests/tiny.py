@@ -40,7 +40,8 @@ ARCHS = {
 # decoders for text-generation: arch -> (config class, config kwargs); 2 layers, 32 hidden, KV heads
 # fewer than attention heads where the architecture has them (grouped-query attention)
 DECODERS = {
-    "llama": ("LlamaConfig", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+    # head size 16: onnxruntime-genai's GroupQueryAttention takes multiples of 16 only
+    "llama": ("LlamaConfig", dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                                   num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True)),
     "qwen2": ("Qwen2Config", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                                   num_key_value_heads=2, max_position_embeddings=512)),

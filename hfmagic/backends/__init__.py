@@ -59,13 +59,14 @@ class Backend:
         """Undo process-wide settings (matters when measuring inline, in the kernel)."""
 
 
+from hfmagic.backends.genai import OnnxRuntimeGenAI  # noqa: E402
 from hfmagic.backends.onnxruntime import OnnxRuntime, OnnxRuntimeCuda, OnnxRuntimeTensorRT  # noqa: E402
 from hfmagic.backends.openvino import OpenVINO  # noqa: E402
 from hfmagic.backends.sklearn import Sklearn  # noqa: E402
 from hfmagic.backends.torch import Torch, TorchCompile  # noqa: E402
 
 BACKENDS: dict[str, type[Backend]] = {cls.NAME: cls for cls in (
-    Torch, TorchCompile, OnnxRuntime, OnnxRuntimeCuda, OnnxRuntimeTensorRT, OpenVINO, Sklearn)}
+    Torch, TorchCompile, OnnxRuntime, OnnxRuntimeCuda, OnnxRuntimeTensorRT, OpenVINO, Sklearn, OnnxRuntimeGenAI)}
 
 
 def get_backend(name: str) -> type[Backend]:
@@ -82,4 +83,6 @@ def default_backends(kind: str) -> list[str]:
         return [Torch.NAME]
     if kind == "sklearn":
         return [Sklearn.NAME]
+    if kind == "genai":
+        return [OnnxRuntimeGenAI.NAME]
     return [OnnxRuntime.NAME] + [b.NAME for b in (OnnxRuntimeCuda, OnnxRuntimeTensorRT) if b.is_available()[0]]

@@ -44,6 +44,7 @@ class Task:
     DESCRIPTION: ClassVar[str] = ""
     FALLBACK: ClassVar[bool] = False            # tried after every other task (bare encoders)
     DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "O2")  # what export_onnx builds when not told
+    LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "O1", "O2", "O3", "O4")  # what --levels takes
     GENERATES: ClassVar[bool] = False           # a measurement is a generation (decoder LLMs)
     QUANT_OPERATORS: ClassVar[tuple[str, ...] | None] = None  # dynamic int8's operators (None: optimum's)
 
@@ -117,6 +118,9 @@ class Task:
         return {}
 
     # -- export --------------------------------------------------------------------------------
+    def default_levels(self) -> tuple[str, ...]:
+        return self.DEFAULT_LEVELS
+
     def variant_names(self) -> tuple[str, ...]:
         """Every variant export_onnx can build for this task (and torch)."""
         from hfmagic.export import VARIANT_NAMES

@@ -56,7 +56,9 @@ class TextGeneration(TextTask):
     CLASSICAL_BASELINE = None
     GENERATES: ClassVar[bool] = True
     DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32",)
+    LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "genai")  # genai: onnxruntime-genai's builder, its own loop
     VARIANTS: ClassVar[tuple[str, ...]] = ("torch", "fp32", "int8", "int4")
+    GENAI_VARIANTS: ClassVar[tuple[str, ...]] = ("genai-fp32", "genai-int4")  # onnxruntime-genai's, when installed
     QUANT_OPERATORS: ClassVar[tuple[str, ...]] = ("MatMul",)  # dynamic int8: weights of MatMuls only
 
     def card_lines(self, model) -> list[tuple[str, str]]:
@@ -105,11 +107,18 @@ class TextGeneration(TextTask):
         return figures(raw, batch, seq)
 
     # -- export and quality --------------------------------------------------------------------
+    def default_levels(self) -> tuple[str, ...]:
+        from hfmagic.decoding import genai_installed
+
+        return self.DEFAULT_LEVELS + (("genai",) if genai_installed() else ())
+
     def variant_names(self) -> tuple[str, ...]:
-        return self.VARIANTS
+        return self.VARIANTS + self.GENAI_VARIANTS
 
     def default_variants(self) -> list[str]:
-        return list(self.VARIANTS)
+        from hfmagic.decoding import genai_installed
+
+        return list(self.VARIANTS) + (list(self.GENAI_VARIANTS) if genai_installed() else [])
 
     def export_steps(self, levels: list[str], quantize: str, static: bool, options: dict) -> list:
         from hfmagic.decoding import export_steps
