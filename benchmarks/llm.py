@@ -7,7 +7,7 @@ News held-out articles (256-token windows, stride 128). Prints the table, then l
 (TPOT) speed-up over torch eager of the fastest variant inside the perplexity gate (at most 1%
 worse than torch's), with the CPU's instruction-set flags. Goal (the issue's): >= 2.4x.
 
-    python benchmarks/llm.py [--min-time 10] [--max-time 240]
+    python benchmarks/llm.py [--min-time 10] [--max-time 400]
 """
 
 import argparse
@@ -22,7 +22,7 @@ from hfmagic.models import load_model
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-time", type=float, default=10.0)
-    parser.add_argument("--max-time", type=float, default=240.0)
+    parser.add_argument("--max-time", type=float, default=400.0)
     args = parser.parse_args()
     variants = export_onnx(load_model("smollm2"))
     print(variants)
@@ -44,7 +44,8 @@ def main() -> None:
         return
     best = max(inside, key=lambda r: r["speedup"])
     print(f"decode (TPOT) speed-up over torch eager of the fastest variant inside the 1% perplexity gate: "
-          f"{best['variant']} {best['speedup']:.2f}x [{best['speedup_low']:.2f}, {best['speedup_high']:.2f}]")
+          f"{best['variant']} {best['speedup']:.2f}x [{best['speedup_low']:.2f}, {best['speedup_high']:.2f}]"
+          + ("" if best.get("speedup_trust") else f" (not trustworthy: {best['speedup_rounds']} rounds; more --max-time)"))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ ROW_KEYS += _GENERATION_KEYS  # None on other tasks' rows
 def _speedup_text(row: dict) -> str | None:
     if row.get("speedup") is None:
         return None
+    if row.get("speedup_trust") is False:  # too few clean paired rounds: no tight-looking interval
+        return f"{row['speedup']:.2f}x (not trustworthy: {row.get('speedup_rounds')} rounds)"
     if row.get("speedup_low") is None:
         return f"{row['speedup']:.2f}x"
     return f"{row['speedup']:.2f}x [{row['speedup_low']:.2f}, {row['speedup_high']:.2f}]"
@@ -477,6 +479,11 @@ class Sweep:
             notes.append(f"threads disagree with the {self.params['threads']} asked for: {disagree}")
         if self.noisy:
             notes.append("noisy timings (CV > 10% or slowest > 4x fastest): " + "; ".join(self.noisy))
+        untrusted = [f"{r['variant']}/{r['backend']} {r['batch_size']}x{r['seq_len']}" for r in rows
+                     if r.get("speedup_trust") is False]
+        if untrusted:
+            notes.append(f"speed-ups not trustworthy (fewer than {stats.MIN_CLEAN} clean paired rounds; give the "
+                         f"rounds more --max-time): {', '.join(untrusted)}")
         several = len(self.models) > 1
         skipped = [f"{r['model'] + '/' if several else ''}{r['variant']}/{r['backend']} {r['batch_size']}x{r['seq_len']}"
                    for r in rows if r["status"] == "skipped: budget"]
