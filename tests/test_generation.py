@@ -71,9 +71,10 @@ def test_benchmark_measures_prefill_and_decode_and_they_add_up(shell, llama_vari
         assert row["status"] == "ok" and row["new_tokens"] == 8 and row["seq_len"] == 16
         assert row["tpot_p50_ms"] == row["p50_ms"] and row["ttft_p50_ms"] > 0
         assert len(row["itl_samples_ms"]) == 7 * row["runs"]  # every gap after the first token, every run
-        # TTFT + TPOT x (new tokens - 1) is the generation's own end-to-end time, run by run
-        rebuilt = np.array(row["ttft_samples_ms"]) + np.array(row["samples_ms"]) * 7
-        assert np.median(np.abs(rebuilt / np.array(row["gen_samples_ms"]) - 1)) < 0.1
+        # TTFT + TPOT x (new tokens - 1) is the generation's own end-to-end time, run by run, less what
+        # generate() does after the last token (returning the sequences: a fixed fraction of a ms)
+        rebuilt, gen = np.array(row["ttft_samples_ms"]) + np.array(row["samples_ms"]) * 7, np.array(row["gen_samples_ms"])
+        assert np.all(rebuilt <= gen) and np.median(gen - rebuilt) < 0.05 * np.median(gen) + 0.5, (rebuilt, gen)
         assert row["decode_tokens_per_s"] == pytest.approx(row["batch_size"] * 1000 / row["tpot_p50_ms"])
     table = str(result)
     assert "TTFT p50 ms" in table and "TPOT speed-up" in table and "prompt" in table
