@@ -125,8 +125,12 @@ def test_the_rounds_stop_at_the_target_or_at_max_time(variants):
     from hfmagic.benchmarking import _speedup_text
 
     assert live[0]["speedup_trust"] is False and "not trustworthy: 1 rounds" in _speedup_text(live[0])
-    final = next(r for r in loose.rows if r["variant"] == "fp32")
-    assert final["speedup_trust"] is (final["speedup_rounds"] >= stats.MIN_CLEAN)
+    final = next(r for r in loose.rows if r["variant"] == "fp32")  # trusted exactly when 5 clean pairs were there
+    base = next(r for r in loose.rows if r["variant"] == "torch")
+    mb = stats.slice_medians(base["samples_ms"], base["sample_rounds"])
+    mr = stats.slice_medians(final["samples_ms"], final["sample_rounds"])
+    assert final["speedup_trust"] is stats.paired_speedup(mb, mr, stats.disturbed(mb) | stats.disturbed(mr))["trust"]
+    assert ("not trustworthy" in _speedup_text(final)) is (not final["speedup_trust"])
     assert all(r["speedup_low"] <= r["speedup"] <= r["speedup_high"] for r in live[1:])
     assert live[-1]["p50_ms"] == next(r for r in loose.rows if r["variant"] == "fp32")["p50_ms"]
     start = time.time()
