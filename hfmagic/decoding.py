@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import time
 
+from hfmagic.tasks.base import Evaluator  # light: the task plugins' base, no heavy imports
+
 VALIDATE_TOKENS = 16   # greedy tokens compared with PyTorch when a variant is validated
 VALIDATE_PROMPTS = 4
 # last-position logits (centred), worst prompt: below these an export is broken, not approximate
@@ -82,8 +84,8 @@ def build_genai(model, out, precision: str, block_size: int) -> str:
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise BuildError(f"onnxruntime-genai's model builder failed: {last[:300]}")
-    return "python -m onnxruntime_genai.models.builder " + " ".join(
-        a if not a.startswith("/") else ("CACHE" if a == args[args.index("-c") + 1] else a) for a in args)
+    shown = [("CACHE" if a == cache else a) for a in args]
+    return "python -m onnxruntime_genai.models.builder " + " ".join(shown)
 
 
 class GenAIGenerator:
@@ -363,13 +365,7 @@ def forward_outputs(backend, model, feed: dict) -> dict:
     return {"nll": nll.double().numpy(), "argmax": logits[:, :-1].argmax(-1).numpy()}
 
 
-def _evaluator_base():
-    from hfmagic.tasks.base import Evaluator
-
-    return Evaluator
-
-
-class PerplexityEvaluator(_evaluator_base()):
+class PerplexityEvaluator(Evaluator):
     """%evaluate for decoder LLMs: perplexity over sliding windows of real text (token-weighted,
     95% interval from resampled windows), and against the reference: greedy agreement over
     :data:`GREEDY_TOKENS` new tokens on :data:`GREEDY_PROMPTS` prompts (the flips show both
