@@ -113,7 +113,7 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
               warmup=10, min_runs=10, min_time=1.0, budget=None, baseline=None, inputs=None,
               inputs_source=None, inline=False, callback=None, timeout=None,
               progress=True, force=False, order="interleaved", max_time=None, ci_target=CI_TARGET,
-              new_tokens=None) -> BenchmarkResult:
+              new_tokens=None, prompt_lens=None) -> BenchmarkResult:
     """Benchmark ``target`` (a model handle or source: torch and the ONNX variants exported for it;
     or a ``Variants``) over variants x backends x batch sizes x sequence lengths.
 
@@ -125,9 +125,13 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
     within +-ci_target of it (0.03). ``force``: measure shapes whose
     memory estimate (:func:`hfmagic.benchplan.estimate_memory`) exceeds the memory available,
     which are otherwise refused before anything runs. ``new_tokens``: text-generation models
-    generate this many tokens per run (default 64; ``seq_lens`` are then the prompts' lengths).
-    See the module docstring.
+    generate this many tokens per run (default 64; ``seq_lens`` are then the prompts' lengths, and
+    ``prompt_lens`` is another name for them). See the module docstring.
     """
+    if prompt_lens is not None:
+        if seq_lens is not None:
+            raise UsageProblem("give prompt_lens or seq_lens, not both: they are the same axis")
+        seq_lens = prompt_lens
     from hfmagic.config import settings
     from hfmagic.models import check_distinct, load_model
     from hfmagic.variants import Variants

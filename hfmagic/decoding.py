@@ -240,7 +240,7 @@ def time_generations(backend, model, prepared, new_tokens: int, runs: int, min_t
     inter-token gap, and the whole generation's time (``wall_ms``)."""
     import logging
 
-    config = generation_config(model, new_tokens)
+    config = backend.generation_settings(generation_config(model, new_tokens))
     generator = backend.generator()
     ttft, tpot, gaps, wall = [], [], [], []
     logging.getLogger("transformers").setLevel(logging.ERROR)  # generate()'s notices, once per call
@@ -355,7 +355,7 @@ def forward_outputs(backend, model, feed: dict) -> dict:
 
     inputs = {k: torch.as_tensor(np.asarray(v)) for k, v in feed.items() if k in ("input_ids", "attention_mask")}
     if "new_tokens" in feed:
-        config = generation_config(model, int(np.asarray(feed["new_tokens"]).ravel()[0]))
+        config = backend.generation_settings(generation_config(model, int(np.asarray(feed["new_tokens"]).ravel()[0])))
         return {"tokens": greedy(backend.generator(), inputs, config).numpy()}
     with torch.inference_mode():
         logits = backend.generator()(**inputs).logits.float()

@@ -81,19 +81,58 @@ def test_benchmark_measures_prefill_and_decode_and_they_add_up(shell, llama_vari
 
 
 def test_every_backend_generates_exactly_the_tokens_asked_for(llama_variants):
-    """The same greedy loop everywhere: no early stop, so every run makes new_tokens tokens."""
+    """The same greedy loop everywhere: no early stop, so every run makes new_tokens tokens; and the
+    fp32 ONNX file under onnxruntime and OpenVINO (optimum-intel's OVModelForCausalLM reading it as
+    it is) generates torch's tokens."""
     from hfmagic.backends import get_backend
-    from hfmagic.decoding import time_generations
+    from hfmagic.decoding import generation_config, greedy, time_generations
 
+    ids = np.array([[5, 17, 33, 9]], dtype=np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    tokens = {}
     for variant, backend_name in ((llama_variants["torch"], "torch"), (llama_variants["int4"], "onnxruntime"),
+                                  (llama_variants["fp32"], "onnxruntime"), (llama_variants["fp32"], "openvino"),
+                                  (llama_variants["int8"], "openvino"),
                                   (llama_variants["genai-fp32"], "onnxruntime-genai")):
         backend = get_backend(backend_name)()
         backend.load(variant, 1)
-        ids = np.full((1, 4), 5, dtype=np.int64)
-        out = time_generations(backend, variant.model, {"input_ids": ids, "attention_mask": np.ones_like(ids)}, 12,
-                               2, 0.0)
-        assert len(out["samples_ms"]) == 2 and len(out["itl_samples_ms"]) == 2 * 11
+        out = time_generations(backend, variant.model, feed, 12, 2, 0.0)
+        assert len(out["samples_ms"]) == 2 and len(out["itl_samples_ms"]) == 2 * 11, (variant.name, backend_name)
+        config = generation_config(variant.model, 12)
+        tokens[variant.name, backend_name] = greedy(backend.generator(), dict(feed), config).tolist()
         backend.close()
+    reference = tokens["torch", "torch"]
+    for key in [("fp32", "onnxruntime"), ("fp32", "openvino"), ("genai-fp32", "onnxruntime-genai")]:
+        assert tokens[key] == reference, (key, tokens[key], reference)
+
+
+@pytest.mark.slow
+def test_torch_compile_compiles_the_decoders_forward_and_generates_torchs_tokens(llama_variants):
+    """torch-compile on a decoder compiles its forward (generate() calls it) over a static KV cache:
+    the compiled model makes eager torch's tokens, and compiling lands in the first generations,
+    which take far longer than the later ones (the ones measured, after the warm-up)."""
+    import time
+
+    from hfmagic.backends import get_backend
+    from hfmagic.decoding import generation_config, greedy
+
+    ids = np.array([[5, 17, 33, 9, 21, 8]], dtype=np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    tokens, seconds = {}, []
+    for name in ("torch", "torch-compile"):
+        backend = get_backend(name)()
+        backend.load(llama_variants["torch"], 1)
+        config = backend.generation_settings(generation_config(llama_variants.model, 6))
+        for _ in range(4 if name == "torch-compile" else 1):
+            start = time.perf_counter()
+            tokens[name] = greedy(backend.generator(), dict(feed), config).tolist()
+            seconds.append(time.perf_counter() - start)
+        backend.close()
+    assert config.cache_implementation == "static"
+    assert hasattr(backend.model.forward, "_torchdynamo_orig_callable") or "compile" in repr(backend.model.forward)
+    assert tokens["torch-compile"] == tokens["torch"]
+    compiled = seconds[1:]
+    assert compiled[0] > 10 * compiled[-1], seconds  # the first run compiled; the last ran compiled code
 
 
 def test_evaluate_gives_perplexity_with_a_gate_and_greedy_agreement(shell, llama_variants):

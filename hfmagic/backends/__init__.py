@@ -52,6 +52,11 @@ class Backend:
         raise UnsupportedError(f"the {self.NAME} backend does not run text-generation models yet; use torch or "
                                "onnxruntime")
 
+    def generation_settings(self, config):
+        """The greedy ``GenerationConfig`` every backend gets, with what this backend's loop needs
+        on top (torch-compile: a static KV cache); the decoding itself stays the same."""
+        return config
+
     def threads_used(self) -> dict[str, int]:
         return {}
 

@@ -1,4 +1,6 @@
-"""OpenVINO on the CPU, reading the ONNX file directly (the ``hfmagic[openvino]`` extra)."""
+"""OpenVINO on the CPU, reading the ONNX file directly (the ``hfmagic[openvino]`` extra); a decoder's
+ONNX file (with its KV-cache inputs) is driven by optimum-intel's ``OVModelForCausalLM``, the same
+``generate()`` loop the other backends run."""
 
 from __future__ import annotations
 
@@ -42,14 +44,51 @@ class OpenVINO(Backend):
         no_telemetry()
         import openvino as ov
 
-        self.compiled = ov.Core().compile_model(str(variant.path), "CPU", {
-            "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": PRECISION_HINT,
-            "PERFORMANCE_HINT": "LATENCY"})
+        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": PRECISION_HINT,
+                  "PERFORMANCE_HINT": "LATENCY"}
+        self._generator = None
+        if variant.model.task_plugin.GENERATES:
+            self._generator = causal_lm(variant, config)
+            self.compiled = self._generator.request.get_compiled_model()
+            self.input_names = variant.model.task_plugin.model_inputs(variant.model)
+            return
+        self.compiled = ov.Core().compile_model(str(variant.path), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.input_names = [port.get_any_name() for port in self.compiled.inputs]
 
+    def generator(self):
+        if self._generator is None:
+            return super().generator()
+        return self._generator
+
     def run(self, inputs):
+        if self._generator is not None:  # one forward pass (no cache): the logits
+            import torch
+
+            with torch.inference_mode():
+                return self._generator(**{k: torch.from_numpy(v) for k, v in inputs.items()})
         return self.request.infer(inputs)
 
     def threads_used(self) -> dict[str, int]:
         return {"openvino INFERENCE_NUM_THREADS": int(self.compiled.get_property("INFERENCE_NUM_THREADS"))}
+
+
+def causal_lm(variant, config: dict):
+    """optimum-intel's ``OVModelForCausalLM`` over the variant's own ONNX file (read by OpenVINO as it
+    is: its past_key_values are inputs and outputs, so the KV cache goes through Python each step as
+    under ORTModelForCausalLM, not kept in OpenVINO's state)."""
+    if importlib.util.find_spec("optimum.intel") is None:
+        from hfmagic.errors import BackendUnavailable
+
+        raise BackendUnavailable("openvino runs text-generation models through optimum-intel: "
+                                 "pip install optimum-intel==1.27.0 (or make install)")
+    import logging
+
+    import openvino as ov
+    from optimum.intel import OVModelForCausalLM
+    from transformers import AutoConfig
+
+    logging.getLogger("optimum.intel").setLevel(logging.ERROR)  # "model does not contain state": said above
+    model = ov.Core().read_model(str(variant.path))
+    return OVModelForCausalLM(model, config=AutoConfig.from_pretrained(variant.folder), ov_config=config,
+                              compile=True, use_cache=True)

@@ -51,8 +51,9 @@ class Torch(Backend):
 
 
 class TorchCompile(Torch):
-    """``torch.compile(model)`` (TorchInductor). Compiling happens on the first run of each new
-    shape, so it is counted in ``first_ms``, never in the timed samples."""
+    """``torch.compile(model)`` (TorchInductor); for a decoder LLM its ``forward`` over a static KV
+    cache. Compiling happens on the first run of each new shape, so it is counted in ``first_ms``
+    (and the warm-up runs), never in the timed samples."""
 
     NAME = "torch-compile"
 
@@ -65,4 +66,14 @@ class TorchCompile(Torch):
 
     def load(self, variant, threads: int) -> None:
         super().load(variant, threads)
-        self.model = self._torch.compile(self.model)
+        self._generates = variant.model.task_plugin.GENERATES
+        if self._generates:  # generate() calls the model's forward: that is what gets compiled
+            self.model.forward = self._torch.compile(self.model.forward)
+        else:
+            self.model = self._torch.compile(self.model)
+
+    def generation_settings(self, config):
+        """A static KV cache, as transformers advises for torch.compile: every decode step has the
+        same shapes, so it compiles once per prompt shape (in the warm-up runs) instead of per step."""
+        config.cache_implementation = "static"
+        return config
