@@ -458,8 +458,14 @@ def _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, 
                     if key == ref_key:
                         reference = prediction
                     comparable = entry.data.fingerprint.get("sha256") == ref_entry.data.fingerprint.get("sha256")
+                    aligned = reference
+                    if reference is not None and comparable and entry.model is not ref_entry.model:
+                        aligned = evaluator.align(reference, ref_entry.model.labels, entry.model.labels)
+                        if isinstance(aligned, str):
+                            result.notes.append(f"{key} is not compared with the reference {ref_key}: {aligned}")
+                            comparable = False
                     if reference is not None and comparable:
-                        figures, flips = evaluator.compare(entry.data, reference, prediction, variant.name,
+                        figures, flips = evaluator.compare(entry.data, aligned, prediction, variant.name,
                                                            entry.model.labels)
                         row.update(figures)
                         if key != ref_key:

@@ -581,3 +581,38 @@ def test_several_models_on_the_command_line(two_classifiers, labelled_csv):
     assert len(set(models)) == 2 and all(line.split()[1] == "torch" for line in lines[3:5]), done.stdout
     bad = cli("evaluate", first, second, "--data", labelled_csv, "--variants", "torch", "--reference", "nobody/torch")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "nobody/torch" in bad.stderr
+
+
+def test_two_models_are_compared_by_label_name_not_class_id(shell, tiny_bert, labelled_csv, tmp_path):
+    """The same weights with id2label renamed (ids 0 and 1 swapped) predict the same ids but other
+    names: against the first, the second's agreement and flips count the names that differ, and its
+    logits are compared class by class; a model with other labels is not compared at all."""
+    import shutil
+
+    import numpy as np
+
+    swapped = tmp_path / "swapped"
+    for folder, rename in ((swapped, {0: LABELS[1], 1: LABELS[0]}),):
+        shutil.copytree(tiny_bert, folder)
+        config = json.loads((folder / "config.json").read_text())
+        id2label = {int(k): v for k, v in config["id2label"].items()} | rename
+        config["id2label"], config["label2id"] = id2label, {v: k for k, v in id2label.items()}
+        (folder / "config.json").write_text(json.dumps(config))
+    shell.user_ns.update(orig_folder=str(tiny_bert), swapped_folder=str(swapped), mm_csv=str(labelled_csv))
+    shell.run_line_magic("load_model", "$orig_folder --name orig -q")
+    shell.run_line_magic("load_model", "$swapped_folder --name swapped -q")
+    ev = shell.run_line_magic("evaluate", "orig swapped --data $mm_csv --variants torch --no-widget -o -q")
+    rows = {r["model"]: r for r in ev.rows}
+    ids = ev.predictions["orig/torch"]
+    assert list(ev.predictions["swapped/torch"]) == list(ids)  # the same weights: the same ids
+    labels = {i: n for i, n in enumerate(LABELS)}
+    differ = sum(labels[int(i)] != {0: LABELS[1], 1: LABELS[0]}.get(int(i), labels[int(i)]) for i in ids)
+    assert differ > 0  # the swapped model names some of those predictions otherwise
+    assert rows["swapped"]["agreement"] == pytest.approx(1 - differ / len(ids))
+    assert len([f for f in ev.flip_rows if f["model"] == "swapped"]) == differ
+    assert rows["swapped"]["max_logit_diff"] > 0 or differ == 0
+    from hfmagic.tasks import get_task
+
+    evaluator = get_task("text-classification").evaluator()
+    why = evaluator.align({"pred": ids, "logits": np.zeros((len(ids), 3))}, labels, labels | {0: "alpha"})
+    assert isinstance(why, str) and "alpha" in why  # other labels: the row says it is not compared

@@ -263,6 +263,11 @@ class Evaluator:
     def compare(self, data: EvalData, reference, prediction, variant: str) -> tuple[dict, list[dict]]:
         raise NotImplementedError
 
+    def align(self, reference, reference_labels: dict, labels: dict):
+        """The reference model's prediction in this model's terms (another model may number its
+        classes differently), or a string saying why the two cannot be compared."""
+        return reference
+
     def columns(self) -> list:
         """Extra table columns this task's figures add (``results.Column`` objects)."""
         return []

@@ -121,6 +121,19 @@ class ClassificationEvaluator(Evaluator):
             row[f"{metric.name}_low"], row[f"{metric.name}_high"] = bootstrap(metric, y_true, pred, classes)
         return row
 
+    def align(self, reference, reference_labels: dict, labels: dict):
+        """Another model's prediction renumbered into this model's class ids, by label name (two
+        models may order the same classes differently)."""
+        if reference_labels == labels:
+            return reference
+        ids = {name: i for i, name in labels.items()}
+        if sorted(reference_labels.values()) != sorted(ids):
+            return (f"its labels ({', '.join(sorted(labels.values()))}) are not the reference's "
+                    f"({', '.join(sorted(reference_labels.values()))})")
+        order = [next(r for r, n in reference_labels.items() if n == labels[i]) for i in sorted(labels)]
+        return {**reference, "pred": np.array([ids[reference_labels[int(p)]] for p in reference["pred"]]),
+                "logits": reference["logits"][:, order]}
+
     def compare(self, data, reference, prediction, variant: str, names=None) -> tuple[dict, list[dict]]:
         ref_pred, pred = reference["pred"], prediction["pred"]
         changed = np.flatnonzero(pred != ref_pred)
