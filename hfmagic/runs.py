@@ -34,7 +34,7 @@ FIGURES = {
     "export": ["size_mb", "nodes", "max_abs_diff", "cosine", "build_s"],
 }
 # recorded for reading a run back, not arguments of its core function
-RECORDED_ONLY = {"target", "metric_names"}
+RECORDED_ONLY = {"target", "metric_names", "targets", "variants_by_model"}  # targets: the models, from provenance
 RUN_COLUMNS = [Column("id"), Column("time"), Column("kind"), Column("model"), Column("weights"), Column("status"),
                Column("rows", "#rows", "d", "right"), Column("tag"), Column("headline")]
 SHORT_HASH = 8  # hex digits of the weights' sha256 shown next to the model's name
@@ -59,10 +59,11 @@ def list_runs(store: RunStore | None = None, kind: str | None = None, limit: int
     found = store.runs(kind=kind, limit=limit, model=model, since=after)
     lines = []
     for r in found:
-        m = (r["provenance"] or {}).get("model") or {}
+        provenance = r["provenance"] or {}
+        each = provenance.get("models") or [provenance.get("model") or {}]  # a several-model run: every one
         lines.append({"id": r["id"], "time": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"])),
-                      "kind": r["kind"], "model": m.get("name", "?"),
-                      "weights": (m.get("weights_sha256") or "")[:SHORT_HASH] or None,
+                      "kind": r["kind"], "model": ", ".join(m.get("name", "?") for m in each),
+                      "weights": ", ".join((m.get("weights_sha256") or "")[:SHORT_HASH] or "-" for m in each),
                       "status": r["status"], "rows": r["rows"], "tag": r.get("tag"),
                       "headline": headline(r["kind"], store.rows(r["id"]), r["params"] or {})})
     filters = " ".join(f"--{name} {value}" for name, value in (("kind", kind), ("model", model), ("since", since))
@@ -100,8 +101,10 @@ def headline(kind: str, rows: list[dict], params: dict) -> str:
     failed = f"; {len(rows) - len(ok)} failed" if len(ok) < len(rows) else ""
     if not ok:
         return "no finished rows" if not rows else f"all {len(rows)} failed"
+    several = len({r.get("model") for r in rows}) > 1
+    name = lambda r: f"{r['model']}/{r['variant']}" if several else r["variant"]  # noqa: E731
     if kind == "benchmark":
-        shape = lambda r: f"{r['variant']}/{r['backend']} b{r['batch_size']} s{r['seq_len']}"  # noqa: E731
+        shape = lambda r: f"{name(r)}/{r['backend']} b{r['batch_size']} s{r['seq_len']}"  # noqa: E731
         sped = [r for r in ok if r.get("speedup") is not None]
         if sped:
             best = max(sped, key=lambda r: r["speedup"])
@@ -110,14 +113,14 @@ def headline(kind: str, rows: list[dict], params: dict) -> str:
         return f"fastest {shape(best)}: p50 {best['p50_ms']:.2f} ms{failed}"
     if kind == "evaluate":
         metric = metric_names(params, rows)[0]
-        ref = next((r for r in ok if r["variant"] == params.get("reference")), ok[0])
+        ref = next((r for r in ok if params.get("reference") in (r["variant"], name(r))), ok[0])
         value = ref.get(metric)
-        text = f"{metric} {'-' if value is None else format(value, '.4f')} ({ref['variant']})"
+        text = f"{metric} {'-' if value is None else format(value, '.4f')} ({name(ref)})"
         others = [r for r in ok if r is not ref and r.get("pct_of_reference") is not None]
         if others:
             low = min(others, key=lambda r: r["pct_of_reference"])
             gates = sum(r.get("gate") == "pass" for r in others)
-            text += f"; lowest {low['variant']} {low['pct_of_reference']:.1f}%; gate {gates}/{len(others)} pass"
+            text += f"; lowest {name(low)} {low['pct_of_reference']:.1f}%; gate {gates}/{len(others)} pass"
         return text + failed
     if kind == "export":
         sized = [r for r in ok if r.get("size_mb") is not None and r.get("variant") != "torch"]
@@ -229,6 +232,10 @@ def compare(a: str, b: str, store: RunStore | None = None) -> Comparison:
 def _side_by_side(ra: dict, rb: dict) -> tuple[Table, list[str]]:
     kind = ra["kind"]
     keys = KEYS.get(kind, ("variant",))
+    if kind == "benchmark":  # a generation's rows also differ by the tokens they generate
+        keys += ("new_tokens",)
+    if any((r["provenance"] or {}).get("models") for r in (ra, rb)):  # several models: rows never mix
+        keys = ("model",) + keys
     figures = list(FIGURES.get(kind, []))
     if kind == "evaluate":
         metrics = [m for r in (ra, rb) for m in metric_names(r["params"] or {}, r["rows"]) if m]
@@ -240,7 +247,7 @@ def _side_by_side(ra: dict, rb: dict) -> tuple[Table, list[str]]:
     ia, ib = index(ra["rows"]), index(rb["rows"])
     lines = []
     for key in list(ia) + [k for k in ib if k not in ia]:
-        label = _label(kind, key)
+        label = _label(kind, key, keys)
         ea, eb = ia.get(key), ib.get(key)
         if ea is None or eb is None:
             lines.append({"config": label, "figure": "-", "a": "-" if ea is None else "present",
@@ -267,11 +274,13 @@ def _side_by_side(ra: dict, rb: dict) -> tuple[Table, list[str]]:
     return table, notes
 
 
-def _label(kind: str, key: tuple) -> str:
+def _label(kind: str, key: tuple, keys: tuple) -> str:
+    named = dict(zip(keys, key))
+    model = f"{named['model']}/" if named.get("model") else ""
     if kind == "benchmark":
-        variant, backend, batch, seq = key
-        return f"{variant}/{backend} b{batch} s{seq}"
-    return "/".join(str(k) for k in key)
+        new = f" n{named['new_tokens']}" if named.get("new_tokens") else ""
+        return f"{model}{named['variant']}/{named['backend']} b{named['batch_size']} s{named['seq_len']}{new}"
+    return model + "/".join(str(named[k]) for k in keys if k != "model")
 
 
 # -- running one again -----------------------------------------------------------------------------
@@ -303,7 +312,12 @@ def rerun(run_id: str, store: RunStore | None = None, callback: Callable | None 
     run = store.get(run_id)
     core = _core(run["kind"])
     provenance = run["provenance"] or {}
-    model, notes = _model(run)
+    several = provenance.get("models") or []
+    if several:  # one run of several models: every one of them again, in the same order
+        loaded = [_model(run, m) for m in several]
+        model, notes = [h for h, _ in loaded], [n for _, ns in loaded for n in ns]
+    else:
+        model, notes = _model(run)
     kwargs = {k: v for k, v in (run["params"] or {}).items() if k not in RECORDED_ONLY}
     dataset = provenance.get("dataset") or {}
     data_key = {"evaluate": "data", "benchmark": "inputs_source", "export": "calibration"}[run["kind"]]
@@ -338,11 +352,12 @@ def rerun(run_id: str, store: RunStore | None = None, callback: Callable | None 
     return result
 
 
-def _model(run: dict):
-    """The model a run's provenance names: its folder when it is still there, else its source."""
+def _model(run: dict, m: dict | None = None):
+    """The model a run's provenance names (or ``m``, one of a several-model run's): its folder when
+    it is still there, else its source."""
     from hfmagic.models import BUILT_IN_MODELS, load_model
 
-    m = (run["provenance"] or {}).get("model") or {}
+    m = m or (run["provenance"] or {}).get("model") or {}
     source, path = m.get("source"), m.get("path")
     name, task = m.get("name"), m.get("task")
     if source in BUILT_IN_MODELS:  # demo, demo-small: rebuilt from their recipe when the cache has none
@@ -366,6 +381,8 @@ def _model(run: dict):
 def _is_own_dataset(run: dict, model, dataset: dict, kwargs: dict) -> bool:
     """Whether an evaluation read the model's own held-out split (the demo's): told by the data's
     fingerprint, so it is rerun on exactly the same examples."""
+    if isinstance(model, list):  # several models: the first one's data is the evaluation's
+        model = model[0]
     if run["kind"] != "evaluate" or model.dataset is None:
         return False
     from hfmagic.data import load_data

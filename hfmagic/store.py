@@ -404,12 +404,15 @@ class RunStore:
         if kind:
             where.append("kind = ?")
             args.append(kind)
-        if model:
-            match = ["json_extract(provenance, '$.model.name') = ?", "json_extract(provenance, '$.model.source') = ?"]
-            args += [model, model]
+        if model:  # the run's model, or any of a several-model run's
+            each = "SELECT 1 FROM json_each(provenance, '$.models') AS m WHERE "
+            match = ["json_extract(provenance, '$.model.name') = ?", "json_extract(provenance, '$.model.source') = ?",
+                     f"EXISTS ({each}json_extract(m.value, '$.name') = ? OR json_extract(m.value, '$.source') = ?)"]
+            args += [model, model, model, model]
             if len(model) >= 6 and all(c in "0123456789abcdef" for c in model.lower()):
-                match.append("json_extract(provenance, '$.model.weights_sha256') LIKE ?")
-                args.append(model.lower() + "%")
+                match += ["json_extract(provenance, '$.model.weights_sha256') LIKE ?",
+                          f"EXISTS ({each}json_extract(m.value, '$.weights_sha256') LIKE ?)"]
+                args += [model.lower() + "%"] * 2
             where.append("(" + " OR ".join(match) + ")")
         if since is not None:
             where.append("created >= ?")

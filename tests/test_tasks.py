@@ -616,3 +616,37 @@ def test_two_models_are_compared_by_label_name_not_class_id(shell, tiny_bert, la
     evaluator = get_task("text-classification").evaluator()
     why = evaluator.align({"pred": ids, "logits": np.zeros((len(ids), 3))}, labels, labels | {0: "alpha"})
     assert isinstance(why, str) and "alpha" in why  # other labels: the row says it is not compared
+
+
+def test_runs_of_several_models_are_listed_compared_and_rerun_whole(shell, two_classifiers, labelled_csv, tmp_path):
+    """The store keeps every model of a several-model run: runs lists them and --model finds either;
+    compare matches rows by model too (m1's torch never stands for m2's); rerun repeats both."""
+    first, second = two_classifiers
+    shell.run_line_magic("config", f"HFMagic.store_path = {str(tmp_path / 'runs.sqlite')!r}")
+    try:
+        shell.user_ns.update(m1_folder=first, m2_folder=second, mm_csv=str(labelled_csv))
+        shell.run_line_magic("load_model", "$m1_folder --name m1 -q")
+        shell.run_line_magic("load_model", "$m2_folder --name m2 -q")
+        line = f"m1 m2 --variants torch --batch-sizes 1 --seq-lens 8 --inline {FAST} -o -q"
+        a, b = (shell.run_line_magic("benchmark", line) for _ in range(2))
+        listed = shell.run_line_magic("hfmagic", "runs --kind benchmark")
+        assert [r["model"] for r in listed.rows] == ["m1, m2", "m1, m2"]
+        assert all(len(r["weights"].split(", ")) == 2 for r in listed.rows)
+        assert {r["id"] for r in shell.run_line_magic("hfmagic", "runs --model m2").rows} == {a.run_id, b.run_id}
+        cmp = shell.run_line_magic("hfmagic", f"compare {a.run_id} {b.run_id}")
+        figs = {(f["config"], f["figure"]): f for f in cmp.figures.rows}
+        from hfmagic.runs import _number
+
+        for model in ("m1", "m2"):  # each model's figures beside the same model's
+            key = (f"{model}/torch/torch b1 s8", "p50_ms")
+            assert figs[key]["a"] == _number(next(r for r in a.rows if r["model"] == model)["p50_ms"])
+            assert figs[key]["b"] == _number(next(r for r in b.rows if r["model"] == model)["p50_ms"])
+        assert {c for c, _ in figs} == {"m1/torch/torch b1 s8", "m2/torch/torch b1 s8"}
+
+        ev = shell.run_line_magic("evaluate", "m1 m2 --data $mm_csv --variants torch --no-widget -o -q")
+        again = shell.run_line_magic("hfmagic", f"rerun {ev.run_id}")
+        assert [(r["model"], r["variant"]) for r in again.rows] == [(r["model"], r["variant"]) for r in ev.rows]
+        assert [r["accuracy"] for r in again.rows] == [r["accuracy"] for r in ev.rows]
+        assert not any("no longer takes" in n for n in again.notes), again.notes
+    finally:
+        shell.run_line_magic("config", "HFMagic.store_path = ''")
