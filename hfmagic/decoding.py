@@ -153,23 +153,33 @@ class _Logits:
         self.logits = logits
 
 
-def quantize_int4(source, source_file: str, out, block_size: int, symmetric: bool = True) -> str:
-    """Weight-only int4 of the MatMuls (onnxruntime's MatMulNBitsQuantizer, RTN), written with the
-    folder's config and tokenizer beside it."""
+def quantize_int4(source, source_file: str, out, block_size: int, method: str = "hqq") -> str:
+    """Weight-only int4 of the MatMuls (onnxruntime's MatMulNBitsQuantizer), written with the
+    folder's config and tokenizer beside it: ``hqq`` (half-quadratic quantization, asymmetric, no
+    data needed) or ``rtn`` (round to nearest, symmetric)."""
+    import logging
+
     import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    from onnxruntime.quantization.matmul_nbits_quantizer import HQQWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     from hfmagic.onnxbuild import QUANTIZED_FILE, copy_folder_files
 
-    quantizer = MatMulNBitsQuantizer(onnx.load(str(source / source_file)), block_size=block_size,
-                                     is_symmetric=symmetric, op_types_to_quantize=("MatMul",))
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)  # a line a node
+    if method == "hqq":
+        options = {"algo_config": HQQWeightOnlyQuantConfig(block_size=block_size, op_types_to_quantize=("MatMul",))}
+        how = f"algo_config=HQQWeightOnlyQuantConfig(block_size={block_size})"
+    else:
+        options = {"block_size": block_size, "is_symmetric": True}
+        how = f"block_size={block_size}, is_symmetric=True"
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(source / source_file)), op_types_to_quantize=("MatMul",),
+                                     **options)
     quantizer.process()
     out.mkdir(parents=True, exist_ok=True)
     quantizer.model.save_model_to_file(str(out / QUANTIZED_FILE), use_external_data_format=False)
     copy_folder_files(source, out)
     return (f"python -c \"import onnx; from onnxruntime.quantization.matmul_nbits_quantizer import "
-            f"MatMulNBitsQuantizer as Q; q = Q(onnx.load('onnx/fp32/{source_file}'), block_size={block_size}, "
-            f"is_symmetric={symmetric}); q.process(); q.model.save_model_to_file('onnx/int4/{QUANTIZED_FILE}')\"")
+            f"MatMulNBitsQuantizer as Q, HQQWeightOnlyQuantConfig; q = Q(onnx.load('onnx/fp32/{source_file}'), "
+            f"{how}); q.process(); q.model.save_model_to_file('onnx/int4/{QUANTIZED_FILE}')\"")
 
 
 QUANTIZED_OPS = {"dynamic": ("MatMulInteger", "DynamicQuantizeMatMul"), "int4": ("MatMulNBits",)}

@@ -57,9 +57,11 @@ def quantization_config(isa: str, per_channel: bool, static: bool):
     return getattr(AutoQuantizationConfig, isa)(is_static=static, per_channel=per_channel)
 
 
-def describe_quantization(mode: str, isa: str, per_channel: bool, block_size: int | None = None) -> str:
+def describe_quantization(mode: str, isa: str, per_channel: bool, block_size: int | None = None,
+                          int4_method: str = "hqq") -> str:
     if mode == "int4":
-        return f"int4 weight-only MatMulNBits, block {block_size}, symmetric"
+        how = "HQQ, asymmetric" if int4_method == "hqq" else "RTN, symmetric"
+        return f"int4 weight-only MatMulNBits, block {block_size}, {how}"
     return f"{mode} {isa} {'per-channel' if per_channel else 'per-tensor'}"
 
 

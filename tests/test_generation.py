@@ -190,3 +190,23 @@ def test_smollm2_loads_from_its_gguf_file():
     assert "9 (3 KV heads, grouped-query)" in card and "49,152 tokens" in card and "30" in card
     again = load_model("smollm2")
     assert again.path == model.path  # the cache: dequantised once
+
+
+def test_int4_is_hqq_by_default_and_rtn_on_request(shell, llama, llama_variants):
+    """HQQ's int4 carries zero points (asymmetric, fitted per block); --int4-method rtn gives
+    symmetric round-to-nearest (no zero points); each is cached apart and says which it is."""
+    import onnx
+
+    def zero_points(variant):
+        nodes = [n for n in onnx.load(str(variant.path)).graph.node if n.op_type == "MatMulNBits"]
+        return {len(n.input) >= 4 and bool(n.input[3]) for n in nodes}
+
+    hqq = llama_variants["int4"]
+    assert "HQQ" in hqq.quantization and zero_points(hqq) == {True}
+    shell.user_ns["llama_dir"] = str(llama)
+    shell.run_line_magic("load_model", "$llama_dir --name llama_rtn -q")
+    rtn = shell.run_line_magic("export_onnx", "llama_rtn --quantize int4 --int4-method rtn -o -q")["int4"]
+    assert rtn.ok and "RTN, symmetric" in rtn.quantization and zero_points(rtn) == {False}
+    assert rtn.path != hqq.path and "is_symmetric=True" in rtn.cli_command
+    with pytest.raises(Exception, match="int4-method"):
+        shell.run_line_magic("export_onnx", "llama_rtn --quantize int4 --int4-method gptq")

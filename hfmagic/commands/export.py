@@ -22,6 +22,8 @@ ARGS = [
              help="int8 quantization: auto picks the config for this CPU (default); text-generation models: "
                   "auto builds int8 and int4, int4 only int4"),
     argument("--block-size", type=int, default=32, help="int4's quantization block (default 32)"),
+    argument("--int4-method", default="hqq", choices=["hqq", "rtn"],
+             help="int4's weights: hqq (half-quadratic, asymmetric; default, keeps quality) or rtn (round to nearest)"),
     argument("--per-channel", dest="per_channel", action="store_true", default=True,
              help="per-channel int8 weights (default; keeps accuracy)"),
     argument("--no-per-channel", dest="per_channel", action="store_false", help="per-tensor int8 weights"),
@@ -46,7 +48,7 @@ def run(args, ctx):
     calibration = ctx.lookup(args.calibration) if args.calibration else None
     variants = export_onnx(
         model, levels=csv_list(args.levels, what="level") if args.levels else None, quantize=args.quantize,
-        block_size=args.block_size,
+        block_size=args.block_size, int4_method=args.int4_method,
         per_channel=args.per_channel, calibration=args.calibration if calibration is None else calibration,
         samples=args.samples, opset=args.opset, output=args.output_dir, device=args.device,
         force=args.force, text_column=args.text_column, progress=not args.quiet,

@@ -5,7 +5,7 @@ What differs from the encoder tasks, all of it here:
 - the model is a causal LM (``AutoModelForCausalLM``), exported with its KV cache (optimum's
   ``text-generation-with-past``); a GGUF file loads too (:mod:`hfmagic.gguf`);
 - its variants: fp32, ``int8`` (dynamic, MatMul weights only, per-channel) and ``int4``
-  (weight-only MatMulNBits, block 32, symmetric), validated by the last position's logits and
+  (weight-only MatMulNBits, block 32, HQQ by default), validated by the last position's logits and
   greedy agreement with PyTorch (:mod:`hfmagic.decoding`);
 - one measurement is a whole greedy generation of ``new_tokens`` tokens from a prompt of
   ``seq_len`` tokens (no early stop: every backend generates exactly as many, through the same
