@@ -247,6 +247,13 @@ def build(data, text_column: str | None = None, label_column: str | None = None,
         from sklearn.model_selection import train_test_split
 
         frame = pd.DataFrame({"text": got.texts, "label": got.labels})
+        counts = frame["label"].value_counts()
+        if len(counts) < 2 or counts.min() < 2 or round(len(frame) * HOLDOUT) < len(counts):
+            few = ", ".join(f"{label!r} ({n})" for label, n in counts.items() if n < 2) or \
+                f"{len(frame)} rows for {len(counts)} labels"
+            raise DataError(f"the tfidf baseline holds out a stratified {HOLDOUT:.0%} of the data, which needs two "
+                            f"labels or more and at least 2 examples of each (here: {few}); pass more labelled "
+                            "texts, or a DatasetDict with train and test splits")
         tr, te = train_test_split(frame, test_size=HOLDOUT, stratify=frame["label"], random_state=SEED)
         got = load_data(tr.reset_index(drop=True), text_column="text", label_column="label")
         held = load_data(te.reset_index(drop=True), text_column="text", label_column="label")
@@ -259,7 +266,11 @@ def build(data, text_column: str | None = None, label_column: str | None = None,
     if (folder / "config.json").is_file():
         return folder, source
     tmp = folder.with_name(f".tmp-{folder.name}")
-    model = TfidfBaseline.train(got.texts, [str(v) for v in got.labels], names)
+    try:
+        model = TfidfBaseline.train(got.texts, [str(v) for v in got.labels], names)
+    except ValueError as exc:  # scikit-learn's: no terms left after min_df, a single class, ...
+        raise DataError(f"the tfidf baseline could not be trained on {source}: {str(exc).splitlines()[0]}; "
+                        "pass more (or longer) labelled texts") from None
     model.save(tmp)
     config = {"model_type": NAME, "architectures": [ARCHITECTURE], "hfmagic_baseline": CONFIG_KIND,
               "id2label": {str(i): n for i, n in enumerate(names)}, "label2id": {n: i for i, n in enumerate(names)},

@@ -242,6 +242,14 @@ def load_model(source: Any, task: str | None = None, revision: str | None = None
     elif str(source) == "tfidf":
         from hfmagic.baseline import TEST_FILE, build
 
+        from hfmagic.tasks import get_task, names
+
+        if task is not None and get_task(task).CLASSICAL_BASELINE != "tfidf":
+            having = [n for n in names() if get_task(n).CLASSICAL_BASELINE == "tfidf"]
+            why = get_task(task).CLASSICAL_BASELINE
+            raise UsageProblem(f"{task} has no classical baseline{f' ({why})' if why else ''}; the tfidf baseline "
+                               f"is for {', '.join(having)} (leave --task out)")
+
         path, label = build(data, text_column, label_column)[0], "tfidf"
         import pandas as pd
 

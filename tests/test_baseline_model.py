@@ -93,3 +93,21 @@ def test_the_command_line_trains_and_evaluates_it(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "TfidfLogisticRegression" in done.stdout and "vocabulary" in done.stdout
+
+
+def test_data_it_cannot_train_on_and_tasks_without_a_baseline_are_one_line(tmp_path, shell):
+    from IPython.core.error import UsageError
+
+    five = tmp_path / "five.csv"  # 'sport' has one example: no stratified held-out split can hold it
+    pd.DataFrame({"text": sentences(5, seed=2), "label": ["business"] * 2 + ["politics"] * 2 + ["sport"]}).to_csv(
+        five, index=False)
+    done = subprocess.run([sys.executable, "-m", "hfmagic", "load", "tfidf", "--data", str(five)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert "'sport' (1)" in done.stderr and "at least 2 examples" in done.stderr
+    shell.user_ns["tf_small"] = labelled(60, seed=4)
+    before = shell.user_ns.get("tfidf")
+    for task in ("question-answering", "text-generation"):
+        with pytest.raises(UsageError, match=f"{task} has no classical baseline.*text-classification"):
+            shell.run_line_magic("load_model", f"tfidf --data tf_small --task {task}")
+    assert shell.user_ns.get("tfidf") is before  # nothing bound
