@@ -583,6 +583,19 @@ def test_several_models_on_the_command_line(two_classifiers, labelled_csv):
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "nobody/torch" in bad.stderr
 
 
+
+def test_two_folders_of_one_name_on_the_command_line_are_told_apart_by_their_parents(two_classifiers,
+                                                                                      labelled_csv, tmp_path):
+    import shutil
+
+    a, b = tmp_path / "base" / "model", tmp_path / "small" / "model"
+    shutil.copytree(two_classifiers[0], a)
+    shutil.copytree(two_classifiers[1], b)
+    done = cli("evaluate", str(a), str(b), "--data", labelled_csv, "--variants", "torch")
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[0] for line in done.stdout.splitlines()[3:5]] == ["base_model", "small_model"], done.stdout
+
+
 def test_two_models_are_compared_by_label_name_not_class_id(shell, tiny_bert, labelled_csv, tmp_path):
     """The same weights with id2label renamed (ids 0 and 1 swapped) predict the same ids but other
     names: against the first, the second's agreement and flips count the names that differ, and its

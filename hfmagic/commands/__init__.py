@@ -93,6 +93,15 @@ class Context:
             return obj
         return self.model(ref)
 
+    def targets(self, refs: list[str]):
+        """One target as itself, several as a list (one result with a model column). On the
+        command line, two different folders with one name (``a/model``, ``b/model``) are told
+        apart by their parent folders' names: there is no namespace to bind them under others."""
+        found = [self.target(ref) for ref in refs]
+        if len(found) == 1:
+            return found[0]
+        return found if self.interactive else _named_apart(found)
+
     def show(self, result: Any) -> None:
         print(result)
 
@@ -109,3 +118,17 @@ COMMAND_MODULES = [
     "hfmagic.commands.evaluate",
     "hfmagic.commands.admin",
 ]
+
+
+def _named_apart(targets: list) -> list:
+    import dataclasses
+
+    from hfmagic.models import ModelHandle, derive_name
+
+    names = [t.name for t in targets if isinstance(t, ModelHandle)]
+    out = []
+    for t in targets:
+        if isinstance(t, ModelHandle) and names.count(t.name) > 1:
+            t = dataclasses.replace(t, name=derive_name(f"{t.path.parent.name}_{t.name}"))
+        out.append(t)
+    return out

@@ -60,7 +60,7 @@ def run(args, ctx):
         data = None
     live = ctx.live("benchmark")  # the dashboard shows progress itself; tqdm only without it
     result = benchmark(
-        _targets(args.target, ctx), variants=csv_list(args.variants, what="variant"),
+        ctx.targets(args.target), variants=csv_list(args.variants, what="variant"),
         backends=None if args.backends == "auto" else csv_list(args.backends, what="backend"),
         batch_sizes=positive_ints(args.batch_sizes, "batch size"),
         seq_lens=positive_ints(args.seq_lens, "sequence length"), threads=args.threads,
@@ -73,8 +73,3 @@ def run(args, ctx):
         ctx.bind(args.name, result)
     return result
 
-
-def _targets(names: list[str], ctx):
-    """One target as itself, several as a list (one result with a model column)."""
-    found = [ctx.target(name) for name in names]
-    return found[0] if len(found) == 1 else found

@@ -49,7 +49,7 @@ def run(args, ctx):
     if data is None or isinstance(data, ModuleType):  # `demo` may name the hfmagic.demo module
         data = args.data
     result = evaluate(
-        _targets(args.target, ctx), data=data, split=args.split,
+        ctx.targets(args.target), data=data, split=args.split,
         text_column=args.text_column, label_column=args.label_column, label_map=_label_map(args.label_map, ctx),
         metrics=csv_list(args.metrics, what="metric"), variants=csv_list(args.variants, what="variant"),
         limit=args.limit, batch_size=args.batch_size, reference=args.reference,
@@ -68,8 +68,3 @@ def _label_map(words: list[str] | None, ctx):
     found = ctx.lookup(words[0]) if len(words) == 1 else None
     return found if isinstance(found, Mapping) else " ".join(words)
 
-
-def _targets(names: list[str], ctx):
-    """One target as itself, several as a list (one result with a model column)."""
-    found = [ctx.target(name) for name in names]
-    return found[0] if len(found) == 1 else found
