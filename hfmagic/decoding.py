@@ -84,7 +84,7 @@ def build_genai(model, out, precision: str, block_size: int) -> str:
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise BuildError(f"onnxruntime-genai's model builder failed: {last[:300]}")
-    shown = [("CACHE" if a == cache else a) for a in args]
+    shown = [{cache: "CACHE", str(out): f"onnx/genai-{precision}"}.get(a, a) for a in args]  # as the others
     return "python -m onnxruntime_genai.models.builder " + " ".join(shown)
 
 

@@ -45,10 +45,20 @@ def test_bring_your_own_model(tmp_path):
     assert accuracy > 0.6  # three balanced topics: chance is 0.33, the short fine-tune learns them
     new = [r for r in RunStore().runs(limit=None) if r["provenance"]["model"]["path"] == str(tmp_path / "my-model")]
     kinds = sorted(r["kind"] for r in new)
-    assert kinds.count("evaluate") == 2 and "benchmark" in kinds and all(r["status"] == "ok" for r in new)
+    # two evaluations, a rerun, and the two without and with the dashboard
+    assert kinds.count("evaluate") == 4 and "benchmark" in kinds and all(r["status"] == "ok" for r in new)
     rerun = next(r for r in new if (r["provenance"] or {}).get("rerun_of"))
     assert RunStore().get(rerun["provenance"]["rerun_of"])["kind"] == "evaluate"
     check_report(tmp_path, "my-model-report.html", text)
+    # HFMagic.widget: off, the evaluation shows as a table; on again, as the dashboard (a widget view;
+    # the progress bar is a widget too, so the result's own output is told by its text)
+    def result(cell):
+        shown = [o["data"] for o in cell.outputs if o.get("data", {}).get("text/plain", "").startswith("evaluation of")]
+        assert len(shown) == 1, cell.outputs
+        return set(shown[0])
+    off, on = (result(cell) for cell in nb.cells[-2:])
+    assert "application/vnd.jupyter.widget-view+json" not in off and "text/html" in off, off
+    assert "application/vnd.jupyter.widget-view+json" in on, on
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata as md
+import os
 
 from IPython.core.magic_arguments import MagicHelpFormatter, argument, magic_arguments
 
@@ -52,7 +53,12 @@ class Status:
         pairs = [("hfmagic", __version__), ("cache folder", str(s.cache_path)),
                  ("threads", f"{s.threads} (0: one per physical core = {s.resolved_threads()})"),
                  ("batch sizes", ",".join(map(str, s.batch_sizes))),
-                 ("sequence lengths", ",".join(map(str, s.seq_lens)))]
+                 ("sequence lengths", ",".join(map(str, s.seq_lens))),
+                 ("widget", "on (results as the dashboard where the front end can)" if s.widget else "off (tables)")]
+        from hfmagic.store import STORE_ENV, recording_off, store_path
+
+        why = "HFMagic.store = False" if not s.store else f"{STORE_ENV}={os.environ.get(STORE_ENV)}"
+        pairs.append(("run store", f"recording to {store_path()}" if not recording_off() else f"off ({why})"))
         for dist in STACK:
             try:
                 pairs.append((dist, md.version(dist)))

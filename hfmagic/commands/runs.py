@@ -26,6 +26,8 @@ class Runs:
     def run(args, ctx):
         from hfmagic.runs import list_runs
 
+        if args.limit < 0:
+            raise UsageProblem(f"--limit must be 0 (every run) or a positive number of runs, got {args.limit}")
         return list_runs(kind=args.kind, limit=args.limit or None, model=args.model, since=args.since)
 
 
