@@ -43,8 +43,10 @@ def main() -> None:
         print("decode speed-up over torch eager of the fastest variant inside the 1% perplexity gate: none passed")
         return
     best = max(inside, key=lambda r: r["speedup"])
-    print(f"decode (TPOT) speed-up over torch eager of the fastest variant inside the 1% perplexity gate: "
-          f"{best['variant']} {best['speedup']:.2f}x [{best['speedup_low']:.2f}, {best['speedup_high']:.2f}]"
+    interval = (f" [{best['speedup_low']:.2f}, {best['speedup_high']:.2f}]" if best.get("speedup_low") is not None
+                else "")
+    print(f"decode (TPOT) speed-up over torch eager of the fastest variant inside the 1% perplexity gate "
+          f"(CPU flags: {flags}): {best['variant']} {best['speedup']:.2f}x{interval}"
           + ("" if best.get("speedup_trust") else f" (not trustworthy: {best['speedup_rounds']} rounds; more --max-time)"))
 
 

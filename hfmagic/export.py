@@ -42,7 +42,9 @@ VARIANT_NAMES = (TORCH, *LEVELS, "int8", *(f"{lv}-int8" for lv in LEVELS[1:4]), 
 DEFAULT_LEVELS = ["fp32", "O2"]
 QUANTIZE = ("none", "dynamic", "static", "auto", "int4")  # int4: weight-only, for text-generation models
 INT4_BLOCK = 32
-INT4_METHODS = ("hqq", "rtn")  # HQQ kept SmolLM2's perplexity within 0.1% of fp32, RTN lost 17%
+# rtn: fast (MatMulNBits' int8-compute kernel); hqq: keeps quality (SmolLM2 at 99.9% of fp32's perplexity,
+# RTN 117%) but its float zero points run on a slower kernel (4x slower than RTN here, AVX2, onnxruntime 1.32)
+INT4_METHODS = ("rtn", "hqq")
 DEVICES = ("cpu", "cuda")
 FORMAT = 3  # bump when a recipe or the folder layout changes: old entries are then left unused
 META = "hfmagic-variant.json"
@@ -104,15 +106,15 @@ def request_for(names: list[str], calibration=None) -> dict:
 
 def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibration=None, samples=100,
                 opset=None, output=None, device="cpu", force=False, text_column=None,
-                progress=True, block_size=INT4_BLOCK, int4_method="hqq") -> Variants:
+                progress=True, block_size=INT4_BLOCK, int4_method="rtn") -> Variants:
     """Export ``model`` to ONNX variants (see the module docstring); a "torch" variant comes first.
 
     ``calibration``: texts for static int8 (anything :func:`hfmagic.data.load_data` reads; the first
     ``samples`` rows of ``text_column``). A variant that fails to build or diverges from PyTorch
     stays in the result with its reason in ``.error``. ``progress``: show a progress bar.
-    ``block_size``: int4's quantization block (text-generation models); ``int4_method``: ``hqq``
-    (half-quadratic quantization: asymmetric, fitted to each weight without data) or ``rtn``
-    (round to nearest, symmetric).
+    ``block_size``: int4's quantization block (text-generation models); ``int4_method``: ``rtn``
+    (round to nearest, symmetric, int8 compute: fast) or ``hqq`` (half-quadratic quantization:
+    asymmetric, fitted to each weight without data; keeps more quality, runs slower on CPUs).
     """
     from hfmagic.models import load_model
 
@@ -336,12 +338,12 @@ def base_key(model, opset, device) -> dict[str, Any]:
 
 def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data, int4: dict | None = None,
              operators=None) -> str:
-    int4 = int4 or {"block_size": INT4_BLOCK, "method": "hqq"}
+    int4 = int4 or {"block_size": INT4_BLOCK, "method": "rtn"}
     spec = {"base": base, "name": step.name, "level": step.level, "source": step.source, "quant": step.quant}
     if step.quant == "int4":
         spec |= {"block_size": int4["block_size"], "int4_method": int4["method"]}
-    elif step.quant == "genai-int4":  # the builder's own RTN
-        spec["block_size"] = int4["block_size"]
+    elif step.quant == "genai-int4":  # HQQ over the builder's fp32 graph, or the builder's own RTN
+        spec |= {"block_size": int4["block_size"], "int4_method": int4["method"]}
     elif step.quant == "genai-fp32":
         pass
     elif step.quant:
@@ -414,7 +416,9 @@ class Builder:
         variant = Variant(step.name, self.model, level=step.level,
                           runtime="genai" if step.quant and step.quant.startswith("genai") else None)
         if step.quant == "genai-int4":
-            variant.quantization = f"int4 weight-only MatMulNBits (onnxruntime-genai's builder), block {self.block_size}"
+            variant.quantization = (f"int4 weight-only MatMulNBits, block {self.block_size}, " +
+                                    ("HQQ over onnxruntime-genai's fp32 graph" if self.int4_method == "hqq"
+                                     else "RTN by onnxruntime-genai's builder"))
         elif step.quant and not step.quant.startswith("genai"):
             from hfmagic.onnxbuild import describe_quantization
 
@@ -475,7 +479,8 @@ class Builder:
                 if step.quant.startswith("genai"):
                     from hfmagic.decoding import build_genai
 
-                    return build_genai(self.model, out, step.quant.removeprefix("genai-"), self.block_size)
+                    return build_genai(self.model, out, step.quant.removeprefix("genai-"), self.block_size,
+                                       self.int4_method)
                 return onnxbuild.quantize_static(self.model, source.folder, out, self.isa, self.per_channel,
                                                  self.data.texts)
         finally:

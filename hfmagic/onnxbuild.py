@@ -58,9 +58,9 @@ def quantization_config(isa: str, per_channel: bool, static: bool):
 
 
 def describe_quantization(mode: str, isa: str, per_channel: bool, block_size: int | None = None,
-                          int4_method: str = "hqq") -> str:
+                          int4_method: str = "rtn") -> str:
     if mode == "int4":
-        how = "HQQ, asymmetric" if int4_method == "hqq" else "RTN, symmetric"
+        how = "HQQ, asymmetric" if int4_method == "hqq" else "RTN, symmetric, int8 compute"
         return f"int4 weight-only MatMulNBits, block {block_size}, {how}"
     return f"{mode} {isa} {'per-channel' if per_channel else 'per-tensor'}"
 

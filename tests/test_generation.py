@@ -192,21 +192,21 @@ def test_smollm2_loads_from_its_gguf_file():
     assert again.path == model.path  # the cache: dequantised once
 
 
-def test_int4_is_hqq_by_default_and_rtn_on_request(shell, llama, llama_variants):
-    """HQQ's int4 carries zero points (asymmetric, fitted per block); --int4-method rtn gives
-    symmetric round-to-nearest (no zero points); each is cached apart and says which it is."""
+def test_int4_is_rtn_by_default_and_hqq_on_request(shell, llama, llama_variants):
+    """RTN's int4 is symmetric (no zero points) with int8 compute (accuracy level 4); --int4-method
+    hqq carries zero points (asymmetric, fitted per block); each is cached apart and says which."""
     import onnx
 
-    def zero_points(variant):
-        nodes = [n for n in onnx.load(str(variant.path)).graph.node if n.op_type == "MatMulNBits"]
-        return {len(n.input) >= 4 and bool(n.input[3]) for n in nodes}
+    def nbits(variant):
+        return [n for n in onnx.load(str(variant.path)).graph.node if n.op_type == "MatMulNBits"]
 
-    hqq = llama_variants["int4"]
-    assert "HQQ" in hqq.quantization and zero_points(hqq) == {True}
+    rtn = llama_variants["int4"]
+    assert "RTN, symmetric" in rtn.quantization and "accuracy_level=4" in rtn.cli_command
+    assert all(len(n.input) < 4 and {a.name: a.i for a in n.attribute}["accuracy_level"] == 4 for n in nbits(rtn))
     shell.user_ns["llama_dir"] = str(llama)
-    shell.run_line_magic("load_model", "$llama_dir --name llama_rtn -q")
-    rtn = shell.run_line_magic("export_onnx", "llama_rtn --quantize int4 --int4-method rtn -o -q")["int4"]
-    assert rtn.ok and "RTN, symmetric" in rtn.quantization and zero_points(rtn) == {False}
-    assert rtn.path != hqq.path and "is_symmetric=True" in rtn.cli_command
+    shell.run_line_magic("load_model", "$llama_dir --name llama_hqq -q")
+    hqq = shell.run_line_magic("export_onnx", "llama_hqq --quantize int4 --int4-method hqq -o -q")["int4"]
+    assert hqq.ok and "HQQ" in hqq.quantization and all(len(n.input) >= 4 and n.input[3] for n in nbits(hqq))
+    assert hqq.path != rtn.path and "HQQWeightOnlyQuantConfig(block_size=32)" in hqq.cli_command
     with pytest.raises(Exception, match="int4-method"):
-        shell.run_line_magic("export_onnx", "llama_rtn --quantize int4 --int4-method gptq")
+        shell.run_line_magic("export_onnx", "llama_hqq --quantize int4 --int4-method gptq")

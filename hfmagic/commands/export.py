@@ -22,8 +22,9 @@ ARGS = [
              help="int8 quantization: auto picks the config for this CPU (default); text-generation models: "
                   "auto builds int8 and int4, int4 only int4"),
     argument("--block-size", type=int, default=32, help="int4's quantization block (default 32)"),
-    argument("--int4-method", default="hqq", choices=["hqq", "rtn"],
-             help="int4's weights: hqq (half-quadratic, asymmetric; default, keeps quality) or rtn (round to nearest)"),
+    argument("--int4-method", default="rtn", choices=["rtn", "hqq"],
+             help="int4's weights: rtn (round to nearest; default, fast) or hqq (half-quadratic: keeps more quality, "
+                  "slower on CPUs)"),
     argument("--per-channel", dest="per_channel", action="store_true", default=True,
              help="per-channel int8 weights (default; keeps accuracy)"),
     argument("--no-per-channel", dest="per_channel", action="store_false", help="per-tensor int8 weights"),
