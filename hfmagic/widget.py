@@ -51,7 +51,8 @@ COLUMNS = [
 ]
 DATA_COLUMN = {"key": "data_sha", "title": "data"}  # shown when evaluations were of different data
 _BENCH_KEYS = ("model", "model_sha", "variant", "backend", "batch_size", "seq_len", "status", "p50_ms", "p95_ms", "samples_per_s",
-               "peak_mem_mb", "size_mb", "speedup_measured", "speedup_low", "speedup_high")
+               "peak_mem_mb", "size_mb", "speedup_measured", "speedup_low", "speedup_high",
+               "new_tokens", "ttft_p50_ms", "tpot_p50_ms")  # a generation's: p50_ms is its TPOT
 _EVAL_KEYS = ("metric", "metric_low", "metric_high", "pct_of_reference", "change_pct", "gate", "agreement",
               "eval_status", "data_sha")
 
@@ -111,12 +112,13 @@ def speedups(rows: list[dict], baseline: str | None, sweep: str | None = None) -
     return out
 
 
-def pareto_front(points: list[dict], lower_is_better: bool = False) -> list[str]:
-    """Ids of the points no other point beats on both lower p50 and a better metric (higher; lower
-    with ``lower_is_better``, as perplexity) (ties: the first)."""
+def pareto_front(points: list[dict], lower_is_better: bool = False, x: str = "p50_ms") -> list[str]:
+    """Ids of the points no other point beats on both lower ``x`` (p50; a generation's TTFT with
+    ``x="ttft_p50_ms"``) and a better metric (higher; lower with ``lower_is_better``, as
+    perplexity) (ties: the first)."""
     sign = -1.0 if lower_is_better else 1.0
-    ordered = sorted((p for p in points if p.get("p50_ms") is not None and p.get("metric") is not None),
-                     key=lambda p: (p["p50_ms"], -sign * p["metric"]))
+    ordered = sorted((p for p in points if p.get(x) is not None and p.get("metric") is not None),
+                     key=lambda p: (p[x], -sign * p["metric"]))
     front, best = [], float("-inf")
     for p in ordered:
         if sign * p["metric"] > best:

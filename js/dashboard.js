@@ -8,6 +8,8 @@ const SVG = "http://www.w3.org/2000/svg";
 // -- rules (mirrored in hfmagic/widget.py) -------------------------------------------------------
 
 const isOk = (r) => r.status === "ok" && r.p50_ms != null;
+// a generation's rows: p50_ms is TPOT (time per output token); the chart can put TTFT on x instead
+const X_AXES = [["p50_ms", "TPOT p50"], ["ttft_p50_ms", "TTFT p50"]];
 const prefix = (r) => (r.model ? `${r.model}/` : "");
 /** "model/variant/backend" ("variant/backend" for a row that names no model): what a baseline names. */
 export const pair = (r) => `${prefix(r)}${r.variant}/${r.backend}`;
@@ -37,13 +39,13 @@ export function speedups(rows, baseline, sweep = null) {
   return out;
 }
 
-/** Ids of the points that no other point beats on both lower p50 and a better metric (higher;
- * lower when `lowerIsBetter`, as perplexity). */
-export function paretoFront(points, lowerIsBetter = false) {
+/** Ids of the points that no other point beats on both lower `x` (p50; a generation's TTFT with
+ * "ttft_p50_ms") and a better metric (higher; lower when `lowerIsBetter`, as perplexity). */
+export function paretoFront(points, lowerIsBetter = false, x = "p50_ms") {
   const sign = lowerIsBetter ? -1 : 1;
   const ordered = points
-    .filter((p) => p.p50_ms != null && p.metric != null)
-    .sort((a, b) => a.p50_ms - b.p50_ms || sign * (b.metric - a.metric));
+    .filter((p) => p[x] != null && p.metric != null)
+    .sort((a, b) => a[x] - b[x] || sign * (b.metric - a.metric));
   const front = [];
   let best = -Infinity;
   for (const p of ordered) {
@@ -183,6 +185,8 @@ function render({ model, el }) {
         view.level, (v) => { view.level = v; draw(); }),
       select("filter-shape", "shape", all("all").concat(shapes(rows).map((v) => [v, v.replace("x", " × ")])),
         view.shape, (v) => { view.shape = v; draw(); }),
+      rows.some((r) => r.ttft_p50_ms != null) ? select("x-axis", "chart x", X_AXES.map(([k, t]) => [k, t]),
+        view.x || "p50_ms", (v) => { view.x = v; draw(); }) : null,
       pairs.length ? select("baseline", "speed-up vs", pairs.map((v) => [v, v]), baseline, (v) => {
         model.set("baseline", v);
         model.save_changes();
@@ -270,7 +274,8 @@ function render({ model, el }) {
     return [
       r.model ? `model ${r.model}` : null,
       `${r.variant} on ${r.backend} · ${r.batch_size} × ${r.seq_len}`,
-      `p50 ${format(r.p50_ms, 2)} ms · p95 ${format(r.p95_ms, 2)} ms`,
+      r.ttft_p50_ms != null ? `TPOT p50 ${format(r.p50_ms, 2)} ms · TTFT p50 ${format(r.ttft_p50_ms, 1)} ms`
+        : `p50 ${format(r.p50_ms, 2)} ms · p95 ${format(r.p95_ms, 2)} ms`,
       `${format(r.samples_per_s, 1)} samples/s`,
       r.metric != null ? `${metricName} ${format(r.metric, 4)}` : null,
       r.size_mb != null ? `${format(r.size_mb, 1)} MB on disk` : null,
@@ -291,20 +296,24 @@ function render({ model, el }) {
         : "no accuracy to plot: evaluate the variants and pass both results to Dashboard"));
       return wrap;
     }
-    const front = new Set(paretoFront(points, model.get("metric_lower") === true));  // get() gives [] for false
+    const generation = points.some((p) => p.ttft_p50_ms != null);
+    const xk = generation ? view.x || "p50_ms" : "p50_ms";
+    const xv = (p) => p[xk];
+    const front = new Set(paretoFront(points, model.get("metric_lower") === true, xk));  // get() gives [] for false
     const W = 440, H = 270, m = { l: 58, r: 16, t: 14, b: 40 };
-    const [x0, x1] = padded([Math.min(...points.map((p) => p.p50_ms)), Math.max(...points.map((p) => p.p50_ms))]);
+    const [x0, x1] = padded([Math.min(...points.map(xv)), Math.max(...points.map(xv))]);
     const [y0, y1] = padded([Math.min(...points.map((p) => p.metric)), Math.max(...points.map((p) => p.metric))]);
     const x = scale(x0, x1, m.l, W - m.r);
     const y = scale(y0, y1, H - m.b, m.t);
     const selected = new Set(get("selected"));
     const maxSize = Math.max(0, ...points.map((p) => p.size_mb || 0));
     const radius = (p) => markerRadius(p.size_mb, maxSize);
-    const frontPts = points.filter((p) => front.has(p.id)).sort((a, b) => a.p50_ms - b.p50_ms);
+    const frontPts = points.filter((p) => front.has(p.id)).sort((a, b) => xv(a) - xv(b));
     const path = frontPts.map((p, i) => {
-      const pt = `${x(p.p50_ms).toFixed(1)},${y(p.metric).toFixed(1)}`;
-      return i === 0 ? `M${pt}` : `H${x(p.p50_ms).toFixed(1)}V${y(p.metric).toFixed(1)}`;
+      const pt = `${x(xv(p)).toFixed(1)},${y(p.metric).toFixed(1)}`;
+      return i === 0 ? `M${pt}` : `H${x(xv(p)).toFixed(1)}V${y(p.metric).toFixed(1)}`;
     }).join("");
+    const xTitle = generation ? `${xk === "p50_ms" ? "TPOT" : "TTFT"} p50, ms` : "p50 latency, ms";
     const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "hfm-svg" },
       ticks(x0, x1).map((v) => s("g", { class: "hfm-tick" },
         s("line", { x1: x(v), x2: x(v), y1: m.t, y2: H - m.b }),
@@ -313,18 +322,18 @@ function render({ model, el }) {
         s("line", { x1: m.l, x2: W - m.r, y1: y(v), y2: y(v) }),
         s("text", { x: m.l - 6, y: y(v) + 4, "text-anchor": "end" }, String(v)))),
       s("text", { class: "hfm-axis", x: (m.l + W - m.r) / 2, y: H - 6, "text-anchor": "middle" },
-        `p50 latency, ms (batch × seq ${shape.replace("x", " × ")})`),
+        `${xTitle} (batch × ${generation ? "prompt" : "seq"} ${shape.replace("x", " × ")})`),
       s("text", { class: "hfm-axis", x: 12, y: (m.t + H - m.b) / 2, "text-anchor": "middle",
         transform: `rotate(-90 12 ${(m.t + H - m.b) / 2})` }, metricName),
       s("path", { d: path, class: "hfm-front", "data-testid": "pareto-line" }),
       // front points drawn last, and the larger under the smaller, so no point hides another whole
       [...points].sort((a, b) => front.has(a.id) - front.has(b.id) || radius(b) - radius(a)).map((p) => s("circle", {
-        cx: x(p.p50_ms), cy: y(p.metric), r: radius(p).toFixed(2), style: `fill: ${colours.get(p.model ?? "")}`,
+        cx: x(xv(p)), cy: y(p.metric), r: radius(p).toFixed(2), style: `fill: ${colours.get(p.model ?? "")}`,
         class: `hfm-point${front.has(p.id) ? " hfm-pareto" : ""}${selected.has(p.id) ? " hfm-selected" : ""}`,
         "data-testid": "point", "data-id": p.id, "data-pareto": front.has(p.id) ? "true" : "false",
         "data-model": p.model, "data-size": p.size_mb,
       }, s("title", {}, tipLines(p, ratio).join("\n")))),
-      labels(points, x, y, colours.size > 1));
+      labels(points, (p) => x(xv(p)), y, colours.size > 1));
     for (const c of svg.querySelectorAll("circle")) {
       const p = points.find((q) => q.id === c.dataset.id);
       c.addEventListener("mousemove", (e) => showTip(e, tipLines(p, ratio)));
@@ -334,7 +343,7 @@ function render({ model, el }) {
         setSelected(ids.includes(p.id) ? ids.filter((i) => i !== p.id) : [...ids, p.id]);
       });
     }
-    wrap.append(h("div", { class: "hfm-chart-title" }, `latency against ${metricName}`,
+    wrap.append(h("div", { class: "hfm-chart-title" }, `${generation ? xTitle.split(" p50")[0] : "latency"} against ${metricName}`,
       h("span", { class: "hfm-legend" }, " · marker area ∝ size on disk · ",
         h("span", { class: "hfm-swatch hfm-pareto" }), " Pareto front (all models)")),
     svg);
@@ -343,14 +352,14 @@ function render({ model, el }) {
 
   // a label beside each point, placed above or below it, left out where it would overlap another
   // (the tooltip still names the point)
-  function labels(points, x, y, withModel) {
+  function labels(points, px, y, withModel) {  // px: a point's x position
     const placed = [];
     const out = [];
-    for (const p of [...points].sort((a, b) => a.p50_ms - b.p50_ms)) {
+    for (const p of [...points].sort((a, b) => px(a) - px(b))) {
       const text = withModel ? pair(p) : `${p.variant}/${p.backend}`;
       const w = 6.2 * text.length;
       for (const dy of [-7, 15]) {
-        const box = { x: x(p.p50_ms) + 8, y: y(p.metric) + dy - 10, w, h: 12 };
+        const box = { x: px(p) + 8, y: y(p.metric) + dy - 10, w, h: 12 };
         const clash = placed.some((q) =>
           box.x < q.x + q.w && q.x < box.x + box.w && box.y < q.y + q.h && q.y < box.y + box.h);
         if (!clash) {

@@ -273,7 +273,18 @@ def ev(variant, acc):
 dash = hfmagic.Dashboard([bench("torch", "torch", 20.0), bench("fp32", "onnxruntime", 15.0),
                           bench("int8", "onnxruntime", 9.0)],
                          [ev("torch", 0.9), ev("fp32", 0.9), ev("int8", 0.85)])
-dash
+display(dash)
+# a decoder LLM's rows: p50_ms is TPOT; int4 decodes fastest, fp32 has the shortest TTFT
+def gen(variant, tpot, ttft):
+    return {**bench(variant, "onnxruntime" if variant != "torch" else "torch", tpot), "new_tokens": 8,
+            "tpot_p50_ms": tpot, "ttft_p50_ms": ttft}
+def ppl(variant, value):
+    return {"variant": variant, "status": "ok", "perplexity": value, "perplexity_low": value - 1,
+            "perplexity_high": value + 1, "pct_of_reference": 100 * value / 26.7, "gate": "pass"}
+llm = hfmagic.Dashboard([gen("torch", 90.0, 650.0), gen("fp32", 47.0, 600.0), gen("int4", 30.0, 700.0)],
+                        [ppl("torch", 26.7), ppl("fp32", 26.7), ppl("int4", 31.1)])
+llm.metric_lower = True  # perplexity: lower is better (an EvaluationResult says so itself)
+display(llm)
 """
 
 
@@ -296,14 +307,32 @@ def test_dashboard_in_notebook_7_with_the_dark_theme(lab, page):
         theme.unlink()
 
 
+def llm_dashboard(dash):
+    """TPOT or TTFT on the chart's x axis (a selector), perplexity on y, lower better on both: on TPOT
+    the front is int4 and fp32 (int4 decodes fastest, fp32 keeps torch's perplexity); on TTFT, fp32
+    alone (it has both the shortest prefill and the lowest perplexity)."""
+    def front():
+        return sorted(p.get_attribute("data-id") for p in dash.locator('[data-testid="point"][data-pareto="true"]').all())
+
+    expect(dash.get_by_test_id("point")).to_have_count(3)
+    assert front() == ["fp32/onnxruntime/1x16", "int4/onnxruntime/1x16"]
+    expect(dash.get_by_test_id("scatter")).to_contain_text("TPOT p50, ms")
+    dash.get_by_test_id("x-axis").select_option("ttft_p50_ms")
+    expect(dash.get_by_test_id("scatter")).to_contain_text("TTFT p50, ms")
+    assert front() == ["fp32/onnxruntime/1x16"]
+
+
 def notebook_7_dark(page):
     expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=60_000)
     cells = page.locator(".jp-Cell")
     expect(cells).to_have_count(2, timeout=60_000)
     page.wait_for_function("document.querySelector('.jp-Notebook') !== null")
     run_cell(page, cells.nth(0))
-    dash = page.get_by_test_id("hfmagic-dashboard")
-    expect(dash.get_by_test_id("row")).to_have_count(3, timeout=120_000)
+    expect(page.get_by_test_id("hfmagic-dashboard")).to_have_count(2, timeout=120_000)
+    dash = page.get_by_test_id("hfmagic-dashboard").first
+    expect(dash.get_by_test_id("row")).to_have_count(3)
+    expect(dash.get_by_test_id("x-axis")).to_have_count(0)  # an encoder's chart has one latency
+    llm_dashboard(page.get_by_test_id("hfmagic-dashboard").nth(1))
     # int8 is fastest, torch/fp32 tie on accuracy and fp32 is faster: the front is int8 and fp32
     front = dash.locator('[data-testid="point"][data-pareto="true"]')
     expect(front).to_have_count(2)
