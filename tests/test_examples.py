@@ -108,3 +108,25 @@ def test_hfmagic_demo_prints_the_summary_of_both_models_and_the_report_path(tmp_
     assert done.stdout.rstrip().endswith(f"report of 4 runs written to {out}") and out.exists()
     page = out.read_text()
     assert "demo_small" in page
+
+
+@pytest.mark.slow
+def test_llm(tmp_path):
+    """The real SmolLM2 (its GGUF dequantised once), its variants, TTFT/TPOT and perplexity."""
+    nb = execute("llm.ipynb", tmp_path)
+    text = outputs(nb)
+    assert "LlamaForCausalLM" in text and "134.5 M" in text and "9 (3 KV heads, grouped-query)" in text
+    assert "49,152 tokens" in text
+    import time
+
+    from hfmagic.models import load_model
+
+    start = time.monotonic()
+    again = load_model("smollm2")  # dequantised once, by the notebook's kernel, into the shared cache
+    assert str(again.path) in text and time.monotonic() - start < 20
+    for variant in ("fp32", "int4", "genai-fp32", "genai-int4"):
+        assert re.search(rf"^{variant}\s.*\sok$", text, re.M), variant  # exported and validated
+    assert "TTFT p50 ms" in text and "perplexity" in text
+    assert re.search(r"fastest inside the perplexity gate: \S+ on \S+, TPOT [\d.]+ ms", text)
+    runs = [r for r in RunStore().runs(limit=None) if r["provenance"]["model"]["source"] == "smollm2"]
+    assert {"export", "benchmark", "evaluate"} <= {r["kind"] for r in runs}

