@@ -457,10 +457,17 @@ class PerplexityEvaluator(Evaluator):
             previous_end = end
             if end == len(ids):
                 break
+        chat = bool(options.get("chat_template"))
+        if chat and not getattr(tokenizer, "chat_template", None):
+            raise UsageProblem(f"{model.name}'s tokenizer has no chat template, so --chat-template cannot format its "
+                               "prompts; leave it out (or load a model whose tokenizer_config.json has one)")
         prompts = []
         for text in texts.texts[:GREEDY_PROMPTS]:
             enc = tokenizer(text, add_special_tokens=False)["input_ids"][:GREEDY_PROMPT_TOKENS]
             if len(enc) == GREEDY_PROMPT_TOKENS:
+                if chat:  # the snippet as a user's turn, the assistant's turn opened
+                    enc = list(tokenizer.apply_chat_template([{"role": "user", "content": tokenizer.decode(enc)}],
+                                                             add_generation_prompt=True, tokenize=True))
                 prompts.append(enc)
         fingerprint = dict(texts.fingerprint)
         fingerprint["sha256"] = hashlib.sha256(np.asarray(ids, dtype=np.int64).tobytes()
@@ -469,7 +476,8 @@ class PerplexityEvaluator(Evaluator):
         notes = [f"perplexity over {len(ids) - 1} tokens of {texts.source} in windows of {window} tokens, stride "
                  f"{STRIDE} (each token scored once, with up to {window - STRIDE} tokens of context before it); "
                  f"greedy agreement over {GREEDY_TOKENS} new tokens from {len(prompts)} prompts of "
-                 f"{GREEDY_PROMPT_TOKENS} tokens"]
+                 f"{GREEDY_PROMPT_TOKENS} tokens" + (" (each a user's turn in the tokenizer's chat template)"
+                                                     if chat else "")]
         return EvalData({"ids": np.asarray(ids, dtype=np.int64), "spans": spans, "prompts": prompts}, len(spans),
                         texts.source, fingerprint, texts.notes + notes, texts.caption,
                         {"text_column": texts.text_column, "label_column": texts.label_column})
@@ -483,13 +491,17 @@ class PerplexityEvaluator(Evaluator):
         for i, (start, end, _) in enumerate(spans):
             chunk = ids[start:end][None]
             out.append((np.array([i]), {"input_ids": chunk, "attention_mask": np.ones_like(chunk)}))
-        prompts = np.asarray(data.examples["prompts"], dtype=np.int64)
+        prompts = data.examples["prompts"]
         first = len(spans)
-        for s in range(0, len(prompts), batch_size):
-            chunk = prompts[s:s + batch_size]
-            out.append((np.arange(first + s, first + s + len(chunk)),
-                        {"input_ids": chunk, "attention_mask": np.ones_like(chunk),
-                         "new_tokens": np.array([GREEDY_TOKENS])}))
+        by_length: dict[int, list[int]] = {}  # chat-formatted prompts differ in length: batched by it, unpadded
+        for i, prompt in enumerate(prompts):
+            by_length.setdefault(len(prompt), []).append(i)
+        for group in by_length.values():
+            for s in range(0, len(group), batch_size):
+                rows = group[s:s + batch_size]
+                chunk = np.asarray([prompts[i] for i in rows], dtype=np.int64)
+                out.append((np.asarray(rows) + first, {"input_ids": chunk, "attention_mask": np.ones_like(chunk),
+                                                       "new_tokens": np.array([GREEDY_TOKENS])}))
         return out
 
     def outputs(self, named, feed):

@@ -196,3 +196,31 @@ def test_int4_is_rtn_by_default_and_hqq_on_request(shell, llama, llama_variants)
     assert hqq.path != rtn.path and "HQQWeightOnlyQuantConfig(block_size=32)" in hqq.cli_command
     with pytest.raises(Exception, match="int4-method"):
         shell.run_line_magic("export_onnx", "llama_hqq --quantize int4 --int4-method gptq")
+
+
+def test_chat_template_formats_the_greedy_prompts_and_is_refused_without_one(shell, llama, llama_variants, tiny_bert,
+                                                                             tmp_path):
+    import json
+    import shutil
+
+    from IPython.core.error import UsageError
+
+    shell.user_ns["llama_onnx"] = llama_variants
+    with pytest.raises(UsageError, match="tokenizer has no chat template"):
+        shell.run_line_magic("evaluate", "llama_onnx --variants torch --chat-template --no-widget")
+    chat = tmp_path / "chat-llama"
+    shutil.copytree(llama, chat)
+    config = json.loads((chat / "tokenizer_config.json").read_text())
+    config["chat_template"] = ("{% for m in messages %}user: {{ m['content'] }} {% endfor %}"
+                               "{% if add_generation_prompt %}assistant: {% endif %}")
+    (chat / "tokenizer_config.json").write_text(json.dumps(config))
+    shell.user_ns["chat_dir"] = str(chat)
+    shell.run_line_magic("load_model", "$chat_dir --name chat_llama -q")
+    plain = shell.run_line_magic("evaluate", "chat_llama --variants torch --no-widget -o -q")
+    chatted = shell.run_line_magic("evaluate", "chat_llama --variants torch --chat-template --no-widget -o -q")
+    assert any("chat template" in n for n in chatted.notes) and not any("chat template" in n for n in plain.notes)
+    assert chatted.rows[0]["perplexity"] == plain.rows[0]["perplexity"]  # the text scored is the same
+    assert chatted.fingerprint != plain.fingerprint  # the prompts are not
+    shell.user_ns["tiny_enc_dir"] = str(tiny_bert)
+    with pytest.raises(UsageError, match="--chat-template formats the prompts of text-generation models"):
+        shell.run_line_magic("evaluate", "$tiny_enc_dir --data demo --chat-template --no-widget")
