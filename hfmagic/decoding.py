@@ -32,13 +32,14 @@ VALIDATE_PROMPTS = 4
 # last-position logits (centred), worst prompt: below these an export is broken, not approximate
 # (SmolLM2's int8 0.88 and int4 0.94 kept their greedy tokens for a while and a perplexity within
 # 20%; an int8 that quantized the attention's activations gave 0.005). Quality is %evaluate's.
-COSINE_FLOOR = {"fp32": 0.999, "int8": 0.8, "int4": 0.8}
+COSINE_FLOOR = {"fp32": 0.999, "fp16": 0.99, "int8": 0.8, "int4": 0.8}
 
 
 # -- variants ------------------------------------------------------------------------------------
 def export_steps(levels: list[str], quantize: str, options: dict) -> list:
     """Level fp32: optimum's export, then int8 (``dynamic``), int4 (``int4``) or both (``auto``)
-    from it; level genai: onnxruntime-genai's builder, fp32 and (``int4``/``auto``) int4."""
+    from it; level fp16: the fp32 export in float16 (for GPUs); level genai: onnxruntime-genai's
+    builder, fp32 and (``int4``/``auto``) int4."""
     from hfmagic.errors import UnsupportedError
     from hfmagic.export import Step
 
@@ -49,7 +50,9 @@ def export_steps(levels: list[str], quantize: str, options: dict) -> list:
         raise UnsupportedError("static int8 is not built for text-generation models; use --quantize dynamic, "
                                "int4 or auto (both)")
     ort = "fp32" in levels  # optimum's export and onnxruntime's quantizers
-    steps = [Step("fp32", "fp32")] if ort else []
+    steps = [Step("fp32", "fp32", include=ort)] if ort or "fp16" in levels else []
+    if "fp16" in levels:  # for GPUs: onnxruntime's float16 converter over the fp32 export
+        steps.append(Step("fp16", "fp16", "fp32", "fp16"))
     if quantize in ("auto", "dynamic") and ort:
         steps.append(Step("int8", "fp32", "fp32", "dynamic"))
     if quantize in ("auto", "int4") and ort:
@@ -173,6 +176,23 @@ class _Shape:
 class _Logits:
     def __init__(self, logits):
         self.logits = logits
+
+
+def convert_fp16(source, source_file: str, out) -> str:
+    """The fp32 export in float16 (onnxruntime's converter; inputs and outputs, the KV cache
+    included, stay float32 so every loop feeds it as it feeds fp32), with the folder's files."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from hfmagic.onnxbuild import FP32_FILE, copy_folder_files
+
+    graph = convert_float_to_float16(onnx.load(str(source / source_file)), keep_io_types=True)
+    out.mkdir(parents=True, exist_ok=True)
+    large = graph.ByteSize() > 1_800_000_000  # protobuf's 2 GB limit: the weights go beside it
+    onnx.save(graph, str(out / FP32_FILE), save_as_external_data=large, location=f"{FP32_FILE}.data")
+    copy_folder_files(source, out)
+    return (f"python -c \"import onnx; from onnxruntime.transformers.float16 import convert_float_to_float16 as c; "
+            f"onnx.save(c(onnx.load('onnx/fp32/{source_file}'), keep_io_types=True), 'onnx/fp16/{FP32_FILE}')\"")
 
 
 RTN_ACCURACY_LEVEL = 4

@@ -63,7 +63,7 @@ class Step:
 
     @property
     def file(self) -> str:
-        if self.quant and self.quant.startswith("genai"):  # onnxruntime-genai's model builder
+        if self.quant and (self.quant.startswith("genai") or self.quant == "fp16"):  # a whole graph, not a quantizer's
             return FP32_FILE
         if self.quant:
             return QUANTIZED_FILE
@@ -155,9 +155,10 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
         check_exportable(model)
         check_opset(opset)
         check_space(root, model, len(to_build))
-    if "O4" in levels and device == "cpu":
-        notes.append("O4 is fp16 meant for GPUs: on a CPU it is usually slower than fp32 (built because "
-                     "--levels asked for it)")
+    for fp16 in ("O4", "fp16"):
+        if fp16 in levels and device == "cpu":
+            notes.append(f"{fp16} is fp16 meant for GPUs: on a CPU it is usually slower than fp32 (built because "
+                         "--levels asked for it)")
     if any(s.quant in ("dynamic", "static") for s in steps):
         ops = f", {'/'.join(task.QUANT_OPERATORS)} weights only" if task.QUANT_OPERATORS else ""
         notes.append(f"int8: {describe_quantization('dynamic' if quantize != 'static' else 'static', isa, per_channel)}"
@@ -344,7 +345,7 @@ def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data, i
         spec |= {"block_size": int4["block_size"], "int4_method": int4["method"]}
     elif step.quant == "genai-int4":  # HQQ over the builder's fp32 graph, or the builder's own RTN
         spec |= {"block_size": int4["block_size"], "int4_method": int4["method"]}
-    elif step.quant == "genai-fp32":
+    elif step.quant in ("genai-fp32", "fp16"):
         pass
     elif step.quant:
         spec |= {"isa": isa, "per_channel": per_channel}
@@ -476,6 +477,10 @@ class Builder:
                     from hfmagic.decoding import quantize_int4
 
                     return quantize_int4(source.folder, source.path.name, out, self.block_size, self.int4_method)
+                if step.quant == "fp16":
+                    from hfmagic.decoding import convert_fp16
+
+                    return convert_fp16(source.folder, source.path.name, out)
                 if step.quant.startswith("genai"):
                     from hfmagic.decoding import build_genai
 

@@ -223,11 +223,16 @@ class ModelHandle:
 
 def load_model(source: Any, task: str | None = None, revision: str | None = None,
                trust_remote_code: bool = False, name: str | None = None, data: Any = None,
-               text_column: str | None = None, label_column: str | None = None) -> ModelHandle:
+               text_column: str | None = None, label_column: str | None = None,
+               gguf_file: str | None = None) -> ModelHandle:
     """Load a model from a folder, a hub id, a transformers model or pipeline, ``"demo"``, or
     ``"tfidf"`` with ``data`` (a TF-IDF + logistic-regression baseline trained on its training split)."""
     if task is not None:
         task = check_task(task)
+    if gguf_file is not None and (not isinstance(source, str) or Path(source).expanduser().exists()
+                                  or not _HUB_ID.match(source) or not str(gguf_file).lower().endswith(".gguf")):
+        raise UsageProblem("--gguf-file names one .gguf file of a hub repository (org/name --gguf-file "
+                           "model.Q4_K_M.gguf); for a local file pass its path as the source")
     if data is not None and str(source) != "tfidf":
         raise UsageProblem("--data is what the tfidf baseline trains on; other models load without it (pass "
                            "the data to %evaluate --data instead)")
@@ -273,7 +278,12 @@ def load_model(source: Any, task: str | None = None, revision: str | None = None
         raise ModelSourceError(f"no folder at {source}; pass a folder saved with save_pretrained, "
                                "a hub id, or demo")
     else:
-        path, label = _from_hub(str(source), revision), str(source)
+        if gguf_file is not None:  # llama.cpp's format from the hub: that one file, dequantised once
+            from hfmagic import gguf
+
+            path, label = gguf.folder_for(_gguf_from_hub(str(source), gguf_file, revision)), f"{source}/{gguf_file}"
+        else:
+            path, label = _from_hub(str(source), revision), str(source)
     if not (path / "config.json").exists():
         raise ModelSourceError(f"{path} holds no model (no config.json); pass the folder a model "
                                "was saved to with save_pretrained")
@@ -484,6 +494,23 @@ def _from_hub(repo_id: str, revision: str | None) -> Path:
     except (LocalEntryNotFoundError, OSError) as exc:  # connection errors are OSErrors in requests/httpx
         raise OfflineError(f"no folder {repo_id} here, and the hub cannot be reached to fetch it as a model "
                            "id; check the name, pass a local folder, or connect and try again") from exc
+
+
+def _gguf_from_hub(repo_id: str, filename: str, revision: str | None) -> Path:
+    """One GGUF file of a hub repository (its cached copy when offline)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision))
+    except EntryNotFoundError as exc:
+        raise ModelSourceError(f"{repo_id} has no file {filename}; check --gguf-file against the repository's "
+                               "files") from exc
+    except RepositoryNotFoundError as exc:
+        raise ModelSourceError(f"no model {repo_id} on the hub (or it is private); check the id") from exc
+    except (LocalEntryNotFoundError, OSError) as exc:
+        raise OfflineError(f"{filename} of {repo_id} is not in the hub cache here, and the hub cannot be reached "
+                           "to fetch it; connect and try again, or pass a local .gguf file") from exc
 
 
 def _object_task(obj: Any) -> str | None:

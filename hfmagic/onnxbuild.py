@@ -59,6 +59,8 @@ def quantization_config(isa: str, per_channel: bool, static: bool):
 
 def describe_quantization(mode: str, isa: str, per_channel: bool, block_size: int | None = None,
                           int4_method: str = "rtn") -> str:
+    if mode == "fp16":
+        return "fp16 weights and compute (onnxruntime's float16 converter; inputs and outputs fp32)"
     if mode == "int4":
         how = "HQQ, asymmetric" if int4_method == "hqq" else "RTN, symmetric, int8 compute"
         return f"int4 weight-only MatMulNBits, block {block_size}, {how}"

@@ -130,3 +130,37 @@ def test_llm(tmp_path):
     assert re.search(r"fastest inside the perplexity gate: \S+ on \S+, TPOT [\d.]+ ms", text)
     runs = [r for r in RunStore().runs(limit=None) if r["provenance"]["model"]["source"] == "smollm2"]
     assert {"export", "benchmark", "evaluate"} <= {r["kind"] for r in runs}
+
+
+@pytest.mark.slow
+def test_a_gguf_file_of_a_hub_repository_loads_from_the_hub_cache(tmp_path):
+    """`hfmagic load ORG/NAME --gguf-file FILE` takes that one file of the repository, here from the
+    hub's cache (offline: a snapshot laid out as huggingface_hub keeps it, holding SmolLM2's GGUF);
+    the file dequantised once (the notebook above did it: the same file, the same cache folder)."""
+    import os
+    import subprocess
+    import sys
+
+    from hfmagic.gguf import smollm2
+
+    gguf = smollm2()
+    repo = Path(os.environ["HF_HOME"]) / "hub" / "models--hfmagic-test--smollm2-gguf"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True, exist_ok=True)
+    link = repo / "snapshots" / commit / gguf.name
+    if not link.exists():
+        link.symlink_to(gguf)
+
+    def load(*args):
+        return subprocess.run([sys.executable, "-m", "hfmagic", "load", *args], capture_output=True, text=True,
+                              timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+    done = load("hfmagic-test/smollm2-gguf", "--gguf-file", gguf.name)
+    assert done.returncode == 0, done.stderr
+    assert "LlamaForCausalLM" in done.stdout and "hfmagic-test/smollm2-gguf" in done.stdout
+    for args, words in ((("hfmagic-test/smollm2-gguf", "--gguf-file", "other.Q8_0.gguf"), "not in the hub cache"),
+                        ((str(tmp_path), "--gguf-file", gguf.name), "--gguf-file names one .gguf file")):
+        bad = load(*args)
+        assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and words in bad.stderr, bad.stderr

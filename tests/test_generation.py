@@ -224,3 +224,26 @@ def test_chat_template_formats_the_greedy_prompts_and_is_refused_without_one(she
     shell.user_ns["tiny_enc_dir"] = str(tiny_bert)
     with pytest.raises(UsageError, match="--chat-template formats the prompts of text-generation models"):
         shell.run_line_magic("evaluate", "$tiny_enc_dir --data demo --chat-template --no-widget")
+
+
+def test_fp16_is_built_for_gpus_validated_and_runs_here_too(llama, llama_variants):
+    """--levels fp16: the fp32 export in float16 (its KV cache still fed as float32), validated like the
+    others, smaller, with a note that it is meant for GPUs; onnxruntime's CPU provider runs it."""
+    from hfmagic.backends import get_backend
+    from hfmagic.decoding import generation_config, greedy
+    from hfmagic.export import export_onnx
+    from hfmagic.models import load_model
+
+    variants = export_onnx(load_model(llama, name="llama16"), levels=["fp16"], quantize="none", progress=False)
+    assert variants.names == ["torch", "fp16"]
+    fp16 = variants["fp16"]
+    assert fp16.ok and fp16.validation["cosine"] > 0.99 and "float16" in fp16.quantization, fp16.error
+    assert fp16.size_bytes < 0.8 * llama_variants["fp32"].size_bytes  # half the weights; a tiny graph's nodes stay
+    assert any("fp16 is fp16 meant for GPUs" in n for n in variants.notes)
+    backend = get_backend("onnxruntime")()
+    backend.load(fp16, 1)
+    ids = np.array([[5, 17, 33, 9]], dtype=np.int64)
+    tokens = greedy(backend.generator(), {"input_ids": ids, "attention_mask": np.ones_like(ids)},
+                    generation_config(fp16.model, 6))
+    assert tokens.shape[-1] == 6
+    backend.close()

@@ -22,6 +22,7 @@ ARGS = [
     argument("--task", help="task to load it for: text-classification, token-classification, question-answering, "
                             "feature-extraction, or a task plugin's name (default: from its config)"),
     argument("--revision", help="hub revision (branch, tag or commit)"),
+    argument("--gguf-file", metavar="FILE", help="a hub repository of GGUF files: the one to load (dequantised once)"),
     argument("--trust-remote-code", action="store_true",
              help="run code from the model's repository (off unless given)"),
     argument("--data", metavar="DATA",
@@ -43,7 +44,7 @@ def run(args, ctx):
     # `demo` may name the hfmagic.demo module, or a model bound under that name: the data is meant
     if data is None or isinstance(data, (ModuleType, ModelHandle, Variants)):
         data = args.data
-    handle = load_model(source, task=args.task, revision=args.revision,
+    handle = load_model(source, task=args.task, revision=args.revision, gguf_file=args.gguf_file,
                         trust_remote_code=args.trust_remote_code, data=data,
                         text_column=args.text_column, label_column=args.label_column,
                         name=args.name or (f"{args.source}_model" if beside else None))

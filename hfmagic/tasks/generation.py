@@ -56,7 +56,7 @@ class TextGeneration(TextTask):
     CLASSICAL_BASELINE = None
     GENERATES: ClassVar[bool] = True
     DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32",)
-    LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "genai")  # genai: onnxruntime-genai's builder, its own loop
+    LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "genai")  # fp16: for GPUs; genai: onnxruntime-genai's
     VARIANTS: ClassVar[tuple[str, ...]] = ("torch", "fp32", "int8", "int4")
     GENAI_VARIANTS: ClassVar[tuple[str, ...]] = ("genai-fp32", "genai-int4")  # onnxruntime-genai's, when installed
     QUANT_OPERATORS: ClassVar[tuple[str, ...]] = ("MatMul",)  # dynamic int8: weights of MatMuls only
@@ -113,7 +113,7 @@ class TextGeneration(TextTask):
         return self.DEFAULT_LEVELS + (("genai",) if genai_installed() else ())
 
     def variant_names(self) -> tuple[str, ...]:
-        return self.VARIANTS + self.GENAI_VARIANTS
+        return self.VARIANTS + ("fp16",) + self.GENAI_VARIANTS
 
     def default_variants(self) -> list[str]:
         from hfmagic.decoding import genai_installed
