@@ -8,8 +8,9 @@ branching on its name:
   folder needs beside its weights (``check_folder``), whether it predicts named classes
   (``LABELLED``);
 - which saved models it takes: ``matches(config)`` (by architecture, then modality);
-- the shape of one measurement: named ``AXES`` (text: batch x seq), their limits
-  (``position_limit``) and a key for a shape;
+- the limit of a shape's sequence axis (``position_limit``); a shape is batch x seq for every task
+  so far (a decoder adds new tokens), and the plan, worker and rows still hold those two axes
+  themselves (task-declared axes come with images and audio);
 - its inputs: which inputs the model takes (``model_inputs``, reconciled with the tokenizer and the
   model's forward), synthetic inputs of exactly a shape with the right dtypes
   (``synthetic_inputs``), real examples encoded to a shape (``encode``);
@@ -38,7 +39,6 @@ class Task:
     ARCHITECTURES: ClassVar[tuple[str, ...]] = ()  # architecture-name suffixes it is saved as
     MODALITY: ClassVar[str] = "text"
     LABELLED: ClassVar[bool] = False            # predicts the classes the config's id2label names
-    AXES: ClassVar[tuple[str, ...]] = ("batch_size", "seq_len")
     DEFAULT_METRICS: ClassVar[tuple[str, ...]] = ()
     CLASSICAL_BASELINE: ClassVar[str | None] = None  # why there is none, or its %load_model name
     DESCRIPTION: ClassVar[str] = ""
@@ -76,10 +76,6 @@ class Task:
         return {int(k): v for k, v in (config.get("id2label") or {}).items()}
 
     # -- shapes ------------------------------------------------------------------------------
-    def shape_key(self, shape: dict) -> str:
-        """``1x128``: the axes' values in order."""
-        return "x".join(str(shape[a]) for a in self.AXES)
-
     def position_limit(self, model) -> int | None:
         return None
 

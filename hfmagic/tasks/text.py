@@ -28,7 +28,6 @@ class TextTask(Task):
     """What every text task shares (a tokenizer; batch x seq; integer token inputs)."""
 
     MODALITY = "text"
-    AXES = ("batch_size", "seq_len")
 
     @classmethod
     def fits_modality(cls, config: dict) -> bool:
