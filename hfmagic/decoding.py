@@ -459,12 +459,16 @@ class PerplexityEvaluator(Evaluator):
         texts = load_data(data, split=options.get("split"), text_column=options.get("text_column"),
                           label_column=options.get("label_column"), limit=options.get("limit"), require_labels=False)
         tokenizer = model.tokenizer()
+        budget = options.get("max_tokens") or MAX_TOKENS
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 2 * GREEDY_PROMPT_TOKENS:
+            raise UsageProblem(f"--max-tokens must be a whole number of tokens, at least {2 * GREEDY_PROMPT_TOKENS}, "
+                               f"got {budget!r}")
         ids: list[int] = []
         for text in texts.texts:
             ids += tokenizer(text + "\n\n", add_special_tokens=False)["input_ids"]
-            if len(ids) >= MAX_TOKENS + 1:
+            if len(ids) >= budget + 1:
                 break
-        ids = ids[:MAX_TOKENS + 1]
+        ids = ids[:budget + 1]
         window = min(WINDOW, model.task_plugin.position_limit(model) or WINDOW)
         if len(ids) < 2 * GREEDY_PROMPT_TOKENS:
             raise UsageProblem(f"{texts.source} gives only {len(ids)} tokens; perplexity needs at least "

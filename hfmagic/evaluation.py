@@ -156,7 +156,8 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
              label_column: str | None = None, metrics: list[str] | None = None,
              variants: list[str] | None = None, limit: int | None = None, batch_size: int = 32,
              reference: str = TORCH, callback: Callable[[dict], None] | None = None,
-             progress: bool = True, label_map: Any = None, chat_template: bool = False) -> EvaluationResult:
+             progress: bool = True, label_map: Any = None, chat_template: bool = False,
+             max_tokens: int | None = None) -> EvaluationResult:
     """Evaluate every variant of ``target`` (a model, a :class:`Variants`, or a list of them) on ``data``.
 
     ``data`` is what the model's task reads (text classification: anything
@@ -194,11 +195,14 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
             _check_variant_names(e.target, variants, ref_variant if e is ref_entry else TORCH, e.model)
     chosen_metrics = evaluator.metrics(metrics, entries[0].model)
     metric_names = [getattr(m, "name", m) for m in chosen_metrics]
+    if max_tokens is not None and not task.GENERATES:
+        raise UsageProblem(f"--max-tokens is the text a decoder's perplexity is measured on; {entries[0].model.name} "
+                           f"is {task.NAME}: use --limit")
     if chat_template and not task.GENERATES:
         raise UsageProblem(f"--chat-template formats the prompts of text-generation models; {entries[0].model.name} is "
                            f"{task.NAME}: leave it out")
     options = {"split": split, "text_column": text_column, "label_column": label_column, "limit": limit,
-               "label_map": label_map, "chat_template": chat_template}
+               "label_map": label_map, "chat_template": chat_template, "max_tokens": max_tokens}
     given = data
     if data is None and getattr(evaluator, "DEFAULT_DATA", None):  # text for perplexity: the BBC articles
         data = evaluator.DEFAULT_DATA
@@ -255,6 +259,8 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
               "reference": reference}
     if chat_template:
         params["chat_template"] = True
+    if max_tokens is not None:
+        params["max_tokens"] = max_tokens
     if several:
         params["targets"] = [e.model.source for e in entries]
     provenance = {"model": _model_provenance(entries[0].model), "files": _files(plan, several),

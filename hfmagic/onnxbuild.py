@@ -204,12 +204,15 @@ def check_exportable(model) -> None:
     from hfmagic.tasks import names
 
     model_type = model.model_type.replace("_", "-")
-    supported = TasksManager.get_supported_model_type_for_task(model.task_plugin.export_task(), exporter="onnx")
+    # read the table directly: TasksManager.get_supported_model_type_for_task raises KeyError('onnx')
+    # once optimum-intel has registered model types that only its OpenVINO exporter takes
+    task = model.task_plugin.export_task()
+    supported = [t for t, exporters in TasksManager._SUPPORTED_MODEL_TYPE.items() if task in exporters.get("onnx", {})]
     if model_type in supported or model.model_type in supported:
         return
-    if model_type in TasksManager._SUPPORTED_MODEL_TYPE or model.model_type in TasksManager._SUPPORTED_MODEL_TYPE:
-        tasks = TasksManager.get_supported_tasks_for_model_type(model.model_type, "onnx", library_name="transformers")
-        ours = [t for t in tasks if t in names()]
+    known = TasksManager._SUPPORTED_MODEL_TYPE.get(model_type) or TasksManager._SUPPORTED_MODEL_TYPE.get(model.model_type)
+    if known is not None:
+        ours = [t for t in known.get("onnx", {}) if t in names()]
         raise UnsupportedError(f"optimum's ONNX exporter cannot export a {model.model_type} model for "
                                f"{model.task}; for {model.model_type} it supports: {', '.join(ours) or 'none of hfmagic tasks'} "
                                "(load it with --task one of those)")

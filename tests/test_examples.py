@@ -115,7 +115,7 @@ def test_llm(tmp_path):
     """The real SmolLM2 (its GGUF dequantised once), its variants, TTFT/TPOT and perplexity."""
     nb = execute("llm.ipynb", tmp_path)
     text = outputs(nb)
-    assert "LlamaForCausalLM" in text and "134.5 M" in text and "9 (3 KV heads, grouped-query)" in text
+    assert "LlamaForCausalLM" in text and "134.52 M" in text and "9 (3 KV heads, grouped-query)" in text
     assert "49,152 tokens" in text
     import time
 

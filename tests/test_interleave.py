@@ -169,7 +169,7 @@ def test_ctrl_c_keeps_every_finished_slice(tmp_path, tiny_bert):
     env = {**os.environ, "HFMAGIC_CACHE_DIR": str(tmp_path)}
     code = ("import json, hfmagic\n"
             f"r = hfmagic.benchmark({str(tiny_bert)!r}, variants=['torch', 'fp32'], batch_sizes=[1, 2], "
-            "seq_lens=[8], threads=1, warmup=1, min_runs=3, min_time=0.05, ci_target=1e-9, max_time=120, "
+            "seq_lens=[8], threads=1, warmup=1, min_runs=3, min_time=0.05, ci_target=1e-9, max_time=600, "
             "progress=False)\n"
             "print(json.dumps([[x['variant'], x['status'], x['runs'], x['rounds']] for x in r.rows]))\n"
             "print(json.dumps(r.notes))\n")
@@ -181,8 +181,8 @@ def test_ctrl_c_keeps_every_finished_slice(tmp_path, tiny_bert):
 
     while time.time() < deadline:  # until both workers serve slices (the rounds have begun)
         kids = psutil.Process(proc.pid).children(recursive=True)
-        if len(kids) >= 2 and all(k.cpu_times().user > 1 for k in kids):
-            break
+        if sum(k.cpu_times().user > 1 for k in kids) >= 2 or proc.poll() is not None:
+            break  # (on a busy machine only the two measuring workers count)
         time.sleep(0.5)
     time.sleep(2)
     proc.send_signal(signal.SIGINT)

@@ -47,10 +47,21 @@ class Backend:
     def run(self, inputs: Any) -> Any:
         raise NotImplementedError
 
+    _generator: Any = None  # a decoder's: what generate() runs on, set by load()
+
     def generator(self):
         """What ``generate()`` runs on, for a text-generation model (transformers' GenerationMixin)."""
-        raise UnsupportedError(f"the {self.NAME} backend does not run text-generation models yet; use torch or "
-                               "onnxruntime")
+        if self._generator is None:
+            raise UnsupportedError(f"the {self.NAME} backend does not run text-generation models yet; use torch, "
+                                   "onnxruntime or openvino")
+        return self._generator
+
+    def forward_logits(self, inputs: dict):
+        """One forward pass of a decoder's generator over numpy inputs (no cache): its logits."""
+        import torch
+
+        with torch.inference_mode():
+            return self._generator(**{k: torch.from_numpy(v) for k, v in inputs.items()})
 
     def generation_settings(self, config):
         """The greedy ``GenerationConfig`` every backend gets, with what this backend's loop needs

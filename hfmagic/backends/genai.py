@@ -34,9 +34,6 @@ class OnnxRuntimeGenAI(Backend):
         self.threads = threads
         self.input_names = variant.model.task_plugin.model_inputs(variant.model)
 
-    def generator(self):
-        return self._generator
-
     def run(self, inputs):
         return self._generator(**inputs)
 

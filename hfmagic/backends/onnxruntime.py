@@ -54,17 +54,9 @@ class OnnxRuntime(Backend):
         if self._generator is not None:
             self.input_names = variant.model.task_plugin.model_inputs(variant.model)
 
-    def generator(self):
-        if self._generator is None:
-            return super().generator()
-        return self._generator
-
     def run(self, inputs):
         if self._generator is not None:  # one forward pass (no cache): the logits
-            import torch
-
-            with torch.inference_mode():
-                return self._generator(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+            return self.forward_logits(inputs)
         return self.session.run(None, inputs)
 
     def threads_used(self) -> dict[str, int]:

@@ -56,17 +56,9 @@ class OpenVINO(Backend):
         self.request = self.compiled.create_infer_request()
         self.input_names = [port.get_any_name() for port in self.compiled.inputs]
 
-    def generator(self):
-        if self._generator is None:
-            return super().generator()
-        return self._generator
-
     def run(self, inputs):
         if self._generator is not None:  # one forward pass (no cache): the logits
-            import torch
-
-            with torch.inference_mode():
-                return self._generator(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+            return self.forward_logits(inputs)
         return self.request.infer(inputs)
 
     def threads_used(self) -> dict[str, int]:

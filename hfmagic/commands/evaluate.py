@@ -38,6 +38,8 @@ ARGS = [
     argument("--reference", default="torch",
              help="the variant others are compared with: VARIANT, or MODEL/VARIANT with several models "
                   "(default: the first model's torch)"),
+    argument("--max-tokens", type=int, metavar="N",
+             help="text-generation: perplexity over the data's first N tokens (default 2048)"),
     argument("--chat-template", action="store_true",
              help="text-generation: give each greedy prompt as a user's turn in the tokenizer's chat template"),
     argument("--no-widget", action="store_true", help="show the table, not the dashboard"),
@@ -55,6 +57,7 @@ def run(args, ctx):
         text_column=args.text_column, label_column=args.label_column, label_map=_label_map(args.label_map, ctx),
         metrics=csv_list(args.metrics, what="metric"), variants=csv_list(args.variants, what="variant"),
         limit=args.limit, batch_size=args.batch_size, reference=args.reference, chat_template=args.chat_template,
+        max_tokens=args.max_tokens,
         callback=None if args.no_widget else ctx.live("evaluate"), progress=not args.quiet,
     )
     if args.name:
