@@ -126,8 +126,8 @@ def test_llm(tmp_path):
     assert str(again.path) in text and time.monotonic() - start < 20
     for variant in ("fp32", "int4", "genai-fp32", "genai-int4"):
         assert re.search(rf"^{variant}\s.*\sok$", text, re.M), variant  # exported and validated
-    assert "TTFT p50 ms" in text and "perplexity" in text
-    assert re.search(r"fastest inside the perplexity gate: \S+ on \S+, TPOT [\d.]+ ms", text)
+    assert "perplexity" in text
+    assert re.search(r"fastest inside the perplexity gate: \S+ on \S+, TTFT \d+ ms, TPOT [\d.]+ ms", text)
     runs = [r for r in RunStore().runs(limit=None) if r["provenance"]["model"]["source"] == "smollm2"]
     assert {"export", "benchmark", "evaluate"} <= {r["kind"] for r in runs}
 

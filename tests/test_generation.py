@@ -137,7 +137,8 @@ def test_torch_compile_compiles_the_decoders_forward_and_generates_torchs_tokens
 
 def test_evaluate_gives_perplexity_with_a_gate_and_greedy_agreement(shell, llama_variants):
     shell.user_ns["llama_onnx"] = llama_variants
-    result = shell.run_line_magic("evaluate", "llama_onnx --no-widget -o")
+    result = shell.run_line_magic("evaluate", "llama_onnx --max-tokens 512 --no-widget -o")
+    assert any(n.startswith("perplexity over 512 tokens") for n in result.notes), result.notes
     rows = {r["variant"]: r for r in result.rows}
     torch_ppl = rows["torch"]["perplexity"]
     assert 1 < torch_ppl < 1000 and rows["torch"]["perplexity_low"] < torch_ppl < rows["torch"]["perplexity_high"]
