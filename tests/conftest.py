@@ -1,8 +1,15 @@
 """Test set-up: every tool's files go to a temporary folder, never the home folder; no network."""
 
 import os
+import signal
 import tempfile
 from pathlib import Path
+
+# A shell that starts a job in the background (`make test &`, nohup) leaves SIGINT ignored, and an
+# ignored signal stays ignored across exec: the Ctrl-C tests' children would never see theirs.
+# Python's own handler here makes every child start with SIGINT at its default again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _ROOT = Path(tempfile.mkdtemp(prefix="hfmagic-tests-"))
 for var, sub in [("HOME_FOR_TESTS", "home"), ("HF_HOME", "hf"), ("IPYTHONDIR", "ipython"),
