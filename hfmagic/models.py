@@ -501,19 +501,19 @@ def _gguf_from_hub(repo_id: str, filename: str, revision: str | None) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
+    offline = (f"{filename} of {repo_id} is not in the hub cache here, and the hub cannot be reached to fetch it; "
+               "connect and try again, or pass a local .gguf file")
     try:
         return Path(hf_hub_download(repo_id, filename, revision=revision))
     except LocalEntryNotFoundError as exc:  # before EntryNotFoundError, which it subclasses: offline, not absent
-        raise OfflineError(f"{filename} of {repo_id} is not in the hub cache here, and the hub cannot be reached "
-                           "to fetch it; connect and try again, or pass a local .gguf file") from exc
+        raise OfflineError(offline) from exc
     except EntryNotFoundError as exc:
         raise ModelSourceError(f"{repo_id} has no file {filename}; check --gguf-file against the repository's "
                                "files") from exc
     except RepositoryNotFoundError as exc:
         raise ModelSourceError(f"no model {repo_id} on the hub (or it is private); check the id") from exc
-    except OSError as exc:
-        raise OfflineError(f"{filename} of {repo_id} is not in the hub cache here, and the hub cannot be reached "
-                           "to fetch it; connect and try again, or pass a local .gguf file") from exc
+    except OSError as exc:  # connection errors
+        raise OfflineError(offline) from exc
 
 
 def _object_task(obj: Any) -> str | None:

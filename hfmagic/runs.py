@@ -26,7 +26,7 @@ from hfmagic.results import Column, Table, render_text
 from hfmagic.store import Message, RunStore, hint, recording_off
 
 # how the rows of two runs of a kind are matched, and the figures shown side by side
-KEYS = {"benchmark": ("variant", "backend", "batch_size", "seq_len"), "evaluate": ("variant",),
+KEYS = {"benchmark": ("variant", "backend", "batch_size", "seq_len", "new_tokens"), "evaluate": ("variant",),
         "export": ("variant",)}
 FIGURES = {
     "benchmark": ["p50_ms", "p95_ms", "mean_ms", "samples_per_s", "peak_mem_mb", "speedup", "e2e_p50_ms"],
@@ -232,8 +232,6 @@ def compare(a: str, b: str, store: RunStore | None = None) -> Comparison:
 def _side_by_side(ra: dict, rb: dict) -> tuple[Table, list[str]]:
     kind = ra["kind"]
     keys = KEYS.get(kind, ("variant",))
-    if kind == "benchmark":  # a generation's rows also differ by the tokens they generate
-        keys += ("new_tokens",)
     if any((r["provenance"] or {}).get("models") for r in (ra, rb)):  # several models: rows never mix
         keys = ("model",) + keys
     figures = list(FIGURES.get(kind, []))

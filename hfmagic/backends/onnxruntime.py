@@ -38,7 +38,6 @@ class OnnxRuntime(Backend):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if not self.spinning:  # an idle worker's threads would otherwise spin on the next one's cores
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._generator = None
         if variant.model.task_plugin.GENERATES:  # a decoder with its KV cache: optimum's generate() loop
             from hfmagic.decoding import ort_generator
 

@@ -46,7 +46,6 @@ class OpenVINO(Backend):
 
         config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": PRECISION_HINT,
                   "PERFORMANCE_HINT": "LATENCY"}
-        self._generator = None
         if variant.model.task_plugin.GENERATES:
             self._generator = causal_lm(variant, config)
             self.compiled = self._generator.request.get_compiled_model()

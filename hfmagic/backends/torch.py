@@ -66,8 +66,7 @@ class TorchCompile(Torch):
 
     def load(self, variant, threads: int) -> None:
         super().load(variant, threads)
-        self._generates = variant.model.task_plugin.GENERATES
-        if self._generates:  # generate() calls the model's forward: that is what gets compiled
+        if variant.model.task_plugin.GENERATES:  # generate() calls the model's forward: that is what gets compiled
             self.model.forward = self._torch.compile(self.model.forward)
         else:
             self.model = self._torch.compile(self.model)
