@@ -64,15 +64,23 @@ def sentences(n: int = 400, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 30))) for _ in range(n)]
 
 
+def vocab(special: list[str]) -> dict[str, int]:
+    """The same WordPiece vocabulary in every process: the special tokens, every word of WORDS, and
+    each letter alone and as a word piece (so any lowercase text tokenizes). A vocabulary trained
+    here instead differed from one process to the next (the trainer breaks ties in hash order), and
+    so did every tiny model's weights: a test could pass locally and fail in CI on a near-tie."""
+    letters = sorted(set("".join(WORDS)) | set("abcdefghijklmnopqrstuvwxyz0123456789"))
+    pieces = special + sorted(set(WORDS)) + letters + [f"##{c}" for c in letters] + list(".,!?'-:;")
+    return {piece: i for i, piece in enumerate(dict.fromkeys(pieces))}
+
+
 def make_tokenizer(arch: str):
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok = Tokenizer(models.WordPiece(vocab(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]), unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(sentences(), trainers.WordPieceTrainer(vocab_size=200, special_tokens=special))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
@@ -85,14 +93,12 @@ def make_tokenizer(arch: str):
 
 def make_decoder_tokenizer():
     """A word-level-ish tokenizer for decoders: no [CLS]/[SEP] template; [SEP] ends a text (eos)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    special = ["[PAD]", "[UNK]", "[BOS]", "[SEP]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok = Tokenizer(models.WordPiece(vocab(["[PAD]", "[UNK]", "[BOS]", "[SEP]"]), unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(sentences(), trainers.WordPieceTrainer(vocab_size=200, special_tokens=special))
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="[BOS]",
                                    eos_token="[SEP]", model_max_length=512,
                                    model_input_names=["input_ids", "attention_mask"])
@@ -129,3 +135,4 @@ def make_tiny(folder: Path, arch: str = "bert", task: str = "text-classification
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
+
