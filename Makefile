@@ -11,7 +11,7 @@ export MPLCONFIGDIR := $(CURDIR)/.cache/mpl
 export HFMAGIC_CACHE_DIR ?= $(CURDIR)/.cache/hfmagic
 export PLAYWRIGHT_BROWSERS_PATH := $(CURDIR)/.cache/ms-playwright
 
-.PHONY: install browser demo test bench clean
+.PHONY: install browser data demo test bench clean
 
 install: $(STAMP)
 
@@ -35,10 +35,19 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver fonts-liberation $$(command -v node >/dev/null || echo nodejs) >/dev/null; }
 
+# Debian's data packages the tests read: LibriVox speech with transcripts (pocketsphinx-testdata,
+# 1.8 MB) and Fashion-MNIST (dataset-fashion-mnist, 31 MB)
+DATA_PACKAGES := pocketsphinx-testdata dataset-fashion-mnist
+data:
+	@dpkg -s $(DATA_PACKAGES) >/dev/null 2>&1 || { \
+	  echo "installing Debian's $(DATA_PACKAGES)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DATA_PACKAGES) >/dev/null; }
+
 demo: install
 	$(VENV)/bin/hfmagic demo
 
-test: install browser
+test: install browser data
 	$(PY) -m pytest
 
 bench: install

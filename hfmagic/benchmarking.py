@@ -21,7 +21,7 @@ from typing import Callable
 from hfmagic import benchplan, stats
 from hfmagic.benchplan import Job
 from hfmagic.errors import UsageProblem
-from hfmagic.results import Column, Table
+from hfmagic.results import Column, Table, shape_of, shape_text
 
 LOAD_TIMEOUT_S = 600.0
 MAX_TIME_FACTOR = 60  # interleaved rounds end after 60 x min-time (--max-time), at least MAX_TIME_MIN_S,
@@ -32,14 +32,22 @@ BUDGET_GRACE_S = 1.0  # how long past --budget a shape in flight may take to rep
 MAX_TEXTS = 256  # real texts sent to a worker (--inputs)
 
 SHORT_SHA = 12  # a row's model_sha: the start of its weights' sha256
-ROW_KEYS = ("model", "model_sha", "variant", "backend", "batch_size", "seq_len", "status", "mean_ms", "std_ms", "p50_ms",
+ROW_KEYS = ("model", "model_sha", "variant", "backend", "batch_size", "seq_len", "image_size", "audio_seconds",
+            "status", "mean_ms", "std_ms", "p50_ms",
             "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms", "cv", "runs", "samples_per_s",
             "tokens_per_s", "peak_mem_mb", "startup_s", "load_s", "first_ms", "size_mb", "speedup", "speedup_low",
             "speedup_high", "e2e_p50_ms", "threads", "isolation", "pid", "rounds", "disturbed_rounds", "speedup_rounds",
             "speedup_trust", "samples_ms", "sample_rounds", "e2e_samples_ms")
-from hfmagic.tasks.generation import ROW_KEYS as _GENERATION_KEYS  # noqa: E402  (light: no heavy imports)
 
-ROW_KEYS += _GENERATION_KEYS  # None on other tasks' rows
+
+def row_keys() -> tuple[str, ...]:
+    """Every key a benchmark row has: the shared ones, then each registered task's own (None on
+    other tasks' rows; a generation's TTFT and TPOT)."""
+    from hfmagic.tasks import get_task, names
+
+    extra = [k for n in names() for k in get_task(n).ROW_KEYS if k not in ROW_KEYS]
+    return ROW_KEYS + tuple(dict.fromkeys(extra))
+
 
 
 def _speedup_text(row: dict) -> str | None:
@@ -79,20 +87,21 @@ class BenchmarkResult:
     model_name: str | None = None
     weights_sha256: str | None = None  # the model's; None when several models are compared
     schedule: list = field(default_factory=list)  # interleaved: (round, configuration) as measured
+    task: str | None = None  # the models' task: its table's columns
 
     def table(self) -> Table:
-        columns = [c for c in COLUMNS if c.key != "e2e_p50_ms" or any(r["e2e_p50_ms"] for r in self.rows)]
-        if any(r.get("new_tokens") for r in self.rows):  # decoder LLMs: prefill and decode figures
-            from hfmagic.tasks.generation import benchmark_columns
+        from hfmagic.tasks import get_task
 
-            columns = benchmark_columns()
+        columns = [c for c in COLUMNS if c.key != "e2e_p50_ms" or any(r["e2e_p50_ms"] for r in self.rows)]
+        columns = get_task(self.task or "text-classification").benchmark_columns(columns)
         if len({r.get("model") for r in self.rows}) > 1:
             columns.insert(0, Column("model"))
         shown = [{**r, "speedup_text": _speedup_text(r)} for r in self.rows]
         return Table(shown, columns, title=self.title, notes=list(self.notes))
 
     def to_pandas(self):
-        return Table(self.rows, [Column(k) for k in ROW_KEYS]).to_pandas()
+        keys = [k for k in row_keys() if any(r.get(k) is not None for r in self.rows) or k in ROW_KEYS]
+        return Table(self.rows, [Column(k) for k in keys]).to_pandas()
 
     def to_json(self, **kwargs) -> str:
         import json
@@ -109,13 +118,16 @@ class BenchmarkResult:
         return self.table()._repr_html_()
 
 
-def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=None, threads=None,
+def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=None, image_sizes=None,
+              audio_seconds=None, threads=None,
               warmup=10, min_runs=10, min_time=1.0, budget=None, baseline=None, inputs=None,
               inputs_source=None, inline=False, callback=None, timeout=None,
               progress=True, force=False, order="interleaved", max_time=None, ci_target=CI_TARGET,
               new_tokens=None, prompt_lens=None) -> BenchmarkResult:
     """Benchmark ``target`` (a model handle or source: torch and the ONNX variants exported for it;
-    or a ``Variants``) over variants x backends x batch sizes x sequence lengths.
+    or a ``Variants``) over variants x backends x batch sizes x the task's sizes: ``seq_lens``
+    (tokens; text models), ``image_sizes`` (pixels per side; image models, default the image
+    processor's size) or ``audio_seconds`` (speech models, default 5).
 
     ``timeout``: seconds a shape may take before its worker is called hung and killed (default
     180 + 10 x min_time). ``progress``: show a progress bar. ``order``: ``interleaved`` (rounds that
@@ -147,10 +159,13 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
     targets = [own_variants(m) or t for m, t in zip(models, targets)]  # a baseline's one variant
     several = len(models) > 1
     batch_sizes = benchplan.positive(batch_sizes or settings().batch_sizes, "batch size")
-    seq_lens = benchplan.positive(seq_lens or settings().seq_lens, "sequence length")
     new_tokens = benchplan.check_new_tokens(models, new_tokens)
-    for model in models:
-        benchplan.check_positions(model, seq_lens, new_tokens or 0)
+    axis, sizes = benchplan.check_sizes(models, {"seq_lens": seq_lens, "image_sizes": image_sizes,
+                                                 "audio_seconds": audio_seconds}, new_tokens)
+    if (inputs is not None or inputs_source is not None) and axis.argument != "seq_lens":
+        raise UsageProblem(f"--inputs times real texts end to end; {models[0].name} is {models[0].task}, whose "
+                           f"runs are timed on inputs of exactly each shape (%evaluate's samples/s includes its "
+                           "preprocessing)")
     threads = benchplan.check_number(threads, "threads", 0) or settings().resolved_threads()
     benchplan.check_number(warmup, "warmup", 0)
     benchplan.check_number(min_runs, "min-runs", 1)
@@ -175,7 +190,7 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
         if isinstance(one, Variants):
             kinds = {v.name: v.kind for v in one.select(names)}
         else:
-            default = model.task_plugin.default_variants()
+            default = model.task_plugin.default_variants(model)
             kinds = {n: "torch" if n == "torch" else "onnx" for n in names or default}
         benchplan.check_backends(backends, kinds, bool(names))
         if model is base_model:
@@ -183,7 +198,8 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
         plans.append((model, one, names, kinds))
     guards, memory_notes = {}, []
     for model, _, _, kinds in plans:
-        guards[model.name], notes = benchplan.check_memory(model, batch_sizes, seq_lens, kinds, backends, force)
+        guards[model.name], notes = benchplan.check_memory(model, batch_sizes, sizes[model.name], kinds, backends,
+                                                           force)
         memory_notes += [f"{model.name}: {n}" if several else n for n in notes]
     data = benchplan.load_inputs(inputs, inputs_source)
     requests = [None if isinstance(one, Variants) else benchplan.export_request(model, names, data)
@@ -191,9 +207,9 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
     # nothing heavy before this line; now build the variants (through the export cache) and plan
     # the export's bar shows unless asked for quiet (a live dashboard, which takes over the sweep's
     # progress, is never shown with -q)
-    shapes = sorted(((b, s) for b in batch_sizes for s in seq_lens), key=lambda bs: (bs[0] * bs[1], bs[0]))
     jobs, unavailable, plan_notes, chosen_sets = [], {}, [], []
     for (model, one, names, _), request in zip(plans, requests):
+        shapes = sorted(((b, s) for b in batch_sizes for s in sizes[model.name]), key=lambda bs: (bs[0] * bs[1], bs[0]))
         vset = one if request is None else _export(model, names, {**request,
                                                                   "progress": progress or callback is not None})
         chosen = vset.select(names) if names else vset
@@ -206,11 +222,13 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
         plan_notes += [n for n in notes if n not in plan_notes]
     jobs, base, base_note = benchplan.order_baseline_first(jobs, base_rest, base_model)
     params = {"target": str(models[0].path), "variants": [v.name for v in chosen_sets[0]], "backends": backends,
-              "batch_sizes": batch_sizes, "seq_lens": seq_lens, "threads": threads, "warmup": warmup,
+              "batch_sizes": batch_sizes, "threads": threads, "warmup": warmup,
               "min_runs": min_runs, "min_time": min_time, "budget": budget, "baseline": baseline,
               "inputs_source": inputs_source or (data.source if data else None), "inline": inline,
               "timeout": timeout, "force": force, "order": order, "max_time": max_time, "ci_target": ci_target,
               "new_tokens": new_tokens}
+    distinct = {tuple(v) for v in sizes.values()}  # the sizes swept; None: each model's own default
+    params[axis.argument] = list(distinct.pop()) if len(distinct) == 1 else None
     if several:
         params["targets"] = [str(m.path) for m in models]
         params["variants_by_model"] = {m.name: [v.name for v in c] for m, c in zip(models, chosen_sets)}
@@ -332,7 +350,7 @@ class Sweep:
                     self.threads_seen.setdefault(key, set()).add(value)
             elif message["type"] == "row":
                 shape = remaining.pop(0)
-                assert (message["row"]["batch_size"], message["row"]["seq_len"]) == shape, "out of order"
+                assert shape_of(message["row"]) == tuple(shape), "out of order"
                 self._add(job, shape, {**message["row"], "startup_s": startup})
 
     def _fail_all(self, job: Job, remaining: list, status: str) -> None:
@@ -373,22 +391,24 @@ class Sweep:
                 self._note_once("peak_mem_mb is an upper bound where a restarted worker met a shape after a "
                                 "larger one: memory its allocator kept from that shape counts too")
             if flags := stats.noise(row):
-                self.noisy.append(f"{job.label} {shape[0]}x{shape[1]} ({', '.join(flags)})")
+                self.noisy.append(f"{job.label} {shape_text(row)} ({', '.join(flags)})")
         if self.run_record is not None:
             self.run_record.add_row(row)
         self.bar.update(1)
-        self.bar.set_postfix_str(f"{job.label} {shape[0]}x{shape[1]}")
+        self.bar.set_postfix_str(f"{job.label} {shape_text(row)}")
         self._event({"type": "row", "row": row})
         self._event({"type": "progress", "done": len(self.rows), "total": self.total,
-                     "label": f"{job.label} {shape[0]}x{shape[1]}: {row['status']}"})
+                     "label": f"{job.label} {shape_text(row)}: {row['status']}"})
 
     def _row(self, job: Job, shape: tuple[int, int], raw: dict, rows: dict | None = None) -> dict:
         """The row of ``raw`` (a worker's result); speed-ups against the baseline's row in ``rows``
         (the sweep's finished rows unless given)."""
         batch, seq = shape
-        row = dict.fromkeys(ROW_KEYS)
+        task = job.model.task_plugin
+        row = dict.fromkeys(row_keys())
+        row.update({task.SIZE_AXIS.key: seq})
         row.update(model=job.model.name, model_sha=job.model.weights_sha256[:SHORT_SHA],
-                   variant=job.variant.name, backend=job.backend, batch_size=batch, seq_len=seq,
+                   variant=job.variant.name, backend=job.backend, batch_size=batch,
                    size_mb=_size_mb(job.variant), threads=self.params["threads"], samples_ms=[],
                    isolation="inline" if self.params["inline"] else "worker", status=raw["status"])
         guard = self.memory.get(job.model.name)
@@ -399,10 +419,11 @@ class Sweep:
             row[key] = raw.get(key)
         if raw["status"] != "ok":
             return row
-        row.update(stats.summarize(raw["samples_ms"], batch, seq), samples_ms=raw["samples_ms"])
-        if job.model.task_plugin.GENERATES:
+        row.update(stats.summarize(raw["samples_ms"], batch), samples_ms=raw["samples_ms"])
+        row.update(task.throughput(row["samples_per_s"], seq))
+        if task.GENERATES:
             raw = {**raw, "new_tokens": self.params.get("new_tokens")}
-        row.update(job.model.task_plugin.row_figures(raw, batch, seq))
+        row.update(task.row_figures(raw, batch, seq))
         if raw.get("e2e_samples_ms"):
             import numpy as np
 
@@ -483,13 +504,13 @@ class Sweep:
             notes.append(f"threads disagree with the {self.params['threads']} asked for: {disagree}")
         if self.noisy:
             notes.append("noisy timings (CV > 10% or slowest > 4x fastest): " + "; ".join(self.noisy))
-        untrusted = [f"{r['variant']}/{r['backend']} {r['batch_size']}x{r['seq_len']}" for r in rows
+        untrusted = [f"{r['variant']}/{r['backend']} {shape_text(r)}" for r in rows
                      if r.get("speedup_trust") is False]
         if untrusted:
             notes.append(f"speed-ups not trustworthy (fewer than {stats.MIN_CLEAN} clean paired rounds; give the "
                          f"rounds more --max-time): {', '.join(untrusted)}")
         several = len(self.models) > 1
-        skipped = [f"{r['model'] + '/' if several else ''}{r['variant']}/{r['backend']} {r['batch_size']}x{r['seq_len']}"
+        skipped = [f"{r['model'] + '/' if several else ''}{r['variant']}/{r['backend']} {shape_text(r)}"
                    for r in rows if r["status"] == "skipped: budget"]
         if skipped:
             notes.append(f"budget {self.params['budget']:g} s: skipped {len(skipped)} of {len(rows)} "
@@ -502,7 +523,7 @@ class Sweep:
             base = "/".join(self.baseline if several else self.baseline[1:])
         names = ", ".join(m.name for m in self.models)
         title = f"benchmark of {names}" + (f" (speed-up vs {base})" if base else "")
-        return BenchmarkResult(rows, notes, title, self.params,
+        return BenchmarkResult(rows, notes, title, self.params, task=self.model.task,
                                baseline=base, model_name=names, schedule=self.schedule,
                                weights_sha256=None if several else self.model.weights_sha256)
 

@@ -9,7 +9,8 @@ or a variant that did not build stays in the plan as a job whose rows say why.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 from hfmagic.errors import BackendUnavailable, UsageProblem
 
@@ -49,6 +50,33 @@ def check_number(value, what: str, minimum: float):
     if value is not None and value < minimum:
         raise UsageProblem(f"--{what} must be at least {minimum:g}, got {value}")
     return value
+
+
+def check_sizes(models, asked: dict, new_tokens: int | None = None):
+    """The size axis the models' task declares and each model's sizes on it: ``asked`` maps every
+    axis's argument (``seq_lens``, ``image_sizes``) to what was asked (None: not given). Models of
+    different axes in one sweep, an axis the models do not have, or a size a model cannot take are
+    refused in one line. Returns (axis, {model name: sizes})."""
+    axes = {m.task_plugin.SIZE_AXIS for m in models}
+    if len(axes) > 1:
+        raise UsageProblem("a benchmark compares models of one kind of input (" + ", ".join(
+            sorted({f"{m.task} ({m.task_plugin.SIZE_AXIS.noun})" for m in models})) + "); run one per kind")
+    axis = axes.pop()
+    model = models[0]
+    for argument, value in asked.items():
+        if argument != axis.argument and value is not None:
+            from hfmagic.tasks.base import AXES
+
+            flag = next((a.flag for a in AXES if a.argument == argument), argument)
+            raise UsageProblem(f"{flag} is not an axis of {model.name} ({model.task}); give its "
+                               f"{axis.noun}s with {axis.flag}")
+    given = asked.get(axis.argument)
+    sizes = {}
+    for m in models:
+        values = positive(given if given is not None else m.task_plugin.default_sizes(m), axis.noun)
+        m.task_plugin.check_sizes(m, values, new_tokens or 0)
+        sizes[m.name] = values
+    return axis, sizes
 
 
 def check_positions(model, seq_lens: list[int], new_tokens: int = 0) -> None:
@@ -160,7 +188,7 @@ def export_request(model, names: list[str] | None, data) -> dict:
 
     calibration = data if data is not None else model.dataset
     if "int8-static" in names and calibration is None:
-        raise UsageProblem(f"int8-static needs calibration texts and {model.name} has none of its own; "
+        raise UsageProblem(f"int8-static needs calibration {model.task_plugin.EXAMPLES} and {model.name} has none of its own; "
                            "pass --inputs DATA (its texts calibrate it)")
     return request_for(names, calibration)
 
@@ -342,7 +370,7 @@ OUT_OF_MEMORY_MARKS = ("Failed to allocate memory", "can't allocate memory", "Un
                        "MemoryError", "bad_alloc", "killed by the out-of-memory killer")
 
 
-def memory_status(status: str, batch: int, seq: int, needed: int, available: int) -> str:
+def memory_status(status: str, batch: int, seq: int, needed: int, available: int, axis=None) -> str:
     """A row's status, named for what it is when the shape ran out of memory: "out of memory at
     batch N x seq S (needed ~X GB, had Y GB)" for a failure or crash that carries one of
     OUT_OF_MEMORY_MARKS, or a worker killed by SIGKILL at a shape estimated at half or more of the
@@ -351,7 +379,8 @@ def memory_status(status: str, batch: int, seq: int, needed: int, available: int
     if not status.startswith(("failed:", "crashed:")):
         return status
     if any(mark in status for mark in OUT_OF_MEMORY_MARKS) or ("SIGKILL" in status and 2 * needed >= available):
-        return f"out of memory at batch {batch} x seq {seq} (needed ~{gb(needed)} GB, had {gb(available)} GB)"
+        size = axis.describe(seq) if axis is not None else f"seq {seq}"
+        return f"out of memory at batch {batch} x {size} (needed ~{gb(needed)} GB, had {gb(available)} GB)"
     return status
 
 
@@ -363,18 +392,20 @@ class MemoryGuard:
     weights_bytes: int
     kinds: set  # the kinds measured on this machine's memory (not on a GPU's)
     available: int
+    tokens: Callable[[int], int] = lambda size: size  # a shape's size as tokens (the task's rule)
+    axis: Any = None  # the task's size axis (messages name it)
 
     def needed(self, batch: int, seq: int, kind: str | None = None) -> int:
         kinds = [kind] if kind else sorted(k for k in self.kinds if k in RUNTIME_BYTES) or ["onnx"]
         kinds = [k if k in RUNTIME_BYTES else "onnx" for k in kinds]  # onnxruntime-genai: as onnxruntime
-        return max(estimate_memory(self.config, self.weights_bytes, batch, seq, k) for k in kinds)
+        return max(estimate_memory(self.config, self.weights_bytes, batch, self.tokens(seq), k) for k in kinds)
 
     def row_status(self, status: str, batch: int, seq: int, kind: str, backend: str) -> str:
         from hfmagic.backends import get_backend
 
         if get_backend(backend).HARDWARE or kind not in RUNTIME_BYTES:  # the GPU's memory, or not estimated
             return status
-        return memory_status(status, batch, seq, self.needed(batch, seq, kind), self.available)
+        return memory_status(status, batch, seq, self.needed(batch, seq, kind), self.available, self.axis)
 
 
 def check_memory(model, batch_sizes, seq_lens, kinds: dict[str, str], backends, force: bool):
@@ -385,7 +416,8 @@ def check_memory(model, batch_sizes, seq_lens, kinds: dict[str, str], backends, 
     measured = set(kinds.values()) & set(RUNTIME_BYTES)  # a classical baseline is not estimated
     if backends:  # GPU providers hold their work in the GPU's memory: only the CPU backends count
         measured &= {get_backend(b).RUNS for b in backends if not get_backend(b).HARDWARE}
-    guard = MemoryGuard(model.config, model.weights_bytes, measured, available_memory())
+    guard = MemoryGuard(model.config, model.weights_bytes, measured, available_memory(),
+                        partial(model.task_plugin.memory_tokens, model), model.task_plugin.SIZE_AXIS)
     if not measured:
         return guard, []
     shapes = sorted(((b, s) for b in batch_sizes for s in seq_lens), key=lambda bs: (bs[0] * bs[1], bs[0]))
@@ -394,8 +426,9 @@ def check_memory(model, batch_sizes, seq_lens, kinds: dict[str, str], backends, 
         return guard, []
     batch, seq, needed = over[0]
     more = f" (and {len(over) - 1} larger shape{'s' * (len(over) > 2)})" if len(over) > 1 else ""
-    what = (f"batch {batch} x seq {seq}{more} needs ~{gb(needed)} GB of memory and {gb(guard.available)} GB "
+    axis = model.task_plugin.SIZE_AXIS
+    what = (f"batch {batch} x {axis.describe(seq)}{more} needs ~{gb(needed)} GB of memory and {gb(guard.available)} GB "
             "is available")
     if not force:
-        raise UsageProblem(f"{what}; use smaller --batch-sizes/--seq-lens, or --force to run it anyway")
+        raise UsageProblem(f"{what}; use smaller --batch-sizes/{axis.flag}, or --force to run it anyway")
     return guard, [f"--force: {what}; such shapes may fail for memory or stall the machine"]

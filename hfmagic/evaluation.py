@@ -134,7 +134,24 @@ class EvaluationResult:
         p.text(str(self))
 
     def _repr_html_(self) -> str:
-        return self.table()._repr_html_()
+        return self.table()._repr_html_() + self._thumbnails()
+
+    def _thumbnails(self, limit: int = 24) -> str:
+        """The flipped images (image tasks' flips carry a thumbnail), each with both predictions."""
+        import html
+
+        shown = [f for f in self.flip_rows if f.get("thumbnail")][:limit]
+        if not shown:
+            return ""
+        cells = "".join(
+            f'<figure style="display:inline-block;margin:4px;text-align:center;font-size:11px">'
+            f'<img src="{f["thumbnail"]}" width="48" height="48" style="image-rendering:pixelated" '
+            f'alt="{html.escape(str(f.get("image")))}"><figcaption>{html.escape(str(f.get("variant")))}: '
+            f'{html.escape(str(f.get("reference")))} &rarr; {html.escape(str(f.get("prediction")))}</figcaption></figure>'
+            for f in shown)
+        more = len([f for f in self.flip_rows if f.get("thumbnail")]) - len(shown)
+        tail = f"<div><em>and {more} more: see .flips</em></div>" if more > 0 else ""
+        return f'<div class="hfmagic-flips"><strong>changed predictions</strong><div>{cells}</div>{tail}</div>'
 
 
 def _key(row: dict, several: bool) -> str:
@@ -157,12 +174,16 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
              variants: list[str] | None = None, limit: int | None = None, batch_size: int = 32,
              reference: str = TORCH, callback: Callable[[dict], None] | None = None,
              progress: bool = True, label_map: Any = None, chat_template: bool = False,
-             max_tokens: int | None = None) -> EvaluationResult:
+             max_tokens: int | None = None, image_column: str | None = None,
+             audio_column: str | None = None) -> EvaluationResult:
     """Evaluate every variant of ``target`` (a model, a :class:`Variants`, or a list of them) on ``data``.
 
     ``data`` is what the model's task reads (text classification: anything
     :func:`hfmagic.data.load_data` reads; token classification: CoNLL text or a Dataset with tokens
-    and tags, or ``wnut16``; question answering: SQuAD JSON or a Dataset, or ``squad-bbc``); left
+    and tags, or ``wnut16``; question answering: SQuAD JSON or a Dataset, or ``squad-bbc``; image
+    classification: anything :func:`hfmagic.imagedata.load_images` reads, its images in
+    ``image_column``; speech recognition: anything :func:`hfmagic.audiodata.load_audio` reads, its
+    audio in ``audio_column``); left
     out, the model's own held-out split (the demo's). ``label_map``: a dict from the data's labels
     to the model's names or ids, a JSON file holding one, a dict literal, or ``"ids"``
     (:func:`hfmagic.data.read_label_map`). ``reference``: the variant every other is compared with
@@ -202,6 +223,7 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
         raise UsageProblem(f"--chat-template formats the prompts of text-generation models; {entries[0].model.name} is "
                            f"{task.NAME}: leave it out")
     options = {"split": split, "text_column": text_column, "label_column": label_column, "limit": limit,
+               "image_column": image_column, "audio_column": audio_column,
                "label_map": label_map, "chat_template": chat_template, "max_tokens": max_tokens}
     given = data
     if data is None and getattr(evaluator, "DEFAULT_DATA", None):  # text for perplexity: the BBC articles
@@ -253,7 +275,8 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     source = str(given) if isinstance(given, (str, os.PathLike)) else base.source
     params = {"target": entries[0].model.source, "data": source, "split": split,
               **{k: base.params.get(k, v) for k, v in (("text_column", text_column), ("label_column", label_column),
-                                                      ("label_map", label_map))},
+                                                      ("label_map", label_map), ("image_column", image_column),
+                                                      ("audio_column", audio_column))},
               "metrics": metrics, "metric_names": metric_names,
               "variants": [v.name for e, v in plan if e is entries[0]], "limit": limit, "batch_size": batch_size,
               "reference": reference}
@@ -321,9 +344,9 @@ def _build_variants(model: ModelHandle, variants: list[str] | None, reference: s
 
     if variants and set(variants) | {reference} == {TORCH}:
         return Variants(model, [Variant(TORCH, model)])
-    names = list(variants or model.task_plugin.default_variants()) + [reference]
+    names = list(variants or model.task_plugin.default_variants(model)) + [reference]
     if "int8-static" in names and model.dataset is None:
-        raise UsageProblem(f"int8-static needs calibration texts and {model.name} has none of its own; build it "
+        raise UsageProblem(f"int8-static needs calibration {model.task_plugin.EXAMPLES} and {model.name} has none of its own; build it "
                            "with %export_onnx --quantize static --calibration DATA and evaluate that result")
     request = request_for(names, model.dataset)
     if not variants:
@@ -468,6 +491,7 @@ def _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, 
                     row.update(evaluator.score(entry.data, prediction, chosen_metrics))
                     if key == ref_key:
                         reference = prediction
+                        result.notes += evaluator.reference_notes(entry.data, row)
                     comparable = entry.data.fingerprint.get("sha256") == ref_entry.data.fingerprint.get("sha256")
                     aligned = reference
                     if reference is not None and comparable and entry.model is not ref_entry.model:

@@ -123,7 +123,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
         raise UnsupportedError(f"{model.name} is a classical {model.framework} baseline: it has no ONNX export; "
                                "benchmark and evaluate it as it is")
     check_weights_unchanged(model)
-    levels = check_levels(levels, model.task_plugin.default_levels(), model.task_plugin.LEVELS)
+    levels = check_levels(levels, model.task_plugin.default_levels(model), model.task_plugin.LEVELS)
     if quantize not in QUANTIZE:
         raise UsageProblem(f"unknown --quantize {quantize!r}; use one of: {', '.join(QUANTIZE)}")
     if not isinstance(samples, int) or samples <= 0:
@@ -136,14 +136,16 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     int4 = {"block_size": block_size, "method": int4_method}
     data = calibration_data(model, quantize, calibration, samples, text_column)
     task = model.task_plugin
-    steps = task.export_steps(levels, quantize, static=data is not None, options={"block_size": block_size})
+    steps = task.export_steps(levels, quantize, static=data is not None, options={"block_size": block_size,
+                                                                                  "model": model})
     quantizing = any(s.quant for s in steps)
     from hfmagic.onnxbuild import describe_quantization, int8_isa, isa_note
 
     isa = int8_isa() if quantizing else None
     root = writable_root(output)
     base = base_key(model, opset, device)
-    keys = {s.name: step_key(base, s, isa, per_channel, data, int4, task.QUANT_OPERATORS) for s in steps}
+    operators = task.quant_operators(model)
+    keys = {s.name: step_key(base, s, isa, per_channel, data, int4, operators) for s in steps}
     places = {s.name: root / (s.name if output else keys[s.name][:24]) for s in steps}
     sweep_stale_temps(root)
     metas = {s.name: None if force else read_meta(places[s.name], keys[s.name]) for s in steps}
@@ -160,7 +162,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
             notes.append(f"{fp16} is fp16 meant for GPUs: on a CPU it is usually slower than fp32 (built because "
                          "--levels asked for it)")
     if any(s.quant in ("dynamic", "static") for s in steps):
-        ops = f", {'/'.join(task.QUANT_OPERATORS)} weights only" if task.QUANT_OPERATORS else ""
+        ops = f", {'/'.join(operators)} weights only" if operators and quantize != "static" else ""
         notes.append(f"int8: {describe_quantization('dynamic' if quantize != 'static' else 'static', isa, per_channel)}"
                      f"{ops} (picked for this CPU by --quantize {quantize})")
         if note := isa_note(isa):
@@ -168,7 +170,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
         if "O4" in levels and quantize in ("auto", "dynamic"):
             notes.append("O4 (fp16) gets no int8 twin")
     if data is not None:
-        notes.append(f"int8-static calibrated on {len(data.texts)} texts of {data.source}")
+        notes.append(f"int8-static calibrated on {len(data)} {task.EXAMPLES} of {data.source}")
         if calibration is None:
             notes.append("int8-static calibrated on the model's own held-out split, which %evaluate "
                          "scores by default: its accuracy there may flatter it; pass --calibration "
@@ -228,7 +230,8 @@ def validation_notes(items: list[Variant]) -> list[str]:
     inputs: dict[str, list[str]] = {}
     for v in items:
         if v.validation:
-            inputs.setdefault(f"{v.validation['texts']} texts ({v.validation['inputs_from']})", []).append(v.name)
+            examples = items[0].model.task_plugin.EXAMPLES
+            inputs.setdefault(f"{v.validation['texts']} {examples} ({v.validation['inputs_from']})", []).append(v.name)
     if not inputs:
         return []
     where = next(iter(inputs)) if len(inputs) == 1 else "; ".join(f"{', '.join(n)} on {t}" for t, n in inputs.items())
@@ -289,13 +292,13 @@ def calibration_data(model, quantize: str, calibration, samples: int, text_colum
                            "use --quantize static (or auto) with it")
     if calibration is None:
         if model.dataset is None:
-            raise UsageProblem("static int8 needs calibration texts: pass --calibration DATA (a DataFrame, "
-                               "a Dataset, a CSV/JSON/Parquet file or demo)")
+            what = ("images: pass --calibration DATA (a folder of class folders, a DataFrame or Dataset "
+                    "with an image column, digits or fashion-mnist)") if model.task_plugin.EXAMPLES == "images" else \
+                "texts: pass --calibration DATA (a DataFrame, a Dataset, a CSV/JSON/Parquet file or demo)"
+            raise UsageProblem(f"static int8 needs calibration {what}")
         calibration = model.dataset
-    from hfmagic.data import load_data
-
     try:
-        return load_data(calibration, text_column=text_column, limit=samples, require_labels=False)
+        return model.task_plugin.read_calibration(model, calibration, samples, text_column)
     except DataError as exc:
         raise DataError(f"calibration data: {exc}") from None
 
@@ -472,7 +475,7 @@ class Builder:
                     return onnxbuild.optimize(source.folder, out, step.level, self.device)
                 if step.quant == "dynamic":
                     return onnxbuild.quantize_dynamic(source.folder, source.path.name, out, self.isa,
-                                                      self.per_channel, step.name, self.model.task_plugin.QUANT_OPERATORS)
+                                                      self.per_channel, step.name, self.model.task_plugin.quant_operators(self.model))
                 if step.quant == "int4":
                     from hfmagic.decoding import quantize_int4
 
@@ -486,8 +489,8 @@ class Builder:
 
                     return build_genai(self.model, out, step.quant.removeprefix("genai-"), self.block_size,
                                        self.int4_method)
-                return onnxbuild.quantize_static(self.model, source.folder, out, self.isa, self.per_channel,
-                                                 self.data.texts)
+                features = self.model.task_plugin.calibration_features(self.model, self.data)
+                return onnxbuild.quantize_static(source.folder, out, self.isa, self.per_channel, features)
         finally:
             logging.disable(logging.NOTSET)
 
@@ -510,18 +513,14 @@ class Builder:
                   quantization: str | None) -> dict | str:
         """The entry's record (sizes, graph, validation), or why it cannot be used."""
         from hfmagic.onnxbuild import graph_stats, onnx_size
-        from hfmagic.validation import DEFAULT_TEXTS
 
         path = folder / step.file
         if not path.is_file():
             return f"build failed: the step wrote no {step.file}"
         if self.reference is None:
-            texts, source = DEFAULT_TEXTS, "hfmagic's sample sentences"
-            if self.data is not None:
-                texts, source = self.data.texts[:8], f"the first texts of {self.data.source}"
-            elif self.model.dataset is not None and "text" in getattr(self.model.dataset, "columns", ()):
-                texts, source = list(self.model.dataset["text"][:8]), "the model's own held-out texts"
-            self.reference = self.model.task_plugin.validator(self.model, list(texts), source)
+            task = self.model.task_plugin
+            examples, source = task.validation_examples(self.model, self.data)
+            self.reference = task.validator(self.model, list(examples), source)
         try:
             validation = self.reference.compare(path, self.device)
         except Exception as exc:  # noqa: BLE001 - kept on the variant, never dropped

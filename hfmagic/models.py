@@ -21,7 +21,7 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
-from hfmagic import demo
+from hfmagic import demo, vision_demo
 from hfmagic.config import settings
 from hfmagic.errors import ModelSourceError, OfflineError, UnsupportedError, UsageProblem
 from hfmagic.results import human_bytes, key_value_table
@@ -30,6 +30,7 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # or sharded, with a 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # built-in model names -> the builder that gives (its folder, built once into the cache; its held-out split)
 BUILT_IN_MODELS = {name: partial(demo.built_in, name) for name in demo.RECIPES}
+BUILT_IN_MODELS["digits-vit"] = partial(vision_demo.built_in, "digits-vit")  # the image model (hfmagic.vision_demo)
 
 
 def check_task(task: str, config: dict | None = None, where: str = "this model") -> str:
@@ -180,6 +181,10 @@ class ModelHandle:
 
             self._tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=self.trust_remote_code)
         return self._tokenizer
+
+    def preprocessor(self):
+        """What turns the task's examples into inputs: the tokenizer (text), the image processor."""
+        return self.task_plugin.preprocessor(self)
 
     # -- display -----------------------------------------------------------------------------
     def card(self):

@@ -141,15 +141,16 @@ def without_weights(path: Path, operators) -> list[str]:
     return [n.name for n in graph.node if n.op_type in operators and not any(x in weights for x in n.input)]
 
 
-def quantize_static(model, source: Path, out: Path, isa: str, per_channel: bool, texts: list[str]) -> str:
-    """Static int8 of the fp32 graph: ORTQuantizer.fit (min-max calibration on ``texts``), then quantize."""
+def quantize_static(source: Path, out: Path, isa: str, per_channel: bool, features: dict) -> str:
+    """Static int8 of the fp32 graph: ORTQuantizer.fit (min-max calibration on ``features``, the
+    calibration examples as the graph's inputs, made by the task), then quantize."""
     from datasets import Dataset
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoCalibrationConfig
 
     qconfig = quantization_config(isa, per_channel, static=True)
     quantizer = ORTQuantizer.from_pretrained(source, file_name=FP32_FILE)
-    features = dict(tokenize(model, texts, "np"))
+    count = len(next(iter(features.values())))
     calibration = Dataset.from_dict({k: v.tolist() for k, v in features.items()})
     config = AutoCalibrationConfig.minmax(calibration)
     out.mkdir(parents=True, exist_ok=True)
@@ -159,7 +160,7 @@ def quantize_static(model, source: Path, out: Path, isa: str, per_channel: bool,
     (out / "augmented_model.onnx").unlink(missing_ok=True)
     quantizer.quantize(save_dir=out, quantization_config=qconfig, calibration_tensors_range=ranges)
     return ("(no command line: static int8 calibrates in Python with ORTQuantizer.fit and "
-            f"AutoCalibrationConfig.minmax on {len(texts)} texts, then ORTQuantizer.quantize with "
+            f"AutoCalibrationConfig.minmax on {count} examples, then ORTQuantizer.quantize with "
             f"AutoQuantizationConfig.{isa}(is_static=True, per_channel={per_channel}))")
 
 

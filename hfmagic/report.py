@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfmagic.errors import UsageProblem
-from hfmagic.results import Column, Table
+from hfmagic.results import Column, Table, shape_of, shape_text
 from hfmagic.runs import flatten, metric_names
 from hfmagic.store import RunStore
 from hfmagic.widget import model_of
@@ -97,11 +97,11 @@ def summary_table(runs: list[dict]) -> Table:
             for r in ok:
                 line(run, r).setdefault("size_mb", r.get("size_mb"))
         elif run["kind"] == "benchmark" and ok:
-            smallest = min(((r["batch_size"], r["seq_len"]) for r in ok), key=lambda s: (s[0] * s[1], s[0]))
+            smallest = min((shape_of(r) for r in ok), key=lambda s: (s[0] * s[1], s[0]))
             for r in ok:
                 entry = line(run, r)
-                if (r["batch_size"], r["seq_len"]) == smallest and "p50_ms" not in entry:
-                    entry.update(shape=f"{r['backend']} b{smallest[0]} s{smallest[1]}", p50_ms=r.get("p50_ms"),
+                if shape_of(r) == smallest and "p50_ms" not in entry:
+                    entry.update(shape=f"{r['backend']} {shape_text(r, compact=True)}", p50_ms=r.get("p50_ms"),
                                  speedup=r.get("speedup"))
                     entry.setdefault("size_mb", r.get("size_mb"))
         elif run["kind"] == "evaluate":

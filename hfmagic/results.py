@@ -129,3 +129,19 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GB"
+
+
+def shape_of(row: dict) -> tuple:
+    """(batch, size) of a benchmark row, whichever size axis its task declared (seq_len, image_size)."""
+    from hfmagic.tasks.base import AXES
+
+    return row.get("batch_size"), next((row[a.key] for a in AXES if row.get(a.key) is not None), None)
+
+
+def shape_text(row: dict, compact: bool = False) -> str:
+    """A row's shape as people read it: ``8x128`` (tokens), ``8x224px`` (an image's side); compact:
+    the run store's ``b8 s128``, ``b8 224px``."""
+    from hfmagic.tasks.base import AXES
+
+    axis = next((a for a in AXES if row.get(a.key) is not None), AXES[0])
+    return (axis.compact if compact else axis.shape)(row.get("batch_size"), row.get(axis.key))

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hfmagic.errors import UsageProblem
-from hfmagic.results import Column, Table, render_text
+from hfmagic.results import Column, Table, render_text, shape_text
 from hfmagic.store import Message, RunStore, hint, recording_off
 
 # how the rows of two runs of a kind are matched, and the figures shown side by side
-KEYS = {"benchmark": ("variant", "backend", "batch_size", "seq_len", "new_tokens"), "evaluate": ("variant",),
+KEYS = {"benchmark": ("variant", "backend", "batch_size", "seq_len", "image_size", "audio_seconds", "new_tokens"), "evaluate": ("variant",),
         "export": ("variant",)}
 FIGURES = {
     "benchmark": ["p50_ms", "p95_ms", "mean_ms", "samples_per_s", "peak_mem_mb", "speedup", "e2e_p50_ms"],
@@ -104,7 +104,7 @@ def headline(kind: str, rows: list[dict], params: dict) -> str:
     several = len({r.get("model") for r in rows}) > 1
     name = lambda r: f"{r['model']}/{r['variant']}" if several else r["variant"]  # noqa: E731
     if kind == "benchmark":
-        shape = lambda r: f"{name(r)}/{r['backend']} b{r['batch_size']} s{r['seq_len']}"  # noqa: E731
+        shape = lambda r: f"{name(r)}/{r['backend']} {shape_text(r, compact=True)}"  # noqa: E731
         sped = [r for r in ok if r.get("speedup") is not None]
         if sped:
             best = max(sped, key=lambda r: r["speedup"])
@@ -277,7 +277,7 @@ def _label(kind: str, key: tuple, keys: tuple) -> str:
     model = f"{named['model']}/" if named.get("model") else ""
     if kind == "benchmark":
         new = f" n{named['new_tokens']}" if named.get("new_tokens") else ""
-        return f"{model}{named['variant']}/{named['backend']} b{named['batch_size']} s{named['seq_len']}{new}"
+        return f"{model}{named['variant']}/{named['backend']} {shape_text(named, compact=True)}{new}"
     return model + "/".join(str(named[k]) for k in keys if k != "model")
 
 

@@ -17,8 +17,9 @@ NOISY_SPREAD = 4.0     # slowest over fastest above which a row is called noisy
 BOOTSTRAP_RESAMPLES = 2000
 
 
-def summarize(samples_ms: Sequence[float], batch_size: int, seq_len: int) -> dict:
-    """Latency and throughput figures of one configuration from its raw samples (ms)."""
+def summarize(samples_ms: Sequence[float], batch_size: int) -> dict:
+    """Latency and throughput figures of one configuration from its raw samples (ms); the task
+    adds its own throughput per unit (tokens/s for text: ``Task.throughput``)."""
     import numpy as np
 
     x = np.asarray(samples_ms, dtype=float)
@@ -31,7 +32,7 @@ def summarize(samples_ms: Sequence[float], batch_size: int, seq_len: int) -> dic
     return {
         "mean_ms": mean, "std_ms": std, "p50_ms": p50, "p90_ms": p90, "p95_ms": p95, "p99_ms": p99,
         "min_ms": float(x.min()), "max_ms": float(x.max()), "cv": std / mean if mean else 0.0,
-        "runs": int(x.size), "samples_per_s": samples_per_s, "tokens_per_s": samples_per_s * seq_len,
+        "runs": int(x.size), "samples_per_s": samples_per_s,
     }
 
 

@@ -1,4 +1,4 @@
-"""Each ONNX variant next to PyTorch on the same real, tokenized texts.
+"""Each ONNX variant next to PyTorch on the same real examples (texts tokenized, images processed).
 
 Figures (over every output the two share, e.g. ``logits``, ``last_hidden_state``,
 ``start_logits``/``end_logits``; padded positions left out):
@@ -47,21 +47,21 @@ class Reference:
     The inputs are what the model's task says both sides take (the tokenizer's outputs that the
     forward accepts); an ONNX graph is fed exactly its own inputs, completed as PyTorch would."""
 
-    def __init__(self, model, texts: list[str], source: str):
+    def __init__(self, model, texts: list, source: str):
+        import numpy as np
         import torch
 
-        from hfmagic.onnxbuild import tokenize
         from hfmagic.tasks import get_task
 
-        self.model, self.texts, self.source = model, texts, source
+        self.model, self.texts, self.source = model, texts, source  # texts: the task's examples
         self.task = get_task(model.task)
         torch_model = model.torch_model()
-        encoded = {k: v.numpy() for k, v in tokenize(model, texts, "pt").items()}
+        encoded = {k: np.asarray(v) for k, v in self.task.encode_examples(model, texts).items()}
         self.features = {k: encoded[k] for k in self.task.model_inputs(model, torch_model.forward) if k in encoded}
         with torch.inference_mode():
             out = torch_model(**{k: torch.from_numpy(v) for k, v in self.features.items()})
         self.outputs = {k: v.float().numpy() for k, v in out.items() if isinstance(v, torch.Tensor)}
-        self.mask = encoded["attention_mask"].astype(bool)
+        self.mask = encoded["attention_mask"].astype(bool) if "attention_mask" in encoded else None  # padding
 
     def compare(self, path: Path, device: str = "cpu") -> dict[str, Any]:
         """Run the ONNX file on the same inputs; the figures described in the module docstring."""
@@ -81,14 +81,15 @@ class Reference:
     def _figures(self, want: dict, got: dict) -> dict[str, Any]:
         import numpy as np
 
-        batch = self.mask.shape[0]
+        batch = next(iter(want.values())).shape[0]  # one row per example, whatever the task
         per_text_want = [[] for _ in range(batch)]
         per_text_got = [[] for _ in range(batch)]
         max_diff, agree, decisions = 0.0, 0, 0
         for name, w in want.items():
             g = np.asarray(got[name], dtype=np.float64)
             w = w.astype(np.float64)
-            token_level, decides = self.task.token_level(name), self.task.decides(name)
+            token_level = self.task.token_level(name) and self.mask is not None
+            decides = self.task.decides(name)
             for i in range(batch):
                 wi, gi = (w[i][self.mask[i]], g[i][self.mask[i]]) if token_level else (w[i], g[i])
                 per_text_want[i].append(wi.ravel())

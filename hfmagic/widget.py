@@ -30,7 +30,7 @@ import anywidget
 import traitlets
 
 from hfmagic.errors import UsageProblem
-from hfmagic.results import Column, Table
+from hfmagic.results import Column, Table, shape_of
 
 _HERE = Path(__file__).resolve().parent
 # an installed wheel carries js/ inside the package (pyproject's package-dir maps hfmagic.js to js/);
@@ -43,6 +43,7 @@ _JS_DIR = next((d for d in (_HERE / "js", _HERE.parent / "js") if (d / "dashboar
 COLUMNS = [
     {"key": "model", "title": "model"}, {"key": "variant", "title": "variant"}, {"key": "backend", "title": "backend"},
     {"key": "batch_size", "title": "batch", "fmt": "int"}, {"key": "seq_len", "title": "seq", "fmt": "int"},
+    {"key": "image_size", "title": "image px", "fmt": "int"}, {"key": "audio_seconds", "title": "audio s", "fmt": "int"},
     {"key": "p50_ms", "title": "p50 ms", "fmt": 2}, {"key": "p95_ms", "title": "p95 ms", "fmt": 2},
     {"key": "speedup", "title": "speed-up", "fmt": "x"}, {"key": "samples_per_s", "title": "samples/s", "fmt": 1},
     {"key": "metric", "title": "accuracy", "fmt": 4}, {"key": "change_pct", "title": "vs ref", "fmt": "signed%"},
@@ -50,7 +51,7 @@ COLUMNS = [
     {"key": "agreement", "title": "agreement", "fmt": "%"}, {"key": "status", "title": "status"},
 ]
 DATA_COLUMN = {"key": "data_sha", "title": "data"}  # shown when evaluations were of different data
-_BENCH_KEYS = ("model", "model_sha", "variant", "backend", "batch_size", "seq_len", "status", "p50_ms", "p95_ms", "samples_per_s",
+_BENCH_KEYS = ("model", "model_sha", "variant", "backend", "batch_size", "seq_len", "image_size", "audio_seconds", "status", "p50_ms", "p95_ms", "samples_per_s",
                "peak_mem_mb", "size_mb", "speedup_measured", "speedup_low", "speedup_high",
                "new_tokens", "ttft_p50_ms", "tpot_p50_ms")  # a generation's: p50_ms is its TPOT
 _EVAL_KEYS = ("metric", "metric_low", "metric_high", "pct_of_reference", "change_pct", "gate", "agreement",
@@ -83,7 +84,7 @@ def row_id(row: dict) -> str:
     if row.get("batch_size") is None:
         prefix = f"{row['model']}/" if row.get("model") else ""
         return f"{prefix}{row['variant']}/eval"
-    return f"{pair(row)}/{row['batch_size']}x{row['seq_len']}"
+    return f"{pair(row)}/{'x'.join(map(str, shape_of(row)))}"
 
 
 def same_model(a: dict, b: dict) -> bool:
@@ -103,11 +104,11 @@ def speedups(rows: list[dict], baseline: str | None, sweep: str | None = None) -
     the sweep measured (paired by round when its rounds were interleaved)."""
     if baseline and baseline == sweep and any(r.get("speedup_measured") is not None for r in rows):
         return {r["id"]: r.get("speedup_measured") if _ok(r) else None for r in rows}
-    base = {(r["batch_size"], r["seq_len"]): r["p50_ms"] for r in rows
+    base = {shape_of(r): r["p50_ms"] for r in rows
             if _ok(r) and pair(r) == baseline and r["p50_ms"] > 0}
     out = {}
     for r in rows:
-        ref = base.get((r.get("batch_size"), r.get("seq_len")))
+        ref = base.get(shape_of(r))
         out[r["id"]] = ref / r["p50_ms"] if ref and _ok(r) and r["p50_ms"] > 0 else None
     return out
 
@@ -361,7 +362,7 @@ class Dashboard(anywidget.AnyWidget):
     def _key(row: dict, kind: str) -> tuple:
         model = row.get("model_sha") or row.get("model")
         if kind == "benchmark":
-            return model, row["variant"], row.get("backend"), row.get("batch_size"), row.get("seq_len")
+            return model, row["variant"], row.get("backend"), *shape_of(row)
         return model, row["variant"]
 
     @traitlets.validate("baseline")
@@ -436,7 +437,11 @@ class Dashboard(anywidget.AnyWidget):
         """Every row with every figure (speed-up against the chosen baseline) as CSV."""
         path = Path(path).expanduser()
         ratio = speedups(self.rows, self.baseline, self.sweep_baseline)
-        keys = [c["key"] for c in self.columns]
+        from hfmagic.tasks.base import AXES
+
+        axes = {a.key for a in AXES}  # the size axes no row has (a text sweep's image_size) are left out
+        keys = [c["key"] for c in self.columns if c["key"] not in axes or any(r.get(c["key"]) is not None
+                                                                               for r in self.rows)]
         keys += [k for k in ("id", "model_sha", "metric_low", "metric_high", "pct_of_reference", "gate", "data_sha")
                  if k not in keys]
         with writing(path) as f:

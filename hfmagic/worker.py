@@ -58,8 +58,9 @@ def run_job(job: dict, process_start: float | None = None, in_worker: bool = Fal
     spec, load_s = job["variant"], ready["load_s"]
     previous = None  # (tokens, p50 ms) of the last shape measured: estimates the next one's cost
     try:
+        axis = model.task_plugin.SIZE_AXIS
         for batch, seq in job["shapes"]:
-            base = {"batch_size": batch, "seq_len": seq, "load_s": load_s, "pid": os.getpid()}
+            base = {"batch_size": batch, axis.key: seq, "load_s": load_s, "pid": os.getpid()}
             if _over_budget(job, batch * seq, previous):
                 yield {"type": "row", "row": {**base, "status": "skipped: budget"}}
                 continue
@@ -104,7 +105,7 @@ def _load(job: dict, process_start: float | None, in_worker: bool, spinning: boo
         loading = time.time()
         backend.load(variant, job["threads"])
         load_s = time.time() - loading
-        tokenizer = model.tokenizer() if texts and model.framework == "transformers" else None
+        tokenizer = model.preprocessor() if texts and model.framework == "transformers" else None
     except Exception as exc:  # the rows of this job say why; the sweep goes on
         from hfmagic.errors import BackendUnavailable
 
@@ -177,9 +178,8 @@ def make_inputs(model, names: list[str], batch: int, seq: int, texts=None, token
         return {"texts": [" ".join(texts[i % len(texts)].split()[:seq]) for i in range(batch)]}
     if texts:
         chunk = [texts[i % len(texts)] for i in range(batch)]
-        encoded = tokenizer(chunk, padding="max_length", truncation=True, max_length=seq, return_tensors="np")
-        return task.complete_inputs(names, dict(encoded))
-    return task.synthetic_inputs(names, {"batch_size": batch, "seq_len": seq}, model.config)
+        return task.complete_inputs(names, task.encode_to_shape(tokenizer, chunk, seq))
+    return task.synthetic_inputs(names, task.shape(model, batch, seq), model.config)
 
 
 def reset_peak_memory() -> bool:

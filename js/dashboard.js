@@ -13,7 +13,11 @@ const X_AXES = [["p50_ms", "TPOT p50"], ["ttft_p50_ms", "TTFT p50"]];
 const prefix = (r) => (r.model ? `${r.model}/` : "");
 /** "model/variant/backend" ("variant/backend" for a row that names no model): what a baseline names. */
 export const pair = (r) => `${prefix(r)}${r.variant}/${r.backend}`;
-const shapeKey = (r) => (r.batch_size == null ? null : `${r.batch_size}x${r.seq_len}`);
+// a shape's second axis is the task's: tokens per sequence (seq_len), pixels per side (image_size)
+// or seconds of audio (audio_seconds)
+const sizeOf = (r) => (r.seq_len != null ? r.seq_len : r.image_size != null ? r.image_size : r.audio_seconds);
+const sizeText = (r) => (r.seq_len != null ? `${r.seq_len}` : r.image_size != null ? `${r.image_size}px` : `${r.audio_seconds}s`);
+const shapeKey = (r) => (r.batch_size == null ? null : `${r.batch_size}x${sizeOf(r)}`);
 
 /** "model/variant/backend/BxS" for a benchmark row, "model/variant/eval" for an evaluated-only one. */
 export function rowId(r) {
@@ -60,7 +64,7 @@ export function paretoFront(points, lowerIsBetter = false, x = "p50_ms") {
 /** Shapes present among the rows, smallest (batch x seq) first. */
 export function shapes(rows) {
   const seen = new Map();
-  for (const r of rows) if (r.batch_size != null) seen.set(shapeKey(r), [r.batch_size, r.seq_len]);
+  for (const r of rows) if (r.batch_size != null) seen.set(shapeKey(r), [r.batch_size, sizeOf(r)]);
   return [...seen.entries()]
     .sort((a, b) => a[1][0] * a[1][1] - b[1][0] * b[1][1] || a[1][0] - b[1][0])
     .map((e) => e[0]);
@@ -273,7 +277,7 @@ function render({ model, el }) {
     const metricName = (get("columns").find((c) => c.key === "metric") || {}).title || "metric";
     return [
       r.model ? `model ${r.model}` : null,
-      `${r.variant} on ${r.backend} · ${r.batch_size} × ${r.seq_len}`,
+      `${r.variant} on ${r.backend} · ${r.batch_size} × ${sizeText(r)}`,
       r.ttft_p50_ms != null ? `TPOT p50 ${format(r.p50_ms, 2)} ms · TTFT p50 ${format(r.ttft_p50_ms, 1)} ms`
         : `p50 ${format(r.p50_ms, 2)} ms · p95 ${format(r.p95_ms, 2)} ms`,
       `${format(r.samples_per_s, 1)} samples/s`,
@@ -387,7 +391,7 @@ function render({ model, el }) {
         const yy = m.t + i * row;
         return s("g", { "data-testid": "bar", "data-id": r.id },
           s("text", { x: m.l - 6, y: yy + row / 2 + 4, "text-anchor": "end", class: "hfm-label" },
-            `${pair(r)} ${r.batch_size}×${r.seq_len}`),
+            `${pair(r)} ${r.batch_size}×${sizeText(r)}`),
           s("rect", { x: m.l, y: yy + 3, width: Math.max(1, x(v) - m.l), height: row - 6,
             class: `hfm-bar${v >= 1 ? " hfm-faster" : ""}`, style: r.model ? `fill: ${colours.get(r.model)}` : null }, s("title", {}, tipLines(r, ratio).join("\n"))),
           s("text", { x: x(v) + 4, y: yy + row / 2 + 4, class: "hfm-label" }, format(v, "x")));

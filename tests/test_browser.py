@@ -285,6 +285,23 @@ llm = hfmagic.Dashboard([gen("torch", 90.0, 650.0), gen("fp32", 47.0, 600.0), ge
                         [ppl("torch", 26.7), ppl("fp32", 26.7), ppl("int4", 31.1)])
 llm.metric_lower = True  # perplexity: lower is better (an EvaluationResult says so itself)
 display(llm)
+# an image classifier's rows (batch x pixels per side) and a speech model's (batch x seconds, WER)
+def img(variant, p50):
+    return {**bench(variant, "onnxruntime" if variant != "torch" else "torch", p50), "batch_size": 8,
+            "seq_len": None, "image_size": 32}
+vision = hfmagic.Dashboard([img("torch", 4.7), img("fp32", 2.0), img("int8", 2.5)],
+                           [ev("torch", 0.975), ev("fp32", 0.975), ev("int8", 0.978)])
+display(vision)
+def clip(variant, p50):
+    return {**bench(variant, "onnxruntime" if variant != "torch" else "torch", p50), "seq_len": None,
+            "audio_seconds": 5}
+def wer(variant, value):
+    return {"variant": variant, "status": "ok", "wer": value, "wer_low": value - 0.02, "wer_high": value + 0.02,
+            "pct_of_reference": 100 * value / 0.2, "gate": "pass"}
+speech = hfmagic.Dashboard([clip("torch", 148.0), clip("fp32", 137.0), clip("int8", 120.0)],
+                           [wer("torch", 0.2), wer("fp32", 0.2), wer("int8", 0.21)])
+speech.metric_lower = True
+display(speech)
 """
 
 
@@ -322,17 +339,31 @@ def llm_dashboard(dash):
     assert front() == ["fp32/onnxruntime/1x16"]
 
 
+def other_axes(vision, speech):
+    """A shape's second axis is the task's: the image dashboard's rows and table are batch x pixels,
+    the speech dashboard's batch x seconds, with WER lower-better on its chart."""
+    expect(vision.get_by_test_id("row")).to_have_count(3)
+    expect(vision.locator("th")).to_contain_text(["image px"])
+    assert vision.locator('tr[data-id="fp32/onnxruntime/8x32"]').count() == 1
+    front = sorted(p.get_attribute("data-id") for p in vision.locator('[data-testid="point"][data-pareto="true"]').all())
+    assert front == ["fp32/onnxruntime/8x32", "int8/onnxruntime/8x32"]  # fastest; most accurate
+    expect(speech.locator("th")).to_contain_text(["audio s"])
+    front = sorted(p.get_attribute("data-id") for p in speech.locator('[data-testid="point"][data-pareto="true"]').all())
+    assert front == ["fp32/onnxruntime/1x5", "int8/onnxruntime/1x5"]  # lowest WER; fastest
+
+
 def notebook_7_dark(page):
     expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=60_000)
     cells = page.locator(".jp-Cell")
     expect(cells).to_have_count(2, timeout=60_000)
     page.wait_for_function("document.querySelector('.jp-Notebook') !== null")
     run_cell(page, cells.nth(0))
-    expect(page.get_by_test_id("hfmagic-dashboard")).to_have_count(2, timeout=120_000)
+    expect(page.get_by_test_id("hfmagic-dashboard")).to_have_count(4, timeout=120_000)
     dash = page.get_by_test_id("hfmagic-dashboard").first
     expect(dash.get_by_test_id("row")).to_have_count(3)
     expect(dash.get_by_test_id("x-axis")).to_have_count(0)  # an encoder's chart has one latency
     llm_dashboard(page.get_by_test_id("hfmagic-dashboard").nth(1))
+    other_axes(page.get_by_test_id("hfmagic-dashboard").nth(2), page.get_by_test_id("hfmagic-dashboard").nth(3))
     # int8 is fastest, torch/fp32 tie on accuracy and fp32 is faster: the front is int8 and fp32
     front = dash.locator('[data-testid="point"][data-pareto="true"]')
     expect(front).to_have_count(2)

@@ -164,3 +164,16 @@ def test_a_gguf_file_of_a_hub_repository_loads_from_the_hub_cache(tmp_path):
                         ((str(tmp_path), "--gguf-file", gguf.name), "--gguf-file names one .gguf file")):
         bad = load(*args)
         assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and words in bad.stderr, bad.stderr
+
+
+def test_vision(tmp_path):
+    """The digits ViT (trained once into the shared cache), its variants, images/s and accuracy."""
+    nb = execute("vision.ipynb", tmp_path)
+    text = outputs(nb)
+    assert "ViTForImageClassification" in text and "image-classification" in text
+    for variant in ("fp32", "O2", "int8", "O2-int8"):
+        assert re.search(rf"^{variant}\s.*\sok$", text, re.M), variant  # exported and validated
+    assert "images/s" in text and "image px" in text and "top5" in text
+    assert re.search(r"fastest inside the accuracy gate at batch 8: \S+ on \S+, \d+ images/s, [\d.]+x torch", text)
+    runs = [r for r in RunStore().runs(limit=None) if r["provenance"]["model"]["source"] == "digits-vit"]
+    assert {"export", "benchmark", "evaluate"} <= {r["kind"] for r in runs}

@@ -19,7 +19,8 @@ from hfmagic.tasks.texteval import ClassificationEvaluator
 from tests.tiny import LABELS, make_tiny, make_tokenizer, sentences
 
 FAST = "--threads 1 --warmup 1 --min-runs 3 --min-time 0.02 --no-widget"
-TASK_NAMES = "text-classification, token-classification, question-answering, feature-extraction, text-generation"
+TASK_NAMES = ("text-classification, token-classification, question-answering, feature-extraction, text-generation, "
+              "image-classification, automatic-speech-recognition")
 
 
 def cli(*args, **kw):
@@ -213,10 +214,10 @@ def _unsupported(kind: str, folder: Path) -> Path:
     if kind == "t5":
         model = T.T5ForConditionalGeneration(T.T5Config(vocab_size=len(tok), d_model=32, d_ff=64, d_kv=16,
                                                         num_layers=1, num_heads=2))
-    elif kind == "vit":
-        model, tok = T.ViTForImageClassification(T.ViTConfig(image_size=32, patch_size=8, hidden_size=32,
-                                                             num_hidden_layers=1, num_attention_heads=2,
-                                                             intermediate_size=64)), None
+    elif kind == "wav2vec2":  # audio classification: no task of hfmagic's (speech recognition is CTC)
+        model, tok = T.Wav2Vec2ForSequenceClassification(T.Wav2Vec2Config(
+            hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
+            conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)), None
     else:
         model = T.WhisperForConditionalGeneration(T.WhisperConfig(
             vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
@@ -227,7 +228,7 @@ def _unsupported(kind: str, folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("kind, arch", [("t5", "T5ForConditionalGeneration"),  # a GPT-2 LM is text-generation now
-                                        ("vit", "ViTForImageClassification"),
+                                        ("wav2vec2", "Wav2Vec2ForSequenceClassification"),
                                         ("whisper", "WhisperForConditionalGeneration")])
 def test_a_model_no_task_supports_is_refused_at_load(shell, capsys, tmp_path, kind, arch):
     folder = _unsupported(kind, tmp_path / kind)

@@ -136,3 +136,64 @@ def make_tiny(folder: Path, arch: str = "bert", task: str = "text-classification
     tokenizer.save_pretrained(folder)
     return folder
 
+
+# tiny image classifiers: arch -> (config class, config kwargs, image processor class, its size kwargs);
+# 32 px images, 10 classes (the digits')
+IMAGE_ARCHS = {
+    "vit": ("ViTConfig", dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=64), "ViTImageProcessor", {"size": {"height": 32, "width": 32}}),
+    "convnext": ("ConvNextConfig", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], image_size=32),
+                 "ConvNextImageProcessor", {"size": {"shortest_edge": 32}}),
+    "swin": ("SwinConfig", dict(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=4),
+             "ViTImageProcessor", {"size": {"height": 32, "width": 32}}),
+    "resnet": ("ResNetConfig", dict(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1]),
+               "ConvNextImageProcessor", {"size": {"shortest_edge": 32}}),
+}
+
+
+def make_tiny_image(folder: Path, arch: str = "vit", seed: int = 0) -> Path:
+    """A tiny random ``arch`` image classifier for the digits' 10 classes, with its image processor."""
+    import torch
+    import transformers
+
+    cls_name, kwargs, processor_cls, size = IMAGE_ARCHS[arch]
+    labels = [str(i) for i in range(10)]
+    config = getattr(transformers, cls_name)(num_channels=3, num_labels=10, id2label=dict(enumerate(labels)),
+                                             label2id={n: i for i, n in enumerate(labels)}, **kwargs)
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForImageClassification.from_config(config).eval()
+    folder = Path(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    getattr(transformers, processor_cls)(**size).save_pretrained(folder)
+    return folder
+
+
+# tiny random CTC speech models: arch -> (config class, model class); 2 layers, hidden 32, a 2-layer
+# convolutional feature encoder (one frame per 20 samples), the characters of English as vocabulary
+SPEECH_ARCHS = {"wav2vec2": ("Wav2Vec2Config", "Wav2Vec2ForCTC"), "hubert": ("HubertConfig", "HubertForCTC")}
+
+
+def make_tiny_speech(folder: Path, arch: str = "wav2vec2", seed: int = 0) -> Path:
+    """A tiny random CTC model with its processor (feature extractor at 16 kHz, character vocabulary)."""
+    import json
+
+    import torch
+    import transformers
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = list("abcdefghijklmnopqrstuvwxyz'")
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: i + 5 for i, c in enumerate(chars)}}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = transformers.Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), word_delimiter_token="|")
+    extractor = transformers.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
+                                                      do_normalize=True, return_attention_mask=False)
+    config_cls, model_cls = SPEECH_ARCHS[arch]
+    config = getattr(transformers, config_cls)(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2, pad_token_id=0)
+    torch.manual_seed(seed)
+    getattr(transformers, model_cls)(config).eval().save_pretrained(folder, safe_serialization=True)
+    transformers.Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder

@@ -19,9 +19,14 @@ ARGS = [
     argument("--data",
              help="a DataFrame or Dataset name, a CSV/JSON/JSONL/Parquet file, a hub dataset id, or demo; "
                   "token classification: CoNLL text (token<TAB>tag) or wnut16; question answering: SQuAD "
-                  "JSON or squad-bbc (default: the model's own held-out split, as the demo has)"),
+                  "JSON or squad-bbc; image classification: a folder of class folders (label/x.png), a "
+                  "DataFrame/Dataset with an image column, digits or fashion-mnist (default: the model's own "
+                  "held-out split, as the demos have); speech recognition: a folder of audio files with a "
+                  "transcripts.txt (name<TAB>text), a Dataset with audio and text columns, or librivox"),
     argument("--split", help="dataset split (hub datasets; default test)"),
     argument("--text-column", help="column with the texts (guessed when obvious)"),
+    argument("--image-column", help="image classification: column with the images (guessed when obvious)"),
+    argument("--audio-column", help="speech recognition: column with the audio (guessed when obvious)"),
     argument("--label-column", help="column with the labels (guessed when obvious)"),
     argument("--label-map", nargs="+", metavar="MAP",
              help="how the data's labels map to the model's: a dict variable, a dict literal "
@@ -54,7 +59,8 @@ def run(args, ctx):
         data = args.data
     result = evaluate(
         ctx.targets(args.target), data=data, split=args.split,
-        text_column=args.text_column, label_column=args.label_column, label_map=_label_map(args.label_map, ctx),
+        text_column=args.text_column, image_column=args.image_column, audio_column=args.audio_column,
+        label_column=args.label_column, label_map=_label_map(args.label_map, ctx),
         metrics=csv_list(args.metrics, what="metric"), variants=csv_list(args.variants, what="variant"),
         limit=args.limit, batch_size=args.batch_size, reference=args.reference, chat_template=args.chat_template,
         max_tokens=args.max_tokens,

@@ -80,4 +80,4 @@ def infer_task(config: dict, where: str = "this model") -> str:
                            f"{', '.join(_REGISTRY)} (pass --task one of them if it is one)")
 
 
-from hfmagic.tasks import generation, text  # noqa: E402,F401  (registers the built-in tasks)
+from hfmagic.tasks import generation, text, vision, speech  # noqa: E402,F401,I001  (registers them, in this order)

@@ -8,9 +8,9 @@ branching on its name:
   folder needs beside its weights (``check_folder``), whether it predicts named classes
   (``LABELLED``);
 - which saved models it takes: ``matches(config)`` (by architecture, then modality);
-- the limit of a shape's sequence axis (``position_limit``); a shape is batch x seq for every task
-  so far (a decoder adds new tokens), and the plan, worker and rows still hold those two axes
-  themselves (task-declared axes come with images and audio);
+- the axes of a shape: batch x the task's ``SIZE_AXIS`` (text: tokens per sequence; images: pixels
+  per side), what %benchmark sweeps by default (``default_sizes``) and which sizes a model takes
+  (``check_sizes``); rows carry the axis under its own key (``seq_len``, ``image_size``);
 - its inputs: which inputs the model takes (``model_inputs``, reconciled with the tokenizer and the
   model's forward), synthetic inputs of exactly a shape with the right dtypes
   (``synthetic_inputs``), real examples encoded to a shape (``encode``);
@@ -24,10 +24,41 @@ Nothing here imports a heavy library at module level.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from hfmagic.errors import ModelSourceError
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A shape's second axis (the first is always the batch): the key rows carry it under, the
+    table's label for it, %benchmark's argument and flag for it, and its noun in messages."""
+
+    key: str      # the rows' key: seq_len, image_size
+    label: str    # the table's column title
+    argument: str  # benchmark()'s keyword argument (a list of values)
+    flag: str     # %benchmark's flag
+    noun: str     # "sequence length"
+    short: str    # "seq": a size in messages ("batch 8 x seq 128")
+    unit: str = ""  # shown after a value ("px")
+
+    def shape(self, batch: int, size) -> str:
+        return f"{batch}x{size}{self.unit}"
+
+    def describe(self, size) -> str:
+        return f"{self.short} {size}{self.unit}"
+
+    def compact(self, batch: int, size) -> str:
+        """The run store's label: ``b8 s128`` (tokens), ``b8 224px`` (pixels)."""
+        return f"b{batch} {'' if self.unit else self.short[0]}{size}{self.unit}"
+
+
+TEXT_AXIS = Axis("seq_len", "seq", "seq_lens", "--seq-lens", "sequence length", "seq")
+IMAGE_AXIS = Axis("image_size", "image px", "image_sizes", "--image-sizes", "image size", "image", "px")
+AUDIO_AXIS = Axis("audio_seconds", "audio s", "audio_seconds", "--audio-seconds", "audio length", "audio", "s")
+AXES = (TEXT_AXIS, IMAGE_AXIS, AUDIO_AXIS)  # every second axis a row may carry (results.shape_of reads them)
 
 
 class Task:
@@ -76,10 +107,52 @@ class Task:
         return {int(k): v for k, v in (config.get("id2label") or {}).items()}
 
     # -- shapes ------------------------------------------------------------------------------
+    SIZE_AXIS: ClassVar[Axis] = TEXT_AXIS
+    EXAMPLES: ClassVar[str] = "texts"  # what its examples are called in messages and notes
+
     def position_limit(self, model) -> int | None:
         return None
 
+    def default_sizes(self, model) -> list[int]:
+        """What %benchmark sweeps on the size axis when not told."""
+        from hfmagic.config import settings
+
+        return list(settings().seq_lens)
+
+    def check_sizes(self, model, sizes: list[int], new_tokens: int = 0) -> None:
+        """Refuse (one line) sizes the model cannot take (text: beyond its positions, a prompt with
+        its new tokens included)."""
+        from hfmagic.benchplan import check_positions
+
+        check_positions(model, sizes, new_tokens)
+
+    def shape(self, model, batch: int, size: int) -> dict:
+        """What ``synthetic_inputs`` is given: the batch, the size under the axis's key (and what else
+        the task needs to make inputs of it)."""
+        return {"batch_size": batch, self.SIZE_AXIS.key: size}
+
+    def memory_tokens(self, model, size: int) -> int:
+        """The sequence length a shape of ``size`` amounts to in the memory estimate (tokens)."""
+        return size
+
+    def throughput(self, samples_per_s: float, size: int) -> dict:
+        """What the row's throughput figures are beyond samples/s (text: tokens/s)."""
+        return {"tokens_per_s": samples_per_s * size}
+
+    ROW_KEYS: ClassVar[tuple[str, ...]] = ()  # the row figures this task adds (None on other tasks' rows)
+
+    def benchmark_columns(self, columns: list) -> list:
+        """The benchmark table's columns for this task (the shared ones, the size axis named)."""
+        from hfmagic.results import Column
+
+        axis = self.SIZE_AXIS
+        return [Column(axis.key, axis.label, "d", "right") if c.key == "seq_len" else c for c in columns]
+
     # -- inputs ------------------------------------------------------------------------------
+    def preprocessor(self, model):
+        """The object that makes the model's inputs from examples (text: its tokenizer)."""
+        return model.tokenizer()
+
     def model_inputs(self, model, forward=None) -> list[str]:
         raise NotImplementedError
 
@@ -114,7 +187,12 @@ class Task:
         return {}
 
     # -- export --------------------------------------------------------------------------------
-    def default_levels(self) -> tuple[str, ...]:
+    def quant_operators(self, model) -> tuple[str, ...] | None:
+        """The operators dynamic int8 quantizes for ``model`` (None: optimum's default for the ISA)."""
+        return self.QUANT_OPERATORS
+
+    def default_levels(self, model=None) -> tuple[str, ...]:
+        """What export_onnx builds when not told (``model``: the one exported, when it matters)."""
         return self.DEFAULT_LEVELS
 
     def variant_names(self) -> tuple[str, ...]:
@@ -123,17 +201,46 @@ class Task:
 
         return VARIANT_NAMES
 
-    def default_variants(self) -> list[str]:
-        """What %benchmark measures of a model when --variants is not given."""
-        from hfmagic.export import DEFAULT_LEVELS
-
-        return ["torch", *DEFAULT_LEVELS, "int8", *(f"{lv}-int8" for lv in DEFAULT_LEVELS if lv != "fp32")]
+    def default_variants(self, model=None) -> list[str]:
+        """What %benchmark measures of a model when --variants is not given: torch, the default
+        levels and their dynamic int8 twins."""
+        levels = self.default_levels(model)
+        return ["torch", *levels, "int8", *(f"{lv}-int8" for lv in levels if lv != "fp32")]
 
     def export_steps(self, levels: list[str], quantize: str, static: bool, options: dict) -> list:
         """The variants export_onnx builds (hfmagic.export.Step, in build order)."""
         from hfmagic.export import plan
 
         return plan(levels, quantize, static)
+
+    def validation_examples(self, model, data) -> tuple[list, str]:
+        """The real examples each built variant is compared with PyTorch on, and where they are
+        from: the first of the calibration data, of the model's own held-out split, or built-in ones."""
+        from hfmagic.validation import DEFAULT_TEXTS
+
+        if data is not None:
+            return data.texts[:8], f"the first texts of {data.source}"
+        if model.dataset is not None and "text" in getattr(model.dataset, "columns", ()):
+            return list(model.dataset["text"][:8]), "the model's own held-out texts"
+        return DEFAULT_TEXTS, "hfmagic's sample sentences"
+
+    def read_calibration(self, model, calibration, samples: int, column: str | None):
+        """Static int8's calibration examples (``.source``, ``.fingerprint``, ``len()``)."""
+        from hfmagic.data import load_data
+
+        return load_data(calibration, text_column=column, limit=samples, require_labels=False)
+
+    def calibration_features(self, model, data) -> dict:
+        """The calibration examples as the graph's numpy inputs."""
+        from hfmagic.onnxbuild import tokenize
+
+        return dict(tokenize(model, data.texts, "np"))
+
+    def encode_examples(self, model, examples: list) -> dict:
+        """Real examples as numpy inputs for validation (text: tokenized, padded to the longest)."""
+        from hfmagic.onnxbuild import tokenize
+
+        return dict(tokenize(model, examples, "np"))
 
     def validator(self, model, texts: list[str], source: str):
         """What each built variant is compared with: ``compare(path, device)`` -> figures."""
@@ -150,7 +257,7 @@ class Task:
         from hfmagic.validation import COSINE_FLOOR
 
         floors = ", ".join(f"{v} ({k})" for k, v in COSINE_FLOOR.items())
-        return f"a variant diverges below a worst-text cosine of {floors}"
+        return f"a variant diverges below a worst-{self.EXAMPLES.rstrip('s')} cosine of {floors}"
 
     def divergence(self, variant_name: str, figures: dict) -> str | None:
         """Why a variant's validation figures say it diverged from PyTorch, or None."""
@@ -258,6 +365,10 @@ class Evaluator:
 
     def compare(self, data: EvalData, reference, prediction, variant: str) -> tuple[dict, list[dict]]:
         raise NotImplementedError
+
+    def reference_notes(self, data: EvalData, row: dict) -> list[str]:
+        """What the reference's own figures say about every row (a WER near 100%: an untrained model)."""
+        return []
 
     def align(self, reference, reference_labels: dict, labels: dict):
         """The reference model's prediction in this model's terms (another model may number its

@@ -29,7 +29,7 @@ ROW_KEYS = ("new_tokens", "ttft_p50_ms", "ttft_p90_ms", "tpot_p50_ms", "tpot_p90
             "gen_samples_ms")
 
 
-def benchmark_columns() -> list:
+def generation_columns() -> list:
     """A generation benchmark's table: prefill and decode figures in place of one latency."""
     from hfmagic.results import Column
 
@@ -60,6 +60,10 @@ class TextGeneration(TextTask):
     VARIANTS: ClassVar[tuple[str, ...]] = ("torch", "fp32", "int8", "int4")
     GENAI_VARIANTS: ClassVar[tuple[str, ...]] = ("genai-fp32", "genai-int4")  # onnxruntime-genai's, when installed
     QUANT_OPERATORS: ClassVar[tuple[str, ...]] = ("MatMul",)  # dynamic int8: weights of MatMuls only
+    ROW_KEYS: ClassVar[tuple[str, ...]] = ROW_KEYS
+
+    def benchmark_columns(self, columns: list) -> list:
+        return generation_columns()
 
     def card_lines(self, model) -> list[tuple[str, str]]:
         """Layers, heads, KV heads, context and vocabulary, from the config (no torch import)."""
@@ -107,7 +111,7 @@ class TextGeneration(TextTask):
         return figures(raw, batch, seq)
 
     # -- export and quality --------------------------------------------------------------------
-    def default_levels(self) -> tuple[str, ...]:
+    def default_levels(self, model=None) -> tuple[str, ...]:
         from hfmagic.decoding import genai_installed
 
         return self.DEFAULT_LEVELS + (("genai",) if genai_installed() else ())
@@ -115,7 +119,7 @@ class TextGeneration(TextTask):
     def variant_names(self) -> tuple[str, ...]:
         return self.VARIANTS + ("fp16",) + self.GENAI_VARIANTS
 
-    def default_variants(self) -> list[str]:
+    def default_variants(self, model=None) -> list[str]:
         from hfmagic.decoding import genai_installed
 
         return list(self.VARIANTS) + (list(self.GENAI_VARIANTS) if genai_installed() else [])

@@ -21,7 +21,8 @@ TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "data2vec-text",
                     "xlm_roberta", "data2vec_text"}
 # configs of other modalities that also carry a vocabulary (speech decoders, vision-text models)
-_NOT_TEXT_KEYS = ("num_mel_bins", "image_size", "vision_config", "audio_config", "sampling_rate")
+_NOT_TEXT_KEYS = ("num_mel_bins", "image_size", "vision_config", "audio_config", "sampling_rate", "conv_dim",
+                  "feat_extract_norm", "num_channels")
 
 
 class TextTask(Task):
@@ -81,6 +82,10 @@ class TextTask(Task):
             raise UnsupportedError(f"the model takes {', '.join(unknown)}, which the {self.NAME} task cannot "
                                    f"make up (it makes {', '.join(made)})")
         return {n: made[n]() for n in names}
+
+    def encode_to_shape(self, tokenizer, texts: list[str], size: int) -> dict:
+        """Real texts tokenized to exactly ``size`` tokens (padded and truncated)."""
+        return dict(tokenizer(texts, padding="max_length", truncation=True, max_length=size, return_tensors="np"))
 
     def complete_inputs(self, names: list[str], encoded: dict) -> dict:
         """Tokenizer outputs made into exactly the inputs ``names`` (a graph's, a forward's): what

@@ -1,0 +1,212 @@
+"""Speech recognition with CTC models (wav2vec2, HuBERT, WavLM, Data2Vec-audio style): a transcript per clip.
+
+What differs from the other tasks, all of it here:
+
+- a folder needs its processor (``preprocessor_config.json``: the feature extractor, and the CTC
+  vocabulary ``vocab.json``); the model takes ``input_values`` (float32 waveforms at the feature
+  extractor's sampling rate, batch x samples) and gives ``logits`` per audio frame;
+- a shape is batch x audio seconds (%benchmark's ``--audio-seconds``, default 5); rows add the
+  real-time factor (``rtf``: seconds of compute per second of audio, at p50), milliseconds per
+  second of audio and seconds of audio per second;
+- export is optimum's ``automatic-speech-recognition`` (one graph for CTC models); dynamic int8 of
+  the MatMul weights (the transformer layers; the convolutional feature encoder stays fp32:
+  onnxruntime's ConvInteger runs slower than its fp32 Conv on CPUs);
+- validation on real speech (Debian's pocketsphinx-testdata LibriVox clips) when no data came with
+  the call; evaluation is WER and CER (jiwer) with intervals, agreement of the transcripts.
+
+Whisper-style encoder-decoder models (a variant of several files) are not here yet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from hfmagic.errors import UnsupportedError, UsageProblem
+from hfmagic.tasks import register
+from hfmagic.tasks.base import AUDIO_AXIS, Task, read_json, require_any
+
+VALIDATION_CLIPS = 4
+MAX_SECONDS = 600
+ROW_KEYS = ("audio_s_per_s", "rtf", "ms_per_audio_s")
+
+
+@register
+class SpeechRecognition(Task):
+    NAME = "automatic-speech-recognition"
+    EXPORT_TASK = "automatic-speech-recognition"
+    AUTO_CLASS = "AutoModelForCTC"
+    ARCHITECTURES = ("ForCTC",)
+    MODALITY = "audio"
+    DESCRIPTION = "a transcript per clip (CTC)"
+    DEFAULT_METRICS = ("wer", "cer")
+    CLASSICAL_BASELINE = "no classical speech baseline"
+    SIZE_AXIS = AUDIO_AXIS
+    EXAMPLES = "clips"
+    DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32",)
+    LEVELS: ClassVar[tuple[str, ...]] = ("fp32",)  # ORTOptimizer knows no CTC speech model
+    QUANT_OPERATORS: ClassVar[tuple[str, ...]] = ("MatMul",)
+    ROW_KEYS: ClassVar[tuple[str, ...]] = ROW_KEYS
+
+    # -- which models ------------------------------------------------------------------------
+    @classmethod
+    def fits_modality(cls, config: dict) -> bool:
+        return "conv_dim" in config or "feat_extract_norm" in config
+
+    def check_folder(self, path: Path) -> None:
+        require_any(path, ("preprocessor_config.json",), "feature extractor (no preprocessor_config.json)",
+                    "save the processor beside them: processor.save_pretrained(folder)")
+        require_any(path, ("vocab.json", "tokenizer_config.json"), "CTC vocabulary (no vocab.json)",
+                    "save the processor beside them: processor.save_pretrained(folder)")
+
+    def card_lines(self, model) -> list[tuple[str, str]]:
+        return [("sampling rate", f"{self.rate(model)} Hz"),
+                ("frames", f"one per {self.stride(model)} samples ({1000 * self.stride(model) / self.rate(model):.3g} ms)"),
+                ("vocabulary", f"{model.config.get('vocab_size')} CTC symbols")]
+
+    def rate(self, model) -> int:
+        return int(read_json(Path(model.path) / "preprocessor_config.json").get("sampling_rate") or 16000)
+
+    def stride(self, model) -> int:
+        """Samples per output frame: the product of the feature encoder's convolution strides."""
+        out = 1
+        for s in model.config.get("conv_stride") or (5, 2, 2, 2, 2, 2, 2):
+            out *= int(s)
+        return out
+
+    def frames(self, model, samples: int) -> int:
+        """Output frames of a clip of ``samples`` (each convolution: (length - kernel) // stride + 1)."""
+        length = samples
+        kernels = model.config.get("conv_kernel") or (10, 3, 3, 3, 3, 2, 2)
+        strides = model.config.get("conv_stride") or (5, 2, 2, 2, 2, 2, 2)
+        for k, s in zip(kernels, strides):
+            length = (length - int(k)) // int(s) + 1
+        return max(0, length)
+
+    # -- shapes ------------------------------------------------------------------------------
+    def default_sizes(self, model) -> list[int]:
+        return [5]
+
+    def check_sizes(self, model, sizes: list[int], new_tokens: int = 0) -> None:
+        long = [s for s in sizes if s > MAX_SECONDS]
+        if long:
+            raise UsageProblem(f"{long[0]} s of audio in one run is more than the {MAX_SECONDS} s hfmagic measures; "
+                               "cut long recordings into clips (--audio-seconds 5,30)")
+
+    def shape(self, model, batch: int, size: int) -> dict:
+        return {**super().shape(model, batch, size), "sampling_rate": self.rate(model)}
+
+    def memory_tokens(self, model, size: int) -> int:
+        return max(1, size * self.rate(model) // self.stride(model))
+
+    def throughput(self, samples_per_s: float, size: int) -> dict:
+        return {"audio_s_per_s": samples_per_s * size}
+
+    def row_figures(self, raw: dict, batch: int, seq: int) -> dict:
+        import numpy as np
+
+        p50 = float(np.median(raw["samples_ms"]))
+        audio = batch * seq
+        return {"rtf": p50 / 1000 / audio, "ms_per_audio_s": p50 / audio}
+
+    def benchmark_columns(self, columns: list) -> list:
+        from hfmagic.results import Column
+
+        out = []
+        for c in columns:
+            if c.key == "seq_len":
+                c = Column(self.SIZE_AXIS.key, self.SIZE_AXIS.label, "d", "right")
+            elif c.key == "samples_per_s":
+                out += [Column("rtf", "RTF", ".4f", "right"), Column("ms_per_audio_s", "ms/audio s", ".2f", "right")]
+                c = Column("samples_per_s", "clips/s", ".1f", "right")
+            elif c.key == "tokens_per_s":
+                c = Column("audio_s_per_s", "audio s/s", ".1f", "right")
+            out.append(c)
+        return out
+
+    # -- inputs ------------------------------------------------------------------------------
+    def preprocessor(self, model):
+        """The model's processor (feature extractor and CTC tokenizer), loaded once per handle."""
+        cached = model.__dict__.get("_processor")
+        if cached is None:
+            from transformers import AutoProcessor
+
+            cached = AutoProcessor.from_pretrained(model.path, trust_remote_code=model.trust_remote_code)
+            model.__dict__["_processor"] = cached
+        return cached
+
+    def takes_mask(self, model) -> bool:
+        return bool(read_json(Path(model.path) / "preprocessor_config.json").get("return_attention_mask"))
+
+    def model_inputs(self, model, forward=None) -> list[str]:
+        return ["input_values", "attention_mask"] if self.takes_mask(model) else ["input_values"]
+
+    def synthetic_inputs(self, names: list[str], shape: dict, config: dict) -> dict:
+        """Quiet noise (standard deviation 0.1, float32) of exactly batch x seconds x rate samples."""
+        import numpy as np
+
+        unknown = [n for n in names if n not in ("input_values", "attention_mask")]
+        if unknown:
+            raise UnsupportedError(f"the model takes {', '.join(unknown)}, which the {self.NAME} task cannot "
+                                   "make up (it makes input_values and attention_mask)")
+        batch, seconds = shape["batch_size"], shape[self.SIZE_AXIS.key]
+        samples = seconds * shape["sampling_rate"]
+        rng = np.random.default_rng(batch * 100_003 + seconds)
+        made = {"input_values": (0.1 * rng.standard_normal((batch, samples))).astype(np.float32),
+                "attention_mask": np.ones((batch, samples), dtype=np.int64)}
+        return {n: made[n] for n in names}
+
+    def encode_examples(self, model, clips: list) -> dict:
+        """Waveforms through the model's feature extractor, padded to the longest."""
+        import numpy as np
+
+        out = self.preprocessor(model).feature_extractor(clips, sampling_rate=self.rate(model), padding=True,
+                                                           return_tensors="np")
+        encoded = {"input_values": np.asarray(out["input_values"], dtype=np.float32)}
+        if "attention_mask" in out:
+            encoded["attention_mask"] = np.asarray(out["attention_mask"], dtype=np.int64)
+        return encoded
+
+    def complete_inputs(self, names: list[str], encoded: dict) -> dict:
+        import numpy as np
+
+        values = np.asarray(encoded["input_values"], dtype=np.float32)
+        feed = {"input_values": values}
+        if "attention_mask" in names:
+            feed["attention_mask"] = np.asarray(encoded.get("attention_mask", np.ones(values.shape, np.int64)),
+                                                dtype=np.int64)
+        return {n: feed[n] for n in names}
+
+    # -- export --------------------------------------------------------------------------------
+    def validation_examples(self, model, data) -> tuple[list, str]:
+        """Real speech: the calibration data's first clips, the model's own, or the LibriVox clips."""
+        from hfmagic.audiodata import load_audio
+
+        if data is not None:
+            return data.audio[:VALIDATION_CLIPS], f"the first clips of {data.source}"
+        if model.dataset is not None and hasattr(model.dataset, "audio"):
+            return model.dataset.audio[:VALIDATION_CLIPS], "the model's own held-out clips"
+        clips = load_audio("librivox", self.rate(model), limit=VALIDATION_CLIPS)
+        return clips.audio, "LibriVox clips (pocketsphinx-testdata)"
+
+    def read_calibration(self, model, calibration, samples: int, column: str | None):
+        from hfmagic.audiodata import load_audio
+
+        return load_audio(calibration, self.rate(model), audio_column=column, limit=samples, require_text=False)
+
+    def calibration_features(self, model, data) -> dict:
+        return self.encode_examples(model, data.audio)
+
+    def validator(self, model, examples: list, source: str):
+        from hfmagic.validation import Reference
+
+        return Reference(model, examples, source)
+
+    def decides(self, output: str) -> str | None:
+        return "token" if output == "logits" else None  # a CTC symbol per frame
+
+    # -- evaluation --------------------------------------------------------------------------
+    def evaluator(self):
+        from hfmagic.tasks.speecheval import SpeechRecognitionEvaluator
+
+        return SpeechRecognitionEvaluator(self)
