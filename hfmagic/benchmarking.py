@@ -162,10 +162,6 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
     new_tokens = benchplan.check_new_tokens(models, new_tokens)
     axis, sizes = benchplan.check_sizes(models, {"seq_lens": seq_lens, "image_sizes": image_sizes,
                                                  "audio_seconds": audio_seconds}, new_tokens)
-    if (inputs is not None or inputs_source is not None) and axis.argument != "seq_lens":
-        raise UsageProblem(f"--inputs times real texts end to end; {models[0].name} is {models[0].task}, whose "
-                           f"runs are timed on inputs of exactly each shape (%evaluate's samples/s includes its "
-                           "preprocessing)")
     threads = benchplan.check_number(threads, "threads", 0) or settings().resolved_threads()
     benchplan.check_number(warmup, "warmup", 0)
     benchplan.check_number(min_runs, "min-runs", 1)
@@ -201,7 +197,7 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
         guards[model.name], notes = benchplan.check_memory(model, batch_sizes, sizes[model.name], kinds, backends,
                                                            force)
         memory_notes += [f"{model.name}: {n}" if several else n for n in notes]
-    data = benchplan.load_inputs(inputs, inputs_source)
+    data = benchplan.load_inputs(models[0], inputs, inputs_source)
     requests = [None if isinstance(one, Variants) else benchplan.export_request(model, names, data)
                 for model, one, names, _ in plans]
     # nothing heavy before this line; now build the variants (through the export cache) and plan
@@ -374,7 +370,7 @@ class Sweep:
         """Real texts for the job: --inputs; for a classical baseline, which reads texts end to end,
         its own held-out texts when no --inputs were given."""
         if self.data:
-            return self.data.texts[:MAX_TEXTS]
+            return model.task_plugin.inputs_payload(self.data, MAX_TEXTS)
         if model.framework == "sklearn" and model.dataset is not None:
             return [str(t) for t in list(model.dataset["text"])[:MAX_TEXTS]]
         return None
@@ -485,8 +481,7 @@ class Sweep:
                               "included) on real texts cut to seq words; the transformers' rows time the model "
                               "alone, so compare with their e2e_p50_ms (--inputs DATA) before reading a speed-up")
         if self.data is not None:
-            self.notes.append(f"inputs: {len(self.data.texts)} real texts from {self.data.source}, tokenized "
-                              "(padded/truncated) to each shape; e2e_p50_ms adds the tokenizer to each run")
+            self.notes.append(self.model.task_plugin.inputs_note(self.data))
 
     def _result(self) -> BenchmarkResult:
         rows = []

@@ -172,12 +172,11 @@ def check_baseline(baseline: str | None, kinds: dict[str, str], backends) -> Non
                                f"{name} here; use {name} alone or {name}/BACKEND with a backend that runs it")
 
 
-def load_inputs(inputs, inputs_source):
+def load_inputs(model, inputs, inputs_source):
+    """--inputs: real examples (texts, images, clips) as the model's task reads them, or None."""
     if inputs is None and inputs_source is None:
         return None
-    from hfmagic.data import load_data
-
-    return load_data(inputs if inputs is not None else inputs_source, require_labels=False)
+    return model.task_plugin.read_inputs(model, inputs if inputs is not None else inputs_source)
 
 
 def export_request(model, names: list[str] | None, data) -> dict:

@@ -98,8 +98,8 @@ def _load(job: dict, process_start: float | None, in_worker: bool, spinning: boo
     variant = Variant(spec["name"], model, path=Path(spec["path"]) if spec["path"] else None)
     backend = get_backend(job["backend"])(own_process=in_worker)
     backend.spinning = spinning
-    texts = job.get("texts")
     try:
+        texts = model.task_plugin.inputs_from_payload(job.get("texts"))  # --inputs: texts, images or clips
         start = time.time()
         backend.imports()
         loading = time.time()

@@ -224,6 +224,25 @@ class Task:
             return list(model.dataset["text"][:8]), "the model's own held-out texts"
         return DEFAULT_TEXTS, "hfmagic's sample sentences"
 
+    def read_inputs(self, model, source):
+        """%benchmark --inputs: the real examples each shape is cut from, timed end to end."""
+        from hfmagic.data import load_data
+
+        return load_data(source, require_labels=False)
+
+    def inputs_payload(self, data, limit: int):
+        """What a worker process is sent of ``data`` (JSON): the texts themselves; image and audio
+        tasks write their examples to a file in the cache and send its path."""
+        return data.texts[:limit]
+
+    def inputs_from_payload(self, payload):
+        """A worker's examples from what ``inputs_payload`` sent (None: synthetic inputs only)."""
+        return payload
+
+    def inputs_note(self, data) -> str:
+        return (f"inputs: {len(data)} real texts from {data.source}, tokenized (padded/truncated) to each shape; "
+                "e2e_p50_ms adds the tokenizer to each run")
+
     def read_calibration(self, model, calibration, samples: int, column: str | None):
         """Static int8's calibration examples (``.source``, ``.fingerprint``, ``len()``)."""
         from hfmagic.data import load_data
@@ -299,6 +318,30 @@ def require_any(path: Path, names: tuple[str, ...], what: str, fix: str) -> None
     ``what`` says what is missing (``tokenizer (no tokenizer.json, ...)``), ``fix`` how to mend it."""
     if not any((path / n).exists() for n in names):
         raise ModelSourceError(f"{path} has weights but no {what}; {fix}")
+
+
+def write_examples(arrays: list, sha256: str) -> dict:
+    """Examples that are arrays (images, waveforms) in one .npz file of the cache, named by their
+    data's fingerprint (written once): what a worker process is sent instead of the arrays."""
+    import numpy as np
+
+    from hfmagic.config import settings
+
+    folder = settings().cache_path / "inputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{sha256[:24]}-{len(arrays)}.npz"
+    if not path.exists():
+        partial = path.with_suffix(".part.npz")
+        np.savez(partial, **{str(i): np.asarray(a) for i, a in enumerate(arrays)})
+        partial.replace(path)
+    return {"file": str(path), "count": len(arrays)}
+
+
+def read_examples(payload: dict) -> list:
+    import numpy as np
+
+    with np.load(payload["file"]) as saved:
+        return [saved[str(i)] for i in range(payload["count"])]
 
 
 def inputs_note(names: list[str]) -> str:

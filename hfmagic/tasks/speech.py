@@ -24,7 +24,7 @@ from typing import ClassVar
 
 from hfmagic.errors import UnsupportedError, UsageProblem
 from hfmagic.tasks import register
-from hfmagic.tasks.base import AUDIO_AXIS, Task, read_json, require_any
+from hfmagic.tasks.base import AUDIO_AXIS, Task, read_examples, read_json, require_any, write_examples
 
 VALIDATION_CLIPS = 4
 MAX_SECONDS = 600
@@ -166,6 +166,31 @@ class SpeechRecognition(Task):
         if "attention_mask" in out:
             encoded["attention_mask"] = np.asarray(out["attention_mask"], dtype=np.int64)
         return encoded
+
+    def encode_to_shape(self, processor, clips: list, seconds: int) -> dict:
+        """Real clips cut or padded (silence) to exactly ``seconds``, then the feature extractor."""
+        import numpy as np
+
+        extractor = processor.feature_extractor
+        samples = seconds * int(extractor.sampling_rate)
+        fitted = [np.pad(c[:samples], (0, max(0, samples - len(c)))).astype(np.float32) for c in clips]
+        out = extractor(fitted, sampling_rate=extractor.sampling_rate, return_tensors="np")
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    def read_inputs(self, model, source):
+        from hfmagic.audiodata import load_audio
+
+        return load_audio(source, self.rate(model), require_text=False)
+
+    def inputs_payload(self, data, limit: int):
+        return write_examples(data.audio[:limit], data.fingerprint["sha256"])
+
+    def inputs_from_payload(self, payload):
+        return None if payload is None else read_examples(payload)
+
+    def inputs_note(self, data) -> str:
+        return (f"inputs: {len(data)} real clips from {data.source}, cut or padded to each length and through the "
+                "model's feature extractor; e2e_p50_ms adds the feature extractor to each run")
 
     def complete_inputs(self, names: list[str], encoded: dict) -> dict:
         import numpy as np

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from hfmagic.errors import UnsupportedError, UsageProblem
 from hfmagic.tasks import register
-from hfmagic.tasks.base import IMAGE_AXIS, Task, read_json, require_any
+from hfmagic.tasks.base import IMAGE_AXIS, Task, read_examples, read_json, require_any, write_examples
 
 PROCESSOR_FILES = ("preprocessor_config.json",)
 # position embeddings for one image size (no interpolation in the exported graph)
@@ -181,6 +181,25 @@ class ImageClassification(Task):
         if pixels.ndim == 3:  # a one-channel processor output without its channel axis
             pixels = pixels[:, None]
         return {"pixel_values": pixels}
+
+    def read_inputs(self, model, source):
+        from hfmagic.imagedata import load_images
+
+        return load_images(source, require_labels=False)
+
+    def inputs_payload(self, data, limit: int):
+        import numpy as np
+
+        return write_examples([np.asarray(im) for im in data.images[:limit]], data.fingerprint["sha256"])
+
+    def inputs_from_payload(self, payload):
+        from PIL import Image
+
+        return None if payload is None else [Image.fromarray(a) for a in read_examples(payload)]
+
+    def inputs_note(self, data) -> str:
+        return (f"inputs: {len(data)} real images from {data.source}, resized to each image size and normalised "
+                "by the model's image processor; e2e_p50_ms adds the processor to each run")
 
     def complete_inputs(self, names: list[str], encoded: dict) -> dict:
         import numpy as np
