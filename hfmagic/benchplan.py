@@ -102,19 +102,7 @@ def check_new_tokens(models, new_tokens) -> int | None:
     if len(generates) > 1:
         raise UsageProblem("a benchmark compares text-generation models with each other, and encoders with each "
                            "other: their figures differ (time per token against latency per batch); run two")
-    if not generates.pop():
-        if new_tokens is not None:
-            raise UsageProblem("--new-tokens is for text-generation models; this one is a "
-                               f"{models[0].task} model")
-        return None
-    from hfmagic.tasks.generation import DEFAULT_NEW_TOKENS
-
-    if new_tokens is None:
-        return DEFAULT_NEW_TOKENS
-    if isinstance(new_tokens, bool) or not isinstance(new_tokens, int) or new_tokens < 2:
-        raise UsageProblem(f"--new-tokens must be 2 or more (time per output token is measured after the first), "
-                           f"got {new_tokens!r}")
-    return new_tokens
+    return models[0].task_plugin.new_tokens(new_tokens, models[0])
 
 
 def check_variants(target, variants, model=None) -> list[str] | None:

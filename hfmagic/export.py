@@ -469,6 +469,10 @@ class Builder:
             logging.disable(logging.WARNING)
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
+                own = self.model.task_plugin.build_step(self.model, step, out, source,
+                                                        {"block_size": self.block_size, "int4_method": self.int4_method})
+                if own is not None:  # a step only the task knows (a decoder's int4, fp16, onnxruntime-genai)
+                    return own
                 if step.level == "fp32" and not step.quant:
                     return onnxbuild.export_fp32(self.model, out, self.opset, self.device)
                 if not step.quant:
@@ -476,19 +480,6 @@ class Builder:
                 if step.quant == "dynamic":
                     return onnxbuild.quantize_dynamic(source.folder, source.path.name, out, self.isa,
                                                       self.per_channel, step.name, self.model.task_plugin.quant_operators(self.model))
-                if step.quant == "int4":
-                    from hfmagic.decoding import quantize_int4
-
-                    return quantize_int4(source.folder, source.path.name, out, self.block_size, self.int4_method)
-                if step.quant == "fp16":
-                    from hfmagic.decoding import convert_fp16
-
-                    return convert_fp16(source.folder, source.path.name, out)
-                if step.quant.startswith("genai"):
-                    from hfmagic.decoding import build_genai
-
-                    return build_genai(self.model, out, step.quant.removeprefix("genai-"), self.block_size,
-                                       self.int4_method)
                 features = self.model.task_plugin.calibration_features(self.model, self.data)
                 return onnxbuild.quantize_static(source.folder, out, self.isa, self.per_channel, features)
         finally:
@@ -512,7 +503,7 @@ class Builder:
     def _describe(self, step: Step, key: str, folder: Path, command: str, seconds: float,
                   quantization: str | None) -> dict | str:
         """The entry's record (sizes, graph, validation), or why it cannot be used."""
-        from hfmagic.onnxbuild import graph_stats, onnx_size
+        from hfmagic.onnxbuild import graph_files, graph_stats, onnx_size, variant_sha256
 
         path = folder / step.file
         if not path.is_file():
@@ -531,7 +522,7 @@ class Builder:
         return {"format": FORMAT, "key": key, "name": step.name, "level": step.level, "file": step.file,
                 "quantization": quantization, "size_bytes": onnx_size(path), "nodes": nodes,
                 "fused_nodes": fused, "build_seconds": seconds, "validation": validation,
-                "sha256": file_sha256(path), "cli_command": command,
+                "sha256": variant_sha256(path), "files": [p.name for p in graph_files(path)], "cli_command": command,
                 "runtime": "genai" if step.quant and step.quant.startswith("genai") else None}
 
 

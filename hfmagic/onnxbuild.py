@@ -182,19 +182,36 @@ def copy_folder_files(source: Path, out: Path) -> None:
 
 
 def graph_stats(path: Path) -> tuple[int, int]:
-    """(node count, fused-node count): fused nodes are onnxruntime contrib ops (the com.microsoft
-    domain: Attention, SkipLayerNormalization, BiasGelu, FastGelu, QAttention, ...)."""
+    """(node count, fused-node count) over every graph of the variant (:func:`graph_files`): fused
+    nodes are onnxruntime contrib ops (the com.microsoft domain: Attention, SkipLayerNormalization,
+    BiasGelu, FastGelu, QAttention, ...)."""
     import onnx
 
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return len(graph.node), sum(1 for n in graph.node if n.domain == "com.microsoft")
+    nodes = [n for p in graph_files(path) if p.suffix == ".onnx"
+             for n in onnx.load(str(p), load_external_data=False).graph.node]
+    return len(nodes), sum(1 for n in nodes if n.domain == "com.microsoft")
+
+
+def graph_files(path: Path) -> list[Path]:
+    """The files a variant is: every .onnx graph of its folder (one for an encoder; an
+    encoder-decoder's encoder and decoders are several) and their external-data files
+    (``model.onnx_data``, as torch's exporter names it, or ``model.onnx.data``, as
+    onnxruntime-genai's builder does). ``path`` is the graph a runtime is pointed at."""
+    graphs = sorted(path.parent.glob("*.onnx")) or [path]
+    extra = [q for g in graphs for q in (g.with_name(g.name + "_data"), g.with_name(g.name + ".data")) if q.exists()]
+    return graphs + extra
 
 
 def onnx_size(path: Path) -> int:
-    """Bytes of the .onnx file and its external-data file, if it has one (``model.onnx_data``, as
-    torch's exporter names it, or ``model.onnx.data``, as onnxruntime-genai's builder does)."""
-    extra = (path.with_name(path.name + "_data"), path.with_name(path.name + ".data"))
-    return path.stat().st_size + sum(p.stat().st_size for p in extra if p.exists())
+    """Bytes of every file the variant is (:func:`graph_files`)."""
+    return sum(p.stat().st_size for p in graph_files(path))
+
+
+def variant_sha256(path: Path) -> str:
+    """The variant's hash: its one .onnx file's own, else one hash of each file's name and hash."""
+    from hfmagic.models import weights_sha256
+
+    return weights_sha256(graph_files(path))
 
 
 def check_exportable(model) -> None:

@@ -431,3 +431,32 @@ def test_exports_still_work_once_optimum_intel_is_loaded(tiny_bert):
     from hfmagic.onnxbuild import check_exportable
 
     check_exportable(load_model(tiny_bert))
+
+
+def test_a_variant_of_several_graphs_is_sized_and_hashed_over_all_of_them(tmp_path):
+    """An encoder-decoder's variant is several .onnx files (and external data): its size, node count
+    and hash cover every one, while a one-file variant keeps its file's own hash."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from hfmagic.models import file_sha256
+    from hfmagic.onnxbuild import graph_files, graph_stats, onnx_size, variant_sha256
+
+    def graph(name, ops):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+        nodes = [helper.make_node("Identity", ["x" if i == 0 else f"y{i - 1}"], [f"y{i}"]) for i in range(ops)]
+        y = helper.make_tensor_value_info(f"y{ops - 1}", TensorProto.FLOAT, [1])
+        onnx.save(helper.make_model(helper.make_graph(nodes, name, [x], [y])), tmp_path / f"{name}.onnx")
+        return tmp_path / f"{name}.onnx"
+
+    encoder = graph("encoder_model", 2)
+    assert graph_files(encoder) == [encoder] and variant_sha256(encoder) == file_sha256(encoder)
+    decoder = graph("decoder_model", 3)
+    (tmp_path / "decoder_model.onnx_data").write_bytes(b"\0" * 1000)
+    files = graph_files(encoder)
+    assert [p.name for p in files] == ["decoder_model.onnx", "encoder_model.onnx", "decoder_model.onnx_data"]
+    assert onnx_size(encoder) == encoder.stat().st_size + decoder.stat().st_size + 1000
+    assert graph_stats(encoder) == (5, 0)
+    before = variant_sha256(encoder)
+    (tmp_path / "decoder_model.onnx_data").write_bytes(b"\1" * 1000)  # a change in any file changes the hash
+    assert variant_sha256(encoder) != before

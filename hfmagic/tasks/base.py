@@ -126,6 +126,14 @@ class Task:
 
         check_positions(model, sizes, new_tokens)
 
+    def new_tokens(self, asked, model) -> int | None:
+        """Tokens generated per measured run (tasks that generate); others refuse --new-tokens."""
+        if asked is not None:
+            from hfmagic.errors import UsageProblem
+
+            raise UsageProblem(f"--new-tokens is for text-generation models; this one is a {model.task} model")
+        return None
+
     def shape(self, model, batch: int, size: int) -> dict:
         """What ``synthetic_inputs`` is given: the batch, the size under the axis's key (and what else
         the task needs to make inputs of it)."""
@@ -212,6 +220,11 @@ class Task:
         from hfmagic.export import plan
 
         return plan(levels, quantize, static)
+
+    def build_step(self, model, step, out, source, options: dict) -> str | None:
+        """Build a step only this task knows into ``out`` and return its command line; None for the
+        shared steps (fp32 export, ORTOptimizer levels, dynamic and static int8)."""
+        return None
 
     def validation_examples(self, model, data) -> tuple[list, str]:
         """The real examples each built variant is compared with PyTorch on, and where they are

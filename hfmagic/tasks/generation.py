@@ -124,6 +124,34 @@ class TextGeneration(TextTask):
 
         return list(self.VARIANTS) + (list(self.GENAI_VARIANTS) if genai_installed() else [])
 
+    def new_tokens(self, asked, model) -> int | None:
+        """64 by default; at least 2 (time per output token is measured after the first)."""
+        from hfmagic.errors import UsageProblem
+
+        if asked is None:
+            return DEFAULT_NEW_TOKENS
+        if isinstance(asked, bool) or not isinstance(asked, int) or asked < 2:
+            raise UsageProblem(f"--new-tokens must be 2 or more (time per output token is measured after the first), "
+                               f"got {asked!r}")
+        return asked
+
+    def build_step(self, model, step, out, source, options: dict) -> str | None:
+        """int4 (MatMulNBits), fp16 (onnxruntime's float16 converter) and onnxruntime-genai's builds."""
+        if step.quant == "int4":
+            from hfmagic.decoding import quantize_int4
+
+            return quantize_int4(source.folder, source.path.name, out, options["block_size"], options["int4_method"])
+        if step.quant == "fp16":
+            from hfmagic.decoding import convert_fp16
+
+            return convert_fp16(source.folder, source.path.name, out)
+        if step.quant and step.quant.startswith("genai"):
+            from hfmagic.decoding import build_genai
+
+            return build_genai(model, out, step.quant.removeprefix("genai-"), options["block_size"],
+                               options["int4_method"])
+        return None
+
     def export_steps(self, levels: list[str], quantize: str, static: bool, options: dict) -> list:
         from hfmagic.decoding import export_steps
 
