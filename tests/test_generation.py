@@ -130,6 +130,8 @@ def test_torch_compile_compiles_the_decoders_forward_and_generates_torchs_tokens
         backend.close()
     assert config.cache_implementation == "static"
     assert hasattr(backend.model.forward, "_torchdynamo_orig_callable") or "compile" in repr(backend.model.forward)
+    eager = llama_variants.model.torch_model()  # the handle's model is not the compiled one: still eager
+    assert "forward" not in vars(eager) and backend.model is not eager
     assert tokens["torch-compile"] == tokens["torch"]
     compiled = seconds[1:]
     assert compiled[0] > 10 * compiled[-1], seconds  # the first run compiled; the last ran compiled code

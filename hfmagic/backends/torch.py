@@ -67,6 +67,11 @@ class TorchCompile(Torch):
     def load(self, variant, threads: int) -> None:
         super().load(variant, threads)
         if variant.model.task_plugin.GENERATES:  # generate() calls the model's forward: that is what gets compiled
+            import copy
+
+            # on a shallow copy (the same weights): the handle's own model stays eager for what runs
+            # after this in the same process (--inline, %evaluate), which would otherwise recompile per shape
+            self.model = copy.copy(self.model)
             self.model.forward = self._torch.compile(self.model.forward)
         else:
             self.model = self._torch.compile(self.model)
