@@ -417,7 +417,7 @@ class Sweep:
             return row
         row.update(stats.summarize(raw["samples_ms"], batch), samples_ms=raw["samples_ms"])
         row.update(task.throughput(row["samples_per_s"], seq))
-        if task.GENERATES:
+        if self.params.get("new_tokens") is not None:  # a generation's, a transcription's
             raw = {**raw, "new_tokens": self.params.get("new_tokens")}
         row.update(task.row_figures(raw, batch, seq))
         if raw.get("e2e_samples_ms"):

@@ -469,8 +469,9 @@ class Builder:
             logging.disable(logging.WARNING)
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
-                own = self.model.task_plugin.build_step(self.model, step, out, source,
-                                                        {"block_size": self.block_size, "int4_method": self.int4_method})
+                own = self.model.task_plugin.build_step(self.model, step, out, source, {
+                    "block_size": self.block_size, "int4_method": self.int4_method, "isa": self.isa,
+                    "per_channel": self.per_channel, "opset": self.opset, "device": self.device})
                 if own is not None:  # a step only the task knows (a decoder's int4, fp16, onnxruntime-genai)
                     return own
                 if step.level == "fp32" and not step.quant:
@@ -505,9 +506,10 @@ class Builder:
         """The entry's record (sizes, graph, validation), or why it cannot be used."""
         from hfmagic.onnxbuild import graph_files, graph_stats, onnx_size, variant_sha256
 
-        path = folder / step.file
+        file = self.model.task_plugin.step_file(step, self.model)
+        path = folder / file
         if not path.is_file():
-            return f"build failed: the step wrote no {step.file}"
+            return f"build failed: the step wrote no {file}"
         if self.reference is None:
             task = self.model.task_plugin
             examples, source = task.validation_examples(self.model, self.data)
@@ -519,7 +521,7 @@ class Builder:
         nodes, fused = graph_stats(path)
         if problem := self.model.task_plugin.check_built(step.quant, path):
             return problem
-        return {"format": FORMAT, "key": key, "name": step.name, "level": step.level, "file": step.file,
+        return {"format": FORMAT, "key": key, "name": step.name, "level": step.level, "file": file,
                 "quantization": quantization, "size_bytes": onnx_size(path), "nodes": nodes,
                 "fused_nodes": fused, "build_seconds": seconds, "validation": validation,
                 "sha256": variant_sha256(path), "files": [p.name for p in graph_files(path)], "cli_command": command,

@@ -162,7 +162,7 @@ class ModelHandle:
         if self._torch_model is None:
             import transformers
 
-            auto = getattr(transformers, self.task_plugin.AUTO_CLASS)
+            auto = getattr(transformers, self.task_plugin.auto_class(self))
             self._torch_model = auto.from_pretrained(
                 self.path, trust_remote_code=self.trust_remote_code,
                 use_safetensors=self.weights_file.suffix == ".safetensors",

@@ -72,7 +72,7 @@ def export_fp32(model, out: Path, opset: int | None, device: str) -> str:
     """``optimum.exporters.onnx.main_export`` of the model's folder into ``out``."""
     from optimum.exporters.onnx import main_export
 
-    task = model.task_plugin.export_task()
+    task = model.task_plugin.exporter_task(model)
     main_export(str(model.path), output=out, task=task, opset=opset, device=device,
                 library_name="transformers", trust_remote_code=model.trust_remote_code,
                 do_validation=False)  # hfmagic validates every variant itself, against PyTorch
@@ -224,7 +224,7 @@ def check_exportable(model) -> None:
     model_type = model.model_type.replace("_", "-")
     # read the table directly: TasksManager.get_supported_model_type_for_task raises KeyError('onnx')
     # once optimum-intel has registered model types that only its OpenVINO exporter takes
-    task = model.task_plugin.export_task()
+    task = model.task_plugin.exporter_task(model)
     supported = [t for t, exporters in TasksManager._SUPPORTED_MODEL_TYPE.items() if task in exporters.get("onnx", {})]
     if model_type in supported or model.model_type in supported:
         return
@@ -245,7 +245,7 @@ def default_opset(model) -> int | None:
 
     try:
         constructor = TasksManager.get_exporter_config_constructor(
-            "onnx", task=model.task_plugin.export_task(), model_type=model.model_type.replace("_", "-"),
+            "onnx", task=model.task_plugin.exporter_task(model), model_type=model.model_type.replace("_", "-"),
             library_name="transformers")
         return constructor.func.DEFAULT_ONNX_OPSET
     except (KeyError, ValueError, AttributeError):

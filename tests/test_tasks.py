@@ -218,18 +218,17 @@ def _unsupported(kind: str, folder: Path) -> Path:
         model, tok = T.Wav2Vec2ForSequenceClassification(T.Wav2Vec2Config(
             hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
             conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)), None
-    else:
-        model = T.WhisperForConditionalGeneration(T.WhisperConfig(
+    else:  # a speech encoder-decoder that is not Whisper-style (Whisper is speech recognition now)
+        model = T.Speech2TextForConditionalGeneration(T.Speech2TextConfig(
             vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=16,
-            max_source_positions=32, max_target_positions=32, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-            decoder_start_token_id=1))
+            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_source_positions=64,
+            max_target_positions=32, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1))
     return save(model, tok, folder)
 
 
 @pytest.mark.parametrize("kind, arch", [("t5", "T5ForConditionalGeneration"),  # a GPT-2 LM is text-generation now
                                         ("wav2vec2", "Wav2Vec2ForSequenceClassification"),
-                                        ("whisper", "WhisperForConditionalGeneration")])
+                                        ("speech2text", "Speech2TextForConditionalGeneration")])
 def test_a_model_no_task_supports_is_refused_at_load(shell, capsys, tmp_path, kind, arch):
     folder = _unsupported(kind, tmp_path / kind)
     shell.user_ns["unsupported_folder"] = str(folder)

@@ -197,3 +197,39 @@ def make_tiny_speech(folder: Path, arch: str = "wav2vec2", seed: int = 0) -> Pat
     getattr(transformers, model_cls)(config).eval().save_pretrained(folder, safe_serialization=True)
     transformers.Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
+
+
+def make_tiny_whisper(folder: Path, seed: int = 0) -> Path:
+    """A tiny random Whisper (1 encoder and 1 decoder layer, hidden 32, 80 mel bins) with its
+    processor: the feature extractor and a byte-level tokenizer (Whisper's special tokens and the
+    256 byte symbols, no merges: the same in every process)."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    special = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
+    symbols = special + sorted(pre_tokenizers.ByteLevel.alphabet())
+    bpe = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(symbols)}, merges=[]))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.add_special_tokens(special)
+    tokenizer = transformers.WhisperTokenizerFast(tokenizer_object=bpe, unk_token="<|endoftext|>",
+                                                  bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                                  pad_token="<|endoftext|>")
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in special}
+    config = transformers.WhisperConfig(
+        vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80, max_target_positions=64,
+        pad_token_id=ids["<|endoftext|>"], bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|endoftext|>"],
+        decoder_start_token_id=ids["<|startoftranscript|>"])
+    torch.manual_seed(seed)
+    model = transformers.WhisperForConditionalGeneration(config).eval()
+    model.generation_config = transformers.GenerationConfig(
+        decoder_start_token_id=ids["<|startoftranscript|>"], eos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"], max_length=64)
+    model.save_pretrained(folder, safe_serialization=True)
+    transformers.WhisperProcessor(feature_extractor=transformers.WhisperFeatureExtractor(feature_size=80),
+                                  tokenizer=tokenizer).save_pretrained(folder)
+    return folder

@@ -38,11 +38,9 @@ class OnnxRuntime(Backend):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if not self.spinning:  # an idle worker's threads would otherwise spin on the next one's cores
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if variant.model.task_plugin.GENERATES:  # a decoder with its KV cache: optimum's generate() loop
-            from hfmagic.decoding import ort_generator
-
-            self._generator = ort_generator(variant.folder, variant.path.name, options, self.PROVIDERS)
-            self.session = self._generator.session
+        made = variant.model.task_plugin.ort_generator(variant, options, self.PROVIDERS)
+        if made is not None:  # a decoder with its KV cache (an LLM's, a Whisper's): optimum's generate() loop
+            self._generator, self.session = made
         else:
             self.session = ort.InferenceSession(str(variant.path), options, providers=self.PROVIDERS)
         used = self.session.get_providers()

@@ -46,6 +46,13 @@ class OpenVINO(Backend):
 
         config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": PRECISION_HINT,
                   "PERFORMANCE_HINT": "LATENCY"}
+        from hfmagic.onnxbuild import graph_files
+
+        if len([p for p in graph_files(variant.path) if p.suffix == ".onnx"]) > 1:
+            from hfmagic.errors import UnsupportedError
+
+            raise UnsupportedError(f"the openvino backend runs one-graph models and decoder LLMs; {variant.model.name}'s "
+                                   "variants are several graphs (an encoder and its decoders): use onnxruntime")
         if variant.model.task_plugin.GENERATES:
             self._generator = causal_lm(variant, config)
             self.compiled = self._generator.request.get_compiled_model()

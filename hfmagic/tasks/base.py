@@ -84,6 +84,14 @@ class Task:
     def export_task(cls) -> str:
         return cls.EXPORT_TASK or cls.NAME
 
+    def auto_class(self, model) -> str:
+        """transformers' Auto class that loads ``model`` (a task may take several families)."""
+        return self.AUTO_CLASS
+
+    def exporter_task(self, model) -> str:
+        """optimum's task name for ``model``'s export."""
+        return self.export_task()
+
     @classmethod
     def matches(cls, config: dict) -> bool:
         """Whether a saved config's architecture is one this task loads."""
@@ -220,6 +228,16 @@ class Task:
         from hfmagic.export import plan
 
         return plan(levels, quantize, static)
+
+    def step_file(self, step, model) -> str:
+        """The graph a built step's runtime is pointed at (its folder may hold more: graph_files)."""
+        return step.file
+
+    def ort_generator(self, variant, options, providers):
+        """What onnxruntime runs ``generate()`` on for this variant (a decoder's ORTModelForCausalLM,
+        a Whisper's ORTModelForSpeechSeq2Seq), with the session its providers are read from; None
+        for a model measured one forward pass at a time."""
+        return None
 
     def build_step(self, model, step, out, source, options: dict) -> str | None:
         """Build a step only this task knows into ``out`` and return its command line; None for the

@@ -135,6 +135,12 @@ class TextGeneration(TextTask):
                                f"got {asked!r}")
         return asked
 
+    def ort_generator(self, variant, options, providers):
+        from hfmagic.decoding import ort_generator
+
+        generator = ort_generator(variant.folder, variant.path.name, options, providers)
+        return generator, generator.session
+
     def build_step(self, model, step, out, source, options: dict) -> str | None:
         """int4 (MatMulNBits), fp16 (onnxruntime's float16 converter) and onnxruntime-genai's builds."""
         if step.quant == "int4":

@@ -1,4 +1,5 @@
-"""Speech recognition with CTC models (wav2vec2, HuBERT, WavLM, Data2Vec-audio style): a transcript per clip.
+"""Speech recognition: CTC models (wav2vec2, HuBERT, WavLM, Data2Vec-audio style) and Whisper-style
+encoder-decoders (:mod:`hfmagic.tasks.seq2seq_speech`): a transcript per clip.
 
 What differs from the other tasks, all of it here:
 
@@ -14,7 +15,10 @@ What differs from the other tasks, all of it here:
 - validation on real speech (Debian's pocketsphinx-testdata LibriVox clips) when no data came with
   the call; evaluation is WER and CER (jiwer) with intervals, agreement of the transcripts.
 
-Whisper-style encoder-decoder models (a variant of several files) are not here yet.
+A Whisper-style model (its config has ``num_mel_bins``) differs in its inputs (``input_features``:
+log-mel frames, every clip padded to 30 s), its variants (three graphs each), its measurement (a
+greedy transcription of ``--new-tokens`` tokens: first token, time per token, the RTF of the whole)
+and its decoding (generate); the rest is shared.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from typing import ClassVar
 
 from hfmagic.errors import UnsupportedError, UsageProblem
 from hfmagic.tasks import register
+from hfmagic.tasks import seq2seq_speech as s2s
 from hfmagic.tasks.base import AUDIO_AXIS, Task, read_examples, read_json, require_any, write_examples
 
 VALIDATION_CLIPS = 4
 MAX_SECONDS = 600
-ROW_KEYS = ("audio_s_per_s", "rtf", "ms_per_audio_s")
+ROW_KEYS = ("audio_s_per_s", "rtf", "ms_per_audio_s", "first_token_p50_ms", "decode_ms_per_token")
+DEFAULT_NEW_TOKENS = 16  # a Whisper transcription's tokens per measured run
 
 
 @register
@@ -51,15 +57,36 @@ class SpeechRecognition(Task):
     # -- which models ------------------------------------------------------------------------
     @classmethod
     def fits_modality(cls, config: dict) -> bool:
-        return "conv_dim" in config or "feat_extract_norm" in config
+        return "conv_dim" in config or "feat_extract_norm" in config or s2s.is_seq2seq(config)
+
+    @classmethod
+    def matches(cls, config: dict) -> bool:
+        """CTC models, and speech encoder-decoders (``WhisperForConditionalGeneration``)."""
+        archs = config.get("architectures") or []
+        whisper = s2s.is_seq2seq(config) and any(a.endswith("ForConditionalGeneration") for a in archs)
+        return whisper or super().matches(config)
+
+    def seq2seq(self, model) -> bool:
+        return s2s.is_seq2seq(model.config)
+
+    def auto_class(self, model) -> str:
+        return "AutoModelForSpeechSeq2Seq" if self.seq2seq(model) else self.AUTO_CLASS
+
+    def exporter_task(self, model) -> str:
+        return s2s.EXPORT_TASK if self.seq2seq(model) else self.export_task()
 
     def check_folder(self, path: Path) -> None:
         require_any(path, ("preprocessor_config.json",), "feature extractor (no preprocessor_config.json)",
                     "save the processor beside them: processor.save_pretrained(folder)")
-        require_any(path, ("vocab.json", "tokenizer_config.json"), "CTC vocabulary (no vocab.json)",
+        require_any(path, ("vocab.json", "tokenizer_config.json", "tokenizer.json"), "vocabulary (no vocab.json)",
                     "save the processor beside them: processor.save_pretrained(folder)")
 
     def card_lines(self, model) -> list[tuple[str, str]]:
+        if self.seq2seq(model):
+            c = model.config
+            return [("sampling rate", f"{self.rate(model)} Hz"), ("input", f"{c.get('num_mel_bins')} mel bins, "
+                     "every clip padded to 30 s"), ("layers", f"{c.get('encoder_layers')} encoder, "
+                     f"{c.get('decoder_layers')} decoder"), ("vocabulary", f"{c.get('vocab_size'):,} tokens")]
         return [("sampling rate", f"{self.rate(model)} Hz"),
                 ("frames", f"one per {self.stride(model)} samples ({1000 * self.stride(model) / self.rate(model):.3g} ms)"),
                 ("vocabulary", f"{model.config.get('vocab_size')} CTC symbols")]
@@ -93,11 +120,63 @@ class SpeechRecognition(Task):
             raise UsageProblem(f"{long[0]} s of audio in one run is more than the {MAX_SECONDS} s hfmagic measures; "
                                "cut long recordings into clips (--audio-seconds 5,30)")
 
-    def shape(self, model, batch: int, size: int) -> dict:
-        return {**super().shape(model, batch, size), "sampling_rate": self.rate(model)}
-
     def memory_tokens(self, model, size: int) -> int:
+        if self.seq2seq(model):  # 30 s of mel frames, halved by the encoder's second convolution
+            return int(model.config.get("max_source_positions") or 1500)
         return max(1, size * self.rate(model) // self.stride(model))
+
+    def new_tokens(self, asked, model) -> int | None:
+        if not self.seq2seq(model):
+            return super().new_tokens(asked, model)
+        if asked is None:
+            return DEFAULT_NEW_TOKENS
+        if isinstance(asked, bool) or not isinstance(asked, int) or asked < 2:
+            raise UsageProblem(f"--new-tokens must be 2 or more (time per token is measured after the first), "
+                               f"got {asked!r}")
+        if asked > s2s.max_new_tokens(model):
+            raise UsageProblem(f"--new-tokens {asked} is beyond {model.name}'s decoder, which has room for "
+                               f"{s2s.max_new_tokens(model)}; use fewer")
+        return asked
+
+    # -- measuring (Whisper: one greedy transcription per run) ---------------------------------
+    def warmups(self, asked: int) -> int:
+        return asked
+
+    def run_once(self, backend, model, prepared, job: dict) -> None:
+        if self.seq2seq(model):
+            self.timed_runs(backend, model, prepared, 1, 0.0, job)
+        else:
+            backend.run(prepared)
+
+    def timed_runs(self, backend, model, prepared, runs: int, min_time: float, job: dict) -> dict:
+        if not self.seq2seq(model):
+            return super().timed_runs(backend, model, prepared, runs, min_time, job)
+        return s2s.time_transcriptions(backend, model, prepared, job.get("new_tokens") or DEFAULT_NEW_TOKENS, runs,
+                                       min_time)
+
+    def forward_outputs(self, backend, model, feed: dict) -> dict | None:
+        return s2s.transcribe(backend, model, feed) if self.seq2seq(model) else None
+
+    def ort_generator(self, variant, options, providers):
+        if not self.seq2seq(variant.model):
+            return None
+        generator = s2s.ort_generator(variant.folder, options, providers)
+        return generator, s2s.encoder_session(generator)
+
+    def step_file(self, step, model) -> str:
+        if not self.seq2seq(model):
+            return step.file
+        return "encoder_model_quantized.onnx" if step.quant else "encoder_model.onnx"
+
+    def build_step(self, model, step, out, source, options: dict) -> str | None:
+        """Whisper: the export without post-processing (three graphs), int8 of each graph."""
+        if not self.seq2seq(model):
+            return None
+        if step.level == "fp32" and not step.quant:
+            return s2s.export(model, out, options.get("opset"), options.get("device", "cpu"))
+        if step.quant == "dynamic":
+            return s2s.quantize(source.folder, out, options["isa"], options["per_channel"], self.quant_operators(model))
+        raise UnsupportedError(f"{step.name} is not built for {model.model_type} models; use fp32 and int8")
 
     def throughput(self, samples_per_s: float, size: int) -> dict:
         return {"audio_s_per_s": samples_per_s * size}
@@ -107,7 +186,11 @@ class SpeechRecognition(Task):
 
         p50 = float(np.median(raw["samples_ms"]))
         audio = batch * seq
-        return {"rtf": p50 / 1000 / audio, "ms_per_audio_s": p50 / audio}
+        out = {"rtf": p50 / 1000 / audio, "ms_per_audio_s": p50 / audio}
+        if raw.get("decode_samples_ms"):  # a transcription: its first token and each one after it
+            out.update(new_tokens=raw.get("new_tokens"), first_token_p50_ms=float(np.median(raw["first_token_samples_ms"])),
+                       decode_ms_per_token=float(np.median(raw["decode_samples_ms"])))
+        return out
 
     def benchmark_columns(self, columns: list) -> list:
         from hfmagic.results import Column
@@ -121,6 +204,9 @@ class SpeechRecognition(Task):
                 c = Column("samples_per_s", "clips/s", ".1f", "right")
             elif c.key == "tokens_per_s":
                 c = Column("audio_s_per_s", "audio s/s", ".1f", "right")
+            elif c.key == "p90_ms":  # a transcription's own figures (empty for CTC rows: not shown then)
+                out += [Column("first_token_p50_ms", "1st token ms", ".1f", "right"),
+                        Column("decode_ms_per_token", "ms/token", ".2f", "right")]
             out.append(c)
         return out
 
@@ -139,12 +225,25 @@ class SpeechRecognition(Task):
         return bool(read_json(Path(model.path) / "preprocessor_config.json").get("return_attention_mask"))
 
     def model_inputs(self, model, forward=None) -> list[str]:
+        if self.seq2seq(model):
+            return ["input_features"]
         return ["input_values", "attention_mask"] if self.takes_mask(model) else ["input_values"]
 
+    def shape(self, model, batch: int, size: int) -> dict:
+        spec = read_json(Path(model.path) / "preprocessor_config.json")
+        return {**super().shape(model, batch, size), "sampling_rate": self.rate(model),
+                "mel_bins": spec.get("feature_size") or model.config.get("num_mel_bins"),
+                "frames": spec.get("nb_max_frames") or 3000}
+
     def synthetic_inputs(self, names: list[str], shape: dict, config: dict) -> dict:
-        """Quiet noise (standard deviation 0.1, float32) of exactly batch x seconds x rate samples."""
+        """Quiet noise (standard deviation 0.1, float32) of exactly batch x seconds x rate samples; for a
+        Whisper, standard-normal log-mel frames (batch x mel bins x 30 s of frames)."""
         import numpy as np
 
+        if names == ["input_features"]:  # Whisper: log-mel frames of 30 s whatever the audio's length
+            rng = np.random.default_rng(shape["batch_size"])
+            return {"input_features": rng.standard_normal((shape["batch_size"], shape["mel_bins"], shape["frames"]),
+                                                          dtype=np.float32)}
         unknown = [n for n in names if n not in ("input_values", "attention_mask")]
         if unknown:
             raise UnsupportedError(f"the model takes {', '.join(unknown)}, which the {self.NAME} task cannot "
@@ -160,8 +259,11 @@ class SpeechRecognition(Task):
         """Waveforms through the model's feature extractor, padded to the longest."""
         import numpy as np
 
-        out = self.preprocessor(model).feature_extractor(clips, sampling_rate=self.rate(model), padding=True,
-                                                           return_tensors="np")
+        extractor = self.preprocessor(model).feature_extractor
+        if self.seq2seq(model):
+            out = extractor(clips, sampling_rate=self.rate(model), return_tensors="np")
+            return {"input_features": np.asarray(out["input_features"], dtype=np.float32)}
+        out = extractor(clips, sampling_rate=self.rate(model), padding=True, return_tensors="np")
         encoded = {"input_values": np.asarray(out["input_values"], dtype=np.float32)}
         if "attention_mask" in out:
             encoded["attention_mask"] = np.asarray(out["attention_mask"], dtype=np.int64)
@@ -175,7 +277,7 @@ class SpeechRecognition(Task):
         samples = seconds * int(extractor.sampling_rate)
         fitted = [np.pad(c[:samples], (0, max(0, samples - len(c)))).astype(np.float32) for c in clips]
         out = extractor(fitted, sampling_rate=extractor.sampling_rate, return_tensors="np")
-        return {k: np.asarray(v) for k, v in out.items()}
+        return {k: np.asarray(v) for k, v in out.items() if k in ("input_values", "attention_mask", "input_features")}
 
     def read_inputs(self, model, source):
         from hfmagic.audiodata import load_audio
@@ -195,6 +297,8 @@ class SpeechRecognition(Task):
     def complete_inputs(self, names: list[str], encoded: dict) -> dict:
         import numpy as np
 
+        if "input_features" in names:
+            return {"input_features": np.asarray(encoded["input_features"], dtype=np.float32)}
         values = np.asarray(encoded["input_values"], dtype=np.float32)
         feed = {"input_values": values}
         if "attention_mask" in names:
@@ -223,9 +327,17 @@ class SpeechRecognition(Task):
         return self.encode_examples(model, data.audio)
 
     def validator(self, model, examples: list, source: str):
+        if self.seq2seq(model):
+            return s2s.Reference(model, examples, source)
         from hfmagic.validation import Reference
 
         return Reference(model, examples, source)
+
+    def divergence(self, variant_name: str, figures: dict) -> str | None:
+        problem = super().divergence(variant_name, figures)
+        if problem and "greedy_tokens" in figures:  # Whisper: the encoder's output is what the cosine is of
+            problem += f"; greedy tokens matched on {figures.get('argmax_agreement', 0):.0%} of clips"
+        return problem
 
     def decides(self, output: str) -> str | None:
         return "token" if output == "logits" else None  # a CTC symbol per frame

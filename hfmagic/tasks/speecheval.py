@@ -2,7 +2,8 @@
 
 Each clip's transcript is CTC's greedy decoding (the most likely symbol per frame, repeats and
 blanks collapsed by the model's own tokenizer), over the frames the clip itself fills (padding left
-out). WER and CER are jiwer's over the whole set (every clip's substitutions, deletions and
+out); for a Whisper-style model, its greedy generation (up to 64 tokens, to end of text), decoded
+by its tokenizer. WER and CER are jiwer's over the whole set (every clip's substitutions, deletions and
 insertions over every reference word or character); both sides are lower-cased, punctuation other
 than apostrophes removed and spaces collapsed first. Intervals: percentile bootstrap over the clips
 (the same resamples for every variant) of that corpus-level ratio. A flip is a clip whose
@@ -62,12 +63,17 @@ class SpeechRecognitionEvaluator(Evaluator):
                 for i in range(0, len(order), batch_size)]
 
     def outputs(self, named: dict, feed: dict) -> list:
+        if "tokens" in named:  # a Whisper's generated tokens
+            return list(np.asarray(named["tokens"]))
         return list(np.asarray(named["logits"] if "logits" in named else next(iter(named.values()))))
 
     def finish(self, model, data, per_row):
         """Each clip's logits cut to its own frames, and its greedy CTC transcript."""
         audio = data.examples["data"].audio
         tokenizer = self.task.preprocessor(model).tokenizer
+        if self.task.seq2seq(model):
+            return {"logits": None, "text": [tokenizer.decode(row.tolist(), skip_special_tokens=True).strip()
+                                             for row in per_row]}
         logits = [row[:self.task.frames(model, len(a))] for row, a in zip(per_row, audio)]
         texts = [tokenizer.decode(x.argmax(-1).tolist(), skip_special_tokens=True) for x in logits]
         return {"logits": logits, "text": texts}
@@ -97,8 +103,10 @@ class SpeechRecognitionEvaluator(Evaluator):
         clips = data.examples["data"]
         ref, got = [normalise(t) for t in reference["text"]], [normalise(t) for t in prediction["text"]]
         changed = [i for i, (a, b) in enumerate(zip(ref, got)) if a != b]
-        diff = max((float(np.abs(a - b).max()) for a, b in zip(reference["logits"], prediction["logits"]) if a.size),
-                   default=0.0)
+        diff = None  # a Whisper's transcripts come from generate: no logits to compare
+        if reference["logits"] is not None and prediction["logits"] is not None:
+            diff = max((float(np.abs(a - b).max()) for a, b in zip(reference["logits"], prediction["logits"]) if a.size),
+                       default=0.0)
         row = {"agreement": 1 - len(changed) / len(ref), "flip_rate": len(changed) / len(ref), "flips": len(changed),
                "max_logit_diff": diff}
         flips = [{"variant": variant, "row": i, "clip": clips.names[i], "transcript": clips.texts[i],
