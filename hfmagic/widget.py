@@ -46,13 +46,14 @@ COLUMNS = [
     {"key": "image_size", "title": "image px", "fmt": "int"}, {"key": "audio_seconds", "title": "audio s", "fmt": "int"},
     {"key": "p50_ms", "title": "p50 ms", "fmt": 2}, {"key": "p95_ms", "title": "p95 ms", "fmt": 2},
     {"key": "speedup", "title": "speed-up", "fmt": "x"}, {"key": "samples_per_s", "title": "samples/s", "fmt": 1},
+    {"key": "rtf", "title": "RTF", "fmt": 4},  # speech rows: seconds of compute per second of audio
     {"key": "metric", "title": "accuracy", "fmt": 4}, {"key": "change_pct", "title": "vs ref", "fmt": "signed%"},
     {"key": "peak_mem_mb", "title": "peak MB", "fmt": 0}, {"key": "size_mb", "title": "size MB", "fmt": 1},
     {"key": "agreement", "title": "agreement", "fmt": "%"}, {"key": "status", "title": "status"},
 ]
 DATA_COLUMN = {"key": "data_sha", "title": "data"}  # shown when evaluations were of different data
 _BENCH_KEYS = ("model", "model_sha", "variant", "backend", "batch_size", "seq_len", "image_size", "audio_seconds", "status", "p50_ms", "p95_ms", "samples_per_s",
-               "peak_mem_mb", "size_mb", "speedup_measured", "speedup_low", "speedup_high",
+               "peak_mem_mb", "size_mb", "speedup_measured", "speedup_low", "speedup_high", "rtf",
                "new_tokens", "ttft_p50_ms", "tpot_p50_ms")  # a generation's: p50_ms is its TPOT
 _EVAL_KEYS = ("metric", "metric_low", "metric_high", "pct_of_reference", "change_pct", "gate", "agreement",
               "eval_status", "data_sha")

@@ -55,6 +55,15 @@ def test_image_architectures_export_validate_and_quantize(tiny_image, tmp_path, 
     assert fp32["inputs_from"] == "scikit-learn's handwritten digits"
     assert variants["int8"].validation["cosine"] > 0.99
     assert any("validated on 8 images" in n for n in variants.notes)
+    from hfmagic.imagedata import digits
+
+    some = digits()
+    scored = evaluate(variants, data=(np.array([np.asarray(im) for im in some.images[:40]]), some.labels[:40]),
+                      progress=False)
+    assert [r["status"] for r in scored.rows] == ["ok"] * len(variants) and scored.rows[1]["agreement"] == 1.0
+    timed = benchmark(variants, variants=["torch", "fp32"], batch_sizes=[2], inline=True, warmup=0, min_runs=2,
+                      min_time=0.01, progress=False)
+    assert [(r["variant"], r["image_size"], r["status"]) for r in timed.rows] == [("torch", 32, "ok"), ("fp32", 32, "ok")]
 
 
 def test_shell_loop_on_an_image_folder_with_figures_equal_to_scikit_learns(shell, tiny_image, digit_folder):
