@@ -187,3 +187,14 @@ def test_whisper_is_timed_per_transcription_and_scored_by_its_transcripts(whispe
     assert len(texts) == 5 and evaluation.rows[1]["agreement"] == 1.0 and evaluation.rows[1]["max_logit_diff"] is None
     assert evaluation.rows[0]["wer"] == pytest.approx(
         jiwer.wer([normalise(r) for r in refs], [normalise(t) or "" for t in texts]))
+
+
+def test_audio_longer_than_whispers_window_is_refused_not_cut(whisper_variants, tmp_path):
+    import soundfile
+
+    from hfmagic.errors import DataError
+
+    soundfile.write(tmp_path / "long.wav", np.zeros(16000 * 31, dtype="float32"), 16000)
+    (tmp_path / "transcripts.txt").write_text("long\tsome words\n")
+    with pytest.raises(DataError, match=r"long.wav is 31.0 s long; tw transcribes one 30 s window"):
+        evaluate(whisper_variants, data=tmp_path, variants=["torch"], progress=False)

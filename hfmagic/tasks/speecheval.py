@@ -22,6 +22,15 @@ from hfmagic.tasks.base import EvalData, Evaluator
 UNTRAINED_WER = 0.9  # a reference at or above this WER does not transcribe the audio
 
 
+def s2s_window(model) -> float | None:
+    """Seconds of audio one run of a Whisper-style model takes (its feature extractor's chunk); None for CTC."""
+    if not model.task_plugin.seq2seq(model):
+        return None
+    from hfmagic.tasks.base import read_json
+
+    return float(read_json(model.path / "preprocessor_config.json").get("chunk_length") or 30)
+
+
 def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
 
@@ -53,6 +62,12 @@ class SpeechRecognitionEvaluator(Evaluator):
         empty = [n for n, t in zip(clips.names, clips.texts) if not normalise(t)]
         if empty:
             raise DataError(f"{empty[0]} has an empty transcript; WER needs words to compare with (remove the clip)")
+        window = s2s_window(model)
+        long = [(n, len(a) / clips.rate) for n, a in zip(clips.names, clips.audio) if window and len(a) / clips.rate > window]
+        if long:  # Whisper's feature extractor would cut it silently, and its WER would count the cut words
+            raise DataError(f"{long[0][0]} is {long[0][1]:.1f} s long; {model.name} transcribes one {window:g} s window "
+                            "and hfmagic does not chunk longer audio: cut it into clips of up to "
+                            f"{window:g} s ({len(long)} of {len(clips)} are longer)")
         return EvalData({"data": clips}, len(clips), clips.source, clips.fingerprint, clips.notes, clips.caption,
                         {"audio_column": options.get("audio_column"), "text_column": options.get("text_column")})
 
