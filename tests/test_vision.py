@@ -75,7 +75,7 @@ def test_shell_loop_on_an_image_folder_with_figures_equal_to_scikit_learns(shell
     assert any("MatMul weights only" in n for n in variants.notes)
 
     bench = shell.run_line_magic("benchmark", f"cnv --variants torch,fp32 --batch-sizes 2 --image-sizes 32,48 {FAST} "
-                                              "--inputs digits --no-widget -o -q")
+                                              f"--inputs {digit_folder} --no-widget -o -q")
     assert [(r["variant"], r["image_size"]) for r in bench.rows] == [
         ("torch", 32), ("torch", 48), ("fp32", 32), ("fp32", 48)]
     assert all(r["status"] == "ok" and r["seq_len"] is None and r["tokens_per_s"] is None for r in bench.rows)
@@ -83,7 +83,7 @@ def test_shell_loop_on_an_image_folder_with_figures_equal_to_scikit_learns(shell
     assert "image px" in headings and "images/s" in headings and "tokens/s" not in headings
     assert bench.params["image_sizes"] == [32, 48]
     assert all(r["e2e_p50_ms"] > r["p50_ms"] for r in bench.rows)  # real digits, the image processor included
-    assert any(n.startswith("inputs: 1797 real images from scikit-learn's digits") for n in bench.notes)
+    assert any(n.startswith(f"inputs: 60 real images from {digit_folder}") for n in bench.notes)
 
     result = shell.run_line_magic("evaluate", f"cnv --data {digit_folder} --no-widget -o -q")
     torch_row = result.rows[0]
