@@ -276,9 +276,11 @@ def generation_config(model, new_tokens: int):
                             eos_token_id=eos, pad_token_id=pad, use_cache=True)
 
 
-def greedy(generator, feed: dict, config, stamps: list | None = None):
-    """``generate`` with ``config`` on ``feed`` (numpy or torch); the new tokens, and the clock
-    after each one in ``stamps`` when given."""
+def clock(stamps: list | None):
+    """generate()'s stopping criteria that only note the time after each new token in ``stamps``
+    (None when no stamps are asked for)."""
+    if stamps is None:
+        return None
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -287,8 +289,16 @@ def greedy(generator, feed: dict, config, stamps: list | None = None):
             stamps.append(time.perf_counter_ns())
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
+    return StoppingCriteriaList([Clock()])
+
+
+def greedy(generator, feed: dict, config, stamps: list | None = None):
+    """``generate`` with ``config`` on ``feed`` (numpy or torch); the new tokens, and the clock
+    after each one in ``stamps`` when given."""
+    import torch
+
     inputs = {k: torch.as_tensor(v) for k, v in feed.items()}
-    criteria = StoppingCriteriaList([Clock()]) if stamps is not None else None
+    criteria = clock(stamps)
     with torch.inference_mode():
         out = generator.generate(**inputs, generation_config=config, stopping_criteria=criteria)
     return out[:, inputs["input_ids"].shape[1]:]

@@ -66,11 +66,19 @@ class ModelHandle:
     dataset: Any = None  # the held-out split that came with it (the demo's), or None
     _torch_model: Any = field(default=None, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
+    _preprocessor: Any = field(default=None, repr=False)
 
     # -- what it is (no heavy imports) -------------------------------------------------------
     @cached_property
     def config(self) -> dict:
         return json.loads((self.path / "config.json").read_text())
+
+    @cached_property
+    def preprocessor_config(self) -> dict:
+        """The image processor's or feature extractor's saved settings ({} for text models)."""
+        from hfmagic.tasks.base import read_json
+
+        return read_json(self.path / "preprocessor_config.json")
 
     @property
     def model_type(self) -> str:
@@ -183,8 +191,11 @@ class ModelHandle:
         return self._tokenizer
 
     def preprocessor(self):
-        """What turns the task's examples into inputs: the tokenizer (text), the image processor."""
-        return self.task_plugin.preprocessor(self)
+        """What turns the task's examples into inputs (the tokenizer, the image processor, the
+        speech processor: the task's), loaded once."""
+        if self._preprocessor is None:
+            self._preprocessor = self.task_plugin.preprocessor(self)
+        return self._preprocessor
 
     # -- display -----------------------------------------------------------------------------
     def card(self):

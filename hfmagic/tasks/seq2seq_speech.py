@@ -58,20 +58,14 @@ def generation_config(model, new_tokens: int, exact: bool = True):
 def greedy(generator, features, config, stamps: list | None = None):
     """``generate`` on input features; the new tokens (after the decoder's start), the clock after
     each one in ``stamps`` when given."""
-    import time
-
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class Clock(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            stamps.append(time.perf_counter_ns())
-            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-
     import logging
     import warnings
 
-    criteria = StoppingCriteriaList([Clock()]) if stamps is not None else None
+    import torch
+
+    from hfmagic.decoding import clock
+
+    criteria = clock(stamps)
     logging.getLogger("transformers").setLevel(logging.ERROR)  # generate()'s notices about its defaults, per call
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -29,7 +29,7 @@ from typing import ClassVar
 from hfmagic.errors import UnsupportedError, UsageProblem
 from hfmagic.tasks import register
 from hfmagic.tasks import seq2seq_speech as s2s
-from hfmagic.tasks.base import AUDIO_AXIS, Task, read_examples, read_json, require_any, write_examples
+from hfmagic.tasks.base import AUDIO_AXIS, Task, read_examples, require_any, write_examples
 
 VALIDATION_CLIPS = 4
 MAX_SECONDS = 600
@@ -92,7 +92,7 @@ class SpeechRecognition(Task):
                 ("vocabulary", f"{model.config.get('vocab_size')} CTC symbols")]
 
     def rate(self, model) -> int:
-        return int(read_json(Path(model.path) / "preprocessor_config.json").get("sampling_rate") or 16000)
+        return int(model.preprocessor_config.get("sampling_rate") or 16000)
 
     def stride(self, model) -> int:
         """Samples per output frame: the product of the feature encoder's convolution strides."""
@@ -212,17 +212,13 @@ class SpeechRecognition(Task):
 
     # -- inputs ------------------------------------------------------------------------------
     def preprocessor(self, model):
-        """The model's processor (feature extractor and CTC tokenizer), loaded once per handle."""
-        cached = model.__dict__.get("_processor")
-        if cached is None:
-            from transformers import AutoProcessor
+        """The model's processor (feature extractor and tokenizer; the handle caches it)."""
+        from transformers import AutoProcessor
 
-            cached = AutoProcessor.from_pretrained(model.path, trust_remote_code=model.trust_remote_code)
-            model.__dict__["_processor"] = cached
-        return cached
+        return AutoProcessor.from_pretrained(model.path, trust_remote_code=model.trust_remote_code)
 
     def takes_mask(self, model) -> bool:
-        return bool(read_json(Path(model.path) / "preprocessor_config.json").get("return_attention_mask"))
+        return bool(model.preprocessor_config.get("return_attention_mask"))
 
     def model_inputs(self, model, forward=None) -> list[str]:
         if self.seq2seq(model):
@@ -230,7 +226,7 @@ class SpeechRecognition(Task):
         return ["input_values", "attention_mask"] if self.takes_mask(model) else ["input_values"]
 
     def shape(self, model, batch: int, size: int) -> dict:
-        spec = read_json(Path(model.path) / "preprocessor_config.json")
+        spec = model.preprocessor_config
         return {**super().shape(model, batch, size), "sampling_rate": self.rate(model),
                 "mel_bins": spec.get("feature_size") or model.config.get("num_mel_bins"),
                 "frames": spec.get("nb_max_frames") or 3000}
@@ -259,7 +255,7 @@ class SpeechRecognition(Task):
         """Waveforms through the model's feature extractor, padded to the longest."""
         import numpy as np
 
-        extractor = self.preprocessor(model).feature_extractor
+        extractor = model.preprocessor().feature_extractor
         if self.seq2seq(model):
             out = extractor(clips, sampling_rate=self.rate(model), return_tensors="np")
             return {"input_features": np.asarray(out["input_features"], dtype=np.float32)}

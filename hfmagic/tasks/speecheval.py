@@ -26,9 +26,7 @@ def s2s_window(model) -> float | None:
     """Seconds of audio one run of a Whisper-style model takes (its feature extractor's chunk); None for CTC."""
     if not model.task_plugin.seq2seq(model):
         return None
-    from hfmagic.tasks.base import read_json
-
-    return float(read_json(model.path / "preprocessor_config.json").get("chunk_length") or 30)
+    return float(model.preprocessor_config.get("chunk_length") or 30)
 
 
 def normalise(text: str) -> str:
@@ -85,7 +83,7 @@ class SpeechRecognitionEvaluator(Evaluator):
     def finish(self, model, data, per_row):
         """Each clip's logits cut to its own frames, and its greedy CTC transcript."""
         audio = data.examples["data"].audio
-        tokenizer = self.task.preprocessor(model).tokenizer
+        tokenizer = model.preprocessor().tokenizer
         if self.task.seq2seq(model):
             return {"logits": None, "text": [tokenizer.decode(row.tolist(), skip_special_tokens=True).strip()
                                              for row in per_row]}

@@ -139,13 +139,17 @@ class ClassificationEvaluator(Evaluator):
         changed = np.flatnonzero(pred != ref_pred)
         row = _agreement(len(changed), len(pred), float(np.abs(prediction["logits"] - reference["logits"]).max()))
         names = names or {}
-        texts, y_true = data.examples["data"].texts, data.examples["y_true"]
+        y_true = data.examples["y_true"]
         ref_prob, prob = _softmax(reference["logits"][changed]), _softmax(prediction["logits"][changed])
-        flips = [{"variant": variant, "row": i, "text": texts[i], "label": names.get(int(y_true[i])),
+        flips = [{"variant": variant, "row": i, **self.example(data, i), "label": names.get(int(y_true[i])),
                   "reference": names.get(int(ref_pred[i])), "prediction": names.get(int(pred[i])),
                   "confidence": float(prob[j, pred[i]]), "reference_confidence": float(ref_prob[j, ref_pred[i]])}
                  for j, i in enumerate(changed.tolist())]
         return row, flips
+
+    def example(self, data, i: int) -> dict:
+        """What a flip shows of example ``i`` (its text; an image task's name and thumbnail)."""
+        return {"text": data.examples["data"].texts[i]}
 
 
 class EmbeddingEvaluator(Evaluator):

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from hfmagic.errors import UnsupportedError, UsageProblem
 from hfmagic.tasks import register
-from hfmagic.tasks.base import IMAGE_AXIS, Task, read_examples, read_json, require_any, write_examples
+from hfmagic.tasks.base import IMAGE_AXIS, Task, read_examples, require_any, write_examples
 
 PROCESSOR_FILES = ("preprocessor_config.json",)
 # position embeddings for one image size (no interpolation in the exported graph)
@@ -80,12 +80,9 @@ class ImageClassification(Task):
         return lines
 
     # -- shapes ------------------------------------------------------------------------------
-    def processor_config(self, model) -> dict:
-        return read_json(Path(model.path) / "preprocessor_config.json")
-
     def default_sizes(self, model) -> list[int]:
         """The processor's output size (its crop when it crops), else the config's image size."""
-        spec = self.processor_config(model)
+        spec = model.preprocessor_config
         size = _size_of(spec.get("crop_size")) if spec.get("do_center_crop") else None
         size = size or _size_of(spec.get("size")) or _size_of(model.config.get("image_size")) or 224
         return [size]
@@ -130,15 +127,11 @@ class ImageClassification(Task):
 
     # -- inputs ------------------------------------------------------------------------------
     def preprocessor(self, model):
-        """The model's image processor (transformers' AutoImageProcessor), loaded once per handle."""
-        cached = model.__dict__.get("_image_processor")
-        if cached is None:
-            from transformers import AutoImageProcessor
+        """The model's image processor (transformers' AutoImageProcessor; the handle caches it)."""
+        from transformers import AutoImageProcessor
 
-            cached = AutoImageProcessor.from_pretrained(model.path, trust_remote_code=model.trust_remote_code,
-                                                        use_fast=False)  # the processor it was saved with
-            model.__dict__["_image_processor"] = cached
-        return cached
+        return AutoImageProcessor.from_pretrained(model.path, trust_remote_code=model.trust_remote_code,
+                                                  use_fast=False)  # the processor it was saved with
 
     def model_inputs(self, model, forward=None) -> list[str]:
         return ["pixel_values"]
@@ -158,7 +151,7 @@ class ImageClassification(Task):
 
     def encode_examples(self, model, images: list) -> dict:
         """Real images through the model's image processor (its own size)."""
-        return self.encode(self.preprocessor(model), images, None, model.config)
+        return self.encode(model.preprocessor(), images, None, model.config)
 
     def encode_to_shape(self, processor, images: list, size: int) -> dict:
         return self.encode(processor, images, size, None)

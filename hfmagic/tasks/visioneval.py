@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from hfmagic.tasks.base import EvalData
-from hfmagic.tasks.texteval import ClassificationEvaluator, _agreement, _softmax
+from hfmagic.tasks.texteval import ClassificationEvaluator
 
 TOP_K = 5
 THUMBNAIL_PX = 48
@@ -69,21 +69,10 @@ class ImageClassificationEvaluator(ClassificationEvaluator):
                 Metric("accuracy", "label"), np.ones_like(hits), hits, 2)
         return {name: row[name] for m in metrics for name in (m.name, f"{m.name}_low", f"{m.name}_high")}
 
-    def compare(self, data, reference, prediction, variant: str, names=None) -> tuple[dict, list[dict]]:
-        ref_pred, pred = reference["pred"], prediction["pred"]
-        changed = np.flatnonzero(pred != ref_pred)
-        row = _agreement(len(changed), len(pred), float(np.abs(prediction["logits"] - reference["logits"]).max()))
-        names = names or {}
-        images, y_true = data.examples["data"], data.examples["y_true"]
-        ref_prob, prob = _softmax(reference["logits"][changed]), _softmax(prediction["logits"][changed])
-        shown = images.names or [f"#{i}" for i in range(len(images))]
-        flips = [{"variant": variant, "row": i, "image": shown[i], "label": names.get(int(y_true[i])),
-                  "reference": names.get(int(ref_pred[i])), "prediction": names.get(int(pred[i])),
-                  "confidence": float(prob[j, pred[i]]), "reference_confidence": float(ref_prob[j, ref_pred[i]]),
-                  "thumbnail": thumbnail(images.images[i])}
-                 for j, i in enumerate(changed.tolist())]
-        return row, flips
-
+    def example(self, data, i: int) -> dict:
+        images = data.examples["data"]
+        return {"image": (images.names or [f"#{k}" for k in range(len(images))])[i],
+                "thumbnail": thumbnail(images.images[i])}
 
 def thumbnail(image) -> str:
     """A small PNG of ``image`` as a data URI (the flips' table shows it in a notebook)."""
