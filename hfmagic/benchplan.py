@@ -117,8 +117,9 @@ def check_variants(target, variants, model=None) -> list[str] | None:
     return list(dict.fromkeys(variants))
 
 
-def check_backends(backends, kinds: dict[str, str], variants_given: bool) -> None:
-    """Every backend known, installed, and with a variant to run; every chosen variant with a backend."""
+def check_backends(backends, kinds: dict[str, str], variants_given: bool, here: bool = True) -> None:
+    """Every backend known, installed (``here``: on this machine; a cluster's workers say so from
+    their nodes), and with a variant to run; every chosen variant with a backend."""
     from hfmagic.backends import get_backend
 
     if not backends:
@@ -126,7 +127,7 @@ def check_backends(backends, kinds: dict[str, str], variants_given: bool) -> Non
     classes = [get_backend(b) for b in backends]
     unavailable = []
     for cls in classes:
-        ok, reason = cls.is_available()
+        ok, reason = cls.is_available() if here else (True, "")
         if not ok and not cls.HARDWARE:
             raise BackendUnavailable(reason)
         if not ok:
@@ -180,9 +181,10 @@ def export_request(model, names: list[str] | None, data) -> dict:
     return request_for(names, calibration)
 
 
-def plan(chosen, backends, shapes) -> tuple[list[Job], dict[str, str], list[str]]:
+def plan(chosen, backends, shapes, here: bool = True) -> tuple[list[Job], dict[str, str], list[str]]:
     """One job per variant x backend that runs it; unavailable backends and failed builds stay as
-    rows. Returns the jobs, the unavailable backends with their reasons, and notes."""
+    rows. Returns the jobs, the unavailable backends with their reasons, and notes. ``here``: the
+    backends run on this machine (on a cluster's node, its worker tells what is unavailable there)."""
     from hfmagic.backends import default_backends, get_backend
 
     jobs, unavailable, notes = [], {}, []
@@ -193,7 +195,7 @@ def plan(chosen, backends, shapes) -> tuple[list[Job], dict[str, str], list[str]
         if not mine:
             notes.append(f"{variant.name} not measured: no backend in --backends runs {kind} variants")
         for backend in mine:
-            ok, reason = get_backend(backend).is_available()
+            ok, reason = get_backend(backend).is_available() if here else (True, "")
             blocked = None
             if not ok:
                 blocked = unavailable[backend] = f"unavailable: {reason}"

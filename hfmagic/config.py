@@ -128,6 +128,10 @@ class HFMagic(Configurable):
     store = _Bool(True, help="Record every export, benchmark and evaluation in the run store.").tag(
         config=True
     )
+    cluster = _Unicode(
+        "", help="A Ray cluster's address (HOST:PORT, ray://HOST:PORT, or auto: the one started on this "
+        "machine) where %benchmark and %evaluate run their workers; empty: this machine."
+    ).tag(config=True)
     store_path = _Unicode(
         "", help="The run store's SQLite file (empty: runs.sqlite in the cache folder); its folder must "
         "be one hfmagic can create and write in."

@@ -175,7 +175,7 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
              reference: str = TORCH, callback: Callable[[dict], None] | None = None,
              progress: bool = True, label_map: Any = None, chat_template: bool = False,
              max_tokens: int | None = None, image_column: str | None = None,
-             audio_column: str | None = None) -> EvaluationResult:
+             audio_column: str | None = None, cluster: str | None = None, on: str | None = None) -> EvaluationResult:
     """Evaluate every variant of ``target`` (a model, a :class:`Variants`, or a list of them) on ``data``.
 
     ``data`` is what the model's task reads (text classification: anything
@@ -190,6 +190,10 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     (``MODEL/VARIANT`` with several models; default the first model's torch).
     Ctrl-C stops early and returns what was finished, saying how much.
     ``progress``: show a progress bar (never with a ``callback``: a live dashboard shows its own).
+    ``cluster``: a Ray cluster's address (default ``%config HFMagic.cluster``): each variant's
+    batches run there in contiguous shards, one Ray task each, on nodes with the resources ``on``
+    names; the outputs come back in data order and are scored here, as a single-process run scores
+    them (:mod:`hfmagic.cluster`).
     """
     # -- everything cheap is checked before anything heavy starts ---------------------------
     targets = list(target) if isinstance(target, (list, tuple)) else [target]
@@ -214,6 +218,16 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     for e in entries:
         if e.model.framework == "transformers":
             _check_variant_names(e.target, variants, ref_variant if e is ref_entry else TORCH, e.model)
+    from hfmagic import cluster as clusters
+
+    address = clusters.resolve(cluster)
+    if on is not None and not address:
+        raise UsageProblem("--on places the shards on a Ray cluster's nodes; give --cluster ADDRESS too "
+                           "(or %config HFMagic.cluster)")
+    if on == "each":
+        raise UsageProblem("--on each compares hardware, which %benchmark does; an evaluation's figures do not "
+                           "depend on the node: leave --on out, or give resources (GPU:1) its shards need")
+    clusters.parse_on(on)
     chosen_metrics = evaluator.metrics(metrics, entries[0].model)
     metric_names = [getattr(m, "name", m) for m in chosen_metrics]
     if max_tokens is not None and not task.GENERATES:
@@ -238,6 +252,11 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     for e in entries:
         e.data = evaluator.read(e.model, data, options)
     base = ref_entry.data
+    remote = None
+    if address:  # reached before any variant is built
+        from hfmagic.config import settings
+
+        remote = (clusters.connect(address), on, settings().resolved_threads())
 
     # -- the variants, the inputs, then one run per variant ---------------------------------
     for e in entries:
@@ -279,7 +298,7 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
                                                       ("audio_column", audio_column))},
               "metrics": metrics, "metric_names": metric_names,
               "variants": [v.name for e, v in plan if e is entries[0]], "limit": limit, "batch_size": batch_size,
-              "reference": reference}
+              "reference": reference, "cluster": address, "on": on}
     if chat_template:
         params["chat_template"] = True
     if max_tokens is not None:
@@ -292,7 +311,7 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
         provenance["models"] = [_model_provenance(e.model) for e in entries]
     with store.recording("evaluate", params, provenance) if store else contextlib.nullcontext() as run:
         result.run_id = run.id if run else None
-        interrupted = _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, progress)
+        interrupted = _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, progress, remote)
         if run:
             run.finish("interrupted" if interrupted else "ok", {"notes": result.notes, "flips": result.flip_rows})
     return result
@@ -442,13 +461,13 @@ def _labels_as_ids(values: list, id2label: dict[int, str], model_side: str) -> l
 class _Runner:
     """One variant loaded on the backend %benchmark measures it with; named outputs per batch."""
 
-    def __init__(self, variant: Variant):
+    def __init__(self, variant: Variant, threads: int | None = None):
         from hfmagic.backends import get_backend
         from hfmagic.config import settings
 
         self.variant, self.task = variant, variant.model.task_plugin
         self.backend = get_backend({"torch": "torch", "sklearn": "sklearn", "genai": "onnxruntime-genai"}.get(variant.kind, "onnxruntime"))()
-        self.backend.load(variant, settings().resolved_threads())
+        self.backend.load(variant, threads or settings().resolved_threads())
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         own = self.task.forward_outputs(self.backend, self.variant.model, feed)
@@ -465,8 +484,9 @@ class _Runner:
         self.backend.close()
 
 
-def _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, progress) -> bool:
-    """Run every variant in turn; True when Ctrl-C stopped it (what finished is kept)."""
+def _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, progress, remote=None) -> bool:
+    """Run every variant in turn; True when Ctrl-C stopped it (what finished is kept). ``remote``:
+    (cluster, on, threads) to run each variant's batches as shards on a Ray cluster."""
     from tqdm.auto import tqdm
 
     several = len(result.models) > 1
@@ -484,7 +504,11 @@ def _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, 
                    "variant": variant.name, "status": variant.error or "ok", "n": len(entry.data)}
             if variant.ok:
                 try:
-                    per_row, seconds, load_s = _outputs(variant, entry, evaluator, bar, callback, finished, total)
+                    if remote:
+                        per_row, seconds, load_s, where = _remote_outputs(variant, entry, evaluator, bar, *remote)
+                        row.update(where)
+                    else:
+                        per_row, seconds, load_s = _outputs(variant, entry, evaluator, bar, callback, finished, total)
                     prediction = evaluator.finish(entry.model, entry.data, per_row)
                     row.update(load_s=load_s, seconds=seconds,
                                samples_per_s=len(entry.data) / seconds if seconds else None)
@@ -568,6 +592,21 @@ def _outputs(variant, entry, evaluator, bar, callback, done, total):
     finally:
         runner.close()
     return per_row, seconds, load_s
+
+
+def _remote_outputs(variant, entry, evaluator, bar, cluster, on, threads):
+    """As :func:`_outputs`, from shards run on a Ray cluster; and where they ran."""
+    from hfmagic.cluster import evaluate_shards
+
+    bar.set_description(f"evaluate {variant.name} (cluster)")
+    got = evaluate_shards(cluster, on, variant, entry.batches, threads)
+    per_row: list = [None] * sum(len(idx) for idx, _ in entry.batches)
+    for (idx, feed), named in zip(entry.batches, got["outputs"]):
+        for j, out in zip(idx, evaluator.outputs(named, feed)):
+            per_row[int(j)] = out
+    bar.update(len(entry.data))
+    where = {"shards": got["shards"], "nodes": ", ".join(got["nodes"]), "host": ", ".join(got["hosts"])}
+    return per_row, got["seconds"], got["load_s"], where
 
 
 def _model_provenance(model: ModelHandle) -> dict:

@@ -21,7 +21,7 @@ from hfmagic.errors import UsageProblem
 from hfmagic.results import Column, Table, shape_of, shape_text
 from hfmagic.runs import flatten, metric_names
 from hfmagic.store import RunStore
-from hfmagic.widget import model_of
+from hfmagic.widget import model_of, where
 
 SUMMARY_COLUMNS = [
     Column("model"), Column("variant"), Column("size_mb", "size MB", ".1f", "right"), Column("shape"),
@@ -101,7 +101,7 @@ def summary_table(runs: list[dict]) -> Table:
             for r in ok:
                 entry = line(run, r)
                 if shape_of(r) == smallest and "p50_ms" not in entry:
-                    entry.update(shape=f"{r['backend']} {shape_text(r, compact=True)}", p50_ms=r.get("p50_ms"),
+                    entry.update(shape=f"{r['backend']}{where(r)} {shape_text(r, compact=True)}", p50_ms=r.get("p50_ms"),
                                  speedup=r.get("speedup"))
                     entry.setdefault("size_mb", r.get("size_mb"))
         elif run["kind"] == "evaluate":
@@ -152,16 +152,21 @@ def rebuild_commands(runs: list[dict], store: RunStore) -> Table:
 
 
 def environment_tables(runs: list[dict]) -> list[Table]:
-    """The environment card, once per distinct environment, saying which runs it is for."""
+    """The environment card, once per distinct environment, saying which runs it is for; a run on a
+    Ray cluster adds each node's card, as that node gave it."""
     groups: list[tuple[dict, list[str]]] = []
     for run in runs:
-        flat = flatten(run["environment"] or {})
-        for env, ids in groups:
-            if env == flat:
-                ids.append(run["id"])
-                break
-        else:
-            groups.append((flat, [run["id"]]))
+        cards = [(run["id"], run["environment"] or {})]
+        cards += [(f"{run['id']} on {kind}", {"host": node.get("host"), **(node.get("environment") or {})})
+                  for kind, node in ((run["provenance"] or {}).get("nodes") or {}).items()]
+        for label, card in cards:
+            flat = flatten(card)
+            for env, ids in groups:
+                if env == flat:
+                    ids.append(label)
+                    break
+            else:
+                groups.append((flat, [label]))
     return [Table([{"field": k, "value": "-" if v is None else str(v)} for k, v in env.items()],
                   [Column("field"), Column("value")], title=f"environment of {', '.join(ids)}")
             for env, ids in groups]

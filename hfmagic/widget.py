@@ -42,6 +42,7 @@ _JS_DIR = next((d for d in (_HERE / "js", _HERE.parent / "js") if (d / "dashboar
 # fmt: digits after the point, "int", "x" (a ratio), "signed%" (a change in percent), "%" (a share)
 COLUMNS = [
     {"key": "model", "title": "model"}, {"key": "variant", "title": "variant"}, {"key": "backend", "title": "backend"},
+    {"key": "node", "title": "node"},  # where it ran: "local", or a cluster's kind of node (--on each)
     {"key": "batch_size", "title": "batch", "fmt": "int"}, {"key": "seq_len", "title": "seq", "fmt": "int"},
     {"key": "image_size", "title": "image px", "fmt": "int"}, {"key": "audio_seconds", "title": "audio s", "fmt": "int"},
     {"key": "p50_ms", "title": "p50 ms", "fmt": 2}, {"key": "p95_ms", "title": "p95 ms", "fmt": 2},
@@ -52,7 +53,7 @@ COLUMNS = [
     {"key": "agreement", "title": "agreement", "fmt": "%"}, {"key": "status", "title": "status"},
 ]
 DATA_COLUMN = {"key": "data_sha", "title": "data"}  # shown when evaluations were of different data
-_BENCH_KEYS = ("model", "model_sha", "variant", "backend", "batch_size", "seq_len", "image_size", "audio_seconds", "status", "p50_ms", "p95_ms", "samples_per_s",
+_BENCH_KEYS = ("model", "model_sha", "variant", "backend", "node", "hardware", "batch_size", "seq_len", "image_size", "audio_seconds", "status", "p50_ms", "p95_ms", "samples_per_s",
                "peak_mem_mb", "size_mb", "speedup_measured", "speedup_low", "speedup_high", "rtf",
                "new_tokens", "ttft_p50_ms", "tpot_p50_ms")  # a generation's: p50_ms is its TPOT
 _EVAL_KEYS = ("metric", "metric_low", "metric_high", "pct_of_reference", "change_pct", "gate", "agreement",
@@ -79,13 +80,19 @@ def pair(row: dict) -> str:
     return f"{prefix}{row['variant']}/{row.get('backend')}"
 
 
+def where(row: dict) -> str:
+    """``@node`` for a row a cluster's node measured (``--on each`` gives one per kind), else ``""``."""
+    node = row.get("node")
+    return f"@{node}" if node and node != "local" else ""
+
+
 def row_id(row: dict) -> str:
-    """``model/variant/backend/BxS`` for a benchmark row, ``model/variant/eval`` for an evaluated-only
-    variant (without ``model/`` for a row that names no model)."""
+    """``model/variant/backend[@node]/BxS`` for a benchmark row, ``model/variant/eval`` for an
+    evaluated-only variant (without ``model/`` for a row that names no model)."""
     if row.get("batch_size") is None:
         prefix = f"{row['model']}/" if row.get("model") else ""
         return f"{prefix}{row['variant']}/eval"
-    return f"{pair(row)}/{'x'.join(map(str, shape_of(row)))}"
+    return f"{pair(row)}{where(row)}/{'x'.join(map(str, shape_of(row)))}"
 
 
 def same_model(a: dict, b: dict) -> bool:
@@ -100,16 +107,17 @@ def _ok(row: dict) -> bool:
 
 
 def speedups(rows: list[dict], baseline: str | None, sweep: str | None = None) -> dict[str, float | None]:
-    """Row id -> p50 of the baseline (``model/variant/backend``) row of the same shape over this row's
-    p50, whichever model the row is of. Against the sweep's own baseline (``sweep``), the speed-up
-    the sweep measured (paired by round when its rounds were interleaved)."""
+    """Row id -> p50 of the baseline (``model/variant/backend``) row of the same shape, measured on
+    the same node, over this row's p50, whichever model the row is of. Against the sweep's own
+    baseline (``sweep``), the speed-up the sweep measured (paired by round when its rounds were
+    interleaved)."""
     if baseline and baseline == sweep and any(r.get("speedup_measured") is not None for r in rows):
         return {r["id"]: r.get("speedup_measured") if _ok(r) else None for r in rows}
-    base = {shape_of(r): r["p50_ms"] for r in rows
+    base = {(shape_of(r), where(r)): r["p50_ms"] for r in rows
             if _ok(r) and pair(r) == baseline and r["p50_ms"] > 0}
     out = {}
     for r in rows:
-        ref = base.get(shape_of(r))
+        ref = base.get((shape_of(r), where(r)))
         out[r["id"]] = ref / r["p50_ms"] if ref and _ok(r) and r["p50_ms"] > 0 else None
     return out
 

@@ -19,13 +19,16 @@ const sizeOf = (r) => (r.seq_len != null ? r.seq_len : r.image_size != null ? r.
 const sizeText = (r) => (r.seq_len != null ? `${r.seq_len}` : r.image_size != null ? `${r.image_size}px` : `${r.audio_seconds}s`);
 const shapeKey = (r) => (r.batch_size == null ? null : `${r.batch_size}x${sizeOf(r)}`);
 
-/** "model/variant/backend/BxS" for a benchmark row, "model/variant/eval" for an evaluated-only one. */
+/** "@node" for a row a cluster's node measured (--on each gives one per kind of node), else "". */
+export const where = (r) => (r.node && r.node !== "local" ? `@${r.node}` : "");
+
+/** "model/variant/backend[@node]/BxS" for a benchmark row, "model/variant/eval" for an evaluated-only one. */
 export function rowId(r) {
-  return r.batch_size == null ? `${prefix(r)}${r.variant}/eval` : `${pair(r)}/${shapeKey(r)}`;
+  return r.batch_size == null ? `${prefix(r)}${r.variant}/eval` : `${pair(r)}${where(r)}/${shapeKey(r)}`;
 }
 
-/** Row id -> p50 of the baseline ("model/variant/backend") row of the same shape over this row's p50,
- * whichever model the row is of. */
+/** Row id -> p50 of the baseline ("model/variant/backend") row of the same shape, measured on the same
+ * node, over this row's p50, whichever model the row is of. */
 export function speedups(rows, baseline, sweep = null) {
   // against the sweep's own baseline: the speed-up it measured (paired by round when interleaved)
   if (baseline && baseline === sweep && rows.some((r) => r.speedup_measured != null)) {
@@ -33,11 +36,11 @@ export function speedups(rows, baseline, sweep = null) {
   }
   const base = new Map();
   for (const r of rows) {
-    if (isOk(r) && pair(r) === baseline && r.p50_ms > 0) base.set(shapeKey(r), r.p50_ms);
+    if (isOk(r) && pair(r) === baseline && r.p50_ms > 0) base.set(`${shapeKey(r)}${where(r)}`, r.p50_ms);
   }
   const out = {};
   for (const r of rows) {
-    const ref = base.get(shapeKey(r));
+    const ref = base.get(`${shapeKey(r)}${where(r)}`);
     out[r.id] = ref && isOk(r) && r.p50_ms > 0 ? ref / r.p50_ms : null;
   }
   return out;
@@ -155,7 +158,7 @@ function select(testid, label, options, value, onchange) {
 }
 
 function render({ model, el }) {
-  const view = { sortKey: null, sortDir: 1, model: "", backend: "", level: "", shape: "" };
+  const view = { sortKey: null, sortDir: 1, model: "", node: "", backend: "", level: "", shape: "" };
   const root = h("div", { class: "hfm-dash", "data-testid": "hfmagic-dashboard" });
   const tooltip = h("div", { class: "hfm-tooltip", "data-testid": "tooltip", hidden: true });
   el.append(root);
@@ -169,6 +172,7 @@ function render({ model, el }) {
   function visibleRows(rows) {
     return rows.filter((r) =>
       (!view.model || r.model === view.model) &&
+      (!view.node || r.node === view.node) &&
       (!view.backend || r.backend === view.backend) &&
       (!view.level || r.variant === view.level) &&
       (!view.shape || shapeKey(r) === view.shape));
@@ -180,9 +184,12 @@ function render({ model, el }) {
     const pairs = distinct((r) => (isOk(r) ? pair(r) : null));
     const baseline = model.get("baseline");
     const models = distinct((r) => r.model);
+    const nodes = distinct((r) => r.node);  // the hardware: "local", or each kind of a cluster's nodes
     return h("div", { class: "hfm-controls" },
       models.length ? select("filter-model", "model", all("all").concat(models.map((v) => [v, v])),
         view.model, (v) => { view.model = v; draw(); }) : null,
+      nodes.length > 1 ? select("filter-node", "hardware", all("all").concat(nodes.map((v) => [v, v])),
+        view.node, (v) => { view.node = v; draw(); }) : null,
       select("filter-backend", "backend", all("all").concat(distinct((r) => r.backend).map((v) => [v, v])),
         view.backend, (v) => { view.backend = v; draw(); }),
       select("filter-level", "level", all("all").concat(distinct((r) => r.variant).map((v) => [v, v])),
@@ -223,7 +230,8 @@ function render({ model, el }) {
     const sweep = model.get("sweep_baseline");
     const baseline = model.get("baseline");
     const used = columns.filter((c) => ["variant", "backend", "status"].includes(c.key) ||
-      rows.some((r) => (c.key === "speedup" ? ratio[r.id] : r[c.key]) != null));
+      (c.key === "node" ? rows.some((r) => where(r)) :  // a cluster's node; "local" everywhere goes unsaid
+        rows.some((r) => (c.key === "speedup" ? ratio[r.id] : r[c.key]) != null)));
     const shown = rows.map((r) => ({ ...r, speedup: ratio[r.id] }));
     const ordered = view.sortKey ? sortRows(shown, view.sortKey, view.sortDir) : shown;
     const head = h("tr", {}, h("th", {}, ""), used.map((c) => h("th", {
@@ -253,6 +261,7 @@ function render({ model, el }) {
           title = `95% CI ${format(r.metric_low, 4)} – ${format(r.metric_high, 4)}`;
         }
         if (c.key === "status" && r.status !== "ok") title = r.status;
+        if (c.key === "node" && r.hardware) title = r.hardware;
         if (c.key === "status" && text.length > 40) text = `${text.slice(0, 40)}…`;
         if (c.key === "model" && text) {
           if (r.model_sha) title = `weights sha256 ${r.model_sha}…`;
@@ -278,6 +287,7 @@ function render({ model, el }) {
     return [
       r.model ? `model ${r.model}` : null,
       `${r.variant} on ${r.backend} · ${r.batch_size} × ${sizeText(r)}`,
+      where(r) ? `on ${r.node}: ${r.hardware || "?"}` : null,
       r.ttft_p50_ms != null ? `TPOT p50 ${format(r.p50_ms, 2)} ms · TTFT p50 ${format(r.ttft_p50_ms, 1)} ms`
         : `p50 ${format(r.p50_ms, 2)} ms · p95 ${format(r.p95_ms, 2)} ms`,
       `${format(r.samples_per_s, 1)} samples/s`,

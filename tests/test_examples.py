@@ -177,3 +177,14 @@ def test_vision(tmp_path):
     assert re.search(r"fastest inside the accuracy gate at batch 8: \S+ on \S+, \d+ images/s, [\d.]+x torch", text)
     runs = [r for r in RunStore().runs(limit=None) if r["provenance"]["model"]["source"] == "digits-vit"]
     assert {"export", "benchmark", "evaluate"} <= {r["kind"] for r in runs}
+
+
+@pytest.mark.slow
+def test_cluster(tmp_path, demo_small_folder):
+    """A sweep with --on each on a two-node Ray cluster on 127.0.0.1, and a sharded evaluation."""
+    nb = execute("cluster.ipynb", tmp_path)
+    text = outputs(nb)
+    sweep = next(r for r in RunStore().runs(limit=4) if r["kind"] == "benchmark")
+    rows = RunStore().get(sweep["id"])["rows"]
+    assert {r["node"] for r in rows} == {"kind_a", "kind_b"} and all(r["status"] == "ok" for r in rows)
+    assert "kind_a" in text and "kind_b" in text and "shards" in text

@@ -146,19 +146,22 @@ def test_report_of_two_models_runs_keeps_every_row(shell, two, tmp_path):
 def test_the_browser_applies_the_same_rules_across_models(tmp_path):
     """js/dashboard.js's rowId, speedups and paretoFront give what row_id, speedups and
     pareto_front give, on random rows of three models sharing variant names."""
-    rng = random.Random(1)
+    rng = random.Random(2)
     rows = []
-    for model in ("a", "b", None):
+    # model a was measured on two kinds of a cluster's nodes (--on each): a row's speed-up is against
+    # the baseline measured on its own node
+    for model, node in (("a", "kind_a"), ("a", "kind_b"), ("b", "local"), (None, None)):
         for variant, backend in (("torch", "torch"), ("fp32", "onnxruntime"), ("int8", "onnxruntime")):
             for batch in (1, 4):
                 ok = rng.random() > 0.15
-                rows.append({"model": model, "variant": variant, "backend": backend, "batch_size": batch,
+                rows.append({"model": model, "node": node, "variant": variant, "backend": backend, "batch_size": batch,
                              "seq_len": 16, "status": "ok" if ok else "failed: x",
                              "p50_ms": rng.uniform(1, 50) if ok else None,
                              "ttft_p50_ms": rng.uniform(50, 500) if ok else None,
                              "metric": rng.choice([None, round(rng.uniform(0.8, 0.95), 3)])})
-        rows.append({"model": model, "variant": "O4", "backend": None, "batch_size": None, "seq_len": None,
-                     "status": "ok", "p50_ms": None, "metric": 0.9})
+        if node != "kind_b":
+            rows.append({"model": model, "variant": "O4", "backend": None, "batch_size": None, "seq_len": None,
+                         "status": "ok", "p50_ms": None, "metric": 0.9})
     for r in rows:
         r["id"] = row_id(r)
     module = tmp_path / "dashboard.mjs"
@@ -178,6 +181,12 @@ def test_the_browser_applies_the_same_rules_across_models(tmp_path):
         assert got[key].keys() == want.keys() and any(v is not None for v in want.values())
         assert all((got[key][k] is None) == (want[k] is None) for k in want)
         assert all(got[key][k] == pytest.approx(want[k]) for k in want if want[k] is not None)
+    on_b = speedups(rows, "a/fp32/onnxruntime")
+    for r in rows:
+        base = next((x for x in rows if x["model"] == "a" and x["variant"] == "fp32" and x.get("node") == r.get("node")
+                     and x["batch_size"] == r["batch_size"] and x["status"] == "ok"), None)
+        if r.get("node") == "kind_b" and base and r["status"] == "ok":
+            assert on_b[r["id"]] == pytest.approx(base["p50_ms"] / r["p50_ms"])
     front = pareto_front([r for r in rows if r["status"] == "ok" and r["batch_size"] == 1])
     assert got["p"] == front and {r["model"] for r in rows if r["id"] in front} - {None}
     # a generation's chart on TTFT with a lower-is-better metric (perplexity): the same rule both sides

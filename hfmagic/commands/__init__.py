@@ -20,6 +20,10 @@ NAME_ARG = argument("--name", metavar="VAR", help="bind the result to this varia
 QUIET_ARG = argument("-q", "--quiet", action="store_true", help="show nothing")
 OUTPUT_ARGS = [NAME_ARG, argument("-o", "--output", action="store_true", help="return the result object"),
                QUIET_ARG]
+# %benchmark's and %evaluate's: where their workers run (hfmagic.cluster)
+CLUSTER_ARG = argument("--cluster", metavar="ADDRESS",
+                       help="run the workers on this Ray cluster (HOST:PORT, ray://HOST:PORT, or auto; default "
+                            "%%config HFMagic.cluster)")
 
 
 def with_arguments(specs: list) -> Callable:

@@ -2,7 +2,7 @@
 
 from IPython.core.magic_arguments import argument
 
-from hfmagic.commands import OUTPUT_ARGS, csv_list, positive_ints
+from hfmagic.commands import CLUSTER_ARG, OUTPUT_ARGS, csv_list, positive_ints
 
 MAGIC = "benchmark"
 CLI = "benchmark"
@@ -38,6 +38,10 @@ ARGS = [
                   "against (default: the first model's torch)"),
     argument("--inputs", metavar="DATA", help="real texts: also time end to end, tokenizer included"),
     argument("--inline", action="store_true", help="measure in this process, not a worker"),
+    CLUSTER_ARG,
+    argument("--on", metavar="WHERE",
+             help="the nodes to run on: resources a node has (GPU:1, xeon:1, accelerator_type:H100), "
+                  "or each: once on every kind of node, side by side (default: the head node)"),
     argument("--order", default="interleaved", choices=["interleaved", "sequential"],
              help="interleaved (default): rounds visit every configuration in a fresh random order and "
                   "speed-ups are paired by round; sequential: one configuration after another"),
@@ -72,6 +76,7 @@ def run(args, ctx):
         baseline=args.baseline, inputs=data, inputs_source=args.inputs, inline=args.inline,
         timeout=args.timeout, order=args.order, max_time=args.max_time, ci_target=args.ci_target,
         callback=live, progress=not args.quiet and live is None, force=args.force, new_tokens=args.new_tokens,
+        cluster=args.cluster, on=args.on,
     )
     if args.name:
         ctx.bind(args.name, result)

@@ -5,7 +5,7 @@ from types import ModuleType
 
 from IPython.core.magic_arguments import argument
 
-from hfmagic.commands import OUTPUT_ARGS, csv_list
+from hfmagic.commands import CLUSTER_ARG, OUTPUT_ARGS, csv_list
 
 MAGIC = "evaluate"
 CLI = "evaluate"
@@ -48,6 +48,10 @@ ARGS = [
     argument("--chat-template", action="store_true",
              help="text-generation: give each greedy prompt as a user's turn in the tokenizer's chat template"),
     argument("--no-widget", action="store_true", help="show the table, not the dashboard"),
+    CLUSTER_ARG,
+    argument("--on", metavar="WHERE",
+             help="the nodes its shards run on: resources a node has (GPU:1, xeon:1, "
+                  "accelerator_type:H100; default: any node)"),
 ] + OUTPUT_ARGS
 
 
@@ -63,7 +67,7 @@ def run(args, ctx):
         label_column=args.label_column, label_map=_label_map(args.label_map, ctx),
         metrics=csv_list(args.metrics, what="metric"), variants=csv_list(args.variants, what="variant"),
         limit=args.limit, batch_size=args.batch_size, reference=args.reference, chat_template=args.chat_template,
-        max_tokens=args.max_tokens,
+        max_tokens=args.max_tokens, cluster=args.cluster, on=args.on,
         callback=None if args.no_widget else ctx.live("evaluate"), progress=not args.quiet,
     )
     if args.name:
