@@ -18,14 +18,14 @@ if os.environ.get("HFMAGIC_ALLOW_TELEMETRY") != "1":
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 __all__ = [
-    "load_model", "export_onnx", "benchmark", "evaluate", "settings", "demo", "Dashboard",
+    "load_model", "export_onnx", "benchmark", "evaluate", "optimize", "settings", "demo", "Dashboard",
     "ModelHandle", "Variant", "Variants", "HFMagicError", "load_ipython_extension",
 ]
 
 _LAZY = {
     "load_model": "hfmagic.models", "ModelHandle": "hfmagic.models",
     "export_onnx": "hfmagic.export", "benchmark": "hfmagic.benchmarking",
-    "evaluate": "hfmagic.evaluation", "settings": "hfmagic.config",
+    "evaluate": "hfmagic.evaluation", "optimize": "hfmagic.optimize", "settings": "hfmagic.config",
     "Variant": "hfmagic.variants", "Variants": "hfmagic.variants",
     "HFMagicError": "hfmagic.errors", "Dashboard": "hfmagic.widget",
 }

@@ -45,6 +45,7 @@ INT4_BLOCK = 32
 # rtn: fast (MatMulNBits' int8-compute kernel); hqq: keeps quality (SmolLM2 at 99.9% of fp32's perplexity,
 # RTN 117%) but its float zero points run on a slower kernel (4x slower than RTN here, AVX2, onnxruntime 1.32)
 INT4_METHODS = ("rtn", "hqq")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")  # static int8's activation ranges
 DEVICES = ("cpu", "cuda")
 FORMAT = 3  # bump when a recipe or the folder layout changes: old entries are then left unused
 META = "hfmagic-variant.json"
@@ -106,7 +107,8 @@ def request_for(names: list[str], calibration=None) -> dict:
 
 def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibration=None, samples=100,
                 opset=None, output=None, device="cpu", force=False, text_column=None,
-                progress=True, block_size=INT4_BLOCK, int4_method="rtn") -> Variants:
+                progress=True, block_size=INT4_BLOCK, int4_method="rtn", calibration_method="minmax",
+                exclude_nodes=None) -> Variants:
     """Export ``model`` to ONNX variants (see the module docstring); a "torch" variant comes first.
 
     ``calibration``: texts for static int8 (anything :func:`hfmagic.data.load_data` reads; the first
@@ -115,6 +117,10 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     ``block_size``: int4's quantization block (text-generation models); ``int4_method``: ``rtn``
     (round to nearest, symmetric, int8 compute: fast) or ``hqq`` (half-quadratic quantization:
     asymmetric, fitted to each weight without data; keeps more quality, runs slower on CPUs).
+    ``calibration_method``: how static int8 sets each activation's range from the calibration
+    examples (onnxruntime's calibrators through optimum's AutoCalibrationConfig): ``minmax``,
+    ``entropy`` (KL divergence) or ``percentile`` (99.999th). ``exclude_nodes``: graph nodes static
+    int8 leaves in float (what :func:`hfmagic.optimize`'s sensitivity pass finds).
     """
     from hfmagic.models import load_model
 
@@ -133,6 +139,9 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
         raise UsageProblem(f"--block-size must be a power of two, 16 or more (int4's block), got {block_size!r}")
     if int4_method not in INT4_METHODS:
         raise UsageProblem(f"unknown --int4-method {int4_method!r}; use one of: {', '.join(INT4_METHODS)}")
+    if calibration_method not in CALIBRATION_METHODS:
+        raise UsageProblem(f"unknown --calibration-method {calibration_method!r}; use one of: "
+                           f"{', '.join(CALIBRATION_METHODS)}")
     int4 = {"block_size": block_size, "method": int4_method}
     data = calibration_data(model, quantize, calibration, samples, text_column)
     task = model.task_plugin
@@ -145,7 +154,9 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     root = writable_root(output)
     base = base_key(model, opset, device)
     operators = task.quant_operators(model)
-    keys = {s.name: step_key(base, s, isa, per_channel, data, int4, operators) for s in steps}
+    exclude = sorted(exclude_nodes or [])
+    keys = {s.name: step_key(base, s, isa, per_channel, data, int4, operators, calibration_method, exclude)
+            for s in steps}
     places = {s.name: root / (s.name if output else keys[s.name][:24]) for s in steps}
     sweep_stale_temps(root)
     metas = {s.name: None if force else read_meta(places[s.name], keys[s.name]) for s in steps}
@@ -180,13 +191,14 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
               "calibration": calibration if isinstance(calibration, str) else (data.source if data else None),
               "samples": samples, "opset": opset, "output": str(output) if output else None,
               "device": device, "force": force, "text_column": text_column, "block_size": block_size,
-              "int4_method": int4_method}
+              "int4_method": int4_method, "calibration_method": calibration_method,
+              "exclude_nodes": exclude or None}
     provenance = {"model": {"source": model.source, "path": str(model.path), "revision": model.revision,
                             "weights_sha256": model.weights_sha256, "task": model.task, "name": model.name},
                   "files": {}}
     if data is not None:
         provenance["dataset"] = data.fingerprint
-    builder = Builder(model, root, places, device, opset, isa, per_channel, data, int4)
+    builder = Builder(model, root, places, device, opset, isa, per_channel, data, int4, calibration_method, exclude)
     items = [Variant("torch", model, size_bytes=model.weights_bytes)]
     from hfmagic.store import default_store
 
@@ -341,7 +353,7 @@ def base_key(model, opset, device) -> dict[str, Any]:
 
 
 def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data, int4: dict | None = None,
-             operators=None) -> str:
+             operators=None, calibration_method: str = "minmax", exclude: list[str] | None = None) -> str:
     int4 = int4 or {"block_size": INT4_BLOCK, "method": "rtn"}
     spec = {"base": base, "name": step.name, "level": step.level, "source": step.source, "quant": step.quant}
     if step.quant == "int4":
@@ -356,6 +368,10 @@ def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data, i
             spec["operators"] = list(operators)
     if step.quant == "static":
         spec["calibration"] = data.fingerprint
+        if calibration_method != "minmax":  # min-max keys as before it had a choice
+            spec["calibration_method"] = calibration_method
+        if exclude:
+            spec["exclude_nodes"] = list(exclude)
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -410,8 +426,10 @@ def install(tmp: Path, place: Path) -> None:
 class Builder:
     """Builds steps into temporary folders, validates them, and installs them."""
 
-    def __init__(self, model, root, places, device, opset, isa, per_channel, data, int4: dict):
+    def __init__(self, model, root, places, device, opset, isa, per_channel, data, int4: dict,
+                 calibration_method: str = "minmax", exclude: list[str] | None = None):
         self.model, self.root, self.places, self.device = model, root, places, device
+        self.calibration_method, self.exclude = calibration_method, exclude or []
         self.opset, self.isa, self.per_channel, self.data = opset, isa, per_channel, data
         self.block_size, self.int4_method = int4["block_size"], int4["method"]
         self.reference = None
@@ -428,6 +446,10 @@ class Builder:
 
             variant.quantization = describe_quantization(step.quant, self.isa, self.per_channel, self.block_size,
                                                          self.int4_method)
+            if step.quant == "static":
+                variant.quantization += f", {self.calibration_method} calibration"
+                if self.exclude:
+                    variant.quantization += f", {len(self.exclude)} nodes left in float"
         source = built.get(step.source) if step.source else None
         if source is not None and source.path is None:
             variant.error = f"not built: {step.source}, which it starts from, failed ({source.error})"
@@ -482,7 +504,8 @@ class Builder:
                     return onnxbuild.quantize_dynamic(source.folder, source.path.name, out, self.isa,
                                                       self.per_channel, step.name, self.model.task_plugin.quant_operators(self.model))
                 features = self.model.task_plugin.calibration_features(self.model, self.data)
-                return onnxbuild.quantize_static(source.folder, out, self.isa, self.per_channel, features)
+                return onnxbuild.quantize_static(source.folder, out, self.isa, self.per_channel, features,
+                                                 self.calibration_method, self.exclude)
         finally:
             logging.disable(logging.NOTSET)
 

@@ -51,10 +51,11 @@ def isa_note(isa: str, flags: frozenset[str] | None = None) -> str | None:
     return None
 
 
-def quantization_config(isa: str, per_channel: bool, static: bool):
+def quantization_config(isa: str, per_channel: bool, static: bool, exclude: list[str] | None = None):
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    return getattr(AutoQuantizationConfig, isa)(is_static=static, per_channel=per_channel)
+    return getattr(AutoQuantizationConfig, isa)(is_static=static, per_channel=per_channel,
+                                                nodes_to_exclude=list(exclude) if exclude else None)
 
 
 def describe_quantization(mode: str, isa: str, per_channel: bool, block_size: int | None = None,
@@ -132,6 +133,34 @@ def quantize_dynamic(source: Path, source_file: str, out: Path, isa: str, per_ch
     return f"mkdir -p onnx/{name} && python -c {shlex.quote(snippet)}"
 
 
+_RANGES: dict[tuple, dict] = {}  # (fp32 folder, method, calibration digest) -> activation ranges
+
+
+def _digest(features: dict) -> str:
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for name in sorted(features):
+        array = np.ascontiguousarray(features[name])
+        digest.update(f"{name}{array.shape}{array.dtype}".encode() + array.tobytes())
+    return digest.hexdigest()
+
+
+def quantizable_nodes(path: Path, isa: str, per_channel: bool = True) -> dict[str, list[str]]:
+    """The nodes static int8 would quantize in the graph at ``path``, by operator type."""
+    import onnx
+
+    ops = set(quantization_config(isa, per_channel, static=True).operators_to_quantize)
+    graph = onnx.load(str(path), load_external_data=False).graph
+    out: dict[str, list[str]] = {}
+    for node in graph.node:
+        if node.op_type in ops:
+            out.setdefault(node.op_type, []).append(node.name)
+    return out
+
+
 def without_weights(path: Path, operators) -> list[str]:
     """Names of the ``operators`` nodes none of whose inputs is an initializer."""
     import onnx
@@ -141,27 +170,38 @@ def without_weights(path: Path, operators) -> list[str]:
     return [n.name for n in graph.node if n.op_type in operators and not any(x in weights for x in n.input)]
 
 
-def quantize_static(source: Path, out: Path, isa: str, per_channel: bool, features: dict) -> str:
-    """Static int8 of the fp32 graph: ORTQuantizer.fit (min-max calibration on ``features``, the
-    calibration examples as the graph's inputs, made by the task), then quantize."""
+def quantize_static(source: Path, out: Path, isa: str, per_channel: bool, features: dict,
+                    method: str = "minmax", exclude: list[str] | None = None) -> str:
+    """Static int8 of the fp32 graph: ORTQuantizer.fit (calibration on ``features``, the calibration
+    examples as the graph's inputs, made by the task: ``method`` minmax, entropy or percentile),
+    then quantize."""
     from datasets import Dataset
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoCalibrationConfig
 
-    qconfig = quantization_config(isa, per_channel, static=True)
+    qconfig = quantization_config(isa, per_channel, static=True, exclude=exclude)
     quantizer = ORTQuantizer.from_pretrained(source, file_name=FP32_FILE)
     count = len(next(iter(features.values())))
+    if method != "minmax" and count > 8:  # the histogram calibrators stack every batch's activations: whole batches only
+        count -= count % 8
+        features = {k: v[:count] for k, v in features.items()}
     calibration = Dataset.from_dict({k: v.tolist() for k, v in features.items()})
-    config = AutoCalibrationConfig.minmax(calibration)
+    config = {"minmax": AutoCalibrationConfig.minmax, "entropy": AutoCalibrationConfig.entropy,
+              "percentile": AutoCalibrationConfig.percentiles}[method](calibration)
     out.mkdir(parents=True, exist_ok=True)
-    ranges = quantizer.fit(dataset=calibration, calibration_config=config,
-                           operators_to_quantize=qconfig.operators_to_quantize, batch_size=8,
-                           onnx_augmented_model_name=out / "augmented_model.onnx")
+    key = (str(source), method, _digest(features))
+    ranges = _RANGES.get(key)  # the sensitivity pass re-quantizes with nodes left out: calibrate once
+    if ranges is None:
+        ranges = _RANGES[key] = quantizer.fit(dataset=calibration, calibration_config=config,
+                                              operators_to_quantize=qconfig.operators_to_quantize, batch_size=8,
+                                              onnx_augmented_model_name=out / "augmented_model.onnx")
     (out / "augmented_model.onnx").unlink(missing_ok=True)
     quantizer.quantize(save_dir=out, quantization_config=qconfig, calibration_tensors_range=ranges)
     return ("(no command line: static int8 calibrates in Python with ORTQuantizer.fit and "
-            f"AutoCalibrationConfig.minmax on {count} examples, then ORTQuantizer.quantize with "
-            f"AutoQuantizationConfig.{isa}(is_static=True, per_channel={per_channel}))")
+            f"AutoCalibrationConfig.{'percentiles' if method == 'percentile' else method} on {count} examples, "
+            "then ORTQuantizer.quantize with "
+            f"AutoQuantizationConfig.{isa}(is_static=True, per_channel={per_channel}"
+            + (f", nodes_to_exclude=<{len(exclude)} nodes>" if exclude else "") + "))")
 
 
 # -- helpers ---------------------------------------------------------------------------------

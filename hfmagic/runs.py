@@ -27,11 +27,12 @@ from hfmagic.store import Message, RunStore, hint, recording_off
 
 # how the rows of two runs of a kind are matched, and the figures shown side by side
 KEYS = {"benchmark": ("variant", "backend", "batch_size", "seq_len", "image_size", "audio_seconds", "new_tokens"), "evaluate": ("variant",),
-        "export": ("variant",)}
+        "export": ("variant",), "optimize": ("candidate", "stage")}
 FIGURES = {
     "benchmark": ["p50_ms", "p95_ms", "mean_ms", "samples_per_s", "peak_mem_mb", "speedup", "e2e_p50_ms"],
     "evaluate": ["pct_of_reference", "agreement", "flip_rate", "max_logit_diff", "samples_per_s"],
     "export": ["size_mb", "nodes", "max_abs_diff", "cosine", "build_s"],
+    "optimize": ["objective", "pct"],
 }
 # recorded for reading a run back, not arguments of its core function
 RECORDED_ONLY = {"target", "metric_names", "targets", "variants_by_model"}  # targets: the models, from provenance
@@ -97,6 +98,15 @@ def parse_since(since: str | float | None, now: float | None = None) -> float | 
 
 def headline(kind: str, rows: list[dict], params: dict) -> str:
     """One figure that says what a run found."""
+    if kind == "optimize":  # its rows are the search's trace
+        keep = params.get("keep") or 99.0
+        won = [r for r in rows if r.get("stage") == "confirm" and r.get("outcome") == "measured"
+               and r.get("pct") is not None and r["pct"] >= keep - 1e-9 and not r["candidate"].startswith("torch/")]
+        lower = params.get("objective") != "throughput"
+        if not won:
+            return f"no configuration kept {keep:g}% ({len(rows)} steps traced)"
+        best = (min if lower else max)(won, key=lambda r: r["objective"])
+        return f"winner {best['candidate']}: {params.get('objective')} {best['objective']:.3f}, {best['pct']:.1f}%"
     ok = [r for r in rows if r.get("status") == "ok"]
     failed = f"; {len(rows) - len(ok)} failed" if len(ok) < len(rows) else ""
     if not ok:

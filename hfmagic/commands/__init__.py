@@ -120,6 +120,7 @@ COMMAND_MODULES = [
     "hfmagic.commands.export",
     "hfmagic.commands.benchmark",
     "hfmagic.commands.evaluate",
+    "hfmagic.commands.optimize",
     "hfmagic.commands.admin",
 ]
 

@@ -1,0 +1,521 @@
+"""``optimize()``: the fastest variant x backend that keeps the accuracy, found by search.
+
+The search is the loop a data scientist runs by hand, with the accuracy gate in it:
+
+1. **Build** every recipe (through the export cache): optimization levels fp32, O1, O2; dynamic
+   int8 of each, per-channel and per-tensor; static int8 calibrated on examples of the data with
+   MinMax, Entropy and Percentile (onnxruntime's calibrators, through optimum). A variant that
+   diverges from PyTorch when it is built is dropped there, with the validation's reason.
+2. **Screen** every variant x backend (onnxruntime; OpenVINO for the float and QDQ graphs where it
+   is installed; torch.compile where it works) in one short interleaved sweep at the shape asked.
+3. **Gate** the candidates fastest first: each one's full evaluation on the data, against the
+   reference (PyTorch). Once one keeps ``keep`` of the reference's first metric, a candidate whose
+   screened time is more than ``MARGIN`` slower cannot win and is not evaluated.
+4. **Confirm** in one interleaved sweep with the default timing: the candidates that passed and can
+   still win, fp32 on onnxruntime, PyTorch, and the fixed recipes a single tool gives (``--quantize
+   auto``'s int8, O2-int8, static int8 with min-max, OpenVINO on fp32), so the winner is measured
+   against them side by side.
+
+The result: the winner and the command that rebuilds it, the Pareto front of everything measured
+(objective against the metric), the trace of every candidate with why it was dropped, all recorded
+in the run store (kind ``optimize``). ``budget`` bounds the whole search; Ctrl-C returns what was
+found so far.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from hfmagic.errors import BuildError, UsageProblem
+from hfmagic.results import Column, Table
+
+OBJECTIVES = {"p50": ("p50_ms", True), "p95": ("p95_ms", True), "throughput": ("samples_per_s", False),
+              "tpot": ("p50_ms", True)}  # a generation's p50_ms is its time per output token
+MARGIN = 0.10       # a candidate screened this much slower than a passing one cannot win
+SCREEN_TIME = 0.2   # seconds of timing per configuration while screening
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+FIXED = [("int8", "onnxruntime"), ("O2-int8", "onnxruntime"), ("int8-static-minmax", "onnxruntime"),
+         ("fp32", "openvino")]  # what one tool's default gives: optimum-cli's --quantize, OpenVINO on the export
+
+TRACE_COLUMNS = [Column("candidate"), Column("stage"), Column("outcome"), Column("objective", "objective", ".3f", "right"),
+                 Column("metric", "metric", ".4f", "right"), Column("pct", "% of ref", ".2f", "right"),
+                 Column("reason")]
+
+
+@dataclass
+class OptimizeResult:
+    """The winner, the Pareto front, the trace, and the recipe that rebuilds the winner."""
+
+    model_name: str
+    objective: str
+    keep: float
+    winner: dict | None
+    trace: list[dict]
+    front: list[dict]
+    recipe: dict | None
+    notes: list[str] = field(default_factory=list)
+    benchmark: Any = None    # the confirming sweep's BenchmarkResult
+    evaluation: Any = None   # the gate's EvaluationResult(s), merged rows
+    run_id: str | None = None
+    interrupted: bool = False
+
+    def table(self) -> Table:
+        title = f"optimize {self.model_name} for {self.objective} at >= {self.keep:g}% of the reference"
+        notes = list(self.notes)
+        if self.winner:
+            w = self.winner
+            notes.insert(0, f"winner: {w['candidate']} ({OBJECTIVES[self.objective][0]} {w['objective']:.3f}, "
+                            f"{w['pct']:.2f}% of the reference)")
+        if self.recipe:
+            notes.append(f"rebuild: {self.recipe['python']}")
+            if self.recipe.get("cli"):
+                notes.append(f"rebuild with optimum-cli: {self.recipe['cli']}")
+        return Table(self.trace, TRACE_COLUMNS, title=title, notes=notes)
+
+    def to_pandas(self):
+        return self.table().to_pandas()
+
+    def dashboard(self, **kwargs):
+        """The confirming sweep and the gate's evaluations in the interactive dashboard: its chart's
+        Pareto front is the search's, each point a configuration measured side by side."""
+        from hfmagic.widget import Dashboard
+
+        parts = [p for p in (self.benchmark, self.evaluation) if p]
+        return Dashboard(*parts, title=kwargs.pop("title", str(self.table().title)), **kwargs)
+
+    def __str__(self) -> str:
+        return str(self.table())
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return self.table()._repr_html_()
+
+
+def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batch_size: int = 1,
+             size: int | None = None, budget: float | None = None, backends: list[str] | None = None,
+             threads: int | None = None, calibration=None, samples: int = 100, progress: bool = True,
+             min_time: float = 1.0, **evaluate_options) -> OptimizeResult:
+    """Search levels x quantization recipes x backends for the fastest configuration of ``target``
+    that keeps ``keep`` percent of the reference's first metric on ``data`` (see the module
+    docstring). ``objective``: p50, p95, throughput or tpot (text generation), at ``batch_size`` x
+    ``size`` (the task's axis: tokens, pixels or seconds; default its first default size).
+    ``calibration``: examples for static int8 (default the first ``samples`` of ``data``, which
+    the gate then also scores: the notes say so). ``budget``: seconds for the whole search.
+    ``min_time``: seconds of timing per configuration in the confirming sweep (screening takes
+    a fifth of a second each). Other keyword arguments go to :func:`hfmagic.evaluate` (``limit``,
+    ``label_map``, ``text_column``, ...)."""
+    from hfmagic import benchplan
+    from hfmagic.config import settings
+    from hfmagic.models import load_model
+
+    started = time.time()
+    model = load_model(target)
+    if model.framework != "transformers":
+        raise UsageProblem(f"{model.name} is a classical baseline: it has one way to run; nothing to optimize")
+    if objective not in OBJECTIVES:
+        raise UsageProblem(f"--objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    task = model.task_plugin
+    if objective == "tpot" and not task.GENERATES:
+        raise UsageProblem(f"--objective tpot is a text-generation model's time per output token; {model.name} is "
+                           f"{task.NAME}: use p50, p95 or throughput")
+    if not 0 < keep <= 100:
+        raise UsageProblem(f"--keep must be a percentage above 0 and at most 100, got {keep:g}")
+    if budget is not None and budget <= 0:
+        raise UsageProblem(f"--budget must be a positive number of seconds, got {budget}")
+    benchplan.positive([batch_size], "batch size")
+    size = size or task.default_sizes(model)[0]
+    threads = threads or settings().resolved_threads()
+    deadline = None if budget is None else started + budget
+    search = Search(model, data, keep, objective, batch_size, size, backends, threads, deadline,
+                    calibration, samples, progress, evaluate_options)
+    search.min_time = min_time
+    from hfmagic.store import default_store
+
+    store = default_store()
+    params = {"target": model.source, "data": str(data) if isinstance(data, str) else None, "keep": keep,
+              "objective": objective, "batch_size": batch_size, "size": size, "budget": budget,
+              "backends": backends, "threads": threads, "samples": samples}
+    provenance = {"model": {"source": model.source, "path": str(model.path), "weights_sha256": model.weights_sha256,
+                            "task": model.task, "name": model.name}}
+    with store.recording("optimize", params, provenance) if store else contextlib.nullcontext() as run:
+        result = search.run()
+        if run is not None:
+            for row in result.trace:
+                run.add_row(row)
+            result.run_id = run.id
+            run.finish("interrupted" if result.interrupted else "ok",
+                       {"notes": result.notes, "winner": result.winner, "recipe": result.recipe,
+                        "front": [p["candidate"] for p in result.front]})
+    return result
+
+
+class Search:
+    """One optimize() call's state: the candidates, what each stage found, the trace."""
+
+    def __init__(self, model, data, keep, objective, batch_size, size, backends, threads, deadline,
+                 calibration, samples, progress, evaluate_options):
+        self.model, self.data, self.keep, self.objective = model, data, keep, objective
+        self.batch_size, self.size, self.backends, self.threads = batch_size, size, backends, threads
+        self.deadline, self.calibration, self.samples, self.progress = deadline, calibration, samples, progress
+        self.evaluate_options = evaluate_options
+        self.key, self.lower = OBJECTIVES[objective]
+        self.trace: list[dict] = []
+        self.notes: list[str] = []
+        self.variants: dict = {}       # name -> Variant (every recipe built)
+        self.recipes: dict = {}        # name -> the export_onnx arguments that build it
+        self.screened: dict = {}       # (variant, backend) -> screening row
+        self.evaluated: dict = {}      # variant -> evaluation row
+        self.final = None
+        self.interrupted = False
+        self.min_time = 1.0
+        self.metric_name, self.lower_metric = None, False
+        self.confirmed: set = set()
+
+    # -- the stages ----------------------------------------------------------------------------
+    def run(self) -> OptimizeResult:
+        try:
+            self.build()
+            self.screen()
+            self.gate()
+            self.confirm()
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self.notes.append("interrupted: the trace holds what was measured before Ctrl-C")
+        return self.result()
+
+    def left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.time()
+
+    def out_of_time(self, stage: str) -> bool:
+        left = self.left()
+        if left is not None and left <= 0:
+            self.notes.append(f"budget: the search stopped before {stage}")
+            return True
+        return False
+
+    def build(self) -> None:
+        from hfmagic.export import export_onnx
+
+        task = self.model.task_plugin
+        levels = [lv for lv in ("fp32", "O1", "O2") if lv in task.LEVELS]
+        recipes = [({"levels": levels, "quantize": "dynamic", "per_channel": True}, {}),
+                   ({"levels": ["fp32"], "quantize": "dynamic", "per_channel": False}, {"int8": "int8-per-tensor"})]
+        calibration = self.calibration if self.calibration is not None else self.data
+        if (calibration is not None or self.model.dataset is not None) and task.NAME != "text-generation":
+            if self.calibration is None and self.data is not None:
+                self.notes.append(f"static int8 was calibrated on the first {self.samples} examples of the data the "
+                                  "gate scores: its accuracy there may flatter it (pass calibration= other examples)")
+            for method in CALIBRATION_METHODS:
+                recipes.append(({"levels": ["fp32"], "quantize": "static", "calibration": calibration,
+                                 "samples": self.samples, "calibration_method": method},
+                                {"int8-static": f"int8-static-{method}"}))
+        if task.NAME == "text-generation":
+            recipes.append(({"levels": ["fp32"], "quantize": "int4"}, {}))
+        for args, renames in recipes:
+            if self.out_of_time("building every recipe"):
+                return
+            try:
+                built = export_onnx(self.model, progress=self.progress, **args)
+            except (UsageProblem, BuildError) as exc:  # a recipe this task or model does not take
+                label = "/".join(renames.values()) or f"{args['quantize']} {', '.join(args['levels'])}"
+                self.step(label, "build", "dropped", reason=f"not built: {exc}")
+                continue
+            for v in built:
+                name = renames.get(v.name, v.name)
+                if name in self.variants or (args.get("quantize") == "static" and v.name != "int8-static"):
+                    continue
+                if args.get("per_channel") is False and v.name != "int8":
+                    continue
+                v = _renamed(v, name)
+                self.variants[name] = v
+                self.recipes[name] = {k: val for k, val in args.items() if k != "calibration"} | (
+                    {"calibration": "DATA"} if "calibration" in args else {})
+                if v.error:
+                    self.step(name, "build", "dropped", reason=v.error)
+        self.sensitivity(calibration)
+
+    def sensitivity(self, calibration) -> None:
+        """Static int8 that diverged: find the operator types whose quantization costs the most
+        (each one left in float in turn, the worst-example cosine against PyTorch measured), then
+        leave the worst ones in float, one more at a time, until the variant validates."""
+        from hfmagic.export import export_onnx
+        from hfmagic.onnxbuild import int8_isa, quantizable_nodes
+
+        failed = [n for n, v in self.variants.items() if n.startswith("int8-static-") and v.error and v.path]
+        fp32 = self.variants.get("fp32")
+        if not failed or fp32 is None or fp32.path is None:
+            return
+        name = max(failed, key=lambda n: self.variants[n].validation.get("cosine") or -1)  # the closest to passing
+        method = name.removeprefix("int8-static-")
+        base = self.variants[name].validation.get("cosine") or -1
+        groups = quantizable_nodes(fp32.path, int8_isa())
+        args = {"levels": ["fp32"], "quantize": "static", "calibration": calibration, "samples": self.samples,
+                "calibration_method": method}
+
+        def build(exclude: list[str]):
+            return export_onnx(self.model, progress=self.progress, exclude_nodes=exclude, **args)["int8-static"]
+
+        scores = {}
+        for op, nodes in groups.items():
+            if self.out_of_time("the sensitivity pass"):
+                return
+            probe = build(nodes)
+            scores[op] = probe.validation.get("cosine") or -1
+            self.step(f"{name} without {op}", "sensitivity", "probed", reason=(
+                f"{len(nodes)} {op} nodes left in float: worst-example cosine {scores[op]:.4f} (all quantized: "
+                f"{base:.4f})"))
+        exclude: list[str] = []
+        for op in sorted(scores, key=scores.get, reverse=True)[:max(1, len(scores) // 2)]:
+            if self.out_of_time("the sensitivity pass"):
+                return
+            exclude += groups[op]
+            variant = build(exclude)
+            kept = sorted({o for o, ns in groups.items() if set(ns) <= set(exclude)})
+            label = f"{name}-float-{'-'.join(o.lower() for o in kept)}"
+            if variant.error:
+                self.step(label, "sensitivity", "dropped", reason=variant.error)
+                continue
+            self.variants[label] = _renamed(variant, label)
+            self.recipes[label] = {**{k: v for k, v in args.items() if k != "calibration"}, "calibration": "DATA",
+                                   "exclude_nodes": sorted(exclude)}
+            self.step(label, "sensitivity", "kept", reason=(
+                f"validates with {', '.join(kept)} left in float ({len(exclude)} nodes): worst-example cosine "
+                f"{variant.validation.get('cosine', float('nan')):.4f}"))
+            return
+
+    def candidates(self) -> list[tuple[str, str]]:
+        """Every (variant, backend) to time: each ONNX graph on onnxruntime and on OpenVINO (where
+        installed), PyTorch eager (the reference) and torch.compile (where it works)."""
+        from hfmagic.backends import get_backend
+
+        def usable(name):
+            if self.backends and name not in self.backends:
+                return False
+            return get_backend(name).is_available()[0]
+
+        out = []
+        for name, v in self.variants.items():
+            if v.error:
+                continue
+            if v.kind == "torch":
+                out += [(name, b) for b in ("torch", "torch-compile") if b == "torch" or usable(b)]
+            elif v.kind == "onnx":
+                out += [(name, b) for b in ("onnxruntime", "openvino") if usable(b)]
+            else:  # onnxruntime-genai's graphs
+                out += [(name, "onnxruntime-genai")] if usable("onnxruntime-genai") else []
+        return out
+
+    def measure(self, configs: list[tuple[str, str]], min_time: float, max_time: float | None):
+        """One interleaved sweep of ``configs`` at the shape asked (baseline PyTorch eager)."""
+        from hfmagic.benchmarking import benchmark
+        from hfmagic.variants import Variants
+
+        names = list(dict.fromkeys(["torch"] + [v for v, _ in configs]))
+        backends = list(dict.fromkeys(["torch"] + [b for _, b in configs]))
+        vset = Variants(self.model, [self.variants[n] for n in names])
+        left = self.left()
+        axis = self.model.task_plugin.SIZE_AXIS
+        result = benchmark(vset, variants=names, backends=backends, batch_sizes=[self.batch_size],
+                           **{axis.argument: [self.size]}, threads=self.threads, min_time=min_time,
+                           max_time=max_time, budget=None if left is None else max(1.0, left),
+                           progress=self.progress, warmup=3 if min_time < 1 else 10)
+        wanted = set(configs) | {("torch", "torch")}
+        rows = {(r["variant"], r["backend"]): r for r in result.rows if (r["variant"], r["backend"]) in wanted}
+        if result.interrupted:
+            raise KeyboardInterrupt
+        return result, rows
+
+    def screen(self) -> None:
+        if self.out_of_time("screening"):
+            return
+        configs = self.candidates()
+        _, rows = self.measure(configs, SCREEN_TIME, 4.0)
+        for config in configs:
+            row = rows.get(config)
+            if row is None or row["status"] != "ok":
+                self.step(_label(config), "screen", "dropped", reason=row["status"] if row else "not measured")
+                continue
+            self.screened[config] = row
+
+    def gate(self) -> None:
+        """Evaluate the screened candidates fastest first, until none left can beat one that passed."""
+        order = sorted((c for c in self.screened if c[0] != "torch"), key=lambda c: self.value(self.screened[c]))
+        best = None
+        for config in order:
+            name = config[0]
+            value = self.value(self.screened[config])
+            hope = self.optimistic(self.screened[config])
+            if best is not None and self.worse(hope, best[1], MARGIN):
+                self.step(_label(config), "gate", "dropped", objective=value,
+                          reason=f"cannot win: even its fastest screened run ({hope:.3f}) is over {MARGIN:.0%} off "
+                                 f"{_label(best[0])}'s {self.key} {best[1]:.3f}, which passed")
+                continue
+            if name not in self.evaluated:
+                if self.out_of_time(f"evaluating {name}"):
+                    return
+                # with the next two in line: the reference runs once per evaluation, not per candidate
+                after = [c[0] for c in order[order.index(config):] if c[0] not in self.evaluated]
+                self.evaluate(list(dict.fromkeys(after))[:3])
+            row = self.evaluated.get(name)
+            if row is None or row.get("status") != "ok" or row.get("pct_of_reference") is None:
+                self.step(_label(config), "gate", "dropped", objective=value,
+                          reason=(row or {}).get("status", "not evaluated"))
+                continue
+            passed = self.passes(row)
+            self.step(_label(config), "gate", "kept" if passed else "dropped", objective=value,
+                      metric=row.get(self.metric_name), pct=row["pct_of_reference"],
+                      reason=None if passed else f"keeps {row['pct_of_reference']:.2f}% of the reference, "
+                                                 f"under {self.keep:g}%")
+            if passed and (best is None or self.worse(best[1], value, 0.0)):
+                best = (config, value)
+
+    def evaluate(self, names: list[str]) -> None:
+        from hfmagic.evaluation import evaluate
+        from hfmagic.variants import Variants
+
+        vset = Variants(self.model, [self.variants["torch"]] + [self.variants[n] for n in names])
+        result = evaluate(vset, self.data, progress=self.progress, **self.evaluate_options)
+        self.metric_name = result.metrics[0]
+        self.lower_metric = result.lower_is_better
+        for row in result.rows:
+            self.evaluated.setdefault(row["variant"], row)
+        if any("interrupted" in n for n in result.notes):
+            raise KeyboardInterrupt
+
+    def confirm(self) -> None:
+        """The passing candidates that can still win and the fixed recipes, in one full sweep."""
+        if self.out_of_time("the confirming sweep"):
+            return
+        passed = [c for c in self.screened if c[0] != "torch" and self.passes(self.evaluated.get(c[0]))]
+        if passed:
+            best = min((self.value(self.screened[c]) for c in passed), key=lambda v: v if self.lower else -v)
+            passed = [c for c in passed if not self.worse(self.optimistic(self.screened[c]), best, MARGIN)]
+        fixed = [c for c in FIXED if c in self.screened]
+        for name in [c[0] for c in fixed if c[0] not in self.evaluated]:  # the fixed recipes' accuracy too
+            if self.out_of_time("evaluating the fixed recipes"):
+                break
+            self.evaluate([name])
+        configs = list(dict.fromkeys(passed + fixed + [c for c in (("fp32", "onnxruntime"),) if c in self.screened]))
+        if not configs:
+            self.notes.append("no candidate kept the accuracy: nothing to confirm")
+            return
+        self.confirmed = set(configs) | {("torch", "torch")}
+        self.final, rows = self.measure(configs, self.min_time, None)
+        for config in configs:
+            row = rows.get(config)
+            ok = row is not None and row["status"] == "ok"
+            ev = self.evaluated.get(config[0]) or {}
+            self.step(_label(config), "confirm", "measured" if ok else "dropped",
+                      objective=self.value(row) if ok else None, metric=ev.get(self.metric_name),
+                      pct=ev.get("pct_of_reference"), reason=None if ok else (row or {}).get("status"))
+
+    # -- rules ---------------------------------------------------------------------------------
+    def value(self, row: dict) -> float:
+        return row[self.key]
+
+    def optimistic(self, row: dict) -> float:
+        """The best the configuration could be: its fastest screened run (short screening sweeps on a
+        busy machine are noisy; a candidate is given up only when even that cannot win)."""
+        fastest = row.get("min_ms")
+        if fastest is None or self.objective == "p95":
+            return self.value(row)
+        if self.key == "samples_per_s":
+            return row["batch_size"] * 1000 / fastest
+        return min(fastest, self.value(row))
+
+    def worse(self, value: float, than: float, margin: float) -> bool:
+        return value > than * (1 + margin) if self.lower else value < than / (1 + margin)
+
+    def passes(self, row: dict | None) -> bool:
+        if not row or row.get("status") != "ok" or row.get("pct_of_reference") is None:
+            return False
+        pct = row["pct_of_reference"]
+        return pct <= 200 - self.keep + 1e-9 if self.lower_metric else pct >= self.keep - 1e-9
+
+    def step(self, candidate: str, stage: str, outcome: str, objective=None, metric=None, pct=None, reason=None):
+        self.trace.append({"candidate": candidate, "stage": stage, "outcome": outcome, "objective": objective,
+                           "metric": metric, "pct": pct, "reason": reason})
+
+    # -- the result ----------------------------------------------------------------------------
+    def result(self) -> OptimizeResult:
+        winner, front = None, []
+        rows = {}
+        if self.final is not None:  # the configurations confirmed (the sweep times every variant x backend)
+            rows = {(r["variant"], r["backend"]): r for r in self.final.rows
+                    if r["status"] == "ok" and (r["variant"], r["backend"]) in self.confirmed}
+        points = []
+        for config, row in rows.items():
+            ev = self.evaluated.get(config[0]) or ({"pct_of_reference": 100.0} if config[0] == "torch" else None)
+            if ev is None or ev.get("pct_of_reference") is None:
+                continue
+            points.append({"candidate": _label(config), "variant": config[0], "backend": config[1],
+                           "objective": self.value(row), "pct": ev["pct_of_reference"],
+                           "metric": ev.get(self.metric_name), "passes": self.passes(ev)
+                           or config[0] == "torch"})
+        sign = 1 if self.lower else -1
+        for p in sorted(points, key=lambda p: (sign * p["objective"], -p["pct"])):
+            if not front or p["pct"] > front[-1]["pct"]:
+                front.append(p)
+        passing = [p for p in points if p["passes"] and p["variant"] != "torch"]
+        if passing:
+            winner = min(passing, key=lambda p: sign * p["objective"])
+        recipe = self.recipe(winner) if winner else None
+        if winner:
+            fixed = [p for p in passing if (p["variant"], p["backend"]) in FIXED]
+            if fixed:
+                best = min(fixed, key=lambda p: sign * p["objective"])
+                ratio = (best["objective"] / winner["objective"]) if self.lower else (winner["objective"] /
+                                                                                     best["objective"])
+                self.notes.append(f"against the best fixed recipe that keeps the accuracy ({best['candidate']}): "
+                                  f"{ratio:.2f}x on {self.key}, measured in the same interleaved sweep")
+        if self.final is not None:
+            self.notes += [n for n in self.final.notes if n.startswith("interleaved")]
+        return OptimizeResult(self.model.name, self.objective, self.keep, winner, self.trace, front, recipe,
+                              self.notes, self.final, list(self.evaluated.values()),
+                              interrupted=self.interrupted)
+
+    def recipe(self, winner: dict) -> dict:
+        """The smallest export_onnx call that builds the winner (the same cache key, so the same file)."""
+        name = winner["variant"]
+        variant = self.variants[name]
+        args = dict(self.recipes.get(name, {}))
+        level = variant.level or "fp32"
+        if variant.kind == "onnx":
+            quantize = args.get("quantize", "none") if variant.quantization else "none"
+            args = {"levels": [level], "quantize": quantize} | (
+                {"per_channel": args.get("per_channel", True)} if quantize == "dynamic" else {}) | (
+                {k: args[k] for k in ("calibration", "samples", "calibration_method", "exclude_nodes") if k in args}
+                if quantize == "static" else {})
+        def shown(k, v):
+            if k == "calibration":
+                return "calibration=DATA"
+            if k == "exclude_nodes":  # the names are in .recipe["export_onnx"]["exclude_nodes"]
+                return f"exclude_nodes=NODES  # the {len(v)} names in .recipe['export_onnx']['exclude_nodes']\n    "
+            return f"{k}={v!r}"
+
+        python = (f"hfmagic.export_onnx({self.model.source!r}, " + ", ".join(shown(k, v) for k, v in args.items())
+                  + f")  # then {_plain(name)!r} on {winner['backend']}")
+        return {"variant": name, "backend": winner["backend"], "export_onnx": args, "python": python,
+                "cli": variant.cli_command, "sha256": variant.sha256, "path": str(variant.path) if variant.path else None,
+                "threads": self.threads}
+
+
+def _label(config: tuple[str, str]) -> str:
+    return f"{config[0]}/{config[1]}"
+
+
+def _plain(name: str) -> str:
+    """The name export_onnx gives the variant (the search renames some apart)."""
+    if name.startswith("int8-static-"):  # a calibration method, maybe nodes left in float
+        return "int8-static"
+    return "int8" if name == "int8-per-tensor" else name
+
+
+def _renamed(variant, name: str):
+    import dataclasses
+
+    return variant if variant.name == name else dataclasses.replace(variant, name=name)

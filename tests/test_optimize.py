@@ -1,0 +1,92 @@
+"""%optimize through a real shell on a tiny classifier: every stage, the gate, the trace, the recipe
+that rebuilds the winner's file byte for byte, the run store, and bad input in one line."""
+
+import random
+import subprocess
+import sys
+
+import pytest
+
+from tests.test_evaluate import varied_classifier
+from tests.tiny import LABELS, sentences
+
+
+@pytest.fixture(scope="module")
+def tiny_clf(tmp_path_factory, tiny_bert):
+    import pandas as pd
+
+    folder = varied_classifier(tiny_bert, tmp_path_factory.mktemp("optimize") / "clf")
+    rng = random.Random(7)
+    texts = sentences(160, seed=8)
+    return folder, pd.DataFrame({"text": texts, "label": [rng.choice(LABELS) for _ in texts]})
+
+
+@pytest.mark.slow
+def test_optimize_finds_a_winner_that_keeps_the_accuracy_and_says_why_others_lost(shell, tiny_clf, tmp_path):
+    from hfmagic.export import export_onnx
+    from hfmagic.store import default_store
+
+    folder, frame = tiny_clf
+    shell.user_ns.update(opt_reviews=frame)
+    shell.run_line_magic("load_model", f"{folder} --name opt_clf -q")
+    res = shell.run_cell("%optimize opt_clf --data opt_reviews --backends onnxruntime,torch --min-time 0.1 -q "
+                         "--name opt", store_history=False)
+    assert res.success, res.error_in_exec
+    opt = shell.user_ns["opt"]
+    stages = {t["stage"] for t in opt.trace}
+    assert {"gate", "confirm"} <= stages
+    assert all(t["reason"] for t in opt.trace if t["outcome"] == "dropped")  # every drop says why
+    built = {t["candidate"].split("/")[0] for t in opt.trace}
+    assert {"O1", "O2", "int8", "int8-per-tensor"} & built
+    w = opt.winner
+    assert w is not None and w["pct"] >= 99 and w["variant"] != "torch"
+    confirmed = [t for t in opt.trace if t["stage"] == "confirm" and t["outcome"] == "measured"
+                 and t["pct"] is not None and t["pct"] >= 99]
+    assert w["objective"] == min(t["objective"] for t in confirmed)  # the fastest that keeps the accuracy
+    assert opt.front and opt.front[0]["objective"] <= w["objective"]
+    # the recipe rebuilds the winner's file, byte for byte, in a folder of its own
+    again = export_onnx(opt_handle := shell.user_ns["opt_clf"], output=tmp_path / "rebuilt", force=True,
+                        progress=False, **{k: (frame if v == "DATA" else v) for k, v in opt.recipe["export_onnx"].items()})
+    name = {"int8-per-tensor": "int8"}.get(w["variant"], w["variant"].split("-static")[0] + (
+        "-static" if "-static" in w["variant"] else ""))
+    assert again[name].sha256 == opt.recipe["sha256"], (opt.recipe, again[name].sha256)
+    assert opt_handle.name == "opt_clf"
+    run = default_store().get(opt.run_id)
+    assert run["kind"] == "optimize" and len(run["rows"]) == len(opt.trace)
+    assert run["summary"]["winner"]["candidate"] == w["candidate"]
+    assert "winner:" in str(opt) and "rebuild:" in str(opt)
+
+
+def test_bad_optimize_input_is_one_line(shell, tiny_clf, capsys):
+    from IPython.core.error import UsageError
+
+    folder, _ = tiny_clf
+    shell.run_line_magic("load_model", f"{folder} --name opt_bad -q")
+    for line, said in [("--keep 150", "--keep must be a percentage above 0 and at most 100"),
+                       ("--keep lots", "--keep takes a percentage"),
+                       ("--shape 1by8", "--shape takes BATCHxSIZE"),
+                       ("--objective tpot", "--objective tpot is a text-generation model's"),
+                       ("--budget -1", "--budget must be a positive number")]:
+        with pytest.raises(UsageError) as err:
+            shell.run_line_magic("optimize", f"opt_bad {line}")
+        assert said in str(err.value) and "\n" not in str(err.value), str(err.value)
+    done = subprocess.run([sys.executable, "-m", "hfmagic", "optimize", str(folder), "--keep", "0"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith("hfmagic: --keep must be"), done.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_trace_so_far(tiny_clf, monkeypatch):
+    from hfmagic import optimize as mod
+
+    folder, frame = tiny_clf
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mod.Search, "gate", interrupted)  # Ctrl-C once the screening sweep is done
+    from hfmagic.store import default_store
+
+    result = mod.optimize(folder, frame, backends=["onnxruntime", "torch"], progress=False)
+    assert result.interrupted and result.winner is None and "interrupted" in " ".join(result.notes)
+    assert default_store().get(result.run_id)["status"] == "interrupted"
