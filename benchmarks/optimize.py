@@ -16,7 +16,7 @@ os.environ.setdefault("HFMAGIC_STORE", "0")
 
 
 def one(source: str, **kwargs) -> float | None:
-    from hfmagic.optimize import optimize
+    from hfmagic.optimizing import optimize
 
     t0 = time.perf_counter()
     result = optimize(source, progress=False, **kwargs)
@@ -36,7 +36,7 @@ def one(source: str, **kwargs) -> float | None:
 
 
 def _fixed():
-    from hfmagic.optimize import FIXED
+    from hfmagic.optimizing import FIXED
 
     return set(FIXED)
 

@@ -1,6 +1,6 @@
 """hfmagic: load, export, benchmark and evaluate Hugging Face models from a notebook.
 
-``%load_ext hfmagic`` registers ``%load_model``, ``%export_onnx``, ``%benchmark``, ``%evaluate``
+``%load_ext hfmagic`` registers ``%load_model``, ``%export_onnx``, ``%benchmark``, ``%evaluate``, ``%optimize``
 and ``%hfmagic``. The same functions are importable here and run by the ``hfmagic`` command.
 Nothing heavy (torch, transformers, onnxruntime, ...) is imported until it is first needed.
 """
@@ -25,7 +25,7 @@ __all__ = [
 _LAZY = {
     "load_model": "hfmagic.models", "ModelHandle": "hfmagic.models",
     "export_onnx": "hfmagic.export", "benchmark": "hfmagic.benchmarking",
-    "evaluate": "hfmagic.evaluation", "optimize": "hfmagic.optimize", "settings": "hfmagic.config",
+    "evaluate": "hfmagic.evaluation", "optimize": "hfmagic.optimizing", "settings": "hfmagic.config",
     "Variant": "hfmagic.variants", "Variants": "hfmagic.variants",
     "HFMagicError": "hfmagic.errors", "Dashboard": "hfmagic.widget",
 }

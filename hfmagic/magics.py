@@ -60,7 +60,7 @@ class ShellContext(Context):
 
 @magics_class
 class HFMagics(Magics):
-    """%load_model, %export_onnx, %benchmark, %evaluate and %hfmagic."""
+    """%load_model, %export_onnx, %benchmark, %evaluate, %optimize and %hfmagic."""
 
     def __init__(self, shell, settings: HFMagic | None = None):
         super().__init__(shell)

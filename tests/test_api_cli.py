@@ -67,6 +67,9 @@ API_SCRIPT = textwrap.dedent(r"""
         elif step == "dashboard":
             dash = call("Dashboard", *[r for r in (bench, ev) if r is not None])
             assert dash.rows and all(r["variant"] in ("torch", "fp32") for r in dash.rows)
+        elif step == "optimize":  # a budget that ends the search during its builds: it says so
+            found = call("optimize", model, data=data, backends=["onnxruntime"], budget=0.5, progress=False)
+            assert any(n.startswith("budget:") for n in found.notes), found.notes
         elif step == "settings":
             assert call("settings").threads >= 0
         elif step == "ext":
@@ -79,10 +82,10 @@ API_SCRIPT = textwrap.dedent(r"""
 """)
 
 ORDERS = {
-    "benchmark-evaluate-benchmark": "settings,benchmark,evaluate,dashboard,benchmark,export,evaluate,"
-                                    "load,dashboard,benchmark,settings,ext,load,ext",
-    "evaluate-benchmark-evaluate": "ext,evaluate,benchmark,evaluate,dashboard,export,benchmark,ext,evaluate,"
-                                   "load,dashboard,settings,load,settings",
+    "benchmark-evaluate-benchmark": "settings,benchmark,evaluate,optimize,dashboard,benchmark,export,evaluate,"
+                                    "load,dashboard,benchmark,settings,ext,optimize,load,ext",
+    "evaluate-benchmark-evaluate": "ext,optimize,evaluate,benchmark,evaluate,dashboard,export,benchmark,ext,evaluate,"
+                                   "load,optimize,dashboard,settings,load,settings",
 }
 
 

@@ -55,6 +55,9 @@ def test_optimize_finds_a_winner_that_keeps_the_accuracy_and_says_why_others_los
     assert run["kind"] == "optimize" and len(run["rows"]) == len(opt.trace)
     assert run["summary"]["winner"]["candidate"] == w["candidate"]
     assert "winner:" in str(opt) and "rebuild:" in str(opt)
+    dash = opt.dashboard()  # the confirming sweep joined with the gate's accuracy: the chart's Pareto front
+    joined = {(r["variant"], r["backend"]): r for r in dash.rows}
+    assert joined[(w["variant"], w["backend"])]["metric"] == pytest.approx(w["metric"])
 
 
 def test_bad_optimize_input_is_one_line(shell, tiny_clf, capsys):
@@ -77,7 +80,7 @@ def test_bad_optimize_input_is_one_line(shell, tiny_clf, capsys):
 
 @pytest.mark.slow
 def test_ctrl_c_keeps_the_trace_so_far(tiny_clf, monkeypatch):
-    from hfmagic import optimize as mod
+    from hfmagic import optimizing as mod
 
     folder, frame = tiny_clf
 

@@ -37,7 +37,7 @@ ARGS = [
 
 
 def run(args, ctx):
-    from hfmagic.optimize import optimize
+    from hfmagic.optimizing import optimize
 
     data = ctx.lookup(args.data) if args.data else None
     if data is None or isinstance(data, ModuleType):
