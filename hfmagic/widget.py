@@ -398,8 +398,9 @@ class Dashboard(anywidget.AnyWidget):
             (pair(r) for r in rows if r.get("speedup_low") == 1.0 and r.get("speedup_high") == 1.0 and _ok(r)), "")
         self.sweep_baseline = sweep
         datas = sorted({r["data_sha"] for r in rows if r.get("data_sha")})
+        cluster = any(where(r) for r in rows)  # the node column: rows a cluster's nodes measured only
         self.columns = [{**c, "title": metric} if c["key"] == "metric" and metric else c for c in COLUMNS
-                        ] + ([DATA_COLUMN] if len(datas) > 1 else [])
+                        if c["key"] != "node" or cluster] + ([DATA_COLUMN] if len(datas) > 1 else [])
         baseline = _canonical(self.baseline, rows)
         self.rows = rows
         self.baseline = baseline if baseline in pairs else sweep or next(iter(pairs), "")
