@@ -206,3 +206,17 @@ def test_a_node_killed_mid_sweep_costs_only_its_rows(cluster, variants):
     assert by_node["kind_a"] == ["ok", "ok"]
     assert all(s.startswith("lost: node died: kind_b") for s in by_node["kind_b"]), by_node["kind_b"]
     assert not _workers()
+
+
+def test_the_report_gives_each_nodes_environment():
+    """A cluster run's provenance keeps each node's card; the report shows one table per distinct one."""
+    from hfmagic.report import environment_tables
+
+    here = {"cpu": "here", "python": "3.11"}
+    run = {"id": "r1", "environment": here, "provenance": {"nodes": {
+        "kind_a": {"host": "a", "environment": {"cpu": "EPYC", "python": "3.11"}},
+        "kind_b": {"host": "b", "environment": {"cpu": "Xeon", "python": "3.11"}}}}}
+    titles = [t.title for t in environment_tables([run])]
+    assert titles == ["environment of r1", "environment of r1 on kind_a", "environment of r1 on kind_b"]
+    text = str(environment_tables([run])[2])
+    assert "Xeon" in text and "b" in text
