@@ -85,5 +85,17 @@ def show(shell, result: Any, live: LiveView | None = None, widget: bool = True) 
         from hfmagic.widget import Dashboard
 
         display(Dashboard(result))
+    elif widget and _searched(result) and widgets_available(shell):
+        display(result)  # the trace: what was tried and why each was dropped
+        if result.benchmark is not None:  # then the confirmed configurations against their accuracy
+            display(result.dashboard())
     else:
         display(result)
+
+
+def _searched(result: Any) -> bool:
+    """An %optimize result (only a module already imported can have made one)."""
+    import sys
+
+    cls = getattr(sys.modules.get("hfmagic.optimizing"), "OptimizeResult", None)
+    return cls is not None and isinstance(result, cls)
