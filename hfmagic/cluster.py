@@ -627,17 +627,13 @@ def _evaluate_shard(spec: dict, folders: dict[str, str], holders: dict[str, list
     import ray
 
     from hfmagic.evaluation import _Runner
-    from hfmagic.models import ModelHandle
     from hfmagic.tasks import ensure
-    from hfmagic.variants import Variant
+    from hfmagic.worker import variant_from_spec
 
     here = {role: materialize(digest, holders.get(digest))[0] for role, digest in folders.items()}
     local = localize(spec, here)
     ensure(local.get("task_origin"))
-    model = ModelHandle(path=Path(local["model_path"]), task=local["task"], source=local["model_path"],
-                        trust_remote_code=local.get("trust_remote_code", False), name=local["model_name"])
-    variant = Variant(local["name"], model, path=Path(local["path"]) if local.get("path") else None,
-                      level=local.get("level"), runtime=local.get("runtime"))
+    variant = variant_from_spec(local)
     t0 = time.perf_counter()
     runner = _Runner(variant, threads)
     load_s = time.perf_counter() - t0
@@ -667,9 +663,10 @@ def evaluate_shards(cluster: Cluster, on: str | None, variant, batches: list, th
             "task_origin": _task_origin(variant.model.task), "model_name": variant.model.name,
             "trust_remote_code": variant.model.trust_remote_code,
             "path_is_dir": variant.path is not None and Path(variant.path).is_dir()}
-    folders = {role: folder_digest(path) for role, path in _folders(spec).items()}
+    paths = _folders(spec)
+    folders = {role: folder_digest(path) for role, path in paths.items()}
     # put once per folder (per connection); a node that holds the folder already never fetches it
-    holders = cluster.refs({folders[role]: path for role, path in _folders(spec).items()})
+    holders = cluster.refs({folders[role]: path for role, path in paths.items()})
     gpus = wanted.get("GPU", 0)
     task = ray.remote(max_retries=0)(_evaluate_shard).options(
         num_cpus=threads, num_gpus=gpus, resources={k: v for k, v in wanted.items() if k != "GPU"},

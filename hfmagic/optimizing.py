@@ -205,7 +205,7 @@ class Search:
         recipes = [({"levels": levels, "quantize": "dynamic", "per_channel": True}, {}),
                    ({"levels": ["fp32"], "quantize": "dynamic", "per_channel": False}, {"int8": "int8-per-tensor"})]
         calibration = self.calibration if self.calibration is not None else self.data
-        if (calibration is not None or self.model.dataset is not None) and task.NAME != "text-generation":
+        if (calibration is not None or self.model.dataset is not None) and not task.GENERATES:
             if self.calibration is None and self.data is not None:
                 self.notes.append(f"static int8 was calibrated on the first {self.samples} examples of the data the "
                                   "gate scores: its accuracy there may flatter it (pass calibration= other examples)")
@@ -213,7 +213,7 @@ class Search:
                 recipes.append(({"levels": ["fp32"], "quantize": "static", "calibration": calibration,
                                  "samples": self.samples, "calibration_method": method},
                                 {"int8-static": f"int8-static-{method}"}))
-        if task.NAME == "text-generation":
+        if task.GENERATES:  # a decoder's weight-only int4
             recipes.append(({"levels": ["fp32"], "quantize": "int4"}, {}))
         for args, renames in recipes:
             if self.out_of_time("building every recipe"):

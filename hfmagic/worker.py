@@ -83,9 +83,7 @@ def _load(job: dict, process_start: float | None, in_worker: bool, spinning: boo
     """Load the job's variant on its backend: yields the ready (or error) message, then, when ready,
     (backend, model, texts, tokenizer)."""
     from hfmagic.backends import get_backend
-    from hfmagic.models import ModelHandle
     from hfmagic.tasks import ensure
-    from hfmagic.variants import Variant
 
     spec = job["variant"]
     try:
@@ -93,9 +91,8 @@ def _load(job: dict, process_start: float | None, in_worker: bool, spinning: boo
     except Exception as exc:
         yield {"type": "error", "error": one_line(exc), "unavailable": False}
         return
-    model = ModelHandle(path=Path(spec["model_path"]), task=spec["task"], source=spec["model_path"],
-                        trust_remote_code=spec.get("trust_remote_code", False), name=spec["model_name"])
-    variant = Variant(spec["name"], model, path=Path(spec["path"]) if spec["path"] else None)
+    variant = variant_from_spec(spec)
+    model = variant.model
     backend = get_backend(job["backend"])(own_process=in_worker)
     backend.spinning = spinning
     try:
@@ -117,6 +114,17 @@ def _load(job: dict, process_start: float | None, in_worker: bool, spinning: boo
     yield {"type": "ready", "startup_s": startup_s, "load_s": load_s, "pid": os.getpid(),
            "threads_used": backend.threads_used()}
     yield backend, model, texts, tokenizer
+
+
+def variant_from_spec(spec: dict):
+    """The variant a job's spec names (its model handle included), as this process sees the paths."""
+    from hfmagic.models import ModelHandle
+    from hfmagic.variants import Variant
+
+    model = ModelHandle(path=Path(spec["model_path"]), task=spec["task"], source=spec["model_path"],
+                        trust_remote_code=spec.get("trust_remote_code", False), name=spec["model_name"])
+    return Variant(spec["name"], model, path=Path(spec["path"]) if spec.get("path") else None,
+                   level=spec.get("level"), runtime=spec.get("runtime"))
 
 
 def measure(backend, batch: int, seq: int, job: dict, texts, tokenizer, model) -> dict:
