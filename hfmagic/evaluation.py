@@ -175,7 +175,8 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
              reference: str = TORCH, callback: Callable[[dict], None] | None = None,
              progress: bool = True, label_map: Any = None, chat_template: bool = False,
              max_tokens: int | None = None, image_column: str | None = None,
-             audio_column: str | None = None, cluster: str | None = None, on: str | None = None) -> EvaluationResult:
+             audio_column: str | None = None, cluster: str | None = None, on: str | None = None,
+             backend: str | None = None) -> EvaluationResult:
     """Evaluate every variant of ``target`` (a model, a :class:`Variants`, or a list of them) on ``data``.
 
     ``data`` is what the model's task reads (text classification: anything
@@ -194,6 +195,8 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     batches run there in contiguous shards, one Ray task each, on nodes with the resources ``on``
     names; the outputs come back in data order and are scored here, as a single-process run scores
     them (:mod:`hfmagic.cluster`).
+    ``backend``: what the ONNX variants run on, ``onnxruntime`` (default) or ``openvino`` (a QDQ
+    file's int8 arithmetic is the runtime's own: its accuracy is that runtime's); each row says which.
     """
     # -- everything cheap is checked before anything heavy starts ---------------------------
     targets = list(target) if isinstance(target, (list, tuple)) else [target]
@@ -228,6 +231,16 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
         raise UsageProblem("--on each compares hardware, which %benchmark does; an evaluation's figures do not "
                            "depend on the node: leave --on out, or give resources (GPU:1) its shards need")
     clusters.parse_on(on)
+    if backend not in (None, "onnxruntime", "openvino"):
+        raise UsageProblem(f"--backend runs the ONNX variants on onnxruntime or openvino, got {backend!r}")
+    if backend == "openvino":
+        from hfmagic.backends import get_backend
+
+        ok, why = get_backend("openvino").is_available()
+        if not ok:
+            raise UsageProblem(why)
+        if address:
+            raise UsageProblem("--backend openvino runs here, not on a cluster: leave --cluster out")
     chosen_metrics = evaluator.metrics(metrics, entries[0].model)
     metric_names = [getattr(m, "name", m) for m in chosen_metrics]
     if max_tokens is not None and not task.GENERATES:
@@ -299,6 +312,8 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
               "metrics": metrics, "metric_names": metric_names,
               "variants": [v.name for e, v in plan if e is entries[0]], "limit": limit, "batch_size": batch_size,
               "reference": reference, "cluster": address, "on": on}
+    if backend:
+        params["backend"] = backend
     if chat_template:
         params["chat_template"] = True
     if max_tokens is not None:
@@ -311,7 +326,8 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
         provenance["models"] = [_model_provenance(e.model) for e in entries]
     with store.recording("evaluate", params, provenance) if store else contextlib.nullcontext() as run:
         result.run_id = run.id if run else None
-        interrupted = _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, progress, remote)
+        interrupted = _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, progress, remote,
+                               backend)
         if run:
             run.finish("interrupted" if interrupted else "ok", {"notes": result.notes, "flips": result.flip_rows})
     return result
@@ -459,14 +475,16 @@ def _labels_as_ids(values: list, id2label: dict[int, str], model_side: str) -> l
 
 # -- running ---------------------------------------------------------------------------------
 class _Runner:
-    """One variant loaded on the backend %benchmark measures it with; named outputs per batch."""
+    """One variant loaded on the backend %benchmark measures it with (an ONNX file: onnxruntime
+    unless ``backend`` says openvino); named outputs per batch."""
 
-    def __init__(self, variant: Variant, threads: int | None = None):
+    def __init__(self, variant: Variant, threads: int | None = None, backend: str | None = None):
         from hfmagic.backends import get_backend
         from hfmagic.config import settings
 
         self.variant, self.task = variant, variant.model.task_plugin
-        self.backend = get_backend({"torch": "torch", "sklearn": "sklearn", "genai": "onnxruntime-genai"}.get(variant.kind, "onnxruntime"))()
+        own = {"torch": "torch", "sklearn": "sklearn", "genai": "onnxruntime-genai"}
+        self.backend = get_backend(own.get(variant.kind, backend or "onnxruntime"))()
         self.backend.load(variant, threads or settings().resolved_threads())
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -484,7 +502,8 @@ class _Runner:
         self.backend.close()
 
 
-def _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, progress, remote=None) -> bool:
+def _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, progress, remote=None,
+             backend=None) -> bool:
     """Run every variant in turn; True when Ctrl-C stopped it (what finished is kept). ``remote``:
     (cluster, on, threads) to run each variant's batches as shards on a Ray cluster."""
     from tqdm.auto import tqdm
@@ -502,13 +521,16 @@ def _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, 
             key = f"{entry.model.name}/{variant.name}" if several else variant.name
             row = {"model": entry.model.name, "model_sha": entry.model.weights_sha256[:SHORT_SHA],
                    "variant": variant.name, "status": variant.error or "ok", "n": len(entry.data)}
+            if backend and variant.kind == "onnx":
+                row["backend"] = backend
             if variant.ok:
                 try:
                     if remote:
                         per_row, seconds, load_s, where = _remote_outputs(variant, entry, evaluator, bar, *remote)
                         row.update(where)
                     else:
-                        per_row, seconds, load_s = _outputs(variant, entry, evaluator, bar, callback, finished, total)
+                        per_row, seconds, load_s = _outputs(variant, entry, evaluator, bar, callback, finished, total,
+                                                            backend)
                     prediction = evaluator.finish(entry.model, entry.data, per_row)
                     row.update(load_s=load_s, seconds=seconds,
                                samples_per_s=len(entry.data) / seconds if seconds else None)
@@ -570,10 +592,10 @@ def gate(row: dict, first: str, ref_value: float | None, is_reference: bool, low
         row["gate"] = "pass" if ok else "fail"
 
 
-def _outputs(variant, entry, evaluator, bar, callback, done, total):
+def _outputs(variant, entry, evaluator, bar, callback, done, total, backend=None):
     """The variant's per-row outputs in data order, seconds spent in the model, seconds to load it."""
     start = time.perf_counter()
-    runner = _Runner(variant)
+    runner = _Runner(variant, backend=backend)
     load_s = time.perf_counter() - start
     per_row: list = [None] * sum(len(idx) for idx, _ in entry.batches)
     seconds = 0.0

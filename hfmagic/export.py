@@ -5,7 +5,9 @@ requested optimization level (O1..O4, from fp32), and with dynamic quantization 
 default, or ``dynamic``) an int8 twin of each requested fp32/O1/O2/O3 graph: fp32 -> ``int8``,
 O2 -> ``O2-int8``. O4 is fp16 and gets none. Static int8 (``int8-static``, from fp32) is built
 with ``quantize="static"``, or with ``auto`` when calibration data is given. The default, levels
-fp32,O2 with auto, builds torch + fp32, O2, int8, O2-int8.
+fp32,O2 with auto, builds torch + fp32, O2, int8, O2-int8. ``quantize="nncf"`` builds
+``int8-nncf`` (static int8 as QDQ, by NNCF's post-training quantization with its transformer preset,
+calibrated like static int8), a file OpenVINO runs as int8.
 
 The int8 config is read off the CPU (avx512_vnni > avx512 > avx2 > arm64), per-channel by default.
 
@@ -38,9 +40,10 @@ from hfmagic.variants import TORCH, Variant, Variants
 LEVELS = ("fp32", "O1", "O2", "O3", "O4")
 # every variant name export_onnx can build: torch, the levels, their dynamic int8 twins (none for
 # O4, which is fp16), static int8
-VARIANT_NAMES = (TORCH, *LEVELS, "int8", *(f"{lv}-int8" for lv in LEVELS[1:4]), "int8-static")
+VARIANT_NAMES = (TORCH, *LEVELS, "int8", *(f"{lv}-int8" for lv in LEVELS[1:4]), "int8-static", "int8-nncf")
 DEFAULT_LEVELS = ["fp32", "O2"]
-QUANTIZE = ("none", "dynamic", "static", "auto", "int4")  # int4: weight-only, for text-generation models
+# int4: weight-only, for text-generation models; nncf: NNCF's static int8 (QDQ), for OpenVINO above all
+QUANTIZE = ("none", "dynamic", "static", "auto", "int4", "nncf")
 INT4_BLOCK = 32
 # rtn: fast (MatMulNBits' int8-compute kernel); hqq: keeps quality (SmolLM2 at 99.9% of fp32's perplexity,
 # RTN 117%) but its float zero points run on a slower kernel (4x slower than RTN here, AVX2, onnxruntime 1.32)
@@ -49,7 +52,7 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")  # static int8's activ
 DEVICES = ("cpu", "cuda")
 FORMAT = 3  # bump when a recipe or the folder layout changes: old entries are then left unused
 META = "hfmagic-variant.json"
-STACK = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-genai")
+STACK = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-genai", "nncf")
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class Step:
     name: str
     level: str
     source: str | None = None     # the step it starts from (None: the model itself)
-    quant: str | None = None      # None, "dynamic" or "static"
+    quant: str | None = None      # None, "dynamic", "static" or "nncf" (and the tasks' own: int4, fp16, genai-*)
     include: bool = True          # returned to the caller (fp32 may be built only as a base)
 
     @property
@@ -80,8 +83,10 @@ def plan(levels: list[str], quantize: str, static: bool) -> list[Step]:
     steps += [Step(lv, lv, "fp32") for lv in levels if lv != "fp32"]
     if quantize in ("auto", "dynamic"):
         steps += [Step("int8" if lv == "fp32" else f"{lv}-int8", lv, lv, "dynamic") for lv in levels if lv != "O4"]
-    if static:
+    if static and quantize in ("auto", "static"):
         steps.append(Step("int8-static", "fp32", "fp32", "static"))
+    if quantize == "nncf":
+        steps.append(Step("int8-nncf", "fp32", "fp32", "nncf"))
     return steps
 
 
@@ -96,10 +101,10 @@ def request_for(names: list[str], calibration=None) -> dict:
             return "fp32"
         return name if name in LEVELS else name.removesuffix("-int8").replace("int8", "fp32")
 
-    levels = list(dict.fromkeys(level(n) for n in names if n not in (TORCH, "int8-static")))
+    levels = list(dict.fromkeys(level(n) for n in names if n not in (TORCH, "int8-static", "int8-nncf")))
     dynamic = any(n.endswith("int8") and n != "int8-static" for n in names)
-    static = "int8-static" in names
-    quantize = "auto" if dynamic else "static" if static else "none"
+    static = "int8-static" in names or "int8-nncf" in names
+    quantize = "auto" if dynamic else "static" if "int8-static" in names else "nncf" if static else "none"
     if "int4" in names or "genai-int4" in names:
         quantize = "auto" if dynamic else "int4"
     return {"levels": levels or ["fp32"], "quantize": quantize, "calibration": calibration if static else None}
@@ -121,6 +126,8 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     examples (onnxruntime's calibrators through optimum's AutoCalibrationConfig): ``minmax``,
     ``entropy`` (KL divergence) or ``percentile`` (99.999th). ``exclude_nodes``: graph nodes static
     int8 leaves in float (what :func:`hfmagic.optimize`'s sensitivity pass finds).
+    ``quantize="nncf"``: ``int8-nncf``, NNCF's ``nncf.quantize`` of the fp32 graph with
+    ``model_type=TRANSFORMER`` on the ``samples`` calibration examples (needs ``pip install nncf``).
     """
     from hfmagic.models import load_model
 
@@ -143,6 +150,8 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
         raise UsageProblem(f"unknown --calibration-method {calibration_method!r}; use one of: "
                            f"{', '.join(CALIBRATION_METHODS)}")
     int4 = {"block_size": block_size, "method": int4_method}
+    if quantize == "nncf":
+        check_nncf()
     data = calibration_data(model, quantize, calibration, samples, text_column)
     task = model.task_plugin
     steps = task.export_steps(levels, quantize, static=data is not None, options={"block_size": block_size,
@@ -181,9 +190,12 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
         if "O4" in levels and quantize in ("auto", "dynamic"):
             notes.append("O4 (fp16) gets no int8 twin")
     if data is not None:
-        notes.append(f"int8-static calibrated on {len(data)} {task.EXAMPLES} of {data.source}")
+        static = "int8-nncf" if quantize == "nncf" else "int8-static"
+        if quantize == "nncf":
+            notes.append(f"int8-nncf: {describe_quantization('nncf', isa, per_channel)}")
+        notes.append(f"{static} calibrated on {len(data)} {task.EXAMPLES} of {data.source}")
         if calibration is None:
-            notes.append("int8-static calibrated on the model's own held-out split, which %evaluate "
+            notes.append(f"{static} calibrated on the model's own held-out split, which %evaluate "
                          "scores by default: its accuracy there may flatter it; pass --calibration "
                          "with other texts for an unbiased figure")
 
@@ -284,6 +296,13 @@ def check_weights_unchanged(model) -> None:
                            "again (%load_model) and re-run")
 
 
+def check_nncf() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("nncf") is None:
+        raise BackendUnavailable("--quantize nncf needs NNCF: pip install nncf==3.4.0 (or make install)")
+
+
 def check_device(device: str) -> None:
     if device not in DEVICES:
         raise UsageProblem(f"unknown device {device!r}; use cpu or cuda")
@@ -297,7 +316,7 @@ def check_device(device: str) -> None:
 
 def calibration_data(model, quantize: str, calibration, samples: int, text_column: str | None):
     """The texts static int8 calibrates on, or None when no static int8 is built."""
-    if calibration is None and quantize != "static":
+    if calibration is None and quantize not in ("static", "nncf"):
         return None
     if quantize in ("none", "dynamic", "int4"):
         raise UsageProblem(f"--calibration is for static int8, which --quantize {quantize} does not build; "
@@ -362,10 +381,14 @@ def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data, i
         spec |= {"block_size": int4["block_size"], "int4_method": int4["method"]}
     elif step.quant in ("genai-fp32", "fp16"):
         pass
+    elif step.quant == "nncf":  # NNCF picks its own int8 scheme; its version is in the base's stack
+        pass
     elif step.quant:
         spec |= {"isa": isa, "per_channel": per_channel}
         if operators:
             spec["operators"] = list(operators)
+    if step.quant == "nncf":
+        spec["calibration"] = data.fingerprint
     if step.quant == "static":
         spec["calibration"] = data.fingerprint
         if calibration_method != "minmax":  # min-max keys as before it had a choice
@@ -504,6 +527,8 @@ class Builder:
                     return onnxbuild.quantize_dynamic(source.folder, source.path.name, out, self.isa,
                                                       self.per_channel, step.name, self.model.task_plugin.quant_operators(self.model))
                 features = self.model.task_plugin.calibration_features(self.model, self.data)
+                if step.quant == "nncf":
+                    return onnxbuild.quantize_nncf(source.folder, out, features)
                 return onnxbuild.quantize_static(source.folder, out, self.isa, self.per_channel, features,
                                                  self.calibration_method, self.exclude)
         finally:

@@ -65,6 +65,8 @@ def describe_quantization(mode: str, isa: str, per_channel: bool, block_size: in
     if mode == "int4":
         how = "HQQ, asymmetric" if int4_method == "hqq" else "RTN, symmetric, int8 compute"
         return f"int4 weight-only MatMulNBits, block {block_size}, {how}"
+    if mode == "nncf":
+        return "static int8 QDQ by NNCF's post-training quantization, transformer preset (its own int8 scheme)"
     return f"{mode} {isa} {'per-channel' if per_channel else 'per-tensor'}"
 
 
@@ -202,6 +204,33 @@ def quantize_static(source: Path, out: Path, isa: str, per_channel: bool, featur
             "then ORTQuantizer.quantize with "
             f"AutoQuantizationConfig.{isa}(is_static=True, per_channel={per_channel}"
             + (f", nodes_to_exclude=<{len(exclude)} nodes>" if exclude else "") + "))")
+
+
+def quantize_nncf(source: Path, out: Path, features: dict) -> str:
+    """Static int8 of the fp32 graph by NNCF: ``nncf.quantize`` with ``model_type=TRANSFORMER``
+    (its preset for transformers: SmoothQuant, attention's inputs quantized, float where its rules
+    say) over every calibration example, one at a time. The result is a QDQ graph: OpenVINO runs it
+    as int8; onnxruntime runs it too (QDQ semantics), usually slower."""
+    import logging
+
+    from hfmagic.backends.openvino import no_telemetry
+
+    no_telemetry()  # NNCF sends its events through openvino_telemetry when it can import it
+    import nncf
+    import onnx
+
+    nncf.set_log_level(logging.ERROR)
+    model = onnx.load(str(source / FP32_FILE))
+    names = {i.name for i in model.graph.input}
+    count = len(next(iter(features.values())))
+    items = [{k: v[i:i + 1] for k, v in features.items() if k in names} for i in range(count)]
+    quantized = nncf.quantize(model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=count)
+    out.mkdir(parents=True, exist_ok=True)
+    large = quantized.ByteSize() > 2_000_000_000  # protobuf's limit: the weights go beside it
+    onnx.save(quantized, str(out / QUANTIZED_FILE), save_as_external_data=large)
+    copy_folder_files(source, out)
+    return ("(no command line: NNCF quantizes in Python: nncf.quantize(onnx.load(fp32/model.onnx), "
+            f"nncf.Dataset(<{count} examples>), model_type=nncf.ModelType.TRANSFORMER, subset_size={count}))")
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -61,11 +61,12 @@ class OpenVINO(Backend):
         self.compiled = ov.Core().compile_model(str(variant.path), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.input_names = [port.get_any_name() for port in self.compiled.inputs]
+        self.output_names = [port.get_any_name() for port in self.compiled.outputs]
 
     def run(self, inputs):
         if self._generator is not None:  # one forward pass (no cache): the logits
             return self.forward_logits(inputs)
-        return self.request.infer(inputs)
+        return self.request.infer(inputs).to_tuple()  # in output_names' order, as onnxruntime's are
 
     def threads_used(self) -> dict[str, int]:
         return {"openvino INFERENCE_NUM_THREADS": int(self.compiled.get_property("INFERENCE_NUM_THREADS"))}

@@ -47,6 +47,8 @@ ARGS = [
              help="text-generation: perplexity over the data's first N tokens (default 2048)"),
     argument("--chat-template", action="store_true",
              help="text-generation: give each greedy prompt as a user's turn in the tokenizer's chat template"),
+    argument("--backend", choices=["onnxruntime", "openvino"],
+             help="what the ONNX variants run on (default onnxruntime; a QDQ file's int8 is the runtime's own)"),
     argument("--no-widget", action="store_true", help="show the table, not the dashboard"),
     CLUSTER_ARG,
     argument("--on", metavar="WHERE",
@@ -67,7 +69,7 @@ def run(args, ctx):
         label_column=args.label_column, label_map=_label_map(args.label_map, ctx),
         metrics=csv_list(args.metrics, what="metric"), variants=csv_list(args.variants, what="variant"),
         limit=args.limit, batch_size=args.batch_size, reference=args.reference, chat_template=args.chat_template,
-        max_tokens=args.max_tokens, cluster=args.cluster, on=args.on,
+        max_tokens=args.max_tokens, cluster=args.cluster, on=args.on, backend=args.backend,
         callback=None if args.no_widget else ctx.live("evaluate"), progress=not args.quiet,
     )
     if args.name:
