@@ -22,38 +22,13 @@ def one(source: str, **kwargs) -> float | None:
     result = optimize(source, progress=False, **kwargs)
     print(result)
     print(f"search took {time.perf_counter() - t0:.0f} s")
-    sign = 1 if result.objective != "throughput" else -1
-    fixed = [p for p in _points(result) if (p["variant"], p["backend"]) in _fixed() and p["passes"]]
-    if not result.winner or not fixed:
+    w, fixed = result.winner, result.against_fixed
+    if not w or not fixed:
         print("no ratio: no winner, or no fixed recipe kept the accuracy")
         return None
-    best = min(fixed, key=lambda p: sign * p["objective"])
-    w = result.winner
-    ratio = best["objective"] / w["objective"] if sign == 1 else w["objective"] / best["objective"]
     print(f"{source}: winner {w['candidate']} {w['objective']:.3f} against the best fixed recipe "
-          f"{best['candidate']} {best['objective']:.3f}: {ratio:.2f}x")
-    return ratio
-
-
-def _fixed():
-    from hfmagic.optimizing import FIXED
-
-    return set(FIXED)
-
-
-def _points(result):
-    """Every configuration the confirming sweep measured, with its evaluation's verdict."""
-    out = []
-    evaluated = {r["variant"]: r for r in result.evaluation or []}
-    keep = result.keep
-    for row in (result.benchmark.rows if result.benchmark else []):
-        ev = evaluated.get(row["variant"])
-        if row["status"] != "ok" or ev is None or ev.get("pct_of_reference") is None:
-            continue
-        key = {"p50": "p50_ms", "p95": "p95_ms", "throughput": "samples_per_s", "tpot": "p50_ms"}[result.objective]
-        out.append({"candidate": f"{row['variant']}/{row['backend']}", "variant": row["variant"],
-                    "backend": row["backend"], "objective": row[key], "passes": ev["pct_of_reference"] >= keep})
-    return out
+          f"{fixed['candidate']} {fixed['objective']:.3f}: {fixed['ratio']:.2f}x")
+    return fixed["ratio"]
 
 
 def main() -> None:

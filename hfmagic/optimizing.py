@@ -4,12 +4,17 @@ The search is the loop a data scientist runs by hand, with the accuracy gate in 
 
 1. **Build** every recipe (through the export cache): optimization levels fp32, O1, O2; dynamic
    int8 of each, per-channel and per-tensor; static int8 calibrated on examples of the data with
-   MinMax, Entropy and Percentile (onnxruntime's calibrators, through optimum). A variant that
-   diverges from PyTorch when it is built is dropped there, with the validation's reason.
+   MinMax, Entropy and Percentile (onnxruntime's calibrators, through optimum), and NNCF's static
+   int8 with its transformer preset (where NNCF is installed); a decoder's int4. A variant that
+   diverges from PyTorch when it is built is dropped there, with the validation's reason; a static
+   int8 that diverges gets a sensitivity pass (operator types left in float until it validates).
 2. **Screen** every variant x backend (onnxruntime; OpenVINO for the float and QDQ graphs where it
-   is installed; torch.compile where it works) in one short interleaved sweep at the shape asked.
+   is installed; torch.compile where it works) in one short interleaved sweep at the shape asked,
+   once per thread count searched (default 1, half and all of the thread setting); the count
+   whose fastest configuration is fastest is the one the later stages use.
 3. **Gate** the candidates fastest first: each one's full evaluation on the data, against the
-   reference (PyTorch). Once one keeps ``keep`` of the reference's first metric, a candidate whose
+   reference (PyTorch), on the runtime it was timed on (a QDQ file's int8 arithmetic is OpenVINO's
+   own under OpenVINO: its accuracy is measured there). Once one keeps ``keep`` of the reference's first metric, a candidate whose
    screened time is more than ``MARGIN`` slower cannot win and is not evaluated.
 4. **Confirm** in one interleaved sweep with the default timing: the candidates that passed and can
    still win, fp32 on onnxruntime, PyTorch, and the fixed recipes a single tool gives (``--quantize
@@ -25,6 +30,7 @@ found so far.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +67,8 @@ class OptimizeResult:
     evaluation: Any = None   # the gate's EvaluationResult(s), merged rows
     run_id: str | None = None
     interrupted: bool = False
+    points: list[dict] = field(default_factory=list)  # every confirmed configuration with its accuracy
+    against_fixed: dict | None = None  # the best fixed recipe that keeps the accuracy, and the winner's ratio to it
 
     def table(self) -> Table:
         title = f"optimize {self.model_name} for {self.objective} at >= {self.keep:g}% of the reference"
@@ -104,7 +112,8 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
     docstring). ``objective``: p50, p95, throughput or tpot (text generation), at ``batch_size`` x
     ``size`` (the task's axis: tokens, pixels or seconds; default its first default size).
     ``calibration``: examples for static int8 (default the first ``samples`` of ``data``, which
-    the gate then also scores: the notes say so). ``budget``: seconds for the whole search.
+    the gate then also scores: the notes say so). ``threads``: a thread count, or a list of them
+    to search (default 1, half and all of ``%config HFMagic.threads``). ``budget``: seconds for the whole search.
     ``min_time``: seconds of timing per configuration in the confirming sweep (screening takes
     a fifth of a second each). Other keyword arguments go to :func:`hfmagic.evaluate` (``limit``,
     ``label_map``, ``text_column``, ...)."""
@@ -128,7 +137,7 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
         raise UsageProblem(f"--budget must be a positive number of seconds, got {budget}")
     benchplan.positive([batch_size], "batch size")
     size = size or task.default_sizes(model)[0]
-    threads = threads or settings().resolved_threads()
+    threads = thread_counts(threads, settings().resolved_threads())
     deadline = None if budget is None else started + budget
     search = Search(model, data, keep, objective, batch_size, size, backends, threads, deadline,
                     calibration, samples, progress, evaluate_options)
@@ -159,7 +168,8 @@ class Search:
     def __init__(self, model, data, keep, objective, batch_size, size, backends, threads, deadline,
                  calibration, samples, progress, evaluate_options):
         self.model, self.data, self.keep, self.objective = model, data, keep, objective
-        self.batch_size, self.size, self.backends, self.threads = batch_size, size, backends, threads
+        self.batch_size, self.size, self.backends = batch_size, size, backends
+        self.thread_options, self.threads = threads, threads[-1]  # those searched; the one in use
         self.deadline, self.calibration, self.samples, self.progress = deadline, calibration, samples, progress
         self.evaluate_options = evaluate_options
         self.key, self.lower = OBJECTIVES[objective]
@@ -168,7 +178,7 @@ class Search:
         self.variants: dict = {}       # name -> Variant (every recipe built)
         self.recipes: dict = {}        # name -> the export_onnx arguments that build it
         self.screened: dict = {}       # (variant, backend) -> screening row
-        self.evaluated: dict = {}      # variant -> evaluation row
+        self.evaluated: dict = {}      # (variant, None or "openvino") -> evaluation row
         self.final = None
         self.interrupted = False
         self.min_time = 1.0
@@ -213,8 +223,23 @@ class Search:
                 recipes.append(({"levels": ["fp32"], "quantize": "static", "calibration": calibration,
                                  "samples": self.samples, "calibration_method": method},
                                 {"int8-static": f"int8-static-{method}"}))
-        if task.GENERATES:  # a decoder's weight-only int4
+            if importlib.util.find_spec("nncf") is not None:
+                recipes.append(({"levels": ["fp32"], "quantize": "nncf", "calibration": calibration,
+                                 "samples": self.samples}, {}))
+            else:
+                self.step("int8-nncf", "build", "dropped", reason="not tried: NNCF is not installed "
+                                                                  "(pip install nncf==3.4.0)")
+        if task.GENERATES:  # a decoder's weight-only int4 (RTN: fast; HQQ: keeps more), and onnxruntime-genai's
             recipes.append(({"levels": ["fp32"], "quantize": "int4"}, {}))
+            recipes.append(({"levels": ["fp32"], "quantize": "int4", "int4_method": "hqq"}, {"int4": "int4-hqq"}))
+            if "genai" in task.default_levels(self.model):
+                recipes.append(({"levels": ["genai"], "quantize": "int4"}, {}))
+                recipes.append(({"levels": ["genai"], "quantize": "int4", "int4_method": "hqq"},
+                                {"genai-int4": "genai-int4-hqq"}))
+            else:
+                self.step("genai-fp32/genai-int4", "build", "dropped", reason="not tried: onnxruntime-genai is not "
+                          "installed (pip install --no-deps onnxruntime-genai==0.11.2)")
+        self.step("fp16/bf16", "build", "dropped", reason=reduced_precision_note())
         for args, renames in recipes:
             if self.out_of_time("building every recipe"):
                 return
@@ -226,7 +251,8 @@ class Search:
                 continue
             for v in built:
                 name = renames.get(v.name, v.name)
-                if name in self.variants or (args.get("quantize") == "static" and v.name != "int8-static"):
+                if name in self.variants or (args.get("quantize") in ("static", "nncf")
+                                             and v.name not in ("int8-static", "int8-nncf")):
                     continue
                 if args.get("per_channel") is False and v.name != "int8":
                     continue
@@ -330,10 +356,32 @@ class Search:
         return result, rows
 
     def screen(self) -> None:
+        """Every candidate in a short sweep, at each thread count searched; the later stages use
+        the count whose fastest candidate is fastest."""
         if self.out_of_time("screening"):
             return
         configs = self.candidates()
-        _, rows = self.measure(configs, SCREEN_TIME, 4.0)
+        swept = {}
+        for count in self.thread_options:
+            if swept and self.out_of_time(f"screening at {count} threads"):
+                break
+            self.threads = count
+            _, swept[count] = self.measure(configs, SCREEN_TIME, 4.0)
+        best = {t: min((self.value(r) * (1 if self.lower else -1), c) for c, r in rows.items() if r["status"] == "ok")
+                for t, rows in swept.items() if any(r["status"] == "ok" for r in rows.values())}
+        if best:
+            self.threads = min(best, key=lambda t: best[t][0])
+        rows = swept.get(self.threads, {})
+        if len(self.thread_options) > 1:
+            self.notes.append(f"threads: {self.threads}, the fastest of {', '.join(map(str, sorted(swept)))} when "
+                              "screening; the gate and the confirming sweep ran at it")
+        if len(best) > 1:
+            chosen = abs(best[self.threads][0])
+            for count in sorted(best):
+                value, config = abs(best[count][0]), best[count][1]
+                self.step(f"threads={count}", "screen", "kept" if count == self.threads else "dropped", objective=value,
+                          reason=f"fastest screened: {_label(config)}" + ("" if count == self.threads else
+                                                                            f"; {chosen:.3f} at {self.threads} threads"))
         for config in configs:
             row = rows.get(config)
             if row is None or row["status"] != "ok":
@@ -354,13 +402,15 @@ class Search:
                           reason=f"cannot win: even its fastest screened run ({hope:.3f}) is over {MARGIN:.0%} off "
                                  f"{_label(best[0])}'s {self.key} {best[1]:.3f}, which passed")
                 continue
-            if name not in self.evaluated:
+            key = evaluated_as(config)
+            if key not in self.evaluated:
                 if self.out_of_time(f"evaluating {name}"):
                     return
-                # with the next two in line: the reference runs once per evaluation, not per candidate
-                after = [c[0] for c in order[order.index(config):] if c[0] not in self.evaluated]
-                self.evaluate(list(dict.fromkeys(after))[:3])
-            row = self.evaluated.get(name)
+                # with the next two in line on the same runtime: the reference runs once per evaluation
+                after = [c[0] for c in order[order.index(config):]
+                         if evaluated_as(c)[1] == key[1] and evaluated_as(c) not in self.evaluated]
+                self.evaluate(list(dict.fromkeys(after))[:3], key[1])
+            row = self.evaluated.get(key)
             if row is None or row.get("status") != "ok" or row.get("pct_of_reference") is None:
                 self.step(_label(config), "gate", "dropped", objective=value,
                           reason=(row or {}).get("status", "not evaluated"))
@@ -373,16 +423,18 @@ class Search:
             if passed and (best is None or self.worse(best[1], value, 0.0)):
                 best = (config, value)
 
-    def evaluate(self, names: list[str]) -> None:
+    def evaluate(self, names: list[str], backend: str | None = None) -> None:
+        """The full evaluation of ``names`` against PyTorch, their ONNX files on ``backend``
+        (None: onnxruntime, %evaluate's default)."""
         from hfmagic.evaluation import evaluate
         from hfmagic.variants import Variants
 
         vset = Variants(self.model, [self.variants["torch"]] + [self.variants[n] for n in names])
-        result = evaluate(vset, self.data, progress=self.progress, **self.evaluate_options)
+        result = evaluate(vset, self.data, progress=self.progress, backend=backend, **self.evaluate_options)
         self.metric_name = result.metrics[0]
         self.lower_metric = result.lower_is_better
         for row in result.rows:
-            self.evaluated.setdefault(row["variant"], row)
+            self.evaluated.setdefault((row["variant"], row.get("backend")), row)
         if any("interrupted" in n for n in result.notes):
             raise KeyboardInterrupt
 
@@ -390,15 +442,15 @@ class Search:
         """The passing candidates that can still win and the fixed recipes, in one full sweep."""
         if self.out_of_time("the confirming sweep"):
             return
-        passed = [c for c in self.screened if c[0] != "torch" and self.passes(self.evaluated.get(c[0]))]
+        passed = [c for c in self.screened if c[0] != "torch" and self.passes(self.evaluated.get(evaluated_as(c)))]
         if passed:
             best = min((self.value(self.screened[c]) for c in passed), key=lambda v: v if self.lower else -v)
             passed = [c for c in passed if not self.worse(self.optimistic(self.screened[c]), best, MARGIN)]
         fixed = [c for c in FIXED if c in self.screened]
-        for name in [c[0] for c in fixed if c[0] not in self.evaluated]:  # the fixed recipes' accuracy too
+        for config in [c for c in fixed if evaluated_as(c) not in self.evaluated]:  # the fixed recipes' accuracy too
             if self.out_of_time("evaluating the fixed recipes"):
                 break
-            self.evaluate([name])
+            self.evaluate([config[0]], evaluated_as(config)[1])
         configs = list(dict.fromkeys(passed + fixed + [c for c in (("fp32", "onnxruntime"),) if c in self.screened]))
         if not configs:
             self.notes.append("no candidate kept the accuracy: nothing to confirm")
@@ -408,7 +460,7 @@ class Search:
         for config in configs:
             row = rows.get(config)
             ok = row is not None and row["status"] == "ok"
-            ev = self.evaluated.get(config[0]) or {}
+            ev = self.evaluated.get(evaluated_as(config)) or {}
             self.step(_label(config), "confirm", "measured" if ok else "dropped",
                       objective=self.value(row) if ok else None, metric=ev.get(self.metric_name),
                       pct=ev.get("pct_of_reference"), reason=None if ok else (row or {}).get("status"))
@@ -449,7 +501,8 @@ class Search:
                     if r["status"] == "ok" and (r["variant"], r["backend"]) in self.confirmed}
         points = []
         for config, row in rows.items():
-            ev = self.evaluated.get(config[0]) or ({"pct_of_reference": 100.0} if config[0] == "torch" else None)
+            ev = self.evaluated.get(evaluated_as(config)) or (
+                {"pct_of_reference": 100.0} if config[0] == "torch" else None)
             if ev is None or ev.get("pct_of_reference") is None:
                 continue
             points.append({"candidate": _label(config), "variant": config[0], "backend": config[1],
@@ -464,19 +517,30 @@ class Search:
         if passing:
             winner = min(passing, key=lambda p: sign * p["objective"])
         recipe = self.recipe(winner) if winner else None
+        against = None
         if winner:
             fixed = [p for p in passing if (p["variant"], p["backend"]) in FIXED]
             if fixed:
                 best = min(fixed, key=lambda p: sign * p["objective"])
                 ratio = (best["objective"] / winner["objective"]) if self.lower else (winner["objective"] /
                                                                                      best["objective"])
+                against = {"candidate": best["candidate"], "objective": best["objective"], "ratio": ratio}
                 self.notes.append(f"against the best fixed recipe that keeps the accuracy ({best['candidate']}): "
                                   f"{ratio:.2f}x on {self.key}, measured in the same interleaved sweep")
+            else:
+                self.notes.append("no fixed recipe (" + ", ".join(map(_label, FIXED)) + ") kept the accuracy: "
+                                  "the winner has nothing of theirs to be compared with")
         if self.final is not None:
             self.notes += [n for n in self.final.notes if n.startswith("interleaved")]
         return OptimizeResult(self.model.name, self.objective, self.keep, winner, self.trace, front, recipe,
-                              self.notes, self.final, list(self.evaluated.values()),
-                              interrupted=self.interrupted)
+                              self.notes, self.final, self.accuracy_rows(),
+                              interrupted=self.interrupted, points=points, against_fixed=against)
+
+    def accuracy_rows(self) -> list[dict]:
+        """The evaluations' rows for the dashboard, which shows one accuracy per variant: onnxruntime's
+        where both runtimes were evaluated (the trace has each runtime's own)."""
+        ort = {v for v, b in self.evaluated if b is None}
+        return [row for (v, b), row in self.evaluated.items() if b is None or v not in ort]
 
     def recipe(self, winner: dict) -> dict:
         """The smallest export_onnx call that builds the winner (the same cache key, so the same file)."""
@@ -489,7 +553,8 @@ class Search:
             args = {"levels": [level], "quantize": quantize} | (
                 {"per_channel": args.get("per_channel", True)} if quantize == "dynamic" else {}) | (
                 {k: args[k] for k in ("calibration", "samples", "calibration_method", "exclude_nodes") if k in args}
-                if quantize == "static" else {})
+                if quantize in ("static", "nncf") else {}) | (
+                {"int4_method": args["int4_method"]} if quantize == "int4" and "int4_method" in args else {})
         def shown(k, v):
             if k == "calibration":
                 return "calibration=DATA"
@@ -498,10 +563,43 @@ class Search:
             return f"{k}={v!r}"
 
         python = (f"hfmagic.export_onnx({self.model.source!r}, " + ", ".join(shown(k, v) for k, v in args.items())
-                  + f")  # then {_plain(name)!r} on {winner['backend']}")
+                  + f")  # then {_plain(name)!r} on {winner['backend']} at {self.threads} threads")
         return {"variant": name, "backend": winner["backend"], "export_onnx": args, "python": python,
                 "cli": variant.cli_command, "sha256": variant.sha256, "path": str(variant.path) if variant.path else None,
                 "threads": self.threads}
+
+
+def thread_counts(threads, setting: int) -> list[int]:
+    """The thread counts to search, ascending: those given (a count or a list), else 1, half and all
+    of the thread setting."""
+    if threads is None:
+        return sorted({1, max(1, setting // 2), setting})
+    counts = [threads] if isinstance(threads, int) else list(threads)
+    if not counts or any(not isinstance(t, int) or isinstance(t, bool) or t <= 0 for t in counts):
+        raise UsageProblem(f"--threads takes positive whole numbers (a count or a list such as 1,2), got {threads!r}")
+    return sorted(set(counts))
+
+
+def evaluated_as(config: tuple[str, str]) -> tuple[str, str | None]:
+    """Whose accuracy a timed (variant, backend) has: an ONNX file's under OpenVINO is OpenVINO's
+    own (its int8 arithmetic differs from onnxruntime's); every other runs as %evaluate runs it."""
+    return config[0], "openvino" if config[1] == "openvino" else None
+
+
+def reduced_precision_note() -> str:
+    """Why fp16 and bf16 are not among the candidates on this machine, in the trace (never skipped
+    silently)."""
+    import torch
+
+    from hfmagic.envcard import cpu_flags
+
+    flags = cpu_flags()
+    have = [f for f in ("avx512_fp16", "avx512_bf16", "amx_bf16", "amx_fp16") if f in flags]
+    if not have and not torch.cuda.is_available():
+        return ("not tried: this CPU has no fp16 or bf16 arithmetic (no avx512_fp16, avx512_bf16 or AMX) and torch "
+                "sees no CUDA GPU, so both would run as slower emulations of fp32")
+    return (f"not tried: {', '.join(have) or 'a CUDA GPU'} is here, but the search times the CPU backends at fp32 "
+            "precision (OpenVINO's hint is f32): export O4 with --device cuda, or pass OpenVINO a bf16 hint, by hand")
 
 
 def _label(config: tuple[str, str]) -> str:
@@ -512,6 +610,8 @@ def _plain(name: str) -> str:
     """The name export_onnx gives the variant (the search renames some apart)."""
     if name.startswith("int8-static-"):  # a calibration method, maybe nodes left in float
         return "int8-static"
+    if name.endswith("-int4-hqq") or name == "int4-hqq":  # int4 by HQQ
+        return name.removesuffix("-hqq")
     return "int8" if name == "int8-per-tensor" else name
 
 

@@ -29,8 +29,8 @@ def test_optimize_finds_a_winner_that_keeps_the_accuracy_and_says_why_others_los
     folder, frame = tiny_clf
     shell.user_ns.update(opt_reviews=frame)
     shell.run_line_magic("load_model", f"{folder} --name opt_clf -q")
-    res = shell.run_cell("%optimize opt_clf --data opt_reviews --backends onnxruntime,torch --min-time 0.1 -q "
-                         "--name opt", store_history=False)
+    res = shell.run_cell("%optimize opt_clf --data opt_reviews --backends onnxruntime,torch --threads 1,2 "
+                         "--min-time 0.1 -q --name opt", store_history=False)
     assert res.success, res.error_in_exec
     opt = shell.user_ns["opt"]
     stages = {t["stage"] for t in opt.trace}
@@ -38,12 +38,21 @@ def test_optimize_finds_a_winner_that_keeps_the_accuracy_and_says_why_others_los
     assert all(t["reason"] for t in opt.trace if t["outcome"] == "dropped")  # every drop says why
     built = {t["candidate"].split("/")[0] for t in opt.trace}
     assert {"O1", "O2", "int8", "int8-per-tensor"} & built
+    # NNCF's static int8 was built (and screened, or dropped with its reason); fp16/bf16 is said, not skipped
+    assert "int8-nncf" in built and "fp16/bf16" in {t["candidate"] for t in opt.trace}
+    # both thread counts screened, one kept, and the recipe says which
+    threads = {t["candidate"]: t["outcome"] for t in opt.trace if t["candidate"].startswith("threads=")}
+    assert set(threads) == {"threads=1", "threads=2"} and sorted(threads.values()) == ["dropped", "kept"]
+    kept = int(next(c for c, o in threads.items() if o == "kept").split("=")[1])
+    assert opt.recipe["threads"] == kept and f"at {kept} threads" in opt.recipe["python"]
     w = opt.winner
     assert w is not None and w["pct"] >= 99 and w["variant"] != "torch"
     confirmed = [t for t in opt.trace if t["stage"] == "confirm" and t["outcome"] == "measured"
                  and t["pct"] is not None and t["pct"] >= 99]
     assert w["objective"] == min(t["objective"] for t in confirmed)  # the fastest that keeps the accuracy
     assert opt.front and opt.front[0]["objective"] <= w["objective"]
+    fixed = opt.against_fixed  # the best fixed recipe that kept the accuracy, from the same sweep
+    assert fixed is None or fixed["ratio"] == pytest.approx(fixed["objective"] / w["objective"])
     # the recipe rebuilds the winner's file, byte for byte, in a folder of its own
     again = export_onnx(opt_handle := shell.user_ns["opt_clf"], output=tmp_path / "rebuilt", force=True,
                         progress=False, **{k: (frame if v == "DATA" else v) for k, v in opt.recipe["export_onnx"].items()})
@@ -69,7 +78,8 @@ def test_bad_optimize_input_is_one_line(shell, tiny_clf, capsys):
                        ("--keep lots", "--keep takes a percentage"),
                        ("--shape 1by8", "--shape takes BATCHxSIZE"),
                        ("--objective tpot", "--objective tpot is a text-generation model's"),
-                       ("--budget -1", "--budget must be a positive number")]:
+                       ("--budget -1", "--budget must be a positive number"),
+                       ("--threads 0,2", "--threads takes positive whole numbers")]:
         with pytest.raises(UsageError) as err:
             shell.run_line_magic("optimize", f"opt_bad {line}")
         assert said in str(err.value) and "\n" not in str(err.value), str(err.value)
@@ -93,3 +103,45 @@ def test_ctrl_c_keeps_the_trace_so_far(tiny_clf, monkeypatch):
     result = mod.optimize(folder, frame, backends=["onnxruntime", "torch"], progress=False)
     assert result.interrupted and result.winner is None and "interrupted" in " ".join(result.notes)
     assert default_store().get(result.run_id)["status"] == "interrupted"
+
+
+
+def test_nncf_builds_a_qdq_file_that_openvino_is_scored_on(shell, demo_small_folder, tmp_path):
+    """--quantize nncf on the real demo-small classifier: NNCF's static int8 of the fp32 graph
+    (QuantizeLinear/DequantizeLinear pairs), validated against PyTorch; the command line rebuilds
+    the same bytes (and NNCF writes nothing to the home folder); %evaluate --backend openvino scores
+    the file on OpenVINO's own int8 arithmetic and says so in each row."""
+    import json
+    import os
+
+    import onnx
+
+    pytest.importorskip("nncf")
+    pytest.importorskip("openvino")
+    shell.run_line_magic("load_model", "demo-small --name nncf_clf -q")  # with its held-out split
+    res = shell.run_cell("%export_onnx nncf_clf --levels fp32 --quantize nncf --samples 32 -q "
+                         "--name nncf_onnx", store_history=False)
+    assert res.success, res.error_in_exec
+    variants = shell.user_ns["nncf_onnx"]
+    assert [v.name for v in variants] == ["torch", "fp32", "int8-nncf"]
+    q = variants["int8-nncf"]
+    assert q.ok, q.error
+    assert "NNCF" in q.quantization and q.validation["cosine"] > 0.99 and q.size_bytes < variants["fp32"].size_bytes / 3
+    ops = [n.op_type for n in onnx.load(str(q.path)).graph.node]
+    assert ops.count("QuantizeLinear") >= 10 and ops.count("DequantizeLinear") > ops.count("QuantizeLinear")
+    home = tmp_path / "home"
+    home.mkdir()
+    done = subprocess.run([sys.executable, "-m", "hfmagic", "export", "demo-small", "--levels", "fp32",
+                           "--quantize", "nncf", "--samples", "32", "--force",
+                           "--output", str(tmp_path / "cli")], capture_output=True, text=True,
+                          env={**os.environ, "HOME": str(home)}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "cli" / "int8-nncf" / "hfmagic-variant.json").read_text())["sha256"] == q.sha256
+    assert list(home.iterdir()) == [], list(home.rglob("*"))
+    res = shell.run_cell("%evaluate nncf_onnx --limit 64 --backend openvino --no-widget -q --name nncf_ev",
+                         store_history=False)
+    assert res.success, res.error_in_exec
+    rows = {r["variant"]: r for r in shell.user_ns["nncf_ev"].rows}
+    assert rows["int8-nncf"]["backend"] == "openvino" and rows["int8-nncf"]["status"] == "ok"
+    assert rows["fp32"]["backend"] == "openvino" and "backend" not in rows["torch"]
+    assert rows["fp32"]["accuracy"] == rows["torch"]["accuracy"] and rows["int8-nncf"]["accuracy"] > 0.8

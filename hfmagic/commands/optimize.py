@@ -10,10 +10,12 @@ from hfmagic.errors import UsageProblem
 MAGIC = "optimize"
 CLI = "optimize"
 DOC = """Search optimization levels x quantization recipes (dynamic int8 per-channel and per-tensor,
-static int8 with MinMax, Entropy and Percentile calibration) x backends for the fastest
-configuration that keeps --keep of the reference's accuracy: build, screen in a short interleaved
-sweep, evaluate fastest first, confirm in a full sweep against the fixed recipes. Ends with the
-winner, the Pareto front, the trace of what was dropped and why, and the recipe that rebuilds it.
+static int8 with MinMax, Entropy and Percentile calibration, NNCF's static int8; int4 for decoders)
+x backends x thread counts for the fastest configuration that keeps --keep of the reference's
+accuracy: build (a static int8 that diverges gets a sensitivity pass), screen in short interleaved
+sweeps, evaluate fastest first (on the runtime each was timed on), confirm in a full sweep against
+the fixed recipes. Ends with the winner, the Pareto front, the trace of what was dropped and why,
+and the recipe that rebuilds it.
 """
 ARGS = [
     argument("target", metavar="MODEL", help="a model handle, folder, hub id or demo"),
@@ -28,7 +30,8 @@ ARGS = [
     argument("--budget", type=float, help="seconds for the whole search; it stops and reports what it found"),
     argument("--backends", help="comma-separated backends to search (default: onnxruntime, openvino and torch.compile "
                                 "where they work, and torch)"),
-    argument("--threads", type=int, help="threads for every backend (default: %%config HFMagic.threads)"),
+    argument("--threads", help="thread counts to search, e.g. 1,2 or 4 (default: 1, half and all of "
+                               "%%config HFMagic.threads)"),
     argument("--calibration", metavar="DATA", help="examples for static int8 (default: the first --samples of --data)"),
     argument("--samples", type=int, default=100, help="calibration examples for static int8 (default 100)"),
     argument("--limit", type=int, help="evaluate the first N examples only"),
@@ -46,7 +49,7 @@ def run(args, ctx):
     batch, size = _shape(args.shape)
     result = optimize(
         ctx.model(args.target), data=data, keep=_percent(args.keep), objective=args.objective, batch_size=batch,
-        size=size, budget=args.budget, backends=csv_list(args.backends, what="backend"), threads=args.threads,
+        size=size, budget=args.budget, backends=csv_list(args.backends, what="backend"), threads=csv_list(args.threads, int, what="thread count"),
         calibration=args.calibration if calibration is None else calibration, samples=args.samples,
         progress=not args.quiet, min_time=args.min_time, limit=args.limit,
     )

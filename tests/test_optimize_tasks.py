@@ -1,0 +1,57 @@
+"""%optimize through every task plugin (token classification, question answering, text generation
+with its perplexity gate, images, speech), each on a tiny model and real data, to its end: the
+trace of every stage, each drop with its reason, the gate's metric the task's own, the run recorded."""
+
+import pytest
+
+from tests.test_tasks import ner_folder, qa_folder  # noqa: F401  (module fixtures, shared)
+from tests.tiny import make_tiny_image, make_tiny_speech
+
+FAST = dict(backends=["onnxruntime", "torch"], threads=1, min_time=0.05, samples=16, progress=False)
+
+
+@pytest.fixture(scope="module")
+def task_models(tmp_path_factory, tiny_factory, ner_folder, qa_folder):  # noqa: F811
+    """(model folder, the data the gate scores, the task's first metric, options) per task."""
+    from hfmagic.audiodata import LIBRIVOX
+
+    tmp = tmp_path_factory.mktemp("optimize-tasks")
+    out = {"token-classification": (ner_folder, "wnut16", "f1", {"limit": 24}),
+           "question-answering": (qa_folder, "squad-bbc", "f1", {"limit": 12}),
+           "text-generation": (tiny_factory("llama", "text-generation"), None, "perplexity",
+                               {"max_tokens": 128, "objective": "tpot"}),
+           "image-classification": (make_tiny_image(tmp / "vit"), "digits", "accuracy", {"limit": 32})}
+    if LIBRIVOX.exists():
+        out["automatic-speech-recognition"] = (make_tiny_speech(tmp / "w2v"), "librivox", "wer", {"limit": 4})
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["token-classification", "question-answering", "text-generation",
+                                  "image-classification", "automatic-speech-recognition"])
+def test_optimize_runs_through_every_task(task_models, task):
+    from hfmagic.optimizing import optimize
+    from hfmagic.store import default_store
+
+    if task not in task_models:
+        pytest.skip("needs Debian's pocketsphinx-testdata (make install)")
+    folder, data, metric, options = task_models[task]
+    result = optimize(str(folder), data, **FAST, **options)
+    assert not result.interrupted
+    stages = {t["stage"] for t in result.trace}
+    assert {"build", "gate", "confirm"} <= stages, result.trace
+    assert all(t["reason"] for t in result.trace if t["outcome"] == "dropped"), result.trace
+    gated = [t for t in result.trace if t["stage"] == "gate" and t["metric"] is not None]
+    assert gated, result.trace  # the gate scored candidates with the task's own metric
+    evaluated = [r for r in result.evaluation if r["variant"] != "torch"]
+    assert evaluated and all(metric in r for r in evaluated if r["status"] == "ok")
+    if result.winner:
+        w = result.winner
+        assert w["pct"] is not None and w["variant"] != "torch"
+        lower = metric in ("perplexity", "wer")
+        assert w["pct"] <= 101 + 1e-9 if lower else w["pct"] >= 99 - 1e-9
+        assert result.recipe["sha256"]
+    else:
+        assert any("kept the accuracy" in n for n in result.notes), result.notes
+    run = default_store().get(result.run_id)
+    assert run["kind"] == "optimize" and run["status"] == "ok" and len(run["rows"]) == len(result.trace)
