@@ -11,7 +11,7 @@ export MPLCONFIGDIR := $(CURDIR)/.cache/mpl
 export HFMAGIC_CACHE_DIR ?= $(CURDIR)/.cache/hfmagic
 export PLAYWRIGHT_BROWSERS_PATH := $(CURDIR)/.cache/ms-playwright
 
-.PHONY: install browser data demo test bench clean
+.PHONY: install browser data demo test test-slow test-all bench clean
 
 install: $(STAMP)
 
@@ -47,7 +47,15 @@ data:
 demo: install
 	$(VENV)/bin/hfmagic demo
 
+# the suite CI runs; the slow tier (real models end to end: the example notebooks, SmolLM2, the
+# demo-small cluster sweeps, %optimize's searches) is `make test-slow`, everything `make test-all`
 test: install browser data
+	$(PY) -m pytest -m "not slow"
+
+test-slow: install browser data
+	$(PY) -m pytest -m slow
+
+test-all: install browser data
 	$(PY) -m pytest
 
 bench: install

@@ -14,7 +14,6 @@ from tests.tiny import LABELS, sentences
 
 ray = pytest.importorskip("ray")
 
-pytestmark = pytest.mark.slow
 FAST = dict(batch_sizes=[1], seq_lens=[16], min_time=0.05, min_runs=3, warmup=1, max_time=2, threads=1,
             progress=False)
 
@@ -68,6 +67,7 @@ def variants(tiny_bert):
     return export_onnx(handle, levels=["fp32"], quantize="dynamic", progress=False)
 
 
+@pytest.mark.slow  # the demo-small model's sweeps
 def test_on_each_runs_the_sweep_on_every_kind_of_node_and_sends_files_once(cluster, variants):
     from hfmagic.benchmarking import benchmark
     from hfmagic.store import default_store
@@ -100,6 +100,7 @@ def test_on_each_runs_the_sweep_on_every_kind_of_node_and_sends_files_once(clust
     assert not _workers()
 
 
+@pytest.mark.slow  # the demo-small model's sweeps
 def test_ctrl_c_cancels_the_remote_workers(cluster, variants):
     """One configuration after another (--order sequential: the actor streams each shape's row), and
     Ctrl-C at the first row: the sweep returns what it had and no actor stays."""
@@ -185,6 +186,7 @@ def test_no_usage_stats_and_loopback_only(cluster):
     assert os.environ.get("RAY_USAGE_STATS_ENABLED") == "0"
 
 
+@pytest.mark.slow  # the demo-small model's sweeps
 def test_a_node_killed_mid_sweep_costs_only_its_rows(cluster, variants):
     """kind_b is killed (SIGKILL to its raylet and workers) once its first round reported; kind_a's
     sweep completes. Runs last among the sweeps: the cluster has one node after it."""

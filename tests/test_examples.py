@@ -37,6 +37,7 @@ def check_report(folder: Path, name: str, text: str) -> None:
     assert "hfmagic-state" in page and "rebuild each variant with optimum-cli" in page and "optimum-cli" in page
 
 
+@pytest.mark.slow  # fine-tunes a model in the notebook
 def test_bring_your_own_model(tmp_path):
     nb = execute("bring-your-own-model.ipynb", tmp_path)
     text = outputs(nb)
@@ -166,6 +167,7 @@ def test_a_gguf_file_of_a_hub_repository_loads_from_the_hub_cache(tmp_path):
         assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and words in bad.stderr, bad.stderr
 
 
+@pytest.mark.slow
 def test_vision(tmp_path):
     """The digits ViT (trained once into the shared cache), its variants, images/s and accuracy."""
     nb = execute("vision.ipynb", tmp_path)
