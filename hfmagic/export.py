@@ -52,7 +52,7 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")  # static int8's activ
 DEVICES = ("cpu", "cuda")
 FORMAT = 3  # bump when a recipe or the folder layout changes: old entries are then left unused
 META = "hfmagic-variant.json"
-STACK = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-genai", "nncf")
+STACK = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-genai")
 
 
 @dataclass(frozen=True)
@@ -381,8 +381,10 @@ def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data, i
         spec |= {"block_size": int4["block_size"], "int4_method": int4["method"]}
     elif step.quant in ("genai-fp32", "fp16"):
         pass
-    elif step.quant == "nncf":  # NNCF picks its own int8 scheme; its version is in the base's stack
-        pass
+    elif step.quant == "nncf":  # NNCF picks its own int8 scheme: its version shapes the file
+        import importlib.metadata as md
+
+        spec["nncf"] = md.version("nncf")
     elif step.quant:
         spec |= {"isa": isa, "per_channel": per_channel}
         if operators:
