@@ -46,6 +46,8 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 FIXED = [("int8", "onnxruntime"), ("O2-int8", "onnxruntime"), ("int8-static-minmax", "onnxruntime"),
          ("fp32", "openvino")]  # what one tool's default gives: optimum-cli's --quantize, OpenVINO on the export
 
+REFERENCE = ("torch", "torch")  # PyTorch eager: what every accuracy is a percentage of, never the winner
+COMPILED = "the reference's weights under torch.compile: scored as the reference (%evaluate runs PyTorch eager)"
 TRACE_COLUMNS = [Column("candidate"), Column("stage"), Column("outcome"), Column("objective", "objective", ".3f", "right"),
                  Column("metric", "metric", ".4f", "right"), Column("pct", "% of ref", ".2f", "right"),
                  Column("reason")]
@@ -391,7 +393,7 @@ class Search:
 
     def gate(self) -> None:
         """Evaluate the screened candidates fastest first, until none left can beat one that passed."""
-        order = sorted((c for c in self.screened if c[0] != "torch"), key=lambda c: self.value(self.screened[c]))
+        order = sorted((c for c in self.screened if c != REFERENCE), key=lambda c: self.value(self.screened[c]))
         best = None
         for config in order:
             name = config[0]
@@ -407,8 +409,8 @@ class Search:
                 if self.out_of_time(f"evaluating {name}"):
                     return
                 # with the next two in line on the same runtime: the reference runs once per evaluation
-                after = [c[0] for c in order[order.index(config):]
-                         if evaluated_as(c)[1] == key[1] and evaluated_as(c) not in self.evaluated]
+                after = [c[0] for c in order[order.index(config):] if c[0] != "torch"
+                         and evaluated_as(c)[1] == key[1] and evaluated_as(c) not in self.evaluated]
                 self.evaluate(list(dict.fromkeys(after))[:3], key[1])
             row = self.evaluated.get(key)
             if row is None or row.get("status") != "ok" or row.get("pct_of_reference") is None:
@@ -418,8 +420,8 @@ class Search:
             passed = self.passes(row)
             self.step(_label(config), "gate", "kept" if passed else "dropped", objective=value,
                       metric=row.get(self.metric_name), pct=row["pct_of_reference"],
-                      reason=None if passed else f"keeps {row['pct_of_reference']:.2f}% of the reference, "
-                                                 f"under {self.keep:g}%")
+                      reason=COMPILED if name == "torch" else None if passed else
+                      f"keeps {row['pct_of_reference']:.2f}% of the reference, under {self.keep:g}%")
             if passed and (best is None or self.worse(best[1], value, 0.0)):
                 best = (config, value)
 
@@ -442,7 +444,7 @@ class Search:
         """The passing candidates that can still win and the fixed recipes, in one full sweep."""
         if self.out_of_time("the confirming sweep"):
             return
-        passed = [c for c in self.screened if c[0] != "torch" and self.passes(self.evaluated.get(evaluated_as(c)))]
+        passed = [c for c in self.screened if c != REFERENCE and self.passes(self.evaluated.get(evaluated_as(c)))]
         if passed:
             best = min((self.value(self.screened[c]) for c in passed), key=lambda v: v if self.lower else -v)
             passed = [c for c in passed if not self.worse(self.optimistic(self.screened[c]), best, MARGIN)]
@@ -455,7 +457,7 @@ class Search:
         if not configs:
             self.notes.append("no candidate kept the accuracy: nothing to confirm")
             return
-        self.confirmed = set(configs) | {("torch", "torch")}
+        self.confirmed = set(configs) | {REFERENCE}
         self.final, rows = self.measure(configs, self.min_time, None)
         for config in configs:
             row = rows.get(config)
@@ -513,7 +515,7 @@ class Search:
         for p in sorted(points, key=lambda p: (sign * p["objective"], -p["pct"])):
             if not front or p["pct"] > front[-1]["pct"]:
                 front.append(p)
-        passing = [p for p in points if p["passes"] and p["variant"] != "torch"]
+        passing = [p for p in points if p["passes"] and (p["variant"], p["backend"]) != REFERENCE]
         if passing:
             winner = min(passing, key=lambda p: sign * p["objective"])
         recipe = self.recipe(winner) if winner else None
@@ -562,8 +564,12 @@ class Search:
                 return f"exclude_nodes=NODES  # the {len(v)} names in .recipe['export_onnx']['exclude_nodes']\n    "
             return f"{k}={v!r}"
 
-        python = (f"hfmagic.export_onnx({self.model.source!r}, " + ", ".join(shown(k, v) for k, v in args.items())
-                  + f")  # then {_plain(name)!r} on {winner['backend']} at {self.threads} threads")
+        if variant.kind == "torch":  # torch.compile of the model itself: nothing to export
+            python = (f"torch.set_num_threads({self.threads}); model = torch.compile("
+                      f"hfmagic.load_model({self.model.source!r}).torch_model())")
+        else:
+            python = (f"hfmagic.export_onnx({self.model.source!r}, " + ", ".join(shown(k, v) for k, v in args.items())
+                      + f")  # then {_plain(name)!r} on {winner['backend']} at {self.threads} threads")
         return {"variant": name, "backend": winner["backend"], "export_onnx": args, "python": python,
                 "cli": variant.cli_command, "sha256": variant.sha256, "path": str(variant.path) if variant.path else None,
                 "threads": self.threads}

@@ -67,7 +67,6 @@ def variants(tiny_bert):
     return export_onnx(handle, levels=["fp32"], quantize="dynamic", progress=False)
 
 
-@pytest.mark.slow  # the demo-small model's sweeps
 def test_on_each_runs_the_sweep_on_every_kind_of_node_and_sends_files_once(cluster, variants):
     from hfmagic.benchmarking import benchmark
     from hfmagic.store import default_store
@@ -100,7 +99,6 @@ def test_on_each_runs_the_sweep_on_every_kind_of_node_and_sends_files_once(clust
     assert not _workers()
 
 
-@pytest.mark.slow  # the demo-small model's sweeps
 def test_ctrl_c_cancels_the_remote_workers(cluster, variants):
     """One configuration after another (--order sequential: the actor streams each shape's row), and
     Ctrl-C at the first row: the sweep returns what it had and no actor stays."""
@@ -186,7 +184,7 @@ def test_no_usage_stats_and_loopback_only(cluster):
     assert os.environ.get("RAY_USAGE_STATS_ENABLED") == "0"
 
 
-@pytest.mark.slow  # the demo-small model's sweeps
+@pytest.mark.slow  # about a minute: a node's workers start, one dies, the sweep waits out Ray's detection
 def test_a_node_killed_mid_sweep_costs_only_its_rows(cluster, variants):
     """kind_b is killed (SIGKILL to its raylet and workers) once its first round reported; kind_a's
     sweep completes. Runs last among the sweeps: the cluster has one node after it."""

@@ -145,3 +145,24 @@ def test_nncf_builds_a_qdq_file_that_openvino_is_scored_on(shell, demo_small_fol
     assert rows["int8-nncf"]["backend"] == "openvino" and rows["int8-nncf"]["status"] == "ok"
     assert rows["fp32"]["backend"] == "openvino" and "backend" not in rows["torch"]
     assert rows["fp32"]["accuracy"] == rows["torch"]["accuracy"] and rows["int8-nncf"]["accuracy"] > 0.8
+
+
+@pytest.mark.slow
+def test_in_a_jupyter_kernel_it_shows_the_trace_then_the_dashboard(tiny_clf, tmp_path):
+    """A real kernel (nbclient): %optimize displays its trace table, then the dashboard widget of the
+    configurations it confirmed."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    folder, frame = tiny_clf
+    frame.to_csv(tmp_path / "texts.csv", index=False)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in (
+        "%load_ext hfmagic",
+        f"%load_model {folder} --name clf -q",
+        "%optimize clf --data texts.csv --backends onnxruntime,torch --threads 1 --min-time 0.05")])
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    shown = [o for o in nb.cells[-1].outputs if o.get("output_type") == "display_data"]
+    kinds = [("widget" if "application/vnd.jupyter.widget-view+json" in o["data"] else
+              "trace" if o["data"].get("text/plain", "").startswith("optimize clf") else "other") for o in shown]
+    assert kinds[-2:] == ["trace", "widget"], [o["data"].get("text/plain", "")[:80] for o in shown]
+    assert "winner:" in shown[-2]["data"]["text/plain"] and "<table" in shown[-2]["data"]["text/html"]
