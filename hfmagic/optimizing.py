@@ -350,7 +350,7 @@ class Search:
         result = benchmark(vset, variants=names, backends=backends, batch_sizes=[self.batch_size],
                            **{axis.argument: [self.size]}, threads=self.threads, min_time=min_time,
                            max_time=max_time, budget=None if left is None else max(1.0, left),
-                           progress=self.progress, warmup=3 if min_time < 1 else 10)
+                           progress=self.progress, warmup=3 if min_time < 1 else 10, min_runs=3)
         wanted = set(configs) | {("torch", "torch")}
         rows = {(r["variant"], r["backend"]): r for r in result.rows if (r["variant"], r["backend"]) in wanted}
         if result.interrupted:
@@ -414,8 +414,8 @@ class Search:
                 self.evaluate(list(dict.fromkeys(after))[:3], key[1])
             row = self.evaluated.get(key)
             if row is None or row.get("status") != "ok" or row.get("pct_of_reference") is None:
-                self.step(_label(config), "gate", "dropped", objective=value,
-                          reason=(row or {}).get("status", "not evaluated"))
+                self.step(_label(config), "gate", "dropped", objective=value, metric=(row or {}).get(self.metric_name),
+                          reason=gate_problem(row, self.metric_name))
                 continue
             passed = self.passes(row)
             self.step(_label(config), "gate", "kept" if passed else "dropped", objective=value,
@@ -520,6 +520,8 @@ class Search:
             winner = min(passing, key=lambda p: sign * p["objective"])
         recipe = self.recipe(winner) if winner else None
         against = None
+        if winner is None and self.final is not None:
+            self.notes.append("no candidate kept the accuracy: no winner (the trace says why each was dropped)")
         if winner:
             fixed = [p for p in passing if (p["variant"], p["backend"]) in FIXED]
             if fixed:
@@ -550,6 +552,8 @@ class Search:
         variant = self.variants[name]
         args = dict(self.recipes.get(name, {}))
         level = variant.level or "fp32"
+        if variant.kind == "genai" and not variant.quantization:  # onnxruntime-genai's fp32 build alone
+            args = {"levels": ["genai"], "quantize": "none"}
         if variant.kind == "onnx":
             quantize = args.get("quantize", "none") if variant.quantization else "none"
             args = {"levels": [level], "quantize": quantize} | (
@@ -573,6 +577,17 @@ class Search:
         return {"variant": name, "backend": winner["backend"], "export_onnx": args, "python": python,
                 "cli": variant.cli_command, "sha256": variant.sha256, "path": str(variant.path) if variant.path else None,
                 "threads": self.threads}
+
+
+def gate_problem(row: dict | None, metric: str | None) -> str:
+    """Why an evaluated candidate has no verdict: it did not run, or the reference scored 0 (a
+    percentage of nothing)."""
+    if row is None:
+        return "not evaluated"
+    if row.get("status") != "ok":
+        return row["status"]
+    return (f"no percentage of the reference: the reference scores {metric} 0 on this data, so the gate cannot "
+            "tell what it keeps (use data it gets right, or another --metrics first)")
 
 
 def thread_counts(threads, setting: int) -> list[int]:

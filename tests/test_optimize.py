@@ -106,11 +106,12 @@ def test_ctrl_c_keeps_the_trace_so_far(tiny_clf, monkeypatch):
 
 
 
-def test_nncf_builds_a_qdq_file_that_openvino_is_scored_on(shell, demo_small_folder, tmp_path):
-    """--quantize nncf on the real demo-small classifier: NNCF's static int8 of the fp32 graph
-    (QuantizeLinear/DequantizeLinear pairs), validated against PyTorch; the command line rebuilds
-    the same bytes (and NNCF writes nothing to the home folder); %evaluate --backend openvino scores
-    the file on OpenVINO's own int8 arithmetic and says so in each row."""
+
+def test_nncf_builds_a_qdq_file_rebuilt_to_the_same_bytes_and_openvino_scores_onnx(shell, tiny_clf, tmp_path):
+    """--quantize nncf on the tiny classifier: NNCF's static int8 of the fp32 graph
+    (QuantizeLinear/DequantizeLinear pairs), validated against PyTorch (its figures kept); the
+    command line rebuilds the same bytes and NNCF writes nothing to the home folder; %evaluate
+    --backend openvino runs the ONNX files on OpenVINO and each row says so."""
     import json
     import os
 
@@ -118,34 +119,56 @@ def test_nncf_builds_a_qdq_file_that_openvino_is_scored_on(shell, demo_small_fol
 
     pytest.importorskip("nncf")
     pytest.importorskip("openvino")
-    shell.run_line_magic("load_model", "demo-small --name nncf_clf -q")  # with its held-out split
-    res = shell.run_cell("%export_onnx nncf_clf --levels fp32 --quantize nncf --samples 32 -q "
-                         "--name nncf_onnx", store_history=False)
+    folder, frame = tiny_clf
+    frame.to_csv(tmp_path / "texts.csv", index=False)
+    shell.user_ns.update(nncf_texts=frame)
+    shell.run_line_magic("load_model", f"{folder} --name nncf_clf -q")
+    res = shell.run_cell("%export_onnx nncf_clf --levels fp32 --quantize nncf --calibration nncf_texts --samples 32 "
+                         "-q --name nncf_onnx", store_history=False)
     assert res.success, res.error_in_exec
     variants = shell.user_ns["nncf_onnx"]
     assert [v.name for v in variants] == ["torch", "fp32", "int8-nncf"]
     q = variants["int8-nncf"]
-    assert q.ok, q.error
-    assert "NNCF" in q.quantization and q.validation["cosine"] > 0.99 and q.size_bytes < variants["fp32"].size_bytes / 3
+    assert q.path.is_file() and "NNCF" in q.quantization and 0 <= q.validation["argmax_agreement"] <= 1
     ops = [n.op_type for n in onnx.load(str(q.path)).graph.node]
-    assert ops.count("QuantizeLinear") >= 10 and ops.count("DequantizeLinear") > ops.count("QuantizeLinear")
+    assert ops.count("QuantizeLinear") >= 4 and ops.count("DequantizeLinear") > ops.count("QuantizeLinear")
     home = tmp_path / "home"
     home.mkdir()
-    done = subprocess.run([sys.executable, "-m", "hfmagic", "export", "demo-small", "--levels", "fp32",
-                           "--quantize", "nncf", "--samples", "32", "--force",
+    done = subprocess.run([sys.executable, "-m", "hfmagic", "export", str(folder), "--levels", "fp32", "--quantize",
+                           "nncf", "--calibration", str(tmp_path / "texts.csv"), "--samples", "32", "--force",
                            "--output", str(tmp_path / "cli")], capture_output=True, text=True,
                           env={**os.environ, "HOME": str(home)}, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "cli" / "int8-nncf" / "hfmagic-variant.json").read_text())["sha256"] == q.sha256
     assert list(home.iterdir()) == [], list(home.rglob("*"))
-    res = shell.run_cell("%evaluate nncf_onnx --limit 64 --backend openvino --no-widget -q --name nncf_ev",
-                         store_history=False)
+    res = shell.run_cell("%evaluate nncf_onnx --data nncf_texts --variants torch,fp32 --backend openvino --no-widget "
+                         "-q --name nncf_ev", store_history=False)
     assert res.success, res.error_in_exec
     rows = {r["variant"]: r for r in shell.user_ns["nncf_ev"].rows}
-    assert rows["int8-nncf"]["backend"] == "openvino" and rows["int8-nncf"]["status"] == "ok"
-    assert rows["fp32"]["backend"] == "openvino" and "backend" not in rows["torch"]
-    assert rows["fp32"]["accuracy"] == rows["torch"]["accuracy"] and rows["int8-nncf"]["accuracy"] > 0.8
+    assert rows["fp32"]["backend"] == "openvino" and rows["fp32"]["status"] == "ok" and "backend" not in rows["torch"]
+    assert rows["fp32"]["accuracy"] == rows["torch"]["accuracy"]
 
+
+@pytest.mark.slow
+def test_nncf_keeps_demo_smalls_outputs_and_openvino_scores_it(shell, demo_small_folder):
+    """On the real demo-small classifier NNCF's int8 validates (worst-text cosine above 0.99; onnxruntime's
+    MinMax static int8 gives 0.69 there) and OpenVINO scores the file on its own int8 arithmetic."""
+    pytest.importorskip("nncf")
+    pytest.importorskip("openvino")
+    shell.run_line_magic("load_model", "demo-small --name nncf_small -q")  # with its held-out split
+    res = shell.run_cell("%export_onnx nncf_small --levels fp32 --quantize nncf --samples 32 -q --name nncf_small_onnx",
+                         store_history=False)
+    assert res.success, res.error_in_exec
+    variants = shell.user_ns["nncf_small_onnx"]
+    q = variants["int8-nncf"]
+    assert q.ok, q.error
+    assert q.validation["cosine"] > 0.99 and q.size_bytes < variants["fp32"].size_bytes / 3
+    res = shell.run_cell("%evaluate nncf_small_onnx --limit 64 --backend openvino --no-widget -q --name nncf_small_ev",
+                         store_history=False)
+    assert res.success, res.error_in_exec
+    rows = {r["variant"]: r for r in shell.user_ns["nncf_small_ev"].rows}
+    assert rows["int8-nncf"]["backend"] == "openvino" and rows["int8-nncf"]["status"] == "ok"
+    assert rows["fp32"]["accuracy"] == rows["torch"]["accuracy"] and rows["int8-nncf"]["accuracy"] > 0.8
 
 @pytest.mark.slow
 def test_in_a_jupyter_kernel_it_shows_the_trace_then_the_dashboard(tiny_clf, tmp_path):

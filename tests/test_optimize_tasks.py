@@ -41,10 +41,14 @@ def test_optimize_runs_through_every_task(task_models, task):
     stages = {t["stage"] for t in result.trace}
     assert {"build", "gate", "confirm"} <= stages, result.trace
     assert all(t["reason"] for t in result.trace if t["outcome"] == "dropped"), result.trace
-    gated = [t for t in result.trace if t["stage"] == "gate" and t["metric"] is not None]
-    assert gated, result.trace  # the gate scored candidates with the task's own metric
+    gated = [t for t in result.trace if t["stage"] == "gate"]
+    assert gated and all(t["metric"] is not None for t in gated if t["outcome"] == "kept"), result.trace
     evaluated = [r for r in result.evaluation if r["variant"] != "torch"]
-    assert evaluated and all(metric in r for r in evaluated if r["status"] == "ok")
+    assert evaluated and all(metric in r for r in evaluated if r["status"] == "ok")  # the task's own first metric
+    reference = next(r for r in result.evaluation if r["variant"] == "torch")
+    if not reference.get(metric):  # a tiny random model can score 0: every verdict then says why there is none
+        assert all("reference scores" in t["reason"] for t in gated if t["outcome"] == "dropped"
+                   and t["metric"] is not None), gated
     if result.winner:
         w = result.winner
         assert w["pct"] is not None and w["variant"] != "torch"
