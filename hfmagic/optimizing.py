@@ -42,6 +42,7 @@ OBJECTIVES = {"p50": ("p50_ms", True), "p95": ("p95_ms", True), "throughput": ("
               "tpot": ("p50_ms", True)}  # a generation's p50_ms is its time per output token
 MARGIN = 0.10       # a candidate screened this much slower than a passing one cannot win
 SCREEN_TIME = 0.2   # seconds of timing per configuration while screening
+CONFIRM_ROUNDS = 5  # the confirming sweep runs long enough for this many interleaved rounds
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 FIXED = [("int8", "onnxruntime"), ("O2-int8", "onnxruntime"), ("int8-static-minmax", "onnxruntime"),
          ("fp32", "openvino")]  # what one tool's default gives: optimum-cli's --quantize, OpenVINO on the export
@@ -458,7 +459,7 @@ class Search:
             self.notes.append("no candidate kept the accuracy: nothing to confirm")
             return
         self.confirmed = set(configs) | {REFERENCE}
-        self.final, rows = self.measure(configs, self.min_time, None)
+        self.final, rows = self.measure(configs, self.min_time, self.confirm_time(configs))
         for config in configs:
             row = rows.get(config)
             ok = row is not None and row["status"] == "ok"
@@ -466,6 +467,19 @@ class Search:
             self.step(_label(config), "confirm", "measured" if ok else "dropped",
                       objective=self.value(row) if ok else None, metric=ev.get(self.metric_name),
                       pct=ev.get("pct_of_reference"), reason=None if ok else (row or {}).get("status"))
+
+    def confirm_time(self, configs: list) -> float:
+        """Seconds of rounds for the confirming sweep: %benchmark's default (60 x min-time), or
+        enough for CONFIRM_ROUNDS rounds where one round is longer, as a decoder's is (each
+        configuration's slice is at least min-time or 3 runs, read off its screened time; a
+        generation's run is the whole generate())."""
+        def slice_s(config) -> float:
+            row = self.screened.get(config) or {}
+            run_ms = row.get("gen_p50_ms") or row.get("p50_ms") or 0.0
+            return max(self.min_time, 3 * run_ms / 1000)
+
+        round_s = sum(slice_s(c) for c in dict.fromkeys([REFERENCE, *configs]))
+        return max(60 * self.min_time, CONFIRM_ROUNDS * round_s)
 
     # -- rules ---------------------------------------------------------------------------------
     def value(self, row: dict) -> float:

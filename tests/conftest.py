@@ -31,6 +31,15 @@ import pytest  # noqa: E402
 from tests.tiny import make_tiny  # noqa: E402
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """The session's folder (caches, built models, kernels' and Ray's files: gigabytes) goes with it;
+    HFMAGIC_KEEP_TEST_FILES=1 keeps it to look into."""
+    if not os.environ.get("HFMAGIC_KEEP_TEST_FILES"):
+        import shutil
+
+        shutil.rmtree(_ROOT, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def tmp_root() -> Path:
     return _ROOT
