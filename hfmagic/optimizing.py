@@ -370,18 +370,17 @@ class Search:
                 break
             self.threads = count
             _, swept[count] = self.measure(configs, SCREEN_TIME, 4.0)
-        best = {t: min((self.value(r) * (1 if self.lower else -1), c) for c, r in rows.items() if r["status"] == "ok")
-                for t, rows in swept.items() if any(r["status"] == "ok" for r in rows.values())}
+        best = {t: fastest for t, rows in swept.items() if (fastest := self.fastest(rows))}  # count -> (config, value)
         if best:
-            self.threads = min(best, key=lambda t: best[t][0])
+            self.threads = min(best, key=lambda t: self.rank(best[t][1]))
         rows = swept.get(self.threads, {})
         if len(self.thread_options) > 1:
             self.notes.append(f"threads: {self.threads}, the fastest of {', '.join(map(str, sorted(swept)))} when "
                               "screening; the gate and the confirming sweep ran at it")
         if len(best) > 1:
-            chosen = abs(best[self.threads][0])
+            chosen = best[self.threads][1]
             for count in sorted(best):
-                value, config = abs(best[count][0]), best[count][1]
+                config, value = best[count]
                 self.step(f"threads={count}", "screen", "kept" if count == self.threads else "dropped", objective=value,
                           reason=f"fastest screened: {_label(config)}" + ("" if count == self.threads else
                                                                             f"; {chosen:.3f} at {self.threads} threads"))
@@ -447,7 +446,7 @@ class Search:
             return
         passed = [c for c in self.screened if c != REFERENCE and self.passes(self.evaluated.get(evaluated_as(c)))]
         if passed:
-            best = min((self.value(self.screened[c]) for c in passed), key=lambda v: v if self.lower else -v)
+            best = min((self.value(self.screened[c]) for c in passed), key=self.rank)
             passed = [c for c in passed if not self.worse(self.optimistic(self.screened[c]), best, MARGIN)]
         fixed = [c for c in FIXED if c in self.screened]
         for config in [c for c in fixed if evaluated_as(c) not in self.evaluated]:  # the fixed recipes' accuracy too
@@ -484,6 +483,15 @@ class Search:
     # -- rules ---------------------------------------------------------------------------------
     def value(self, row: dict) -> float:
         return row[self.key]
+
+    def rank(self, value: float) -> float:
+        """Smaller is better, whichever way the objective points."""
+        return value if self.lower else -value
+
+    def fastest(self, rows: dict) -> tuple | None:
+        """(config, objective) of the best measured row of one sweep, or None when none ran."""
+        ok = [(c, self.value(r)) for c, r in rows.items() if r["status"] == "ok"]
+        return min(ok, key=lambda cv: self.rank(cv[1])) if ok else None
 
     def optimistic(self, row: dict) -> float:
         """The best the configuration could be: its fastest screened run (short screening sweeps on a
@@ -525,13 +533,12 @@ class Search:
                            "objective": self.value(row), "pct": ev["pct_of_reference"],
                            "metric": ev.get(self.metric_name), "passes": self.passes(ev)
                            or config[0] == "torch"})
-        sign = 1 if self.lower else -1
-        for p in sorted(points, key=lambda p: (sign * p["objective"], -p["pct"])):
+        for p in sorted(points, key=lambda p: (self.rank(p["objective"]), -p["pct"])):
             if not front or p["pct"] > front[-1]["pct"]:
                 front.append(p)
         passing = [p for p in points if p["passes"] and (p["variant"], p["backend"]) != REFERENCE]
         if passing:
-            winner = min(passing, key=lambda p: sign * p["objective"])
+            winner = min(passing, key=lambda p: self.rank(p["objective"]))
         recipe = self.recipe(winner) if winner else None
         against = None
         if winner is None and self.final is not None:
@@ -539,7 +546,7 @@ class Search:
         if winner:
             fixed = [p for p in passing if (p["variant"], p["backend"]) in FIXED]
             if fixed:
-                best = min(fixed, key=lambda p: sign * p["objective"])
+                best = min(fixed, key=lambda p: self.rank(p["objective"]))
                 ratio = (best["objective"] / winner["objective"]) if self.lower else (winner["objective"] /
                                                                                      best["objective"])
                 against = {"candidate": best["candidate"], "objective": best["objective"], "ratio": ratio}

@@ -32,12 +32,19 @@ from tests.tiny import make_tiny  # noqa: E402
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """The session's folder (caches, built models, kernels' and Ray's files: gigabytes) goes with it;
+    """The session's folder (caches, built models, kernels' and Ray's files: gigabytes) goes with it,
+    but for IPython's history (kilobytes);
     HFMAGIC_KEEP_TEST_FILES=1 keeps it to look into."""
     if not os.environ.get("HFMAGIC_KEEP_TEST_FILES"):
         import shutil
 
-        shutil.rmtree(_ROOT, ignore_errors=True)
+        for path in _ROOT.iterdir():  # IPython's folder stays: its history writer runs at exit, after this
+            if path.name == "ipython":
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

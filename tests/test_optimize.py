@@ -11,6 +11,13 @@ from tests.test_evaluate import varied_classifier
 from tests.tiny import LABELS, sentences
 
 
+def cell(shell, code: str, name: str):
+    """Run ``code`` in the shell, which must succeed, and return the variable it bound to ``name``."""
+    res = shell.run_cell(code, store_history=False)
+    assert res.success, res.error_in_exec
+    return shell.user_ns[name]
+
+
 @pytest.fixture(scope="module")
 def tiny_clf(tmp_path_factory, tiny_bert):
     import pandas as pd
@@ -29,10 +36,8 @@ def test_optimize_finds_a_winner_that_keeps_the_accuracy_and_says_why_others_los
     folder, frame = tiny_clf
     shell.user_ns.update(opt_reviews=frame)
     shell.run_line_magic("load_model", f"{folder} --name opt_clf -q")
-    res = shell.run_cell("%optimize opt_clf --data opt_reviews --backends onnxruntime,torch --threads 1,2 "
-                         "--min-time 0.1 -q --name opt", store_history=False)
-    assert res.success, res.error_in_exec
-    opt = shell.user_ns["opt"]
+    opt = cell(shell, "%optimize opt_clf --data opt_reviews --backends onnxruntime,torch --threads 1,2 "
+                         "--min-time 0.1 -q --name opt", "opt")
     stages = {t["stage"] for t in opt.trace}
     assert {"gate", "confirm"} <= stages
     assert all(t["reason"] for t in opt.trace if t["outcome"] == "dropped")  # every drop says why
@@ -123,10 +128,8 @@ def test_nncf_builds_a_qdq_file_rebuilt_to_the_same_bytes_and_openvino_scores_on
     frame.to_csv(tmp_path / "texts.csv", index=False)
     shell.user_ns.update(nncf_texts=frame)
     shell.run_line_magic("load_model", f"{folder} --name nncf_clf -q")
-    res = shell.run_cell("%export_onnx nncf_clf --levels fp32 --quantize nncf --calibration nncf_texts --samples 32 "
-                         "-q --name nncf_onnx", store_history=False)
-    assert res.success, res.error_in_exec
-    variants = shell.user_ns["nncf_onnx"]
+    variants = cell(shell, "%export_onnx nncf_clf --levels fp32 --quantize nncf --calibration nncf_texts --samples 32 "
+                         "-q --name nncf_onnx", "nncf_onnx")
     assert [v.name for v in variants] == ["torch", "fp32", "int8-nncf"]
     q = variants["int8-nncf"]
     assert q.path.is_file() and "NNCF" in q.quantization and 0 <= q.validation["argmax_agreement"] <= 1
@@ -141,10 +144,9 @@ def test_nncf_builds_a_qdq_file_rebuilt_to_the_same_bytes_and_openvino_scores_on
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "cli" / "int8-nncf" / "hfmagic-variant.json").read_text())["sha256"] == q.sha256
     assert list(home.iterdir()) == [], list(home.rglob("*"))
-    res = shell.run_cell("%evaluate nncf_onnx --data nncf_texts --variants torch,fp32 --backend openvino --no-widget "
-                         "-q --name nncf_ev", store_history=False)
-    assert res.success, res.error_in_exec
-    rows = {r["variant"]: r for r in shell.user_ns["nncf_ev"].rows}
+    ev = cell(shell, "%evaluate nncf_onnx --data nncf_texts --variants torch,fp32 --backend openvino --no-widget "
+                     "-q --name nncf_ev", "nncf_ev")
+    rows = {r["variant"]: r for r in ev.rows}
     assert rows["fp32"]["backend"] == "openvino" and rows["fp32"]["status"] == "ok" and "backend" not in rows["torch"]
     assert rows["fp32"]["accuracy"] == rows["torch"]["accuracy"]
 
@@ -156,17 +158,14 @@ def test_nncf_keeps_demo_smalls_outputs_and_openvino_scores_it(shell, demo_small
     pytest.importorskip("nncf")
     pytest.importorskip("openvino")
     shell.run_line_magic("load_model", "demo-small --name nncf_small -q")  # with its held-out split
-    res = shell.run_cell("%export_onnx nncf_small --levels fp32 --quantize nncf --samples 32 -q --name nncf_small_onnx",
-                         store_history=False)
-    assert res.success, res.error_in_exec
-    variants = shell.user_ns["nncf_small_onnx"]
+    variants = cell(shell, "%export_onnx nncf_small --levels fp32 --quantize nncf --samples 32 -q --name nncf_small_onnx",
+                    "nncf_small_onnx")
     q = variants["int8-nncf"]
     assert q.ok, q.error
     assert q.validation["cosine"] > 0.99 and q.size_bytes < variants["fp32"].size_bytes / 3
-    res = shell.run_cell("%evaluate nncf_small_onnx --limit 64 --backend openvino --no-widget -q --name nncf_small_ev",
-                         store_history=False)
-    assert res.success, res.error_in_exec
-    rows = {r["variant"]: r for r in shell.user_ns["nncf_small_ev"].rows}
+    ev = cell(shell, "%evaluate nncf_small_onnx --limit 64 --backend openvino --no-widget -q --name nncf_small_ev",
+              "nncf_small_ev")
+    rows = {r["variant"]: r for r in ev.rows}
     assert rows["int8-nncf"]["backend"] == "openvino" and rows["int8-nncf"]["status"] == "ok"
     assert rows["fp32"]["accuracy"] == rows["torch"]["accuracy"] and rows["int8-nncf"]["accuracy"] > 0.8
 
