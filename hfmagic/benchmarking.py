@@ -52,16 +52,6 @@ def row_keys() -> tuple[str, ...]:
 
 
 
-def _speedup_text(row: dict) -> str | None:
-    if row.get("speedup") is None:
-        return None
-    if row.get("speedup_trust") is False:  # too few clean paired rounds: no tight-looking interval
-        return f"{row['speedup']:.2f}x (not trustworthy: {row.get('speedup_rounds')} rounds)"
-    if row.get("speedup_low") is None:
-        return f"{row['speedup']:.2f}x"
-    return f"{row['speedup']:.2f}x [{row['speedup_low']:.2f}, {row['speedup_high']:.2f}]"
-
-
 COLUMNS = [
     Column("variant"), Column("backend"), Column("batch_size", "batch", "d", "right"),
     Column("seq_len", "seq", "d", "right"), Column("p50_ms", "p50 ms", ".2f", "right"),
@@ -101,7 +91,7 @@ class BenchmarkResult:
             columns.insert(0, Column("node"))
         if len({r.get("model") for r in self.rows}) > 1:
             columns.insert(0, Column("model"))
-        shown = [{**r, "speedup_text": _speedup_text(r)} for r in self.rows]
+        shown = [{**r, "speedup_text": stats.speedup_text(r)} for r in self.rows]
         return Table(shown, columns, title=self.title, notes=list(self.notes))
 
     def to_pandas(self):
@@ -500,21 +490,9 @@ class Sweep:
             base = (self.rows if rows is None else rows).get((*self.baseline, batch, seq))
             if job.key == self.baseline:
                 row.update(speedup=1.0, speedup_low=1.0, speedup_high=1.0)
-            elif base and base["status"] == "ok" and raw.get("sample_rounds") and base.get("sample_rounds"):
-                row.update(self._paired(base, row))
             elif base and base["status"] == "ok":
-                ratio, low, high = stats.speedup(base["samples_ms"], row["samples_ms"])
-                row.update(speedup=ratio, speedup_low=low, speedup_high=high)
+                row.update(stats.speedup_of(base, row))
         return row
-
-    @staticmethod
-    def _paired(base: dict, row: dict) -> dict:
-        """The speed-up paired by round (stats.paired_speedup), from the clean rounds of both."""
-        mb = stats.slice_medians(base["samples_ms"], base["sample_rounds"])
-        mr = stats.slice_medians(row["samples_ms"], row["sample_rounds"])
-        found = stats.paired_speedup(mb, mr, stats.disturbed(mb) | stats.disturbed(mr))
-        return {"speedup": found["ratio"], "speedup_low": found["low"], "speedup_high": found["high"],
-                "speedup_rounds": found["rounds_used"], "speedup_trust": found["trust"]}
 
     def _event(self, event: dict) -> None:
         if self.callback is not None:

@@ -34,19 +34,10 @@ import numpy as np
 from hfmagic.data import LabelledData
 from hfmagic.errors import DataError, UsageProblem
 from hfmagic.models import ModelHandle, file_sha256, load_model
-from hfmagic.results import Column, Table
+from hfmagic.results import GATE, Column, Table, gate_title, interval_text, percent_text
 from hfmagic.variants import TORCH, Variant, Variants
 
-GATE = 99.0  # percent of the reference's first metric a variant must keep (MLPerf's 99% rule)
 SHORT_SHA = 12
-
-
-def _pct(value: float) -> str:
-    return f"{value:.2f}%"
-
-
-def _interval(pair) -> str:
-    return f"[{pair[0]:.4f}, {pair[1]:.4f}]"
 
 
 @dataclass
@@ -94,9 +85,9 @@ class EvaluationResult:
                 view["gate"] = "reference"
             shown.append(view)
         for m in self.metrics:
-            columns += [Column(m, m, ".4f", "right"), Column(f"{m}_ci", "95% CI", _interval, "right")]
-        limit = f"{200 - GATE:g}%" if self.lower_is_better else f"{GATE:g}%"
-        columns += [Column("pct_of_reference", f"% of {self.reference}", _pct, "right"), Column("gate", f"gate ({limit})")]
+            columns += [Column(m, m, ".4f", "right"), Column(f"{m}_ci", "95% CI", interval_text, "right")]
+        columns += [Column("pct_of_reference", f"% of {self.reference}", percent_text, "right"),
+                    Column("gate", gate_title(self.lower_is_better))]
         if any(r.get("flips") is not None for r in self.rows):
             columns += [Column("agreement", "agreement", ".2%", "right"), Column("flips", "flips", "d", "right")]
         if any(r.get("first_divergence") is not None for r in self.rows):  # greedy generations

@@ -18,16 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfmagic.errors import UsageProblem
-from hfmagic.results import Column, Table, shape_of, shape_text
+from hfmagic.results import Column, Table, gate_title, interval_text, percent_text, shape_of, shape_text
+from hfmagic.stats import speedup_text
 from hfmagic.runs import flatten, metric_names
 from hfmagic.store import RunStore
-from hfmagic.widget import model_of, where
+from hfmagic.dashboard_rows import model_of, own_baseline, where
 
 SUMMARY_COLUMNS = [
     Column("model"), Column("variant"), Column("size_mb", "size MB", ".1f", "right"), Column("shape"),
-    Column("p50_ms", "p50 ms", ".2f", "right"), Column("speedup", "speed-up", lambda v: f"{v:.2f}x", "right"),
-    Column("metric", "metric", ".4f", "right"), Column("pct_of_reference", "% of reference", ".2f", "right"),
-    Column("gate"), Column("status"),
+    Column("p50_ms", "p50 ms", ".2f", "right"), Column("speedup", "speed-up [95% CI]", None, "right"),
+    Column("metric", "metric", ".4f", "right"), Column("metric_ci", "95% CI", interval_text, "right"),
+    Column("pct_of_reference", "% of reference", percent_text, "right"), Column("gate", gate_title()),
+    Column("status"),
 ]
 
 
@@ -52,6 +54,7 @@ class Recorded:
     weights_sha256: str | None = None
     fingerprint: dict = field(default_factory=dict)  # an evaluation's data
     data_source: str | None = None
+    run_id: str | None = None  # which measurement its rows are: rows of two runs are never paired
 
 
 def run_model(run: dict) -> tuple[str | None, str | None]:
@@ -73,18 +76,21 @@ def _recorded(run: dict) -> Recorded:
     metrics = metric_names(params, run["rows"]) if run["kind"] == "evaluate" else []
     return Recorded(run["rows"], f"{run['kind']} of {model} ({run['id']})", notes,
                     [m for m in metrics if m], params.get("reference"), name, sha,
-                    dataset if run["kind"] == "evaluate" else {}, dataset.get("source"))
+                    dataset if run["kind"] == "evaluate" else {}, dataset.get("source"), run["id"])
 
 
 def summary_table(runs: list[dict]) -> Table:
-    """One line per model and variant: its size, p50 and speed-up at the smallest shape measured (on
-    the backend first measured for it), and its evaluation's first metric, % of reference and gate.
-    Rows are matched to their model by weights hash (by name where a row has none)."""
+    """One line per model and variant: its size, p50 and speed-up (as its benchmark measured it, with
+    its interval or its "not trustworthy") at the smallest shape measured (on the backend first
+    measured for it), and its evaluation's first metric with its interval, % of reference and gate.
+    Rows are matched to their model by name and weights hash (two names for one set of weights are
+    two models, as in the dashboard)."""
     lines: dict[tuple, dict] = {}
+    baselines: list[str] = []
 
     def line(run, row):
         name, sha = model_of(row, *run_model(run))
-        key = (sha or name, row["variant"])
+        key = (name, sha, row["variant"])
         return lines.setdefault(key, {"model": name, "variant": row["variant"], "status": "ok"})
 
     metric_name = None
@@ -97,12 +103,14 @@ def summary_table(runs: list[dict]) -> Table:
             for r in ok:
                 line(run, r).setdefault("size_mb", r.get("size_mb"))
         elif run["kind"] == "benchmark" and ok:
+            base = own_baseline([{**r, "model": model_of(r, *run_model(run))[0]} for r in ok])
+            baselines.append(f"benchmark {run['id']}: against {base}" if base else f"benchmark {run['id']}: none")
             smallest = min((shape_of(r) for r in ok), key=lambda s: (s[0] * s[1], s[0]))
             for r in ok:
                 entry = line(run, r)
                 if shape_of(r) == smallest and "p50_ms" not in entry:
                     entry.update(shape=f"{r['backend']}{where(r)} {shape_text(r, compact=True)}", p50_ms=r.get("p50_ms"),
-                                 speedup=r.get("speedup"))
+                                 speedup=speedup_text(r))
                     entry.setdefault("size_mb", r.get("size_mb"))
         elif run["kind"] == "evaluate":
             metric = metric_names(run["params"] or {}, run["rows"])[0]
@@ -111,13 +119,17 @@ def summary_table(runs: list[dict]) -> Table:
             for r in ok:
                 entry = line(run, r)
                 is_ref = reference in (r["variant"], f"{entry['model']}/{r['variant']}")
-                entry.update(metric=r.get(metric), pct_of_reference=r.get("pct_of_reference"),
+                low, high = r.get(f"{metric}_low"), r.get(f"{metric}_high")
+                entry.update(metric=r.get(metric), metric_ci=None if low is None or high is None else (low, high),
+                             pct_of_reference=r.get("pct_of_reference"),
                              gate=r.get("gate") or ("reference" if is_ref else None))
     columns = [Column(c.key, metric_name, c.fmt, c.align) if c.key == "metric" and metric_name else c
                for c in SUMMARY_COLUMNS]
     models = list(dict.fromkeys(r["model"] for r in lines.values()))  # in the order the runs name them
     ordered = sorted(lines.values(), key=lambda r: (models.index(r["model"]), r["variant"] != "torch"))
-    return Table(ordered, columns, title="summary per model and variant")
+    notes = [f"speed-up: as each benchmark measured it, against its own baseline ({'; '.join(baselines)}); "
+             "speed-ups of different benchmarks were measured apart and are not comparable"] if baselines else []
+    return Table(ordered, columns, title="summary per model and variant", notes=notes)
 
 
 def rebuild_commands(runs: list[dict], store: RunStore) -> Table:

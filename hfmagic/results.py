@@ -131,6 +131,25 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
+GATE = 99.0  # percent of the reference's first metric a variant must keep (MLPerf's 99% rule)
+
+
+def gate_title(lower_is_better: bool = False) -> str:
+    """The gate column's heading: ``gate (99%)``; ``gate (101%)`` for a metric where lower is better
+    (perplexity), which may grow 1% at most."""
+    return f"gate ({200 - GATE:g}%)" if lower_is_better else f"gate ({GATE:g}%)"
+
+
+def percent_text(value: float) -> str:
+    """A percentage as the tables write it: ``98.59%``."""
+    return f"{value:.2f}%"
+
+
+def interval_text(pair) -> str:
+    """A metric's 95% interval as the tables write it: ``[0.9300, 0.9600]``."""
+    return f"[{pair[0]:.4f}, {pair[1]:.4f}]"
+
+
 def shape_of(row: dict) -> tuple:
     """(batch, size) of a benchmark row, whichever size axis its task declared (seq_len, image_size)."""
     from hfmagic.tasks.base import AXES

@@ -120,3 +120,34 @@ def paired_speedup(base: dict[int, float], this: dict[int, float], skip: set[int
         low, high = np.exp(np.percentile(means, [alpha, 100 - alpha]))
         out["low"], out["high"] = float(low), float(high)
     return out
+
+
+def speedup_of(base: dict, row: dict) -> dict:
+    """The speed-up of benchmark row ``row`` against ``base`` (same sweep, same shape, same node), from
+    their raw samples, as the sweep computes it: paired by round where both were measured in
+    interleaved rounds (``sample_rounds``; :func:`paired_speedup` over the clean rounds of both),
+    else the ratio of medians with a bootstrap interval (:func:`speedup`). Keys: ``speedup``,
+    ``speedup_low``, ``speedup_high``, ``speedup_rounds`` and ``speedup_trust`` (None where not
+    paired: a sequential sweep's figure has no rounds to count)."""
+    if base.get("sample_rounds") and row.get("sample_rounds"):
+        mb = slice_medians(base["samples_ms"], base["sample_rounds"])
+        mr = slice_medians(row["samples_ms"], row["sample_rounds"])
+        found = paired_speedup(mb, mr, disturbed(mb) | disturbed(mr))
+        return {"speedup": found["ratio"], "speedup_low": found["low"], "speedup_high": found["high"],
+                "speedup_rounds": found["rounds_used"], "speedup_trust": found["trust"]}
+    ratio, low, high = speedup(base["samples_ms"], row["samples_ms"])
+    return {"speedup": ratio, "speedup_low": low, "speedup_high": high, "speedup_rounds": None,
+            "speedup_trust": None}
+
+
+def speedup_text(row: dict) -> str | None:
+    """A speed-up as every view writes it: ``1.63x [1.58, 1.67]``; ``6.36x (not trustworthy: 3
+    rounds)`` where too few clean paired rounds give it no trustworthy interval; ``1.63x`` where it
+    has no interval."""
+    if row.get("speedup") is None:
+        return None
+    if row.get("speedup_trust") is False:
+        return f"{row['speedup']:.2f}x (not trustworthy: {row.get('speedup_rounds')} rounds)"
+    if row.get("speedup_low") is None:
+        return f"{row['speedup']:.2f}x"
+    return f"{row['speedup']:.2f}x [{row['speedup_low']:.2f}, {row['speedup_high']:.2f}]"

@@ -1,15 +1,25 @@
 """The dashboard: benchmark and evaluation results in one interactive view (an anywidget).
 
-``Dashboard(*results)`` joins benchmark rows (one per model x variant x backend x shape) with
+``Dashboard(*results)`` joins benchmark rows (one per model x variant x backend x node x shape) with
 evaluation rows (one per model x variant) by model and variant, and syncs them to
 ``js/dashboard.js``: a sortable, filterable table with a baseline selector, a latency-against-accuracy
 scatter (marker area from the size on disk, colour by model) with its Pareto front across all models,
 and a speed-up bar chart. Results of several models go in one dashboard: every row carries its
 model's name and weights hash (``model``, ``model_sha``), from the row itself or, for rows that
 predate them, from the result (or recorded run) they came from. Selecting rows in the browser sets
-``selected`` here. The speed-up column and the Pareto front are computed in the browser;
-:func:`speedups`, :func:`pareto_front` and :func:`row_id` are the same rules in Python (to_csv,
-to_html's fallback table and the tests use them).
+``selected`` here.
+
+**Every figure is computed in Python, once, and written there** (:mod:`hfmagic.dashboard_rows`): each
+row carries its cells as the text tables write them (``cells``, by the same
+:class:`~hfmagic.results.Column` formats), and the speed-up
+against each baseline is a cell of ``speedups`` (value, interval, trust, text, or why there is
+none). Against the sweep's own baseline it is the figure the benchmark measured (paired by round
+when its rounds were interleaved; "not trustworthy" where too few clean rounds); against another
+row of the same sweep it is recomputed from the raw samples by the same rule
+(:func:`hfmagic.stats.speedup_of`); rows measured in another run than the baseline get none, and
+say why (runs measured apart cannot be paired). The browser shows these strings and sorts and
+plots the raw values; the only rule it applies itself is the Pareto front of the rows in view
+(:func:`hfmagic.dashboard_rows.pareto_front` is its Python twin, and a test runs both).
 
 ``to_html(path)`` writes one self-contained page (the same ES module, its data and a small model
 stand-in inlined) that stays interactive offline; ``to_csv(path)`` writes the table.
@@ -20,7 +30,6 @@ from __future__ import annotations
 import csv
 import html
 import json
-import math
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,155 +38,16 @@ from typing import Any, Iterable
 import anywidget
 import traitlets
 
+from hfmagic.dashboard_rows import (ALWAYS, COLUMNS, DATA_COLUMN, EXTRA_CELLS, is_benchmark_row, join, measured,
+                                    model_of, own_baseline, pair, row_id, speedup_cells, where)
 from hfmagic.errors import UsageProblem
-from hfmagic.results import Column, Table, shape_of
+from hfmagic.results import Column, Table, gate_title, shape_of, shape_text
 
 _HERE = Path(__file__).resolve().parent
 # an installed wheel carries js/ inside the package (pyproject's package-dir maps hfmagic.js to js/);
 # a source checkout has it next to the package
 _JS_DIR = next((d for d in (_HERE / "js", _HERE.parent / "js") if (d / "dashboard.js").is_file()),
                _HERE.parent / "js")
-
-# the table's columns, in order (nbformat sorts dict keys, so the order travels separately).
-# fmt: digits after the point, "int", "x" (a ratio), "signed%" (a change in percent), "%" (a share)
-COLUMNS = [
-    {"key": "model", "title": "model"}, {"key": "variant", "title": "variant"}, {"key": "backend", "title": "backend"},
-    {"key": "node", "title": "node"},  # where it ran: "local", or a cluster's kind of node (--on each)
-    {"key": "batch_size", "title": "batch", "fmt": "int"}, {"key": "seq_len", "title": "seq", "fmt": "int"},
-    {"key": "image_size", "title": "image px", "fmt": "int"}, {"key": "audio_seconds", "title": "audio s", "fmt": "int"},
-    {"key": "p50_ms", "title": "p50 ms", "fmt": 2}, {"key": "p95_ms", "title": "p95 ms", "fmt": 2},
-    {"key": "speedup", "title": "speed-up", "fmt": "x"}, {"key": "samples_per_s", "title": "samples/s", "fmt": 1},
-    {"key": "rtf", "title": "RTF", "fmt": 4},  # speech rows: seconds of compute per second of audio
-    {"key": "metric", "title": "accuracy", "fmt": 4}, {"key": "change_pct", "title": "vs ref", "fmt": "signed%"},
-    {"key": "peak_mem_mb", "title": "peak MB", "fmt": 0}, {"key": "size_mb", "title": "size MB", "fmt": 1},
-    {"key": "agreement", "title": "agreement", "fmt": "%"}, {"key": "status", "title": "status"},
-]
-DATA_COLUMN = {"key": "data_sha", "title": "data"}  # shown when evaluations were of different data
-_BENCH_KEYS = ("model", "model_sha", "variant", "backend", "node", "hardware", "batch_size", "seq_len", "image_size", "audio_seconds", "status", "p50_ms", "p95_ms", "samples_per_s",
-               "peak_mem_mb", "size_mb", "speedup_measured", "speedup_low", "speedup_high", "rtf",
-               "new_tokens", "ttft_p50_ms", "tpot_p50_ms")  # a generation's: p50_ms is its TPOT
-_EVAL_KEYS = ("metric", "metric_low", "metric_high", "pct_of_reference", "change_pct", "gate", "agreement",
-              "eval_status", "data_sha")
-
-
-# -- the rules the browser applies, in Python ------------------------------------------------------
-
-def model_of(row: dict, name: str | None = None, sha: str | None = None) -> tuple[str | None, str | None]:
-    """(name, first 12 hex digits of the weights sha256) of a row's model: the row's own ``model``
-    and ``model_sha``, else ``name``/``sha`` (the result's ``model_name``/``weights_sha256``, or a
-    recorded run's provenance) for rows that predate them. A row naming another model than the
-    fallback one keeps no fallback hash."""
-    own = row.get("model")
-    model = own or name
-    model_sha = row.get("model_sha") or ((sha or "")[:12] if own in (None, name) else "") or None
-    return model, model_sha
-
-
-def pair(row: dict) -> str:
-    """``model/variant/backend`` (``variant/backend`` for a row that names no model): what a
-    baseline names."""
-    prefix = f"{row['model']}/" if row.get("model") else ""
-    return f"{prefix}{row['variant']}/{row.get('backend')}"
-
-
-def where(row: dict) -> str:
-    """``@node`` for a row a cluster's node measured (``--on each`` gives one per kind), else ``""``."""
-    node = row.get("node")
-    return f"@{node}" if node and node != "local" else ""
-
-
-def row_id(row: dict) -> str:
-    """``model/variant/backend[@node]/BxS`` for a benchmark row, ``model/variant/eval`` for an
-    evaluated-only variant (without ``model/`` for a row that names no model)."""
-    if row.get("batch_size") is None:
-        prefix = f"{row['model']}/" if row.get("model") else ""
-        return f"{prefix}{row['variant']}/eval"
-    return f"{pair(row)}{where(row)}/{'x'.join(map(str, shape_of(row)))}"
-
-
-def same_model(a: dict, b: dict) -> bool:
-    """Two rows are of one model when their weights hashes agree, or, where one has none, their names."""
-    if a.get("model_sha") and b.get("model_sha"):
-        return a["model_sha"] == b["model_sha"]
-    return a.get("model") == b.get("model")
-
-
-def _ok(row: dict) -> bool:
-    return row.get("status") == "ok" and row.get("p50_ms") is not None
-
-
-def speedups(rows: list[dict], baseline: str | None, sweep: str | None = None) -> dict[str, float | None]:
-    """Row id -> p50 of the baseline (``model/variant/backend``) row of the same shape, measured on
-    the same node, over this row's p50, whichever model the row is of. Against the sweep's own
-    baseline (``sweep``), the speed-up the sweep measured (paired by round when its rounds were
-    interleaved)."""
-    if baseline and baseline == sweep and any(r.get("speedup_measured") is not None for r in rows):
-        return {r["id"]: r.get("speedup_measured") if _ok(r) else None for r in rows}
-    base = {(shape_of(r), where(r)): r["p50_ms"] for r in rows
-            if _ok(r) and pair(r) == baseline and r["p50_ms"] > 0}
-    out = {}
-    for r in rows:
-        ref = base.get((shape_of(r), where(r)))
-        out[r["id"]] = ref / r["p50_ms"] if ref and _ok(r) and r["p50_ms"] > 0 else None
-    return out
-
-
-def pareto_front(points: list[dict], lower_is_better: bool = False, x: str = "p50_ms") -> list[str]:
-    """Ids of the points no other point beats on both lower ``x`` (p50; a generation's TTFT with
-    ``x="ttft_p50_ms"``) and a better metric (higher; lower with ``lower_is_better``, as
-    perplexity) (ties: the first)."""
-    sign = -1.0 if lower_is_better else 1.0
-    ordered = sorted((p for p in points if p.get(x) is not None and p.get("metric") is not None),
-                     key=lambda p: (p[x], -sign * p["metric"]))
-    front, best = [], float("-inf")
-    for p in ordered:
-        if sign * p["metric"] > best:
-            front.append(p["id"])
-            best = sign * p["metric"]
-    return front
-
-
-def join(bench_rows: list[dict], eval_rows: list[dict], reference: str | None = None) -> list[dict]:
-    """Dashboard rows: each benchmark row with the evaluation figures of the same model's same
-    variant (``metric`` is the evaluation's first metric; ``change_pct`` its change against the
-    reference, in percent), then one row for each evaluated variant that was not benchmarked.
-    ``reference``: the variant (or ``model/variant``) whose gate reads "reference", besides the
-    evaluation rows marked ``is_reference``."""
-
-    def figures(e: dict) -> dict:
-        pct = e.get("pct_of_reference")
-        is_ref = e.get("is_reference") or reference in (e["variant"], f"{e.get('model')}/{e['variant']}")
-        return {
-            "metric": e.get("metric"), "metric_low": e.get("metric_low"), "metric_high": e.get("metric_high"),
-            "pct_of_reference": pct, "change_pct": None if pct is None else pct - 100.0,
-            "gate": "reference" if is_ref and e.get("status") == "ok" else e.get("gate"),
-            "agreement": e.get("agreement"), "eval_status": e.get("status"), "data_sha": e.get("data_sha"),
-        }
-
-    def evaluation_of(b: dict) -> dict | None:
-        return next((e for e in eval_rows if e["variant"] == b["variant"] and same_model(e, b)), None)
-
-    rows, joined = [], set()
-    for b in bench_rows:
-        row = {k: b.get(k) for k in _BENCH_KEYS}
-        row["speedup_measured"] = b.get("speedup")  # the sweep's own figure (paired by round when interleaved)
-        e = evaluation_of(b)
-        row.update(figures(e) if e else dict.fromkeys(_EVAL_KEYS))
-        joined.add(id(e))
-        rows.append(row)
-    for e in eval_rows:
-        if id(e) not in joined:
-            rows.append({**dict.fromkeys(_BENCH_KEYS), "model": e.get("model"), "model_sha": e.get("model_sha"),
-                         "variant": e["variant"], "status": e.get("status"), **figures(e)})
-    for row in rows:
-        for key, value in row.items():  # NaN is no JSON: the page and the comm would fail on it
-            if isinstance(value, float) and not math.isfinite(value):
-                row[key] = None
-        row["id"] = row_id(row)
-        if row["status"] == "ok" and row.get("eval_status") not in (None, "ok"):
-            row["status"] = f"evaluation {row['eval_status']}"
-    return rows
-
 
 class DashboardError(UsageProblem):
     """What the dashboard was given cannot be shown (not a result; a baseline no row has)."""
@@ -247,7 +117,7 @@ def _different_data(rows: list[dict], sources: dict[str, str]) -> str:
 
 
 def _kind(rows: list[dict]) -> str:
-    return "benchmark" if any("batch_size" in r for r in rows) else "evaluation"
+    return "benchmark" if any(is_benchmark_row(r) for r in rows) else "evaluation"
 
 
 def _metric_of(result: Any, rows: list[dict]) -> str | None:
@@ -268,19 +138,27 @@ class Dashboard(anywidget.AnyWidget):
     ``Dashboard(bench, ev, baseline="demo/torch/torch")``: any number of results (objects with
     ``.rows`` as ``benchmark()`` and ``evaluate()`` return, or lists of such rows), of any models.
     A row belongs to the model it names (``model``/``model_sha``), else to its result's model. A
-    later result's row with the same model, variant, backend and shape as an earlier one replaces it
-    (a note says so); evaluations of different data are flagged in ``warnings``.
+    later result's row with the same model, variant, backend, node and shape as an earlier one
+    replaces it (a note says so); evaluations of different data are flagged in ``warnings``.
+    Speed-ups pair rows of one benchmark only: see the module docstring.
     """
 
     _esm = _JS_DIR / "dashboard.js"
     _css = _JS_DIR / "dashboard.css"
 
-    rows = traitlets.List(traitlets.Dict(), help="joined rows (see join())").tag(sync=True)
-    columns = traitlets.List(traitlets.Dict(), help="the table's columns, in order").tag(sync=True)
+    rows = traitlets.List(traitlets.Dict(), help="joined rows (see join()), each with its cells as written "
+                                                 "(cells)").tag(sync=True)
+    columns = traitlets.List(traitlets.Dict(), help="the table's columns, in order: key, title, align").tag(sync=True)
     selected = traitlets.List(traitlets.Unicode(), help="ids of the rows selected in the browser").tag(sync=True)
     baseline = traitlets.Unicode("", help="model/variant/backend the speed-up column is relative to (variant/backend "
                                           "where one model is shown)").tag(sync=True)
-    sweep_baseline = traitlets.Unicode("", help="the benchmark's own baseline (its rows carry a CI)").tag(sync=True)
+    baselines = traitlets.List(traitlets.Unicode(), help="what the baseline may be: every measured "
+                                                         "model/variant/backend").tag(sync=True)
+    speedups = traitlets.Dict(help="baseline -> row id -> {value, low, high, trust, text, why}: the speed-up "
+                                   "column and chart for that baseline (speedup_cells)").tag(sync=True)
+    speedup_notes = traitlets.Dict(help="baseline -> how its speed-ups were computed and why rows have none"
+                                   ).tag(sync=True)
+    sweep_baseline = traitlets.Unicode("", help="the benchmark's own baseline").tag(sync=True)
     progress = traitlets.Dict(help="{done, total, label} while a run is going; empty when none").tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
     metric_lower = traitlets.Bool(False, help="the metric is better lower (perplexity): the Pareto front "
@@ -295,8 +173,12 @@ class Dashboard(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self._bench: dict[tuple, dict] = {}
         self._eval: dict[tuple, dict] = {}
+        self._full: list[dict] = []  # the benchmark rows with their raw samples, as shown (ids)
+        self._columns: list[Column] = []  # the columns shown, as _refresh titles them
         self._metric: str | None = None
-        self._sweep: str | None = None  # the baseline a benchmark result says it used
+        self._sweeps: dict[str, str] = {}  # a benchmark's rows' sweep -> the baseline it measured against
+        self._first_sweep: str | None = None
+        self._added = 0
         self._titles: list[str] = []
         self._data: dict[str, str] = {}  # the evaluations' data: sha256[:12] -> its source
         for result in results:
@@ -311,9 +193,14 @@ class Dashboard(anywidget.AnyWidget):
         """Add a benchmark or evaluation result (or a list of its rows), of any model; returns self."""
         rows = _rows_of(result)
         kind = _kind(rows)
-        rows = [self._own(r, kind, result) for r in rows]
+        self._added += 1
+        sweep = str(getattr(result, "run_id", None) or f"result {self._added}")
+        rows = [self._own(r, kind, result, sweep) for r in rows]
         if kind == "benchmark":
-            self._sweep = _canonical(getattr(result, "baseline", None), rows) or self._sweep
+            own = _canonical(getattr(result, "baseline", None), rows) or own_baseline(rows)
+            if own:
+                self._sweeps[sweep] = own
+                self._first_sweep = self._first_sweep or own
         if kind == "evaluation":
             self._metric = self._metric or _metric_of(result, rows)
             self.metric_lower = self.metric_lower or bool(getattr(result, "lower_is_better", False))
@@ -324,7 +211,7 @@ class Dashboard(anywidget.AnyWidget):
         notes = [f"{kind}: {n}" for n in getattr(result, "notes", [])]
         if replaced:
             notes.append(f"{len(replaced)} {kind} rows replaced earlier ones with the same "
-                         f"model/variant{'/backend/shape' if kind == 'benchmark' else ''}")
+                         f"model/variant{'/backend/node/shape' if kind == 'benchmark' else ''}")
         self.notes = [*self.notes, *notes]
         title = getattr(result, "title", None) or (result.table().title if hasattr(result, "table") else "")
         if title:  # the dashboard's baseline selector says what speed-ups are against
@@ -333,12 +220,14 @@ class Dashboard(anywidget.AnyWidget):
         self._refresh()
         return self
 
-    def _own(self, row: dict, kind: str, result: Any = None) -> dict:
-        """A copy of ``row`` that names its model (and, for an evaluation, its data and whether it is
-        the reference)."""
+    def _own(self, row: dict, kind: str, result: Any = None, sweep: str = "live") -> dict:
+        """A copy of ``row`` that names its model, and the measurement it came from (a benchmark's)
+        or its data and whether it is the reference (an evaluation's)."""
         name, sha = model_of(row, getattr(result, "model_name", None), getattr(result, "weights_sha256", None))
         own = {**row, "model": name, "model_sha": sha}
-        if kind == "evaluation":
+        if kind == "benchmark":
+            own["sweep"] = sweep
+        else:
             fingerprint = getattr(result, "fingerprint", None) or {}
             data = row.get("data_sha") or str(fingerprint.get("sha256") or "")[:12] or None
             if data:
@@ -354,6 +243,8 @@ class Dashboard(anywidget.AnyWidget):
         kind = _kind([row])
         row = self._own(row, kind)
         (self._bench if kind == "benchmark" else self._eval)[self._key(row, kind)] = row
+        if kind == "benchmark" and "live" not in self._sweeps and own_baseline([row]):
+            self._sweeps["live"] = own_baseline([row])
         self._refresh()
 
     def set_progress(self, done: int, total: int, label: str = "") -> None:
@@ -364,46 +255,71 @@ class Dashboard(anywidget.AnyWidget):
         """A streamed run ended: replace its rows by the result's (skipped ones included), drop progress."""
         kind = _kind(list(getattr(result, "rows", [])))
         (self._bench if kind == "benchmark" else self._eval).clear()
+        self._sweeps.pop("live", None)
         self.add(result)
         self.progress = {}
 
     @staticmethod
     def _key(row: dict, kind: str) -> tuple:
-        model = row.get("model_sha") or row.get("model")
+        model = (row.get("model"), row.get("model_sha"))
         if kind == "benchmark":
-            return model, row["variant"], row.get("backend"), *shape_of(row)
-        return model, row["variant"]
+            return *model, row["variant"], row.get("backend"), where(row), *shape_of(row)
+        return *model, row["variant"]
 
     @traitlets.validate("baseline")
     def _check_baseline(self, proposal) -> str:
         """``variant/backend`` is taken where one model is shown; a baseline no row has is one line."""
         value = proposal["value"]
-        pairs = {pair(r) for r in self.rows if _ok(r)}
         found = _canonical(value, self.rows)
-        if value and pairs and found not in pairs:
+        if value and self.baselines and found not in self.baselines:
             raise DashboardError(f"baseline {value!r} names no measured row; choose one of "
-                                 f"{', '.join(sorted(pairs))}")
+                                 f"{', '.join(sorted(self.baselines))}")
         return found or value
+
+    @traitlets.observe("baseline")
+    def _baseline_changed(self, change) -> None:
+        """The browser (or Python) chose a baseline: its speed-ups are computed here, once."""
+        if change["new"] and change["new"] not in self.speedups:
+            self._compute_speedups([change["new"]])
+
+    def _compute_speedups(self, baselines: list[str]) -> None:
+        cells, notes = dict(self.speedups), dict(self.speedup_notes)
+        for baseline in baselines:
+            cells[baseline], notes[baseline] = speedup_cells(self._full, baseline, self._sweeps)
+        self.speedup_notes, self.speedups = notes, cells  # the notes first: the cells redraw the view
 
     def _refresh(self) -> None:
         metric = self._metric
         evals = [{**r, "metric": r.get(metric), "metric_low": r.get(f"{metric}_low"),
                   "metric_high": r.get(f"{metric}_high")} for r in self._eval.values()]
-        rows = join(list(self._bench.values()), evals)
+        bench = list(self._bench.values())
+        rows = join(bench, evals)
         _tell_apart(rows)
-        # the result says which baseline it used; rows alone (live, or read back from the run
-        # store) are recognised by the baseline's exact [1, 1] interval
-        pairs = [pair(r) for r in rows if _ok(r)]
-        sweep = self._sweep if self._sweep in pairs else next(
-            (pair(r) for r in rows if r.get("speedup_low") == 1.0 and r.get("speedup_high") == 1.0 and _ok(r)), "")
-        self.sweep_baseline = sweep
+        # join puts the benchmark rows first, in order: their full twins take the ids and names shown
+        self._full = [{**b, "id": r["id"], "model": r["model"]} for b, r in zip(bench, rows)]
+        pairs = list(dict.fromkeys(pair(r) for r in self._full if measured(r)))
+        sweep = self._first_sweep if self._first_sweep in pairs else next(
+            (b for b in self._sweeps.values() if b in pairs), "")
         datas = sorted({r["data_sha"] for r in rows if r.get("data_sha")})
         cluster = any(where(r) for r in rows)  # the node column: rows a cluster's nodes measured only
-        self.columns = [{**c, "title": metric} if c["key"] == "metric" and metric else c for c in COLUMNS
-                        if c["key"] != "node" or cluster] + ([DATA_COLUMN] if len(datas) > 1 else [])
-        baseline = _canonical(self.baseline, rows)
+        columns = [self._column(c) for c in COLUMNS if c.key != "node" or cluster]
+        columns += [DATA_COLUMN] if len(datas) > 1 else []
+        for row in rows:
+            row["cells"] = {c.key: c.format(row.get(c.key)) for c in columns + EXTRA_CELLS if c.key != "speedup"}
+            row["shape"] = shape_text(row) if row.get("batch_size") is not None else ""
+        self._columns = [c for c in columns if c.key in ALWAYS or c.key == "speedup" and pairs
+                         or any(r["cells"].get(c.key) for r in rows)]
+        self.columns = [{"key": c.key, "title": c.heading(), "align": c.align} for c in self._columns]
+        self.sweep_baseline = sweep
+        self.baselines = pairs
+        self.speedups, self.speedup_notes = {}, {}
         self.rows = rows
-        self.baseline = baseline if baseline in pairs else sweep or next(iter(pairs), "")
+        baseline = _canonical(self.baseline, rows)
+        chosen = baseline if baseline in pairs else sweep or next(iter(pairs), "")
+        if chosen != self.baseline:
+            self.baseline = chosen  # observed: computes its speed-ups
+        elif chosen:
+            self._compute_speedups([chosen])
         self.warnings = [_different_data(rows, self._data)] if len(datas) > 1 else []
         # %evaluate runs torch variants on torch and ONNX ones on onnxruntime; other backends'
         # rows show that accuracy, which the same weights should give but nobody measured there
@@ -414,6 +330,14 @@ class Dashboard(anywidget.AnyWidget):
         kept = [n for n in self.notes if not n.startswith("accuracy on ")]
         self.notes = kept + [note] if note else kept
 
+    def _column(self, column: Column) -> Column:
+        """A column as this dashboard titles it: the metric under its own name, the gate with its limit."""
+        if column.key == "metric" and self._metric:
+            return Column("metric", self._metric, column.fmt, column.align)
+        if column.key == "gate":
+            return Column("gate", gate_title(self.metric_lower), column.fmt, column.align)
+        return column
+
     # -- reading it back -----------------------------------------------------------------------
     @property
     def selected_rows(self) -> list[dict]:
@@ -421,16 +345,20 @@ class Dashboard(anywidget.AnyWidget):
         chosen = set(self.selected)
         return [r for r in self.rows if r["id"] in chosen]
 
+    def _cells(self, baseline: str | None = None) -> dict[str, dict]:
+        """The speed-up cells against ``baseline`` (default the chosen one)."""
+        baseline = baseline or self.baseline
+        if baseline and baseline not in self.speedups:
+            self._compute_speedups([baseline])
+        return self.speedups.get(baseline, {}) if baseline else {}
+
     def table(self) -> Table:
-        """The table as shown (speed-up against the chosen baseline), for text, HTML and CSV."""
-        ratio = speedups(self.rows, self.baseline, self.sweep_baseline)
-        fmts = {"int": "d", "x": lambda v: f"{v:.2f}x", "signed%": lambda v: f"{v:+.2f}%", "%": ".2%"}
-        columns = [Column(c["key"], c["title"], fmts.get(c.get("fmt"), f".{c['fmt']}f" if "fmt" in c else None),
-                          "left" if "fmt" not in c else "right") for c in self.columns]
-        shown = [{**r, "speedup": ratio[r["id"]]} for r in self.rows]
-        used = [c for c in columns if any(r.get(c.key) is not None for r in shown)]
-        notes = [f"speed-up: p50 of {self.baseline} at the same shape over the row's p50"] if self.baseline else []
-        return Table(shown, used, title=self.title, notes=list(self.warnings) + notes + list(self.notes))
+        """The table as shown (speed-up against the chosen baseline): the same cells, for text, HTML and CSV."""
+        speed = self._cells()
+        shown = [{**r["cells"], "speedup": (speed.get(r["id"]) or {}).get("text", "")} for r in self.rows]
+        columns = [Column(c.key, c.title, None, c.align) for c in self._columns]
+        notes = list(self.speedup_notes.get(self.baseline, [])) if self.baseline else []
+        return Table(shown, columns, title=self.title, notes=list(self.warnings) + notes + list(self.notes))
 
     def __str__(self) -> str:
         return str(self.table())
@@ -444,27 +372,33 @@ class Dashboard(anywidget.AnyWidget):
 
     # -- export --------------------------------------------------------------------------------
     def to_csv(self, path: str | Path) -> Path:
-        """Every row with every figure (speed-up against the chosen baseline) as CSV."""
+        """Every row with every figure as a number (the speed-up against the chosen baseline, with its
+        interval and trust) as CSV."""
         path = Path(path).expanduser()
-        ratio = speedups(self.rows, self.baseline, self.sweep_baseline)
+        speed = self._cells()
         from hfmagic.tasks.base import AXES
 
         axes = {a.key for a in AXES}  # the size axes no row has (a text sweep's image_size) are left out
-        keys = [c["key"] for c in self.columns if c["key"] not in axes or any(r.get(c["key"]) is not None
-                                                                               for r in self.rows)]
-        keys += [k for k in ("id", "model_sha", "metric_low", "metric_high", "pct_of_reference", "gate", "data_sha")
-                 if k not in keys]
+        keys = [c.key for c in self._columns if c.key not in ("metric_ci",)
+                and (c.key not in axes or any(r.get(c.key) is not None for r in self.rows))]
+        keys += [k for k in ("speedup_low", "speedup_high", "speedup_trust", "id", "model_sha", "metric_low",
+                             "metric_high", "pct_of_reference", "gate", "data_sha") if k not in keys]
         with writing(path) as f:
             writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
             writer.writeheader()
-            writer.writerows({**r, "speedup": ratio[r["id"]]} for r in self.rows)
+            for r in self.rows:
+                cell = speed.get(r["id"]) or {}
+                writer.writerow({**r, "speedup": cell.get("value"), "speedup_low": cell.get("low"),
+                                 "speedup_high": cell.get("high"), "speedup_trust": cell.get("trust")})
         return path
 
     def state(self) -> dict:
-        """What the front end is given (to_html embeds it)."""
+        """What the front end is given (to_html embeds it, with the speed-ups against every baseline the
+        page's selector offers)."""
+        self._compute_speedups([b for b in self.baselines if b not in self.speedups])
         return {name: getattr(self, name) for name in
-                ("rows", "columns", "selected", "baseline", "sweep_baseline", "progress", "title", "notes",
-                 "warnings")}
+                ("rows", "columns", "selected", "baseline", "baselines", "speedups", "speedup_notes",
+                 "sweep_baseline", "progress", "title", "notes", "warnings", "metric_lower")}
 
     def to_html(self, path: str | Path, title: str | None = None, extra_html: Iterable[str] = ()) -> Path:
         """One self-contained HTML page with this dashboard, interactive offline.

@@ -1,50 +1,22 @@
 // hfmagic's dashboard: the front end of hfmagic.widget.Dashboard (an anywidget ES module).
 // Plain DOM and SVG, no dependencies, so it works offline and inside to_html()'s standalone page.
-// The pure functions are exported so they can be checked against their Python twins
-// (hfmagic/widget.py: speedups, pareto_front, row_id).
+// Every figure and every cell's text comes from Python (rows[].cells, speedups[baseline][id]): this
+// file shows them, sorts and filters rows, and plots raw values. The one rule it applies itself is
+// the Pareto front of the rows in view; paretoFront is exported so a test checks it against its
+// Python twin (hfmagic/widget.py: pareto_front).
 
 const SVG = "http://www.w3.org/2000/svg";
-
-// -- rules (mirrored in hfmagic/widget.py) -------------------------------------------------------
 
 const isOk = (r) => r.status === "ok" && r.p50_ms != null;
 // a generation's rows: p50_ms is TPOT (time per output token); the chart can put TTFT on x instead
 const X_AXES = [["p50_ms", "TPOT p50"], ["ttft_p50_ms", "TTFT p50"]];
-const prefix = (r) => (r.model ? `${r.model}/` : "");
 /** "model/variant/backend" ("variant/backend" for a row that names no model): what a baseline names. */
-export const pair = (r) => `${prefix(r)}${r.variant}/${r.backend}`;
+export const pair = (r) => `${r.model ? `${r.model}/` : ""}${r.variant}/${r.backend}`;
 // a shape's second axis is the task's: tokens per sequence (seq_len), pixels per side (image_size)
 // or seconds of audio (audio_seconds)
 const sizeOf = (r) => (r.seq_len != null ? r.seq_len : r.image_size != null ? r.image_size : r.audio_seconds);
-const sizeText = (r) => (r.seq_len != null ? `${r.seq_len}` : r.image_size != null ? `${r.image_size}px` : `${r.audio_seconds}s`);
 const shapeKey = (r) => (r.batch_size == null ? null : `${r.batch_size}x${sizeOf(r)}`);
-
-/** "@node" for a row a cluster's node measured (--on each gives one per kind of node), else "". */
-export const where = (r) => (r.node && r.node !== "local" ? `@${r.node}` : "");
-
-/** "model/variant/backend[@node]/BxS" for a benchmark row, "model/variant/eval" for an evaluated-only one. */
-export function rowId(r) {
-  return r.batch_size == null ? `${prefix(r)}${r.variant}/eval` : `${pair(r)}${where(r)}/${shapeKey(r)}`;
-}
-
-/** Row id -> p50 of the baseline ("model/variant/backend") row of the same shape, measured on the same
- * node, over this row's p50, whichever model the row is of. */
-export function speedups(rows, baseline, sweep = null) {
-  // against the sweep's own baseline: the speed-up it measured (paired by round when interleaved)
-  if (baseline && baseline === sweep && rows.some((r) => r.speedup_measured != null)) {
-    return Object.fromEntries(rows.map((r) => [r.id, isOk(r) ? r.speedup_measured ?? null : null]));
-  }
-  const base = new Map();
-  for (const r of rows) {
-    if (isOk(r) && pair(r) === baseline && r.p50_ms > 0) base.set(`${shapeKey(r)}${where(r)}`, r.p50_ms);
-  }
-  const out = {};
-  for (const r of rows) {
-    const ref = base.get(`${shapeKey(r)}${where(r)}`);
-    out[r.id] = ref && isOk(r) && r.p50_ms > 0 ? ref / r.p50_ms : null;
-  }
-  return out;
-}
+const where = (r) => (r.node && r.node !== "local" ? `@${r.node}` : "");
 
 /** Ids of the points that no other point beats on both lower `x` (p50; a generation's TTFT with
  * "ttft_p50_ms") and a better metric (higher; lower when `lowerIsBetter`, as perplexity). */
@@ -100,16 +72,6 @@ export function markerRadius(size, maxSize, rMax = 16, rMin = 2.5) {
   return Math.max(rMin, rMax * Math.sqrt(size / maxSize));
 }
 
-export function format(value, fmt) {
-  if (value == null || (typeof value === "number" && Number.isNaN(value))) return "";
-  if (fmt === "int") return String(value);
-  if (fmt === "x") return `${value.toFixed(2)}x`;
-  if (fmt === "signed%") return `${value >= 0 ? "+" : ""}${value.toFixed(2)}%`;
-  if (fmt === "%") return `${(100 * value).toFixed(2)}%`;
-  if (typeof fmt === "number" && typeof value === "number") return value.toFixed(fmt);
-  return String(value);
-}
-
 // -- DOM helpers ---------------------------------------------------------------------------------
 
 function h(tag, attrs = {}, ...children) {
@@ -163,7 +125,7 @@ function render({ model, el }) {
   const tooltip = h("div", { class: "hfm-tooltip", "data-testid": "tooltip", hidden: true });
   el.append(root);
 
-  const get = (k) => model.get(k) || (k === "progress" ? {} : []);
+  const get = (k) => model.get(k) || (["progress", "speedups", "speedup_notes"].includes(k) ? {} : []);
   const setSelected = (ids) => {
     model.set("selected", ids);
     model.save_changes();
@@ -181,7 +143,7 @@ function render({ model, el }) {
   function controls(rows) {
     const distinct = (f) => [...new Set(rows.map(f).filter((v) => v != null))];
     const all = (label) => [["", label]];
-    const pairs = distinct((r) => (isOk(r) ? pair(r) : null));
+    const pairs = get("baselines");
     const baseline = model.get("baseline");
     const models = distinct((r) => r.model);
     const nodes = distinct((r) => r.node);  // the hardware: "local", or each kind of a cluster's nodes
@@ -227,15 +189,15 @@ function render({ model, el }) {
 
   function table(rows, columns, ratio, colours) {
     const selected = new Set(get("selected"));
-    const sweep = model.get("sweep_baseline");
-    const baseline = model.get("baseline");
+    const cellText = (r, key) => (key === "speedup" ? ratio[r.id]?.text : r.cells?.[key]) || "";
     const used = columns.filter((c) => ["variant", "backend", "status"].includes(c.key) ||
-      (c.key === "node" ? rows.some((r) => where(r)) :  // a cluster's node; "local" everywhere goes unsaid
-        rows.some((r) => (c.key === "speedup" ? ratio[r.id] : r[c.key]) != null)));
-    const shown = rows.map((r) => ({ ...r, speedup: ratio[r.id] }));
+      rows.some((r) => cellText(r, c.key) !== ""));
+    // sorting takes the raw value (the speed-up's, the metric's), the text where there is none
+    const shown = rows.map((r) => ({ ...r, speedup: ratio[r.id]?.value ?? null }));
     const ordered = view.sortKey ? sortRows(shown, view.sortKey, view.sortDir) : shown;
+    const numeric = (c) => c.align === "right";
     const head = h("tr", {}, h("th", {}, ""), used.map((c) => h("th", {
-      "data-testid": `sort-${c.key}`, class: `hfm-sortable${c.fmt != null ? " hfm-num" : ""}`,
+      "data-testid": `sort-${c.key}`, class: `hfm-sortable${numeric(c) ? " hfm-num" : ""}`,
       title: `sort by ${c.title}`,
       onclick: () => {
         view.sortDir = view.sortKey === c.key ? -view.sortDir : 1;
@@ -252,22 +214,21 @@ function render({ model, el }) {
       h("td", {}, h("input", { type: "checkbox", checked: on, "data-testid": "select-row",
         "aria-label": `select ${r.id}` })),
       used.map((c) => {
-        let text = format(r[c.key], c.fmt);
+        let text = cellText(r, c.key);
         let title = null;
-        if (c.key === "speedup" && text && baseline === sweep && r.speedup_low != null && pair(r) !== sweep) {
-          title = `95% CI ${format(r.speedup_low, "x")} – ${format(r.speedup_high, "x")}`;
-        }
-        if (c.key === "metric" && text && r.metric_low != null) {
-          title = `95% CI ${format(r.metric_low, 4)} – ${format(r.metric_high, 4)}`;
-        }
+        const cell = ratio[r.id];
+        if (c.key === "speedup" && cell) title = cell.why || null;
         if (c.key === "status" && r.status !== "ok") title = r.status;
         if (c.key === "node" && r.hardware) title = r.hardware;
         if (c.key === "status" && text.length > 40) text = `${text.slice(0, 40)}…`;
+        const attrs = { class: numeric(c) ? "hfm-num" : null, "data-col": c.key, title };
+        if (c.key === "speedup" && cell?.trust === false) attrs.class += " hfm-untrusted";
+        if (c.key === "gate" && text) attrs["data-gate"] = r.gate;
         if (c.key === "model" && text) {
-          if (r.model_sha) title = `weights sha256 ${r.model_sha}…`;
-          return h("td", { "data-col": c.key, title }, swatch(colours, r.model), ` ${text}`);
+          if (r.model_sha) attrs.title = `weights sha256 ${r.model_sha}…`;
+          return h("td", attrs, swatch(colours, r.model), ` ${text}`);
         }
-        return h("td", { class: c.fmt != null ? "hfm-num" : null, "data-col": c.key, title }, text);
+        return h("td", attrs, text);
       }));
     });
     return h("div", { class: "hfm-table-wrap" },
@@ -284,17 +245,19 @@ function render({ model, el }) {
 
   function tipLines(r, ratio) {
     const metricName = (get("columns").find((c) => c.key === "metric") || {}).title || "metric";
+    const c = r.cells || {};
+    const speed = ratio[r.id];
     return [
       r.model ? `model ${r.model}` : null,
-      `${r.variant} on ${r.backend} · ${r.batch_size} × ${sizeText(r)}`,
+      `${r.variant} on ${r.backend} · ${r.shape}`,
       where(r) ? `on ${r.node}: ${r.hardware || "?"}` : null,
-      r.ttft_p50_ms != null ? `TPOT p50 ${format(r.p50_ms, 2)} ms · TTFT p50 ${format(r.ttft_p50_ms, 1)} ms`
-        : `p50 ${format(r.p50_ms, 2)} ms · p95 ${format(r.p95_ms, 2)} ms`,
-      `${format(r.samples_per_s, 1)} samples/s`,
-      r.metric != null ? `${metricName} ${format(r.metric, 4)}` : null,
-      r.size_mb != null ? `${format(r.size_mb, 1)} MB on disk` : null,
-      r.change_pct != null ? `${format(r.change_pct, "signed%")} vs reference` : null,
-      ratio[r.id] != null ? `speed-up ${format(ratio[r.id], "x")} vs ${model.get("baseline")}` : null,
+      r.ttft_p50_ms != null ? `TPOT p50 ${c.p50_ms} ms · TTFT p50 ${c.ttft_p50_ms} ms`
+        : `p50 ${c.p50_ms} ms · p95 ${c.p95_ms} ms`,
+      c.samples_per_s ? `${c.samples_per_s} samples/s` : null,
+      c.metric ? `${metricName} ${c.metric} ${c.metric_ci || ""}` : null,
+      c.size_mb ? `${c.size_mb} MB on disk` : null,
+      c.pct_of_reference ? `${c.pct_of_reference} of reference · gate ${c.gate}` : null,
+      speed?.text ? `speed-up ${speed.text} vs ${model.get("baseline")}` : null,
     ].filter(Boolean);
   }
 
@@ -386,28 +349,38 @@ function render({ model, el }) {
     return out;
   }
 
+  // each bar is the speed-up's value, its whisker the 95% interval; a figure with too few clean
+  // rounds is drawn hatched and labelled as the table labels it
   function bars(rows, ratio, colours) {
-    const shown = rows.filter((r) => ratio[r.id] != null);
+    const shown = rows.filter((r) => ratio[r.id]?.value != null);
     const wrap = h("div", { class: "hfm-chart", "data-testid": "bars" });
     if (!shown.length) return null;
-    const W = 480, row = 20, m = { l: 210, r: 56, t: 8, b: 26 };
+    const W = 560, row = 20, m = { l: 210, r: 150, t: 8, b: 26 };
     const H = m.t + m.b + row * shown.length;
-    const hi = Math.max(1, ...shown.map((r) => ratio[r.id])) * 1.05;
+    const top = (c) => Math.max(c.value, c.high ?? c.value);
+    const hi = Math.max(1, ...shown.map((r) => top(ratio[r.id]))) * 1.05;
     const x = scale(0, hi, m.l, W - m.r);
     const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "hfm-svg" },
       s("line", { x1: x(1), x2: x(1), y1: m.t - 4, y2: H - m.b + 4, class: "hfm-one" }),
       shown.map((r, i) => {
-        const v = ratio[r.id];
+        const c = ratio[r.id];
+        const v = c.value;
         const yy = m.t + i * row;
-        return s("g", { "data-testid": "bar", "data-id": r.id },
+        const untrusted = c.trust === false;
+        return s("g", { "data-testid": "bar", "data-id": r.id, "data-trust": untrusted ? "false" : "true" },
           s("text", { x: m.l - 6, y: yy + row / 2 + 4, "text-anchor": "end", class: "hfm-label" },
-            `${pair(r)} ${r.batch_size}×${sizeText(r)}`),
+            `${pair(r)} ${r.shape}`),
           s("rect", { x: m.l, y: yy + 3, width: Math.max(1, x(v) - m.l), height: row - 6,
-            class: `hfm-bar${v >= 1 ? " hfm-faster" : ""}`, style: r.model ? `fill: ${colours.get(r.model)}` : null }, s("title", {}, tipLines(r, ratio).join("\n"))),
-          s("text", { x: x(v) + 4, y: yy + row / 2 + 4, class: "hfm-label" }, format(v, "x")));
+            class: `hfm-bar${v >= 1 ? " hfm-faster" : ""}${untrusted ? " hfm-untrusted" : ""}`,
+            style: r.model && !untrusted ? `fill: ${colours.get(r.model)}` : null },
+          s("title", {}, tipLines(r, ratio).join("\n"))),
+          c.low != null && c.high != null && !untrusted ? s("line", { x1: x(c.low), x2: x(c.high), y1: yy + row / 2,
+            y2: yy + row / 2, class: "hfm-whisker", "data-testid": "whisker" }) : null,
+          s("text", { x: x(top(c)) + 4, y: yy + row / 2 + 4, class: "hfm-label", "data-testid": "bar-label" }, c.text));
       }),
       s("text", { x: x(1), y: H - 8, "text-anchor": "middle", class: "hfm-axis" }, "1×"));
-    wrap.append(h("div", { class: "hfm-chart-title" }, `speed-up vs ${model.get("baseline")} (p50 ratio)`), svg);
+    wrap.append(h("div", { class: "hfm-chart-title" }, `speed-up vs ${model.get("baseline")} (bars: the figure; `
+      + "whiskers: its 95% interval; hatched: not trustworthy)"), svg);
     return wrap;
   }
 
@@ -419,16 +392,19 @@ function render({ model, el }) {
       list.map((n) => h("div", {}, `⚠ ${n}`)));
   }
 
+  // how the speed-ups against the chosen baseline were computed (and why rows have none), then the
+  // results' own notes
   function notes() {
-    const list = get("notes");
+    const list = [...((get("speedup_notes") || {})[model.get("baseline")] || []), ...get("notes")];
     if (!list.length) return null;
-    return h("details", { class: "hfm-notes" }, h("summary", {}, `${list.length} note${list.length > 1 ? "s" : ""}`),
+    return h("details", { class: "hfm-notes", "data-testid": "notes" },
+      h("summary", {}, `${list.length} note${list.length > 1 ? "s" : ""}`),
       h("ul", {}, list.map((n) => h("li", {}, n))));
   }
 
   function draw() {
     const rows = get("rows");
-    const ratio = speedups(rows, model.get("baseline"), model.get("sweep_baseline"));
+    const ratio = (get("speedups") || {})[model.get("baseline")] || {};
     const shown = visibleRows(rows);
     const colours = modelColours(rows); // from every row, so a filter never changes a model's colour
     root.replaceChildren(...[
@@ -441,7 +417,8 @@ function render({ model, el }) {
     tooltip.hidden = true;
   }
 
-  const events = ["rows", "columns", "selected", "baseline", "progress", "title", "notes", "warnings"].map((k) => `change:${k}`);
+  const events = ["rows", "columns", "selected", "baseline", "baselines", "speedups", "speedup_notes", "progress",
+    "title", "notes", "warnings"].map((k) => `change:${k}`);
   for (const e of events) model.on(e, draw);
   draw();
   return () => { for (const e of events) model.off(e, draw); };

@@ -81,6 +81,23 @@ def shell():
     return ip
 
 
+@pytest.fixture
+def kernel_display(shell, monkeypatch):
+    """The shared shell as a Jupyter kernel's: what the magics display (the dashboard for benchmark and
+    evaluation results, as a user sees it) is collected in the returned list instead of drawn."""
+    import types
+
+    monkeypatch.setattr(shell, "kernel", object(), raising=False)
+    shown = []
+
+    def display(obj, display_id=None):
+        shown.append(obj)
+        return types.SimpleNamespace(update=lambda obj: None)
+
+    monkeypatch.setattr("IPython.display.display", display)
+    return shown
+
+
 @pytest.fixture(scope="session")
 def demo_folder():
     """The real demo classifier (built once per cache: about a minute on 2 cores)."""

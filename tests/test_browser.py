@@ -54,13 +54,19 @@ dash
 """
 
 CHECK = """\
-from hfmagic.widget import pareto_front, speedups
-ratio = speedups(dash.rows, dash.baseline, dash.sweep_baseline)
+from hfmagic.dashboard_rows import pareto_front, row_id
 front = pareto_front([r for r in dash.rows if r["status"] == "ok" and (r["batch_size"], r["seq_len"]) == (1, 16)])
 dash.to_html({export!r}, title="tiny report", extra_html=["<section id='extra'>env card</section>"])
-print("STATE" + json.dumps({{"selected": dash.selected, "baseline": dash.baseline,
-                             "speedups": {{k: None if v is None else f"{{v:.2f}}x" for k, v in ratio.items()}},
-                             "front": front}}))
+# what the text tables say: the benchmark's speed-up against its own baseline, the evaluation's verdicts
+bench_table, ev_table = bench.table(), ev.table()
+said = {{row_id({{**r, "model": "tiny"}}): cells[[c.key for c in bench_table.columns].index("speedup_text")]
+        for r, cells in zip(bench.rows, bench_table.cells())}}
+verdicts = {{r["variant"]: cells[[c.key for c in ev_table.columns].index("gate")]
+            for r, cells in zip(ev_table.rows, ev_table.cells())}}
+table = dash.table()  # the dashboard's own cells, against the baseline chosen in the browser
+shown = {{r["id"]: dict(zip([c.key for c in table.columns], cells)) for r, cells in zip(dash.rows, table.cells())}}
+print("STATE" + json.dumps({{"selected": dash.selected, "baseline": dash.baseline, "said": said,
+                             "verdicts": verdicts, "shown": shown, "front": front}}))
 """
 
 
@@ -143,6 +149,12 @@ def run_cell(page, cell, tries: int = 3) -> None:
 
 def column(dash, key) -> list[str]:
     return dash.locator(f'tbody td[data-col="{key}"]').all_inner_texts()
+
+
+def cells_by_row(dash, key) -> dict[str, str]:
+    """Row id -> the text of the row's cell in column ``key``, as the browser shows it."""
+    return {tr.get_attribute("data-id"): (tr.locator(f'td[data-col="{key}"]').all_inner_texts() or [""])[0].strip()
+            for tr in dash.get_by_test_id("row").all()}
 
 
 def numbers(texts) -> list[float]:
@@ -229,10 +241,16 @@ def test_dashboard_in_jupyterlab(lab, page):
     dash.get_by_test_id("filter-shape").select_option("")
     expect(rows).to_have_count(6)
 
-    # the baseline: speed-ups recomputed against fp32
+    # against the sweep's own baseline, the speed-ups as the benchmark measured them (checked against
+    # its text table below, interval or "not trustworthy" included); the gate verdicts and intervals
+    sweep_speedups = cells_by_row(dash, "speedup")
+    gates = {tr.get_attribute("data-id"): tr.locator('td[data-col="gate"]').inner_text() for tr in rows.all()}
+    assert all(t for t in column(dash, "metric_ci")) and any(t in ("pass", "fail") for t in gates.values())
+
+    # the baseline: speed-ups computed in Python against fp32, from the same rounds
     dash.get_by_test_id("baseline").select_option("tiny/fp32/onnxruntime")
     fp32 = dash.locator('tr[data-id="tiny/fp32/onnxruntime/1x16"] td[data-col="speedup"]')
-    expect(fp32).to_have_text("1.00x")
+    expect(fp32).to_have_text("1.00x [1.00, 1.00]")
 
     # select a row: it must arrive in Python
     dash.locator('tr[data-id="tiny/int8/onnxruntime/1x16"] [data-testid="select-row"]').click()
@@ -244,9 +262,12 @@ def test_dashboard_in_jupyterlab(lab, page):
     expect(out).to_contain_text("STATE", timeout=60_000)
     state = json.loads(out.inner_text().split("STATE", 1)[1].strip())
     assert state["selected"] == ["tiny/int8/onnxruntime/1x16"] and state["baseline"] == "tiny/fp32/onnxruntime"
-    shown = {tr.get_attribute("data-id"): tr.locator('td[data-col="speedup"]').inner_text()
-             for tr in rows.all()}
-    assert shown == {k: v or "" for k, v in state["speedups"].items()}  # the browser and Python agree
+    # the dashboard shows the figures the text tables show: the benchmark's speed-ups with their
+    # intervals or trust, the evaluation's verdicts, and against another baseline Python's own cells
+    assert sweep_speedups == state["said"]
+    assert all(gates[i] == state["verdicts"][i.split("/")[1]] for i in gates)
+    for key in [c for c in next(iter(state["shown"].values())) if c != "model"]:
+        assert cells_by_row(dash, key) == {i: cells[key] for i, cells in state["shown"].items()}, key
     assert drawn_front == sorted(state["front"]) and drawn_front
 
     # the standalone export: renders offline from the file, sorts, keeps the extra section

@@ -122,7 +122,7 @@ def test_the_rounds_stop_at_the_target_or_at_max_time(variants):
     live = [e["row"] for e in events if e["type"] == "row" and e["row"]["variant"] == "fp32"]
     assert [r["rounds"] for r in live] == [1, 2, 3, 4, 5, 5]
     assert live[0]["speedup"] and live[0]["speedup_low"] is None  # one round: a ratio, no interval yet
-    from hfmagic.benchmarking import _speedup_text
+    from hfmagic.stats import speedup_text as _speedup_text
 
     assert live[0]["speedup_trust"] is False and "not trustworthy: 1 rounds" in _speedup_text(live[0])
     final = next(r for r in loose.rows if r["variant"] == "fp32")  # trusted exactly when 5 clean pairs were there

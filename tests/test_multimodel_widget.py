@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hfmagic.widget import Dashboard, DashboardError, pareto_front, row_id, speedups
+from hfmagic.dashboard_rows import pareto_front, row_id, speedup_cells
+from hfmagic.widget import Dashboard, DashboardError
 
 JS = Path(__file__).resolve().parent.parent / "js" / "dashboard.js"
 FAST = dict(variants=["torch", "fp32"], batch_sizes=[1], seq_lens=[8], threads=1, warmup=0, min_runs=3,
@@ -49,7 +50,8 @@ def two(tiny_factory, tmp_path_factory, shell):
     return out
 
 
-def test_two_models_in_one_dashboard_keep_their_own_rows_and_accuracy(two):
+def test_two_models_in_one_dashboard_keep_their_own_rows_and_accuracy(two, shell):
+    shell_models = shell.user_ns
     (bench_a, ev_a), (bench_b, ev_b) = two["big"], two["small"]
     acc = {(name, r["variant"]): r["accuracy"] for name, (_, ev) in two.items() for r in ev.rows}
     assert acc[("big", "torch")] != acc[("small", "torch")]  # else a join by variant name would pass too
@@ -67,13 +69,27 @@ def test_two_models_in_one_dashboard_keep_their_own_rows_and_accuracy(two):
     for name, (bench, ev) in two.items():
         assert all(r.get("model", name) == name for r in bench.rows + ev.rows)
 
-    # speed-up against one model's baseline, across models at the same shape
-    p50 = {r["id"]: r["p50_ms"] for r in dash.rows}
+    # speed-up against one model's baseline: the rows of its own benchmark get the figure that
+    # benchmark measured; the other model's rows were measured in another run, apart, so they get
+    # none, and the dashboard says why (the ratio of two p50s taken minutes apart is no speed-up)
     dash.baseline = "small/torch/torch"
-    ratio = speedups(dash.rows, dash.baseline)
-    assert ratio["big/fp32/onnxruntime/1x8"] == pytest.approx(p50["small/torch/torch/1x8"] / p50["big/fp32/onnxruntime/1x8"])
-    assert ratio["small/torch/torch/1x8"] == 1.0
-    assert "speed-up: p50 of small/torch/torch" in str(dash)
+    cells = dash.speedups[dash.baseline]
+    fp32 = next(r for r in bench_b.rows if r["variant"] == "fp32")
+    assert cells["small/fp32/onnxruntime/1x8"]["value"] == fp32["speedup"]
+    assert cells["small/fp32/onnxruntime/1x8"]["text"] in str(dash)
+    assert cells["small/torch/torch/1x8"]["value"] == 1.0
+    assert cells["big/fp32/onnxruntime/1x8"]["value"] is None
+    assert cells["big/fp32/onnxruntime/1x8"]["why"].startswith("measured in another run than the baseline")
+    assert "runs measured apart cannot be paired" in str(dash)
+    # in one benchmark of both models, the other model's rows are paired with the baseline
+    from hfmagic.benchmarking import benchmark
+
+    both = benchmark([shell_models["big"], shell_models["small"]], baseline="small/torch", **FAST)
+    joint = Dashboard(both)
+    assert joint.baseline == "small/torch/torch"
+    for r in both.rows:
+        cell = joint.speedups[joint.baseline][row_id(r)]
+        assert (cell["value"], cell["low"], cell["high"]) == (r["speedup"], r["speedup_low"], r["speedup_high"])
     # with two models "torch/torch" is ambiguous: one line naming the choices
     with pytest.raises(DashboardError, match=r"baseline 'torch/torch' names no measured row; choose one of "
                                              r"big/fp32/onnxruntime, big/torch/torch, small/"):
@@ -144,8 +160,9 @@ def test_report_of_two_models_runs_keeps_every_row(shell, two, tmp_path):
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is missing: `make browser` installs it")
 def test_the_browser_applies_the_same_rules_across_models(tmp_path):
-    """js/dashboard.js's rowId, speedups and paretoFront give what row_id, speedups and
-    pareto_front give, on random rows of three models sharing variant names."""
+    """Rows of three models sharing variant names, two measured on two kinds of nodes: the ids are
+    distinct, a speed-up is against the baseline measured on the row's own node, and
+    js/dashboard.js's paretoFront (the one rule it applies itself) gives what pareto_front gives."""
     rng = random.Random(2)
     rows = []
     # model a was measured on two kinds of a cluster's nodes (--on each): a row's speed-up is against
@@ -164,29 +181,25 @@ def test_the_browser_applies_the_same_rules_across_models(tmp_path):
                          "status": "ok", "p50_ms": None, "metric": 0.9})
     for r in rows:
         r["id"] = row_id(r)
+        r["sweep"] = "one"
+        r["samples_ms"] = [r["p50_ms"]] * 3 if r["p50_ms"] is not None else None
     module = tmp_path / "dashboard.mjs"
     shutil.copy(JS, module)
-    script = (f"import {{ rowId, speedups, paretoFront }} from {json.dumps(module.as_uri())};\n"
+    script = (f"import {{ paretoFront }} from {json.dumps(module.as_uri())};\n"
               "import { readFileSync } from 'node:fs';\n"
               "const rows = JSON.parse(readFileSync(0, 'utf8'));\n"
               "const ok = rows.filter((r) => r.status === 'ok' && r.batch_size === 1);\n"
-              "console.log(JSON.stringify({ids: rows.map(rowId), a: speedups(rows, 'a/fp32/onnxruntime'), "
-              "n: speedups(rows, 'torch/torch'), p: paretoFront(ok), "
-              "t: paretoFront(ok, true, 'ttft_p50_ms')}));")
+              "console.log(JSON.stringify({p: paretoFront(ok), t: paretoFront(ok, true, 'ttft_p50_ms')}));")
     got = json.loads(subprocess.run(["node", "--input-type=module", "-e", script], input=json.dumps(rows),
                                     capture_output=True, text=True, timeout=60, check=True).stdout)
-    assert got["ids"] == [r["id"] for r in rows] and len(set(got["ids"])) == len(rows)
-    for key, baseline in (("a", "a/fp32/onnxruntime"), ("n", "torch/torch")):
-        want = speedups(rows, baseline)
-        assert got[key].keys() == want.keys() and any(v is not None for v in want.values())
-        assert all((got[key][k] is None) == (want[k] is None) for k in want)
-        assert all(got[key][k] == pytest.approx(want[k]) for k in want if want[k] is not None)
-    on_b = speedups(rows, "a/fp32/onnxruntime")
+    assert len({r["id"] for r in rows}) == len(rows)
+    # a row's speed-up is against the baseline measured on its own node (Python computes it)
+    on_b, _ = speedup_cells([r for r in rows if r["batch_size"] is not None], "a/fp32/onnxruntime")
     for r in rows:
         base = next((x for x in rows if x["model"] == "a" and x["variant"] == "fp32" and x.get("node") == r.get("node")
                      and x["batch_size"] == r["batch_size"] and x["status"] == "ok"), None)
         if r.get("node") == "kind_b" and base and r["status"] == "ok":
-            assert on_b[r["id"]] == pytest.approx(base["p50_ms"] / r["p50_ms"])
+            assert on_b[r["id"]]["value"] == pytest.approx(base["p50_ms"] / r["p50_ms"])
     front = pareto_front([r for r in rows if r["status"] == "ok" and r["batch_size"] == 1])
     assert got["p"] == front and {r["model"] for r in rows if r["id"] in front} - {None}
     # a generation's chart on TTFT with a lower-is-better metric (perplexity): the same rule both sides

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from hfmagic.benchmarking import ROW_KEYS
-from hfmagic.widget import Dashboard, join, pareto_front, speedups
+from hfmagic.dashboard_rows import join, pareto_front
+from hfmagic.widget import Dashboard
 
 JS = Path(__file__).resolve().parent.parent / "js" / "dashboard.js"
 
@@ -63,7 +64,10 @@ def test_join_puts_each_variants_accuracy_on_its_benchmark_rows():
                            "O2/onnxruntime/1x128", "O4/eval"]
     int8 = by_id["int8/onnxruntime/8x128"]
     assert (int8["metric"], int8["metric_low"], int8["p50_ms"]) == (0.94, 0.94 - 0.02, 50.0)
-    assert int8["change_pct"] == pytest.approx(-2.08) and int8["gate"] == "fail"
+    assert int8["pct_of_reference"] == pytest.approx(97.92) and int8["gate"] == "fail"
+    # the cells are written as the evaluation's table writes them: interval, % of reference, verdict
+    assert (int8["cells"]["metric"], int8["cells"]["metric_ci"], int8["cells"]["pct_of_reference"],
+            int8["cells"]["gate"]) == ("0.9400", "[0.9200, 0.9600]", "97.92%", "fail")
     assert by_id["torch/torch/1x128"]["gate"] == "reference"
     # a benchmarked variant nobody evaluated, and an evaluated variant nobody benchmarked, both stay
     assert by_id["O2/onnxruntime/1x128"]["metric"] is None
@@ -88,29 +92,34 @@ def test_a_benchmark_result_names_its_own_baseline():
     assert gone.baseline == "torch/torch"
 
 
+def value(dash, row_id, baseline=None):
+    return dash.speedups[baseline or dash.baseline][row_id]["value"]
+
+
 def test_baseline_recomputes_speedups_per_shape():
     dash = Dashboard(BENCH)
     assert dash.baseline == "torch/torch"  # the first ok variant/backend when the sweep names none
-    first = speedups(dash.rows, dash.baseline)
-    assert first["int8/onnxruntime/1x128"] == pytest.approx(16.0 / 8.0)
-    assert first["int8/onnxruntime/8x128"] == pytest.approx(96.0 / 50.0)
-    assert first["torch/torch/8x128"] == 1.0 and first["O2/onnxruntime/1x128"] is None
-    dash.baseline = "fp32/onnxruntime"
-    again = speedups(dash.rows, dash.baseline)
-    assert again["int8/onnxruntime/1x128"] == pytest.approx(14.0 / 8.0)
-    assert again["torch/torch/8x128"] == pytest.approx(80.0 / 96.0)
-    # a shape the baseline has no row for gets no speed-up
+    assert value(dash, "int8/onnxruntime/1x128") == pytest.approx(16.0 / 8.0)
+    assert value(dash, "int8/onnxruntime/8x128") == pytest.approx(96.0 / 50.0)
+    assert value(dash, "torch/torch/8x128") == 1.0 and "O2/onnxruntime/1x128" not in dash.speedups[dash.baseline]
+    dash.baseline = "fp32/onnxruntime"  # as the browser's selector sets it: Python computes its cells
+    assert value(dash, "int8/onnxruntime/1x128") == pytest.approx(14.0 / 8.0)
+    assert value(dash, "torch/torch/8x128") == pytest.approx(80.0 / 96.0)
+    # a shape the baseline has no row for gets no speed-up, and says why
     extra = Dashboard(BENCH + [bench_row("fp32", "onnxruntime", 4, 40.0)])
-    assert speedups(extra.rows, "torch/torch")["fp32/onnxruntime/4x128"] is None
+    cell = extra.speedups["torch/torch"]["fp32/onnxruntime/4x128"]
+    assert cell["value"] is None and cell["why"] == "torch/torch has no row at this shape"
 
 
 def test_the_sweeps_own_baseline_is_the_default_and_its_interval_is_kept():
     rows = [dict(r) for r in BENCH]
     rows[2].update(speedup_low=1.0, speedup_high=1.0)  # fp32/onnxruntime 1x128 is the sweep's baseline
     rows[4].update(speedup_low=1.6, speedup_high=1.9)
+    rows[4].update(speedup=1.75)
     dash = Dashboard(rows)
     assert dash.sweep_baseline == dash.baseline == "fp32/onnxruntime"
-    assert next(r for r in dash.rows if r["id"] == "int8/onnxruntime/1x128")["speedup_low"] == 1.6
+    cell = dash.speedups[dash.baseline]["int8/onnxruntime/1x128"]
+    assert (cell["value"], cell["low"], cell["high"], cell["text"]) == (1.75, 1.6, 1.9, "1.75x [1.60, 1.90]")
 
 
 def test_pareto_front():
@@ -127,8 +136,9 @@ def test_pareto_front():
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is missing: `make browser` installs it")
-def test_the_browser_applies_the_same_rules(tmp_path):
-    """js/dashboard.js's speedups and paretoFront give what the Python twins give, on random rows."""
+def test_the_browser_draws_the_same_pareto_front(tmp_path):
+    """js/dashboard.js's paretoFront (the one rule it applies itself, on the rows in view) gives what
+    pareto_front gives, on random rows."""
     rng = random.Random(0)
     rows = []
     for variant in ("torch", "fp32", "O2", "int8"):
@@ -140,19 +150,14 @@ def test_the_browser_applies_the_same_rules(tmp_path):
         r["id"] = f"{r['variant']}/{r['backend']}/{r['batch_size']}x{r['seq_len']}"
     module = tmp_path / "dashboard.mjs"
     shutil.copy(JS, module)
-    script = (f"import {{ speedups, paretoFront }} from {json.dumps(module.as_uri())};\n"
+    script = (f"import {{ paretoFront }} from {json.dumps(module.as_uri())};\n"
               "import { readFileSync } from 'node:fs';\n"
               "const rows = JSON.parse(readFileSync(0, 'utf8'));\n"
-              "console.log(JSON.stringify({s: speedups(rows, 'fp32/onnxruntime'), "
-              "p: paretoFront(rows.filter((r) => r.status === 'ok')), "
+              "console.log(JSON.stringify({p: paretoFront(rows.filter((r) => r.status === 'ok')), "
               "q: paretoFront(rows.filter((r) => r.status === 'ok'), true)}));")
     out = subprocess.run(["node", "--input-type=module", "-e", script], input=json.dumps(rows),
                          capture_output=True, text=True, timeout=60, check=True).stdout
     got = json.loads(out)
-    want = speedups(rows, "fp32/onnxruntime")
-    assert got["s"].keys() == want.keys()
-    assert all((got["s"][k] is None) == (want[k] is None) for k in want)
-    assert all(got["s"][k] == pytest.approx(want[k]) for k in want if want[k] is not None)
     assert got["p"] == pareto_front([r for r in rows if r["status"] == "ok"]) and got["p"]
     assert got["q"] == pareto_front([r for r in rows if r["status"] == "ok"], lower_is_better=True) and got["q"]
 
@@ -164,7 +169,7 @@ def test_selection_from_the_browser_arrives_as_state():
     assert [r["p50_ms"] for r in dash.selected_rows] == [8.0]
     assert "0.50x" in str(dash)  # the text table follows the chosen baseline (torch 1x128: 8/16)
     state = dash.get_state()
-    assert [c["key"] for c in state["columns"]][:5] == ["model", "variant", "backend", "batch_size", "seq_len"]
+    assert [c["key"] for c in state["columns"]][:4] == ["variant", "backend", "batch_size", "seq_len"]  # no model named
 
 
 def test_live_rows_and_progress_then_the_final_result(monkeypatch):
@@ -214,7 +219,7 @@ def test_to_csv_has_every_row_with_the_chosen_baseline(tmp_path):
     with path.open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(dash.rows)
-    assert list(rows[0])[:6] == ["model", "variant", "backend", "batch_size", "seq_len", "p50_ms"]
+    assert list(rows[0])[:5] == ["variant", "backend", "batch_size", "seq_len", "p50_ms"]
     int8 = next(r for r in rows if r["id"] == "int8/onnxruntime/1x128")
     assert float(int8["speedup"]) == pytest.approx(14.0 / 8.0) and float(int8["metric"]) == 0.94
     assert next(r for r in rows if r["id"] == "O2/onnxruntime/1x128")["speedup"] == ""
@@ -267,9 +272,10 @@ def test_real_sweep_streams_into_the_dashboard(tiny_bert, monkeypatch):
         f"{name}/torch/torch/1x8", f"{name}/torch/torch/2x8", f"{name}/fp32/onnxruntime/1x8",
         f"{name}/fp32/onnxruntime/2x8"]
     assert dash.baseline == dash.sweep_baseline == f"{name}/torch/torch"
-    ratio = speedups(dash.rows, dash.baseline, dash.sweep_baseline)
+    cells = dash.speedups[dash.baseline]
     for row in result.rows:  # against its own baseline the dashboard shows the speed-up the sweep measured
-        assert ratio[f"{name}/{row['variant']}/{row['backend']}/{row['batch_size']}x8"] == pytest.approx(row["speedup"])
+        cell = cells[f"{name}/{row['variant']}/{row['backend']}/{row['batch_size']}x8"]
+        assert (cell["value"], cell["low"], cell["high"]) == (row["speedup"], row["speedup_low"], row["speedup_high"])
 
 
 def test_the_display_carries_the_table_for_frontends_without_widgets():
@@ -279,16 +285,9 @@ def test_the_display_carries_the_table_for_frontends_without_widgets():
     assert data["text/plain"].splitlines()[0].split()[:4] == ["variant", "backend", "batch", "seq"]
 
 
-def test_no_widget_through_the_magic(shell, tiny_bert, monkeypatch):
+def test_no_widget_through_the_magic(shell, tiny_bert, kernel_display):
     """In a kernel %benchmark streams into one dashboard; --no-widget shows the table instead."""
-    monkeypatch.setattr(shell, "kernel", object(), raising=False)
-    shown = []
-
-    def display(obj, display_id=None):
-        shown.append(obj)
-        return types.SimpleNamespace(update=lambda obj: None)
-
-    monkeypatch.setattr("IPython.display.display", display)
+    shown = kernel_display
     line = f"{tiny_bert} --variants torch --batch-sizes 1 --seq-lens 8 --threads 1 --warmup 1 " \
            "--min-runs 3 --min-time 0.01 --inline"
     shell.run_line_magic("benchmark", line)
