@@ -55,14 +55,14 @@ def row_keys() -> tuple[str, ...]:
 COLUMNS = [
     Column("variant"), Column("backend"), Column("batch_size", "batch", "d", "right"),
     Column("seq_len", "seq", "d", "right"), Column("p50_ms", "p50 ms", ".2f", "right"),
+    Column("e2e_p50_ms", "e2e p50 ms", ".2f", "right"),  # beside the model's own p50, titled by the task
     Column("p90_ms", "p90 ms", ".2f", "right"), Column("p95_ms", "p95 ms", ".2f", "right"),
     Column("p99_ms", "p99 ms", ".2f", "right"), Column("mean_ms", "mean ms", ".2f", "right"),
     Column("std_ms", "std ms", ".2f", "right"), Column("samples_per_s", "samples/s", ".1f", "right"),
     Column("tokens_per_s", "tokens/s", ".0f", "right"), Column("peak_mem_mb", "peak MB", ".0f", "right"),
     Column("startup_s", "start s", ".2f", "right"), Column("load_s", "load s", ".2f", "right"), Column("first_ms", "first ms", ".1f", "right"),
     Column("size_mb", "size MB", ".1f", "right"), Column("runs", "runs", "d", "right"),
-    Column("speedup_text", "speed-up [95% CI]", None, "right"),
-    Column("e2e_p50_ms", "e2e p50 ms", ".2f", "right"), Column("status"),
+    Column("speedup_text", "speed-up [95% CI]", None, "right"), Column("status"),
 ]
 
 
@@ -85,8 +85,11 @@ class BenchmarkResult:
     def table(self) -> Table:
         from hfmagic.tasks import get_task
 
-        columns = [c for c in COLUMNS if c.key != "e2e_p50_ms" or any(r["e2e_p50_ms"] for r in self.rows)]
-        columns = get_task(self.task or "text-classification").benchmark_columns(columns)
+        task = get_task(self.task or "text-classification")
+        e2e = Column("e2e_p50_ms", f"e2e p50 ms (+{task.PREPROCESSOR})", ".2f", "right")
+        columns = [e2e if c.key == "e2e_p50_ms" else c for c in COLUMNS
+                   if c.key != "e2e_p50_ms" or any(r["e2e_p50_ms"] for r in self.rows)]
+        columns = task.benchmark_columns(columns)
         if len({r.get("node") for r in self.rows}) > 1:  # --on each: which kind of node measured it
             columns.insert(0, Column("node"))
         if len({r.get("model") for r in self.rows}) > 1:
@@ -237,6 +240,10 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
               "inputs_source": inputs_source or (data.source if data else None), "inline": inline,
               "timeout": timeout, "force": force, "order": order, "max_time": max_time, "ci_target": ci_target,
               "new_tokens": new_tokens, "cluster": address, "on": on}
+    if base:  # the baseline as resolved: what the run list and compare read the speed-ups against
+        owner = next(m for m in models if m.name == base[0])
+        params["baseline_used"] = {"key": "/".join(base if several else base[1:]), "model": owner.name,
+                                   "weights_sha256": owner.weights_sha256, "variant": base[1], "backend": base[2]}
     distinct = {tuple(v) for v in sizes.values()}  # the sizes swept; None: each model's own default
     params[axis.argument] = list(distinct.pop()) if len(distinct) == 1 else None
     if several:
@@ -559,12 +566,12 @@ class Sweep:
         if skipped:
             notes.append(f"budget {self.params['budget']:g} s: skipped {len(skipped)} of {len(rows)} "
                          f"configurations: {', '.join(skipped)}")
+        if any(r.get("e2e_p50_ms") is not None for r in rows):
+            notes.append(self.model.task_plugin.e2e_note())
         if self.interrupted:
             done = sum(r["status"] != "skipped: interrupted" for r in rows)
             notes.append(f"interrupted: {done} of {len(rows)} configurations finished; the rest were not measured")
-        base = None
-        if self.baseline:
-            base = "/".join(self.baseline if several else self.baseline[1:])
+        base = (self.params.get("baseline_used") or {}).get("key")
         names = ", ".join(m.name for m in self.models)
         title = f"benchmark of {names}" + (f" (speed-up vs {base})" if base else "")
         return BenchmarkResult(rows, notes, title, self.params, task=self.model.task, interrupted=self.interrupted,

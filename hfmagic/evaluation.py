@@ -302,7 +302,13 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
                                                       ("audio_column", audio_column))},
               "metrics": metrics, "metric_names": metric_names,
               "variants": [v.name for e, v in plan if e is entries[0]], "limit": limit, "batch_size": batch_size,
-              "reference": reference, "cluster": address, "on": on}
+              "reference": reference, "cluster": address, "on": on,
+              # the reference as resolved (a classical baseline's sklearn, MODEL/VARIANT with several
+              # models): what the run list and compare read the relative figures against
+              "reference_used": {"key": result.reference, "model": ref_entry.model.name,
+                                 "weights_sha256": ref_entry.model.weights_sha256, "variant": ref_variant,
+                                 "backend": None if ref_variant in (TORCH, SKLEARN) else backend,
+                                 "lower_is_better": result.lower_is_better}}
     if backend:
         params["backend"] = backend
     if chat_template:

@@ -72,6 +72,9 @@ class OptimizeResult:
     interrupted: bool = False
     points: list[dict] = field(default_factory=list)  # every confirmed configuration with its accuracy
     against_fixed: dict | None = None  # the best fixed recipe that keeps the accuracy, and the winner's ratio to it
+    against_reference: dict | None = None  # the winner's speed-up over PyTorch eager, paired in the same sweep
+    stopped: str | None = None  # where the budget stopped the search ("before evaluating O2"), None if it did not
+    outcome: str = ""  # what the search found, in one line: the run list's headline of it
 
     def table(self) -> Table:
         title = f"optimize {self.model_name} for {self.objective} at >= {self.keep:g}% of the reference"
@@ -80,6 +83,8 @@ class OptimizeResult:
             w = self.winner
             notes.insert(0, f"winner: {w['candidate']} ({OBJECTIVES[self.objective][0]} {w['objective']:.3f}, "
                             f"{w['pct']:.2f}% of the reference)")
+        else:
+            notes.insert(0, self.outcome)
         if self.recipe:
             notes.append(f"rebuild: {self.recipe['python']}")
             if self.recipe.get("cli"):
@@ -161,7 +166,8 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
             result.run_id = run.id
             run.finish("interrupted" if result.interrupted else "ok",
                        {"notes": result.notes, "winner": result.winner, "recipe": result.recipe,
-                        "front": [p["candidate"] for p in result.front]})
+                        "front": [p["candidate"] for p in result.front], "outcome": result.outcome,
+                        "stopped": result.stopped, "against_reference": result.against_reference})
     return result
 
 
@@ -184,6 +190,8 @@ class Search:
         self.evaluated: dict = {}      # (variant, None or "openvino") -> evaluation row
         self.final = None
         self.interrupted = False
+        self.stage = "building"       # the stage under way, for where an interruption stopped it
+        self.stopped = None           # where the budget stopped the search, as a phrase
         self.min_time = 1.0
         self.metric_name, self.lower_metric = None, False
         self.confirmed: set = set()
@@ -191,10 +199,10 @@ class Search:
     # -- the stages ----------------------------------------------------------------------------
     def run(self) -> OptimizeResult:
         try:
-            self.build()
-            self.screen()
-            self.gate()
-            self.confirm()
+            for stage, step in (("building", self.build), ("screening", self.screen), ("the gate", self.gate),
+                                ("the confirming sweep", self.confirm)):
+                self.stage = stage
+                step()
         except KeyboardInterrupt:
             self.interrupted = True
             self.notes.append("interrupted: the trace holds what was measured before Ctrl-C")
@@ -207,6 +215,7 @@ class Search:
         left = self.left()
         if left is not None and left <= 0:
             self.notes.append(f"budget: the search stopped before {stage}")
+            self.stopped = self.stopped or f"before {stage}"
             return True
         return False
 
@@ -352,10 +361,12 @@ class Search:
                            **{axis.argument: [self.size]}, threads=self.threads, min_time=min_time,
                            max_time=max_time, budget=None if left is None else max(1.0, left),
                            progress=self.progress, warmup=3 if min_time < 1 else 10, min_runs=3)
-        wanted = set(configs) | {("torch", "torch")}
+        wanted = set(configs) | {REFERENCE}
         rows = {(r["variant"], r["backend"]): r for r in result.rows if (r["variant"], r["backend"]) in wanted}
         if result.interrupted:
             raise KeyboardInterrupt
+        if any(r["status"] == "skipped: budget" for r in rows.values()):
+            self.stopped = self.stopped or f"during {self.stage}"
         return result, rows
 
     def screen(self) -> None:
@@ -459,6 +470,14 @@ class Search:
             return
         self.confirmed = set(configs) | {REFERENCE}
         self.final, rows = self.measure(configs, self.min_time, self.confirm_time(configs))
+        reference = rows.get(REFERENCE)  # PyTorch eager, in every sweep: what the speed-ups are against
+        if reference is not None:
+            ok = reference["status"] == "ok"
+            self.step(_label(REFERENCE), "confirm", "reference" if ok else "dropped",
+                      objective=self.value(reference) if ok else None,
+                      metric=(self.evaluated.get(evaluated_as(REFERENCE)) or {}).get(self.metric_name),
+                      pct=100.0, reason="PyTorch eager, what the model runs on today: the winner's speed-up is "
+                                        "against it" if ok else reference["status"])
         for config in configs:
             row = rows.get(config)
             ok = row is not None and row["status"] == "ok"
@@ -541,8 +560,13 @@ class Search:
             winner = min(passing, key=lambda p: self.rank(p["objective"]))
         recipe = self.recipe(winner) if winner else None
         against = None
-        if winner is None and self.final is not None:
+        self.close_trace()
+        if winner is None and self.final is not None and not (self.stopped or self.interrupted):
             self.notes.append("no candidate kept the accuracy: no winner (the trace says why each was dropped)")
+        eager = self.against_reference(winner)
+        if eager:
+            self.notes.append(f"against PyTorch eager (torch/torch, what the model runs on today): the winner is "
+                              f"{eager['text']} as fast, paired by round in the same confirming sweep")
         if winner:
             fixed = [p for p in passing if (p["variant"], p["backend"]) in FIXED]
             if fixed:
@@ -559,7 +583,61 @@ class Search:
             self.notes += [n for n in self.final.notes if n.startswith("interleaved")]
         return OptimizeResult(self.model.name, self.objective, self.keep, winner, self.trace, front, recipe,
                               self.notes, self.final, self.accuracy_rows(),
-                              interrupted=self.interrupted, points=points, against_fixed=against)
+                              interrupted=self.interrupted, points=points, against_fixed=against,
+                              against_reference=eager, stopped=self.stopped, outcome=self.outcome(winner, eager))
+
+    def against_reference(self, winner: dict | None) -> dict | None:
+        """The winner's speed-up over PyTorch eager as the confirming sweep measured it (paired by
+        round, with its interval), or None."""
+        if winner is None or self.final is None:
+            return None
+        row = next((r for r in self.final.rows if (r["variant"], r["backend"]) == (winner["variant"], winner["backend"])
+                    and r["status"] == "ok" and r.get("speedup") is not None), None)
+        if row is None:
+            return None
+        from hfmagic.stats import speedup_text
+
+        return {"speedup": row["speedup"], "low": row.get("speedup_low"), "high": row.get("speedup_high"),
+                "trust": row.get("speedup_trust"), "text": speedup_text(row)}
+
+    def close_trace(self) -> None:
+        """After the budget or Ctrl-C stopped the search: every candidate it had ends the trace at
+        the stage it reached, with why it went no further."""
+        if not (self.stopped or self.interrupted):
+            return
+        why = "interrupted (Ctrl-C)" if self.interrupted else f"the budget ran out ({self.stopped})"
+        traced = {(t["candidate"], t["stage"]): t["outcome"] for t in self.trace}
+        for config in self.candidates():
+            label, row = _label(config), self.screened.get(config)
+            if config == REFERENCE or any(c == label for c, _ in traced):
+                if self.final is None and row is not None and traced.get((label, "gate")) == "kept":
+                    self.step(label, "confirm", "not reached", objective=self.value(row),
+                              reason=f"kept by the gate; {why} before the confirming sweep measured it")
+                continue
+            if row is None:
+                self.step(label, "screen", "not reached", reason=f"built; {why} before it was screened")
+            else:
+                self.step(label, "gate", "not reached", objective=self.value(row),
+                          reason=f"screened; {why} before the gate evaluated it")
+
+    def outcome(self, winner: dict | None, eager: dict | None) -> str:
+        """What the search found, in one line (the run list's headline of it): the winner, or how far
+        it got and why it has none."""
+        stop = (f"stopped by the budget {self.stopped}" if self.stopped else
+                f"interrupted during {self.stage}" if self.interrupted else None)
+        if winner:
+            text = (f"winner {winner['candidate']}: {self.key} {winner['objective']:.3f}, {winner['pct']:.1f}% of the "
+                    "reference" + (f"; {eager['text']} vs torch/torch" if eager else ""))
+            return text + (f"; {stop}" if stop else "")
+        screened = [c for c in self.screened if c != REFERENCE]
+        gated = [c for c in screened if (self.evaluated.get(evaluated_as(c)) or {}).get("pct_of_reference") is not None]
+        kept = sum(self.passes(self.evaluated.get(evaluated_as(c))) for c in gated)
+        verdict = ("no candidate reached the gate" if not gated else
+                   f"none of the {len(gated)} gated kept {self.keep:g}%" if not kept else
+                   f"{kept} of {len(gated)} gated kept {self.keep:g}%, none confirmed")
+        if stop:
+            return f"{stop} {f'after {len(screened)} screened' if screened else 'with nothing screened'}; {verdict}"
+        return f"no winner: {verdict} ({len(screened)} screened)"
 
     def accuracy_rows(self) -> list[dict]:
         """The evaluations' rows for the dashboard, which shows one accuracy per variant: onnxruntime's

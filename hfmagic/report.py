@@ -19,8 +19,8 @@ from pathlib import Path
 
 from hfmagic.errors import UsageProblem
 from hfmagic.results import Column, Table, gate_title, interval_text, percent_text, shape_of, shape_text
+from hfmagic.runs import flatten, metric_names, reference_of
 from hfmagic.stats import speedup_text
-from hfmagic.runs import flatten, metric_names
 from hfmagic.store import RunStore
 from hfmagic.dashboard_rows import model_of, own_baseline, where
 
@@ -74,8 +74,9 @@ def _recorded(run: dict) -> Recorded:
     if run["status"] != "ok":
         notes.insert(0, f"run {run['id']} ended {run['status']}: {len(run['rows'])} rows were committed")
     metrics = metric_names(params, run["rows"]) if run["kind"] == "evaluate" else []
+    reference = (reference_of(run) or {}).get("key") if run["kind"] == "evaluate" else None
     return Recorded(run["rows"], f"{run['kind']} of {model} ({run['id']})", notes,
-                    [m for m in metrics if m], params.get("reference"), name, sha,
+                    [m for m in metrics if m], reference, name, sha,
                     dataset if run["kind"] == "evaluate" else {}, dataset.get("source"), run["id"])
 
 
@@ -115,7 +116,7 @@ def summary_table(runs: list[dict]) -> Table:
         elif run["kind"] == "evaluate":
             metric = metric_names(run["params"] or {}, run["rows"])[0]
             metric_name = metric_name or metric
-            reference = (run["params"] or {}).get("reference")
+            reference = (reference_of(run) or {}).get("key")  # as the run resolved it (tf/sklearn)
             for r in ok:
                 entry = line(run, r)
                 is_ref = reference in (r["variant"], f"{entry['model']}/{r['variant']}")

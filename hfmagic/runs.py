@@ -29,13 +29,23 @@ from hfmagic.store import Message, RunStore, hint, recording_off
 KEYS = {"benchmark": ("variant", "backend", "batch_size", "seq_len", "image_size", "audio_seconds", "new_tokens"), "evaluate": ("variant",),
         "export": ("variant",), "optimize": ("candidate", "stage")}
 FIGURES = {
-    "benchmark": ["p50_ms", "p95_ms", "mean_ms", "samples_per_s", "peak_mem_mb", "speedup", "e2e_p50_ms"],
+    "benchmark": ["p50_ms", "e2e_p50_ms", "p95_ms", "mean_ms", "samples_per_s", "peak_mem_mb", "speedup"],
     "evaluate": ["pct_of_reference", "agreement", "flip_rate", "max_logit_diff", "samples_per_s"],
     "export": ["size_mb", "nodes", "max_abs_diff", "cosine", "build_s"],
     "optimize": ["objective", "pct"],
 }
+# figures read against a row of the run's own (speed-ups against its baseline; % of, agreement with,
+# flips from and logit difference to its reference): a change between two runs only where both used
+# the same one
+RELATIVE = {"benchmark": {"speedup"}, "evaluate": {"pct_of_reference", "agreement", "flip_rate", "max_logit_diff"}}
+TIMINGS = {"benchmark": {"p50_ms", "p95_ms", "mean_ms", "samples_per_s", "e2e_p50_ms", "speedup"},
+           "evaluate": {"samples_per_s"}, "optimize": {"objective"}}
+MACHINE_ENV = {"host", "cpu", "cpu_flags", "physical_cores", "logical_cpus", "memory_gb", "gpus", "machine"}
+UNTIMED_ENV = {"cwd", "git"}  # the user's folder and its commit: not what the timings depend on
+SHORT_ROW_SHA = 12  # a row's model_sha: the start of its weights' sha256
 # recorded for reading a run back, not arguments of its core function
-RECORDED_ONLY = {"target", "metric_names", "targets", "variants_by_model"}  # targets: the models, from provenance
+RECORDED_ONLY = {"target", "metric_names", "targets", "variants_by_model",  # targets: the models, from provenance
+                 "baseline_used", "reference_used"}  # what the figures were against, as resolved
 RUN_COLUMNS = [Column("id"), Column("time"), Column("kind"), Column("model"), Column("weights"), Column("status"),
                Column("rows", "#rows", "d", "right"), Column("tag"), Column("headline")]
 SHORT_HASH = 8  # hex digits of the weights' sha256 shown next to the model's name
@@ -66,7 +76,8 @@ def list_runs(store: RunStore | None = None, kind: str | None = None, limit: int
                       "kind": r["kind"], "model": ", ".join(m.get("name", "?") for m in each),
                       "weights": ", ".join((m.get("weights_sha256") or "")[:SHORT_HASH] or "-" for m in each),
                       "status": r["status"], "rows": r["rows"], "tag": r.get("tag"),
-                      "headline": headline(r["kind"], store.rows(r["id"]), r["params"] or {})})
+                      "headline": headline(r["kind"], store.rows(r["id"]), r["params"] or {}, r["summary"],
+                                              r["provenance"])})
     filters = " ".join(f"--{name} {value}" for name, value in (("kind", kind), ("model", model), ("since", since))
                        if value is not None)
     notes = [f"store: {store.path}"]
@@ -96,47 +107,103 @@ def parse_since(since: str | float | None, now: float | None = None) -> float | 
                            "time ago (30m, 2h, 3d, 1w)") from None
 
 
-def headline(kind: str, rows: list[dict], params: dict) -> str:
-    """One figure that says what a run found."""
-    if kind == "optimize":  # its rows are the search's trace
-        keep = params.get("keep") or 99.0
-        won = [r for r in rows if r.get("stage") == "confirm" and r.get("outcome") == "measured"
-               and r.get("pct") is not None and r["pct"] >= keep - 1e-9 and not r["candidate"].startswith("torch/")]
-        lower = params.get("objective") != "throughput"
-        if not won:
-            return f"no configuration kept {keep:g}% ({len(rows)} steps traced)"
-        best = (min if lower else max)(won, key=lambda r: r["objective"])
-        return f"winner {best['candidate']}: {params.get('objective')} {best['objective']:.3f}, {best['pct']:.1f}%"
+def headline(kind: str, rows: list[dict], params: dict, summary: dict | None = None,
+             provenance: dict | None = None) -> str:
+    """One figure that says what a run found: the figure its result shows, against the reference
+    (or baseline) the run recorded, with the result's own verdicts."""
+    if kind == "optimize":  # its rows are the search's trace; its summary the result's own outcome
+        return optimize_headline(rows, params, summary or {})
     ok = [r for r in rows if r.get("status") == "ok"]
     failed = f"; {len(rows) - len(ok)} failed" if len(ok) < len(rows) else ""
     if not ok:
         return "no finished rows" if not rows else f"all {len(rows)} failed"
-    several = len({r.get("model") for r in rows}) > 1
-    name = lambda r: f"{r['model']}/{r['variant']}" if several else r["variant"]  # noqa: E731
+    name = row_namer(rows)
+    run = {"kind": kind, "rows": rows, "params": params, "provenance": provenance or {}}
     if kind == "benchmark":
+        from hfmagic.stats import speedup_text
+
         shape = lambda r: f"{name(r)}/{r['backend']} {shape_text(r, compact=True)}"  # noqa: E731
         sped = [r for r in ok if r.get("speedup") is not None]
         if sped:
             best = max(sped, key=lambda r: r["speedup"])
-            return f"best {shape(best)}: {best['speedup']:.2f}x, p50 {best['p50_ms']:.2f} ms{failed}"
+            base = reference_of(run)
+            against = f" vs {base['key']}" if base else ""
+            return f"best {shape(best)}: {speedup_text(best)}{against}, p50 {best['p50_ms']:.2f} ms{failed}"
         best = min(ok, key=lambda r: r.get("p50_ms") or float("inf"))
         return f"fastest {shape(best)}: p50 {best['p50_ms']:.2f} ms{failed}"
     if kind == "evaluate":
         metric = metric_names(params, rows)[0]
-        ref = next((r for r in ok if params.get("reference") in (r["variant"], name(r))), ok[0])
-        value = ref.get(metric)
-        text = f"{metric} {'-' if value is None else format(value, '.4f')} ({name(ref)})"
-        others = [r for r in ok if r is not ref and r.get("pct_of_reference") is not None]
-        if others:
-            low = min(others, key=lambda r: r["pct_of_reference"])
-            gates = sum(r.get("gate") == "pass" for r in others)
-            text += f"; lowest {name(low)} {low['pct_of_reference']:.1f}%; gate {gates}/{len(others)} pass"
+        found = reference_of(run)
+        key = found["key"] if found else "?"
+        ref = next((r for r in rows if key in (name(r), f"{r.get('model')}/{r['variant']}")), None)
+        value = None if ref is None else ref.get(metric)
+        text = f"{metric} {'-' if value is None else format(value, '.4f')} ({key})"
+        judged = [r for r in ok if r.get("gate") in ("pass", "fail") and r.get("pct_of_reference") is not None]
+        if judged:  # the gate's own verdicts; the worst is the lowest % (the highest where lower is better)
+            lower = bool(found and found.get("lower_is_better"))
+            worst = (max if lower else min)(judged, key=lambda r: r["pct_of_reference"])
+            passed = sum(r["gate"] == "pass" for r in judged)
+            text += (f"; {'highest' if lower else 'lowest'} {name(worst)} {worst['pct_of_reference']:.1f}%; "
+                     f"gate {passed}/{len(judged)} pass")
         return text + failed
     if kind == "export":
         sized = [r for r in ok if r.get("size_mb") is not None and r.get("variant") != "torch"]
         small = min(sized, key=lambda r: r["size_mb"]) if sized else None
         return f"{len(ok)} variant{'s' if len(ok) != 1 else ''}" + (f"; smallest {small['variant']} {small['size_mb']:.1f} MB" if small else "") + failed
     return f"{len(ok)} rows{failed}"
+
+
+def optimize_headline(rows: list[dict], params: dict, summary: dict) -> str:
+    """The search's outcome as its result wrote it (winner, or where and why it stopped); runs
+    recorded before the result wrote one: read off the trace and notes, never claiming a gate
+    verdict the trace does not hold."""
+    if summary.get("outcome"):
+        return summary["outcome"]
+    keep = params.get("keep") or 99.0
+    winner = summary.get("winner")
+    if winner:
+        return f"winner {winner['candidate']}: {params.get('objective')} {winner['objective']:.3f}, {winner['pct']:.1f}%"
+    gated = [r for r in rows if r.get("stage") == "gate" and r.get("pct") is not None]
+    stopped = next((n for n in summary.get("notes") or [] if n.startswith("budget: the search stopped")), None)
+    verdict = ("no candidate reached the gate" if not gated else
+               f"{sum(r['outcome'] == 'kept' for r in gated)} of {len(gated)} gated kept {keep:g}%, none confirmed")
+    if stopped:
+        return f"stopped by the budget {stopped.removeprefix('budget: the search stopped ')}; {verdict}"
+    return f"no winner: {verdict} ({len(rows)} steps traced)"
+
+
+def row_namer(rows: list[dict]) -> Callable[[dict], str]:
+    """How a run's rows are named in its result: ``model/variant`` when several models are in it."""
+    several = len({r.get("model") for r in rows}) > 1
+    return lambda r: f"{r.get('model')}/{r['variant']}" if several else r["variant"]
+
+
+def reference_of(run: dict) -> dict | None:
+    """What a run's relative figures are against, as the run recorded it: a benchmark's baseline
+    (its speed-ups), an evaluation's reference (% of reference, agreement, flips, logit difference).
+    ``{"key": the name its result shows, "model", "weights_sha256", "variant", "backend"}``; None
+    when it has none. Runs recorded before it was kept: read off the rows (the baseline's speed-up
+    is exactly 1; the reference is the row at 100% without a gate verdict, else the first)."""
+    params, rows = run.get("params") or {}, run.get("rows") or []
+    recorded = params.get({"benchmark": "baseline_used", "evaluate": "reference_used"}.get(run["kind"], ""))
+    if recorded:
+        return recorded
+    if run["kind"] == "benchmark":
+        row = next((r for r in rows if r.get("speedup") == 1.0 and r.get("speedup_low") in (None, 1.0)
+                    and r.get("speedup_high") in (None, 1.0)), None)
+    elif run["kind"] == "evaluate":
+        ok = [r for r in rows if r.get("status") == "ok"]
+        row = next((r for r in ok if r.get("pct_of_reference") is not None and "gate" not in r), rows[0] if rows else None)
+    else:
+        return None
+    if row is None:
+        return None
+    model = (run.get("provenance") or {}).get("model") or {}
+    name = row_namer(rows)(row)
+    return {"key": f"{name}/{row['backend']}" if run["kind"] == "benchmark" else name,
+            "model": row.get("model") or model.get("name"),
+            "weights_sha256": row.get("model_sha") or model.get("weights_sha256"),
+            "variant": row["variant"], "backend": row.get("backend")}
 
 
 def metric_names(params: dict, rows: list[dict]) -> list[str]:
@@ -248,6 +315,8 @@ def _side_by_side(ra: dict, rb: dict) -> tuple[Table, list[str]]:
     if kind == "evaluate":
         metrics = [m for r in (ra, rb) for m in metric_names(r["params"] or {}, r["rows"]) if m]
         figures = list(dict.fromkeys(metrics)) + figures
+    unpaired = _unpaired(ra, rb)  # why a figure relative to each run's own reference has no change
+    task = _task(ra)
 
     def index(rows):
         return {tuple(r.get(k) for k in keys): r for r in rows}
@@ -271,15 +340,103 @@ def _side_by_side(ra: dict, rb: dict) -> tuple[Table, list[str]]:
                 continue
             numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (va, vb))
             change = (vb - va) / abs(va) * 100 if numeric and va else None
-            lines.append({"config": label, "figure": fig, "a": _number(va), "b": _number(vb), "change": change,
-                          "note": ""})
+            note = ""
+            if fig in RELATIVE.get(kind, ()) and unpaired:
+                change, note = None, unpaired
+            elif _overlap(ea, eb, fig):
+                note = "the intervals overlap: the change may be noise"
+            elif fig == "e2e_p50_ms":
+                note = f"{task.PREPROCESSOR} + model per run (p50_ms: the model alone)"
+            lines.append({"config": label, "figure": fig, "a": _with_interval(ea, fig), "b": _with_interval(eb, fig),
+                          "change": change, "note": note})
     notes = []
     if ra["status"] != "ok" or rb["status"] != "ok":
         notes.append("a run that did not finish ok is compared on the rows it committed")
+    shown = {line["figure"] for line in lines}
+    if kind == "benchmark" and "speedup" in shown and not unpaired:
+        notes.append("A and B were measured apart, not in one interleaved sweep: a speed-up's change is between two "
+                     "speed-ups, each with its own 95% interval (beside it), not a paired figure")
+    if shown & TIMINGS.get(kind, set()):
+        notes += _environment_notes(ra, rb)
+    if "e2e_p50_ms" in shown:
+        notes.append(task.e2e_note())
     table = Table(lines, [Column("config"), Column("figure"), Column("a", "A", None, "right"),
                           Column("b", "B", None, "right"), Column("change", "change %", "+.1f", "right"),
                           Column("note")], title=f"figures, matched by {'/'.join(keys)}")
     return table, notes
+
+
+def _unpaired(ra: dict, rb: dict) -> str | None:
+    """Why two runs' figures relative to their own reference row (speed-ups against a baseline, %
+    of a reference) cannot be set against each other, or None when both used the same one."""
+    if ra["kind"] not in RELATIVE:
+        return None
+    what = "baselines" if ra["kind"] == "benchmark" else "references"
+    fa, fb = reference_of(ra), reference_of(rb)
+    if fa is None or fb is None:
+        return f"the {what[:-1]} of {'A' if fa is None else 'B'} is not recorded"
+    sha_a, sha_b = ((f.get("weights_sha256") or "")[:SHORT_ROW_SHA] for f in (fa, fb))
+    same_model = sha_a == sha_b if sha_a and sha_b else fa.get("model") == fb.get("model")
+    if same_model and (fa["variant"], fa.get("backend")) == (fb["variant"], fb.get("backend")):
+        return None
+    if fa["key"] == fb["key"]:  # the same name, other weights
+        return f"different {what}: {fa['key']} of weights {sha_a[:SHORT_HASH]} vs {sha_b[:SHORT_HASH]}"
+    return f"different {what}: {fa['key']} vs {fb['key']}"
+
+
+def _with_interval(row: dict, fig: str) -> str:
+    """A figure as its result shows it: with its 95% interval where it has one (a speed-up also
+    with its caveat)."""
+    if fig == "speedup" and row.get(fig) is not None:
+        from hfmagic.stats import speedup_text
+
+        return speedup_text(row)
+    low, high = row.get(f"{fig}_low"), row.get(f"{fig}_high")
+    if row.get(fig) is None or low is None or high is None:
+        return _number(row.get(fig))
+    return f"{_number(row[fig])} [{_number(low)}, {_number(high)}]"
+
+
+def _overlap(ea: dict, eb: dict, fig: str) -> bool:
+    bounds = [(e.get(f"{fig}_low"), e.get(f"{fig}_high")) for e in (ea, eb)]
+    if any(v is None for pair in bounds for v in pair):
+        return False
+    (la, ha), (lb, hb) = bounds
+    return la <= hb and lb <= ha
+
+
+def _environment_notes(ra: dict, rb: dict) -> list[str]:
+    """Whether A and B were timed on the same machine and software: a latency change between runs
+    recorded on different ones is theirs as much as the runs'."""
+    fa, fb = flatten(ra["environment"] or {}), flatten(rb["environment"] or {})
+    fa["host"], fb["host"] = ra.get("host"), rb.get("host")
+    differ = [k for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k) and k.split(".")[0] not in UNTIMED_ENV]
+    machine = [k for k in differ if k.split(".")[0] in MACHINE_ENV]
+    software = [k for k in differ if k not in machine]
+
+    def listed(found):
+        shown = "; ".join(f"{k}: {_short(fa.get(k))} vs {_short(fb.get(k))}" for k in found[:3])
+        return shown + (f"; {len(found) - 3} more" if len(found) > 3 else "")
+
+    notes = []
+    if machine:
+        notes.append(f"A and B were timed on different machines ({listed(machine)}): a change in their timings is "
+                     "the machines' as much as the runs'")
+    if software:
+        notes.append(f"A and B were timed with different software ({listed(software)}): a change in their timings "
+                     "may be that software's")
+    return notes
+
+
+def _task(run: dict):
+    """The task of a run's model (its words for notes); a task this hfmagic does not know: text's."""
+    from hfmagic.errors import UnsupportedError
+    from hfmagic.tasks import get_task
+
+    try:
+        return get_task(((run["provenance"] or {}).get("model") or {}).get("task") or "text-classification")
+    except UnsupportedError:
+        return get_task("text-classification")
 
 
 def _label(kind: str, key: tuple, keys: tuple) -> str:

@@ -98,6 +98,17 @@ def kernel_display(shell, monkeypatch):
     return shown
 
 
+@pytest.fixture
+def store_in_shell(shell, tmp_path):
+    """A run store of the test's own for the shell's runs (HFMagic.store_path), put back after."""
+    from hfmagic.store import RunStore
+
+    path = tmp_path / "runs.sqlite"
+    shell.run_line_magic("config", f"HFMagic.store_path = {str(path)!r}")
+    yield RunStore(path)
+    shell.run_line_magic("config", "HFMagic.store_path = ''")
+
+
 @pytest.fixture(scope="session")
 def demo_folder():
     """The real demo classifier (built once per cache: about a minute on 2 cores)."""

@@ -4,21 +4,12 @@
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from tests.tiny import LABELS, sentences
+from tests.tiny import LABELS, labelled, sentences
 
 SWEEP = "--batch-sizes 1 --seq-lens 16 --warmup 0 --min-runs 3 --min-time 0.05 --threads 1"
-
-
-def labelled(n: int = 200, seed: int = 0) -> pd.DataFrame:
-    """Texts whose label follows from their words (so a TF-IDF model can learn it)."""
-    cue = {"business": "market shares bank", "politics": "minister vote election", "sport": "team match goal"}
-    rng = np.random.default_rng(seed)
-    labels = [LABELS[i] for i in rng.integers(0, len(LABELS), n)]
-    return pd.DataFrame({"text": [f"{t} {cue[y]}" for t, y in zip(sentences(n, seed), labels)], "label": labels})
 
 
 @pytest.fixture(scope="module")

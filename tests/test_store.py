@@ -254,14 +254,6 @@ def bench_row(variant, backend, p50, speedup, batch=1):
             "p50_ms": p50, "samples_per_s": 1000 / p50, "speedup": speedup}
 
 
-@pytest.fixture
-def store_in_shell(shell, tmp_path):
-    path = tmp_path / "runs.sqlite"
-    shell.run_line_magic("config", f"HFMagic.store_path = {str(path)!r}")
-    yield RunStore(path)
-    shell.run_line_magic("config", "HFMagic.store_path = ''")
-
-
 def test_runs_and_compare_in_the_shell(shell, store_in_shell):
     store = store_in_shell
     a = record(store, "benchmark", {"batch_sizes": [1], "threads": 2},
@@ -278,8 +270,8 @@ def test_runs_and_compare_in_the_shell(shell, store_in_shell):
     table = shell.run_line_magic("hfmagic", "runs")
     assert [r["id"] for r in table.rows] == [e, b, a]
     text = str(table)
-    assert "best int8/onnxruntime b1 s128: 3.12x, p50 4.00 ms" in text
-    assert "best int8/onnxruntime b1 s128: 2.00x, p50 5.00 ms" in text
+    assert "best int8/onnxruntime b1 s128: 3.12x vs torch/torch, p50 4.00 ms" in text
+    assert "best int8/onnxruntime b1 s128: 2.00x vs torch/torch, p50 5.00 ms" in text
     assert "accuracy 0.9500 (torch); lowest int8 98.9%; gate 0/1 pass; 1 failed" in text
     assert [r["rows"] for r in table.rows] == [3, 3, 2] and {r["model"] for r in table.rows} == {"tiny"}
     assert len(shell.run_line_magic("hfmagic", "runs --kind evaluate").rows) == 1
@@ -293,7 +285,7 @@ def test_runs_and_compare_in_the_shell(shell, store_in_shell):
     figs = {(f["config"], f["figure"]): f for f in cmp.figures.rows}
     assert figs[("torch/torch b1 s128", "p50_ms")]["change"] == pytest.approx(25.0)
     assert figs[("int8/onnxruntime b1 s128", "p50_ms")]["change"] == pytest.approx(-20.0)
-    assert figs[("int8/onnxruntime b1 s128", "speedup")]["a"] == "2"
+    assert figs[("int8/onnxruntime b1 s128", "speedup")]["a"] == "2.00x"
     assert figs[("int8/onnxruntime b8 s128", "-")]["note"] == "only in B"
     html = cmp._repr_html_()
     assert "Another CPU" in html and "+25.0" in html and "-20.0" in str(cmp)

@@ -64,6 +64,17 @@ def sentences(n: int = 400, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 30))) for _ in range(n)]
 
 
+def labelled(n: int = 200, seed: int = 0):
+    """A DataFrame of texts whose label follows from their words (so a TF-IDF model can learn it)."""
+    import numpy as np
+    import pandas as pd
+
+    cue = {"business": "market shares bank", "politics": "minister vote election", "sport": "team match goal"}
+    rng = np.random.default_rng(seed)
+    labels = [LABELS[i] for i in rng.integers(0, len(LABELS), n)]
+    return pd.DataFrame({"text": [f"{t} {cue[y]}" for t, y in zip(sentences(n, seed), labels)], "label": labels})
+
+
 def vocab(special: list[str]) -> dict[str, int]:
     """The same WordPiece vocabulary in every process: the special tokens, every word of WORDS, and
     each letter alone and as a word piece (so any lowercase text tokenizes). A vocabulary trained

@@ -49,6 +49,7 @@ class SpeechRecognition(Task):
     CLASSICAL_BASELINE = "no classical speech baseline"
     SIZE_AXIS = AUDIO_AXIS
     EXAMPLES = "clips"
+    PREPROCESSOR = "feature extractor"
     DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32",)
     LEVELS: ClassVar[tuple[str, ...]] = ("fp32",)  # ORTOptimizer knows no CTC speech model
     QUANT_OPERATORS: ClassVar[tuple[str, ...]] = ("MatMul",)
@@ -288,7 +289,7 @@ class SpeechRecognition(Task):
 
     def inputs_note(self, data) -> str:
         return (f"inputs: {len(data)} real clips from {data.source}, cut or padded to each length and through the "
-                "model's feature extractor; e2e_p50_ms adds the feature extractor to each run")
+                "model's feature extractor")
 
     def complete_inputs(self, names: list[str], encoded: dict) -> dict:
         import numpy as np

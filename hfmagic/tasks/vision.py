@@ -59,6 +59,7 @@ class ImageClassification(Task):
     CLASSICAL_BASELINE = "no classical image baseline yet"
     SIZE_AXIS = IMAGE_AXIS
     EXAMPLES = "images"
+    PREPROCESSOR = "image processor"
     DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "O2")
     LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "O1", "O2", "O3", "O4")
 
@@ -192,7 +193,7 @@ class ImageClassification(Task):
 
     def inputs_note(self, data) -> str:
         return (f"inputs: {len(data)} real images from {data.source}, resized to each image size and normalised "
-                "by the model's image processor; e2e_p50_ms adds the processor to each run")
+                "by the model's image processor")
 
     def complete_inputs(self, names: list[str], encoded: dict) -> dict:
         import numpy as np
