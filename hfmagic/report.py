@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfmagic.errors import UsageProblem
-from hfmagic.results import Column, Table, shape_of, shape_text
+from hfmagic.results import Column, Table, batch_label, shape_of, shape_text
 from hfmagic.runs import flatten, metric_names
 from hfmagic.store import RunStore
 from hfmagic.widget import model_of, where
@@ -26,8 +26,8 @@ from hfmagic.widget import model_of, where
 SUMMARY_COLUMNS = [
     Column("model"), Column("variant"), Column("size_mb", "size MB", ".1f", "right"), Column("shape"),
     Column("p50_ms", "p50 ms", ".2f", "right"), Column("speedup", "speed-up", lambda v: f"{v:.2f}x", "right"),
-    Column("metric", "metric", ".4f", "right"), Column("pct_of_reference", "% of reference", ".2f", "right"),
-    Column("gate"), Column("status"),
+    Column("metric", "metric", ".4f", "right"), Column("eval_batch", "scored at batch", None, "right"),
+    Column("pct_of_reference", "% of reference", ".2f", "right"), Column("gate"), Column("status"),
 ]
 
 
@@ -111,7 +111,7 @@ def summary_table(runs: list[dict]) -> Table:
             for r in ok:
                 entry = line(run, r)
                 is_ref = reference in (r["variant"], f"{entry['model']}/{r['variant']}")
-                entry.update(metric=r.get(metric), pct_of_reference=r.get("pct_of_reference"),
+                entry.update(metric=r.get(metric), eval_batch=batch_label(r), pct_of_reference=r.get("pct_of_reference"),
                              gate=r.get("gate") or ("reference" if is_ref else None))
     columns = [Column(c.key, metric_name, c.fmt, c.align) if c.key == "metric" and metric_name else c
                for c in SUMMARY_COLUMNS]

@@ -57,7 +57,7 @@ _BENCH_KEYS = ("model", "model_sha", "variant", "backend", "node", "hardware", "
                "peak_mem_mb", "size_mb", "speedup_measured", "speedup_low", "speedup_high", "rtf",
                "new_tokens", "ttft_p50_ms", "tpot_p50_ms")  # a generation's: p50_ms is its TPOT
 _EVAL_KEYS = ("metric", "metric_low", "metric_high", "pct_of_reference", "change_pct", "gate", "agreement",
-              "eval_status", "data_sha")
+              "eval_status", "data_sha", "eval_batch_size", "batch_dependent")
 
 
 # -- the rules the browser applies, in Python ------------------------------------------------------
@@ -152,6 +152,7 @@ def join(bench_rows: list[dict], eval_rows: list[dict], reference: str | None = 
             "pct_of_reference": pct, "change_pct": None if pct is None else pct - 100.0,
             "gate": "reference" if is_ref and e.get("status") == "ok" else e.get("gate"),
             "agreement": e.get("agreement"), "eval_status": e.get("status"), "data_sha": e.get("data_sha"),
+            "eval_batch_size": e.get("batch_size"), "batch_dependent": e.get("batch_dependent"),
         }
 
     def evaluation_of(b: dict) -> dict | None:
@@ -177,6 +178,20 @@ def join(bench_rows: list[dict], eval_rows: list[dict], reference: str | None = 
         if row["status"] == "ok" and row.get("eval_status") not in (None, "ok"):
             row["status"] = f"evaluation {row['eval_status']}"
     return rows
+
+
+def batch_note(rows: list[dict]) -> str | None:
+    """What the rows of a batch-dependent variant (dynamic int8) at another batch size than its
+    evaluation's show: that evaluation's accuracy, not one measured at their batch."""
+    from hfmagic.variants import BATCH_DEPENDENT_WHY
+
+    moved = {f"{r['model']}/{r['variant']}" if r.get("model") else r["variant"]: r["eval_batch_size"] for r in rows
+             if r.get("batch_dependent") and r.get("batch_size") not in (None, r.get("eval_batch_size"))}
+    if not moved:
+        return None
+    return (f"the accuracy of {', '.join(f'{k} (scored at batch {b})' for k, b in moved.items())} depends on the "
+            f"batch it runs in ({BATCH_DEPENDENT_WHY}): its rows at other batch sizes show that accuracy, not "
+            "one measured at theirs")
 
 
 class DashboardError(UsageProblem):
@@ -247,7 +262,9 @@ def _different_data(rows: list[dict], sources: dict[str, str]) -> str:
 
 
 def _kind(rows: list[dict]) -> str:
-    return "benchmark" if any("batch_size" in r for r in rows) else "evaluation"
+    """A benchmark row times (it has ``p50_ms``, None where it failed); an evaluation row, which
+    says its batch size too, never does."""
+    return "benchmark" if any("p50_ms" in r for r in rows) else "evaluation"
 
 
 def _metric_of(result: Any, rows: list[dict]) -> str | None:
@@ -411,8 +428,8 @@ class Dashboard(anywidget.AnyWidget):
                            and r.get("backend") not in (None, "torch", "onnxruntime")})
         note = (f"accuracy on {', '.join(borrowed)} rows is the variant's accuracy as evaluated on "
                 "torch/onnxruntime, not measured on that backend") if borrowed else None
-        kept = [n for n in self.notes if not n.startswith("accuracy on ")]
-        self.notes = kept + [note] if note else kept
+        kept = [n for n in self.notes if not n.startswith(("accuracy on ", "the accuracy of "))]
+        self.notes = kept + [n for n in (note, batch_note(rows)) if n]
 
     # -- reading it back -----------------------------------------------------------------------
     @property
