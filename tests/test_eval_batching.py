@@ -181,3 +181,15 @@ def test_optimize_gates_each_candidate_at_the_batch_size_it_timed(shell, dyn):
     assert rows and {r["batch_size"] for r in rows} == {2}
     assert any(r["batch_dependent"] for r in rows)  # its dynamic int8 candidates, gated at the timed batch
     assert "the gate scored every candidate at batch 2, the batch size timed" in " ".join(opt.notes)
+
+
+@pytest.mark.slow
+def test_the_demos_int8_is_scored_at_batch_one_and_at_each_size_asked(shell, demo_folder):
+    default = shell.run_line_magic("evaluate", "demo --variants int8 --limit 120 --no-widget -o -q")
+    listed = shell.run_line_magic("evaluate", "demo --variants int8 --limit 120 --batch-size 1,8 --no-widget -o -q")
+    (torch, int8), (torch8, int8_listed) = default.rows, listed.rows
+    assert (torch["batch_size"], int8["batch_size"], int8["batch_dependent"]) == (32, 1, True)
+    assert torch8["batch_size"] == 8 and int8_listed["batch_sizes"] == [1, 8]
+    at_one = next(s for s in int8_listed["batch_scores"] if s["batch_size"] == 1)
+    assert (at_one["accuracy"], at_one["gate"]) == (int8["accuracy"], int8["gate"])
+    assert int8_listed["accuracy"] == min(s["accuracy"] for s in int8_listed["batch_scores"])
