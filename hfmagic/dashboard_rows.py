@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from hfmagic import stats
-from hfmagic.results import Column, gate_title, interval_text, percent_text, shape_of
+from hfmagic.results import Column, batch_label, gate_title, interval_text, percent_text, shape_of
 
 # The table's columns, in order, written by the same formats as the benchmark and evaluation tables.
 # "speedup" is the chosen baseline's cell (speedups); "metric" is titled with the evaluation's first
@@ -24,6 +24,7 @@ COLUMNS = [
     Column("speedup", "speed-up [95% CI]", None, "right"), Column("samples_per_s", "samples/s", ".1f", "right"),
     Column("rtf", "RTF", ".4f", "right"),  # speech rows: seconds of compute per second of audio
     Column("metric", "accuracy", ".4f", "right"), Column("metric_ci", "95% CI", interval_text, "right"),
+    Column("eval_batch", "scored at batch", None, "right"),  # "1*": the batch a batch-dependent variant's score is for
     Column("pct_of_reference", "% of reference", percent_text, "right"), Column("gate", gate_title()),
     Column("agreement", "agreement", ".2%", "right"),
     Column("peak_mem_mb", "peak MB", ".0f", "right"), Column("size_mb", "size MB", ".1f", "right"),
@@ -35,8 +36,8 @@ ALWAYS = ("variant", "backend", "status")  # shown even where every cell is empt
 _BENCH_KEYS = ("model", "model_sha", "variant", "backend", "node", "hardware", "batch_size", "seq_len", "image_size",
                "audio_seconds", "status", "p50_ms", "p95_ms", "samples_per_s", "peak_mem_mb", "size_mb", "rtf",
                "new_tokens", "ttft_p50_ms", "tpot_p50_ms", "sweep")  # a generation's: p50_ms is its TPOT
-_EVAL_KEYS = ("metric", "metric_low", "metric_high", "metric_ci", "pct_of_reference", "gate", "agreement",
-              "eval_status", "data_sha")
+_EVAL_KEYS = ("metric", "metric_low", "metric_high", "metric_ci", "eval_batch", "pct_of_reference", "gate",
+              "agreement", "eval_status", "data_sha", "eval_batch_size", "batch_dependent")
 
 
 # -- rows and their ids ------------------------------------------------------------------------------
@@ -202,6 +203,8 @@ def join(bench_rows: list[dict], eval_rows: list[dict], reference: str | None = 
             "pct_of_reference": e.get("pct_of_reference"),
             "gate": "reference" if is_ref and e.get("status") == "ok" else e.get("gate"),
             "agreement": e.get("agreement"), "eval_status": e.get("status"), "data_sha": e.get("data_sha"),
+            "eval_batch": batch_label(e), "eval_batch_size": e.get("batch_size"),
+            "batch_dependent": e.get("batch_dependent"),
         }
 
     def evaluation_of(b: dict) -> dict | None:
@@ -233,3 +236,17 @@ def own_baseline(rows: list[dict]) -> str | None:
     one whose speed-up interval is exactly [1, 1]."""
     return next((pair(r) for r in rows if measured(r) and r.get("speedup_low") == 1.0 and r.get("speedup_high") == 1.0),
                 None)
+
+
+def batch_note(rows: list[dict]) -> str | None:
+    """What the rows of a batch-dependent variant (dynamic int8) at another batch size than its
+    evaluation's show: that evaluation's accuracy, not one measured at their batch."""
+    from hfmagic.variants import BATCH_DEPENDENT_WHY
+
+    moved = {f"{r['model']}/{r['variant']}" if r.get("model") else r["variant"]: r["eval_batch_size"] for r in rows
+             if r.get("batch_dependent") and r.get("batch_size") not in (None, r.get("eval_batch_size"))}
+    if not moved:
+        return None
+    return (f"the accuracy of {', '.join(f'{k} (scored at batch {b})' for k, b in moved.items())} depends on the "
+            f"batch it runs in ({BATCH_DEPENDENT_WHY}): its rows at other batch sizes show that accuracy, not "
+            "one measured at theirs")

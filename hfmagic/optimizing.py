@@ -13,7 +13,8 @@ The search is the loop a data scientist runs by hand, with the accuracy gate in 
    once per thread count searched (default 1, half and all of the thread setting); the count
    whose fastest configuration is fastest is the one the later stages use.
 3. **Gate** the candidates fastest first: each one's full evaluation on the data, against the
-   reference (PyTorch), on the runtime it was timed on (a QDQ file's int8 arithmetic is OpenVINO's
+   reference (PyTorch), at the batch size it was timed at (dynamic int8's predictions depend on
+   the batch: its activation ranges are the whole batch's), on the runtime it was timed on (a QDQ file's int8 arithmetic is OpenVINO's
    own under OpenVINO: its accuracy is measured there). Once one keeps ``keep`` of the reference's first metric, a candidate whose
    screened time is more than ``MARGIN`` slower cannot win and is not evaluated.
 4. **Confirm** in one interleaved sweep with the default timing: the candidates that passed and can
@@ -118,7 +119,8 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
     """Search levels x quantization recipes x backends for the fastest configuration of ``target``
     that keeps ``keep`` percent of the reference's first metric on ``data`` (see the module
     docstring). ``objective``: p50, p95, throughput or tpot (text generation), at ``batch_size`` x
-    ``size`` (the task's axis: tokens, pixels or seconds; default its first default size).
+    ``size`` (the task's axis: tokens, pixels or seconds; default its first default size); the gate
+    scores every candidate at ``batch_size`` too, as it was timed.
     ``calibration``: examples for static int8 (default the first ``samples`` of ``data``, which
     the gate then also scores: the notes say so). ``threads``: a thread count, or a list of them
     to search (default 1, half and all of ``%config HFMagic.threads``). ``budget``: seconds for the whole search.
@@ -405,6 +407,9 @@ class Search:
     def gate(self) -> None:
         """Evaluate the screened candidates fastest first, until none left can beat one that passed."""
         order = sorted((c for c in self.screened if c != REFERENCE), key=lambda c: self.value(self.screened[c]))
+        if order:
+            self.notes.append(f"the gate scored every candidate at batch {self.batch_size}, the batch size timed "
+                              "(dynamic int8's predictions depend on the batch it runs in)")
         best = None
         for config in order:
             name = config[0]
@@ -443,7 +448,8 @@ class Search:
         from hfmagic.variants import Variants
 
         vset = Variants(self.model, [self.variants["torch"]] + [self.variants[n] for n in names])
-        result = evaluate(vset, self.data, progress=self.progress, backend=backend, **self.evaluate_options)
+        result = evaluate(vset, self.data, progress=self.progress, backend=backend, batch_size=self.batch_size,
+                          **self.evaluate_options)
         self.metric_name = result.metrics[0]
         self.lower_metric = result.lower_is_better
         for row in result.rows:

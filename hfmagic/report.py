@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfmagic.errors import UsageProblem
-from hfmagic.results import Column, Table, gate_title, interval_text, percent_text, shape_of, shape_text
+from hfmagic.results import Column, Table, batch_label, gate_title, interval_text, percent_text, shape_of, shape_text
 from hfmagic.runs import flatten, metric_names, reference_of
 from hfmagic.stats import speedup_text
 from hfmagic.store import RunStore
@@ -28,6 +28,7 @@ SUMMARY_COLUMNS = [
     Column("model"), Column("variant"), Column("size_mb", "size MB", ".1f", "right"), Column("shape"),
     Column("p50_ms", "p50 ms", ".2f", "right"), Column("speedup", "speed-up [95% CI]", None, "right"),
     Column("metric", "metric", ".4f", "right"), Column("metric_ci", "95% CI", interval_text, "right"),
+    Column("eval_batch", "scored at batch", None, "right"),
     Column("pct_of_reference", "% of reference", percent_text, "right"), Column("gate", gate_title()),
     Column("status"),
 ]
@@ -122,7 +123,7 @@ def summary_table(runs: list[dict]) -> Table:
                 is_ref = reference in (r["variant"], f"{entry['model']}/{r['variant']}")
                 low, high = r.get(f"{metric}_low"), r.get(f"{metric}_high")
                 entry.update(metric=r.get(metric), metric_ci=None if low is None or high is None else (low, high),
-                             pct_of_reference=r.get("pct_of_reference"),
+                             eval_batch=batch_label(r), pct_of_reference=r.get("pct_of_reference"),
                              gate=r.get("gate") or ("reference" if is_ref else None))
     columns = [Column(c.key, metric_name, c.fmt, c.align) if c.key == "metric" and metric_name else c
                for c in SUMMARY_COLUMNS]

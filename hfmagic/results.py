@@ -157,6 +157,17 @@ def shape_of(row: dict) -> tuple:
     return row.get("batch_size"), next((row[a.key] for a in AXES if row.get(a.key) is not None), None)
 
 
+def batch_label(row: dict) -> str | None:
+    """The batch an evaluation row was scored at: ``32``; ``1*`` where its predictions depend on the
+    batch (dynamic int8); ``8* of 1,8`` for the worst of several sizes. None for a row recorded
+    before rows said it."""
+    if row.get("batch_size") is None:
+        return None
+    sizes = row.get("batch_sizes") or []
+    return (f"{row['batch_size']}{'*' if row.get('batch_dependent') else ''}"
+            + (f" of {','.join(map(str, sizes))}" if len(sizes) > 1 else ""))
+
+
 def shape_text(row: dict, compact: bool = False) -> str:
     """A row's shape as people read it: ``8x128`` (tokens), ``8x224px`` (an image's side); compact:
     the run store's ``b8 s128``, ``b8 224px``."""

@@ -19,6 +19,8 @@ from hfmagic.results import Column, Table
 
 TORCH = "torch"
 SKLEARN = "sklearn"  # a classical baseline's one variant (%load_model tfidf)
+# why a dynamically quantized variant's predictions depend on the batch it runs in
+BATCH_DEPENDENT_WHY = "dynamic int8 takes each activation's quantization range over the whole padded batch"
 
 
 def own_variants(model) -> "Variants | None":
@@ -46,6 +48,7 @@ class Variant:
     cli_command: str | None = None  # the optimum-cli command that rebuilds it
     sha256: str | None = None
     runtime: str | None = None     # "sklearn" for a classical baseline; None: told by path and level
+    recipe: str | None = None      # the quantizer's recipe export ran: "dynamic", "static", "nncf", "int4", ...
 
     @property
     def kind(self) -> str:
@@ -54,6 +57,15 @@ class Variant:
         if self.runtime:
             return self.runtime
         return TORCH if self.path is None and self.level is None else "onnx"
+
+    @property
+    def batch_dependent(self) -> bool:
+        """Whether its predictions depend on the batch it runs in: dynamic int8 quantizes each
+        activation with one range taken over the whole tensor, that is the whole padded batch, so
+        the same text gets other int8 values beside other texts (or more padding). Static int8's
+        ranges are fixed at calibration, int4's activations are quantized per row and block, and
+        float graphs change by rounding alone: none of them depends on the batch."""
+        return self.recipe == "dynamic"
 
     @property
     def ok(self) -> bool:

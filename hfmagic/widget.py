@@ -38,7 +38,7 @@ from typing import Any, Iterable
 import anywidget
 import traitlets
 
-from hfmagic.dashboard_rows import (ALWAYS, COLUMNS, DATA_COLUMN, EXTRA_CELLS, is_benchmark_row, join, measured,
+from hfmagic.dashboard_rows import (ALWAYS, COLUMNS, DATA_COLUMN, EXTRA_CELLS, batch_note, is_benchmark_row, join, measured,
                                     model_of, own_baseline, pair, row_id, speedup_cells, where)
 from hfmagic.errors import UsageProblem
 from hfmagic.results import Column, Table, gate_title, shape_of, shape_text
@@ -327,8 +327,8 @@ class Dashboard(anywidget.AnyWidget):
                            and r.get("backend") not in (None, "torch", "onnxruntime")})
         note = (f"accuracy on {', '.join(borrowed)} rows is the variant's accuracy as evaluated on "
                 "torch/onnxruntime, not measured on that backend") if borrowed else None
-        kept = [n for n in self.notes if not n.startswith("accuracy on ")]
-        self.notes = kept + [note] if note else kept
+        kept = [n for n in self.notes if not n.startswith(("accuracy on ", "the accuracy of "))]
+        self.notes = kept + [n for n in (note, batch_note(rows)) if n]
 
     def _column(self, column: Column) -> Column:
         """A column as this dashboard titles it: the metric under its own name, the gate with its limit."""

@@ -5,7 +5,7 @@ from types import ModuleType
 
 from IPython.core.magic_arguments import argument
 
-from hfmagic.commands import CLUSTER_ARG, OUTPUT_ARGS, csv_list
+from hfmagic.commands import CLUSTER_ARG, OUTPUT_ARGS, csv_list, positive_ints
 
 MAGIC = "evaluate"
 CLI = "evaluate"
@@ -39,7 +39,11 @@ ARGS = [
                   "for question answering (default: the task's)"),
     argument("--variants", help="comma-separated variant names (default: all)"),
     argument("--limit", type=int, help="evaluate the first N examples only"),
-    argument("--batch-size", type=int, default=32, help="batch size (default 32)"),
+    argument("--batch-size", metavar="B",
+             help="the batch size to score at, or sizes (1,8); each batch is padded to its own longest example "
+                  "(default: variants whose predictions depend on the batch, as dynamic int8's do, at 1, what a "
+                  "single request runs at; the others at 32. A list scores those at each size and shows the "
+                  "worst, the others at the largest)"),
     argument("--reference", default="torch",
              help="the variant others are compared with: VARIANT, or MODEL/VARIANT with several models "
                   "(default: the first model's torch)"),
@@ -68,7 +72,7 @@ def run(args, ctx):
         text_column=args.text_column, image_column=args.image_column, audio_column=args.audio_column,
         label_column=args.label_column, label_map=_label_map(args.label_map, ctx),
         metrics=csv_list(args.metrics, what="metric"), variants=csv_list(args.variants, what="variant"),
-        limit=args.limit, batch_size=args.batch_size, reference=args.reference, chat_template=args.chat_template,
+        limit=args.limit, batch_size=positive_ints(args.batch_size, "batch size"), reference=args.reference, chat_template=args.chat_template,
         max_tokens=args.max_tokens, cluster=args.cluster, on=args.on, backend=args.backend,
         callback=None if args.no_widget else ctx.live("evaluate"), progress=not args.quiet,
     )

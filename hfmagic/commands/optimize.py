@@ -26,7 +26,7 @@ ARGS = [
              help="what the winner is fastest at (default p50; tpot: a decoder's time per output token)"),
     argument("--shape", default=None, metavar="BxS",
              help="batch x the task's size (tokens, pixels, seconds) measured, e.g. 1x128 (default 1 x the "
-                  "task's first default size)"),
+                  "task's first default size); the gate scores every candidate at that batch"),
     argument("--budget", type=float, help="seconds for the whole search; it stops and reports what it found"),
     argument("--backends", help="comma-separated backends to search (default: onnxruntime, openvino and torch.compile "
                                 "where they work, and torch)"),

@@ -420,9 +420,15 @@ class Evaluator:
     """
 
     FLIP_COLUMNS: tuple[str, ...] = ("variant", "row")
+    # how batches() pads: what a batch-dependent variant (dynamic int8) sees beside each example
+    PADDING = "each batch padded to its own longest example"
 
     def __init__(self, task: Task):
         self.task = task
+
+    def padding(self, model) -> str:
+        """How ``batches`` pads ``model``'s inputs, in words (each row and the notes say it)."""
+        return self.PADDING
 
     def metrics(self, names, model) -> list:
         raise NotImplementedError

@@ -37,6 +37,12 @@ class SpeechRecognitionEvaluator(Evaluator):
     FLIP_COLUMNS = ("variant", "row", "clip", "transcript", "reference", "prediction")
     METRICS = ("wer", "cer")
     LOWER_IS_BETTER = ("wer", "cer")
+    PADDING = "clips sorted by length, each batch padded to its own longest"
+
+    def padding(self, model) -> str:
+        if self.task.seq2seq(model):
+            return f"every clip padded to the model's {s2s_window(model):g} s window (its feature extractor's)"
+        return self.PADDING
 
     def metrics(self, names, model):
         names = list(names or self.task.DEFAULT_METRICS)

@@ -77,6 +77,10 @@ def _pad(rows: list[dict], names: list[str], pad_id: int) -> dict:
 class ClassificationEvaluator(Evaluator):
     FLIP_COLUMNS = ("variant", "row", "text", "label", "reference", "prediction", "confidence",
                     "reference_confidence")
+    PADDING = "texts sorted by length, each batch padded to its own longest"
+
+    def padding(self, model) -> str:
+        return "texts as they are (a classical baseline pads nothing)" if model.framework == "sklearn" else self.PADDING
 
     def metrics(self, names, model):
         from hfmagic.metrics import resolve
@@ -154,6 +158,7 @@ class ClassificationEvaluator(Evaluator):
 
 class EmbeddingEvaluator(Evaluator):
     FLIP_COLUMNS = ()
+    PADDING = "texts sorted by length, each batch padded to its own longest"
 
     def metrics(self, names, model):
         from hfmagic.metrics import resolve
@@ -232,6 +237,7 @@ def _wnut16_path() -> Path:
 class TokenClassificationEvaluator(Evaluator):
     FLIP_COLUMNS = ("variant", "row", "tokens", "gold", "reference", "prediction")
     METRICS = ("f1", "precision", "recall", "accuracy")
+    PADDING = "sentences sorted by length, each batch padded to its own longest"
 
     def metrics(self, names, model):
         names = list(names or self.task.DEFAULT_METRICS or self.METRICS)
@@ -386,6 +392,7 @@ def squad_bbc_path() -> Path:
 class QuestionAnsweringEvaluator(Evaluator):
     FLIP_COLUMNS = ("variant", "row", "question", "gold", "reference", "prediction")
     METRICS = ("f1", "exact_match")
+    PADDING = "each batch of windows (in question order) padded to its own longest"
 
     def metrics(self, names, model):
         names = list(names or self.task.DEFAULT_METRICS or self.METRICS)

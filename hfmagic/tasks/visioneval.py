@@ -22,6 +22,7 @@ class ImageClassificationEvaluator(ClassificationEvaluator):
     FLIP_COLUMNS = ("variant", "row", "image", "label", "reference", "prediction", "confidence",
                     "reference_confidence")
     EXTRA = ("top5",)
+    PADDING = "images at the processor's size: nothing padded"
 
     def metrics(self, names, model):
         """Top-5 here; the label metrics (accuracy, f1_macro, ...) as text classification resolves them."""
