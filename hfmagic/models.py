@@ -34,15 +34,37 @@ BUILT_IN_MODELS["digits-vit"] = partial(vision_demo.built_in, "digits-vit")  # t
 
 
 def check_task(task: str, config: dict | None = None, where: str = "this model") -> str:
-    """A registered task's name (aliases resolved); with a config, one whose modality fits it."""
+    """A registered task's name (aliases resolved); with a config, one its architecture serves
+    (:func:`task_problem` says why not, in one line)."""
     from hfmagic.tasks import get_task
 
     plugin = get_task(task)
-    if config is not None and not plugin.fits_modality(config):
-        archs = ", ".join(config.get("architectures") or []) or config.get("model_type", "?")
-        raise UnsupportedError(f"{where} ({archs}) is not a {plugin.MODALITY} model, so the {plugin.NAME} "
-                               "task cannot load it; leave --task out to have hfmagic say what it is")
+    if config is not None and (problem := task_problem(plugin.NAME, config, where)):
+        raise UnsupportedError(problem)
     return plugin.NAME
+
+
+def task_problem(task: str, config: dict, where: str = "this model") -> str | None:
+    """Why ``task`` cannot load a model saved with ``config``, or None.
+
+    A task serves an architecture saved with its own head (``matches``: a classifier for
+    text-classification), and feature-extraction serves any text model (AutoModel keeps the base and
+    drops the head). Any other ``--task`` would load a head the weights do not hold, initialised at
+    random (a BERT classifier as text-generation), and every later step would fail or mislead. An
+    architecture no task recognises (``BertForMaskedLM``, a custom one) takes the user's word, as a
+    config naming none does."""
+    from hfmagic.tasks import get_task, names, serving
+
+    plugin = get_task(task)
+    archs = ", ".join(config.get("architectures") or []) or config.get("model_type", "?")
+    if not plugin.fits_modality(config):
+        return (f"{where} ({archs}) is not a {plugin.MODALITY} model, so the {plugin.NAME} task cannot load it; "
+                "leave --task out to have hfmagic say what it is")
+    known = config.get("architectures") and any(get_task(n).matches(config) for n in names())
+    if known and not plugin.serves(config):
+        return (f"{where} is a {archs}, which serves {' and '.join(serving(config))}, not {plugin.NAME} (its "
+                f"weights hold no {plugin.NAME} head); leave --task out, or pass one of those")
+    return None
 
 
 def infer_task(config: dict, where: str = "this model") -> str:
@@ -254,6 +276,7 @@ def load_model(source: Any, task: str | None = None, revision: str | None = None
                            "the data to %evaluate --data instead)")
     if isinstance(source, ModelHandle):  # a handle already bound: the same folder, as asked for
         if task not in (None, source.task):
+            check_task(task, source.config, source.name)
             return dataclasses.replace(source, task=task, name=name or source.name, _torch_model=None)
         return dataclasses.replace(source, name=name) if name not in (None, source.name) else source
     dataset = None

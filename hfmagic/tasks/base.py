@@ -99,6 +99,12 @@ class Task:
             and cls.fits_modality(config)
 
     @classmethod
+    def serves(cls, config: dict) -> bool:
+        """Whether ``--task`` may load a saved model of this architecture for this task with trained
+        weights throughout: its own head (``matches``); a task that drops heads serves more."""
+        return cls.matches(config)
+
+    @classmethod
     def fits_modality(cls, config: dict) -> bool:
         return True
 

@@ -196,3 +196,11 @@ class FeatureExtraction(TextTask):
         archs = config.get("architectures") or []
         bare = all(a.endswith("Model") and "For" not in a and "LMHead" not in a for a in archs)
         return bare and cls.fits_modality(config)
+
+    @classmethod
+    def serves(cls, config: dict) -> bool:
+        """Any text model but a classical baseline: AutoModel loads a classifier's or an LM's base
+        without its head, and the embeddings of a fine-tuned encoder are a fair thing to measure."""
+        from hfmagic.baseline import is_baseline
+
+        return cls.fits_modality(config) and not is_baseline(config)
