@@ -33,9 +33,9 @@ import numpy as np
 
 from hfmagic.data import LabelledData
 from hfmagic.errors import DataError, UsageProblem
-from hfmagic.models import ModelHandle, file_sha256, load_model
+from hfmagic.models import ModelHandle, file_sha256
 from hfmagic.results import Column, Table
-from hfmagic.variants import TORCH, Variant, Variants
+from hfmagic.variants import TORCH, Variant, Variants, model_of
 
 GATE = 99.0  # percent of the reference's first metric a variant must keep (MLPerf's 99% rule)
 SHORT_SHA = 12
@@ -202,7 +202,7 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     targets = list(target) if isinstance(target, (list, tuple)) else [target]
     if not targets:
         raise UsageProblem("evaluate needs at least one model or variants object")
-    entries = [_Entry(t.model if isinstance(t, Variants) else load_model(t), t) for t in targets]
+    entries = [_Entry(model_of(t), t) for t in targets]
     several = len(entries) > 1
     _check_models(entries)
     task = entries[0].model.task_plugin
