@@ -492,7 +492,7 @@ class _Runner:
         if own is not None:  # the task computes its outputs itself (a decoder's token log-likelihoods)
             return own
         names = self.backend.input_names
-        out = self.backend.run(self.backend.prepare(self.task.complete_inputs(names, feed)))
+        out = self.backend.run(self.backend.prepare(self.task.feed(self.variant.model, feed, names)))
         if hasattr(out, "keys"):  # a transformers ModelOutput
             return {k: np.asarray(v.float().numpy(), dtype=np.float64) for k, v in out.items() if hasattr(v, "numpy")}
         outputs = getattr(self.backend, "output_names", None) or [o.name for o in self.backend.session.get_outputs()]

@@ -50,7 +50,8 @@ INT4_BLOCK = 32
 INT4_METHODS = ("rtn", "hqq")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")  # static int8's activation ranges
 DEVICES = ("cpu", "cuda")
-FORMAT = 3  # bump when a recipe or the folder layout changes: old entries are then left unused
+FORMAT = 4  # bump when a recipe, the folder layout or what validation feeds changes: old entries are then left unused
+# 4: validation and calibration feed only the inputs the model takes (no token_type_ids to a GPT-2 or a decoder)
 META = "hfmagic-variant.json"
 STACK = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-genai")
 

@@ -137,3 +137,41 @@ def test_a_task_the_architecture_cannot_serve_is_refused_and_the_handle_kept(she
     assert shell.run_line_magic("load_model", f"{bare} --task feature-extraction -o -q").task == "feature-extraction"
     with pytest.raises(UsageError, match="BertModel, which serves feature-extraction, not text-classification"):
         shell.run_line_magic("load_model", f"{bare} --task text-classification")
+
+
+# -- item 11: only the inputs a model takes ---------------------------------------------------------
+def plain_tokenizer(folder) -> None:
+    """The folder's tokenizer saved again as a plain PreTrainedTokenizerFast: its default
+    model_input_names make token_type_ids, whatever the model."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast.from_pretrained(folder)
+    plain = PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer, model_max_length=512,
+                                    **tok.special_tokens_map)
+    plain.save_pretrained(folder)
+    assert "token_type_ids" in PreTrainedTokenizerFast.from_pretrained(folder)("the market")
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_a_decoder_whose_tokenizer_makes_token_type_ids_exports(shell, tiny_factory, tmp_path, capsys, arch):
+    folder = shutil.copytree(tiny_factory(arch, "text-generation"), tmp_path / "dec")
+    plain_tokenizer(folder)
+    shell.run_line_magic("load_model", f"{folder} --name dec -q")
+    variants = shell.run_line_magic("export_onnx", "dec --levels fp32 --quantize none -o -q")
+    assert variants["fp32"].ok, variants["fp32"].error
+    assert variants["fp32"].validation["cosine"] > 0.999 and variants["fp32"].validation["argmax_agreement"] == 1.0
+    assert "Traceback" not in "".join(capsys.readouterr())
+
+
+def test_a_gpt2_encoder_fed_token_type_ids_agrees_with_its_graph(shell, tiny_factory, tmp_path, labelled):
+    """GPT-2's forward takes token_type_ids but looks them up in its word embeddings; its graph takes
+    none. Fed the tokenizer's zeros, PyTorch parted from ONNX (cosine 0.79): validation said the
+    export diverged, and %evaluate had nothing to compare."""
+    folder = shutil.copytree(tiny_factory("gpt2", "feature-extraction"), tmp_path / "enc")
+    plain_tokenizer(folder)
+    shell.run_line_magic("load_model", f"{folder} --name enc -q")
+    variants = shell.run_line_magic("export_onnx", "enc --levels fp32 --quantize none --name enc_onnx -o -q")
+    assert variants["fp32"].ok, variants["fp32"].error
+    assert variants["fp32"].validation["cosine"] > 0.9999
+    ev = shell.run_line_magic("evaluate", "enc_onnx --data df --batch-size 8 --no-widget -o -q")
+    assert [r["status"] for r in ev.rows] == ["ok", "ok"] and ev.rows[1]["cosine"] > 0.9999
