@@ -17,7 +17,9 @@ SOURCE is a folder saved with save_pretrained, a hub id (needs the hub), the nam
 transformers model or pipeline in the namespace, or `demo` (a BBC News classifier built
 offline from all-MiniLM-L6-v2, with its held-out test split as `.dataset`), `demo-small` (its
 3-layer sibling), or `tfidf --data D`: a classical TF-IDF + logistic-regression baseline trained on
-D's training split, which benchmarks and evaluates like any other text classifier.
+D's training split, which benchmarks and evaluates like any other text classifier. The name of a
+loaded model reads its folder again (after save_pretrained of new weights there, say); a name that
+is also a folder here loads the folder.
 """
 ARGS = [
     argument("source", help="folder, hub id, variable name, or demo"),
