@@ -147,14 +147,14 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
             raise UsageProblem("give prompt_lens or seq_lens, not both: they are the same axis")
         seq_lens = prompt_lens
     from hfmagic.config import settings
-    from hfmagic.models import check_distinct, load_model
-    from hfmagic.variants import Variants
+    from hfmagic.models import check_distinct
+    from hfmagic.variants import Variants, model_of
 
     started = time.time()  # --budget counts from here: an export on the way is part of the sweep
     targets = list(target) if isinstance(target, (list, tuple)) else [target]
     if not targets:
         raise UsageProblem("benchmark needs at least one model or variants object")
-    models = [t.model if isinstance(t, Variants) else load_model(t) for t in targets]
+    models = [model_of(t) for t in targets]
     check_distinct(models)
     from hfmagic.variants import own_variants
 

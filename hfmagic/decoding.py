@@ -362,7 +362,9 @@ class GenerationReference:
 
         self.model, self.texts, self.source = model, list(texts)[:VALIDATE_PROMPTS], source
         tokenizer = model.tokenizer()
-        self.prompts = [tokenizer(t, return_tensors="np", truncation=True, max_length=64) for t in self.texts]
+        task = model.task_plugin
+        self.prompts = [task.feed(model, tokenizer(t, return_tensors="np", truncation=True, max_length=64))
+                        for t in self.texts]
         self.config = generation_config(model, VALIDATE_TOKENS)
         torch_model = model.torch_model()
         self.logits, self.tokens = [], []
@@ -423,7 +425,7 @@ def forward_outputs(backend, model, feed: dict) -> dict:
     import numpy as np
     import torch
 
-    inputs = {k: torch.as_tensor(np.asarray(v)) for k, v in feed.items() if k in ("input_ids", "attention_mask")}
+    inputs = {k: torch.as_tensor(v) for k, v in model.task_plugin.feed(model, feed).items()}
     if "new_tokens" in feed:
         config = backend.generation_settings(generation_config(model, int(np.asarray(feed["new_tokens"]).ravel()[0])))
         return {"tokens": greedy(backend.generator(), inputs, config).numpy()}

@@ -40,9 +40,9 @@ import numpy as np
 
 from hfmagic.data import LabelledData
 from hfmagic.errors import DataError, UsageProblem
-from hfmagic.models import ModelHandle, file_sha256, load_model
+from hfmagic.models import ModelHandle, file_sha256
 from hfmagic.results import GATE, Column, Table, batch_label, gate_title, interval_text, percent_text
-from hfmagic.variants import TORCH, Variant, Variants
+from hfmagic.variants import TORCH, Variant, Variants, model_of
 
 EVAL_BATCH = 32     # the batch size of variants whose predictions do not depend on it: speed alone
 SINGLE_REQUEST = 1  # a batch-dependent variant's default: the batch one request runs in
@@ -208,7 +208,7 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     targets = list(target) if isinstance(target, (list, tuple)) else [target]
     if not targets:
         raise UsageProblem("evaluate needs at least one model or variants object")
-    entries = [_Entry(t.model if isinstance(t, Variants) else load_model(t), t) for t in targets]
+    entries = [_Entry(model_of(t), t) for t in targets]
     several = len(entries) > 1
     _check_models(entries)
     task = entries[0].model.task_plugin
@@ -516,7 +516,7 @@ class _Runner:
         if own is not None:  # the task computes its outputs itself (a decoder's token log-likelihoods)
             return own
         names = self.backend.input_names
-        out = self.backend.run(self.backend.prepare(self.task.complete_inputs(names, feed)))
+        out = self.backend.run(self.backend.prepare(self.task.feed(self.variant.model, feed, names)))
         if hasattr(out, "keys"):  # a transformers ModelOutput
             return {k: np.asarray(v.float().numpy(), dtype=np.float64) for k, v in out.items() if hasattr(v, "numpy")}
         outputs = getattr(self.backend, "output_names", None) or [o.name for o in self.backend.session.get_outputs()]

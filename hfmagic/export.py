@@ -33,7 +33,7 @@ from typing import Any
 
 from hfmagic.config import settings
 from hfmagic.errors import BackendUnavailable, BuildError, DataError, UnsupportedError, UsageProblem
-from hfmagic.models import file_sha256, weights_sha256
+from hfmagic.models import file_sha256
 from hfmagic.onnxbuild import FOLDER_FILES, FP32_FILE, OPTIMIZED_FILE, QUANTIZED_FILE
 from hfmagic.variants import TORCH, Variant, Variants
 
@@ -50,7 +50,8 @@ INT4_BLOCK = 32
 INT4_METHODS = ("rtn", "hqq")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")  # static int8's activation ranges
 DEVICES = ("cpu", "cuda")
-FORMAT = 3  # bump when a recipe or the folder layout changes: old entries are then left unused
+FORMAT = 4  # bump when a recipe, the folder layout or what validation feeds changes: old entries are then left unused
+# 4: validation and calibration feed only the inputs the model takes (no token_type_ids to a GPT-2 or a decoder)
 META = "hfmagic-variant.json"
 STACK = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-genai")
 
@@ -135,7 +136,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     if model.framework != "transformers":
         raise UnsupportedError(f"{model.name} is a classical {model.framework} baseline: it has no ONNX export; "
                                "benchmark and evaluate it as it is")
-    check_weights_unchanged(model)
+    model.check_unchanged()  # a folder saved over since the load is refused, not mixed
     levels = check_levels(levels, model.task_plugin.default_levels(model), model.task_plugin.LEVELS)
     if quantize not in QUANTIZE:
         raise UsageProblem(f"unknown --quantize {quantize!r}; use one of: {', '.join(QUANTIZE)}")
@@ -285,15 +286,6 @@ def check_levels(levels, default=DEFAULT_LEVELS, known=LEVELS) -> list[str]:
     if not levels:
         raise UsageProblem(f"--levels is empty; give some of {', '.join(LEVELS)}")
     return list(dict.fromkeys(by_lower[str(lv).lower()] for lv in levels))
-
-
-def check_weights_unchanged(model) -> None:
-    """The handle's weights hash (the cache key's, the provenance's) still describes the file on disk,
-    and so does its PyTorch model: a folder saved over since it was loaded is refused, not mixed."""
-    hashed = "weights_sha256" in vars(model)  # a cached_property: unset until first read, from disk
-    if hashed and weights_sha256(model.weight_files) != model.weights_sha256:
-        raise UsageProblem(f"the weights in {model.path} changed after {model.name} was loaded; load it "
-                           "again (%load_model) and re-run")
 
 
 def check_nncf() -> None:

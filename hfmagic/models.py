@@ -34,15 +34,37 @@ BUILT_IN_MODELS["digits-vit"] = partial(vision_demo.built_in, "digits-vit")  # t
 
 
 def check_task(task: str, config: dict | None = None, where: str = "this model") -> str:
-    """A registered task's name (aliases resolved); with a config, one whose modality fits it."""
+    """A registered task's name (aliases resolved); with a config, one its architecture serves
+    (:func:`task_problem` says why not, in one line)."""
     from hfmagic.tasks import get_task
 
     plugin = get_task(task)
-    if config is not None and not plugin.fits_modality(config):
-        archs = ", ".join(config.get("architectures") or []) or config.get("model_type", "?")
-        raise UnsupportedError(f"{where} ({archs}) is not a {plugin.MODALITY} model, so the {plugin.NAME} "
-                               "task cannot load it; leave --task out to have hfmagic say what it is")
+    if config is not None and (problem := task_problem(plugin.NAME, config, where)):
+        raise UnsupportedError(problem)
     return plugin.NAME
+
+
+def task_problem(task: str, config: dict, where: str = "this model") -> str | None:
+    """Why ``task`` cannot load a model saved with ``config``, or None.
+
+    A task serves an architecture saved with its own head (``matches``: a classifier for
+    text-classification), and feature-extraction serves any text model (AutoModel keeps the base and
+    drops the head). Any other ``--task`` would load a head the weights do not hold, initialised at
+    random (a BERT classifier as text-generation), and every later step would fail or mislead. An
+    architecture no task recognises (``BertForMaskedLM``, a custom one) takes the user's word, as a
+    config naming none does."""
+    from hfmagic.tasks import get_task, names, serving
+
+    plugin = get_task(task)
+    archs = ", ".join(config.get("architectures") or []) or config.get("model_type", "?")
+    if not plugin.fits_modality(config):
+        return (f"{where} ({archs}) is not a {plugin.MODALITY} model, so the {plugin.NAME} task cannot load it; "
+                "leave --task out to have hfmagic say what it is")
+    known = config.get("architectures") and any(get_task(n).matches(config) for n in names())
+    if known and not plugin.serves(config):
+        return (f"{where} is a {archs}, which serves {' and '.join(serving(config))}, not {plugin.NAME} (its "
+                f"weights hold no {plugin.NAME} head); leave --task out, or pass one of those")
+    return None
 
 
 def infer_task(config: dict, where: str = "this model") -> str:
@@ -67,6 +89,7 @@ class ModelHandle:
     _torch_model: Any = field(default=None, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
     _preprocessor: Any = field(default=None, repr=False)
+    _stamp: tuple | None = field(default=None, repr=False, compare=False)  # the weights' files at load (stamp())
 
     # -- what it is (no heavy imports) -------------------------------------------------------
     @cached_property
@@ -118,18 +141,7 @@ class ModelHandle:
     def weight_files(self) -> tuple[Path, ...]:
         """The weights: one file, or the shards a ``*.index.json`` lists (save_pretrained's split);
         for a classical baseline, the files it saved (vocabulary, idf, coefficients)."""
-        if self.framework == "sklearn":
-            from hfmagic.baseline import files
-
-            return files(self.path)
-        for name in WEIGHT_FILES:
-            if (self.path / name).exists():
-                return (self.path / name,)
-            index = self.path / f"{name}.index.json"
-            if index.exists():
-                return _shards(index)
-        raise ModelSourceError(f"{self.path} holds no weights ({' or '.join(WEIGHT_FILES)}, whole or "
-                               "sharded); pass the folder a model was saved to with save_pretrained")
+        return _weight_files(self.path, self.framework)
 
     @property
     def weights_file(self) -> Path:
@@ -158,11 +170,33 @@ class ModelHandle:
 
     @cached_property
     def weights_sha256(self) -> str:
+        return self._sha256_on_disk(self.weight_files)
+
+    def _sha256_on_disk(self, files) -> str:
         if self.framework == "sklearn":  # the baseline's own identity, the same one it saves and loads with
             from hfmagic.baseline import folder_sha256
 
             return folder_sha256(self.path)
-        return weights_sha256(self.weight_files)
+        return weights_sha256(files)
+
+    def check_unchanged(self) -> None:
+        """Refuse (one line) to go on with weights on disk other than those this handle was loaded
+        with: its hash (the cache key's, the run store's) and its PyTorch model would describe the
+        old ones while workers read the new ones. What is compared: the files' sizes and times
+        stamped at load (cheap); when they differ, the hash, if one was taken (the same bytes
+        written again are fine). A handle made without a stamp is only checked by its hash."""
+        files = _weight_files(self.path, self.framework)
+        now = stamp(files)
+        if self._stamp is not None and now == self._stamp:
+            return
+        if "weights_sha256" in vars(self):  # a cached_property: unset until first read, from disk
+            if self._sha256_on_disk(files) == self.weights_sha256:
+                self._stamp = now
+                return
+        elif self._stamp is None:
+            return
+        raise UsageProblem(f"the weights in {self.path} changed after {self.name} was loaded; load it again "
+                           f"(%load_model {self.name}) and re-run")
 
     # -- the PyTorch side, loaded on first use -----------------------------------------------
     def torch_model(self):
@@ -254,6 +288,7 @@ def load_model(source: Any, task: str | None = None, revision: str | None = None
                            "the data to %evaluate --data instead)")
     if isinstance(source, ModelHandle):  # a handle already bound: the same folder, as asked for
         if task not in (None, source.task):
+            check_task(task, source.config, source.name)
             return dataclasses.replace(source, task=task, name=name or source.name, _torch_model=None)
         return dataclasses.replace(source, name=name) if name not in (None, source.name) else source
     dataset = None
@@ -317,11 +352,31 @@ def load_model(source: Any, task: str | None = None, revision: str | None = None
                          name=name or derive_name(label))
     if handle.framework == "transformers":
         _check_weights(handle.weight_files)  # fail now, not at export, if they are missing or broken
+    handle._stamp = stamp(handle.weight_files)
     handle.task_plugin.check_folder(path)  # a tokenizer for text tasks, a processor for others
     if config.get("auto_map") and not trust_remote_code:
         raise UsageProblem(f"{label} needs code from its repository to load; read that code, then "
                            "pass --trust-remote-code")
     return handle
+
+
+def reload(handle: ModelHandle, task: str | None = None, name: str | None = None,
+           trust_remote_code: bool = False) -> ModelHandle:
+    """``handle`` read again from its folder (``%load_model NAME`` of a bound handle): whatever was
+    saved there since (a new hash, a new PyTorch model), for its task unless ``task`` names another
+    (or the folder now holds an architecture its task does not serve: then the one inferred), with
+    its source and held-out split kept. A hub model is read from its downloaded copy and a GGUF file
+    from its dequantised one: a newer revision or a changed file loads by its id or path."""
+    from hfmagic.tasks.base import read_json
+
+    config = read_json(handle.path / "config.json")  # {} when it is gone: load_model says so
+    if task is None and task_problem(handle.task, config) is None:
+        task = handle.task
+    elif task is not None and config:
+        check_task(task, config, handle.name)  # the message names the handle, not its folder
+    fresh = load_model(handle.path, task=task, revision=handle.revision, name=name or handle.name,
+                       trust_remote_code=trust_remote_code or handle.trust_remote_code)
+    return dataclasses.replace(fresh, source=handle.source, dataset=handle.dataset)
 
 
 def check_distinct(models: list) -> None:
@@ -366,6 +421,28 @@ def _names_and_contents_sha256(files) -> str:
     for path in files:
         digest.update(f"{path.name}\0{file_sha256(path)}\0".encode())
     return digest.hexdigest()
+
+
+def stamp(files) -> tuple:
+    """Each file's path, size, modification and change times: what says, without reading them, that
+    the weights are still the files a handle was loaded from (a copy that keeps the modification
+    time of its source still gets a change time of its own)."""
+    return tuple((str(p), st.st_size, st.st_mtime_ns, st.st_ctime_ns) for p in files for st in [p.stat()])
+
+
+def _weight_files(path: Path, framework: str) -> tuple[Path, ...]:
+    if framework == "sklearn":
+        from hfmagic.baseline import files
+
+        return files(path)
+    for name in WEIGHT_FILES:
+        if (path / name).exists():
+            return (path / name,)
+        index = path / f"{name}.index.json"
+        if index.exists():
+            return _shards(index)
+    raise ModelSourceError(f"{path} holds no weights ({' or '.join(WEIGHT_FILES)}, whole or "
+                           "sharded); pass the folder a model was saved to with save_pretrained")
 
 
 def _shards(index: Path) -> tuple[Path, ...]:

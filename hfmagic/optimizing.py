@@ -133,6 +133,7 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
 
     started = time.time()
     model = load_model(target)
+    model.check_unchanged()
     if model.framework != "transformers":
         raise UsageProblem(f"{model.name} is a classical baseline: it has one way to run; nothing to optimize")
     if objective not in OBJECTIVES:

@@ -57,7 +57,7 @@ class Reference:
         self.task = get_task(model.task)
         torch_model = model.torch_model()
         encoded = {k: np.asarray(v) for k, v in self.task.encode_examples(model, texts).items()}
-        self.features = {k: encoded[k] for k in self.task.model_inputs(model, torch_model.forward) if k in encoded}
+        self.features = self.task.feed(model, encoded, self.task.model_inputs(model, torch_model.forward))
         with torch.inference_mode():
             out = torch_model(**{k: torch.from_numpy(v) for k, v in self.features.items()})
         self.outputs = {k: v.float().numpy() for k, v in out.items() if isinstance(v, torch.Tensor)}
@@ -69,7 +69,7 @@ class Reference:
 
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         session = ort.InferenceSession(str(path), providers=providers)
-        feed = self.task.complete_inputs([i.name for i in session.get_inputs()], self.features)
+        feed = self.task.feed(self.model, self.features, [i.name for i in session.get_inputs()])
         names = [o.name for o in session.get_outputs() if o.name in self.outputs]
         if not names:
             raise ValueError(f"none of its outputs ({', '.join(o.name for o in session.get_outputs())}) "

@@ -23,6 +23,17 @@ SKLEARN = "sklearn"  # a classical baseline's one variant (%load_model tfidf)
 BATCH_DEPENDENT_WHY = "dynamic int8 takes each activation's quantization range over the whole padded batch"
 
 
+def model_of(target) -> ModelHandle:
+    """The model a target of %benchmark or %evaluate is (a Variants' own; a handle, a folder or a
+    model object, loaded), refused in one line when its weights on disk are no longer those it was
+    loaded with: a torch-only run is checked as an export is (ModelHandle.check_unchanged)."""
+    from hfmagic.models import load_model
+
+    model = target.model if isinstance(target, Variants) else load_model(target)
+    model.check_unchanged()
+    return model
+
+
 def own_variants(model) -> "Variants | None":
     """The variants a model that is not exported has: a classical baseline's one; else None."""
     if model.framework != "sklearn":

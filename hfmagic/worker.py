@@ -186,7 +186,7 @@ def make_inputs(model, names: list[str], batch: int, seq: int, texts=None, token
         return {"texts": [" ".join(texts[i % len(texts)].split()[:seq]) for i in range(batch)]}
     if texts:
         chunk = [texts[i % len(texts)] for i in range(batch)]
-        return task.complete_inputs(names, task.encode_to_shape(tokenizer, chunk, seq))
+        return task.feed(model, task.encode_to_shape(tokenizer, chunk, seq), names)
     return task.synthetic_inputs(names, task.shape(model, batch, seq), model.config)
 
 

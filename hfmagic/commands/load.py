@@ -1,11 +1,13 @@
 """``%load_model SOURCE``: load a model and bind a handle to it."""
 
+from pathlib import Path
 from types import ModuleType
 
 from IPython.core.magic_arguments import argument
 
 from hfmagic.commands import OUTPUT_ARGS
-from hfmagic.models import ModelHandle, load_model
+from hfmagic.errors import UsageProblem
+from hfmagic.models import ModelHandle, load_model, reload
 
 MAGIC = "load_model"
 CLI = "load"
@@ -15,7 +17,9 @@ SOURCE is a folder saved with save_pretrained, a hub id (needs the hub), the nam
 transformers model or pipeline in the namespace, or `demo` (a BBC News classifier built
 offline from all-MiniLM-L6-v2, with its held-out test split as `.dataset`), `demo-small` (its
 3-layer sibling), or `tfidf --data D`: a classical TF-IDF + logistic-regression baseline trained on
-D's training split, which benchmarks and evaluates like any other text classifier.
+D's training split, which benchmarks and evaluates like any other text classifier. The name of a
+loaded model reads its folder again (after save_pretrained of new weights there, say); a name that
+is also a folder here loads the folder.
 """
 ARGS = [
     argument("source", help="folder, hub id, variable name, or demo"),
@@ -34,19 +38,35 @@ ARGS = [
 
 
 def run(args, ctx):
-    obj = ctx.lookup(args.source)
-    source = args.source if obj is None else obj
-    # a model object keeps its own name; the handle gets one beside it (a handle keeps its name)
-    beside = obj is not None and not isinstance(obj, ModelHandle)
+    """``%load_model X`` is a request to (re)load X. A bound handle is read again from its folder
+    (weights saved there since get a new hash and a new PyTorch model), under the same name. A
+    name that is both a variable and a folder here means the folder; a variable that is not a
+    handle (a model, a pipeline, a DataFrame) is never overwritten: the handle goes beside it."""
+    obj = None if args.data else ctx.lookup(args.source)  # --data: the tfidf baseline, trained again
     data = ctx.lookup(args.data) if args.data else None
     from hfmagic.variants import Variants
 
     # `demo` may name the hfmagic.demo module, or a model bound under that name: the data is meant
     if data is None or isinstance(data, (ModuleType, ModelHandle, Variants)):
         data = args.data
-    handle = load_model(source, task=args.task, revision=args.revision, gguf_file=args.gguf_file,
-                        trust_remote_code=args.trust_remote_code, data=data,
-                        text_column=args.text_column, label_column=args.label_column,
-                        name=args.name or (f"{args.source}_model" if beside else None))
+    bound = isinstance(obj, ModelHandle)
+    here = Path(args.source).expanduser()
+    if obj is None:
+        handle = _load(args, args.source, data, args.name)
+    elif here.exists() and not (bound and here.resolve() == obj.path):  # the folder is meant
+        handle = _load(args, args.source, data, args.name or (args.source if bound else f"{args.source}_model"))
+    elif bound:
+        if args.revision or args.gguf_file:
+            raise UsageProblem(f"{args.source} is a loaded model; --revision and --gguf-file choose what a hub id "
+                               f"loads: pass the id ({obj.source}) instead")
+        handle = reload(obj, task=args.task, name=args.name or args.source, trust_remote_code=args.trust_remote_code)
+    else:  # a model or pipeline object: saved to the cache, its handle beside it
+        handle = _load(args, obj, data, args.name or f"{args.source}_model")
     ctx.bind(handle.name, handle)
     return handle
+
+
+def _load(args, source, data, name):
+    return load_model(source, task=args.task, revision=args.revision, gguf_file=args.gguf_file,
+                      trust_remote_code=args.trust_remote_code, data=data, text_column=args.text_column,
+                      label_column=args.label_column, name=name)

@@ -67,6 +67,11 @@ def ensure(spec: dict | None) -> None:
         register(obj)
 
 
+def serving(config: dict) -> list[str]:
+    """The registered tasks a saved model of ``config``'s architecture can be loaded for (``serves``)."""
+    return [name for name, cls in _REGISTRY.items() if cls.serves(config)]
+
+
 def infer_task(config: dict, where: str = "this model") -> str:
     """The registered task a saved config is for, or one line naming what it is and the tasks that exist."""
     # the newest registered first (a plugin that recognises a config beats the built-in it extends),

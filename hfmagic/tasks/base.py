@@ -99,6 +99,12 @@ class Task:
             and cls.fits_modality(config)
 
     @classmethod
+    def serves(cls, config: dict) -> bool:
+        """Whether ``--task`` may load a saved model of this architecture for this task with trained
+        weights throughout: its own head (``matches``); a task that drops heads serves more."""
+        return cls.matches(config)
+
+    @classmethod
     def fits_modality(cls, config: dict) -> bool:
         return True
 
@@ -172,6 +178,14 @@ class Task:
 
     def model_inputs(self, model, forward=None) -> list[str]:
         raise NotImplementedError
+
+    def feed(self, model, encoded: dict, names: list[str] | None = None) -> dict:
+        """What a tokenizer or processor made of some examples, as exactly the inputs a run takes:
+        ``names`` (an ONNX graph's, a backend's), or by default the model's own (``model_inputs``).
+        Every place that feeds encoded examples to a model goes through here: a tokenizer may make
+        more than the model takes (token_type_ids from a decoder's plain PreTrainedTokenizerFast,
+        which generate() refuses and its graph lacks), and a graph may need what it did not make."""
+        return self.complete_inputs(self.model_inputs(model) if names is None else names, encoded)
 
     def synthetic_inputs(self, names: list[str], shape: dict, config: dict) -> dict:
         raise NotImplementedError
@@ -289,7 +303,7 @@ class Task:
         """The calibration examples as the graph's numpy inputs."""
         from hfmagic.onnxbuild import tokenize
 
-        return dict(tokenize(model, data.texts, "np"))
+        return self.feed(model, dict(tokenize(model, data.texts, "np")))
 
     def encode_examples(self, model, examples: list) -> dict:
         """Real examples as numpy inputs for validation (text: tokenized, padded to the longest)."""

@@ -57,9 +57,14 @@ class TextTask(Task):
 
     def model_inputs(self, model, forward=None) -> list[str]:
         """The inputs both the tokenizer makes and the model takes: a DistilBERT saved with a BERT
-        tokenizer gets no token_type_ids, nor does a GPT-2 (whose forward would take them)."""
+        tokenizer gets no token_type_ids. Nor does a model without a token-type table (no
+        type_vocab_size above 1: GPT-2 and its kin, RoBERTa): GPT-2's forward takes them but looks
+        them up in its word embeddings, shifting every position, and the graph optimum exports
+        takes none, so a plain PreTrainedTokenizerFast's zeros would part PyTorch from ONNX."""
         made = list(getattr(model.tokenizer(), "model_input_names", None) or TEXT_INPUTS)
         names = [n for n in TEXT_INPUTS if n in made or n == "input_ids"]
+        if (model.config.get("type_vocab_size") or 0) <= 1:
+            names = [n for n in names if n != "token_type_ids"]
         if forward is not None:
             accepted = inspect.signature(forward).parameters
             names = [n for n in names if n in accepted]
@@ -196,3 +201,11 @@ class FeatureExtraction(TextTask):
         archs = config.get("architectures") or []
         bare = all(a.endswith("Model") and "For" not in a and "LMHead" not in a for a in archs)
         return bare and cls.fits_modality(config)
+
+    @classmethod
+    def serves(cls, config: dict) -> bool:
+        """Any text model but a classical baseline: AutoModel loads a classifier's or an LM's base
+        without its head, and the embeddings of a fine-tuned encoder are a fair thing to measure."""
+        from hfmagic.baseline import is_baseline
+
+        return cls.fits_modality(config) and not is_baseline(config)
