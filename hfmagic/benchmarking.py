@@ -22,6 +22,7 @@ from typing import Callable
 from hfmagic import benchplan, stats
 from hfmagic.benchplan import Job
 from hfmagic.errors import UsageProblem
+from hfmagic.listargs import BACKENDS, VARIANTS, list_arguments
 from hfmagic.results import Column, Table, shape_of, shape_text
 
 LOAD_TIMEOUT_S = 600.0
@@ -123,6 +124,9 @@ class BenchmarkResult:
         return self.table()._repr_html_()
 
 
+@list_arguments(variants=VARIANTS, backends=BACKENDS, batch_sizes=(int, "batch size"),
+                seq_lens=(int, "sequence length"), prompt_lens=(int, "prompt length"),
+                image_sizes=(int, "image size"), audio_seconds=(int, "audio length"))
 def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=None, image_sizes=None,
               audio_seconds=None, threads=None,
               warmup=10, min_runs=10, min_time=1.0, budget=None, baseline=None, inputs=None,

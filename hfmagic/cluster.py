@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -126,12 +127,30 @@ def _address(address: str) -> str:
     return found
 
 
+_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$")
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` is not one ``--cluster`` and ``HFMagic.cluster`` take ('' for none, HOST:PORT,
+    ray://HOST:PORT, auto), or None."""
+    if address in ("", "auto"):
+        return None
+    scheme, sep, rest = address.partition("://")
+    if sep and scheme != "ray":
+        return f"{scheme}:// is not Ray's scheme (ray://)"
+    host, _, port = (rest if sep else address).rpartition(":")
+    if not host or not _HOST.match(host):
+        return "no HOST:PORT in it" if not host else f"{host!r} is not a host name or IP address"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return f"{port!r} is not a port number"
+    return None
+
+
 def _host_port(address: str) -> tuple[str, int]:
-    rest = address.split("://", 1)[-1]
-    host, _, port = rest.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageProblem(f"--cluster {address!r} is not an address: give HOST:PORT (the head's GCS port, "
-                           "6379 by default), ray://HOST:PORT, or auto")
+    if problem := address_problem(address):
+        raise UsageProblem(f"--cluster {address!r} is not an address ({problem}): give HOST:PORT (the head's GCS "
+                           "port, 6379 by default), ray://HOST:PORT, or auto")
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
     return host.strip("[]"), int(port)
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from hfmagic.data import LabelledData
 from hfmagic.errors import DataError, UsageProblem
+from hfmagic.listargs import METRICS, VARIANTS, list_arguments
 from hfmagic.models import ModelHandle, file_sha256, load_model
 from hfmagic.results import Column, Table
 from hfmagic.variants import TORCH, Variant, Variants
@@ -169,6 +170,7 @@ class _Entry:
     vset: Variants | None = None
 
 
+@list_arguments(metrics=METRICS, variants=VARIANTS)
 def evaluate(target: Any, data: Any = None, split: str | None = None, text_column: str | None = None,
              label_column: str | None = None, metrics: list[str] | None = None,
              variants: list[str] | None = None, limit: int | None = None, batch_size: int = 32,

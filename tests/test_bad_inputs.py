@@ -1,0 +1,132 @@
+"""What a user types that hfmagic took badly: settings it should refuse, states it should show,
+arguments it misread, and messages that named what the user cannot do. Through the real shell,
+the Python API in a cell, and the command line, on tiny models."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import subprocess
+import sys
+
+import pytest
+from IPython.core.error import UsageError
+
+import hfmagic
+from tests.tiny import LABELS, sentences
+
+FAST = "--threads 1 --warmup 1 --min-runs 3 --min-time 0.05"
+
+
+def cli(*args, env=None, timeout=600):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "hfmagic", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def one_line(text: str) -> str:
+    assert text.strip() and "\n" not in text.strip() and "Traceback" not in text, text
+    return text.strip()
+
+
+def cell(shell, code: str):
+    """Run ``code`` as a cell; its result (the cell must succeed)."""
+    res = shell.run_cell(code, store_history=False)
+    assert res.success, res.error_in_exec or res.error_before_exec
+    return res.result
+
+
+def refused(shell, code: str) -> str:
+    """Run a cell that must fail with one hfmagic line; that line."""
+    res = shell.run_cell(code, store_history=False)
+    assert not res.success and isinstance(res.error_in_exec, (UsageError, hfmagic.HFMagicError)), res.error_in_exec
+    return one_line(str(res.error_in_exec))
+
+
+@pytest.fixture
+def kept(shell):
+    """The shell's settings, restored afterwards (the shell is shared by the session)."""
+    s = hfmagic.settings()
+    values = {name: copy.deepcopy(getattr(s, name)) for name in s.traits(config=True)}
+    config = copy.deepcopy(s.config)
+    yield s
+    s.config = config
+    for name, value in values.items():
+        setattr(s, name, value)
+
+
+@pytest.fixture(scope="module")
+def table():
+    import pandas as pd
+
+    texts = sentences(24, seed=3)
+    return pd.DataFrame({"text": texts, "label": [LABELS[i % 3] for i in range(len(texts))]})
+
+
+# -- %config HFMagic.cluster -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["'garbage!!'", "'10.0.0.5'", "'http://10.0.0.5:6379'", "'head:99999'"])
+def test_the_cluster_setting_refuses_what_is_not_an_address(shell, kept, caplog, value):
+    kept.cluster = "127.0.0.1:6379"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        shell.run_line_magic("config", f"HFMagic.cluster = {value}")
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 1, logged
+    line = one_line(logged[0])
+    assert line.startswith(f"HFMagic.cluster = {value} refused") and "HOST:PORT, ray://HOST:PORT or auto" in line
+    assert line.endswith("the setting keeps its value")
+    assert kept.cluster == "127.0.0.1:6379"
+    for good in ("''", "'auto'", "'ray://head.example:10001'", "'10.0.0.5:6379'"):
+        shell.run_line_magic("config", f"HFMagic.cluster = {good}")
+        assert kept.cluster == good.strip("'")
+
+
+# -- hfmagic status with a cache it cannot write ---------------------------------------------------
+
+def test_status_shows_why_the_cache_cannot_be_used(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = cli("status", env={"HFMAGIC_CACHE_DIR": str(blocker / "cache")})
+    assert out.returncode == 0, out.stderr
+    lines = {line.split()[0] + " " + line.split()[1]: line for line in out.stdout.splitlines() if len(line.split()) > 1}
+    assert f"{blocker / 'cache'} (not usable: cannot create" in lines["cache folder"]
+    assert "Not a directory" in lines["cache folder"] and "HFMagic.cache_dir" in lines["cache folder"]
+    assert "cannot record" in lines["run store"]
+    assert "torch" in out.stdout and "onnxruntime" in out.stdout  # the rest of the status is there
+
+
+# -- --backends with a GPU provider this machine lacks ---------------------------------------------
+
+def test_a_gpu_backend_alone_gives_rows_that_say_unavailable(shell, tiny_bert):
+    from hfmagic.backends import OnnxRuntimeCuda
+
+    if OnnxRuntimeCuda.is_available()[0]:
+        pytest.skip("this machine has onnxruntime's CUDA provider")
+    shell.user_ns["tb"] = hfmagic.load_model(tiny_bert, name="tb")
+    result = shell.run_line_magic("benchmark", f"tb --variants fp32 --backends onnxruntime-cuda --batch-sizes 1 "
+                                               f"--seq-lens 8 {FAST} --no-widget -o -q")
+    [row] = result.rows
+    assert row["backend"] == "onnxruntime-cuda" and row["status"].startswith("unavailable: onnxruntime")
+    assert "CUDAExecutionProvider" in row["status"]
+    both = shell.run_line_magic("benchmark", f"tb --variants torch,fp32 --backends torch,onnxruntime-cuda "
+                                             f"--batch-sizes 1 --seq-lens 8 {FAST} --no-widget -o -q")
+    assert [(r["backend"], r["status"].split(":")[0]) for r in both.rows] == [("torch", "ok"),
+                                                                              ("onnxruntime-cuda", "unavailable")]
+
+
+# -- a string where the Python API takes a list -----------------------------------------------------
+
+def test_the_python_api_reads_a_name_or_a_comma_separated_string_as_a_list(shell, tiny_bert, table):
+    shell.user_ns.update(hfmagic=hfmagic, tb=hfmagic.load_model(tiny_bert, name="tb"), table=table)
+    one = cell(shell, "hfmagic.evaluate(tb, data=table, metrics='accuracy', variants='torch', progress=False)")
+    assert one.metrics == ["accuracy"] and [r["variant"] for r in one.rows] == ["torch"]
+    two = cell(shell, "hfmagic.evaluate(tb, data=table, metrics='accuracy, f1_macro', variants='torch', "
+                      "progress=False)")
+    assert two.metrics == ["accuracy", "f1_macro"]
+    bench = cell(shell, "hfmagic.benchmark(tb, variants='torch', backends='torch', batch_sizes='1,2', seq_lens=8, "
+                        "inline=True, threads=1, warmup=1, min_runs=3, min_time=0.05, progress=False)")
+    assert [(r["variant"], r["batch_size"], r["seq_len"]) for r in bench.rows] == [("torch", 1, 8), ("torch", 2, 8)]
+    line = refused(shell, "hfmagic.benchmark(tb, variants='torch', batch_sizes='1,,2', inline=True, progress=False)")
+    assert line.startswith("could not read batch sizes from '1,,2': item 2 of 3 is empty")
