@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import subprocess
 import sys
 
@@ -130,3 +131,37 @@ def test_the_python_api_reads_a_name_or_a_comma_separated_string_as_a_list(shell
     assert [(r["variant"], r["batch_size"], r["seq_len"]) for r in bench.rows] == [("torch", 1, 8), ("torch", 2, 8)]
     line = refused(shell, "hfmagic.benchmark(tb, variants='torch', batch_sizes='1,,2', inline=True, progress=False)")
     assert line.startswith("could not read batch sizes from '1,,2': item 2 of 3 is empty")
+
+
+# -- question answering on a model with few positions ----------------------------------------------
+
+def test_a_question_too_long_for_a_short_model_says_what_the_user_can_change(shell, tmp_path):
+    """A QA model of 32 positions: the pipeline's defaults (windows of 32 tokens overlapping by 16)
+    leave no room for a long question's context. %evaluate takes no window or stride, so the line
+    names the question and what can change: the question, or the model."""
+    import json
+
+    import transformers
+
+    from tests.tiny import make_tokenizer
+
+    tokenizer = make_tokenizer("bert")
+    config = transformers.BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=32)
+    folder = tmp_path / "short-qa"
+    transformers.BertForQuestionAnswering(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    context = "the league season ended with a goal by the star player of the city club"
+    records = [{"id": "q-short", "question": "who scored", "context": context,
+                "answers": {"text": ["the star player"], "answer_start": [context.index("the star player")]}},
+               {"id": "q-long", "question": " ".join(["which player of the city club scored the goal"] * 2),
+                "context": context,
+                "answers": {"text": ["the star player"], "answer_start": [context.index("the star player")]}}]
+    data = tmp_path / "questions.json"
+    data.write_text(json.dumps(records))
+    shell.user_ns["short_qa"] = hfmagic.load_model(folder, name="short_qa")
+    with pytest.raises(UsageError) as err:
+        shell.run_line_magic("evaluate", f"short_qa --data {data} --variants torch --no-widget -q")
+    line = one_line(str(err.value))
+    assert re.search(r"^question 'q-long' is \d+ tokens, which leaves 0 of the 32 tokens short_qa reads at once", line)
+    assert "shorten that question" in line and "max_seq_len" not in line and "doc_stride" not in line
