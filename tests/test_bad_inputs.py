@@ -165,3 +165,44 @@ def test_a_question_too_long_for_a_short_model_says_what_the_user_can_change(she
     line = one_line(str(err.value))
     assert re.search(r"^question 'q-long' is \d+ tokens, which leaves 0 of the 32 tokens short_qa reads at once", line)
     assert "shorten that question" in line and "max_seq_len" not in line and "doc_stride" not in line
+
+
+# -- a speech model without Debian's LibriVox clips ------------------------------------------------
+
+def test_speech_exports_and_evaluates_on_the_users_audio_without_librivox(shell, tmp_path, monkeypatch):
+    """No pocketsphinx-testdata (HFMAGIC_LIBRIVOX names a folder that is not there): an export with
+    no data is validated on synthetic audio and says so; with --calibration, on the user's clips;
+    %evaluate scores the user's folder; asking for librivox says how to get it, or what to give."""
+    import numpy as np
+    import soundfile
+
+    from tests.tiny import make_tiny_speech
+
+    monkeypatch.setenv("HFMAGIC_LIBRIVOX", str(tmp_path / "no-librivox"))
+    clips = tmp_path / "my-recordings"
+    clips.mkdir()
+    rng = np.random.default_rng(0)
+    for i, words in enumerate(["hello world", "good morning", "see you soon"]):
+        soundfile.write(clips / f"take{i}.wav", (0.1 * rng.standard_normal(16000 * (i + 1))).astype("float32"), 16000)
+        with open(clips / "transcripts.txt", "a") as f:
+            f.write(f"take{i}\t{words}\n")
+    shell.user_ns["w2v"] = hfmagic.load_model(make_tiny_speech(tmp_path / "w2v"), name="w2v")
+
+    plain = shell.run_line_magic("export_onnx", "w2v -o -q")
+    assert [v.name for v in plain if v.ok] == ["torch", "fp32", "int8"]
+    assert plain["fp32"].validation["inputs_from"].startswith("synthetic audio")
+    [note] = [n for n in plain.notes if n.startswith("validated on")]
+    assert "synthetic audio" in note and "make data" in note and "--calibration" in note
+
+    own = shell.run_line_magic("export_onnx", f"w2v --calibration {clips} --force -o -q")
+    assert own.names == ["torch", "fp32", "int8", "int8-static"] and own["fp32"].ok and own["int8"].ok
+    assert {v.validation["inputs_from"] for v in own if v.kind == "onnx"} == {f"the first clips of {clips}"}
+
+    result = shell.run_line_magic("evaluate", f"w2v --data {clips} --no-widget -o -q")
+    assert [r["variant"] for r in result.rows] == ["torch", "fp32", "int8"] and result.rows[0]["n"] == 3
+
+    with pytest.raises(UsageError) as err:
+        shell.run_line_magic("evaluate", "w2v --data librivox --variants torch -q")
+    line = one_line(str(err.value))
+    assert "pocketsphinx-testdata" in line and "make data" in line and "make install" not in line
+    assert "your own audio" in line
