@@ -206,3 +206,30 @@ def test_speech_exports_and_evaluates_on_the_users_audio_without_librivox(shell,
     line = one_line(str(err.value))
     assert "pocketsphinx-testdata" in line and "make data" in line and "make install" not in line
     assert "your own audio" in line
+
+
+# -- other libraries' chatter in a notebook cell ---------------------------------------------------
+
+def test_nncf_and_transformers_keep_their_chatter_out_of_a_notebooks_cells(tiny_bert, tmp_path):
+    """A real kernel (nbclient): NNCF's progress bars (rich's, a widget of their own in Jupyter) and
+    transformers' 'Token indices sequence length' and generate() notices stay out of the cells;
+    -q leaves an export's cell empty."""
+    pytest.importorskip("nncf")
+    import nbformat
+    from nbclient import NotebookClient
+
+    from tests.tiny import make_tiny
+
+    decoder = make_tiny(tmp_path / "decoder", "gpt2", "text-generation")
+    texts = sentences(16, seed=5)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in (
+        "%load_ext hfmagic\nimport hfmagic, pandas as pd",
+        f"texts = pd.DataFrame({{'text': {texts!r}}})",
+        f"%export_onnx {tiny_bert} --levels fp32 --quantize nncf --calibration texts --samples 8 --force -q",
+        f"ppl = hfmagic.evaluate({str(decoder)!r}, variants='torch', progress=False)",
+        "print(ppl.rows[0]['perplexity'] > 0)")])
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    export, perplexity, shown = nb.cells[2].outputs, nb.cells[3].outputs, nb.cells[4].outputs
+    assert export == [], export
+    assert perplexity == [], perplexity
+    assert [o.get("text") for o in shown] == ["True\n"]
