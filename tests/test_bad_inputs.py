@@ -45,18 +45,6 @@ def refused(shell, code: str) -> str:
     return one_line(str(res.error_in_exec))
 
 
-@pytest.fixture
-def kept(shell):
-    """The shell's settings, restored afterwards (the shell is shared by the session)."""
-    s = hfmagic.settings()
-    values = {name: copy.deepcopy(getattr(s, name)) for name in s.traits(config=True)}
-    config = copy.deepcopy(s.config)
-    yield s
-    s.config = config
-    for name, value in values.items():
-        setattr(s, name, value)
-
-
 @pytest.fixture(scope="module")
 def table():
     import pandas as pd
@@ -68,20 +56,25 @@ def table():
 # -- %config HFMagic.cluster -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("value", ["'garbage!!'", "'10.0.0.5'", "'http://10.0.0.5:6379'", "'head:99999'"])
-def test_the_cluster_setting_refuses_what_is_not_an_address(shell, kept, caplog, value):
-    kept.cluster = "127.0.0.1:6379"
-    caplog.clear()
-    with caplog.at_level(logging.WARNING):
-        shell.run_line_magic("config", f"HFMagic.cluster = {value}")
-    logged = [r.getMessage() for r in caplog.records]
-    assert len(logged) == 1, logged
-    line = one_line(logged[0])
-    assert line.startswith(f"HFMagic.cluster = {value} refused") and "HOST:PORT, ray://HOST:PORT or auto" in line
-    assert line.endswith("the setting keeps its value")
-    assert kept.cluster == "127.0.0.1:6379"
-    for good in ("''", "'auto'", "'ray://head.example:10001'", "'10.0.0.5:6379'"):
-        shell.run_line_magic("config", f"HFMagic.cluster = {good}")
-        assert kept.cluster == good.strip("'")
+def test_the_cluster_setting_refuses_what_is_not_an_address(shell, caplog, value):
+    settings = hfmagic.settings()  # the session's shell shares it: its value and config are put back
+    before, config = settings.cluster, copy.deepcopy(settings.config)
+    try:
+        settings.cluster = "127.0.0.1:6379"
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            shell.run_line_magic("config", f"HFMagic.cluster = {value}")
+        logged = [r.getMessage() for r in caplog.records]
+        assert len(logged) == 1, logged
+        line = one_line(logged[0])
+        assert line.startswith(f"HFMagic.cluster = {value} refused") and "HOST:PORT, ray://HOST:PORT or auto" in line
+        assert line.endswith("the setting keeps its value")
+        assert settings.cluster == "127.0.0.1:6379"
+        for good in ("''", "'auto'", "'ray://head.example:10001'", "'10.0.0.5:6379'"):
+            shell.run_line_magic("config", f"HFMagic.cluster = {good}")
+            assert settings.cluster == good.strip("'")
+    finally:
+        settings.config, settings.cluster = config, before
 
 
 # -- hfmagic status with a cache it cannot write ---------------------------------------------------
@@ -233,3 +226,22 @@ def test_nncf_and_transformers_keep_their_chatter_out_of_a_notebooks_cells(tiny_
     assert export == [], export
     assert perplexity == [], perplexity
     assert [o.get("text") for o in shown] == ["True\n"]
+
+
+# -- the progress of interleaved rounds -------------------------------------------------------------
+
+def test_interleaved_rounds_progress_counts_rounds_with_what_is_left(shell, tiny_bert, capsys):
+    """While the rounds go on, the bar and the live dashboard's progress count rounds against the
+    stopping rule's estimate, with the seconds left; not 0 of the configurations until the end."""
+    shell.user_ns.update(hfmagic=hfmagic, tb=hfmagic.load_model(tiny_bert, name="tb"), events=[])
+    cell(shell, "r = hfmagic.benchmark(tb, variants='torch,fp32', batch_sizes=[1, 2], "
+                "seq_lens=[8], threads=1, warmup=1, min_runs=3, min_time=0.05, max_time=3, ci_target=0.001, "
+                "inline=True, callback=events.append)")
+    err = capsys.readouterr().err
+    rounds = [e for e in shell.user_ns["events"] if e["type"] == "progress" and e["label"].startswith("round")]
+    assert len(rounds) >= 5 and [e["done"] for e in rounds] == list(range(1, len(rounds) + 1))
+    assert all(e["done"] <= e["total"] for e in rounds) and rounds[-1]["done"] == rounds[-1]["total"]
+    assert all(re.search(r"^round \d+, about \d+ s left", e["label"]) for e in rounds)
+    assert any("widest speed-up interval" in e["label"] for e in rounds)
+    assert re.search(r"benchmark tb: .*\| *[1-9]\d*/\d+ \[[^]]*round", err), err[-600:]
+    assert shell.user_ns["r"].rows and all(row["status"] == "ok" for row in shell.user_ns["r"].rows)
