@@ -716,8 +716,8 @@ class Rounds:
             if self._load(job, sources, source=started.get(id(job))):
                 live.append(job)
         configs = [(job, shape) for job in live for shape in job.shapes]
-        started = time.time()
-        deadline = self._deadline(started)  # max-time counts the rounds, not the workers' start
+        began = time.time()
+        deadline = self._deadline(began)  # max-time counts the rounds, not the workers' start
         first, rounds = True, 0
         sweep.bar.unit = "round"  # what moves while rounds go on: rounds, against the stopping rule's estimate
         sweep.bar.reset(total=self.MIN_ROUNDS)
@@ -744,7 +744,7 @@ class Rounds:
             widths = list(self._widths(configs))
             # max-time ends the rounds between rounds only, so every configuration gets every round
             last = self._done(configs, widths) or time.time() > deadline
-            total, left = (rounds, 0.0) if last else self._expected(configs, widths, rounds, started, deadline)
+            total, left = (rounds, 0.0) if last else self._expected(configs, widths, rounds, began, deadline)
             label = prefix + self._progress_label(widths, left)
             sweep._event({"type": "progress", "done": rounds, "total": total, "label": label})
             sweep.bar.total = total
@@ -753,7 +753,7 @@ class Rounds:
             if last:
                 return
 
-    def _expected(self, configs, widths: list[float], rounds: int, started: float, deadline: float) -> tuple[int, float]:
+    def _expected(self, configs, widths: list[float], rounds: int, began: float, deadline: float) -> tuple[int, float]:
         """How many rounds the stopping rule will likely take, and the seconds left: at least
         MIN_ROUNDS; enough for each configuration's min-runs and min-time at its pace so far; enough
         for the widest speed-up interval to reach the target (it narrows as one over the square root
@@ -761,7 +761,7 @@ class Rounds:
         import math
 
         now = time.time()
-        per_round = (now - started) / rounds
+        per_round = (now - began) / rounds
         need = self.MIN_ROUNDS
         for job, shape in configs:
             key = (id(job), shape)

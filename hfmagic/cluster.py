@@ -21,12 +21,17 @@ Ray schedules and moves the bytes; hfmagic keeps its own worker protocol on top 
   one Ray task each; the kernel puts their outputs back in data order and scores them itself, so the
   metrics, intervals and flips are the ones a single-process run computes from the same outputs.
 - **Quiet.** Ray's usage statistics are off (``RAY_USAGE_STATS_ENABLED=0``), the driver starts no
-  dashboard, workers' logs stay on their nodes, and every worker gets the kernel's telemetry and
-  offline settings (``ORT_DISABLE_TELEMETRY``, ``HF_HUB_OFFLINE``, ...).
+  dashboard and its core logs errors only, workers' logs stay on their nodes, and every worker gets
+  the kernel's telemetry and offline settings (``ORT_DISABLE_TELEMETRY``, ``HF_HUB_OFFLINE``, ...).
+  An address that answers but not as gRPC (Ray's GCS and client servers) is refused before Ray is
+  asked, which would retry it for minutes.
+- **Left out.** A node whose probe fails is not offered, and never silently: ``Cluster.left_out``
+  holds it with why, for the notes, provenance and rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -93,10 +98,15 @@ def connect(address: str) -> "Cluster":
         ray_constants.ENABLE_RAY_CLUSTER = False
     if ray.is_initialized():
         ray.shutdown()
-    try:
+    level = os.environ.get("RAY_BACKEND_LOG_LEVEL")
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # read once, by this driver's core: its GCS client's
+    try:                                                     # retry warnings stay off stderr (the error says why)
         ray.init(address=target, log_to_driver=False, logging_level="warning", namespace="hfmagic")
     except Exception as exc:
         raise UsageProblem(f"could not join the Ray cluster at {address}: {_one_line(exc)}") from None
+    finally:
+        if level is None:  # nodes this process starts later (LocalCluster) log as Ray does by default
+            os.environ.pop("RAY_BACKEND_LOG_LEVEL", None)
     _connected = Cluster(address)
     return _connected
 
@@ -222,6 +232,10 @@ class Node:
         """One line: CPU model, its best instruction sets, CPUs, GPUs."""
         return hardware_label(self.card)
 
+    def has(self, wanted: dict[str, float]) -> bool:
+        """Whether the node has every resource ``wanted`` (name -> amount)."""
+        return all(self.resources.get(k, 0) >= v for k, v in wanted.items())
+
     @property
     def left_out_because(self) -> str | None:
         """Why hfmagic cannot use this node (its probe failed), or None."""
@@ -316,7 +330,8 @@ class Cluster:
             try:
                 self._cards[node_id] = ray.get(ref, timeout=max(0.001, deadline - time.monotonic()))
             except ray.exceptions.GetTimeoutError:
-                ray.cancel(ref, force=True)
+                with contextlib.suppress(Exception):  # a node that does not answer may not take this either
+                    ray.cancel(ref, force=True)
                 failed[node_id] = {"error": f"its probe did not answer within {PROBE_TIMEOUT_S:.0f} s (a loaded or "
                                             "unreachable node?)"}
             except Exception as exc:  # a node that cannot run hfmagic
@@ -340,10 +355,10 @@ class Cluster:
             chosen = [(n, {}) for n in kinds.values()]
         else:
             wanted = parse_on(on)
-            fits = [n for n in nodes if all(n.resources.get(k, 0) >= v for k, v in wanted.items())]
-            dropped = [n for n in self.left_out if all(n.resources.get(k, 0) >= v for k, v in wanted.items())]
-            if not fits and dropped:
-                raise UsageProblem(f"the nodes that have {on} cannot run hfmagic's workers: {left_out_text(dropped)}")
+            fits = [n for n in nodes if n.has(wanted)]
+            if not fits and self.left_out_for(on):
+                raise UsageProblem(f"the nodes that have {on} cannot run hfmagic's workers: "
+                                   f"{left_out_text(self.left_out_for(on))}")
             if not fits:
                 offered = "; ".join(f"{n.hardware}: {', '.join(n.custom) or 'no custom resources'}"
                                     f"{', GPU:%g' % n.resources['GPU'] if n.resources.get('GPU') else ''}"
@@ -366,14 +381,13 @@ class Cluster:
         ``each`` or none given, those with the resources otherwise."""
         if on in (None, "each"):
             return list(self.left_out)
-        wanted = parse_on(on)
-        return [n for n in self.left_out if all(n.resources.get(k, 0) >= v for k, v in wanted.items())]
+        return [n for n in self.left_out if n.has(parse_on(on))]
 
     def shard_slots(self, on: str | None, threads: int) -> tuple[int, dict]:
         """How many evaluation shards the nodes that fit ``--on`` run at once (their CPUs over
         ``threads``), and the resources each shard asks for."""
         wanted = parse_on(on)
-        nodes = [n for n in self.nodes() if all(n.resources.get(k, 0) >= v for k, v in wanted.items())]
+        nodes = [n for n in self.nodes() if n.has(wanted)]
         if not nodes:
             raise UsageProblem(f"no node of the cluster has {on}; leave --on out or give resources a node has")
         nodes = [n for n in nodes if n.resources.get("CPU", 0) >= threads]

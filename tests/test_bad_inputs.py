@@ -219,7 +219,7 @@ def test_nncf_and_transformers_keep_their_chatter_out_of_a_notebooks_cells(tiny_
         "%load_ext hfmagic\nimport hfmagic, pandas as pd",
         f"texts = pd.DataFrame({{'text': {texts!r}}})",
         f"%export_onnx {tiny_bert} --levels fp32 --quantize nncf --calibration texts --samples 8 --force -q",
-        f"ppl = hfmagic.evaluate({str(decoder)!r}, variants='torch', progress=False)",
+        f"ppl = hfmagic.evaluate({str(decoder)!r}, variants=['torch'], progress=False)",
         "print(ppl.rows[0]['perplexity'] > 0)")])
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     export, perplexity, shown = nb.cells[2].outputs, nb.cells[3].outputs, nb.cells[4].outputs
@@ -234,7 +234,7 @@ def test_interleaved_rounds_progress_counts_rounds_with_what_is_left(shell, tiny
     """While the rounds go on, the bar and the live dashboard's progress count rounds against the
     stopping rule's estimate, with the seconds left; not 0 of the configurations until the end."""
     shell.user_ns.update(hfmagic=hfmagic, tb=hfmagic.load_model(tiny_bert, name="tb"), events=[])
-    cell(shell, "r = hfmagic.benchmark(tb, variants='torch,fp32', batch_sizes=[1, 2], "
+    cell(shell, "r = hfmagic.benchmark(tb, variants=['torch', 'fp32'], batch_sizes=[1, 2], "
                 "seq_lens=[8], threads=1, warmup=1, min_runs=3, min_time=0.05, max_time=3, ci_target=0.001, "
                 "inline=True, callback=events.append)")
     err = capsys.readouterr().err
