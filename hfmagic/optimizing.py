@@ -107,7 +107,7 @@ class OptimizeResult:
         return self.table()._repr_html_()
 
 
-@list_arguments(backends=BACKENDS)
+@list_arguments(backends=BACKENDS, threads=(int, "thread count"))
 def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batch_size: int = 1,
              size: int | None = None, budget: float | None = None, backends: list[str] | None = None,
              threads: int | None = None, calibration=None, samples: int = 100, progress: bool = True,
