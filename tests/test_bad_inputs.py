@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -20,8 +21,6 @@ FAST = "--threads 1 --warmup 1 --min-runs 3 --min-time 0.05"
 
 
 def cli(*args, env=None, timeout=600):
-    import os
-
     return subprocess.run([sys.executable, "-m", "hfmagic", *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout)
 
