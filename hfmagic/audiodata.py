@@ -5,7 +5,8 @@
 where they came from and a fingerprint of exactly what was read. It reads
 
 - ``"librivox"``: Debian's ``pocketsphinx-testdata`` (5 LibriVox clips of *Sense and Sensibility*,
-  16 kHz mono, 3-7 s, with their transcripts);
+  16 kHz mono, 3-7 s, with their transcripts), found where ``HFMAGIC_LIBRIVOX`` says, else where
+  the package puts them;
 - a folder of audio files (wav, flac, ogg; soundfile reads them) with a transcript file beside
   them: ``transcripts.txt``/``.tsv`` (``name<TAB>transcript`` lines, the name with or without its
   suffix) or Sphinx's ``transcription`` (``<s> words </s> (name)`` lines);
@@ -19,6 +20,7 @@ than one channel, a rate below 8 kHz) is a :class:`~hfmagic.errors.DataError` in
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -32,7 +34,8 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 TRANSCRIPT_FILES = ("transcripts.txt", "transcripts.tsv", "transcript.txt", "transcription", "metadata.tsv")
 AUDIO_COLUMNS = ("audio", "speech", "path", "file")
 TEXT_COLUMNS = ("text", "sentence", "transcript", "transcription", "normalized_text")
-LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")  # where Debian's package puts them
+LIBRIVOX_ENV = "HFMAGIC_LIBRIVOX"  # another folder of the same clips (or none: a path that is not there)
 MIN_RATE = 8000
 _SPHINX = re.compile(r"^\s*(?:<s>)?\s*(.*?)\s*(?:</s>)?\s*\(([^()]+)\)\s*$")
 
@@ -68,10 +71,11 @@ def load_audio(source: Any, rate: int, split: str | None = None, audio_column: s
     if isinstance(source, AudioData):
         data = source if source.rate == rate else _resampled(source, rate)
     elif isinstance(source, str) and source == "librivox":
-        if not LIBRIVOX.exists():
-            raise DataError("librivox comes from Debian's pocketsphinx-testdata package (sudo apt-get install "
-                            "pocketsphinx-testdata, or make install), which is not installed")
-        data = _from_folder(LIBRIVOX, rate, "librivox (pocketsphinx-testdata)")
+        if not librivox_folder().exists():
+            raise DataError(f"librivox comes from Debian's pocketsphinx-testdata package, which is not installed "
+                            f"(no {librivox_folder()}): sudo apt-get install pocketsphinx-testdata, or make data; or "
+                            "give your own audio: a folder of audio files with a transcripts.txt (name<TAB>text)")
+        data = _from_folder(librivox_folder(), rate, "librivox (pocketsphinx-testdata)")
     elif isinstance(source, (str, Path)):
         data = _from_folder(Path(source).expanduser(), rate)
     else:
@@ -82,6 +86,28 @@ def load_audio(source: Any, rate: int, split: str | None = None, audio_column: s
         data = AudioData(data.audio[:limit], texts, rate, label, fingerprint(data.audio[:limit], texts, rate, label),
                          data.names[:limit], list(data.notes), data.caption)
     return data
+
+
+def librivox_folder() -> Path:
+    """Where the LibriVox clips are read from: ``$HFMAGIC_LIBRIVOX``, else Debian's package's folder."""
+    return Path(os.environ.get(LIBRIVOX_ENV) or LIBRIVOX)
+
+
+def synthetic_clips(rate: int, count: int) -> list:
+    """``count`` clips of 1.5 to 3 s (float32 at ``rate``): voiced-like tones (a fundamental
+    gliding over 100-250 Hz with its harmonics) in quiet noise, the same in every process: what
+    a speech variant is checked against PyTorch on when no real speech is at hand."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    clips = []
+    for i in range(count):
+        t = np.arange(int(rate * (1.5 + 1.5 * i / max(1, count - 1)))) / rate
+        pitch = 100 + 150 * (0.5 + 0.5 * np.sin(2 * np.pi * (0.3 + 0.2 * i) * t))
+        phase = 2 * np.pi * np.cumsum(pitch) / rate
+        wave = sum(np.sin(k * phase) / k for k in range(1, 6)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2)
+        clips.append((0.2 * wave + 0.01 * rng.standard_normal(t.size)).astype(np.float32))
+    return clips
 
 
 def _from_folder(path: Path, rate: int, label: str | None = None) -> AudioData:

@@ -13,6 +13,7 @@ returns every finished row. Each row is recorded in the run store as it finishes
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -22,6 +23,7 @@ from typing import Callable
 from hfmagic import benchplan, stats
 from hfmagic.benchplan import Job
 from hfmagic.errors import UsageProblem
+from hfmagic.listargs import BACKENDS, VARIANTS, list_arguments
 from hfmagic.results import Column, Table, shape_of, shape_text
 
 LOAD_TIMEOUT_S = 600.0
@@ -116,6 +118,9 @@ class BenchmarkResult:
         return self.table()._repr_html_()
 
 
+@list_arguments(variants=VARIANTS, backends=BACKENDS, batch_sizes=(int, "batch size"),
+                seq_lens=(int, "sequence length"), prompt_lens=(int, "prompt length"),
+                image_sizes=(int, "image size"), audio_seconds=(int, "audio length"))
 def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=None, image_sizes=None,
               audio_seconds=None, threads=None,
               warmup=10, min_runs=10, min_time=1.0, budget=None, baseline=None, inputs=None,
@@ -211,10 +216,11 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
                                                            force)
         memory_notes += [f"{model.name}: {n}" if several else n for n in notes]
     data = benchplan.load_inputs(models[0], inputs, inputs_source)
-    places, conn = [None], None
+    places, conn, dropped = [None], None, []
     if address:  # the cluster is reached, and its nodes probed, before the variants are built
         conn = clusters.connect(address)
         places = conn.places(on, threads)
+        dropped = conn.left_out_for(on)  # nodes it would have used, whose probe failed: said, not skipped over
     requests = [None if isinstance(one, Variants) else benchplan.export_request(model, names, data)
                 for model, one, names, _ in plans]
     # nothing heavy before this line; now build the variants (through the export cache) and plan
@@ -256,9 +262,16 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
         sweep.notes += plan_notes + ([base_note] if base_note else []) + memory_notes
         sweep.memory = guards
         sweeps.append(sweep)
+    for place in clusters.left_out_places(dropped) if on == "each" else ():  # its kind's rows say why
+        why = f"skipped: node left out: {place.node.left_out_because}"
+        sweeps.append(Sweep(models, [dataclasses.replace(j, blocked=why) for j in jobs], base, params, data, callback,
+                            False, 0, None, unavailable, place=place, cluster=conn))
     provenance = _provenance(models, chosen_sets, data)
     if conn is not None:  # each node's environment card, as that node gave it
         provenance["nodes"] = {p.label: {"node_id": p.node.id, **p.node.card} for p in places}
+        if dropped:
+            provenance["nodes_left_out"] = {n.id[:12]: {"node_id": n.id, "host": n.host, "resources": n.custom,
+                                                        "why": n.left_out_because} for n in dropped}
     from hfmagic.store import default_store
 
     store = default_store()
@@ -266,6 +279,9 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
         result = _run_sweeps(sweeps, run)
         if conn is not None:
             result.notes.append(clusters.sweep_note(places, result.rows))
+        if dropped:
+            result.notes.append(f"cluster: {clusters.left_out_text(dropped)}"
+                                + ("; its rows say so" if on == "each" else ""))
         if run is not None:
             result.run_id = run.id
             run.finish("interrupted" if result.interrupted else "ok", {"notes": result.notes})
@@ -620,14 +636,19 @@ class Rounds:
         base_job = runnable[0] if sweep.baseline and runnable[0].key == sweep.baseline else None
         sources = self.sources = {}
         try:
-            for group in groups:
-                self._measure(group, sources)
+            for number, group in enumerate(groups, 1):
+                self._measure(group, sources, f"group {number} of {len(groups)}: " if len(groups) > 1 else "")
                 for job in group:  # the baseline's worker stays for the next group
                     if job is not base_job and id(job) in sources:
                         sources.pop(id(job)).close()
         finally:
             for source in sources.values():  # first: nothing below may leave a worker behind
                 source.close()
+            bar = sweep.bar  # it counted rounds; now the rows, as a sequential sweep's does
+            bar.unit = "config"
+            bar.set_postfix_str("", refresh=False)
+            bar.reset(total=sweep.total)
+            bar.update(len(sweep.rows))
             for job in runnable:
                 self._rows(job)
         done = self.round
@@ -667,7 +688,7 @@ class Rounds:
         spec = {**self.sweep._job_spec(job, job.shapes), "serve": True}
         return self.sweep.source(spec, share=1 / max(1, len(self.sweep.jobs)))
 
-    def _measure(self, group: list[Job], sources: dict) -> None:
+    def _measure(self, group: list[Job], sources: dict, prefix: str = "") -> None:
         sweep = self.sweep
         live = []
         started = {}
@@ -680,8 +701,11 @@ class Rounds:
             if self._load(job, sources, source=started.get(id(job))):
                 live.append(job)
         configs = [(job, shape) for job in live for shape in job.shapes]
-        deadline = self._deadline(time.time())  # max-time counts the rounds, not the workers' start
-        first = True
+        began = time.time()
+        deadline = self._deadline(began)  # max-time counts the rounds, not the workers' start
+        first, rounds = True, 0
+        sweep.bar.unit = "round"  # what moves while rounds go on: rounds, against the stopping rule's estimate
+        sweep.bar.reset(total=self.MIN_ROUNDS)
         while configs:
             self.round += 1
             order = self.rng.permutation(len(configs))
@@ -700,12 +724,53 @@ class Rounds:
                         continue
                 self.schedule.append((self.round, f"{job.label}/{shape[0]}x{shape[1]}"))
                 self._slice(job, shape, sources[id(job)])
+            rounds += 1
             self._live(configs)
-            sweep._event({"type": "progress", "done": len(sweep.rows), "total": sweep.total,
-                          "label": f"round {self.round}"})
-            sweep.bar.set_postfix_str(f"round {self.round}")
-            if self._done(configs) or time.time() > deadline:  # max-time ends the rounds between rounds only,
-                return                                          # so every configuration gets every round
+            widths = list(self._widths(configs))
+            # max-time ends the rounds between rounds only, so every configuration gets every round
+            last = self._done(configs, widths) or time.time() > deadline
+            total, left = (rounds, 0.0) if last else self._expected(configs, widths, rounds, began, deadline)
+            label = prefix + self._progress_label(widths, left)
+            sweep._event({"type": "progress", "done": rounds, "total": total, "label": label})
+            sweep.bar.total = total
+            sweep.bar.set_postfix_str(label, refresh=False)
+            sweep.bar.update(1)
+            if last:
+                return
+
+    def _expected(self, configs, widths: list[float], rounds: int, began: float, deadline: float) -> tuple[int, float]:
+        """How many rounds the stopping rule will likely take, and the seconds left: at least
+        MIN_ROUNDS; enough for each configuration's min-runs and min-time at its pace so far; enough
+        for the widest speed-up interval to reach the target (it narrows as one over the square root
+        of the rounds); no more than max-time (and the budget) leaves room for."""
+        import math
+
+        now = time.time()
+        per_round = (now - began) / rounds
+        need = self.MIN_ROUNDS
+        for job, shape in configs:
+            key = (id(job), shape)
+            if key in self.failed or not self.samples.get(key):
+                continue
+            need = max(need, math.ceil(rounds * self.p["min_runs"] / len(self.samples[key])))
+            if self.seconds.get(key):
+                need = max(need, math.ceil(rounds * self.p["min_time"] / self.seconds[key]))
+        finite = [w for w in widths if math.isfinite(w)]
+        if finite:
+            need = max(need, math.ceil(rounds * (max(finite) / self.p.get("ci_target", CI_TARGET)) ** 2))
+        fits = rounds + max(1, math.ceil((deadline - now) / per_round)) if per_round > 0 else need
+        total = max(rounds, min(need, fits))
+        return total, (total - rounds) * per_round
+
+    def _progress_label(self, widths: list[float], left: float) -> str:
+        import math
+
+        finite = [w for w in widths if math.isfinite(w)]
+        text = f"round {self.round}, about {left:.0f} s left"
+        if finite:
+            target = 100 * self.p.get("ci_target", CI_TARGET)
+            text += f" (widest speed-up interval +-{max(finite):.1%}, target +-{target:g}%)"
+        return text
 
     def _load(self, job: Job, sources: dict, shapes=None, source=None) -> bool:
         """Start the job's worker (unless ``source`` is it, started already) and wait for it to
@@ -801,8 +866,8 @@ class Rounds:
         slice_s = max(SLICE_MIN_S, self.p["min_time"] / 10)
         self.runs[key] = int(min(1000, max(1, round(slice_s / max(per_run, 1e-6)))))
 
-    def _done(self, configs) -> bool:
-        """Enough runs and time everywhere, and every speed-up interval within the target."""
+    def _done(self, configs, widths: list[float]) -> bool:
+        """Enough runs and time everywhere, and every speed-up interval (``widths``) within the target."""
         if self.round < self.MIN_ROUNDS:
             return False
         for job, shape in configs:
@@ -812,7 +877,7 @@ class Rounds:
             got = self.samples.get(key, [])
             if len(got) < self.p["min_runs"] or self.seconds.get(key, 0.0) < self.p["min_time"]:
                 return False
-        return all(w <= self.p.get("ci_target", CI_TARGET) for w in self._widths(configs))
+        return all(w <= self.p.get("ci_target", CI_TARGET) for w in widths)
 
     def _widths(self, configs):
         """Each configuration's speed-up interval half-width, relative to the speed-up."""
@@ -821,7 +886,8 @@ class Rounds:
         for job, shape in configs:
             base = by_key.get((sweep.baseline, shape)) if sweep.baseline else None
             key = (id(job), shape)
-            if base is None or base == key or key in self.failed or base in self.failed:
+            if base is None or base == key or key in self.failed or base in self.failed or \
+                    not self.samples.get(key) or not self.samples.get(base):
                 continue
             mb = stats.slice_medians(self.samples[base], self.rounds_of[base])
             mr = stats.slice_medians(self.samples[key], self.rounds_of[key])

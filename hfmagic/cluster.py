@@ -21,14 +21,20 @@ Ray schedules and moves the bytes; hfmagic keeps its own worker protocol on top 
   one Ray task each; the kernel puts their outputs back in data order and scores them itself, so the
   metrics, intervals and flips are the ones a single-process run computes from the same outputs.
 - **Quiet.** Ray's usage statistics are off (``RAY_USAGE_STATS_ENABLED=0``), the driver starts no
-  dashboard, workers' logs stay on their nodes, and every worker gets the kernel's telemetry and
-  offline settings (``ORT_DISABLE_TELEMETRY``, ``HF_HUB_OFFLINE``, ...).
+  dashboard and its core logs errors only, workers' logs stay on their nodes, and every worker gets
+  the kernel's telemetry and offline settings (``ORT_DISABLE_TELEMETRY``, ``HF_HUB_OFFLINE``, ...).
+  An address that answers but not as gRPC (Ray's GCS and client servers) is refused before Ray is
+  asked, which would retry it for minutes.
+- **Left out.** A node whose probe fails is not offered, and never silently: ``Cluster.left_out``
+  holds it with why, for the notes, provenance and rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -46,6 +52,7 @@ FORWARDED_ENV = ("ORT_DISABLE_TELEMETRY", "HFMAGIC_ALLOW_TELEMETRY", "HF_HUB_OFF
 STANDARD_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
 HEALTH_WAIT_S = 40.0  # how long a worker that stopped answering may take to be told lost with its node
 PROBE_TIMEOUT_S = 120.0
+GRPC_CHECK_S = 5.0  # how long an address may take to answer as a gRPC server before it is called not Ray
 
 _connected: "Cluster | None" = None
 
@@ -70,10 +77,14 @@ def connect(address: str) -> "Cluster":
     target = _address(address)
     host, port = _host_port(target)
     try:
-        socket.create_connection((host, port), timeout=5).close()
+        speaks = _speaks_grpc(host, port)
     except OSError as exc:
         raise UsageProblem(f"no Ray cluster answers at {address} ({host}:{port}: {exc.strerror or exc}); start one "
                            "with `ray start --head` or check the address") from None
+    if not speaks:  # Ray would retry for minutes, printing its own warnings, before giving up
+        raise UsageProblem(f"{address} answers but is not a Ray cluster ({host}:{port} did not reply as gRPC "
+                           "does); give the head's address: HOST:6379 (its GCS port, which `ray status` on the "
+                           "head shows) or ray://HOST:10001") from None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         import ray
@@ -87,12 +98,39 @@ def connect(address: str) -> "Cluster":
         ray_constants.ENABLE_RAY_CLUSTER = False
     if ray.is_initialized():
         ray.shutdown()
-    try:
+    level = os.environ.get("RAY_BACKEND_LOG_LEVEL")
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # read once, by this driver's core: its GCS client's
+    try:                                                     # retry warnings stay off stderr (the error says why)
         ray.init(address=target, log_to_driver=False, logging_level="warning", namespace="hfmagic")
     except Exception as exc:
         raise UsageProblem(f"could not join the Ray cluster at {address}: {_one_line(exc)}") from None
+    finally:
+        if level is None:  # nodes this process starts later (LocalCluster) log as Ray does by default
+            os.environ.pop("RAY_BACKEND_LOG_LEVEL", None)
     _connected = Cluster(address)
     return _connected
+
+
+def _speaks_grpc(host: str, port: int, timeout: float = GRPC_CHECK_S) -> bool:
+    """Whether ``host:port`` answers as a gRPC server (Ray's GCS and its client server are): sent
+    HTTP/2's client preface and an empty SETTINGS frame, it replies with a SETTINGS frame of its own.
+    A socket that cannot connect raises OSError; one that replies otherwise, closes or says nothing
+    within ``timeout`` is not one. With TLS on (``RAY_USE_TLS``) the handshake is TLS's: not checked."""
+    if os.environ.get("RAY_USE_TLS", "").lower() in ("1", "true"):
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    with socket.create_connection((host, port), timeout=timeout) as conn:
+        try:
+            conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+            head = b""
+            while len(head) < 9:  # a frame's header: length (3 bytes), type, flags, stream id (4)
+                chunk = conn.recv(9 - len(head))
+                if not chunk:
+                    return False
+                head += chunk
+        except OSError:  # reset, or silent past the timeout
+            return False
+    return head[3] == 4  # SETTINGS
 
 
 def disconnect() -> None:
@@ -126,12 +164,30 @@ def _address(address: str) -> str:
     return found
 
 
+_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$")
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` is not one ``--cluster`` and ``HFMagic.cluster`` take ('' for none, HOST:PORT,
+    ray://HOST:PORT, auto), or None."""
+    if address in ("", "auto"):
+        return None
+    scheme, sep, rest = address.partition("://")
+    if sep and scheme != "ray":
+        return f"{scheme}:// is not Ray's scheme (ray://)"
+    host, _, port = (rest if sep else address).rpartition(":")
+    if not host or not _HOST.match(host):
+        return "no HOST:PORT in it" if not host else f"{host!r} is not a host name or IP address"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return f"{port!r} is not a port number"
+    return None
+
+
 def _host_port(address: str) -> tuple[str, int]:
-    rest = address.split("://", 1)[-1]
-    host, _, port = rest.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageProblem(f"--cluster {address!r} is not an address: give HOST:PORT (the head's GCS port, "
-                           "6379 by default), ray://HOST:PORT, or auto")
+    if problem := address_problem(address):
+        raise UsageProblem(f"--cluster {address!r} is not an address ({problem}): give HOST:PORT (the head's GCS "
+                           "port, 6379 by default), ray://HOST:PORT, or auto")
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
     return host.strip("[]"), int(port)
 
 
@@ -140,9 +196,12 @@ def _is_loopback(host: str) -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
+    """The error in one line; for an exception raised in a Ray task, the task's own (RayTaskError's
+    text is the remote traceback)."""
     from hfmagic.worker import one_line
 
-    return one_line(exc)[:400]
+    cause = getattr(exc, "cause", None)
+    return one_line(cause if isinstance(cause, BaseException) else exc)[:400]
 
 
 # -- nodes and places --------------------------------------------------------------------------
@@ -153,7 +212,8 @@ class Node:
 
     id: str
     resources: dict
-    card: dict = field(default_factory=dict)  # node_card() as the node answered it
+    card: dict = field(default_factory=dict)  # node_card() as the node answered it ({"error": why} if it did not)
+    host: str = ""                            # as Ray knows it (the card's, when the node answered)
 
     @property
     def custom(self) -> list[str]:
@@ -172,6 +232,20 @@ class Node:
         """One line: CPU model, its best instruction sets, CPUs, GPUs."""
         return hardware_label(self.card)
 
+    def has(self, wanted: dict[str, float]) -> bool:
+        """Whether the node has every resource ``wanted`` (name -> amount)."""
+        return all(self.resources.get(k, 0) >= v for k, v in wanted.items())
+
+    @property
+    def left_out_because(self) -> str | None:
+        """Why hfmagic cannot use this node (its probe failed), or None."""
+        return self.card.get("error")
+
+    def describe(self) -> str:
+        """The node in a note: its custom resources (what its operator called it), id and host."""
+        name = "+".join(self.custom)
+        return f"{name + ' ' if name else ''}({self.id[:12]}, {self.card.get('host') or self.host or 'host unknown'})"
+
 
 @dataclass
 class Place:
@@ -185,8 +259,20 @@ class Place:
 
     def row_fields(self) -> dict:
         c = self.node.card
-        return {"node": self.label, "node_id": self.node.id[:12], "host": c.get("host"),
-                "hardware": self.node.hardware}
+        hardware = "unknown: the node was left out" if self.node.left_out_because else self.node.hardware
+        return {"node": self.label, "node_id": self.node.id[:12], "host": c.get("host") or self.node.host,
+                "hardware": hardware}
+
+
+def left_out_places(nodes: list[Node]) -> list[Place]:
+    """A place for each node left out, named by its custom resources (its kind is unknown: it did
+    not answer what it is), for rows that say why nothing ran there."""
+    return [Place(n, {}, "+".join(n.custom) or f"node {n.id[:8]}") for n in nodes]
+
+
+def left_out_text(nodes: list[Node]) -> str:
+    """The nodes left out and why, in one line."""
+    return "; ".join(f"node {n.describe()} was left out: {n.left_out_because}" for n in nodes)
 
 
 def hardware_label(card: dict) -> str:
@@ -222,34 +308,46 @@ class Cluster:
     def __init__(self, address: str):
         self.address = address
         self._refs: dict[str, object] = {}   # folder digest -> the ObjectRef of its files (put once)
-        self._cards: dict[str, dict] = {}    # node id -> node_card()
+        self._cards: dict[str, dict] = {}    # node id -> node_card() (a node that failed is asked again)
+        self.left_out: list[Node] = []      # alive nodes whose probe failed at the last nodes()
 
     def nodes(self) -> list[Node]:
-        """The alive nodes, each probed once (a tiny task pinned to it) for what it is."""
+        """The alive nodes hfmagic can use, each probed once (a tiny task pinned to it) for what it
+        is. A node whose probe fails (it cannot import hfmagic, or does not answer in time) is not
+        offered: it goes to ``left_out``, with why, for the notes and rows to name."""
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        alive = [Node(n["NodeID"], dict(n["Resources"])) for n in ray.nodes() if n["Alive"]]
+        alive = [Node(n["NodeID"], dict(n["Resources"]), host=n.get("NodeManagerHostname") or
+                      n.get("NodeManagerAddress", "")) for n in ray.nodes() if n["Alive"]]
         probe = ray.remote(num_cpus=0, max_retries=0)(node_card)
         asked = {n.id: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.id, soft=False),
                                      runtime_env=worker_env()).remote()
                  for n in alive if n.id not in self._cards}
+        deadline = time.monotonic() + PROBE_TIMEOUT_S  # the probes run at once: one wait for all of them
+        failed = {}
         for node_id, ref in asked.items():
             try:
-                self._cards[node_id] = ray.get(ref, timeout=PROBE_TIMEOUT_S)
-            except Exception as exc:  # a node that cannot run hfmagic: it is not offered
-                self._cards[node_id] = {"error": _one_line(exc)}
+                self._cards[node_id] = ray.get(ref, timeout=max(0.001, deadline - time.monotonic()))
+            except ray.exceptions.GetTimeoutError:
+                with contextlib.suppress(Exception):  # a node that does not answer may not take this either
+                    ray.cancel(ref, force=True)
+                failed[node_id] = {"error": f"its probe did not answer within {PROBE_TIMEOUT_S:.0f} s (a loaded or "
+                                            "unreachable node?)"}
+            except Exception as exc:  # a node that cannot run hfmagic
+                failed[node_id] = {"error": f"its probe failed: {_one_line(exc)}"}
         for n in alive:
-            n.card = self._cards[n.id]
-        return [n for n in alive if "error" not in n.card]
+            n.card = self._cards.get(n.id) or failed[n.id]
+        self.left_out = [n for n in alive if n.left_out_because]
+        return [n for n in alive if not n.left_out_because]
 
     def places(self, on: str | None, threads: int) -> list[Place]:
         """The nodes a sweep runs on: one for ``--on RESOURCES`` (or none given: the head node),
         one per kind of node for ``--on each``."""
         nodes = self.nodes()
         if not nodes:
-            raise UsageProblem(f"no node of the Ray cluster at {self.address} can run hfmagic's workers; install "
-                               "hfmagic[ray] (the same version) on its nodes")
+            raise UsageProblem(f"no node of the Ray cluster at {self.address} can run hfmagic's workers ("
+                               f"{left_out_text(self.left_out)}); install hfmagic[ray] (the same version) on its nodes")
         if on == "each":
             kinds: dict[tuple, Node] = {}
             for n in nodes:
@@ -257,7 +355,10 @@ class Cluster:
             chosen = [(n, {}) for n in kinds.values()]
         else:
             wanted = parse_on(on)
-            fits = [n for n in nodes if all(n.resources.get(k, 0) >= v for k, v in wanted.items())]
+            fits = [n for n in nodes if n.has(wanted)]
+            if not fits and self.left_out_for(on):
+                raise UsageProblem(f"the nodes that have {on} cannot run hfmagic's workers: "
+                                   f"{left_out_text(self.left_out_for(on))}")
             if not fits:
                 offered = "; ".join(f"{n.hardware}: {', '.join(n.custom) or 'no custom resources'}"
                                     f"{', GPU:%g' % n.resources['GPU'] if n.resources.get('GPU') else ''}"
@@ -275,11 +376,18 @@ class Cluster:
             places.append(Place(node, wanted, _kind_label(node, nodes)))
         return places
 
+    def left_out_for(self, on: str | None) -> list[Node]:
+        """The nodes left out (at the last :meth:`nodes`) that ``--on`` would have used: any for
+        ``each`` or none given, those with the resources otherwise."""
+        if on in (None, "each"):
+            return list(self.left_out)
+        return [n for n in self.left_out if n.has(parse_on(on))]
+
     def shard_slots(self, on: str | None, threads: int) -> tuple[int, dict]:
         """How many evaluation shards the nodes that fit ``--on`` run at once (their CPUs over
         ``threads``), and the resources each shard asks for."""
         wanted = parse_on(on)
-        nodes = [n for n in self.nodes() if all(n.resources.get(k, 0) >= v for k, v in wanted.items())]
+        nodes = [n for n in self.nodes() if n.has(wanted)]
         if not nodes:
             raise UsageProblem(f"no node of the cluster has {on}; leave --on out or give resources a node has")
         nodes = [n for n in nodes if n.resources.get("CPU", 0) >= threads]

@@ -36,6 +36,7 @@ RULES = {
     "seq_lens": ("a non-empty list of positive whole numbers", "[128]"),
     "widget": ("True or False", "False"),
     "store": ("True or False", "False"),
+    "cluster": ("'' (this machine), HOST:PORT, ray://HOST:PORT or auto", "'10.0.0.5:6379'"),
     "store_path": ("'' (runs.sqlite in the cache folder) or a file in a folder hfmagic can create and "
                    "write in", "'/tmp/runs.sqlite'"),
 }
@@ -175,6 +176,15 @@ class HFMagic(Configurable):
         if why:
             raise refusal("cache_dir", value, why)
         return str(path)
+
+    @validate("cluster")
+    def _check_cluster(self, proposal):
+        from hfmagic.cluster import address_problem
+
+        value = proposal["value"].strip()
+        if problem := address_problem(value):
+            raise refusal("cluster", proposal["value"], problem)
+        return value
 
     @validate("store_path")
     def _check_store_path(self, proposal):

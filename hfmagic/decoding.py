@@ -23,6 +23,8 @@ describe it: each window scores only the tokens the previous one did not.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 
 from hfmagic.tasks.base import Evaluator  # light: the task plugins' base, no heavy imports
@@ -299,9 +301,25 @@ def greedy(generator, feed: dict, config, stamps: list | None = None):
 
     inputs = {k: torch.as_tensor(v) for k, v in feed.items()}
     criteria = clock(stamps)
-    with torch.inference_mode():
+    with torch.inference_mode(), transformers_quiet():
         out = generator.generate(**inputs, generation_config=config, stopping_criteria=criteria)
     return out[:, inputs["input_ids"].shape[1]:]
+
+
+@contextlib.contextmanager
+def transformers_quiet():
+    """transformers' own notices (generate()'s about the defaults it fills in) kept out of the
+    cell while hfmagic calls it, with a setting of its own given; its level is restored after."""
+    logger = logging.getLogger("transformers")
+    level = logger.level
+    if level >= logging.ERROR:  # quiet already (a timed loop's): setLevel would clear every logger's cache
+        yield
+        return
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 # -- measuring -----------------------------------------------------------------------------------
@@ -478,7 +496,8 @@ class PerplexityEvaluator(Evaluator):
                                f"got {budget!r}")
         ids: list[int] = []
         for text in texts.texts:
-            ids += tokenizer(text + "\n\n", add_special_tokens=False)["input_ids"]
+            # verbose=False: an article longer than the model's context is what the windows below cut up
+            ids += tokenizer(text + "\n\n", add_special_tokens=False, verbose=False)["input_ids"]
             if len(ids) >= budget + 1:
                 break
         ids = ids[:budget + 1]
@@ -500,7 +519,7 @@ class PerplexityEvaluator(Evaluator):
                                "prompts; leave it out (or load a model whose tokenizer_config.json has one)")
         prompts = []
         for text in texts.texts[:GREEDY_PROMPTS]:
-            enc = tokenizer(text, add_special_tokens=False)["input_ids"][:GREEDY_PROMPT_TOKENS]
+            enc = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"][:GREEDY_PROMPT_TOKENS]
             if len(enc) == GREEDY_PROMPT_TOKENS:
                 if chat:  # the snippet as a user's turn, the assistant's turn opened
                     enc = list(tokenizer.apply_chat_template([{"role": "user", "content": tokenizer.decode(enc)}],

@@ -40,6 +40,7 @@ import numpy as np
 
 from hfmagic.data import LabelledData
 from hfmagic.errors import DataError, UsageProblem
+from hfmagic.listargs import METRICS, VARIANTS, list_arguments
 from hfmagic.models import ModelHandle, file_sha256
 from hfmagic.results import GATE, Column, Table, batch_label, gate_title, interval_text, percent_text
 from hfmagic.variants import TORCH, Variant, Variants, model_of
@@ -170,6 +171,7 @@ class _Entry:
     vset: Variants | None = None
 
 
+@list_arguments(metrics=METRICS, variants=VARIANTS)
 def evaluate(target: Any, data: Any = None, split: str | None = None, text_column: str | None = None,
              label_column: str | None = None, metrics: list[str] | None = None,
              variants: list[str] | None = None, limit: int | None = None,

@@ -33,6 +33,7 @@ from typing import Any
 
 from hfmagic.config import settings
 from hfmagic.errors import BackendUnavailable, BuildError, DataError, UnsupportedError, UsageProblem
+from hfmagic.listargs import list_arguments
 from hfmagic.models import file_sha256
 from hfmagic.onnxbuild import FOLDER_FILES, FP32_FILE, OPTIMIZED_FILE, QUANTIZED_FILE
 from hfmagic.variants import TORCH, Variant, Variants
@@ -111,6 +112,7 @@ def request_for(names: list[str], calibration=None) -> dict:
     return {"levels": levels or ["fp32"], "quantize": quantize, "calibration": calibration if static else None}
 
 
+@list_arguments(levels=(str, "level"), exclude_nodes=(str, "node"))
 def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibration=None, samples=100,
                 opset=None, output=None, device="cpu", force=False, text_column=None,
                 progress=True, block_size=INT4_BLOCK, int4_method="rtn", calibration_method="minmax",

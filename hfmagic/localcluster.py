@@ -37,12 +37,14 @@ def _free_port() -> int:
 class LocalCluster:
     """``nodes``: each node's custom resources (the first is the head). ``cpus``: CPUs each node
     offers Ray. ``folder``: where the nodes keep Ray's session files and the files sent to them
-    (default a temporary folder, removed on stop)."""
+    (default a temporary folder, removed on stop). ``env``: environment variables of each node's
+    own (its raylet's and so its workers'), as a machine of its own would have them."""
 
-    def __init__(self, nodes: list[dict], cpus: int = 2, folder: str | Path | None = None):
+    def __init__(self, nodes: list[dict], cpus: int = 2, folder: str | Path | None = None,
+                 env: list[dict] | None = None):
         if not nodes:
             raise ValueError("a cluster needs at least one node")
-        self.specs, self.cpus = nodes, cpus
+        self.specs, self.cpus, self.env = nodes, cpus, env or [{} for _ in nodes]
         self._tmp = None if folder else tempfile.TemporaryDirectory(prefix="hfmagic-ray-")
         # Ray's socket paths must stay under 107 bytes: its session folder goes in a short place
         self.folder = Path(folder or self._tmp.name)
@@ -75,7 +77,8 @@ class LocalCluster:
         else:
             args += [f"--address={self.address}"]
         self.node_cache(i).mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HFMAGIC_NODE_CACHE": str(self.node_cache(i))}
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HFMAGIC_NODE_CACHE": str(self.node_cache(i)),
+               **(self.env[i] if i < len(self.env) else {})}
         log = open(self.folder / f"node-{i}.log", "wb")
         self.procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
                                            start_new_session=True))

@@ -11,6 +11,7 @@ Each step also returns the command line that rebuilds it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import shutil
@@ -224,7 +225,9 @@ def quantize_nncf(source: Path, out: Path, features: dict) -> str:
     names = {i.name for i in model.graph.input}
     count = len(next(iter(features.values())))
     items = [{k: v[i:i + 1] for k, v in features.items() if k in names} for i in range(count)]
-    quantized = nncf.quantize(model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=count)
+    with quiet_rich():
+        quantized = nncf.quantize(model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,
+                                  subset_size=count)
     out.mkdir(parents=True, exist_ok=True)
     large = quantized.ByteSize() > 2_000_000_000  # protobuf's limit: the weights go beside it
     onnx.save(quantized, str(out / QUANTIZED_FILE), save_as_external_data=large)
@@ -234,6 +237,23 @@ def quantize_nncf(source: Path, out: Path, features: dict) -> str:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def quiet_rich():
+    """rich's shared console silenced, and restored after: NNCF draws its progress bars there (in
+    Jupyter as a widget of their own in the cell, which hfmagic's own export bar already covers)."""
+    import io
+
+    import rich
+
+    console = rich.get_console()
+    saved = dict(console.__dict__)
+    rich.reconfigure(file=io.StringIO(), quiet=True, force_jupyter=False, force_terminal=False)
+    try:
+        yield
+    finally:
+        console.__dict__ = saved
+
+
 def tokenize(model, texts: list[str], tensors: str):
     """The model's tokenizer on ``texts``: padded to the longest, at most 128 tokens (or the model's
     position limit, the task's rule: RoBERTa-style offsets and the tokenizer's model_max_length)."""

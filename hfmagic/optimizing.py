@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hfmagic.errors import BuildError, UsageProblem
+from hfmagic.listargs import BACKENDS, list_arguments
 from hfmagic.results import Column, Table
 
 OBJECTIVES = {"p50": ("p50_ms", True), "p95": ("p95_ms", True), "throughput": ("samples_per_s", False),
@@ -112,6 +113,7 @@ class OptimizeResult:
         return self.table()._repr_html_()
 
 
+@list_arguments(backends=BACKENDS, threads=(int, "thread count"))
 def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batch_size: int = 1,
              size: int | None = None, budget: float | None = None, backends: list[str] | None = None,
              threads: int | None = None, calibration=None, samples: int = 100, progress: bool = True,

@@ -216,6 +216,16 @@ def answer_disagreements(reference, predictions) -> np.ndarray:
 
 # -- spans from logits -----------------------------------------------------------------------------
 
+class QuestionTooLong(DataError):
+    """A question that leaves too little of a window for its context (its sizes, in tokens, let a
+    caller that chose the window say what its own user can change)."""
+
+    def __init__(self, message: str, question: int, room: int, window: int, stride: int, longest: int):
+        super().__init__(message)
+        self.question, self.room, self.window, self.stride = question, room, window, stride
+        self.longest = longest  # the most tokens a question may have in this window
+
+
 def encode_windows(tokenizer, question: str, context: str, max_seq_len: int | None = None,
                    doc_stride: int | None = None, max_question_len: int = 64) -> dict:
     """Encode one question and context as the question-answering pipeline does (fast tokenizer).
@@ -240,12 +250,14 @@ def encode_windows(tokenizer, question: str, context: str, max_seq_len: int | No
         raise DataError(f"doc_stride ({doc_stride}) is larger than max_seq_len ({max_seq_len}); "
                         "give a smaller stride")
     question_first = tokenizer.padding_side == "right"
-    room = (max_seq_len - len(tokenizer(question, add_special_tokens=False)["input_ids"])
-            - tokenizer.num_special_tokens_to_add(pair=True))
+    asked, special = len(tokenizer(question, add_special_tokens=False)["input_ids"]), \
+        tokenizer.num_special_tokens_to_add(pair=True)
+    room = max_seq_len - asked - special
     if room <= doc_stride:  # the tokenizer would panic: the stride must be less than the room left
-        raise DataError(f"the question leaves {max(room, 0)} of {max_seq_len} tokens for the context, "
-                        f"not more than doc_stride ({doc_stride}); give a larger max_seq_len or a "
-                        "smaller doc_stride")
+        raise QuestionTooLong(f"the question leaves {max(room, 0)} of {max_seq_len} tokens for the context, "
+                              f"not more than doc_stride ({doc_stride}); give a larger max_seq_len or a "
+                              "smaller doc_stride", asked, max(room, 0), max_seq_len, doc_stride,
+                              max(0, max_seq_len - special - doc_stride - 1))
     enc = tokenizer(text=question if question_first else context,
                     text_pair=context if question_first else question,
                     padding="longest", truncation="only_second" if question_first else "only_first",

@@ -223,7 +223,6 @@ def test_real_inputs_add_end_to_end_time(shell_with_variants):
     ("--variants torch,fp32 --backends onnxruntime", "no backend in --backends runs variant 'torch' (torch)"),
     ("--variants fp32 --baseline torch", "baseline 'torch' is not in this sweep; use one of: fp32"),
     ("--min-runs 0", "--min-runs must be at least 1"),
-    ("--variants fp32 --backends onnxruntime-cuda", "has no CUDAExecutionProvider"),
     ("--variants fp32 --backends openvino", "pip install hfmagic[openvino]"),
 ])
 def test_bad_input_is_one_line_before_anything_runs(shell_with_variants, capsys, monkeypatch, args, message):

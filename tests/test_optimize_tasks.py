@@ -34,7 +34,7 @@ def test_optimize_runs_through_every_task(task_models, task):
     from hfmagic.store import default_store
 
     if task not in task_models:
-        pytest.skip("needs Debian's pocketsphinx-testdata (make install)")
+        pytest.skip("needs Debian's pocketsphinx-testdata (make data)")
     folder, data, metric, options = task_models[task]
     result = optimize(str(folder), data, **FAST, **options)
     assert not result.interrupted

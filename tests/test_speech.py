@@ -16,7 +16,7 @@ from hfmagic.audiodata import LIBRIVOX
 from tests.tiny import SPEECH_ARCHS, make_tiny_speech, make_tiny_whisper
 
 FAST = "--warmup 1 --min-runs 3 --min-time 0.05 --max-time 1 --threads 1"
-pytestmark = pytest.mark.skipif(not LIBRIVOX.exists(), reason="needs Debian's pocketsphinx-testdata (make install)")
+pytestmark = pytest.mark.skipif(not LIBRIVOX.exists(), reason="needs Debian's pocketsphinx-testdata (make data)")
 
 
 @pytest.fixture(scope="session")

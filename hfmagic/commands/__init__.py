@@ -39,19 +39,9 @@ def with_arguments(specs: list) -> Callable:
 
 def csv_list(text: str | None, cast: Callable[[str], Any] = str, what: str = "value") -> list | None:
     """``"1,8"`` -> ``[1, 8]``; a clear error for a bad or empty item (``"1,,8"``, ``"1,8,"``)."""
-    if text is None:
-        return None
-    items = [t.strip() for t in text.split(",")]
-    example = "1,8" if cast is int else "a,b"
-    if "" in items:
-        where = "nothing given" if len(items) == 1 else f"item {items.index('') + 1} of {len(items)} is empty"
-        raise UsageProblem(f"could not read {what}s from {text!r}: {where}; give a comma-separated list "
-                           f"without empty items, e.g. {example}")
-    try:
-        return [cast(t) for t in items]
-    except ValueError:
-        raise UsageProblem(f"could not read {what}s from {text!r}; give a comma-separated list, "
-                           f"e.g. {example}") from None
+    from hfmagic.listargs import as_list
+
+    return as_list(text, cast, what)
 
 
 def positive_ints(text: str | None, what: str) -> list[int] | None:

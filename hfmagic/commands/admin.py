@@ -6,11 +6,12 @@ import argparse
 import importlib
 import importlib.metadata as md
 import os
+from pathlib import Path
 
 from IPython.core.magic_arguments import MagicHelpFormatter, argument, magic_arguments
 
 from hfmagic.commands import with_arguments
-from hfmagic.config import settings
+from hfmagic.config import CACHE_ENV, settings, unwritable_folder
 from hfmagic.results import key_value_table
 
 MAGIC = "hfmagic"
@@ -50,15 +51,24 @@ class Status:
         from hfmagic import __version__
 
         s = settings()
-        pairs = [("hfmagic", __version__), ("cache folder", str(s.cache_path)),
+        cache = Path(s.cache_dir).expanduser()
+        why_not = unwritable_folder(cache)  # shown, not raised: status is where the user looks for why
+        shown = str(cache) + (f" (not usable: {why_not}; set HFMagic.cache_dir or {CACHE_ENV} to a folder you "
+                              "can write in)" if why_not else "")
+        pairs = [("hfmagic", __version__), ("cache folder", shown),
                  ("threads", f"{s.threads} (0: one per physical core = {s.resolved_threads()})"),
                  ("batch sizes", ",".join(map(str, s.batch_sizes))),
                  ("sequence lengths", ",".join(map(str, s.seq_lens))),
                  ("widget", "on (results as the dashboard where the front end can)" if s.widget else "off (tables)")]
         from hfmagic.store import STORE_ENV, recording_off, store_path
 
-        why = "HFMagic.store = False" if not s.store else f"{STORE_ENV}={os.environ.get(STORE_ENV)}"
-        pairs.append(("run store", f"recording to {store_path()}" if not recording_off() else f"off ({why})"))
+        if recording_off():
+            why = "HFMagic.store = False" if not s.store else f"{STORE_ENV}={os.environ.get(STORE_ENV)}"
+            pairs.append(("run store", f"off ({why})"))
+        elif why_not and not s.store_path:
+            pairs.append(("run store", "cannot record: its file goes in the cache folder, which is not usable"))
+        else:
+            pairs.append(("run store", f"recording to {store_path()}"))
         for dist in STACK:
             try:
                 pairs.append((dist, md.version(dist)))

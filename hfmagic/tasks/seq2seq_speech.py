@@ -10,7 +10,7 @@ The speech task (:mod:`hfmagic.tasks.speech`) asks this module for models whose 
   each graph's MatMul weights (ORTQuantizer, one graph at a time);
 - runtime: optimum's ``ORTModelForSpeechSeq2Seq`` over the folder (onnxruntime), the PyTorch model's
   own ``generate`` (torch): the same greedy ``GenerationConfig`` for both;
-- validation: the encoder's output on real clips (worst-clip cosine, max |diff|) and
+- validation: the encoder's output on the speech task's validation clips (worst-clip cosine, max |diff|) and
   :data:`VALIDATE_TOKENS` greedy tokens of each clip against PyTorch's;
 - a measurement is one greedy transcription of exactly ``new_tokens`` tokens: time to the first
   token (the encoder and the first decoder step), time per token after it; the real-time factor is

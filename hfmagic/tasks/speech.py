@@ -12,8 +12,9 @@ What differs from the other tasks, all of it here:
 - export is optimum's ``automatic-speech-recognition`` (one graph for CTC models); dynamic int8 of
   the MatMul weights (the transformer layers; the convolutional feature encoder stays fp32:
   onnxruntime's ConvInteger runs slower than its fp32 Conv on CPUs);
-- validation on real speech (Debian's pocketsphinx-testdata LibriVox clips) when no data came with
-  the call; evaluation is WER and CER (jiwer) with intervals, agreement of the transcripts.
+- validation on the user's speech (``--calibration``), else Debian's pocketsphinx-testdata LibriVox
+  clips, else synthetic tones in noise (the notes say which); evaluation is WER and CER (jiwer) with
+  intervals, agreement of the transcripts.
 
 A Whisper-style model (its config has ``num_mel_bins``) differs in its inputs (``input_features``:
 log-mel frames, every clip padded to 30 s), its variants (three graphs each), its measurement (a
@@ -305,15 +306,20 @@ class SpeechRecognition(Task):
 
     # -- export --------------------------------------------------------------------------------
     def validation_examples(self, model, data) -> tuple[list, str]:
-        """Real speech: the calibration data's first clips, the model's own, or the LibriVox clips."""
-        from hfmagic.audiodata import load_audio
+        """The user's speech (the calibration data's first clips), the model's own, the LibriVox
+        clips where Debian's package is installed, else synthetic tones (the source says so)."""
+        from hfmagic.audiodata import librivox_folder, load_audio, synthetic_clips
 
         if data is not None:
             return data.audio[:VALIDATION_CLIPS], f"the first clips of {data.source}"
         if model.dataset is not None and hasattr(model.dataset, "audio"):
             return model.dataset.audio[:VALIDATION_CLIPS], "the model's own held-out clips"
-        clips = load_audio("librivox", self.rate(model), limit=VALIDATION_CLIPS)
-        return clips.audio, "LibriVox clips (pocketsphinx-testdata)"
+        if librivox_folder().exists():
+            clips = load_audio("librivox", self.rate(model), limit=VALIDATION_CLIPS)
+            return clips.audio, "LibriVox clips (pocketsphinx-testdata)"
+        return synthetic_clips(self.rate(model), VALIDATION_CLIPS), (
+            "synthetic audio: tones in noise, not speech, as no LibriVox clips are installed (pocketsphinx-testdata: "
+            "make data); pass --calibration CLIPS to check on your own speech")
 
     def read_calibration(self, model, calibration, samples: int, column: str | None):
         from hfmagic.audiodata import load_audio

@@ -433,7 +433,13 @@ class QuestionAnsweringEvaluator(Evaluator):
         names = [n for n in model.task_plugin.model_inputs(model) if n != "position_ids"]
         windows, owner = [], []
         for q, ex in enumerate(data.examples["examples"]):
-            enc = squad.encode_windows(tok, ex["question"], ex["context"], max_seq_len=limit)
+            try:
+                enc = squad.encode_windows(tok, ex["question"], ex["context"], max_seq_len=limit)
+            except squad.QuestionTooLong as exc:  # the window is the model's: only the question can change
+                raise DataError(f"question {ex['id']!r} is {exc.question} tokens, which leaves {exc.room} of the "
+                                f"{exc.window} tokens {model.name} reads at once for its context, no more than the "
+                                f"{exc.stride} tokens windows overlap by; shorten that question to {exc.longest} tokens "
+                                "or fewer, or leave it out of the data, or evaluate a model with more positions") from None
             for w in range(len(enc["input_ids"])):
                 windows.append({k: enc[k][w] for k in enc})
                 owner.append(q)
