@@ -6,8 +6,9 @@ each of its rounds this process runs a slice of a bare loop over a default sessi
 file (what a careful person writes by hand), as many runs as hfmagic's slice had, then waits for
 that session's threads to stop spinning so that they never overlap hfmagic's next slice. The two
 thus alternate every fraction of a second and see the same machine, whose speed shifts (on the
-2-core host where this was written, between about 20 and 25 ms a run). Several sweeps, each with
-a fresh worker, give many short rounds; each round gives a pair of slice medians, and the figure
+2-core host where this was written, between about 20 and 25 ms a run). Sweeps, each with a fresh
+worker, follow one another until they have given ``--rounds`` short rounds (a sweep gives about 10);
+each round gives a pair of slice medians, and the figure
 is the geometric mean of the per-round ratios, hfmagic's over the bare loop's, with a 95%
 percentile-bootstrap interval over rounds (``hfmagic.stats.paired_speedup``, as hfmagic's own
 speed-ups; every round is used). The ratio of the pooled medians (hfmagic's reported p50 over the
@@ -20,7 +21,7 @@ issue 23: threads spin within a run and stop when it ends) and ``session.intra_o
 
 The load average and the CPU's flags are printed with the figure, which is printed last.
 
-    python benchmarks/overhead.py [--sweeps 6] [--min-time 2] [--settings-rounds 30]
+    python benchmarks/overhead.py [--rounds 60] [--min-time 2] [--settings-rounds 30]
 """
 
 import argparse
@@ -133,7 +134,7 @@ def sweep(variants, session, feed, min_time: float):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sweeps", type=int, default=6, help="hfmagic sweeps (about 10 rounds each)")
+    parser.add_argument("--rounds", type=int, default=60, help="paired rounds in all (a sweep gives about 10)")
     parser.add_argument("--min-time", type=float, default=2.0, help="each sweep's; a slice is a tenth of it")
     parser.add_argument("--settings-rounds", type=int, default=30, help="rounds of the spinning comparison (0: none)")
     args = parser.parse_args()
@@ -147,15 +148,17 @@ def main() -> None:
         compare_settings(path, args.settings_rounds, 10)
     session, feed = bare_session(path, {})
     hfm, bare, pooled_hfm, pooled_bare = {}, {}, [], []
-    for s in range(args.sweeps):
+    sweeps = 0
+    while len(hfm) < args.rounds:
+        sweeps += 1
         row, slices = sweep(variants, session, feed, args.min_time)
         mine = stats.slice_medians(row["samples_ms"], row["sample_rounds"])
         theirs = {r: float(np.median(v)) for r, v in slices.items()}
         found = stats.paired_speedup(mine, theirs)
-        print(f"sweep {s + 1}: {row['rounds']} rounds; hfmagic p50 {row['p50_ms']:.3f} ms ({row['runs']} runs in "
+        print(f"sweep {sweeps}: {row['rounds']} rounds; hfmagic p50 {row['p50_ms']:.3f} ms ({row['runs']} runs in "
               f"a worker), bare loop median {np.median(sum(slices.values(), [])):.3f} ms; paired ratio "
               f"{found['ratio']:.3f}; load {os.getloadavg()[0]:.2f}", flush=True)
-        base = 1000 * s  # rounds of every sweep kept apart
+        base = 1000 * sweeps  # every sweep's rounds kept apart
         hfm.update({base + r: m for r, m in mine.items()})
         bare.update({base + r: m for r, m in theirs.items()})
         pooled_hfm += row["samples_ms"]

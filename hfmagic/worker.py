@@ -257,8 +257,8 @@ class Measurer:
     runs. Between slices the worker blocks on its command pipe, and onnxruntime's threads stop
     busy-waiting the moment a run ends (``session.force_spinning_stop`` = 1), so an idle worker
     takes no CPU from the one measuring (torch's OpenMP threads spin only briefly, then sleep).
-    Within a run they spin as a default session's do: ``allow_spinning`` = 0 would park them at
-    every operator, and each wake-up showed in the latency (5-8% on MiniLM)."""
+    Within a run they spin as a default session's do: ``allow_spinning`` = 0 put them to sleep at
+    every operator, and the wake-ups showed (MiniLM read 1.083 of a bare loop's latency)."""
 
     def __init__(self, job: dict, process_start: float | None = None, in_worker: bool = False):
         self.job, self.in_worker = job, in_worker
