@@ -28,7 +28,7 @@ class Backend:
     def __init__(self, own_process: bool = False) -> None:
         self.input_names: list[str] = []
         self.own_process = own_process  # a worker's: process-wide settings need not be undone
-        self.spinning = True  # False: threads must not busy-wait between runs (interleaved rounds)
+        self.park_when_idle = False  # True: threads stop busy-waiting once a run ends (interleaved rounds)
 
     @classmethod
     def is_available(cls) -> tuple[bool, str]:

@@ -36,8 +36,11 @@ class OnnxRuntime(Backend):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        if not self.spinning:  # an idle worker's threads would otherwise spin on the next one's cores
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if self.park_when_idle:
+            # threads spin within a run, as a default session's do, and stop the moment it ends: an idle
+            # worker's would otherwise spin on the next one's cores (allow_spinning = 0 parks them at every
+            # operator instead, and each wake-up shows in the latency)
+            options.add_session_config_entry("session.force_spinning_stop", "1")
         made = variant.model.task_plugin.ort_generator(variant, options, self.PROVIDERS)
         if made is not None:  # a decoder with its KV cache (an LLM's, a Whisper's): optimum's generate() loop
             self._generator, self.session = made
