@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from hfmagic.errors import UnsupportedError
+from hfmagic.core.errors import UnsupportedError
 
 
 class Backend:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hfmagic.backends import Backend
-from hfmagic.errors import BackendUnavailable
+from hfmagic.core.errors import BackendUnavailable
 
 
 class OnnxRuntime(Backend):

@@ -46,10 +46,10 @@ class OpenVINO(Backend):
 
         config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": PRECISION_HINT,
                   "PERFORMANCE_HINT": "LATENCY"}
-        from hfmagic.onnxbuild import graph_files
+        from hfmagic.onnx.build import graph_files
 
         if len([p for p in graph_files(variant.path) if p.suffix == ".onnx"]) > 1:
-            from hfmagic.errors import UnsupportedError
+            from hfmagic.core.errors import UnsupportedError
 
             raise UnsupportedError(f"the openvino backend runs one-graph models and decoder LLMs; {variant.model.name}'s "
                                    "variants are several graphs (an encoder and its decoders): use onnxruntime")
@@ -77,7 +77,7 @@ def causal_lm(variant, config: dict):
     is: its past_key_values are inputs and outputs, so the KV cache goes through Python each step as
     under ORTModelForCausalLM, not kept in OpenVINO's state)."""
     if importlib.util.find_spec("optimum.intel") is None:
-        from hfmagic.errors import BackendUnavailable
+        from hfmagic.core.errors import BackendUnavailable
 
         raise BackendUnavailable("openvino runs text-generation models through optimum-intel: "
                                  "pip install optimum-intel==1.27.0 (or make install)")
