@@ -7,15 +7,15 @@ Nothing heavy (torch, transformers, onnxruntime, ...) is imported until it is fi
 
 from __future__ import annotations
 
-import os
 
-__version__ = "0.1.0"
+from hfmagic.core.version import __version__  # noqa: F401
 
 # onnxruntime's Linux build carries a telemetry client that looks up Microsoft's hosts once torch
 # is loaded too. hfmagic promises offline, private benchmarks: switch it off before onnxruntime is
 # first imported, here and (through the environment) in every worker. HFMAGIC_ALLOW_TELEMETRY=1 opts in.
-if os.environ.get("HFMAGIC_ALLOW_TELEMETRY") != "1":
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+from hfmagic.core.telemetry import onnxruntime_off  # noqa: E402
+
+onnxruntime_off()
 
 # the built-in tasks (text, generation, vision, speech) are registered here, at the top, so that the
 # registry below knows them in every process (a worker too) without importing any plugin itself

@@ -154,7 +154,7 @@ def test_rows_flips_gate_and_run_store(clf):
     run = default_store().get(result.run_id)
     assert run["kind"] == "evaluate" and run["status"] == "ok" and len(run["rows"]) == 3
     assert run["provenance"]["dataset"] == result.fingerprint and result.fingerprint["rows"] == 150
-    from hfmagic.models.handle import file_sha256
+    from hfmagic.core.hashing import file_sha256
 
     assert run["provenance"]["files"] == {n: file_sha256(clf["variants"][n].path) for n in ("fp32", "int8")}
     assert run["rows"][2]["accuracy"] == lossy_row["accuracy"]
@@ -351,7 +351,7 @@ def test_a_failed_variant_stays_with_its_reason(clf, tmp_path):
 def test_label_mapping(clf):
     from hfmagic.data.tables import LabelledData
     from hfmagic.core.errors import DataError
-    from hfmagic.evaluation.api import label_ids
+    from hfmagic.data.labels import label_ids
 
     id2label = {0: "business", 1: "politics", 2: "sport"}
 

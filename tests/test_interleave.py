@@ -143,13 +143,13 @@ def test_the_rounds_stop_at_the_target_or_at_max_time(variants):
 
 
 def test_workers_that_do_not_fit_together_run_in_groups_with_the_baseline_in_each(variants, monkeypatch):
-    from hfmagic.benchmarking import plan as benchplan
     from hfmagic.benchmarking.api import benchmark
+    from hfmagic.measure import memory
 
-    guard = benchplan.MemoryGuard(variants.model.config, variants.model.weights_bytes, {"torch", "onnx"}, 1 << 40)
+    guard = memory.MemoryGuard(variants.model.config, variants.model.weights_bytes, {"torch", "onnx"}, 1 << 40)
     torch_need, onnx_need = guard.needed(1, 8, "torch"), guard.needed(1, 8, "onnx")
     # room for the baseline (torch) and one ONNX worker at a time, not for both ONNX ones
-    monkeypatch.setattr(benchplan, "available_memory", lambda: int((torch_need + 1.5 * onnx_need) / 0.8))
+    monkeypatch.setattr(memory, "available_memory", lambda: int((torch_need + 1.5 * onnx_need) / 0.8))
     res = benchmark(variants, batch_sizes=[1], seq_lens=[8], max_time=3, ci_target=0.5, **KW)
     assert all(r["status"] == "ok" for r in res.rows) and len(res.rows) == 3
     assert any(n.startswith("memory: the 3 workers would not fit together") and "groups" in n for n in res.notes)

@@ -16,7 +16,7 @@ import psutil
 import pytest
 from IPython.core.error import UsageError
 
-from hfmagic.benchmarking.plan import estimate_memory, memory_status
+from hfmagic.measure.memory import estimate_memory, memory_status
 
 FAST = "--threads 1 --warmup 0 --min-runs 2 --min-time 0"
 FAST_KW = dict(threads=1, warmup=0, min_runs=2, min_time=0, progress=False)

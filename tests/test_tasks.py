@@ -15,7 +15,7 @@ import pytest
 from IPython.core.error import UsageError
 
 from hfmagic.tasks.text.task import TextClassification
-from hfmagic.tasks.text.evaluate import ClassificationEvaluator
+from hfmagic.tasks.text.evaluate import TextClassificationEvaluator
 from tests.tiny import LABELS, make_tiny, make_tokenizer, sentences
 
 FAST = "--threads 1 --warmup 1 --min-runs 3 --min-time 0.02 --no-widget"
@@ -76,7 +76,7 @@ def bert_config(tokenizer, **kw):
 
 # -- 1. a toy task registered here ---------------------------------------------------------------------
 
-class ToyEvaluator(ClassificationEvaluator):
+class ToyEvaluator(TextClassificationEvaluator):
     """The toy task's own evaluator: accuracy only, and it counts its calls (so the test can see the
     driver asked the task, not a built-in branch)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from hfmagic.backends import Backend
+from hfmagic.backends.base import Backend
 
 
 class OnnxRuntimeGenAI(Backend):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hfmagic.backends import Backend
+from hfmagic.backends.base import Backend
 from hfmagic.core.errors import BackendUnavailable
 
 

@@ -5,21 +5,12 @@ ONNX file (with its KV-cache inputs) is driven by optimum-intel's ``OVModelForCa
 from __future__ import annotations
 
 import importlib.util
-import os
-import sys
 
-from hfmagic.backends import Backend
+from hfmagic.backends.base import Backend
+from hfmagic.core.telemetry import openvino_off
 
 # bf16 is what OpenVINO picks on CPUs that have it, and it was 2.5x slower on MiniLM here
 PRECISION_HINT = "f32"
-
-
-def no_telemetry() -> None:
-    """Keep OpenVINO's telemetry (Google Analytics, consent read from ~/intel) from loading: with
-    ``openvino_telemetry`` unimportable, OpenVINO uses its own stub. It wrote ~/intel/ and forked a
-    sender that kept the worker's pipe open. HFMAGIC_ALLOW_TELEMETRY=1 leaves it alone."""
-    if os.environ.get("HFMAGIC_ALLOW_TELEMETRY") != "1":
-        sys.modules.setdefault("openvino_telemetry", None)
 
 
 class OpenVINO(Backend):
@@ -37,11 +28,11 @@ class OpenVINO(Backend):
 
     @classmethod
     def imports(cls) -> None:
-        no_telemetry()
+        openvino_off()
         import openvino  # noqa: F401
 
     def load(self, variant, threads: int) -> None:
-        no_telemetry()
+        openvino_off()
         import openvino as ov
 
         config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": PRECISION_HINT,

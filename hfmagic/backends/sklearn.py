@@ -3,7 +3,7 @@ end to end on texts (no tokenizer in front of it: the vectorizer is part of what
 
 from __future__ import annotations
 
-from hfmagic.backends import Backend
+from hfmagic.backends.base import Backend
 
 
 class Sklearn(Backend):

@@ -25,7 +25,10 @@ from hfmagic.core import stats
 from hfmagic.benchmarking.plan import Job
 from hfmagic.core.errors import UsageProblem
 from hfmagic.core.listargs import BACKENDS, VARIANTS, list_arguments
-from hfmagic.core.results import Column, Table, shape_of, shape_text
+from hfmagic.core.results import Column, Table
+from hfmagic.core.shapes import shape_of, shape_text
+from hfmagic.measure.memory import check_memory
+from hfmagic.tasks import origin
 
 LOAD_TIMEOUT_S = 600.0
 MAX_TIME_FACTOR = 60  # interleaved rounds end after 60 x min-time (--max-time), at least MAX_TIME_MIN_S,
@@ -213,7 +216,7 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
         plans.append((model, one, names, kinds))
     guards, memory_notes = {}, []
     for model, _, _, kinds in plans if not address else ():  # a node's memory is not this machine's
-        guards[model.name], notes = benchplan.check_memory(model, batch_sizes, sizes[model.name], kinds, backends,
+        guards[model.name], notes = check_memory(model, batch_sizes, sizes[model.name], kinds, backends,
                                                            force)
         memory_notes += [f"{model.name}: {n}" if several else n for n in notes]
     data = benchplan.load_inputs(models[0], inputs, inputs_source)
@@ -331,7 +334,7 @@ class Sweep:
         self.unavailable = unavailable  # backend -> why it cannot run here (its rows say so too)
         self.run_record = None
         self.schedule: list = []
-        self.memory: dict = {}  # model name -> its benchplan.MemoryGuard: names the rows that ran out of memory
+        self.memory: dict = {}  # model name -> its measure.memory.MemoryGuard: names the rows that ran out of memory
         self.place, self.cluster = place, cluster  # the node the workers run on (a Ray cluster's); None: here
         from hfmagic.cluster.connect import local_fields
 
@@ -442,7 +445,7 @@ class Sweep:
         return {
             "variant": {"name": v.name, "path": str(v.path) if v.path else None,
                         "model_path": str(model.path), "task": model.task,
-                        "task_origin": _task_origin(model.task),
+                        "task_origin": origin(model.task),
                         "model_name": model.name, "trust_remote_code": model.trust_remote_code},
             "backend": job.backend, "threads": p["threads"], "warmup": p["warmup"],
             "min_runs": p["min_runs"], "min_time": p["min_time"], "shapes": [list(s) for s in shapes],
@@ -660,7 +663,7 @@ class Rounds:
     def _groups(self, jobs: list[Job]) -> list[list[Job]]:
         """Jobs whose workers fit in memory together (estimates of each one's largest shape); the
         first job (the baseline's) is in every group."""
-        from hfmagic.benchmarking.plan import available_memory
+        from hfmagic.measure.memory import available_memory
 
         def need(job):
             guard = self.sweep.memory.get(job.model.name)
@@ -1005,7 +1008,7 @@ def _size_mb(variant) -> float | None:
 def _provenance(models, chosen_sets, data) -> dict:
     """The models, the files measured (their sha256) and the input data's fingerprint. With several
     models, ``models`` lists each and ``files`` keys name the model (``model/variant``)."""
-    from hfmagic.models.handle import file_sha256
+    from hfmagic.core.hashing import file_sha256
 
     several = len(models) > 1
     files = {(f"{m.name}/{v.name}" if several else v.name): v.sha256 or file_sha256(v.path)
@@ -1014,12 +1017,6 @@ def _provenance(models, chosen_sets, data) -> dict:
     if several:
         out["models"] = [_model_card(m) for m in models]
     return out
-
-
-def _task_origin(name: str) -> dict:
-    from hfmagic.tasks import origin
-
-    return origin(name)
 
 
 def _model_card(model) -> dict:

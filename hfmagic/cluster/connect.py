@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfmagic.core.errors import BackendUnavailable, UsageProblem
+from hfmagic.core.telemetry import ray_off
 
 NODE_CACHE_ENV = "HFMAGIC_NODE_CACHE"
 # what every remote worker gets from the kernel's environment (when set there): telemetry and
@@ -85,7 +86,7 @@ def connect(address: str) -> "Cluster":
         raise UsageProblem(f"{address} answers but is not a Ray cluster ({host}:{port} did not reply as gRPC "
                            "does); give the head's address: HOST:6379 (its GCS port, which `ray status` on the "
                            "head shows) or ray://HOST:10001") from None
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray_off()
     try:
         import ray
     except ImportError:
@@ -295,9 +296,10 @@ def isa_summary(flags) -> list[str]:
 def node_card() -> dict:
     """What this node is (runs on the node): host, CPU, its instruction sets, CPUs, GPUs, and the
     environment card a run records."""
+    from hfmagic.core.config import settings
     from hfmagic.core.envcard import cpu_flags, cpu_model, environment_card, gpus
 
-    card = environment_card()
+    card = environment_card(settings().threads)
     return {"host": socket.gethostname(), "cpu": cpu_model(), "isa": isa_summary(cpu_flags()),
             "cpus": os.cpu_count(), "gpus": gpus(), "environment": card}
 
@@ -468,7 +470,7 @@ def folder_files(folder: Path) -> list[Path]:
 
 def folder_digest(folder: Path) -> str:
     """sha256 over every file's relative path and content (cached while no file changes)."""
-    from hfmagic.models.handle import file_sha256
+    from hfmagic.core.hashing import file_sha256
 
     files = folder_files(folder)
     stamp = (str(folder), tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
@@ -734,7 +736,7 @@ def _evaluate_shard(spec: dict, folders: dict[str, str], holders: dict[str, list
     """Run one shard of a variant's batches on a node: each batch's named outputs, seconds."""
     import ray
 
-    from hfmagic.evaluation.api import _Runner
+    from hfmagic.measure.runner import Runner
     from hfmagic.tasks import ensure
     from hfmagic.measure.worker import variant_from_spec
 
@@ -743,7 +745,7 @@ def _evaluate_shard(spec: dict, folders: dict[str, str], holders: dict[str, list
     ensure(local.get("task_origin"))
     variant = variant_from_spec(local)
     t0 = time.perf_counter()
-    runner = _Runner(variant, threads)
+    runner = Runner(variant, threads)
     load_s = time.perf_counter() - t0
     outputs, seconds = [], 0.0
     try:
@@ -762,13 +764,13 @@ def evaluate_shards(cluster: Cluster, on: str | None, variant, batches: list, th
     (summed over shards), the slowest shard's loading, the shards and the nodes they ran on."""
     import ray
 
-    from hfmagic.benchmarking.api import _task_origin
+    from hfmagic.tasks import origin
 
     slots, wanted = cluster.shard_slots(on, threads)
     count = max(1, min(slots, len(batches)))
     spec = {"name": variant.name, "path": str(variant.path) if variant.path else None, "level": variant.level,
             "runtime": variant.runtime, "model_path": str(variant.model.path), "task": variant.model.task,
-            "task_origin": _task_origin(variant.model.task), "model_name": variant.model.name,
+            "task_origin": origin(variant.model.task), "model_name": variant.model.name,
             "trust_remote_code": variant.model.trust_remote_code,
             "path_is_dir": variant.path is not None and Path(variant.path).is_dir()}
     paths = _folders(spec)

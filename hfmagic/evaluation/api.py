@@ -29,20 +29,17 @@ never compared.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
-
-from hfmagic.data.tables import LabelledData
-from hfmagic.core.errors import DataError, UsageProblem
+from hfmagic.core.errors import UsageProblem
+from hfmagic.core.hashing import file_sha256
 from hfmagic.core.listargs import METRICS, VARIANTS, list_arguments
-from hfmagic.models.handle import ModelHandle, file_sha256
+from hfmagic.models.handle import ModelHandle
 from hfmagic.core.results import GATE, Column, Table, batch_label, gate_title, interval_text, percent_text
+from hfmagic.measure.runner import Runner
 from hfmagic.models.variants import TORCH, Variant, Variants, model_of
 
 EVAL_BATCH = 32     # the batch size of variants whose predictions do not depend on it: speed alone
@@ -415,119 +412,7 @@ def _build_variants(model: ModelHandle, variants: list[str] | None, reference: s
     return export_onnx(model, **request, progress=progress)
 
 
-# -- labels (text classification) -----------------------------------------------------------
-def label_ids(data: LabelledData, id2label: dict[int, str], label_map: dict | str | None = None) -> list[int]:
-    """The dataset's labels as the model's class ids; a clear error listing both sides otherwise.
-
-    ``label_map`` (what :func:`hfmagic.data.tables.read_label_map` returns): ``"ids"`` takes every label
-    as a class id (strings of digits included); a dict maps data labels to the model's names or
-    ids, and labels it leaves out are matched as usual."""
-    if not id2label:
-        raise DataError("the model has no id2label in its config, so its predictions cannot be matched "
-                        "to labels; save it with id2label set")
-    values = data.labels
-    model_side = ", ".join(f"{i}:{n}" for i, n in sorted(id2label.items()))
-    if label_map == "ids":
-        return _labels_as_ids(values, id2label, model_side)
-    mapped = _mapped_ids(label_map or {}, id2label, model_side)
-    generic = all(re.fullmatch(r"LABEL_\d+", n) for n in id2label.values())
-    names = data.label_names if all(isinstance(v, int) for v in values) and not generic else None
-    out, unknown = [], []
-    for v in values:
-        name = names[v] if names else v  # a ClassLabel: match the names it stands for
-        key = next((k for k in (str(v), str(name)) if k in mapped), None)
-        found = mapped[key] if key is not None else _model_id(name, id2label)
-        if found is None:
-            unknown.append(name)
-        out.append(found)
-    if unknown:
-        shown = sorted(set([names[v] for v in values] if names else values), key=str)
-        data_side = ", ".join(map(str, shown))
-        missing = ", ".join(map(repr, sorted(set(unknown), key=str)))
-        if label_map:
-            raise DataError(f"labels neither --label-map nor the model's id2label know: {missing}; add them "
-                            f"to the map (the data's labels: {data_side}; the model's id2label: {model_side})")
-        if all(isinstance(v, str) and v.strip().isdigit() for v in unknown):
-            example = json.dumps({u: id2label.get(int(u), id2label[min(id2label)])
-                                  for u in sorted(set(unknown), key=str)[:2]})
-            raise DataError(f"the data's labels are strings of digits ({', '.join(map(repr, shown))}), which "
-                            "look like class ids, "
-                            f"while the model's id2label names its classes ({model_side}); if they are its ids, "
-                            f"pass --label-map ids, or else map each to a name: --label-map '{example}' (or a "
-                            "dict variable, or a JSON file)")
-        raise DataError(f"labels the model does not know: {missing}. The data's labels: {data_side}; the "
-                        f"model's id2label: {model_side}. Rename them in the data, map them with --label-map "
-                        "(or pick another --label-column)")
-    return out
-
-
-def _model_id(label, id2label: dict[int, str], digits: bool = False) -> int | None:
-    """The model's class id for a label: an id it has, or one of its names (case aside); with
-    ``digits``, a string of digits is an id too."""
-    if isinstance(label, int):
-        return label if label in id2label else None
-    by_name = {n: i for i, n in id2label.items()}
-    found = by_name.get(label, {n.lower(): i for i, n in id2label.items()}.get(label.lower()))
-    if found is None and digits and label.strip().isdigit() and int(label) in id2label:
-        found = int(label)
-    return found
-
-
-def _mapped_ids(label_map: dict, id2label: dict[int, str], model_side: str) -> dict[str, int]:
-    """--label-map's targets as class ids, each checked against the model's labels."""
-    out = {}
-    for key, target in label_map.items():
-        out[key] = _model_id(target, id2label, digits=True)
-        if out[key] is None:
-            raise DataError(f"--label-map maps {key!r} to {target!r}, which is not one of the model's labels; "
-                            f"its id2label: {model_side}")
-    return out
-
-
-def _labels_as_ids(values: list, id2label: dict[int, str], model_side: str) -> list[int]:
-    """--label-map ids: every label (an int, or a string of digits) is the model's class id."""
-    words = sorted({v for v in values if not isinstance(v, int) and not v.strip().isdigit()}, key=str)
-    if words:
-        raise DataError(f"--label-map ids takes the data's labels as class ids, but {', '.join(map(repr, words[:5]))} "
-                        "are not whole numbers; map them to the model's labels with a dict instead")
-    ids = [int(v) for v in values]
-    outside = sorted(set(ids) - set(id2label))
-    if outside:
-        raise DataError(f"--label-map ids: the data's labels {', '.join(map(str, outside))} are not class ids of "
-                        f"the model; its id2label: {model_side}")
-    return ids
-
-
-
 # -- running ---------------------------------------------------------------------------------
-class _Runner:
-    """One variant loaded on the backend %benchmark measures it with (an ONNX file: onnxruntime
-    unless ``backend`` says openvino); named outputs per batch."""
-
-    def __init__(self, variant: Variant, threads: int | None = None, backend: str | None = None):
-        from hfmagic.backends import get_backend
-        from hfmagic.core.config import settings
-
-        self.variant, self.task = variant, variant.model.task_plugin
-        own = {"torch": "torch", "sklearn": "sklearn", "genai": "onnxruntime-genai"}
-        self.backend = get_backend(own.get(variant.kind, backend or "onnxruntime"))()
-        self.backend.load(variant, threads or settings().resolved_threads())
-
-    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        own = self.task.forward_outputs(self.backend, self.variant.model, feed)
-        if own is not None:  # the task computes its outputs itself (a decoder's token log-likelihoods)
-            return own
-        names = self.backend.input_names
-        out = self.backend.run(self.backend.prepare(self.task.feed(self.variant.model, feed, names)))
-        if hasattr(out, "keys"):  # a transformers ModelOutput
-            return {k: np.asarray(v.float().numpy(), dtype=np.float64) for k, v in out.items() if hasattr(v, "numpy")}
-        outputs = getattr(self.backend, "output_names", None) or [o.name for o in self.backend.session.get_outputs()]
-        return {k: np.asarray(v, dtype=np.float64) for k, v in zip(outputs, out)}
-
-    def close(self) -> None:
-        self.backend.close()
-
-
 def _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, progress, remote=None,
              backend=None, sizes=None) -> bool:
     """Run every variant in turn, each at the batch sizes :func:`_scored_at` gives it; True when
@@ -733,7 +618,7 @@ def _outputs(variant, entry, sizes, evaluator, bar, tick, backend=None) -> list[
     """Per batch size: (size, the variant's per-row outputs in data order, seconds spent in the
     model, seconds to load it (once for every size), {})."""
     start = time.perf_counter()
-    runner = _Runner(variant, backend=backend)
+    runner = Runner(variant, backend=backend)
     load_s = time.perf_counter() - start
     out = []
     try:

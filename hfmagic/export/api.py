@@ -27,69 +27,22 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hfmagic.core.config import settings
 from hfmagic.core.errors import BackendUnavailable, BuildError, DataError, UnsupportedError, UsageProblem
 from hfmagic.core.listargs import list_arguments
-from hfmagic.models.handle import file_sha256
-from hfmagic.onnx.build import FOLDER_FILES, FP32_FILE, OPTIMIZED_FILE, QUANTIZED_FILE
+from hfmagic.core.hashing import file_sha256
+from hfmagic.onnx.plan import (CALIBRATION_METHODS, DEFAULT_LEVELS, FOLDER_FILES, INT4_BLOCK, INT4_METHODS,
+                               LEVELS, QUANTIZE, Step)
 from hfmagic.models.variants import TORCH, Variant, Variants
 
-LEVELS = ("fp32", "O1", "O2", "O3", "O4")
-# every variant name export_onnx can build: torch, the levels, their dynamic int8 twins (none for
-# O4, which is fp16), static int8
-VARIANT_NAMES = (TORCH, *LEVELS, "int8", *(f"{lv}-int8" for lv in LEVELS[1:4]), "int8-static", "int8-nncf")
-DEFAULT_LEVELS = ["fp32", "O2"]
-# int4: weight-only, for text-generation models; nncf: NNCF's static int8 (QDQ), for OpenVINO above all
-QUANTIZE = ("none", "dynamic", "static", "auto", "int4", "nncf")
-INT4_BLOCK = 32
-# rtn: fast (MatMulNBits' int8-compute kernel); hqq: keeps quality (SmolLM2 at 99.9% of fp32's perplexity,
-# RTN 117%) but its float zero points run on a slower kernel (4x slower than RTN here, AVX2, onnxruntime 1.32)
-INT4_METHODS = ("rtn", "hqq")
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")  # static int8's activation ranges
 DEVICES = ("cpu", "cuda")
 FORMAT = 4  # bump when a recipe, the folder layout or what validation feeds changes: old entries are then left unused
 # 4: validation and calibration feed only the inputs the model takes (no token_type_ids to a GPT-2 or a decoder)
 META = "hfmagic-variant.json"
 STACK = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-genai")
-
-
-@dataclass(frozen=True)
-class Step:
-    """One variant to build: from which other one, at which level, with which quantization."""
-
-    name: str
-    level: str
-    source: str | None = None     # the step it starts from (None: the model itself)
-    quant: str | None = None      # None, "dynamic", "static" or "nncf" (and the tasks' own: int4, fp16, genai-*)
-    include: bool = True          # returned to the caller (fp32 may be built only as a base)
-
-    @property
-    def file(self) -> str:
-        if self.quant and (self.quant.startswith("genai") or self.quant == "fp16"):  # a whole graph, not a quantizer's
-            return FP32_FILE
-        if self.quant:
-            return QUANTIZED_FILE
-        return FP32_FILE if self.level == "fp32" else OPTIMIZED_FILE
-
-
-def plan(levels: list[str], quantize: str, static: bool) -> list[Step]:
-    """The steps for these levels and this quantization, in build order (see the module docstring)."""
-    if quantize == "int4":
-        raise UnsupportedError("--quantize int4 (weight-only) is built for text-generation models; use dynamic, "
-                               "static or auto for this one")
-    steps = [Step("fp32", "fp32", include="fp32" in levels)]
-    steps += [Step(lv, lv, "fp32") for lv in levels if lv != "fp32"]
-    if quantize in ("auto", "dynamic"):
-        steps += [Step("int8" if lv == "fp32" else f"{lv}-int8", lv, lv, "dynamic") for lv in levels if lv != "O4"]
-    if static and quantize in ("auto", "static"):
-        steps.append(Step("int8-static", "fp32", "fp32", "static"))
-    if quantize == "nncf":
-        steps.append(Step("int8-nncf", "fp32", "fp32", "nncf"))
-    return steps
 
 
 def request_for(names: list[str], calibration=None) -> dict:
@@ -176,8 +129,9 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     notes = []
     if to_build:
         from hfmagic.onnx.build import check_exportable, check_opset
+        from hfmagic.tasks import names
 
-        check_exportable(model)
+        check_exportable(model, names())
         check_opset(opset)
         check_space(root, model, len(to_build))
     for fp16 in ("O4", "fp16"):

@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from hfmagic.core.timing import timed_runs
+
 FAULT_ENV = "HFMAGIC_WORKER_FAULT"
 
 
@@ -156,21 +158,6 @@ def measure(backend, batch: int, seq: int, job: dict, texts, tokenizer, model) -
     row["peak_mem_mb"] = peak_memory_mb()
     row["peak_mem_exact"] = exact_peak
     return row
-
-
-def timed_runs(fn, min_runs: int, min_time: float) -> list[float]:
-    """Run ``fn`` until at least ``min_runs`` runs and ``min_time`` seconds; latencies in ms."""
-    clock = time.perf_counter_ns
-    limit = int(min_time * 1e9)
-    samples = []
-    start = clock()
-    while True:
-        t0 = clock()
-        fn()
-        t1 = clock()
-        samples.append(t1 - t0)
-        if len(samples) >= min_runs and t1 - start >= limit:
-            return [s / 1e6 for s in samples]
 
 
 def make_inputs(model, names: list[str], batch: int, seq: int, texts=None, tokenizer=None) -> dict:
@@ -322,7 +309,7 @@ class WorkerProcess:
     """A running worker: send it a job, then read its messages with a blocking wait."""
 
     def __init__(self, job: dict):
-        from hfmagic.benchmarking.plan import oom_kills
+        from hfmagic.measure.memory import oom_kills
 
         self._oom_kills = oom_kills()  # the cgroup's count: if it rises, the OOM killer ended the worker
         self._stderr = tempfile.TemporaryFile(mode="w+b")
@@ -376,7 +363,7 @@ class WorkerProcess:
 
     def exit_reason(self) -> str:
         """Why the worker ended: its exit status or signal, and the last line it wrote to stderr."""
-        from hfmagic.benchmarking.plan import oom_kills
+        from hfmagic.measure.memory import oom_kills
 
         code = self.proc.wait()
         if code < 0:

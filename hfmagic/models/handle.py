@@ -8,7 +8,6 @@ first use. Everything later (export, benchmark, evaluate) starts from a handle's
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import keyword
 import os
@@ -24,6 +23,7 @@ from typing import Any
 from hfmagic.tasks.text import demo
 from hfmagic.tasks.vision import demo as vision_demo
 from hfmagic.core.config import settings
+from hfmagic.core.hashing import folder_sha256, weights_sha256
 from hfmagic.core.errors import ModelSourceError, OfflineError, UnsupportedError, UsageProblem
 from hfmagic.core.results import human_bytes, key_value_table
 
@@ -403,27 +403,6 @@ def derive_name(source: str) -> str:
     return f"m_{ident}" if ident[0].isdigit() else ident
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def weights_sha256(files) -> str:
-    """The weights' hash: the file's own for one file; for shards, one hash of each shard's name and hash."""
-    return file_sha256(files[0]) if len(files) == 1 else _names_and_contents_sha256(files)
-
-
-def _names_and_contents_sha256(files) -> str:
-    """One hash of each file's name and content, in the order given."""
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(f"{path.name}\0{file_sha256(path)}\0".encode())
-    return digest.hexdigest()
-
-
 def stamp(files) -> tuple:
     """Each file's path, size, modification and change times: what says, without reading them, that
     the weights are still the files a handle was loaded from (a copy that keeps the modification
@@ -459,11 +438,6 @@ def _shards(index: Path) -> tuple[Path, ...]:
         raise ModelSourceError(f"{index.parent} lacks the shards its index lists ({', '.join(missing[:3]) or 'none'}"
                                "); copy the whole folder save_pretrained wrote")
     return tuple(index.parent / n for n in names)
-
-
-def _folder_sha256(folder: Path) -> str:
-    """One hash of every file's name and content: weights, config and tokenizer alike."""
-    return _names_and_contents_sha256(sorted(p for p in folder.iterdir() if p.is_file()))
 
 
 def _looks_local(source: str) -> bool:
@@ -637,7 +611,7 @@ def _save_object(obj: Any) -> Path:
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        final = root / _folder_sha256(tmp)[:16]
+        final = root / folder_sha256(tmp)[:16]
         if final.exists():
             shutil.rmtree(tmp)
         else:

@@ -16,8 +16,8 @@ from typing import Any, Iterator
 from hfmagic.core.errors import UsageProblem
 from hfmagic.models.handle import ModelHandle
 from hfmagic.core.results import Column, Table
+from hfmagic.onnx.plan import TORCH  # noqa: F401 (the PyTorch variant's name)
 
-TORCH = "torch"
 SKLEARN = "sklearn"  # a classical baseline's one variant (%load_model tfidf)
 # why a dynamically quantized variant's predictions depend on the batch it runs in
 BATCH_DEPENDENT_WHY = "dynamic int8 takes each activation's quantization range over the whole padded batch"

@@ -20,13 +20,7 @@ from pathlib import Path
 from hfmagic.core.envcard import cpu_flags
 from hfmagic.core.errors import UnsupportedError
 
-FP32_FILE = "model.onnx"
-OPTIMIZED_FILE = "model_optimized.onnx"
-QUANTIZED_FILE = "model_quantized.onnx"
-# what a variant folder keeps besides the .onnx file (config and tokenizer, from the model's folder)
-FOLDER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
-                "added_tokens.json", "ort_config.json")
+from hfmagic.onnx.plan import FOLDER_FILES, FP32_FILE, OPTIMIZED_FILE, QUANTIZED_FILE  # noqa: F401 (names of a variant's files)
 
 
 def int8_isa(flags: frozenset[str] | None = None) -> str:
@@ -214,9 +208,9 @@ def quantize_nncf(source: Path, out: Path, features: dict) -> str:
     as int8; onnxruntime runs it too (QDQ semantics), usually slower."""
     import logging
 
-    from hfmagic.backends.openvino import no_telemetry
+    from hfmagic.core.telemetry import openvino_off
 
-    no_telemetry()  # NNCF sends its events through openvino_telemetry when it can import it
+    openvino_off()  # NNCF sends its events through openvino_telemetry when it can import it
     import nncf
     import onnx
 
@@ -298,17 +292,16 @@ def onnx_size(path: Path) -> int:
 
 def variant_sha256(path: Path) -> str:
     """The variant's hash: its one .onnx file's own, else one hash of each file's name and hash."""
-    from hfmagic.models.handle import weights_sha256
+    from hfmagic.core.hashing import weights_sha256
 
     return weights_sha256(graph_files(path))
 
 
-def check_exportable(model) -> None:
-    """optimum's ONNX exporter supports this architecture for this task, or a clear error."""
+def check_exportable(model, tasks: list[str]) -> None:
+    """optimum's ONNX exporter supports this architecture for this task, or a clear error naming
+    the ones of ``tasks`` (hfmagic's) it does support."""
     import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the ONNX configs)
     from optimum.exporters.tasks import TasksManager
-
-    from hfmagic.tasks import names
 
     model_type = model.model_type.replace("_", "-")
     # read the table directly: TasksManager.get_supported_model_type_for_task raises KeyError('onnx')
@@ -319,7 +312,7 @@ def check_exportable(model) -> None:
         return
     known = TasksManager._SUPPORTED_MODEL_TYPE.get(model_type) or TasksManager._SUPPORTED_MODEL_TYPE.get(model.model_type)
     if known is not None:
-        ours = [t for t in known.get("onnx", {}) if t in names()]
+        ours = [t for t in known.get("onnx", {}) if t in tasks]
         raise UnsupportedError(f"optimum's ONNX exporter cannot export a {model.model_type} model for "
                                f"{model.task}; for {model.model_type} it supports: {', '.join(ours) or 'none of hfmagic tasks'} "
                                "(load it with --task one of those)")

@@ -51,10 +51,8 @@ class Reference:
         import numpy as np
         import torch
 
-        from hfmagic.tasks import get_task
-
         self.model, self.texts, self.source = model, texts, source  # texts: the task's examples
-        self.task = get_task(model.task)
+        self.task = model.task_plugin
         torch_model = model.torch_model()
         encoded = {k: np.asarray(v) for k, v in self.task.encode_examples(model, texts).items()}
         self.features = self.task.feed(model, encoded, self.task.model_inputs(model, torch_model.forward))

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hfmagic.core.errors import UsageProblem
-from hfmagic.core.results import Column, Table, render_text, shape_text
+from hfmagic.core.results import Column, Table, render_text
+from hfmagic.core.shapes import shape_text
 from hfmagic.store.db import Message, RunStore, hint, recording_off
 
 # how the rows of two runs of a kind are matched, and the figures shown side by side

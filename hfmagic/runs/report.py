@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfmagic.core.errors import UsageProblem
-from hfmagic.core.results import Column, Table, batch_label, gate_title, interval_text, percent_text, shape_of, shape_text
+from hfmagic.core.results import Column, Table, batch_label, gate_title, interval_text, percent_text
+from hfmagic.core.shapes import shape_of, shape_text
 from hfmagic.runs.history import flatten, metric_names, reference_of
 from hfmagic.core.stats import speedup_text
 from hfmagic.store.db import RunStore

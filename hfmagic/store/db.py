@@ -271,7 +271,7 @@ class RunStore:
                 return
             version = int(con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
             if version > SCHEMA_VERSION:
-                from hfmagic import __version__
+                from hfmagic.core.version import __version__
 
                 raise UsageProblem(f"{self.path} was written by a newer hfmagic (store schema {version}; "
                                    f"hfmagic {__version__} reads up to {SCHEMA_VERSION}); upgrade hfmagic "
@@ -326,12 +326,13 @@ class RunStore:
     # -- writing ---------------------------------------------------------------------------------
     def start(self, kind: str, params: dict, provenance: dict | None = None,
               environment: dict | None = None) -> Run:
-        from hfmagic import __version__
+        from hfmagic.core.version import __version__
 
         if environment is None:
+            from hfmagic.core.config import settings
             from hfmagic.core.envcard import environment_card
 
-            environment = environment_card()
+            environment = environment_card(settings().threads)
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         stat = _proc_stat(os.getpid())
         with self.connect() as con:

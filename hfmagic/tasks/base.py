@@ -24,41 +24,12 @@ Nothing here imports a heavy library at module level.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from hfmagic.core.errors import ModelSourceError
-
-
-@dataclass(frozen=True)
-class Axis:
-    """A shape's second axis (the first is always the batch): the key rows carry it under, the
-    table's label for it, %benchmark's argument and flag for it, and its noun in messages."""
-
-    key: str      # the rows' key: seq_len, image_size
-    label: str    # the table's column title
-    argument: str  # benchmark()'s keyword argument (a list of values)
-    flag: str     # %benchmark's flag
-    noun: str     # "sequence length"
-    short: str    # "seq": a size in messages ("batch 8 x seq 128")
-    unit: str = ""  # shown after a value ("px")
-
-    def shape(self, batch: int, size) -> str:
-        return f"{batch}x{size}{self.unit}"
-
-    def describe(self, size) -> str:
-        return f"{self.short} {size}{self.unit}"
-
-    def compact(self, batch: int, size) -> str:
-        """The run store's label: ``b8 s128`` (tokens), ``b8 224px`` (pixels)."""
-        return f"b{batch} {'' if self.unit else self.short[0]}{size}{self.unit}"
-
-
-TEXT_AXIS = Axis("seq_len", "seq", "seq_lens", "--seq-lens", "sequence length", "seq")
-IMAGE_AXIS = Axis("image_size", "image px", "image_sizes", "--image-sizes", "image size", "image", "px")
-AUDIO_AXIS = Axis("audio_seconds", "audio s", "audio_seconds", "--audio-seconds", "audio length", "audio", "s")
-AXES = (TEXT_AXIS, IMAGE_AXIS, AUDIO_AXIS)  # every second axis a row may carry (results.shape_of reads them)
+from hfmagic.core.shapes import TEXT_AXIS, Axis
+from hfmagic.core.timing import timed_runs
 
 
 class Task:
@@ -136,10 +107,7 @@ class Task:
 
     def check_sizes(self, model, sizes: list[int], new_tokens: int = 0) -> None:
         """Refuse (one line) sizes the model cannot take (text: beyond its positions, a prompt with
-        its new tokens included)."""
-        from hfmagic.benchmarking.plan import check_positions
-
-        check_positions(model, sizes, new_tokens)
+        its new tokens included). By default every size is taken."""
 
     def new_tokens(self, asked, model) -> int | None:
         """Tokens generated per measured run (tasks that generate); others refuse --new-tokens."""
@@ -204,8 +172,6 @@ class Task:
     def timed_runs(self, backend, model, prepared, runs: int, min_time: float, job: dict) -> dict:
         """At least ``runs`` timed runs and ``min_time`` seconds: ``samples_ms`` (one latency per
         run), and any other ``*_samples_ms`` the task's rows are computed from."""
-        from hfmagic.measure.worker import timed_runs
-
         return {"samples_ms": timed_runs(lambda: backend.run(prepared), runs, min_time)}
 
     def forward_outputs(self, backend, model, feed: dict) -> dict | None:
@@ -228,7 +194,7 @@ class Task:
 
     def variant_names(self) -> tuple[str, ...]:
         """Every variant export_onnx can build for this task (and torch)."""
-        from hfmagic.export.api import VARIANT_NAMES
+        from hfmagic.onnx.plan import VARIANT_NAMES
 
         return VARIANT_NAMES
 
@@ -239,8 +205,8 @@ class Task:
         return ["torch", *levels, "int8", *(f"{lv}-int8" for lv in levels if lv != "fp32")]
 
     def export_steps(self, levels: list[str], quantize: str, static: bool, options: dict) -> list:
-        """The variants export_onnx builds (hfmagic.export.api.Step, in build order)."""
-        from hfmagic.export.api import plan
+        """The variants export_onnx builds (hfmagic.onnx.plan.Step, in build order)."""
+        from hfmagic.onnx.plan import plan
 
         return plan(levels, quantize, static)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 
 from hfmagic.core import stats
-from hfmagic.core.results import Column, batch_label, gate_title, interval_text, percent_text, shape_of
+from hfmagic.core.results import Column, batch_label, gate_title, interval_text, percent_text
+from hfmagic.core.shapes import shape_of
 
 # The table's columns, in order, written by the same formats as the benchmark and evaluation tables.
 # "speedup" is the chosen baseline's cell (speedups); "metric" is titled with the evaluation's first

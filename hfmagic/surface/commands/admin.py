@@ -48,7 +48,7 @@ class Status:
 
     @staticmethod
     def run(args, ctx):
-        from hfmagic import __version__
+        from hfmagic.core.version import __version__
 
         s = settings()
         cache = Path(s.cache_dir).expanduser()

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import time
 
+from hfmagic.core.timing import token_clock
 from hfmagic.tasks.base import Evaluator  # light: the task plugins' base, no heavy imports
 
 VALIDATE_TOKENS = 16   # greedy tokens compared with PyTorch when a variant is validated
@@ -43,7 +44,7 @@ def export_steps(levels: list[str], quantize: str, options: dict) -> list:
     from it; level fp16: the fp32 export in float16 (for GPUs); level genai: onnxruntime-genai's
     builder, fp32 and (``int4``/``auto``) int4."""
     from hfmagic.core.errors import UnsupportedError
-    from hfmagic.export.api import Step
+    from hfmagic.onnx.plan import Step
 
     genai = "genai" in levels
     if genai and not genai_installed():
@@ -278,29 +279,13 @@ def generation_config(model, new_tokens: int):
                             eos_token_id=eos, pad_token_id=pad, use_cache=True)
 
 
-def clock(stamps: list | None):
-    """generate()'s stopping criteria that only note the time after each new token in ``stamps``
-    (None when no stamps are asked for)."""
-    if stamps is None:
-        return None
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class Clock(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            stamps.append(time.perf_counter_ns())
-            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-
-    return StoppingCriteriaList([Clock()])
-
-
 def greedy(generator, feed: dict, config, stamps: list | None = None):
     """``generate`` with ``config`` on ``feed`` (numpy or torch); the new tokens, and the clock
     after each one in ``stamps`` when given."""
     import torch
 
     inputs = {k: torch.as_tensor(v) for k, v in feed.items()}
-    criteria = clock(stamps)
+    criteria = token_clock(stamps)
     with torch.inference_mode(), transformers_quiet():
         out = generator.generate(**inputs, generation_config=config, stopping_criteria=criteria)
     return out[:, inputs["input_ids"].shape[1]:]

@@ -43,7 +43,7 @@ def smollm2() -> Path:
 def folder_for(file: Path) -> Path:
     """The saved PyTorch folder of a GGUF file, dequantised once into the cache."""
     from hfmagic.core.config import settings
-    from hfmagic.models.handle import file_sha256
+    from hfmagic.core.hashing import file_sha256
 
     if importlib.util.find_spec("gguf") is None:
         raise UnsupportedError("loading a GGUF file needs the gguf package; pip install gguf==0.19.0")

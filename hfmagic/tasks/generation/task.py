@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from hfmagic.tasks import register
-from hfmagic.tasks.text.task import TextTask
+from hfmagic.tasks.tokens import TextTask
 
 DEFAULT_NEW_TOKENS = 64
 INT4_BLOCK = 32

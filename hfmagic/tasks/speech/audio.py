@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hfmagic.core.errors import DataError, UsageProblem
-from hfmagic.tasks.vision.images import pick_column
+from hfmagic.data.tables import pick_column
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 TRANSCRIPT_FILES = ("transcripts.txt", "transcripts.tsv", "transcript.txt", "transcription", "metadata.tsv")

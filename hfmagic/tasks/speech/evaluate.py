@@ -54,9 +54,8 @@ class SpeechRecognitionEvaluator(Evaluator):
 
     def read(self, model, data, options: dict) -> EvalData:
         from hfmagic.tasks.speech.audio import AudioData, load_audio
-        from hfmagic.models.handle import BUILT_IN_MODELS
 
-        if isinstance(data, str) and data in BUILT_IN_MODELS and isinstance(model.dataset, AudioData):
+        if isinstance(data, str) and data == model.source and isinstance(model.dataset, AudioData):
             data = model.dataset
         if options.get("label_map") is not None:
             raise UsageProblem("--label-map is for classifiers; a speech model's transcripts are compared as text")

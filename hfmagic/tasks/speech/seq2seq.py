@@ -63,9 +63,9 @@ def greedy(generator, features, config, stamps: list | None = None):
 
     import torch
 
-    from hfmagic.tasks.generation.decoding import clock
+    from hfmagic.core.timing import token_clock
 
-    criteria = clock(stamps)
+    criteria = token_clock(stamps)
     logging.getLogger("transformers").setLevel(logging.ERROR)  # generate()'s notices about its defaults, per call
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")

