@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import shutil
 import socket
 import tempfile
@@ -43,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfmagic.core.errors import BackendUnavailable, UsageProblem
+from hfmagic.core.config import address_problem
 from hfmagic.core.telemetry import ray_off
 
 NODE_CACHE_ENV = "HFMAGIC_NODE_CACHE"
@@ -165,23 +165,6 @@ def _address(address: str) -> str:
     return found
 
 
-_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$")
-
-
-def address_problem(address: str) -> str | None:
-    """Why ``address`` is not one ``--cluster`` and ``HFMagic.cluster`` take ('' for none, HOST:PORT,
-    ray://HOST:PORT, auto), or None."""
-    if address in ("", "auto"):
-        return None
-    scheme, sep, rest = address.partition("://")
-    if sep and scheme != "ray":
-        return f"{scheme}:// is not Ray's scheme (ray://)"
-    host, _, port = (rest if sep else address).rpartition(":")
-    if not host or not _HOST.match(host):
-        return "no HOST:PORT in it" if not host else f"{host!r} is not a host name or IP address"
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        return f"{port!r} is not a port number"
-    return None
 
 
 def _host_port(address: str) -> tuple[str, int]:

@@ -17,6 +17,7 @@ only for a ``TraitError``; ``%config`` then catches the exception and logs its m
 from __future__ import annotations
 
 import os
+import re
 import reprlib
 import tempfile
 from pathlib import Path
@@ -109,6 +110,25 @@ def default_cache_dir() -> str:
     return platformdirs.user_cache_dir("hfmagic", appauthor=False)
 
 
+_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$")
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` is not one ``--cluster`` and ``HFMagic.cluster`` take ('' for none, HOST:PORT,
+    ray://HOST:PORT, auto), or None."""
+    if address in ("", "auto"):
+        return None
+    scheme, sep, rest = address.partition("://")
+    if sep and scheme != "ray":
+        return f"{scheme}:// is not Ray's scheme (ray://)"
+    host, _, port = (rest if sep else address).rpartition(":")
+    if not host or not _HOST.match(host):
+        return "no HOST:PORT in it" if not host else f"{host!r} is not a host name or IP address"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return f"{port!r} is not a port number"
+    return None
+
+
 class HFMagic(Configurable):
     """hfmagic's settings (``%config HFMagic.<name> = value``)."""
 
@@ -179,8 +199,6 @@ class HFMagic(Configurable):
 
     @validate("cluster")
     def _check_cluster(self, proposal):
-        from hfmagic.cluster.connect import address_problem
-
         value = proposal["value"].strip()
         if problem := address_problem(value):
             raise refusal("cluster", proposal["value"], problem)
