@@ -64,7 +64,7 @@ def split_line(line: str) -> list[Word]:
                 raise UsageProblem(f"could not split {line.strip()!r} into words ({str(exc).lower()}): close the "
                                    "quote, or put a path in from a variable p with {p!r}") from None
             end = pos + lexer.instream.tell()
-        words.append(Word(text, pos, line.startswith(text, pos) and not line[pos] in "'\""))
+        words.append(Word(text, pos, line.startswith(text, pos) and line[pos] not in "'\""))
         pos = end
 
 
