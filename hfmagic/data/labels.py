@@ -30,8 +30,6 @@ def read_label_map(spec: Any) -> dict[str, int | str] | str | None:
         mapping: Any = dict(spec)
     elif isinstance(spec, (str, os.PathLike)):
         text = str(spec).strip()
-        if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
-            text = text[1:-1].strip()  # a magic line keeps the quotes around a literal
         if text == "ids":
             return "ids"
         if text.startswith("{"):

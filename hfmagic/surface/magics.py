@@ -7,8 +7,9 @@ import keyword
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class
-from IPython.core.magic_arguments import magic_arguments, parse_argstring
+from IPython.core.magic_arguments import magic_arguments
 
+from hfmagic.surface.argline import split_line, split_path
 from hfmagic.surface.commands import COMMAND_MODULES, Context, with_arguments
 from hfmagic.surface.commands.admin import HELP_ARG, ShowHelp, UsageFormatter
 from hfmagic.core.config import HFMagic, use_settings
@@ -68,9 +69,11 @@ class HFMagics(Magics):
         use_settings(self.settings)
         if self.settings not in shell.configurables:
             shell.configurables.append(self.settings)
+        self._commands = {}
         for module in COMMAND_MODULES:
             cmd = importlib.import_module(module)
             self.magics["line"][cmd.MAGIC] = self._magic_for(cmd)
+            self._commands[cmd.MAGIC] = cmd, self.magics["line"][cmd.MAGIC]
 
     def _magic_for(self, cmd):
         def magic(line=""):
@@ -90,19 +93,33 @@ class HFMagics(Magics):
             print(shown, end="")
             return None
 
+    def parse(self, name: str, line: str):
+        """The arguments of ``%name line`` as its magic reads them, running nothing (the docs test
+        checks every README line with it). The line is split as a shell splits one
+        (hfmagic.surface.argline: quotes group, a word starting with # begins a comment)."""
+        cmd, magic = self._commands[name]
+        return magic.parser.parse_args([word.text for word in split_line(line)])
+
     def _parse_and_run(self, cmd, magic, line):
-        args = parse_argstring(magic, line)
-        if getattr(args, "name", None) is not None and not _is_name(args.name):  # before any work
-            raise UsageError(f"--name {args.name!r} is not a valid variable name; pass one such as result")
-        # the dashboard unless %config HFMagic.widget = False, --no-widget or -q says otherwise
-        no_widget = getattr(args, "no_widget", False) or getattr(args, "quiet", False) or not self.settings.widget
-        ctx = ShellContext(self.shell, widget=not no_widget)
         try:
+            args = self.parse(cmd.MAGIC, line)
+            if getattr(args, "name", None) is not None and not _is_name(args.name):  # before any work
+                raise UsageError(f"--name {args.name!r} is not a valid variable name; pass one such as result")
+            # the dashboard unless %config HFMagic.widget = False, --no-widget or -q says otherwise
+            no_widget = getattr(args, "no_widget", False) or getattr(args, "quiet", False) or not self.settings.widget
+            ctx = ShellContext(self.shell, widget=not no_widget)
             result = cmd.run(args, ctx)
-        except HFMagicError as exc:
-            raise UsageError(str(exc)) from None
+        except (UsageError, HFMagicError) as exc:  # a path that $p split at its spaces explains most
+            raise UsageError(self._split_path(line) or str(exc)) from None
         if not hasattr(args, "output"):  # no -o/-q: the result is the cell's value (%hfmagic status)
             return result
         if not args.quiet:
             ctx.show(result)
         return result if args.output else None
+
+    @staticmethod
+    def _split_path(line):
+        try:
+            return split_path(line, split_line(line))
+        except HFMagicError:  # the line itself cannot be split: its own message says so
+            return None

@@ -144,14 +144,20 @@ class Help(str):
         return str(self)
 
 
-def run(args, ctx):
-    if args.subcommand == "help":
-        return Help(help_text())
+def parse_subcommand(args):
+    """The subcommand's object and its own arguments: ``args.rest``, the words of the magic's line
+    after the subcommand's name, split (and a trailing comment left out) as every magic's line is."""
     cmd = subcommand(args.subcommand)
     if cmd is None:
         from hfmagic.core.errors import UsageProblem
 
         raise UsageProblem(f"unknown subcommand {args.subcommand!r}; use one of: help, "
                            + ", ".join(SUBCOMMANDS))
-    sub_args = parser_for(cmd, f"%hfmagic {args.subcommand}").parse_args(args.rest)
+    return cmd, parser_for(cmd, f"%hfmagic {args.subcommand}").parse_args(args.rest)
+
+
+def run(args, ctx):
+    if args.subcommand == "help":
+        return Help(help_text())
+    cmd, sub_args = parse_subcommand(args)
     return cmd.run(sub_args, ctx)

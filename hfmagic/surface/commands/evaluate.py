@@ -28,7 +28,7 @@ ARGS = [
     argument("--image-column", help="image classification: column with the images (guessed when obvious)"),
     argument("--audio-column", help="speech recognition: column with the audio (guessed when obvious)"),
     argument("--label-column", help="column with the labels (guessed when obvious)"),
-    argument("--label-map", nargs="+", metavar="MAP",
+    argument("--label-map", metavar="MAP",
              help="how the data's labels map to the model's: a dict variable, a dict literal "
                   "('{\"0\": \"business\"}'), a JSON file, or ids (the labels are the model's class ids, "
                   "strings of digits included)"),
@@ -81,11 +81,10 @@ def run(args, ctx):
     return result
 
 
-def _label_map(words: list[str] | None, ctx):
-    """A dict variable by its name; otherwise the text (a literal the magic line split at its spaces
-    is joined again), read by hfmagic.data.tables.read_label_map."""
-    if not words:
+def _label_map(text: str | None, ctx):
+    """A dict variable by its name; otherwise the text, read by hfmagic.data.labels.read_label_map."""
+    if not text:
         return None
-    found = ctx.lookup(words[0]) if len(words) == 1 else None
-    return found if isinstance(found, Mapping) else " ".join(words)
+    found = ctx.lookup(text)
+    return found if isinstance(found, Mapping) else text
 
