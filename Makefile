@@ -50,6 +50,7 @@ demo: install
 # the suite CI runs; the slow tier (real models end to end: the example notebooks, SmolLM2, the
 # demo-small cluster sweeps, %optimize's searches) is `make test-slow`, everything `make test-all`
 test: install browser data
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "not slow"
 
 test-slow: install browser data

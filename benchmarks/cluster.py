@@ -19,11 +19,11 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
 def main() -> None:
-    from hfmagic.benchmarking import benchmark
-    from hfmagic.envcard import cpu_flags, cpu_model
-    from hfmagic.export import export_onnx
-    from hfmagic.localcluster import LocalCluster
-    from hfmagic.models import load_model
+    from hfmagic.benchmarking.api import benchmark
+    from hfmagic.core.envcard import cpu_flags, cpu_model
+    from hfmagic.export.api import export_onnx
+    from hfmagic.cluster.local import LocalCluster
+    from hfmagic.models.handle import load_model
 
     model = load_model("demo-small")
     variants = export_onnx(model, levels=["fp32"], quantize="none", progress=False)

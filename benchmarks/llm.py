@@ -12,11 +12,11 @@ worse than torch's), with the CPU's instruction-set flags. Goal (the issue's): >
 
 import argparse
 
-from hfmagic.benchmarking import benchmark
-from hfmagic.envcard import cpu_flags
-from hfmagic.evaluation import evaluate
-from hfmagic.export import export_onnx
-from hfmagic.models import load_model
+from hfmagic.benchmarking.api import benchmark
+from hfmagic.core.envcard import cpu_flags
+from hfmagic.evaluation.api import evaluate
+from hfmagic.export.api import export_onnx
+from hfmagic.models.handle import load_model
 
 
 def main() -> None:

@@ -16,10 +16,10 @@ import multiprocessing as mp
 import os
 import time
 
-from hfmagic.benchmarking import benchmark
-from hfmagic.envcard import cpu_flags
-from hfmagic.export import export_onnx
-from hfmagic.models import load_model
+from hfmagic.benchmarking.api import benchmark
+from hfmagic.core.envcard import cpu_flags
+from hfmagic.export.api import export_onnx
+from hfmagic.models.handle import load_model
 
 BUSY_S, PERIOD_S = 2.0, 5.0
 

@@ -16,7 +16,7 @@ os.environ.setdefault("HFMAGIC_STORE", "0")
 
 
 def one(source: str, **kwargs) -> float | None:
-    from hfmagic.optimizing import optimize
+    from hfmagic.optimizing.api import optimize
 
     t0 = time.perf_counter()
     result = optimize(source, progress=False, **kwargs)
@@ -32,7 +32,7 @@ def one(source: str, **kwargs) -> float | None:
 
 
 def main() -> None:
-    from hfmagic.envcard import cpu_flags, cpu_model
+    from hfmagic.core.envcard import cpu_flags, cpu_model
 
     flags = "/".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in cpu_flags())
     print(f"{cpu_model()} ({flags}), {os.cpu_count()} CPUs")

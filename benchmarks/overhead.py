@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hfmagic import stats
-from hfmagic.benchmarking import benchmark
-from hfmagic.envcard import cpu_flags, cpu_model
-from hfmagic.export import export_onnx
-from hfmagic.models import load_model
+from hfmagic.core import stats
+from hfmagic.benchmarking.api import benchmark
+from hfmagic.core.envcard import cpu_flags, cpu_model
+from hfmagic.export.api import export_onnx
+from hfmagic.models.handle import load_model
 
 BATCH, SEQ, THREADS, WARMUP = 1, 128, 2, 10
 SETTINGS = {"default": {}, "force_spinning_stop": {"session.force_spinning_stop": "1"},

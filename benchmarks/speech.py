@@ -21,11 +21,11 @@ weights): its size on disk is theirs.
 import argparse
 import json
 
-from hfmagic.benchmarking import benchmark
-from hfmagic.config import settings
-from hfmagic.envcard import cpu_flags, cpu_model
-from hfmagic.export import export_onnx
-from hfmagic.models import load_model
+from hfmagic.benchmarking.api import benchmark
+from hfmagic.core.config import settings
+from hfmagic.core.envcard import cpu_flags, cpu_model
+from hfmagic.export.api import export_onnx
+from hfmagic.models.handle import load_model
 
 
 def byte_tokenizer(special: list[str]):

@@ -11,11 +11,11 @@ ratio, which is printed last.
 
 import argparse
 
-from hfmagic.benchmarking import benchmark
-from hfmagic.envcard import cpu_flags, cpu_model
-from hfmagic.evaluation import evaluate
-from hfmagic.export import export_onnx
-from hfmagic.models import load_model
+from hfmagic.benchmarking.api import benchmark
+from hfmagic.core.envcard import cpu_flags, cpu_model
+from hfmagic.evaluation.api import evaluate
+from hfmagic.export.api import export_onnx
+from hfmagic.models.handle import load_model
 
 
 def main() -> None:

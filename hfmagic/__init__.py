@@ -7,15 +7,19 @@ Nothing heavy (torch, transformers, onnxruntime, ...) is imported until it is fi
 
 from __future__ import annotations
 
-import os
 
-__version__ = "0.1.0"
+from hfmagic.core.version import __version__  # noqa: F401
 
 # onnxruntime's Linux build carries a telemetry client that looks up Microsoft's hosts once torch
 # is loaded too. hfmagic promises offline, private benchmarks: switch it off before onnxruntime is
 # first imported, here and (through the environment) in every worker. HFMAGIC_ALLOW_TELEMETRY=1 opts in.
-if os.environ.get("HFMAGIC_ALLOW_TELEMETRY") != "1":
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+from hfmagic.core.telemetry import onnxruntime_off  # noqa: E402
+
+onnxruntime_off()
+
+# the built-in tasks (text, generation, vision, speech) are registered here, at the top, so that the
+# registry below knows them in every process (a worker too) without importing any plugin itself
+from hfmagic.tasks import builtin as _builtin_tasks  # noqa: E402,F401
 
 __all__ = [
     "load_model", "export_onnx", "benchmark", "evaluate", "optimize", "settings", "demo", "Dashboard",
@@ -23,11 +27,11 @@ __all__ = [
 ]
 
 _LAZY = {
-    "load_model": "hfmagic.models", "ModelHandle": "hfmagic.models",
-    "export_onnx": "hfmagic.export", "benchmark": "hfmagic.benchmarking",
-    "evaluate": "hfmagic.evaluation", "optimize": "hfmagic.optimizing", "settings": "hfmagic.config",
-    "Variant": "hfmagic.variants", "Variants": "hfmagic.variants",
-    "HFMagicError": "hfmagic.errors", "Dashboard": "hfmagic.widget",
+    "load_model": "hfmagic.models.handle", "ModelHandle": "hfmagic.models.handle",
+    "export_onnx": "hfmagic.export.api", "benchmark": "hfmagic.benchmarking.api",
+    "evaluate": "hfmagic.evaluation.api", "optimize": "hfmagic.optimizing.api", "settings": "hfmagic.core.config",
+    "Variant": "hfmagic.models.variants", "Variants": "hfmagic.models.variants",
+    "HFMagicError": "hfmagic.core.errors", "Dashboard": "hfmagic.ui.widget",
 }
 
 
@@ -35,7 +39,7 @@ def __getattr__(name: str):
     import importlib
 
     if name == "demo":
-        return importlib.import_module("hfmagic.demo")
+        return importlib.import_module("hfmagic.tasks.text.demo")
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'hfmagic' has no attribute {name!r}")
@@ -45,14 +49,14 @@ def load_ipython_extension(ipython) -> None:
     """``%load_ext hfmagic``: register the magics (cheap: no heavy imports), and show an hfmagic
     error raised by the Python API in a cell (``hfmagic.Dashboard(...)``) as one line, as the
     magics do; ``%tb`` still shows its traceback."""
-    from hfmagic.magics import HFMagics
+    from hfmagic.surface.magics import HFMagics
 
     ipython.register_magics(HFMagics(ipython))
     _show_errors_in_one_line(ipython)
 
 
 def unload_ipython_extension(ipython) -> None:
-    from hfmagic.config import settings
+    from hfmagic.core.config import settings
 
     if settings() in ipython.configurables:
         ipython.configurables.remove(settings())
@@ -65,7 +69,7 @@ def unload_ipython_extension(ipython) -> None:
 def _show_errors_in_one_line(ipython) -> None:
     """Register an IPython custom exception handler for HFMagicError; one set before is kept for
     its own exceptions."""
-    from hfmagic.errors import HFMagicError
+    from hfmagic.core.errors import HFMagicError
 
     if getattr(ipython, "_hfmagic_previous_custom_exc", None) is not None:
         return  # loaded already

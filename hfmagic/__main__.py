@@ -1,5 +1,5 @@
 import sys
 
-from hfmagic.cli import main
+from hfmagic.surface.cli import main
 
 sys.exit(main())

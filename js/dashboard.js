@@ -1,9 +1,9 @@
-// hfmagic's dashboard: the front end of hfmagic.widget.Dashboard (an anywidget ES module).
+// hfmagic's dashboard: the front end of hfmagic.ui.widget.Dashboard (an anywidget ES module).
 // Plain DOM and SVG, no dependencies, so it works offline and inside to_html()'s standalone page.
 // Every figure and every cell's text comes from Python (rows[].cells, speedups[baseline][id]): this
 // file shows them, sorts and filters rows, and plots raw values. The one rule it applies itself is
 // the Pareto front of the rows in view; paretoFront is exported so a test checks it against its
-// Python twin (hfmagic/widget.py: pareto_front).
+// Python twin (hfmagic/ui/widget.py: pareto_front).
 
 const SVG = "http://www.w3.org/2000/svg";
 

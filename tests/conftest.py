@@ -101,7 +101,7 @@ def kernel_display(shell, monkeypatch):
 @pytest.fixture
 def store_in_shell(shell, tmp_path):
     """A run store of the test's own for the shell's runs (HFMagic.store_path), put back after."""
-    from hfmagic.store import RunStore
+    from hfmagic.store.db import RunStore
 
     path = tmp_path / "runs.sqlite"
     shell.run_line_magic("config", f"HFMagic.store_path = {str(path)!r}")
@@ -112,7 +112,7 @@ def store_in_shell(shell, tmp_path):
 @pytest.fixture(scope="session")
 def demo_folder():
     """The real demo classifier (built once per cache: about a minute on 2 cores)."""
-    from hfmagic import demo
+    from hfmagic.tasks.text import demo
 
     return demo.build()
 
@@ -120,6 +120,6 @@ def demo_folder():
 @pytest.fixture(scope="session")
 def demo_small_folder():
     """The real demo-small classifier: MiniLM's layers 0, 1 and 5 and their own head (about half the demo's build)."""
-    from hfmagic import demo
+    from hfmagic.tasks.text import demo
 
     return demo.build(name="demo-small")

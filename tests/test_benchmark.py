@@ -11,7 +11,7 @@ import time
 import pytest
 from IPython.core.error import UsageError
 
-from hfmagic.stats import speedup
+from hfmagic.core.stats import speedup
 
 FAST = "--threads 1 --warmup 2 --min-runs 5 --min-time 0.05"
 FAST_KW = dict(threads=1, warmup=2, min_runs=5, min_time=0.05, progress=False)
@@ -20,9 +20,9 @@ FAST_KW = dict(threads=1, warmup=2, min_runs=5, min_time=0.05, progress=False)
 @pytest.fixture(scope="session")
 def tiny_variants(tiny_bert, tmp_path_factory):
     """torch and fp32 of the tiny classifier (through export_onnx), plus an "O1" whose file is junk."""
-    from hfmagic.export import export_onnx
-    from hfmagic.models import load_model
-    from hfmagic.variants import Variant, Variants
+    from hfmagic.export.api import export_onnx
+    from hfmagic.models.handle import load_model
+    from hfmagic.models.variants import Variant, Variants
 
     model = load_model(tiny_bert)
     built = export_onnx(model, levels=["fp32"], quantize="none")
@@ -38,7 +38,7 @@ def shell_with_variants(shell, tiny_variants):
 
 
 def runs_in_store():
-    from hfmagic.store import default_store
+    from hfmagic.store.db import default_store
 
     return len(default_store().runs(kind="benchmark"))
 
@@ -81,7 +81,7 @@ def test_worker_sweep_figures_are_those_of_the_raw_samples(shell_with_variants, 
     assert any("peak resident memory" in n for n in res.notes)
     frame = res.to_pandas()
     assert len(frame) == 8 and frame["p50_ms"].tolist() == [r["p50_ms"] for r in rows]
-    from hfmagic.store import default_store
+    from hfmagic.store.db import default_store
 
     stored = default_store().get(res.run_id)
     assert stored["status"] == "ok" and stored["kind"] == "benchmark"
@@ -91,7 +91,7 @@ def test_worker_sweep_figures_are_those_of_the_raw_samples(shell_with_variants, 
 
 
 def test_crash_hang_error_and_broken_file_stay_in_their_rows(tiny_variants, monkeypatch):
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
 
     monkeypatch.setenv("HFMAGIC_WORKER_FAULT", "crash:fp32:1x16,raise:fp32:3x8,hang:fp32:3x16")
     res = benchmark(tiny_variants, variants=["fp32", "O1"], batch_sizes=[1, 2, 3], seq_lens=[8, 16],
@@ -116,7 +116,7 @@ def test_a_child_left_holding_the_pipe_neither_hangs_the_sweep_nor_outlives_it(t
     sender did): the sweep still ends on time, crash included, and the child is killed with it."""
     import psutil
 
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
 
     monkeypatch.setenv("HFMAGIC_WORKER_FAULT", "orphan:fp32:1x8,crash:fp32:2x8")
     before = {p.pid for p in psutil.process_iter()}
@@ -128,14 +128,14 @@ def test_a_child_left_holding_the_pipe_neither_hangs_the_sweep_nor_outlives_it(t
     assert statuses[1].startswith("crashed: worker killed by SIGKILL")  # not a timeout
     time.sleep(0.5)
     left = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before
-            and "hfmagic.worker" in " ".join(p.info["cmdline"] or [])]
+            and "hfmagic.measure.worker" in " ".join(p.info["cmdline"] or [])]
     assert left == []
 
 
 def test_budget_bounds_the_sweeps_wall_time_with_workers(tiny_variants, monkeypatch):
     """A shape still measuring when the budget ends (here: one that hangs) is cut, not waited for
     until --timeout; worker start-up counts against the budget."""
-    from hfmagic.benchmarking import BUDGET_GRACE_S, benchmark
+    from hfmagic.benchmarking.api import BUDGET_GRACE_S, benchmark
 
     monkeypatch.setenv("HFMAGIC_WORKER_FAULT", "hang:fp32:2x16")
     started = time.monotonic()
@@ -147,7 +147,7 @@ def test_budget_bounds_the_sweeps_wall_time_with_workers(tiny_variants, monkeypa
 
 
 def test_budget_skips_what_does_not_fit_and_says_so(tiny_variants):
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
 
     res = benchmark(tiny_variants, variants=["fp32"], batch_sizes=[1, 2], seq_lens=[8, 16, 32],
                     budget=0.5, inline=True, order="sequential", **{**FAST_KW, "min_time": 0.2})
@@ -163,8 +163,8 @@ def test_budget_skips_what_does_not_fit_and_says_so(tiny_variants):
 def test_interrupt_keeps_finished_rows_and_stops_the_worker(tiny_variants):
     import psutil
 
-    from hfmagic.benchmarking import benchmark
-    from hfmagic.store import default_store
+    from hfmagic.benchmarking.api import benchmark
+    from hfmagic.store.db import default_store
 
     events = []
 
@@ -200,7 +200,7 @@ def test_inline_measures_in_this_process_and_restores_threads(shell_with_variant
 def test_real_inputs_add_end_to_end_time(shell_with_variants):
     import pandas as pd
 
-    from hfmagic.store import default_store
+    from hfmagic.store.db import default_store
     from tests.tiny import sentences
 
     shell_with_variants.user_ns["texts"] = pd.DataFrame({"text": sentences(40)})
@@ -245,7 +245,7 @@ def test_bad_input_is_one_line_before_anything_runs(shell_with_variants, capsys,
 def test_openvino_measures_onnx_variants_and_stays_quiet(tiny_variants, tmp_path, monkeypatch, inline):
     """The openvino backend for real (make test installs it), in a worker and inline; its telemetry
     stays off: nothing is written to the home folder (it wrote ~/intel/ and forked a sender)."""
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
 
     monkeypatch.setenv("HOME", str(tmp_path))
     res = benchmark(tiny_variants, variants=["fp32"], backends=["openvino", "onnxruntime"],
@@ -260,7 +260,7 @@ def test_openvino_measures_onnx_variants_and_stays_quiet(tiny_variants, tmp_path
 
 def test_missing_gpu_provider_is_a_row_with_its_reason(tiny_variants, capsys):
     from hfmagic.backends import OnnxRuntimeCuda
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
 
     if OnnxRuntimeCuda.is_available()[0]:
         pytest.skip("this machine has onnxruntime's CUDA provider")
@@ -313,8 +313,8 @@ def test_model_target_exports_and_torch_compile_counts_compiling_in_first_ms(she
 
 
 def test_a_variant_that_did_not_build_is_an_onnx_row_with_its_reason(tiny_variants):
-    from hfmagic.benchmarking import benchmark
-    from hfmagic.variants import Variant, Variants
+    from hfmagic.benchmarking.api import benchmark
+    from hfmagic.models.variants import Variant, Variants
 
     failed = Variant("O2", tiny_variants.model, level="O2", error="BuildError: the optimizer refused")
     vset = Variants(tiny_variants.model, [tiny_variants["fp32"], failed])
@@ -328,14 +328,14 @@ def test_a_variant_that_did_not_build_is_an_onnx_row_with_its_reason(tiny_varian
 
 
 def test_a_bad_baseline_is_refused_before_anything_is_exported(tiny_bert, monkeypatch):
-    import hfmagic.export
-    from hfmagic.benchmarking import benchmark
-    from hfmagic.errors import UsageProblem
+    import hfmagic.export.api
+    from hfmagic.benchmarking.api import benchmark
+    from hfmagic.core.errors import UsageProblem
 
     def no_export(*args, **kwargs):
         raise AssertionError("exported before the baseline was checked")
 
-    monkeypatch.setattr(hfmagic.export, "export_onnx", no_export)
+    monkeypatch.setattr(hfmagic.export.api, "export_onnx", no_export)
     with pytest.raises(UsageProblem, match="baseline 'O3' is not in this sweep; use one of: torch, fp32, O2"):
         benchmark(str(tiny_bert), baseline="O3", **FAST_KW)
     with pytest.raises(UsageProblem, match="baseline 'torch/onnxruntime' is not in this sweep"):
@@ -343,7 +343,7 @@ def test_a_bad_baseline_is_refused_before_anything_is_exported(tiny_bert, monkey
 
 
 def test_noise_flags_and_figures_of_known_samples():
-    from hfmagic.stats import noise, summarize
+    from hfmagic.core.stats import noise, summarize
 
     from hfmagic.tasks import get_task
 
@@ -359,7 +359,7 @@ def test_noise_flags_and_figures_of_known_samples():
 
 
 def test_peak_memory_is_reset_between_shapes():
-    from hfmagic.worker import peak_memory_mb, reset_peak_memory
+    from hfmagic.measure.worker import peak_memory_mb, reset_peak_memory
 
     block = np.ones(40_000_000)  # 320 MB, touched
     high = peak_memory_mb()
@@ -374,7 +374,7 @@ def test_workers_start_with_onnxruntime_telemetry_off(allow, expected):
     env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "HFMAGIC_ALLOW_TELEMETRY")}
     if allow:
         env["HFMAGIC_ALLOW_TELEMETRY"] = allow
-    out = subprocess.run([sys.executable, "-c", "import os, hfmagic.worker; "
+    out = subprocess.run([sys.executable, "-c", "import os, hfmagic.measure.worker; "
                           "print(os.environ.get('ORT_DISABLE_TELEMETRY'))"],
                          env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert out == str(expected)
@@ -387,7 +387,7 @@ def test_a_gpu_provider_that_does_not_start_is_unavailable_not_failed(tiny_varia
     import onnxruntime as ort_lib
 
     from hfmagic.backends import OnnxRuntimeCuda
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
 
     if "CUDAExecutionProvider" in ort_lib.get_available_providers():
         pytest.skip("this machine's onnxruntime has the CUDA provider: it would start")
@@ -402,7 +402,7 @@ def test_a_gpu_provider_that_does_not_start_is_unavailable_not_failed(tiny_varia
 
 def test_quiet_means_no_output_and_no_progress_bar_at_all(shell, tiny_bert, tmp_path, capsys):
     """-q on a model that must be exported first: neither the export's bar nor the sweep's shows."""
-    from hfmagic.config import settings
+    from hfmagic.core.config import settings
 
     before = settings().cache_dir
     shell.run_line_magic("config", f"HFMagic.cache_dir = {str(tmp_path)!r}")  # nothing cached: it builds

@@ -54,7 +54,7 @@ dash
 """
 
 CHECK = """\
-from hfmagic.dashboard_rows import pareto_front, row_id
+from hfmagic.ui.rows import pareto_front, row_id
 front = pareto_front([r for r in dash.rows if r["status"] == "ok" and (r["batch_size"], r["seq_len"]) == (1, 16)])
 dash.to_html({export!r}, title="tiny report", extra_html=["<section id='extra'>env card</section>"])
 # what the text tables say: the benchmark's speed-up against its own baseline, the evaluation's verdicts
@@ -284,7 +284,7 @@ def test_dashboard_in_jupyterlab(lab, page):
 
 NOTEBOOK7 = """\
 import hfmagic
-from hfmagic.benchmarking import ROW_KEYS
+from hfmagic.benchmarking.api import ROW_KEYS
 def bench(variant, backend, p50):
     return {**dict.fromkeys(ROW_KEYS), "variant": variant, "backend": backend, "batch_size": 1,
             "seq_len": 16, "status": "ok", "p50_ms": p50, "samples_per_s": 1000 / p50}

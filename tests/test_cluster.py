@@ -1,4 +1,4 @@
-"""A real two-node Ray cluster on 127.0.0.1 (hfmagic.localcluster): placement, --on each, files sent
+"""A real two-node Ray cluster on 127.0.0.1 (hfmagic.cluster.local): placement, --on each, files sent
 once per node, a node killed mid-sweep, Ctrl-C, sharded evaluation equal to a single-process run.
 No mock of Ray anywhere."""
 
@@ -21,7 +21,7 @@ FAST = dict(batch_sizes=[1], seq_lens=[16], min_time=0.05, min_runs=3, warmup=1,
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """Two nodes of one CPU each (kind_a, the head, and kind_b), each with its own node cache."""
-    from hfmagic.localcluster import LocalCluster
+    from hfmagic.cluster.local import LocalCluster
 
     folder = tmp_path_factory.mktemp("ray")
     lc = LocalCluster([{"kind_a": 1}, {"kind_b": 1}], cpus=1, folder=folder)
@@ -60,16 +60,16 @@ def _workers(wait: float = 15.0) -> list[str]:
 
 @pytest.fixture(scope="module")
 def variants(tiny_bert):
-    from hfmagic.export import export_onnx
-    from hfmagic.models import load_model
+    from hfmagic.export.api import export_onnx
+    from hfmagic.models.handle import load_model
 
     handle = load_model(tiny_bert)
     return export_onnx(handle, levels=["fp32"], quantize="dynamic", progress=False)
 
 
 def test_on_each_runs_the_sweep_on_every_kind_of_node_and_sends_files_once(cluster, variants):
-    from hfmagic.benchmarking import benchmark
-    from hfmagic.store import default_store
+    from hfmagic.benchmarking.api import benchmark
+    from hfmagic.store.db import default_store
 
     result = benchmark(variants, variants=["torch", "fp32"], cluster=cluster.address, on="each", **FAST)
     rows = result.rows
@@ -102,7 +102,7 @@ def test_on_each_runs_the_sweep_on_every_kind_of_node_and_sends_files_once(clust
 def test_ctrl_c_cancels_the_remote_workers(cluster, variants):
     """One configuration after another (--order sequential: the actor streams each shape's row), and
     Ctrl-C at the first row: the sweep returns what it had and no actor stays."""
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
 
     def interrupt(event):
         if event["type"] == "row":
@@ -121,11 +121,11 @@ def test_sharded_evaluation_equals_a_single_process_run(cluster, tiny_bert, tmp_
     shard, so each of the two one-CPU nodes runs one shard of each variant."""
     import pandas as pd
 
-    from hfmagic.config import settings
-    from hfmagic.evaluation import evaluate
-    from hfmagic.export import export_onnx
-    from hfmagic.models import load_model
-    from hfmagic.variants import Variant, Variants
+    from hfmagic.core.config import settings
+    from hfmagic.evaluation.api import evaluate
+    from hfmagic.export.api import export_onnx
+    from hfmagic.models.handle import load_model
+    from hfmagic.models.variants import Variant, Variants
 
     base = varied_classifier(tiny_bert, tmp_path / "clf")
     lossy = varied_classifier(tiny_bert, tmp_path / "lossy", noise=0.5)
@@ -188,7 +188,7 @@ def test_no_usage_stats_and_loopback_only(cluster):
 def test_a_node_killed_mid_sweep_costs_only_its_rows(cluster, variants):
     """kind_b is killed (SIGKILL to its raylet and workers) once its first round reported; kind_a's
     sweep completes. Runs last among the sweeps: the cluster has one node after it."""
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
 
     killed = []
 
@@ -210,7 +210,7 @@ def test_a_node_killed_mid_sweep_costs_only_its_rows(cluster, variants):
 
 def test_the_report_gives_each_nodes_environment():
     """A cluster run's provenance keeps each node's card; the report shows one table per distinct one."""
-    from hfmagic.report import environment_tables
+    from hfmagic.runs.report import environment_tables
 
     here = {"cpu": "here", "python": "3.11"}
     run = {"id": "r1", "environment": here, "provenance": {"nodes": {

@@ -1,7 +1,7 @@
 """--cluster when something is wrong: an address that answers but is not Ray (one line, at once,
 none of Ray's own warnings), and a node whose probe fails (named, with why, in the notes, the rows
 and the run's provenance; never dropped without a word). A real Ray cluster on 127.0.0.1
-(hfmagic.localcluster), as tests/test_cluster.py starts it; no mock of Ray."""
+(hfmagic.cluster.local), as tests/test_cluster.py starts it; no mock of Ray."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_an_address_that_answers_but_is_not_ray_is_one_line_at_once(tiny_bert, n
 def half_broken(tmp_path_factory):
     """Two nodes: kind_a (the head) can run hfmagic; kind_b's onnxruntime is broken (an import that
     raises, first on its PYTHONPATH), so its probe fails there, as a node with a bad install does."""
-    from hfmagic.localcluster import LocalCluster
+    from hfmagic.cluster.local import LocalCluster
 
     broken = tmp_path_factory.mktemp("broken-site") / "onnxruntime"
     broken.mkdir()
@@ -75,7 +75,7 @@ def half_broken(tmp_path_factory):
 
 
 def test_on_each_names_the_node_it_left_out_and_why(shell, tiny_bert, half_broken):
-    from hfmagic.store import default_store
+    from hfmagic.store.db import default_store
 
     shell.user_ns["tb"] = hfmagic.load_model(tiny_bert, name="tb")
     result = shell.run_line_magic("benchmark", f"tb --variants torch --cluster {half_broken.address} --on each "

@@ -1,4 +1,4 @@
-"""hfmagic.data.load_data: every kind of source, guessed columns, fingerprints, and bad input."""
+"""hfmagic.data.tables.load_data: every kind of source, guessed columns, fingerprints, and bad input."""
 
 import hashlib
 import json
@@ -6,8 +6,8 @@ import json
 import pandas as pd
 import pytest
 
-from hfmagic.data import LabelledData, hub_reachable, load_data
-from hfmagic.errors import DataError, OfflineError, UsageProblem
+from hfmagic.data.tables import LabelledData, hub_reachable, load_data
+from hfmagic.core.errors import DataError, OfflineError, UsageProblem
 
 FRAME = pd.DataFrame({"id": [1, 2, 3], "Review": ["good film", "bad plot", "fine"], "target": [1, 0, 1]})
 

@@ -77,7 +77,7 @@ def test_labels_that_are_strings_of_digits_say_so_and_label_map_scores_them(shel
     assert results["swapped"].rows[0]["accuracy"] == pytest.approx((pred == swapped).mean())
 
     # the map is recorded with the run, so the run can be made again
-    from hfmagic.store import default_store
+    from hfmagic.store.db import default_store
 
     run = default_store().get(results["swapped"].run_id)
     assert run["params"]["label_map"] == {"0": "sport", "1": "politics", "2": "business"}

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hfmagic import demo
-from hfmagic.data import load_data
+from hfmagic.tasks.text import demo
+from hfmagic.data.tables import load_data
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,7 @@ def test_demo_small_head_was_fitted_on_its_own_three_layer_features(demo_small_f
     from sklearn.linear_model import LogisticRegression
     from transformers import AutoTokenizer, BertForSequenceClassification
 
-    from hfmagic import demo
+    from hfmagic.tasks.text import demo
 
     model = BertForSequenceClassification.from_pretrained(demo_small_folder).eval()
     assert len(model.bert.encoder.layer) == 3

@@ -124,7 +124,7 @@ def magic_calls(shell, code: str) -> list[tuple[str, str]]:
 
 def check_magic(shell, name: str, line: str) -> None:
     """The magic exists; an hfmagic magic's line is read by its own parser, with nothing left over."""
-    from hfmagic.commands.admin import ShowHelp, parse_subcommand
+    from hfmagic.surface.commands.admin import ShowHelp, parse_subcommand
 
     assert shell.find_line_magic(name) or shell.find_cell_magic(name), f"%{name} is no magic"
     hfm = shell.magics_manager.registry["HFMagics"]
@@ -139,8 +139,8 @@ def check_magic(shell, name: str, line: str) -> None:
 
 
 def check_command_line(command: str) -> None:
-    from hfmagic.cli import commands
-    from hfmagic.commands.admin import ShowHelp, parser_for, subcommand
+    from hfmagic.surface.cli import commands
+    from hfmagic.surface.commands.admin import ShowHelp, parser_for, subcommand
 
     argv = shlex.split(command, comments=True)[1:]
     table = commands()

@@ -119,7 +119,7 @@ def test_a_list_of_batch_sizes_scores_int8_at_each_and_its_row_shows_the_worst(s
 
 def test_the_dashboard_says_whose_accuracy_was_scored_at_another_batch(shell, dyn):
     from hfmagic import Dashboard
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
 
     ev = cell(shell, "%evaluate batch_onnx --data batch_texts --no-widget -q --name batch_ev4", "batch_ev4")
     bench = benchmark(dyn["variants"], variants=["fp32", "int8"], batch_sizes=[1, 2], seq_lens=[8], threads=1,
@@ -136,8 +136,8 @@ def test_the_dashboard_says_whose_accuracy_was_scored_at_another_batch(shell, dy
 def test_batch_dependence_comes_from_the_recipe_not_the_name(dyn):
     import dataclasses
 
-    from hfmagic.evaluation import evaluate
-    from hfmagic.variants import Variant, Variants
+    from hfmagic.evaluation.api import evaluate
+    from hfmagic.models.variants import Variant, Variants
 
     vs = dyn["variants"]
     renamed = dataclasses.replace(vs["int8"], name="smaller")  # dynamic int8 under another name
@@ -153,7 +153,7 @@ def test_batch_dependence_comes_from_the_recipe_not_the_name(dyn):
     ("eight", "could not read batch sizes from 'eight'"),
 ])
 def test_a_bad_batch_size_is_one_line_before_any_work(shell, dyn, capsys, value, message):
-    from hfmagic.store import default_store
+    from hfmagic.store.db import default_store
 
     runs = len(default_store().runs(kind="evaluate"))
     res = shell.run_cell(f"%evaluate batch_onnx --data batch_texts --batch-size {value}", store_history=False)
@@ -165,8 +165,8 @@ def test_a_bad_batch_size_is_one_line_before_any_work(shell, dyn, capsys, value,
 
 
 def test_the_python_api_refuses_a_bad_batch_size_in_one_line(dyn):
-    from hfmagic.errors import UsageProblem
-    from hfmagic.evaluation import evaluate
+    from hfmagic.core.errors import UsageProblem
+    from hfmagic.evaluation.api import evaluate
 
     for bad in (0, [1, -8], [], True, "8"):
         with pytest.raises(UsageProblem, match="--batch-size takes positive whole numbers"):

@@ -66,9 +66,9 @@ def onnx_file(folder, out):
 def clf(tmp_path_factory, tiny_bert):
     """A varied tiny classifier; its variants: torch, an ONNX export, and a lossy stand-in
     ("int8": the same model with its head perturbed, so the flips it must report are known)."""
-    from hfmagic.export import export_onnx
-    from hfmagic.models import load_model
-    from hfmagic.variants import Variant, Variants
+    from hfmagic.export.api import export_onnx
+    from hfmagic.models.handle import load_model
+    from hfmagic.models.variants import Variant, Variants
 
     root = tmp_path_factory.mktemp("evaluate")
     base = varied_classifier(tiny_bert, root / "clf")
@@ -98,8 +98,8 @@ def torch_logits(folder, texts):
 def test_rows_flips_gate_and_run_store(clf):
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-    from hfmagic.evaluation import evaluate
-    from hfmagic.store import default_store
+    from hfmagic.evaluation.api import evaluate
+    from hfmagic.store.db import default_store
 
     events = []
     frame = clf["frame"]
@@ -154,7 +154,7 @@ def test_rows_flips_gate_and_run_store(clf):
     run = default_store().get(result.run_id)
     assert run["kind"] == "evaluate" and run["status"] == "ok" and len(run["rows"]) == 3
     assert run["provenance"]["dataset"] == result.fingerprint and result.fingerprint["rows"] == 150
-    from hfmagic.models import file_sha256
+    from hfmagic.core.hashing import file_sha256
 
     assert run["provenance"]["files"] == {n: file_sha256(clf["variants"][n].path) for n in ("fp32", "int8")}
     assert run["rows"][2]["accuracy"] == lossy_row["accuracy"]
@@ -167,7 +167,7 @@ def test_accuracy_is_what_the_evaluate_evaluator_gives(clf, tmp_path):
     import evaluate as hf_evaluate
     from transformers import pipeline
 
-    from hfmagic.evaluation import evaluate
+    from hfmagic.evaluation.api import evaluate
 
     script = tmp_path / "local_accuracy.py"
     script.write_text(METRIC_SCRIPT)
@@ -217,7 +217,7 @@ def test_magic_through_the_shell_and_the_command_line(shell, clf, tmp_path, caps
 
 
 def _store_runs():
-    from hfmagic.store import default_store
+    from hfmagic.store.db import default_store
 
     return len(default_store().runs(kind="evaluate"))
 
@@ -251,9 +251,9 @@ def test_bad_input_is_one_line_before_any_work(shell, clf, capsys, data, extra, 
 
 
 def test_a_model_target_builds_only_the_variants_asked_for(clf, tmp_path, monkeypatch):
-    from hfmagic.config import settings
-    from hfmagic.evaluation import evaluate
-    from hfmagic.models import load_model
+    from hfmagic.core.config import settings
+    from hfmagic.evaluation.api import evaluate
+    from hfmagic.models.handle import load_model
 
     monkeypatch.setattr(settings(), "cache_dir", str(tmp_path / "cache"))
     result = evaluate(load_model(clf["base"]), clf["frame"], variants=["O1"], limit=20)
@@ -261,15 +261,15 @@ def test_a_model_target_builds_only_the_variants_asked_for(clf, tmp_path, monkey
     metas = (tmp_path / "cache" / "onnx").glob("*/hfmagic-variant.json")
     built = sorted(json.loads(m.read_text())["name"] for m in metas)
     assert built == ["O1", "fp32"]  # not export_onnx's whole default set (O2, int8, O2-int8)
-    from hfmagic.errors import UsageProblem
+    from hfmagic.core.errors import UsageProblem
 
     with pytest.raises(UsageProblem, match="int8-static needs calibration texts and clf has none of its own"):
         evaluate(load_model(clf["base"]), clf["frame"], variants=["int8-static"])
 
 
 def test_the_gate_is_99_percent_of_the_reference(clf):
-    from hfmagic.evaluation import gate
-    from hfmagic.metrics import resolve
+    from hfmagic.evaluation.api import gate
+    from hfmagic.data.metrics import resolve
     from hfmagic.tasks import get_task
     from hfmagic.tasks.base import EvalData
 
@@ -302,11 +302,11 @@ def test_the_gate_is_99_percent_of_the_reference(clf):
 
 
 def test_feature_extraction_model_is_compared_by_cosine(tiny_factory, tmp_path, clf):
-    from hfmagic.evaluation import evaluate
-    from hfmagic.models import load_model
-    from hfmagic.variants import Variant, Variants
+    from hfmagic.evaluation.api import evaluate
+    from hfmagic.models.handle import load_model
+    from hfmagic.models.variants import Variant, Variants
 
-    from hfmagic.export import export_onnx
+    from hfmagic.export.api import export_onnx
 
     handle = load_model(tiny_factory("distilbert", "feature-extraction"))
     result = evaluate(export_onnx(handle, levels=["fp32"], quantize="none"), clf["frame"].iloc[:40], limit=30)
@@ -319,8 +319,8 @@ def test_feature_extraction_model_is_compared_by_cosine(tiny_factory, tmp_path, 
 
 
 def test_ctrl_c_keeps_finished_variants_and_says_how_much(clf):
-    from hfmagic.evaluation import evaluate
-    from hfmagic.store import default_store
+    from hfmagic.evaluation.api import evaluate
+    from hfmagic.store.db import default_store
 
     def interrupt(event):
         if event["type"] == "progress" and event["label"].startswith("fp32"):
@@ -334,8 +334,8 @@ def test_ctrl_c_keeps_finished_variants_and_says_how_much(clf):
 
 
 def test_a_failed_variant_stays_with_its_reason(clf, tmp_path):
-    from hfmagic.evaluation import evaluate
-    from hfmagic.variants import Variant, Variants
+    from hfmagic.evaluation.api import evaluate
+    from hfmagic.models.variants import Variant, Variants
 
     broken = tmp_path / "model.onnx"
     broken.write_bytes(b"not an onnx file")
@@ -349,9 +349,9 @@ def test_a_failed_variant_stays_with_its_reason(clf, tmp_path):
 
 
 def test_label_mapping(clf):
-    from hfmagic.data import LabelledData
-    from hfmagic.errors import DataError
-    from hfmagic.evaluation import label_ids
+    from hfmagic.data.tables import LabelledData
+    from hfmagic.core.errors import DataError
+    from hfmagic.data.labels import label_ids
 
     id2label = {0: "business", 1: "politics", 2: "sport"}
 
@@ -371,7 +371,7 @@ def test_label_mapping(clf):
 def test_bootstrap_matches_scikit_learn_on_the_same_resamples():
     from sklearn.metrics import f1_score, matthews_corrcoef, precision_score
 
-    from hfmagic import metrics as M
+    from hfmagic.data import metrics as M
 
     rng = np.random.default_rng(3)
     y = rng.integers(0, 4, 60)

@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hfmagic.store import RunStore
+from hfmagic.store.db import RunStore
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -120,7 +120,7 @@ def test_llm(tmp_path):
     assert "49,152 tokens" in text
     import time
 
-    from hfmagic.models import load_model
+    from hfmagic.models.handle import load_model
 
     start = time.monotonic()
     again = load_model("smollm2")  # dequantised once, by the notebook's kernel, into the shared cache
@@ -142,7 +142,7 @@ def test_a_gguf_file_of_a_hub_repository_loads_from_the_hub_cache(tmp_path):
     import subprocess
     import sys
 
-    from hfmagic.gguf import smollm2
+    from hfmagic.tasks.generation.gguf import smollm2
 
     gguf = smollm2()
     repo = Path(os.environ["HF_HOME"]) / "hub" / "models--hfmagic-test--smollm2-gguf"

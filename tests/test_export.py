@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from IPython.core.error import UsageError
 
-from hfmagic import onnxbuild
-from hfmagic.config import settings
-from hfmagic.errors import BuildError, HFMagicError, ModelSourceError, UsageProblem
-from hfmagic.export import META, export_onnx
-from hfmagic.models import file_sha256, load_model
+from hfmagic.onnx import build as onnxbuild
+from hfmagic.core.config import settings
+from hfmagic.core.errors import BuildError, HFMagicError, ModelSourceError, UsageProblem
+from hfmagic.export.api import META, export_onnx
+from hfmagic.core.hashing import file_sha256
+from hfmagic.models.handle import load_model
 from tests.tiny import sentences
 
 ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "mpnet"]
@@ -131,7 +132,7 @@ def test_magic_binds_records_and_hits_the_cache(shell, tiny_bert, cache, monkeyp
     first = shell.run_line_magic("export_onnx", "tiny --levels fp32,O2 --quantize none --name tv -o -q")
     assert shell.user_ns["tv"] is first and first.names == ["torch", "fp32", "O2"]
     assert sorted(entries(cache)["complete"]) == ["O2", "fp32"] and entries(cache)["other"] == []
-    from hfmagic.store import default_store
+    from hfmagic.store.db import default_store
 
     run = default_store().get(first.run_id)
     assert run["kind"] == "export" and run["status"] == "ok"
@@ -192,7 +193,7 @@ def test_interrupted_build_leaves_nothing_half_written(tiny_bert, cache, monkeyp
         m.setattr(onnxbuild, "optimize", interrupted)
         export_onnx(str(tiny_bert), levels=["fp32", "O2"], quantize="none")
     assert entries(cache) == {"complete": ["fp32"], "other": []}
-    from hfmagic.store import default_store
+    from hfmagic.store.db import default_store
 
     assert default_store().runs(kind="export", limit=1)[0]["status"] == "interrupted"
     variants = export_onnx(str(tiny_bert), levels=["fp32", "O2"], quantize="none")
@@ -204,8 +205,8 @@ def test_killed_process_leaves_no_entry_and_is_swept(tiny_bert, cache):
     code = f"""
 import time
 from pathlib import Path
-from hfmagic import onnxbuild
-from hfmagic.export import export_onnx
+from hfmagic.onnx import build as onnxbuild
+from hfmagic.export.api import export_onnx
 
 def slow_export(model, out, opset, device):
     (out / "model.onnx").write_bytes(b"half a graph")
@@ -320,7 +321,7 @@ def test_a_failed_step_stays_with_its_reason(tiny_bert, cache, monkeypatch):
 
 
 def test_a_diverging_variant_is_kept_with_its_figures(tiny_bert, cache, monkeypatch):
-    from hfmagic import validation
+    from hfmagic.onnx import validation
 
     monkeypatch.setitem(validation.COSINE_FLOOR, "int8", 0.999999999)  # tiny BERT's int8 is ~0.9994
     variants = export_onnx(str(tiny_bert), levels=["fp32"], quantize="dynamic")
@@ -335,7 +336,7 @@ def test_nan_outputs_are_not_reported_as_no_difference():
 
     import numpy as np
 
-    from hfmagic.validation import Reference, divergence
+    from hfmagic.onnx.validation import Reference, divergence
 
     ref = object.__new__(Reference)  # the figures alone, on outputs made up here
     from hfmagic.tasks import get_task
@@ -427,10 +428,10 @@ def test_exports_still_work_once_optimum_intel_is_loaded(tiny_bert):
     pytest.importorskip("optimum.intel")
     from optimum.intel import OVModelForCausalLM  # noqa: F401  (the registration happens here)
 
-    from hfmagic.models import load_model
-    from hfmagic.onnxbuild import check_exportable
+    from hfmagic.models.handle import load_model
+    from hfmagic.onnx.build import check_exportable
 
-    check_exportable(load_model(tiny_bert))
+    check_exportable(load_model(tiny_bert), ["text-classification"])
 
 
 def test_a_variant_of_several_graphs_is_sized_and_hashed_over_all_of_them(tmp_path):
@@ -439,8 +440,8 @@ def test_a_variant_of_several_graphs_is_sized_and_hashed_over_all_of_them(tmp_pa
     import onnx
     from onnx import TensorProto, helper
 
-    from hfmagic.models import file_sha256
-    from hfmagic.onnxbuild import graph_files, graph_stats, onnx_size, variant_sha256
+    from hfmagic.core.hashing import file_sha256
+    from hfmagic.onnx.build import graph_files, graph_stats, onnx_size, variant_sha256
 
     def graph(name, ops):
         x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])

@@ -91,7 +91,7 @@ def test_a_bound_handle_takes_a_new_task_and_name(shell, tiny_bert):
 
 
 def test_a_bad_name_is_refused_before_any_work(shell, tiny_bert):
-    from hfmagic.models import derive_name
+    from hfmagic.models.handle import derive_name
 
     assert derive_name("/models/class/") == "class_model" and derive_name("org/2-MiniLM") == "m_2_minilm"
     before = dict(shell.user_ns)
@@ -167,7 +167,7 @@ def test_bad_sources_give_one_line_and_keep_the_namespace(shell, capsys, tmp_pat
 
 
 def test_settings_are_traitlets_reachable_through_config(shell):
-    from hfmagic.config import settings
+    from hfmagic.core.config import settings
 
     shell.run_line_magic("config", "HFMagic.threads = 2")
     assert settings().threads == 2 and settings().resolved_threads() == 2
@@ -180,7 +180,7 @@ def test_settings_are_traitlets_reachable_through_config(shell):
 def test_cache_dir_follows_xdg_when_no_override(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "HFMAGIC_CACHE_DIR"}
     env["XDG_CACHE_HOME"] = str(tmp_path)
-    out = subprocess.run([sys.executable, "-c", "from hfmagic.config import settings; print(settings().cache_dir)"],
+    out = subprocess.run([sys.executable, "-c", "from hfmagic.core.config import settings; print(settings().cache_dir)"],
                          env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert out == str(tmp_path / "hfmagic")
 
@@ -196,8 +196,8 @@ def test_hfmagic_help_and_status(shell):
 def test_trust_remote_code_stays_off(tmp_path, tiny_bert):
     import shutil
 
-    from hfmagic.errors import UsageProblem
-    from hfmagic.models import load_model
+    from hfmagic.core.errors import UsageProblem
+    from hfmagic.models.handle import load_model
 
     folder = tmp_path / "remote"
     shutil.copytree(tiny_bert, folder)

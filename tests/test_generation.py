@@ -18,8 +18,8 @@ def llama(tiny_factory):
 @pytest.fixture(scope="module")
 def llama_variants(llama):
     """torch, fp32, int8, int4 and onnxruntime-genai's fp32 and int4: the default set."""
-    from hfmagic.export import export_onnx
-    from hfmagic.models import load_model
+    from hfmagic.export.api import export_onnx
+    from hfmagic.models.handle import load_model
 
     return export_onnx(load_model(llama, name="llama"), progress=False)
 
@@ -36,8 +36,8 @@ def test_onnxruntime_genai_builds_its_own_variants_that_match_pytorch(llama_vari
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "phi3", "gpt2"])
 def test_tiny_decoders_load_and_export_with_their_kv_cache(tiny_factory, arch):
-    from hfmagic.export import export_onnx
-    from hfmagic.models import load_model
+    from hfmagic.export.api import export_onnx
+    from hfmagic.models.handle import load_model
 
     model = load_model(tiny_factory(arch, "text-generation"))
     assert model.task == "text-generation"
@@ -85,7 +85,7 @@ def test_every_backend_generates_exactly_the_tokens_asked_for(llama_variants):
     fp32 ONNX file under onnxruntime and OpenVINO (optimum-intel's OVModelForCausalLM reading it as
     it is) generates torch's tokens."""
     from hfmagic.backends import get_backend
-    from hfmagic.decoding import generation_config, greedy, time_generations
+    from hfmagic.tasks.generation.decoding import generation_config, greedy, time_generations
 
     ids = np.array([[5, 17, 33, 9]], dtype=np.int64)
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
@@ -114,7 +114,7 @@ def test_torch_compile_compiles_the_decoders_forward_and_generates_torchs_tokens
     import time
 
     from hfmagic.backends import get_backend
-    from hfmagic.decoding import generation_config, greedy
+    from hfmagic.tasks.generation.decoding import generation_config, greedy
 
     ids = np.array([[5, 17, 33, 9, 21, 8]], dtype=np.int64)
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
@@ -152,7 +152,7 @@ def test_evaluate_gives_perplexity_with_a_gate_and_greedy_agreement(shell, llama
     assert rows["fp32"]["agreement"] == 1.0 and rows["fp32"]["token_agreement"] == 1.0
     assert "gate (101%)" in str(result) and "bbc" in result.data_source
     assert list(result.flips.columns) == ["variant", "row", "prompt", "reference", "prediction", "first_divergence"]
-    from hfmagic.widget import Dashboard
+    from hfmagic.ui.widget import Dashboard
 
     dash = Dashboard(result)  # perplexity: the dashboard's Pareto front takes the lowest
     assert dash.metric_lower and any(c["title"] == "perplexity" for c in dash.columns)
@@ -233,9 +233,9 @@ def test_fp16_is_built_for_gpus_validated_and_runs_here_too(llama, llama_variant
     """--levels fp16: the fp32 export in float16 (its KV cache still fed as float32), validated like the
     others, smaller, with a note that it is meant for GPUs; onnxruntime's CPU provider runs it."""
     from hfmagic.backends import get_backend
-    from hfmagic.decoding import generation_config, greedy
-    from hfmagic.export import export_onnx
-    from hfmagic.models import load_model
+    from hfmagic.tasks.generation.decoding import generation_config, greedy
+    from hfmagic.export.api import export_onnx
+    from hfmagic.models.handle import load_model
 
     variants = export_onnx(load_model(llama, name="llama16"), levels=["fp16"], quantize="none", progress=False)
     assert variants.names == ["torch", "fp16"]

@@ -13,21 +13,21 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from hfmagic import stats
+from hfmagic.core import stats
 
 KW = dict(threads=1, warmup=1, min_runs=3, min_time=0.05, progress=False)
 
 
 @pytest.fixture(scope="module")
 def variants(tiny_bert):
-    from hfmagic.export import export_onnx
-    from hfmagic.models import load_model
+    from hfmagic.export.api import export_onnx
+    from hfmagic.models.handle import load_model
 
     return export_onnx(load_model(tiny_bert), levels=["fp32"], quantize="auto", progress=False)
 
 
 def test_every_round_visits_every_configuration_once_in_a_fresh_random_order(variants):
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
 
     res = benchmark(variants, batch_sizes=[1, 2], seq_lens=[8], max_time=3, ci_target=0.5, **KW)
     configs = {f"{r['variant']}/{r['backend']}/{r['batch_size']}x{r['seq_len']}" for r in res.rows}
@@ -44,7 +44,7 @@ def test_every_round_visits_every_configuration_once_in_a_fresh_random_order(var
 
 
 def test_the_speed_up_is_paired_by_round(variants):
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
 
     res = benchmark(variants, batch_sizes=[1], seq_lens=[8], max_time=3, ci_target=0.5, **KW)
     base = next(r for r in res.rows if r["variant"] == "torch")
@@ -84,9 +84,9 @@ def test_pairing_cancels_a_load_that_hits_both_sides():
 def test_an_idle_worker_takes_no_cpu_while_another_measures(variants, variant, backend):
     import psutil
 
-    from hfmagic.benchmarking import Sweep
-    from hfmagic.benchplan import Job
-    from hfmagic.worker import WorkerProcess
+    from hfmagic.benchmarking.api import Sweep
+    from hfmagic.benchmarking.plan import Job
+    from hfmagic.measure.worker import WorkerProcess
 
     sweep = Sweep([variants.model], [], None, {"threads": 2, "warmup": 1, "min_runs": 3, "min_time": 0.05},
                   None, None, False, 60, None, {})
@@ -112,7 +112,7 @@ def test_an_idle_worker_takes_no_cpu_while_another_measures(variants, variant, b
 
 
 def test_the_rounds_stop_at_the_target_or_at_max_time(variants):
-    from hfmagic.benchmarking import Rounds, benchmark
+    from hfmagic.benchmarking.api import Rounds, benchmark
 
     events = []
     loose = benchmark(variants, variants=["torch", "fp32"], batch_sizes=[1], seq_lens=[8], ci_target=0.9,
@@ -122,7 +122,7 @@ def test_the_rounds_stop_at_the_target_or_at_max_time(variants):
     live = [e["row"] for e in events if e["type"] == "row" and e["row"]["variant"] == "fp32"]
     assert [r["rounds"] for r in live] == [1, 2, 3, 4, 5, 5]
     assert live[0]["speedup"] and live[0]["speedup_low"] is None  # one round: a ratio, no interval yet
-    from hfmagic.stats import speedup_text as _speedup_text
+    from hfmagic.core.stats import speedup_text as _speedup_text
 
     assert live[0]["speedup_trust"] is False and "not trustworthy: 1 rounds" in _speedup_text(live[0])
     final = next(r for r in loose.rows if r["variant"] == "fp32")  # trusted exactly when 5 clean pairs were there
@@ -143,13 +143,13 @@ def test_the_rounds_stop_at_the_target_or_at_max_time(variants):
 
 
 def test_workers_that_do_not_fit_together_run_in_groups_with_the_baseline_in_each(variants, monkeypatch):
-    from hfmagic import benchplan
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
+    from hfmagic.measure import memory
 
-    guard = benchplan.MemoryGuard(variants.model.config, variants.model.weights_bytes, {"torch", "onnx"}, 1 << 40)
+    guard = memory.MemoryGuard(variants.model.config, variants.model.weights_bytes, {"torch", "onnx"}, 1 << 40)
     torch_need, onnx_need = guard.needed(1, 8, "torch"), guard.needed(1, 8, "onnx")
     # room for the baseline (torch) and one ONNX worker at a time, not for both ONNX ones
-    monkeypatch.setattr(benchplan, "available_memory", lambda: int((torch_need + 1.5 * onnx_need) / 0.8))
+    monkeypatch.setattr(memory, "available_memory", lambda: int((torch_need + 1.5 * onnx_need) / 0.8))
     res = benchmark(variants, batch_sizes=[1], seq_lens=[8], max_time=3, ci_target=0.5, **KW)
     assert all(r["status"] == "ok" for r in res.rows) and len(res.rows) == 3
     assert any(n.startswith("memory: the 3 workers would not fit together") and "groups" in n for n in res.notes)
@@ -157,7 +157,7 @@ def test_workers_that_do_not_fit_together_run_in_groups_with_the_baseline_in_eac
 
 
 def test_sequential_order_still_measures_one_configuration_after_another(variants):
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
 
     res = benchmark(variants, variants=["torch", "fp32"], batch_sizes=[1], seq_lens=[8], order="sequential", **KW)
     assert res.schedule == [] and all(r["rounds"] is None and r["status"] == "ok" for r in res.rows)
@@ -194,7 +194,7 @@ def test_ctrl_c_keeps_every_finished_slice(tmp_path, tiny_bert):
 
 
 def test_a_crash_costs_its_shape_and_a_fresh_worker_takes_the_rest(variants, monkeypatch):
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
 
     monkeypatch.setenv("HFMAGIC_WORKER_FAULT", "crash:fp32:2x8")
     res = benchmark(variants, variants=["torch", "fp32"], batch_sizes=[1, 2, 3], seq_lens=[8], max_time=3,
@@ -205,7 +205,7 @@ def test_a_crash_costs_its_shape_and_a_fresh_worker_takes_the_rest(variants, mon
 
 
 def test_a_budget_ends_the_rounds_and_cuts_a_hung_slice(variants, monkeypatch):
-    from hfmagic.benchmarking import BUDGET_GRACE_S, benchmark
+    from hfmagic.benchmarking.api import BUDGET_GRACE_S, benchmark
 
     monkeypatch.setenv("HFMAGIC_WORKER_FAULT", "hang:fp32:2x8")
     started = time.monotonic()
@@ -219,7 +219,7 @@ def test_a_budget_ends_the_rounds_and_cuts_a_hung_slice(variants, monkeypatch):
 
 def test_max_time_ends_the_rounds_between_rounds_so_every_configuration_is_measured(variants):
     """A first round slower than --max-time (warm-ups on a busy machine) still measures everything."""
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
 
     res = benchmark(variants, batch_sizes=[1, 2], seq_lens=[8], max_time=0.01, ci_target=1e-9,
                     **{**KW, "warmup": 5})

@@ -34,7 +34,7 @@ def new_weights(folder, seed: int):
 
 
 def on_disk(folder) -> str:
-    from hfmagic.models import file_sha256
+    from hfmagic.core.hashing import file_sha256
 
     return file_sha256(folder / "model.safetensors")
 

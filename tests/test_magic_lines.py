@@ -10,7 +10,7 @@ import pytest
 from IPython.core.completer import protect_filename
 from IPython.core.error import UsageError
 
-from hfmagic.store import RunStore
+from hfmagic.store.db import RunStore
 from tests.tiny import LABELS, sentences
 
 

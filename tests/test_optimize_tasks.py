@@ -13,7 +13,7 @@ FAST = dict(backends=["onnxruntime", "torch"], threads=1, min_time=0.05, samples
 @pytest.fixture(scope="module")
 def task_models(tmp_path_factory, tiny_factory, ner_folder, qa_folder):  # noqa: F811
     """(model folder, the data the gate scores, the task's first metric, options) per task."""
-    from hfmagic.audiodata import LIBRIVOX
+    from hfmagic.tasks.speech.audio import LIBRIVOX
 
     tmp = tmp_path_factory.mktemp("optimize-tasks")
     out = {"token-classification": (ner_folder, "wnut16", "f1", {"limit": 24}),
@@ -30,8 +30,8 @@ def task_models(tmp_path_factory, tiny_factory, ner_folder, qa_folder):  # noqa:
 @pytest.mark.parametrize("task", ["token-classification", "question-answering", "text-generation",
                                   "image-classification", "automatic-speech-recognition"])
 def test_optimize_runs_through_every_task(task_models, task):
-    from hfmagic.optimizing import optimize
-    from hfmagic.store import default_store
+    from hfmagic.optimizing.api import optimize
+    from hfmagic.store.db import default_store
 
     if task not in task_models:
         pytest.skip("needs Debian's pocketsphinx-testdata (make data)")

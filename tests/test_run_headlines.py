@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from hfmagic.store import RunStore
+from hfmagic.store.db import RunStore
 from tests.tiny import labelled
 
 SWEEP = "--batch-sizes 1 --seq-lens 16 --warmup 0 --min-runs 3 --min-time 0.05 --threads 1 --inline -o -q"
@@ -81,7 +81,7 @@ def test_a_budget_stopped_optimize_says_where_it_stopped_on_the_command_line(tin
 @pytest.mark.slow
 def test_the_trace_keeps_every_screened_candidate_when_the_budget_runs_out_at_the_gate(shell, store_in_shell, models,
                                                                                       monkeypatch):
-    from hfmagic import optimizing
+    from hfmagic.optimizing import api as optimizing
 
     screen = optimizing.Search.screen
 
@@ -118,7 +118,7 @@ def test_the_confirming_sweep_has_pytorch_eager_and_the_headline_is_the_winners(
     assert opt.winner is not None
     sweep = {(r["variant"], r["backend"]): r for r in opt.benchmark.rows}
     won = sweep[(opt.winner["variant"], opt.winner["backend"])]
-    from hfmagic.stats import speedup_text
+    from hfmagic.core.stats import speedup_text
 
     assert opt.against_reference["text"] == speedup_text(won)  # the sweep's own figure, with its interval
     assert any(f"the winner is {speedup_text(won)} as fast" in n for n in opt.notes)
@@ -143,7 +143,7 @@ def test_compare_sets_speed_ups_against_each_other_only_on_the_same_baseline(she
     again = shell.run_line_magic("benchmark", f"sent --variants torch,fp32 {SWEEP}")
     cmp = shell.run_line_magic("hfmagic", f"compare {a.run_id} {again.run_id}")
     fp32 = next(f for f in cmp.figures.rows if f["figure"] == "speedup" and f["config"].startswith("fp32/"))
-    from hfmagic.stats import speedup_text
+    from hfmagic.core.stats import speedup_text
 
     rows = [next(r for r in run.rows if r["variant"] == "fp32") for run in (a, again)]
     assert fp32["change"] == pytest.approx((rows[1]["speedup"] - rows[0]["speedup"]) / rows[0]["speedup"] * 100)

@@ -15,7 +15,7 @@ from IPython.core.error import UsageError
 from traitlets import TraitError
 
 import hfmagic
-from hfmagic.errors import UsageProblem
+from hfmagic.core.errors import UsageProblem
 
 
 @pytest.fixture
@@ -154,8 +154,8 @@ def test_an_empty_item_in_a_list_option_is_refused(shell, tiny_bert, option):
 
 def test_an_export_whose_every_variant_diverged_is_not_recorded_ok(shell, caplog, kept, tiny_bert, tmp_path,
                                                                    monkeypatch):
-    from hfmagic import validation
-    from hfmagic.store import RunStore
+    from hfmagic.onnx import validation
+    from hfmagic.store.db import RunStore
 
     work = tmp_path / "not-a-repository"
     work.mkdir()

@@ -12,7 +12,7 @@ import pytest
 from IPython.core.error import UsageError
 
 from hfmagic import benchmark, evaluate, export_onnx, load_model
-from hfmagic.audiodata import LIBRIVOX
+from hfmagic.tasks.speech.audio import LIBRIVOX
 from tests.tiny import SPEECH_ARCHS, make_tiny_speech, make_tiny_whisper
 
 FAST = "--warmup 1 --min-runs 3 --min-time 0.05 --max-time 1 --threads 1"
@@ -48,7 +48,7 @@ def test_ctc_architectures_export_and_validate_on_real_speech(tiny_speech, tmp_p
 def test_shell_loop_with_wer_equal_to_jiwers_and_the_real_time_factor(shell, tiny_speech):
     import jiwer
 
-    from hfmagic.tasks.speecheval import normalise
+    from hfmagic.tasks.speech.evaluate import normalise
 
     shell.user_ns["w2v"] = load_model(tiny_speech("wav2vec2"), name="w2v")
     shell.run_line_magic("export_onnx", "w2v --name w2v_onnx -q")
@@ -147,7 +147,7 @@ def whisper_variants(tmp_path_factory):
 
 
 def test_a_whisper_variant_is_its_three_graphs_validated_on_the_encoder_and_greedy_tokens(whisper_variants):
-    from hfmagic.onnxbuild import graph_files
+    from hfmagic.onnx.build import graph_files
 
     assert whisper_variants.model.task == "automatic-speech-recognition"
     assert whisper_variants.names == ["torch", "fp32", "int8"]
@@ -166,7 +166,7 @@ def test_a_whisper_variant_is_its_three_graphs_validated_on_the_encoder_and_gree
 def test_whisper_is_timed_per_transcription_and_scored_by_its_transcripts(whisper_variants):
     import jiwer
 
-    from hfmagic.tasks.speecheval import normalise
+    from hfmagic.tasks.speech.evaluate import normalise
 
     result = benchmark(whisper_variants, batch_sizes=[1], audio_seconds=[5], new_tokens=6, warmup=1, min_runs=3,
                        min_time=0.05, max_time=1, threads=1, progress=False)
@@ -192,7 +192,7 @@ def test_whisper_is_timed_per_transcription_and_scored_by_its_transcripts(whispe
 def test_audio_longer_than_whispers_window_is_refused_not_cut(whisper_variants, tmp_path):
     import soundfile
 
-    from hfmagic.errors import DataError
+    from hfmagic.core.errors import DataError
 
     soundfile.write(tmp_path / "long.wav", np.zeros(16000 * 31, dtype="float32"), 16000)
     (tmp_path / "transcripts.txt").write_text("long\tsome words\n")

@@ -21,11 +21,11 @@ def parked(pid: int) -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads Linux's /proc")
 def test_an_interleaved_onnxruntime_worker_spins_within_its_runs(tiny_bert):
-    from hfmagic.benchmarking import Sweep
-    from hfmagic.benchplan import Job
-    from hfmagic.export import export_onnx
-    from hfmagic.models import load_model
-    from hfmagic.worker import WorkerProcess
+    from hfmagic.benchmarking.api import Sweep
+    from hfmagic.benchmarking.plan import Job
+    from hfmagic.export.api import export_onnx
+    from hfmagic.models.handle import load_model
+    from hfmagic.measure.worker import WorkerProcess
 
     variants = export_onnx(load_model(tiny_bert), levels=["fp32"], quantize="none", progress=False)
     sweep = Sweep([variants.model], [], None, {"threads": 2, "warmup": 5, "min_runs": 3, "min_time": 0.05},

@@ -1,4 +1,4 @@
-"""hfmagic.squad: the BBC SQuAD fixture, the official EM/F1 rules, and the pipeline's span choice."""
+"""hfmagic.tasks.text.squad: the BBC SQuAD fixture, the official EM/F1 rules, and the pipeline's span choice."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hfmagic import squad
-from hfmagic.errors import DataError
-from hfmagic.fixtures import SQUAD_BBC
+from hfmagic.tasks.text import squad
+from hfmagic.core.errors import DataError
+from hfmagic.tasks.text.fixtures import SQUAD_BBC
 
 
 # -- an independent copy of the official SQuAD v2.0 evaluation script's logic ----------------------
 # (evaluate-v2.0.py: normalize_answer, get_tokens, compute_exact, compute_f1, get_raw_scores,
-# make_eval_dict), kept as the script writes it so that hfmagic.squad is checked against it.
+# make_eval_dict), kept as the script writes it so that hfmagic.tasks.text.squad is checked against it.
 
 def official_normalize_answer(s):
     def remove_articles(text):

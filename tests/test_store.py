@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from IPython.core.error import UsageError
 
-from hfmagic.errors import UsageProblem
-from hfmagic.store import SCHEMA_VERSION, RunStore
+from hfmagic.core.errors import UsageProblem
+from hfmagic.store.db import SCHEMA_VERSION, RunStore
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -22,7 +22,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # on stdout each row it has committed
 WRITER = """
 import sys
-from hfmagic.store import RunStore
+from hfmagic.store.db import RunStore
 store = RunStore(sys.argv[1])
 runs, rows = int(sys.argv[2]), int(sys.argv[3])
 for r in range(runs):
@@ -202,7 +202,7 @@ def test_run_states_and_id_suffixes(tmp_path):
 def test_environment_card(tmp_path):
     import importlib.metadata as md
 
-    code = ("import sys, json; from hfmagic.envcard import environment_card; card = environment_card(); "
+    code = ("import sys, json; from hfmagic.core.envcard import environment_card; card = environment_card(); "
             "print(json.dumps(card)); print('torch' in sys.modules)")
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -238,7 +238,7 @@ def test_environment_card(tmp_path):
 
 # -- runs and compare through a real shell, on runs recorded here -----------------------------------
 def record(store, kind, params, rows, env_change=None, provenance=None):
-    from hfmagic.envcard import environment_card
+    from hfmagic.core.envcard import environment_card
 
     env = environment_card()
     env.update(env_change or {})

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from IPython.core.error import UsageError
 
-from hfmagic.tasks.text import TextClassification
-from hfmagic.tasks.texteval import ClassificationEvaluator
+from hfmagic.tasks.text.task import TextClassification
+from hfmagic.tasks.text.evaluate import TextClassificationEvaluator
 from tests.tiny import LABELS, make_tiny, make_tokenizer, sentences
 
 FAST = "--threads 1 --warmup 1 --min-runs 3 --min-time 0.02 --no-widget"
@@ -76,7 +76,7 @@ def bert_config(tokenizer, **kw):
 
 # -- 1. a toy task registered here ---------------------------------------------------------------------
 
-class ToyEvaluator(ClassificationEvaluator):
+class ToyEvaluator(TextClassificationEvaluator):
     """The toy task's own evaluator: accuracy only, and it counts its calls (so the test can see the
     driver asked the task, not a built-in branch)."""
 
@@ -319,8 +319,8 @@ def test_a_short_roberta_exports_validates_and_benchmarks_within_its_positions(s
 # -- 5. %evaluate for token classification ---------------------------------------------------------------
 
 def _wnut_tags() -> list[str]:
-    from hfmagic.tasks.texteval import _wnut16_path
-    from hfmagic import ner
+    from hfmagic.tasks.text.evaluate import _wnut16_path
+    from hfmagic.tasks.text import ner
 
     types = sorted({t[2:] for _, tags in ner.read_conll(_wnut16_path()) for t in tags if t != "O"})
     return ["O"] + [f"{p}-{t}" for t in types for p in "BI"]
@@ -414,8 +414,8 @@ def test_token_classification_on_wnut16_and_unknown_tags(shell, capsys, ner_fold
     shell.run_line_magic("export_onnx", "tagger --levels fp32 --quantize none --name tagger_onnx -q")
     ev = shell.run_line_magic("evaluate", "tagger_onnx --data wnut16 --limit 50 --batch-size 16 --no-widget -o -q")
     assert ev.fingerprint["rows"] == 50 and all(r["status"] == "ok" for r in ev.rows)
-    from hfmagic import ner
-    from hfmagic.tasks.texteval import _wnut16_path
+    from hfmagic.tasks.text import ner
+    from hfmagic.tasks.text.evaluate import _wnut16_path
 
     gold = [t for _, t in ner.read_conll(_wnut16_path())[:50]]
     from seqeval.metrics import f1_score
@@ -505,7 +505,7 @@ def test_question_answering_on_squad_json_equals_the_pipeline_and_the_official_s
 
 
 def test_question_answering_on_the_squad_bbc_fixture(shell, capsys, qa_folder):
-    from hfmagic.tasks.texteval import squad_bbc_path
+    from hfmagic.tasks.text.evaluate import squad_bbc_path
 
     shell.user_ns["qa_folder"] = str(qa_folder)
     shell.run_line_magic("load_model", "$qa_folder --name reader -q")
@@ -648,7 +648,7 @@ def test_runs_of_several_models_are_listed_compared_and_rerun_whole(shell, two_c
         assert {r["id"] for r in shell.run_line_magic("hfmagic", "runs --model m2").rows} == {a.run_id, b.run_id}
         cmp = shell.run_line_magic("hfmagic", f"compare {a.run_id} {b.run_id}")
         figs = {(f["config"], f["figure"]): f for f in cmp.figures.rows}
-        from hfmagic.runs import _number
+        from hfmagic.runs.history import _number
 
         for model in ("m1", "m2"):  # each model's figures beside the same model's
             key = (f"{model}/torch/torch b1 s8", "p50_ms")

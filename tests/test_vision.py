@@ -31,7 +31,7 @@ def tiny_image(tmp_path_factory):
 @pytest.fixture(scope="session")
 def digit_folder(tmp_path_factory):
     """60 of scikit-learn's digits written as PNG files in class folders (label/xxx.png)."""
-    from hfmagic.imagedata import digits
+    from hfmagic.tasks.vision.images import digits
 
     root = tmp_path_factory.mktemp("digit-pngs")
     data = digits()
@@ -55,7 +55,7 @@ def test_image_architectures_export_validate_and_quantize(tiny_image, tmp_path, 
     assert fp32["inputs_from"] == "scikit-learn's handwritten digits"
     assert variants["int8"].validation["cosine"] > 0.99
     assert any("validated on 8 images" in n for n in variants.notes)
-    from hfmagic.imagedata import digits
+    from hfmagic.tasks.vision.images import digits
 
     some = digits()
     scored = evaluate(variants, data=(np.array([np.asarray(im) for im in some.images[:40]]), some.labels[:40]),
@@ -107,7 +107,7 @@ def test_shell_loop_on_an_image_folder_with_figures_equal_to_scikit_learns(shell
     assert [r["variant"] for r in result.rows] == ["torch", "fp32", "int8"]
     assert result.rows[1]["agreement"] == 1.0 and result.rows[1]["max_logit_diff"] < 1e-4
 
-    from hfmagic.store import default_store
+    from hfmagic.store.db import default_store
 
     stored = default_store().get(bench.run_id)
     assert stored["params"]["image_sizes"] == [32, 48] and stored["rows"][1]["image_size"] == 48
@@ -116,7 +116,7 @@ def test_shell_loop_on_an_image_folder_with_figures_equal_to_scikit_learns(shell
 
 
 def test_flips_carry_thumbnails_shown_in_the_notebook(tiny_image):
-    from hfmagic.imagedata import digits
+    from hfmagic.tasks.vision.images import digits
 
     data = digits()
     variants = export_onnx(load_model(tiny_image("vit")), levels=["fp32"], progress=False)
@@ -190,7 +190,7 @@ def test_the_digits_vit_is_a_real_classifier_and_keeps_its_accuracy(digits_vit):
 
 
 def test_built_in_image_sets_read_their_real_files():
-    from hfmagic.imagedata import FASHION_MNIST, digits, load_images
+    from hfmagic.tasks.vision.images import FASHION_MNIST, digits, load_images
 
     assert len(digits()) == 1797 and digits().images[0].size == (8, 8)
     if not FASHION_MNIST.exists():

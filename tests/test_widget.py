@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hfmagic.benchmarking import ROW_KEYS
-from hfmagic.dashboard_rows import join, pareto_front
-from hfmagic.widget import Dashboard
+from hfmagic.benchmarking.api import ROW_KEYS
+from hfmagic.ui.rows import join, pareto_front
+from hfmagic.ui.widget import Dashboard
 
 JS = Path(__file__).resolve().parent.parent / "js" / "dashboard.js"
 
@@ -175,8 +175,8 @@ def test_selection_from_the_browser_arrives_as_state():
 def test_live_rows_and_progress_then_the_final_result(monkeypatch):
     """A kernel-like shell gets one dashboard on the first event, filled as rows come; show() puts the
     final result (skipped rows included) into that same dashboard instead of showing another."""
-    from hfmagic.benchmarking import BenchmarkResult
-    from hfmagic.magics import ShellContext
+    from hfmagic.benchmarking.api import BenchmarkResult
+    from hfmagic.surface.magics import ShellContext
 
     shown, updated = [], []
     handle = types.SimpleNamespace(update=updated.append)
@@ -201,9 +201,9 @@ def test_live_rows_and_progress_then_the_final_result(monkeypatch):
 
 
 def test_without_a_kernel_or_with_no_widget_the_table_is_shown(shell, capsys):
-    from hfmagic.benchmarking import BenchmarkResult
-    from hfmagic.display import widgets_available
-    from hfmagic.magics import ShellContext
+    from hfmagic.benchmarking.api import BenchmarkResult
+    from hfmagic.surface.display import widgets_available
+    from hfmagic.surface.magics import ShellContext
 
     assert not widgets_available(shell)
     assert ShellContext(shell).live("benchmark") is None
@@ -248,8 +248,8 @@ def test_to_html_is_one_self_contained_page(tmp_path):
 
 def test_real_sweep_streams_into_the_dashboard(tiny_bert, monkeypatch):
     """benchmark()'s own events: each row reaches the dashboard as soon as it finishes."""
-    from hfmagic.benchmarking import benchmark
-    from hfmagic.display import LiveView
+    from hfmagic.benchmarking.api import benchmark
+    from hfmagic.surface.display import LiveView
 
     shown, sizes = [], []
     view = LiveView("benchmark", lambda obj, display_id: shown.append(obj))

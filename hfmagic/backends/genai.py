@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 
-from hfmagic.backends import Backend
+from hfmagic.backends.base import Backend
 
 
 class OnnxRuntimeGenAI(Backend):
     """``onnxruntime_genai.Model`` on the CPU, ``intra_op_num_threads`` = the thread setting
-    (a config overlay), driven through :class:`hfmagic.decoding.GenAIGenerator` so that the
+    (a config overlay), driven through :class:`hfmagic.tasks.generation.decoding.GenAIGenerator` so that the
     timing and the greedy settings are the other backends'. Its idle threads may spin (its
     session config takes no ``allow_spinning``)."""
 
@@ -28,7 +28,7 @@ class OnnxRuntimeGenAI(Backend):
         import onnxruntime_genai  # noqa: F401
 
     def load(self, variant, threads: int) -> None:
-        from hfmagic.decoding import GenAIGenerator
+        from hfmagic.tasks.generation.decoding import GenAIGenerator
 
         self._generator = GenAIGenerator(variant.folder, threads)
         self.threads = threads

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hfmagic.backends import Backend
-from hfmagic.errors import BackendUnavailable
+from hfmagic.backends.base import Backend
+from hfmagic.core.errors import BackendUnavailable
 
 
 class OnnxRuntime(Backend):

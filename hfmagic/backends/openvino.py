@@ -5,21 +5,12 @@ ONNX file (with its KV-cache inputs) is driven by optimum-intel's ``OVModelForCa
 from __future__ import annotations
 
 import importlib.util
-import os
-import sys
 
-from hfmagic.backends import Backend
+from hfmagic.backends.base import Backend
+from hfmagic.core.telemetry import openvino_off
 
 # bf16 is what OpenVINO picks on CPUs that have it, and it was 2.5x slower on MiniLM here
 PRECISION_HINT = "f32"
-
-
-def no_telemetry() -> None:
-    """Keep OpenVINO's telemetry (Google Analytics, consent read from ~/intel) from loading: with
-    ``openvino_telemetry`` unimportable, OpenVINO uses its own stub. It wrote ~/intel/ and forked a
-    sender that kept the worker's pipe open. HFMAGIC_ALLOW_TELEMETRY=1 leaves it alone."""
-    if os.environ.get("HFMAGIC_ALLOW_TELEMETRY") != "1":
-        sys.modules.setdefault("openvino_telemetry", None)
 
 
 class OpenVINO(Backend):
@@ -37,19 +28,19 @@ class OpenVINO(Backend):
 
     @classmethod
     def imports(cls) -> None:
-        no_telemetry()
+        openvino_off()
         import openvino  # noqa: F401
 
     def load(self, variant, threads: int) -> None:
-        no_telemetry()
+        openvino_off()
         import openvino as ov
 
         config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": PRECISION_HINT,
                   "PERFORMANCE_HINT": "LATENCY"}
-        from hfmagic.onnxbuild import graph_files
+        from hfmagic.onnx.build import graph_files
 
         if len([p for p in graph_files(variant.path) if p.suffix == ".onnx"]) > 1:
-            from hfmagic.errors import UnsupportedError
+            from hfmagic.core.errors import UnsupportedError
 
             raise UnsupportedError(f"the openvino backend runs one-graph models and decoder LLMs; {variant.model.name}'s "
                                    "variants are several graphs (an encoder and its decoders): use onnxruntime")
@@ -77,7 +68,7 @@ def causal_lm(variant, config: dict):
     is: its past_key_values are inputs and outputs, so the KV cache goes through Python each step as
     under ORTModelForCausalLM, not kept in OpenVINO's state)."""
     if importlib.util.find_spec("optimum.intel") is None:
-        from hfmagic.errors import BackendUnavailable
+        from hfmagic.core.errors import BackendUnavailable
 
         raise BackendUnavailable("openvino runs text-generation models through optimum-intel: "
                                  "pip install optimum-intel==1.27.0 (or make install)")

@@ -3,7 +3,7 @@ end to end on texts (no tokenizer in front of it: the vectorizer is part of what
 
 from __future__ import annotations
 
-from hfmagic.backends import Backend
+from hfmagic.backends.base import Backend
 
 
 class Sklearn(Backend):
@@ -19,7 +19,7 @@ class Sklearn(Backend):
     def load(self, variant, threads: int) -> None:
         from threadpoolctl import threadpool_limits
 
-        from hfmagic.baseline import TfidfBaseline
+        from hfmagic.tasks.text.baseline import TfidfBaseline
 
         self.model = TfidfBaseline.load(variant.model.path)
         self._limits = threadpool_limits(limits=threads)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from hfmagic.backends import Backend
+from hfmagic.backends.base import Backend
 
 
 class Torch(Backend):

@@ -1,88 +1,11 @@
-"""Task plugins: one small class per task, registered by name (see :mod:`hfmagic.tasks.base`).
-
-Adding a task is one file and one call: write a :class:`~hfmagic.tasks.base.Task` subclass (its
-Auto class, exporter task, the architectures it loads, its shape axes, inputs, validation rules
-and evaluator) and ``register`` it; ``%load_model`` then infers it from a saved config and every
-step asks it what to do. The text tasks live in :mod:`hfmagic.tasks.text`.
+"""Task plugins: everything that differs between text classification, NER, QA, decoders, images and
+speech lives in one folder per task (text/, generation/, vision/, speech/), each implementing the
+protocols of :mod:`hfmagic.tasks.base`, and is registered by name in :mod:`hfmagic.tasks.registry`.
+The registry imports no plugin: ``import hfmagic`` registers the built-in ones
+(:mod:`hfmagic.tasks.builtin`); a task of one's own is registered by calling :func:`register`.
 """
 
-from __future__ import annotations
+from hfmagic.tasks.registry import (ALIASES, ensure, get_task, infer_task, names, origin, register, serving,
+                                    unregister)
 
-from hfmagic.errors import UnsupportedError
-from hfmagic.tasks.base import Task
-
-_REGISTRY: dict[str, type[Task]] = {}
-_INSTANCES: dict[str, Task] = {}
-# names people also use for a registered task (transformers' pipeline aliases)
-ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
-
-
-def register(cls: type[Task]) -> type[Task]:
-    """Register a task class under its ``NAME`` (usable as a decorator); a later one replaces it."""
-    _REGISTRY[cls.NAME] = cls
-    _INSTANCES.pop(cls.NAME, None)
-    return cls
-
-
-def unregister(name: str) -> None:
-    _REGISTRY.pop(name, None)
-    _INSTANCES.pop(name, None)
-
-
-def names() -> list[str]:
-    return list(_REGISTRY)
-
-
-def get_task(name: str) -> Task:
-    """The task object registered as ``name`` (or one of its aliases); one line listing them if none."""
-    name = ALIASES.get(name, name)
-    if name not in _REGISTRY:
-        raise UnsupportedError(f"unknown task {name!r}; hfmagic's tasks are: {', '.join(_REGISTRY)}")
-    if name not in _INSTANCES:
-        _INSTANCES[name] = _REGISTRY[name]()
-    return _INSTANCES[name]
-
-
-def origin(name: str) -> dict:
-    """Where a registered task's class lives (module and qualified name): a worker process is a
-    fresh interpreter, and a task registered at run time (a notebook's, a test's) reaches it so."""
-    cls = type(get_task(name))
-    return {"name": cls.NAME, "module": cls.__module__, "qualname": cls.__qualname__}
-
-
-def ensure(spec: dict | None) -> None:
-    """Register the task ``origin()`` described, when this process does not know it yet (a worker)."""
-    if not spec or spec["name"] in _REGISTRY:
-        return
-    import importlib
-
-    try:
-        obj = importlib.import_module(spec["module"])
-        for part in spec["qualname"].split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise UnsupportedError(f"the task {spec['name']!r} is defined in {spec['module']}, which a worker process "
-                               f"cannot import ({exc}); define it in an importable module, or pass --inline") from None
-    if spec["name"] not in _REGISTRY:  # importing the module may have registered it already
-        register(obj)
-
-
-def serving(config: dict) -> list[str]:
-    """The registered tasks a saved model of ``config``'s architecture can be loaded for (``serves``)."""
-    return [name for name, cls in _REGISTRY.items() if cls.serves(config)]
-
-
-def infer_task(config: dict, where: str = "this model") -> str:
-    """The registered task a saved config is for, or one line naming what it is and the tasks that exist."""
-    # the newest registered first (a plugin that recognises a config beats the built-in it extends),
-    # fallbacks (bare encoders) last
-    ordered = sorted(reversed(list(_REGISTRY.values())), key=lambda cls: cls.FALLBACK)
-    for cls in ordered:
-        if cls.matches(config):
-            return cls.NAME
-    archs = ", ".join(config.get("architectures") or []) or f"model_type {config.get('model_type', '?')}"
-    raise UnsupportedError(f"no hfmagic task loads {where} ({archs}); hfmagic's tasks are: "
-                           f"{', '.join(_REGISTRY)} (pass --task one of them if it is one)")
-
-
-from hfmagic.tasks import generation, text, vision, speech  # noqa: E402,F401,I001  (registers them, in this order)
+__all__ = ["ALIASES", "ensure", "get_task", "infer_task", "names", "origin", "register", "serving", "unregister"]

@@ -24,41 +24,12 @@ Nothing here imports a heavy library at module level.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from hfmagic.errors import ModelSourceError
-
-
-@dataclass(frozen=True)
-class Axis:
-    """A shape's second axis (the first is always the batch): the key rows carry it under, the
-    table's label for it, %benchmark's argument and flag for it, and its noun in messages."""
-
-    key: str      # the rows' key: seq_len, image_size
-    label: str    # the table's column title
-    argument: str  # benchmark()'s keyword argument (a list of values)
-    flag: str     # %benchmark's flag
-    noun: str     # "sequence length"
-    short: str    # "seq": a size in messages ("batch 8 x seq 128")
-    unit: str = ""  # shown after a value ("px")
-
-    def shape(self, batch: int, size) -> str:
-        return f"{batch}x{size}{self.unit}"
-
-    def describe(self, size) -> str:
-        return f"{self.short} {size}{self.unit}"
-
-    def compact(self, batch: int, size) -> str:
-        """The run store's label: ``b8 s128`` (tokens), ``b8 224px`` (pixels)."""
-        return f"b{batch} {'' if self.unit else self.short[0]}{size}{self.unit}"
-
-
-TEXT_AXIS = Axis("seq_len", "seq", "seq_lens", "--seq-lens", "sequence length", "seq")
-IMAGE_AXIS = Axis("image_size", "image px", "image_sizes", "--image-sizes", "image size", "image", "px")
-AUDIO_AXIS = Axis("audio_seconds", "audio s", "audio_seconds", "--audio-seconds", "audio length", "audio", "s")
-AXES = (TEXT_AXIS, IMAGE_AXIS, AUDIO_AXIS)  # every second axis a row may carry (results.shape_of reads them)
+from hfmagic.core.errors import ModelSourceError
+from hfmagic.core.shapes import TEXT_AXIS, Axis
+from hfmagic.core.timing import timed_runs
 
 
 class Task:
@@ -130,21 +101,18 @@ class Task:
 
     def default_sizes(self, model) -> list[int]:
         """What %benchmark sweeps on the size axis when not told."""
-        from hfmagic.config import settings
+        from hfmagic.core.config import settings
 
         return list(settings().seq_lens)
 
     def check_sizes(self, model, sizes: list[int], new_tokens: int = 0) -> None:
         """Refuse (one line) sizes the model cannot take (text: beyond its positions, a prompt with
-        its new tokens included)."""
-        from hfmagic.benchplan import check_positions
-
-        check_positions(model, sizes, new_tokens)
+        its new tokens included). By default every size is taken."""
 
     def new_tokens(self, asked, model) -> int | None:
         """Tokens generated per measured run (tasks that generate); others refuse --new-tokens."""
         if asked is not None:
-            from hfmagic.errors import UsageProblem
+            from hfmagic.core.errors import UsageProblem
 
             raise UsageProblem(f"--new-tokens is for text-generation models; this one is a {model.task} model")
         return None
@@ -166,7 +134,7 @@ class Task:
 
     def benchmark_columns(self, columns: list) -> list:
         """The benchmark table's columns for this task (the shared ones, the size axis named)."""
-        from hfmagic.results import Column
+        from hfmagic.core.results import Column
 
         axis = self.SIZE_AXIS
         return [Column(axis.key, axis.label, "d", "right") if c.key == "seq_len" else c for c in columns]
@@ -204,8 +172,6 @@ class Task:
     def timed_runs(self, backend, model, prepared, runs: int, min_time: float, job: dict) -> dict:
         """At least ``runs`` timed runs and ``min_time`` seconds: ``samples_ms`` (one latency per
         run), and any other ``*_samples_ms`` the task's rows are computed from."""
-        from hfmagic.worker import timed_runs
-
         return {"samples_ms": timed_runs(lambda: backend.run(prepared), runs, min_time)}
 
     def forward_outputs(self, backend, model, feed: dict) -> dict | None:
@@ -228,7 +194,7 @@ class Task:
 
     def variant_names(self) -> tuple[str, ...]:
         """Every variant export_onnx can build for this task (and torch)."""
-        from hfmagic.export import VARIANT_NAMES
+        from hfmagic.onnx.plan import VARIANT_NAMES
 
         return VARIANT_NAMES
 
@@ -239,8 +205,8 @@ class Task:
         return ["torch", *levels, "int8", *(f"{lv}-int8" for lv in levels if lv != "fp32")]
 
     def export_steps(self, levels: list[str], quantize: str, static: bool, options: dict) -> list:
-        """The variants export_onnx builds (hfmagic.export.Step, in build order)."""
-        from hfmagic.export import plan
+        """The variants export_onnx builds (hfmagic.onnx.plan.Step, in build order)."""
+        from hfmagic.onnx.plan import plan
 
         return plan(levels, quantize, static)
 
@@ -262,7 +228,7 @@ class Task:
     def validation_examples(self, model, data) -> tuple[list, str]:
         """The real examples each built variant is compared with PyTorch on, and where they are
         from: the first of the calibration data, of the model's own held-out split, or built-in ones."""
-        from hfmagic.validation import DEFAULT_TEXTS
+        from hfmagic.onnx.validation import DEFAULT_TEXTS
 
         if data is not None:
             return data.texts[:8], f"the first texts of {data.source}"
@@ -272,7 +238,7 @@ class Task:
 
     def read_inputs(self, model, source):
         """%benchmark --inputs: the real examples each shape is cut from, timed end to end."""
-        from hfmagic.data import load_data
+        from hfmagic.data.tables import load_data
 
         return load_data(source, require_labels=False)
 
@@ -295,25 +261,25 @@ class Task:
 
     def read_calibration(self, model, calibration, samples: int, column: str | None):
         """Static int8's calibration examples (``.source``, ``.fingerprint``, ``len()``)."""
-        from hfmagic.data import load_data
+        from hfmagic.data.tables import load_data
 
         return load_data(calibration, text_column=column, limit=samples, require_labels=False)
 
     def calibration_features(self, model, data) -> dict:
         """The calibration examples as the graph's numpy inputs."""
-        from hfmagic.onnxbuild import tokenize
+        from hfmagic.onnx.build import tokenize
 
         return self.feed(model, dict(tokenize(model, data.texts, "np")))
 
     def encode_examples(self, model, examples: list) -> dict:
         """Real examples as numpy inputs for validation (text: tokenized, padded to the longest)."""
-        from hfmagic.onnxbuild import tokenize
+        from hfmagic.onnx.build import tokenize
 
         return dict(tokenize(model, examples, "np"))
 
     def validator(self, model, texts: list[str], source: str):
         """What each built variant is compared with: ``compare(path, device)`` -> figures."""
-        from hfmagic.validation import Reference
+        from hfmagic.onnx.validation import Reference
 
         return Reference(model, texts, source)
 
@@ -323,14 +289,14 @@ class Task:
 
     def divergence_rule(self) -> str:
         """When a variant counts as diverged, in words (export's notes)."""
-        from hfmagic.validation import COSINE_FLOOR
+        from hfmagic.onnx.validation import COSINE_FLOOR
 
         floors = ", ".join(f"{v} ({k})" for k, v in COSINE_FLOOR.items())
         return f"a variant diverges below a worst-{self.EXAMPLES.rstrip('s')} cosine of {floors}"
 
     def divergence(self, variant_name: str, figures: dict) -> str | None:
         """Why a variant's validation figures say it diverged from PyTorch, or None."""
-        from hfmagic.validation import divergence
+        from hfmagic.onnx.validation import divergence
 
         return divergence(variant_name, figures)
 
@@ -347,7 +313,7 @@ class Task:
     # -- evaluation --------------------------------------------------------------------------
     def evaluator(self):
         """The object %evaluate runs for this task, or raise UnsupportedError saying why."""
-        from hfmagic.errors import UnsupportedError
+        from hfmagic.core.errors import UnsupportedError
 
         raise UnsupportedError(f"%evaluate has no evaluator for {self.NAME} models yet")
 
@@ -375,7 +341,7 @@ def write_examples(arrays: list, sha256: str) -> dict:
     data's fingerprint (written once): what a worker process is sent instead of the arrays."""
     import numpy as np
 
-    from hfmagic.config import settings
+    from hfmagic.core.config import settings
 
     folder = settings().cache_path / "inputs"
     folder.mkdir(parents=True, exist_ok=True)
@@ -420,7 +386,7 @@ class EvalData:
 
 
 class Evaluator:
-    """One task's part of %evaluate; the driver (hfmagic.evaluation) runs every task alike:
+    """One task's part of %evaluate; the driver (hfmagic.evaluation.api) runs every task alike:
 
     1. ``metrics(names)``: the metrics asked for, checked before anything heavy (first one gated);
     2. ``read(model, data, options)`` -> :class:`EvalData`;

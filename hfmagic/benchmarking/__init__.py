@@ -1,0 +1,1 @@
+"""benchmark(): latency, throughput and memory of variants x backends x shapes."""

@@ -1,0 +1,1 @@
+"""Reading labelled data (tables, label maps) and scoring it (metrics with bootstrap intervals)."""

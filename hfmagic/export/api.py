@@ -1,0 +1,531 @@
+"""``export_onnx``: a model's ONNX variants, each validated against PyTorch and cached by content.
+
+What is built (the plan): the fp32 export (always: every other variant starts from it), each
+requested optimization level (O1..O4, from fp32), and with dynamic quantization (``auto``, the
+default, or ``dynamic``) an int8 twin of each requested fp32/O1/O2/O3 graph: fp32 -> ``int8``,
+O2 -> ``O2-int8``. O4 is fp16 and gets none. Static int8 (``int8-static``, from fp32) is built
+with ``quantize="static"``, or with ``auto`` when calibration data is given. The default, levels
+fp32,O2 with auto, builds torch + fp32, O2, int8, O2-int8. ``quantize="nncf"`` builds
+``int8-nncf`` (static int8 as QDQ, by NNCF's post-training quantization with its transformer preset,
+calibrated like static int8), a file OpenVINO runs as int8.
+
+The int8 config is read off the CPU (avx512_vnni > avx512 > avx2 > arm64), per-channel by default.
+
+Cache: each variant is a folder ``<cache>/onnx/<key>`` where the key hashes the weights, config and
+tokenizer files, the options that shape that variant, and the versions of the export stack. A folder
+is built under a temporary name and renamed into place when complete, so an interrupted build leaves
+no half-written entry (temporary folders of dead processes are swept on the next call). ``output=``
+writes ``<output>/<variant>`` folders instead, rebuilt when their key differs.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from hfmagic.core.config import settings
+from hfmagic.core.errors import BackendUnavailable, BuildError, DataError, UnsupportedError, UsageProblem
+from hfmagic.core.listargs import list_arguments
+from hfmagic.core.hashing import file_sha256
+from hfmagic.onnx.plan import (CALIBRATION_METHODS, DEFAULT_LEVELS, FOLDER_FILES, INT4_BLOCK, INT4_METHODS,
+                               LEVELS, QUANTIZE, Step)
+from hfmagic.models.variants import TORCH, Variant, Variants
+
+DEVICES = ("cpu", "cuda")
+FORMAT = 4  # bump when a recipe, the folder layout or what validation feeds changes: old entries are then left unused
+# 4: validation and calibration feed only the inputs the model takes (no token_type_ids to a GPT-2 or a decoder)
+META = "hfmagic-variant.json"
+STACK = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-genai")
+
+
+def request_for(names: list[str], calibration=None) -> dict:
+    """The ``export_onnx`` arguments that build the variants ``names`` (torch needs no export).
+
+    ``calibration`` is used only when ``int8-static`` is named; callers check it is there first."""
+    def level(name: str) -> str:
+        if name.startswith("genai-"):  # a text-generation model's onnxruntime-genai builds
+            return "genai"
+        if name == "int4":  # a text-generation model's, from fp32
+            return "fp32"
+        return name if name in LEVELS else name.removesuffix("-int8").replace("int8", "fp32")
+
+    levels = list(dict.fromkeys(level(n) for n in names if n not in (TORCH, "int8-static", "int8-nncf")))
+    dynamic = any(n.endswith("int8") and n != "int8-static" for n in names)
+    static = "int8-static" in names or "int8-nncf" in names
+    quantize = "auto" if dynamic else "static" if "int8-static" in names else "nncf" if static else "none"
+    if "int4" in names or "genai-int4" in names:
+        quantize = "auto" if dynamic else "int4"
+    return {"levels": levels or ["fp32"], "quantize": quantize, "calibration": calibration if static else None}
+
+
+@list_arguments(levels=(str, "level"), exclude_nodes=(str, "node"))
+def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibration=None, samples=100,
+                opset=None, output=None, device="cpu", force=False, text_column=None,
+                progress=True, block_size=INT4_BLOCK, int4_method="rtn", calibration_method="minmax",
+                exclude_nodes=None) -> Variants:
+    """Export ``model`` to ONNX variants (see the module docstring); a "torch" variant comes first.
+
+    ``calibration``: texts for static int8 (anything :func:`hfmagic.data.tables.load_data` reads; the first
+    ``samples`` rows of ``text_column``). A variant that fails to build or diverges from PyTorch
+    stays in the result with its reason in ``.error``. ``progress``: show a progress bar.
+    ``block_size``: int4's quantization block (text-generation models); ``int4_method``: ``rtn``
+    (round to nearest, symmetric, int8 compute: fast) or ``hqq`` (half-quadratic quantization:
+    asymmetric, fitted to each weight without data; keeps more quality, runs slower on CPUs).
+    ``calibration_method``: how static int8 sets each activation's range from the calibration
+    examples (onnxruntime's calibrators through optimum's AutoCalibrationConfig): ``minmax``,
+    ``entropy`` (KL divergence) or ``percentile`` (99.999th). ``exclude_nodes``: graph nodes static
+    int8 leaves in float (what :func:`hfmagic.optimize`'s sensitivity pass finds).
+    ``quantize="nncf"``: ``int8-nncf``, NNCF's ``nncf.quantize`` of the fp32 graph with
+    ``model_type=TRANSFORMER`` on the ``samples`` calibration examples (needs ``pip install nncf``).
+    """
+    from hfmagic.models.handle import load_model
+
+    model = load_model(model)
+    if model.framework != "transformers":
+        raise UnsupportedError(f"{model.name} is a classical {model.framework} baseline: it has no ONNX export; "
+                               "benchmark and evaluate it as it is")
+    model.check_unchanged()  # a folder saved over since the load is refused, not mixed
+    levels = check_levels(levels, model.task_plugin.default_levels(model), model.task_plugin.LEVELS)
+    if quantize not in QUANTIZE:
+        raise UsageProblem(f"unknown --quantize {quantize!r}; use one of: {', '.join(QUANTIZE)}")
+    if not isinstance(samples, int) or samples <= 0:
+        raise UsageProblem(f"--samples must be a positive number of calibration texts, got {samples!r}")
+    check_device(device)
+    if not isinstance(block_size, int) or block_size < 16 or block_size & (block_size - 1):
+        raise UsageProblem(f"--block-size must be a power of two, 16 or more (int4's block), got {block_size!r}")
+    if int4_method not in INT4_METHODS:
+        raise UsageProblem(f"unknown --int4-method {int4_method!r}; use one of: {', '.join(INT4_METHODS)}")
+    if calibration_method not in CALIBRATION_METHODS:
+        raise UsageProblem(f"unknown --calibration-method {calibration_method!r}; use one of: "
+                           f"{', '.join(CALIBRATION_METHODS)}")
+    int4 = {"block_size": block_size, "method": int4_method}
+    if quantize == "nncf":
+        check_nncf()
+    data = calibration_data(model, quantize, calibration, samples, text_column)
+    task = model.task_plugin
+    steps = task.export_steps(levels, quantize, static=data is not None, options={"block_size": block_size,
+                                                                                  "model": model})
+    quantizing = any(s.quant for s in steps)
+    from hfmagic.onnx.build import describe_quantization, int8_isa, isa_note
+
+    isa = int8_isa() if quantizing else None
+    root = writable_root(output)
+    base = base_key(model, opset, device)
+    operators = task.quant_operators(model)
+    exclude = sorted(exclude_nodes or [])
+    keys = {s.name: step_key(base, s, isa, per_channel, data, int4, operators, calibration_method, exclude)
+            for s in steps}
+    places = {s.name: root / (s.name if output else keys[s.name][:24]) for s in steps}
+    sweep_stale_temps(root)
+    metas = {s.name: None if force else read_meta(places[s.name], keys[s.name]) for s in steps}
+    to_build = [s for s in steps if metas[s.name] is None]
+    notes = []
+    if to_build:
+        from hfmagic.onnx.build import check_exportable, check_opset
+        from hfmagic.tasks import names
+
+        check_exportable(model, names())
+        check_opset(opset)
+        check_space(root, model, len(to_build))
+    for fp16 in ("O4", "fp16"):
+        if fp16 in levels and device == "cpu":
+            notes.append(f"{fp16} is fp16 meant for GPUs: on a CPU it is usually slower than fp32 (built because "
+                         "--levels asked for it)")
+    if any(s.quant in ("dynamic", "static") for s in steps):
+        ops = f", {'/'.join(operators)} weights only" if operators and quantize != "static" else ""
+        notes.append(f"int8: {describe_quantization('dynamic' if quantize != 'static' else 'static', isa, per_channel)}"
+                     f"{ops} (picked for this CPU by --quantize {quantize})")
+        if note := isa_note(isa):
+            notes.append(note)
+        if "O4" in levels and quantize in ("auto", "dynamic"):
+            notes.append("O4 (fp16) gets no int8 twin")
+    if data is not None:
+        static = "int8-nncf" if quantize == "nncf" else "int8-static"
+        if quantize == "nncf":
+            notes.append(f"int8-nncf: {describe_quantization('nncf', isa, per_channel)}")
+        notes.append(f"{static} calibrated on {len(data)} {task.EXAMPLES} of {data.source}")
+        if calibration is None:
+            notes.append(f"{static} calibrated on the model's own held-out split, which %evaluate "
+                         "scores by default: its accuracy there may flatter it; pass --calibration "
+                         "with other texts for an unbiased figure")
+
+    params = {"levels": levels, "quantize": quantize, "per_channel": per_channel,
+              "calibration": calibration if isinstance(calibration, str) else (data.source if data else None),
+              "samples": samples, "opset": opset, "output": str(output) if output else None,
+              "device": device, "force": force, "text_column": text_column, "block_size": block_size,
+              "int4_method": int4_method, "calibration_method": calibration_method,
+              "exclude_nodes": exclude or None}
+    provenance = {"model": {"source": model.source, "path": str(model.path), "revision": model.revision,
+                            "weights_sha256": model.weights_sha256, "task": model.task, "name": model.name},
+                  "files": {}}
+    if data is not None:
+        provenance["dataset"] = data.fingerprint
+    builder = Builder(model, root, places, device, opset, isa, per_channel, data, int4, calibration_method, exclude)
+    items = [Variant("torch", model, size_bytes=model.weights_bytes)]
+    from hfmagic.store.db import default_store
+
+    store = default_store()
+    recording = store.recording("export", params, provenance) if store else _no_recording()
+    from tqdm.auto import tqdm
+
+    with recording as run, tqdm(total=len(to_build), desc=f"export_onnx {model.name}", unit="variant",
+                                disable=not to_build or not progress, leave=False) as bar:
+        built: dict[str, Variant] = {}
+        for step in steps:
+            if metas[step.name] is None:
+                bar.set_postfix_str(step.name)
+                variant = builder.build(step, keys[step.name], built)
+                bar.update()
+            else:
+                variant = from_meta(model, step, places[step.name], metas[step.name])
+            built[step.name] = variant
+            if step.include:
+                items.append(variant)
+                if run is not None:
+                    run.add_row(variant.row() | {"sha256": variant.sha256, "cached": metas[step.name] is not None})
+        if not to_build:
+            notes.append(f"all {len(steps)} ONNX variants came from the cache; --force rebuilds them")
+        notes += validation_notes(items)
+        if run is not None:
+            run.update_provenance(files={v.name: v.sha256 for v in items if v.sha256})
+            onnx = [v for v in items if v.kind == "onnx"]
+            if onnx and not any(v.ok for v in onnx):  # the run did not give what it was for
+                diverged = all(v.error.startswith("diverged") for v in onnx)
+                reason = "no ONNX variant passed validation: " + "; ".join(f"{v.name} {v.error}" for v in onnx)
+                run.finish("diverged" if diverged else "failed", {"notes": notes, "error": reason})
+            else:
+                run.finish("ok", {"notes": notes})
+    return Variants(model, items, notes, run_id=run.id if run is not None else None)
+
+
+def validation_notes(items: list[Variant]) -> list[str]:
+    """What each variant was validated on, read off its own figures (a cached one may have been
+    validated on other texts than one built now), and the divergence floors."""
+    inputs: dict[str, list[str]] = {}
+    for v in items:
+        if v.validation:
+            examples = items[0].model.task_plugin.EXAMPLES
+            inputs.setdefault(f"{v.validation['texts']} {examples} ({v.validation['inputs_from']})", []).append(v.name)
+    if not inputs:
+        return []
+    where = next(iter(inputs)) if len(inputs) == 1 else "; ".join(f"{', '.join(n)} on {t}" for t, n in inputs.items())
+    return [f"validated on {where}; {items[0].model.task_plugin.divergence_rule()}"]
+
+
+class _no_recording:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+# -- checks, done before any heavy work -------------------------------------------------------
+def check_levels(levels, default=DEFAULT_LEVELS, known=LEVELS) -> list[str]:
+    if levels is None:
+        return list(default)
+    if isinstance(levels, str):
+        levels = [t.strip() for t in levels.split(",") if t.strip()]
+    LEVELS = known  # noqa: N806  (the task's levels; the encoders' by default)
+    by_lower = {lv.lower(): lv for lv in LEVELS}
+    unknown = [lv for lv in levels if str(lv).lower() not in by_lower]
+    if unknown:
+        raise UnsupportedError(f"unknown level {unknown[0]!r}; choose from {', '.join(LEVELS)} "
+                               "(int8 variants come from --quantize)")
+    if not levels:
+        raise UsageProblem(f"--levels is empty; give some of {', '.join(LEVELS)}")
+    return list(dict.fromkeys(by_lower[str(lv).lower()] for lv in levels))
+
+
+def check_nncf() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("nncf") is None:
+        raise BackendUnavailable("--quantize nncf needs NNCF: pip install nncf==3.4.0 (or make install)")
+
+
+def check_device(device: str) -> None:
+    if device not in DEVICES:
+        raise UsageProblem(f"unknown device {device!r}; use cpu or cuda")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("--device cuda needs a CUDA GPU that torch can use, and torch here "
+                                     "sees none; use --device cpu")
+
+
+def calibration_data(model, quantize: str, calibration, samples: int, text_column: str | None):
+    """The texts static int8 calibrates on, or None when no static int8 is built."""
+    if calibration is None and quantize not in ("static", "nncf"):
+        return None
+    if quantize in ("none", "dynamic", "int4"):
+        raise UsageProblem(f"--calibration is for static int8, which --quantize {quantize} does not build; "
+                           "use --quantize static (or auto) with it")
+    if calibration is None:
+        if model.dataset is None:
+            what = ("images: pass --calibration DATA (a folder of class folders, a DataFrame or Dataset "
+                    "with an image column, digits or fashion-mnist)") if model.task_plugin.EXAMPLES == "images" else \
+                "texts: pass --calibration DATA (a DataFrame, a Dataset, a CSV/JSON/Parquet file or demo)"
+            raise UsageProblem(f"static int8 needs calibration {what}")
+        calibration = model.dataset
+    try:
+        return model.task_plugin.read_calibration(model, calibration, samples, text_column)
+    except DataError as exc:
+        raise DataError(f"calibration data: {exc}") from None
+
+
+def writable_root(output) -> Path:
+    root = Path(output).expanduser() if output else settings().cache_path / "onnx"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=root).close()
+    except OSError as exc:
+        raise UsageProblem(f"cannot write to {root} ({exc.strerror or exc}); pass --output with a folder "
+                           "you can write to") from None
+    return root
+
+
+def check_space(root: Path, model, count: int) -> None:
+    """Refuse early when the disk cannot hold the variants (each at most about the weights' size)."""
+    need = model.weights_bytes * count * 1.2 + 10e6
+    free = shutil.disk_usage(root).free
+    if free < need:
+        raise BuildError(f"only {free / 1e6:.0f} MB free in {root}, and the {count} variants need about "
+                         f"{need / 1e6:.0f} MB; free some space or pass --output DIR on another disk")
+
+
+# -- the cache -------------------------------------------------------------------------------
+def base_key(model, opset, device) -> dict[str, Any]:
+    import importlib.metadata as md
+
+    versions = {}
+    for dist in STACK:
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            versions[dist] = None
+    # every file a variant folder is made from (the code too, when the model brings its own)
+    names = list(FOLDER_FILES) + (sorted(p.name for p in model.path.glob("*.py")) if model.trust_remote_code else [])
+    files = {name: file_sha256(model.path / name) for name in names if (model.path / name).is_file()}
+    return {"format": FORMAT, "weights_sha256": model.weights_sha256, "files": files,
+            "task": model.task, "opset": opset, "device": device, "versions": versions}
+
+
+def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data, int4: dict | None = None,
+             operators=None, calibration_method: str = "minmax", exclude: list[str] | None = None) -> str:
+    int4 = int4 or {"block_size": INT4_BLOCK, "method": "rtn"}
+    spec = {"base": base, "name": step.name, "level": step.level, "source": step.source, "quant": step.quant}
+    if step.quant == "int4":
+        spec |= {"block_size": int4["block_size"], "int4_method": int4["method"]}
+    elif step.quant == "genai-int4":  # HQQ over the builder's fp32 graph, or the builder's own RTN
+        spec |= {"block_size": int4["block_size"], "int4_method": int4["method"]}
+    elif step.quant in ("genai-fp32", "fp16"):
+        pass
+    elif step.quant == "nncf":  # NNCF picks its own int8 scheme: its version shapes the file
+        import importlib.metadata as md
+
+        spec["nncf"] = md.version("nncf")
+    elif step.quant:
+        spec |= {"isa": isa, "per_channel": per_channel}
+        if operators:
+            spec["operators"] = list(operators)
+    if step.quant == "nncf":
+        spec["calibration"] = data.fingerprint
+    if step.quant == "static":
+        spec["calibration"] = data.fingerprint
+        if calibration_method != "minmax":  # min-max keys as before it had a choice
+            spec["calibration_method"] = calibration_method
+        if exclude:
+            spec["exclude_nodes"] = list(exclude)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_meta(place: Path, key: str) -> dict | None:
+    """The entry's record when ``place`` holds a complete build for ``key``, else None."""
+    try:
+        meta = json.loads((place / META).read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("key") != key or not (place / meta.get("file", "")).is_file():
+        return None
+    return meta
+
+
+def from_meta(model, step: Step, place: Path, meta: dict) -> Variant:
+    return Variant(step.name, model, path=place / meta["file"], level=step.level,
+                   quantization=meta.get("quantization"), size_bytes=meta["size_bytes"], nodes=meta["nodes"],
+                   fused_nodes=meta["fused_nodes"], build_seconds=meta["build_seconds"],
+                   validation=meta["validation"], error=model.task_plugin.divergence(step.name, meta["validation"]),
+                   runtime=meta.get("runtime"), recipe=step.quant,
+                   cli_command=meta["cli_command"], sha256=meta["sha256"])
+
+
+def sweep_stale_temps(root: Path) -> None:
+    """Remove temporary build folders left by processes that died mid-build."""
+    for tmp in root.glob(".tmp-*"):
+        try:
+            pid = int(tmp.name.split("-")[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
+def install(tmp: Path, place: Path) -> None:
+    """Move a finished build into place in one rename; an older entry there is replaced."""
+    old = None
+    if place.exists():
+        old = place.with_name(f".tmp-{os.getpid()}-old-{place.name}")
+        os.replace(place, old)
+    try:
+        os.replace(tmp, place)
+    except OSError:  # another process installed the same key first: keep theirs
+        if old is not None:
+            raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+class Builder:
+    """Builds steps into temporary folders, validates them, and installs them."""
+
+    def __init__(self, model, root, places, device, opset, isa, per_channel, data, int4: dict,
+                 calibration_method: str = "minmax", exclude: list[str] | None = None):
+        self.model, self.root, self.places, self.device = model, root, places, device
+        self.calibration_method, self.exclude = calibration_method, exclude or []
+        self.opset, self.isa, self.per_channel, self.data = opset, isa, per_channel, data
+        self.block_size, self.int4_method = int4["block_size"], int4["method"]
+        self.reference = None
+
+    def build(self, step: Step, key: str, built: dict[str, Variant]) -> Variant:
+        variant = Variant(step.name, self.model, level=step.level, recipe=step.quant,
+                          runtime="genai" if step.quant and step.quant.startswith("genai") else None)
+        if step.quant == "genai-int4":
+            variant.quantization = (f"int4 weight-only MatMulNBits, block {self.block_size}, " +
+                                    ("HQQ over onnxruntime-genai's fp32 graph" if self.int4_method == "hqq"
+                                     else "RTN by onnxruntime-genai's builder"))
+        elif step.quant and not step.quant.startswith("genai"):
+            from hfmagic.onnx.build import describe_quantization
+
+            variant.quantization = describe_quantization(step.quant, self.isa, self.per_channel, self.block_size,
+                                                         self.int4_method)
+            if step.quant == "static":
+                variant.quantization += f", {self.calibration_method} calibration"
+                if self.exclude:
+                    variant.quantization += f", {len(self.exclude)} nodes left in float"
+        source = built.get(step.source) if step.source else None
+        if source is not None and source.path is None:
+            variant.error = f"not built: {step.source}, which it starts from, failed ({source.error})"
+            return variant
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".tmp-{os.getpid()}-"))
+        try:
+            start = time.perf_counter()
+            try:
+                command = self._run_step(step, tmp, source)
+            except Exception as exc:  # noqa: BLE001 - kept on the variant, never dropped
+                self._raise_if_user_error(step, exc)
+                variant.error = f"build failed: {type(exc).__name__}: {_first_line(exc)}"
+                return variant
+            seconds = time.perf_counter() - start
+            meta = self._describe(step, key, tmp, command, seconds, variant.quantization)
+            if isinstance(meta, str):
+                variant.error = meta
+                return variant
+            (tmp / META).write_text(json.dumps(meta, indent=1))
+            place = self.places[step.name]
+            install(tmp, place)
+            if read_meta(place, key) is None:  # lost a race to a different build: take none of it
+                raise BuildError(f"{place} was changed by another process while building; run again")
+            return from_meta(self.model, step, place, read_meta(place, key))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _run_step(self, step: Step, out: Path, source: Variant | None) -> str:
+        """Run one step with the libraries' chatter (tracer warnings, printed graphs) silenced:
+        what matters reaches the user as the variant's figures or error."""
+        import contextlib
+        import io
+        import logging
+        import warnings
+
+        from hfmagic.onnx import build as onnxbuild
+
+        try:
+            logging.disable(logging.WARNING)
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                own = self.model.task_plugin.build_step(self.model, step, out, source, {
+                    "block_size": self.block_size, "int4_method": self.int4_method, "isa": self.isa,
+                    "per_channel": self.per_channel, "opset": self.opset, "device": self.device})
+                if own is not None:  # a step only the task knows (a decoder's int4, fp16, onnxruntime-genai)
+                    return own
+                if step.level == "fp32" and not step.quant:
+                    return onnxbuild.export_fp32(self.model, out, self.opset, self.device)
+                if not step.quant:
+                    return onnxbuild.optimize(source.folder, out, step.level, self.device)
+                if step.quant == "dynamic":
+                    return onnxbuild.quantize_dynamic(source.folder, source.path.name, out, self.isa,
+                                                      self.per_channel, step.name, self.model.task_plugin.quant_operators(self.model))
+                features = self.model.task_plugin.calibration_features(self.model, self.data)
+                if step.quant == "nncf":
+                    return onnxbuild.quantize_nncf(source.folder, out, features)
+                return onnxbuild.quantize_static(source.folder, out, self.isa, self.per_channel, features,
+                                                 self.calibration_method, self.exclude)
+        finally:
+            logging.disable(logging.NOTSET)
+
+    def _raise_if_user_error(self, step: Step, exc: Exception) -> None:
+        """A full disk, or an opset the exporter refuses, is the caller's to fix: one clear error."""
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise BuildError(f"no space left in {self.root} while building {step.name}; free some space or "
+                             "pass --output DIR on another disk") from None
+        if self.opset is not None and step.name == "fp32":
+            from hfmagic.onnx.build import default_opset
+
+            reason = _first_line(exc).split(". ")[0]  # torch appends the traced graph after the reason
+            least = default_opset(self.model)
+            if "opset" in reason.lower() or (least is not None and self.opset < least):
+                hint = f"use opset {least} (optimum's default for it) or higher" if least else "use a higher opset"
+                raise UnsupportedError(f"the exporter refused opset {self.opset} for {self.model.model_type}: "
+                                       f"{reason}; {hint}, or leave --opset out") from None
+
+    def _describe(self, step: Step, key: str, folder: Path, command: str, seconds: float,
+                  quantization: str | None) -> dict | str:
+        """The entry's record (sizes, graph, validation), or why it cannot be used."""
+        from hfmagic.onnx.build import graph_files, graph_stats, onnx_size, variant_sha256
+
+        file = self.model.task_plugin.step_file(step, self.model)
+        path = folder / file
+        if not path.is_file():
+            return f"build failed: the step wrote no {file}"
+        if self.reference is None:
+            task = self.model.task_plugin
+            examples, source = task.validation_examples(self.model, self.data)
+            self.reference = task.validator(self.model, list(examples), source)
+        try:
+            validation = self.reference.compare(path, self.device)
+        except Exception as exc:  # noqa: BLE001 - kept on the variant, never dropped
+            return f"built, but onnxruntime could not run it: {type(exc).__name__}: {_first_line(exc)}"
+        nodes, fused = graph_stats(path)
+        if problem := self.model.task_plugin.check_built(step.quant, path):
+            return problem
+        return {"format": FORMAT, "key": key, "name": step.name, "level": step.level, "file": file,
+                "quantization": quantization, "size_bytes": onnx_size(path), "nodes": nodes,
+                "fused_nodes": fused, "build_seconds": seconds, "validation": validation,
+                "sha256": variant_sha256(path), "files": [p.name for p in graph_files(path)], "cli_command": command,
+                "runtime": "genai" if step.quant and step.quant.startswith("genai") else None}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -1,0 +1,1 @@
+"""Measuring one configuration: the worker process, its timed runs, memory."""

@@ -1,0 +1,68 @@
+"""What export_onnx can build, by name: the optimization levels, the quantizations, the variant
+names, and the steps of one export in build order (a variant starts from another: O2 from fp32,
+O2-int8 from O2). Only names and small value objects here; building is :mod:`hfmagic.onnx.build`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hfmagic.core.errors import UnsupportedError
+
+TORCH = "torch"  # the model itself, run by PyTorch: every variant is validated against it
+
+FP32_FILE = "model.onnx"
+OPTIMIZED_FILE = "model_optimized.onnx"
+QUANTIZED_FILE = "model_quantized.onnx"
+# what a variant folder keeps besides the .onnx file (config and tokenizer, from the model's folder)
+FOLDER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
+                "added_tokens.json", "ort_config.json")
+
+LEVELS = ("fp32", "O1", "O2", "O3", "O4")
+# every variant name export_onnx can build: torch, the levels, their dynamic int8 twins (none for
+# O4, which is fp16), static int8
+VARIANT_NAMES = (TORCH, *LEVELS, "int8", *(f"{lv}-int8" for lv in LEVELS[1:4]), "int8-static", "int8-nncf")
+DEFAULT_LEVELS = ["fp32", "O2"]
+# int4: weight-only, for text-generation models; nncf: NNCF's static int8 (QDQ), for OpenVINO above all
+QUANTIZE = ("none", "dynamic", "static", "auto", "int4", "nncf")
+INT4_BLOCK = 32
+# rtn: fast (MatMulNBits' int8-compute kernel); hqq: keeps quality (SmolLM2 at 99.9% of fp32's perplexity,
+# RTN 117%) but its float zero points run on a slower kernel (4x slower than RTN here, AVX2, onnxruntime 1.32)
+INT4_METHODS = ("rtn", "hqq")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")  # static int8's activation ranges
+
+
+@dataclass(frozen=True)
+class Step:
+    """One variant to build: from which other one, at which level, with which quantization."""
+
+    name: str
+    level: str
+    source: str | None = None     # the step it starts from (None: the model itself)
+    quant: str | None = None      # None, "dynamic", "static" or "nncf" (and the tasks' own: int4, fp16, genai-*)
+    include: bool = True          # returned to the caller (fp32 may be built only as a base)
+
+    @property
+    def file(self) -> str:
+        if self.quant and (self.quant.startswith("genai") or self.quant == "fp16"):  # a whole graph, not a quantizer's
+            return FP32_FILE
+        if self.quant:
+            return QUANTIZED_FILE
+        return FP32_FILE if self.level == "fp32" else OPTIMIZED_FILE
+
+
+def plan(levels: list[str], quantize: str, static: bool) -> list[Step]:
+    """The steps for these levels and this quantization, in build order (see the module docstring)."""
+    if quantize == "int4":
+        raise UnsupportedError("--quantize int4 (weight-only) is built for text-generation models; use dynamic, "
+                               "static or auto for this one")
+    steps = [Step("fp32", "fp32", include="fp32" in levels)]
+    steps += [Step(lv, lv, "fp32") for lv in levels if lv != "fp32"]
+    if quantize in ("auto", "dynamic"):
+        steps += [Step("int8" if lv == "fp32" else f"{lv}-int8", lv, lv, "dynamic") for lv in levels if lv != "O4"]
+    if static and quantize in ("auto", "static"):
+        steps.append(Step("int8-static", "fp32", "fp32", "static"))
+    if quantize == "nncf":
+        steps.append(Step("int8-nncf", "fp32", "fp32", "nncf"))
+    return steps

@@ -1,0 +1,1 @@
+"""optimize(): the fastest variant x backend that keeps the accuracy."""

@@ -1,0 +1,1 @@
+"""What the run store holds, shown: the run list, compare, rerun and the HTML report."""

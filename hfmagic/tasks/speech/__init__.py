@@ -1,0 +1,1 @@
+"""Speech recognition: CTC and Whisper-style models, reading audio, WER."""
