@@ -99,3 +99,20 @@ def test_on_each_names_the_node_it_left_out_and_why(shell, tiny_bert, half_broke
     line = str(err.value)
     assert line.startswith("the nodes that have kind_b:1 cannot run hfmagic's workers: node kind_b (")
     assert "onnxruntime is broken on this node" in line and "\n" not in line
+
+    # an evaluation's shards avoid the node left out, and the notes say which and why
+    import pandas as pd
+
+    from tests.tiny import LABELS, sentences
+
+    texts = sentences(24, seed=4)
+    shell.user_ns["tb_df"] = pd.DataFrame({"text": texts, "label": [LABELS[i % 3] for i in range(24)]})
+    shell.run_line_magic("config", "HFMagic.threads = 1")  # a node offers Ray one CPU here
+    try:
+        ev = shell.run_line_magic("evaluate", f"tb --data tb_df --variants torch --cluster {half_broken.address} "
+                                              "--no-widget -o -q")
+    finally:
+        shell.run_line_magic("config", "HFMagic.threads = 0")
+    assert ev.rows[0]["status"] == "ok"
+    [note] = [n for n in ev.notes if "was left out" in n]
+    assert note.startswith("cluster: node kind_b (") and note.endswith("the shards ran on the other nodes")

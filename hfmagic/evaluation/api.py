@@ -341,6 +341,9 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
         result.run_id = run.id if run else None
         interrupted = _run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, progress, remote,
                                backend, sizes)
+        if remote and remote[0].left_out_for(on):  # nodes the shards could have used, whose probe failed
+            result.notes.append(f"cluster: {clusters.left_out_text(remote[0].left_out_for(on))}; the shards ran on "
+                                "the other nodes")
         if run:
             run.finish("interrupted" if interrupted else "ok", {"notes": result.notes, "flips": result.flip_rows})
     return result
