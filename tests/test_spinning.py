@@ -40,7 +40,8 @@ def test_an_interleaved_onnxruntime_worker_spins_within_its_runs(tiny_bert):
             worker.send({"cmd": "slice", "shape": [8, 128], "runs": runs, "round": round_no})
             assert "samples_ms" in worker.next(60)
             counts.append(parked(worker.proc.pid) - before)
-        # fewer sleeps than runs: none at its operators (allow_spinning = 0 made about 25 a run here)
-        assert counts[1] < 50, f"the worker's pool threads slept {counts[1]} times in 50 runs"
+        # a pool thread may park once a run, as the run ends (and a busy machine adds a few more); one
+        # that parks at its operators (allow_spinning = 0) did so about 25 times a run here
+        assert counts[1] < 3 * 50, f"the worker's pool threads slept {counts[1]} times in 50 runs"
     finally:
         worker.close()
