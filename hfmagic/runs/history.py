@@ -24,7 +24,8 @@ from typing import Any, Callable
 from hfmagic.core.errors import UsageProblem
 from hfmagic.core.results import Column, Table, render_text
 from hfmagic.core.shapes import shape_text
-from hfmagic.store.db import Message, RunStore, hint, recording_off
+from hfmagic.store.db import RunStore, recording_off
+from hfmagic.store.messages import Message, hint
 
 # how the rows of two runs of a kind are matched, and the figures shown side by side
 KEYS = {"benchmark": ("variant", "backend", "batch_size", "seq_len", "image_size", "audio_seconds", "new_tokens"), "evaluate": ("variant",),
