@@ -14,7 +14,8 @@ import pytest
 from IPython.core.error import UsageError
 
 from hfmagic.core.config import settings
-from hfmagic.export.api import META, export_onnx
+from hfmagic.export.api import export_onnx
+from hfmagic.export.cache import META
 from hfmagic.models.handle import load_model
 from hfmagic.store.db import SCHEMA_VERSION, RunStore
 from tests.tiny import LABELS, make_tiny, sentences

@@ -601,7 +601,7 @@ def gc(dry_run: bool = False, store: RunStore | None = None) -> Table:
     by the sha256 of their file or by their path; ``dry_run`` lists them and deletes nothing.
     Variants written with ``--output`` are never touched."""
     from hfmagic.core.config import settings
-    from hfmagic.export.api import META, sweep_stale_temps
+    from hfmagic.export.cache import META, sweep_stale_temps
 
     store = _store(store)
     shas, paths = store.referenced_files()  # a damaged store stops here: it cannot say what is in use
