@@ -14,7 +14,8 @@ from IPython.core.error import UsageError
 from hfmagic.onnx import build as onnxbuild
 from hfmagic.core.config import settings
 from hfmagic.core.errors import BuildError, HFMagicError, ModelSourceError, UsageProblem
-from hfmagic.export.api import META, export_onnx
+from hfmagic.export.api import export_onnx
+from hfmagic.export.cache import META
 from hfmagic.core.hashing import file_sha256
 from hfmagic.models.handle import load_model
 from tests.tiny import sentences

@@ -14,7 +14,8 @@ import pytest
 from IPython.core.error import UsageError
 
 from hfmagic.core.config import settings
-from hfmagic.export.api import META, export_onnx
+from hfmagic.export.api import export_onnx
+from hfmagic.export.cache import META
 from hfmagic.models.handle import load_model
 from hfmagic.store.db import SCHEMA_VERSION, RunStore
 from tests.tiny import LABELS, make_tiny, sentences
@@ -160,7 +161,7 @@ def test_the_command_line_has_its_own_words_for_a_damaged_store(tmp_path, tiny_b
     assert quiet.returncode == 0 and quiet.stderr == "" and "ONNX variants of" in quiet.stdout
     python = subprocess.run([sys.executable, "-c", "from hfmagic.store.db import default_store; print(default_store())"],
                             capture_output=True, text=True, env={**os.environ, **env})
-    assert python.stdout == "None\n" and "hfmagic.store.db.repair()" in python.stderr
+    assert python.stdout == "None\n" and "hfmagic.store.repair()" in python.stderr
     assert "hfmagic.settings().store = False" in python.stderr and path.read_bytes() == damaged
 
     repaired = cli("store", "repair", env=env)

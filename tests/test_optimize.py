@@ -96,13 +96,14 @@ def test_bad_optimize_input_is_one_line(shell, tiny_clf, capsys):
 @pytest.mark.slow
 def test_ctrl_c_keeps_the_trace_so_far(tiny_clf, monkeypatch):
     from hfmagic.optimizing import api as mod
+    from hfmagic.optimizing.search import Search
 
     folder, frame = tiny_clf
 
     def interrupted(self):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mod.Search, "gate", interrupted)  # Ctrl-C once the screening sweep is done
+    monkeypatch.setattr(Search, "gate", interrupted)  # Ctrl-C once the screening sweep is done
     from hfmagic.store.db import default_store
 
     result = mod.optimize(folder, frame, backends=["onnxruntime", "torch"], progress=False)

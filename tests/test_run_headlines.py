@@ -81,15 +81,15 @@ def test_a_budget_stopped_optimize_says_where_it_stopped_on_the_command_line(tin
 @pytest.mark.slow
 def test_the_trace_keeps_every_screened_candidate_when_the_budget_runs_out_at_the_gate(shell, store_in_shell, models,
                                                                                       monkeypatch):
-    from hfmagic.optimizing import api as optimizing
+    from hfmagic.optimizing.search import Search
 
-    screen = optimizing.Search.screen
+    screen = Search.screen
 
     def screen_then_run_out(self):  # the budget runs out the moment the screening sweep is done
         screen(self)
         self.deadline = time.time()
 
-    monkeypatch.setattr(optimizing.Search, "screen", screen_then_run_out)
+    monkeypatch.setattr(Search, "screen", screen_then_run_out)
     opt = shell.run_line_magic("optimize", "sent --data df --limit 40 --samples 16 --threads 1 "
                                            "--backends onnxruntime,torch --budget 3600 -o -q")
     assert opt.winner is None and not opt.points  # nothing was confirmed

@@ -149,7 +149,7 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
     ``%config HFMagic.cluster``; ``auto``: the one started on this machine): every worker runs there
     as a Ray actor, on the node ``on`` picks (``GPU:1``, ``xeon:1``, ``accelerator_type:H100``;
     default the head node), or once on every kind of node (``on="each"``), side by side
-    (:mod:`hfmagic.cluster.connect`). See the module docstring.
+    (:mod:`hfmagic.cluster.actors`). See the module docstring.
     """
     if prompt_lens is not None:
         if seq_lens is not None:
@@ -346,7 +346,7 @@ class Sweep:
         from hfmagic.measure.worker import InlineRun, InlineServer, WorkerProcess
 
         if self.place is not None:
-            from hfmagic.cluster.connect import RayWorker
+            from hfmagic.cluster.actors import RayWorker
 
             return RayWorker(self.cluster, self.place, spec, share)
         if self.params["inline"]:

@@ -1,25 +1,15 @@
-"""Workers on a Ray cluster: ``--cluster ADDRESS`` (``%config HFMagic.cluster``) and ``--on WHERE``.
+"""Joining a Ray cluster (``--cluster ADDRESS``, ``%config HFMagic.cluster``) and picking its nodes (``--on WHERE``).
 
-Ray schedules and moves the bytes; hfmagic keeps its own worker protocol on top of it:
+Ray schedules and moves the bytes; hfmagic keeps its own worker protocol on top of it. This module
+connects, probes the nodes and picks where a sweep runs; the rest of the package does the work there:
+:mod:`~hfmagic.cluster.actors` (benchmark workers as Ray actors), :mod:`~hfmagic.cluster.shards`
+(``%evaluate --cluster``'s shards as Ray tasks), :mod:`~hfmagic.cluster.transfer` (a variant's files
+on a node) and :mod:`~hfmagic.cluster.local` (a cluster on this machine, for tests).
 
-- **Benchmark workers.** Each worker (one per variant x backend) is a Ray actor that runs the same
-  :class:`hfmagic.measure.worker.Measurer` (interleaved rounds) or :func:`hfmagic.measure.worker.run_job`
-  (``--order sequential``) a local worker process runs, on one node. Timing happens on that node;
-  only the finished samples come back. :class:`RayWorker` reads the actor the way
-  :class:`hfmagic.measure.worker.WorkerProcess` reads a pipe, so the sweep does not know the difference.
 - **Where.** A :class:`Place` is one node. ``--on GPU:1`` / ``--on xeon:1`` /
   ``--on accelerator_type:H100`` picks the first alive node that has those resources; ``--on each``
   picks one node of every distinct kind (its CPU model, instruction set, GPUs and custom
-  resources), and the sweep runs once per kind. The workers of one sweep on one node request, all
-  together, ``threads`` CPUs and the resources asked for (each worker a fraction: they measure one
-  at a time), so Ray runs nothing else of ours in those CPUs.
-- **Files.** A variant's folder and its model's folder travel through Ray's object store, keyed by
-  the sha256 of their files. A node keeps what it received under ``$HFMAGIC_NODE_CACHE`` (default
-  ``<its temp folder>/hfmagic-node-cache``) and says which hashes it lacks before anything is put,
-  so a folder a node already holds is never sent again. Nothing assumes a shared disk.
-- **Evaluation shards.** ``%evaluate --cluster`` splits a variant's batches into contiguous shards,
-  one Ray task each; the kernel puts their outputs back in data order and scores them itself, so the
-  metrics, intervals and flips are the ones a single-process run computes from the same outputs.
+  resources), and the sweep runs once per kind.
 - **Quiet.** Ray's usage statistics are off (``RAY_USAGE_STATS_ENABLED=0``), the driver starts no
   dashboard and its core logs errors only, workers' logs stay on their nodes, and every worker gets
   the kernel's telemetry and offline settings (``ORT_DISABLE_TELEMETRY``, ``HF_HUB_OFFLINE``, ...).
@@ -32,11 +22,8 @@ Ray schedules and moves the bytes; hfmagic keeps its own worker protocol on top 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import shutil
 import socket
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,14 +31,13 @@ from pathlib import Path
 from hfmagic.core.errors import BackendUnavailable, UsageProblem
 from hfmagic.core.config import address_problem
 from hfmagic.core.telemetry import ray_off
+from hfmagic.cluster.transfer import read_folder
 
-NODE_CACHE_ENV = "HFMAGIC_NODE_CACHE"
 # what every remote worker gets from the kernel's environment (when set there): telemetry and
 # network choices, and the test-only fault hook. Never paths: a node has its own.
 FORWARDED_ENV = ("ORT_DISABLE_TELEMETRY", "HFMAGIC_ALLOW_TELEMETRY", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
                  "HF_DATASETS_OFFLINE", "TOKENIZERS_PARALLELISM", "HFMAGIC_WORKER_FAULT")
 STANDARD_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
-HEALTH_WAIT_S = 40.0  # how long a worker that stopped answering may take to be told lost with its node
 PROBE_TIMEOUT_S = 120.0
 GRPC_CHECK_S = 5.0  # how long an address may take to answer as a gRPC server before it is called not Ray
 
@@ -104,7 +90,7 @@ def connect(address: str) -> "Cluster":
     try:                                                     # retry warnings stay off stderr (the error says why)
         ray.init(address=target, log_to_driver=False, logging_level="warning", namespace="hfmagic")
     except Exception as exc:
-        raise UsageProblem(f"could not join the Ray cluster at {address}: {_one_line(exc)}") from None
+        raise UsageProblem(f"could not join the Ray cluster at {address}: {error_line(exc)}") from None
     finally:
         if level is None:  # nodes this process starts later (LocalCluster) log as Ray does by default
             os.environ.pop("RAY_BACKEND_LOG_LEVEL", None)
@@ -165,8 +151,6 @@ def _address(address: str) -> str:
     return found
 
 
-
-
 def _host_port(address: str) -> tuple[str, int]:
     if problem := address_problem(address):
         raise UsageProblem(f"--cluster {address!r} is not an address ({problem}): give HOST:PORT (the head's GCS "
@@ -179,9 +163,9 @@ def _is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-def _one_line(exc: BaseException) -> str:
-    """The error in one line; for an exception raised in a Ray task, the task's own (RayTaskError's
-    text is the remote traceback)."""
+def error_line(exc: BaseException) -> str:
+    """The error in one line, for a note or a row; for an exception raised in a Ray task or actor,
+    the task's own (RayTaskError's text is the remote traceback)."""
     from hfmagic.measure.worker import one_line
 
     cause = getattr(exc, "cause", None)
@@ -320,7 +304,7 @@ class Cluster:
                 failed[node_id] = {"error": f"its probe did not answer within {PROBE_TIMEOUT_S:.0f} s (a loaded or "
                                             "unreachable node?)"}
             except Exception as exc:  # a node that cannot run hfmagic
-                failed[node_id] = {"error": f"its probe failed: {_one_line(exc)}"}
+                failed[node_id] = {"error": f"its probe failed: {error_line(exc)}"}
         for n in alive:
             n.card = self._cards.get(n.id) or failed[n.id]
         self.left_out = [n for n in alive if n.left_out_because]
@@ -440,347 +424,6 @@ def worker_env(threads: int | None = None) -> dict:
         env.update(RAY_worker_niceness="0", OMP_NUM_THREADS=str(threads))
     env.update({k: os.environ[k] for k in FORWARDED_ENV if k in os.environ})
     return {"env_vars": env}
-
-
-# -- files on the nodes ------------------------------------------------------------------------
-
-_digests: dict[tuple, str] = {}
-
-
-def folder_files(folder: Path) -> list[Path]:
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith(".hfmagic-"))
-
-
-def folder_digest(folder: Path) -> str:
-    """sha256 over every file's relative path and content (cached while no file changes)."""
-    from hfmagic.core.hashing import file_sha256
-
-    files = folder_files(folder)
-    stamp = (str(folder), tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
-    if stamp not in _digests:
-        digest = hashlib.sha256()
-        for p in files:
-            digest.update(f"{p.relative_to(folder)}\0{file_sha256(p)}\0".encode())
-        _digests[stamp] = digest.hexdigest()
-    return _digests[stamp]
-
-
-def read_folder(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder_files(folder)}
-
-
-def node_cache() -> Path:
-    return Path(os.environ.get(NODE_CACHE_ENV) or Path(tempfile.gettempdir()) / "hfmagic-node-cache")
-
-
-def have(digest: str) -> bool:
-    return (node_cache() / digest[:32] / ".hfmagic-complete").exists()
-
-
-def materialize(digest: str, holder: list | None) -> tuple[Path, int]:
-    """The folder ``digest`` on this node: kept from before, or written from the object ``holder``
-    holds (fetched from the kernel's object store now). Returns its path and the bytes received."""
-    dest = node_cache() / digest[:32]
-    if have(digest):
-        return dest, 0
-    if not holder:
-        raise RuntimeError(f"folder {digest[:12]} is not on this node and was not sent")
-    import ray
-
-    files = ray.get(holder[0])
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}")
-    for rel, data in files.items():
-        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp / rel).write_bytes(data)
-    (tmp / ".hfmagic-complete").touch()
-    try:
-        tmp.rename(dest)
-    except OSError:  # another worker on this node wrote it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest, sum(len(d) for d in files.values())
-
-
-def _folders(spec: dict) -> dict[str, Path]:
-    """The folders a job's variant needs on a node: its model's folder and its own (role -> folder)."""
-    folders = {"model": Path(spec["model_path"])}
-    if spec.get("path"):
-        own = Path(spec["path"]) if spec.get("path_is_dir") else Path(spec["path"]).parent
-        if own != folders["model"]:
-            folders["variant"] = own
-    return folders
-
-
-def localize(spec: dict, places: dict[str, Path]) -> dict:
-    """The variant spec with its paths on this node (``places``: role -> folder here)."""
-    out = dict(spec)
-    out["model_path"] = str(places["model"])
-    if spec.get("path"):
-        own = places.get("variant", places["model"])
-        out["path"] = str(own if spec.get("path_is_dir") else own / Path(spec["path"]).name)
-    return out
-
-
-# -- the remote side ---------------------------------------------------------------------------
-
-class _Worker:
-    """A benchmark worker on a node (made a Ray actor by :func:`_actor_class`)."""
-
-    def __init__(self, job: dict):
-        self.job, self.measurer, self.messages = job, None, None
-
-    def missing(self, digests: list[str]) -> dict:
-        import ray
-
-        return {"missing": [d for d in digests if not have(d)], "node_id": ray.get_runtime_context().get_node_id(),
-                "pid": os.getpid()}
-
-    def start(self, folders: dict[str, str], holders: dict[str, list]) -> dict:
-        """Receive what is missing, then load the variant: the ready (or error) message."""
-        from hfmagic.measure.worker import Measurer, run_job
-
-        t0 = time.time()
-        try:
-            here, received = {}, 0
-            for role, digest in folders.items():
-                here[role], got = materialize(digest, holders.get(digest))
-                received += got
-        except Exception as exc:
-            return {"type": "error", "error": f"the variant's files did not arrive: {_one_line(exc)}",
-                    "unavailable": False}
-        transfer_s = time.time() - t0
-        job = {**self.job, "variant": localize(self.job["variant"], here)}
-        if job.get("serve"):
-            self.measurer = Measurer(job, None, in_worker=True)
-            ready = self.measurer.ready
-        else:
-            self.messages = run_job(job, None, in_worker=True)
-            ready = next(self.messages)
-        return {**ready, "transfer_mb": received / 1e6, "transfer_s": transfer_s,
-                "niceness": os.getpriority(os.PRIO_PROCESS, 0)}
-
-    def slice(self, batch: int, seq: int, runs: int, round_no: int) -> dict:
-        return self.measurer.slice(batch, seq, runs, round_no)
-
-    def next(self) -> dict | None:
-        return next(self.messages, None)
-
-    def close(self) -> None:
-        if self.measurer is not None:
-            self.measurer.close()
-        if self.messages is not None:
-            self.messages.close()
-
-
-_actor = None
-
-
-def _actor_class():
-    global _actor
-    if _actor is None:
-        import ray
-
-        _actor = ray.remote(max_restarts=0, max_task_retries=0)(_Worker)
-    return _actor
-
-
-class RayWorker:
-    """A benchmark worker as a Ray actor on ``place``, read as :class:`hfmagic.measure.worker.WorkerProcess`
-    is: ``next(timeout)`` gives its messages (``None`` once it is gone), ``send`` a slice command.
-    ``share``: the fraction of the place's CPUs and resources this worker requests (its sweep's
-    workers there take them all, together)."""
-
-    def __init__(self, cluster: Cluster, place: Place, job: dict, share: float):
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        job = {**job, "variant": {**job["variant"], "path_is_dir": bool(job["variant"]["path"])
-                                  and Path(job["variant"]["path"]).is_dir()}}
-        self.cluster, self.place, self.job = cluster, place, job
-        self.lost = False       # the node died under it: its rows say lost, not crashed
-        self._why = "ended without a result"
-        self._closed = False
-        self.created = time.time()
-        cpus = _fraction(job["threads"] * share)
-        gpus = _fraction(place.resources.get("GPU", 0) * share)
-        others = {k: _fraction(v * share) for k, v in place.resources.items() if k != "GPU"}
-        self.actor = _actor_class().options(
-            num_cpus=cpus, num_gpus=gpus, resources=others, runtime_env=worker_env(job["threads"]),
-            scheduling_strategy=NodeAffinitySchedulingStrategy(place.node.id, soft=False),
-        ).remote(job)
-        self.folders = {role: folder_digest(path) for role, path in _folders(job["variant"]).items()}
-        self._pending = None
-        self._started = False
-
-    def next(self, timeout: float) -> dict | None:
-        import ray
-
-        if self.place.dead:
-            self.lost, self._why = True, self.place.dead
-            return None
-        deadline = time.monotonic() + timeout
-        try:
-            if not self._started:
-                self._started = True
-                return self._start(deadline)
-            if self._pending is None:
-                self._pending = self.actor.next.remote()
-            ref, self._pending = self._pending, None
-            return self._get(ref, deadline)
-        except ray.exceptions.GetTimeoutError:
-            raise TimeoutError from None
-        except ray.exceptions.RayActorError as exc:
-            self._gone(exc)
-            return None
-
-    def _start(self, deadline: float) -> dict:
-        answer = self._get(self.actor.missing.remote(list(self.folders.values())), deadline)
-        wanted = {d: p for role, p in _folders(self.job["variant"]).items()
-                  if (d := self.folders[role]) in answer["missing"]}
-        holders = self.cluster.refs(wanted)
-        sent = time.time()
-        ready = self._get(self.actor.start.remote(self.folders, holders), deadline)
-        if ready["type"] == "ready":
-            # the worker's start as the kernel sees it: scheduling, process start and imports (the
-            # files' transfer and the variant's loading are counted apart)
-            ready["startup_s"] = (sent - self.created) + max(0.0, ready.get("startup_s", 0.0))
-            if ready.get("niceness"):
-                self.place.niceness = ready["niceness"]
-        return ready
-
-    def _get(self, ref, deadline: float):
-        import ray
-
-        return ray.get(ref, timeout=max(0.001, deadline - time.monotonic()))
-
-    def send(self, command: dict) -> None:
-        if command.get("cmd") == "slice":
-            self._pending = self.actor.slice.remote(*command["shape"], command["runs"], command["round"])
-
-    def _gone(self, exc: BaseException) -> None:
-        """The actor stopped answering: its node died (then every later worker there is refused at
-        once), or its process did."""
-        import ray
-
-        text = str(exc)
-        node = self.place.node.id
-        dead = "node has died" in text or not _alive(node)
-        if not dead and isinstance(exc, ray.exceptions.ActorUnavailableError):
-            end = time.monotonic() + HEALTH_WAIT_S  # the node's heartbeats decide
-            while not dead and time.monotonic() < end:
-                time.sleep(1.0)
-                dead = not _alive(node)
-        if dead:
-            self.lost = True
-            self._why = self.place.dead = (f"node died: {self.place.label} ({node[:12]}, "
-                                           f"{self.place.node.card.get('host')}) {_death_reason(node)}").strip()
-        else:
-            self._why = f"died: {' '.join(text.split())[:300]}"
-
-    def exit_reason(self) -> str:
-        return self._why
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        import ray
-
-        try:
-            ray.kill(self.actor, no_restart=True)
-        except Exception:  # already gone with its node
-            pass
-
-
-def _fraction(value: float) -> float:
-    """A resource amount Ray accepts (four decimals), rounded down, never below 0.0001 when asked."""
-    if value <= 0:
-        return 0
-    return max(0.0001, int(value * 10_000) / 10_000)
-
-
-def _alive(node_id: str) -> bool:
-    import ray
-
-    return any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes())
-
-
-def _death_reason(node_id: str) -> str:
-    import ray
-
-    for n in ray.nodes():
-        if n["NodeID"] == node_id and not n["Alive"]:
-            why = " ".join(str(n.get("DeathReasonMessage") or "").split())
-            return f"({why[:200]})" if why else ""
-    return ""
-
-
-# -- evaluation shards -------------------------------------------------------------------------
-
-def _evaluate_shard(spec: dict, folders: dict[str, str], holders: dict[str, list], feeds: list, threads: int) -> dict:
-    """Run one shard of a variant's batches on a node: each batch's named outputs, seconds."""
-    import ray
-
-    from hfmagic.measure.runner import Runner
-    from hfmagic.tasks import ensure
-    from hfmagic.measure.worker import variant_from_spec
-
-    here = {role: materialize(digest, holders.get(digest))[0] for role, digest in folders.items()}
-    local = localize(spec, here)
-    ensure(local.get("task_origin"))
-    variant = variant_from_spec(local)
-    t0 = time.perf_counter()
-    runner = Runner(variant, threads)
-    load_s = time.perf_counter() - t0
-    outputs, seconds = [], 0.0
-    try:
-        for feed in feeds:
-            t0 = time.perf_counter()
-            outputs.append(runner.run(feed))
-            seconds += time.perf_counter() - t0
-    finally:
-        runner.close()
-    return {"outputs": outputs, "seconds": seconds, "load_s": load_s,
-            "node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()}
-
-
-def evaluate_shards(cluster: Cluster, on: str | None, variant, batches: list, threads: int) -> dict:
-    """Every batch's named outputs (in order) from shards run as Ray tasks; seconds in the model
-    (summed over shards), the slowest shard's loading, the shards and the nodes they ran on."""
-    import ray
-
-    from hfmagic.tasks import origin
-
-    slots, wanted = cluster.shard_slots(on, threads)
-    count = max(1, min(slots, len(batches)))
-    spec = {"name": variant.name, "path": str(variant.path) if variant.path else None, "level": variant.level,
-            "runtime": variant.runtime, "model_path": str(variant.model.path), "task": variant.model.task,
-            "task_origin": origin(variant.model.task), "model_name": variant.model.name,
-            "trust_remote_code": variant.model.trust_remote_code,
-            "path_is_dir": variant.path is not None and Path(variant.path).is_dir()}
-    paths = _folders(spec)
-    folders = {role: folder_digest(path) for role, path in paths.items()}
-    # put once per folder (per connection); a node that holds the folder already never fetches it
-    holders = cluster.refs({folders[role]: path for role, path in paths.items()})
-    gpus = wanted.get("GPU", 0)
-    task = ray.remote(max_retries=0)(_evaluate_shard).options(
-        num_cpus=threads, num_gpus=gpus, resources={k: v for k, v in wanted.items() if k != "GPU"},
-        runtime_env=worker_env(threads), scheduling_strategy="SPREAD")
-    bounds = [round(i * len(batches) / count) for i in range(count + 1)]
-    refs = [task.remote(spec, folders, holders, [feed for _, feed in batches[a:b]], threads)
-            for a, b in zip(bounds, bounds[1:]) if b > a]
-    try:
-        done = ray.get(refs)
-    except KeyboardInterrupt:
-        for ref in refs:
-            ray.cancel(ref, force=True)
-        raise
-    except ray.exceptions.RayError as exc:
-        for ref in refs:
-            ray.cancel(ref, force=True)
-        raise RuntimeError(f"a shard failed on the cluster: {_one_line(exc)}") from None
-    return {"outputs": [o for d in done for o in d["outputs"]], "seconds": sum(d["seconds"] for d in done),
-            "load_s": max(d["load_s"] for d in done), "shards": len(done),
-            "nodes": sorted({d["node_id"][:12] for d in done}),
-            "hosts": sorted({d["host"] for d in done})}
 
 
 # -- what rows and notes say -------------------------------------------------------------------

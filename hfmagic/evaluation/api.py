@@ -199,7 +199,7 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     ``cluster``: a Ray cluster's address (default ``%config HFMagic.cluster``): each variant's
     batches run there in contiguous shards, one Ray task each, on nodes with the resources ``on``
     names; the outputs come back in data order and are scored here, as a single-process run scores
-    them (:mod:`hfmagic.cluster.connect`).
+    them (:mod:`hfmagic.cluster.shards`).
     ``backend``: what the ONNX variants run on, ``onnxruntime`` (default) or ``openvino`` (a QDQ
     file's int8 arithmetic is the runtime's own: its accuracy is that runtime's); each row says which.
     """
@@ -647,7 +647,7 @@ def _outputs(variant, entry, sizes, evaluator, bar, tick, backend=None) -> list[
 
 def _remote_outputs(variant, entry, batches, evaluator, bar, cluster, on, threads):
     """As :func:`_outputs` for one batch size, from shards run on a Ray cluster; and where they ran."""
-    from hfmagic.cluster.connect import evaluate_shards
+    from hfmagic.cluster.shards import evaluate_shards
 
     bar.set_description(f"evaluate {variant.name} (cluster)")
     got = evaluate_shards(cluster, on, variant, batches, threads)

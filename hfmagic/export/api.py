@@ -11,38 +11,23 @@ calibrated like static int8), a file OpenVINO runs as int8.
 
 The int8 config is read off the CPU (avx512_vnni > avx512 > avx2 > arm64), per-channel by default.
 
-Cache: each variant is a folder ``<cache>/onnx/<key>`` where the key hashes the weights, config and
-tokenizer files, the options that shape that variant, and the versions of the export stack. A folder
-is built under a temporary name and renamed into place when complete, so an interrupted build leaves
-no half-written entry (temporary folders of dead processes are swept on the next call). ``output=``
-writes ``<output>/<variant>`` folders instead, rebuilt when their key differs.
+Cache: each variant is a folder keyed by what shapes it (:mod:`hfmagic.export.cache`), built by
+:class:`hfmagic.export.builder.Builder` when it is missing; ``output=`` writes ``<output>/<variant>``
+folders instead, rebuilt when their key differs.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import json
-import os
-import shutil
-import tempfile
-import time
-from pathlib import Path
-from typing import Any
+import contextlib
 
-from hfmagic.core.config import settings
-from hfmagic.core.errors import BackendUnavailable, BuildError, DataError, UnsupportedError, UsageProblem
+from hfmagic.core.errors import BackendUnavailable, DataError, UnsupportedError, UsageProblem
 from hfmagic.core.listargs import list_arguments
-from hfmagic.core.hashing import file_sha256
-from hfmagic.onnx.plan import (CALIBRATION_METHODS, DEFAULT_LEVELS, FOLDER_FILES, INT4_BLOCK, INT4_METHODS,
-                               LEVELS, QUANTIZE, Step)
+from hfmagic.export.builder import Builder
+from hfmagic.export.cache import base_key, check_space, from_meta, read_meta, step_key, sweep_stale_temps, writable_root
+from hfmagic.onnx.plan import CALIBRATION_METHODS, DEFAULT_LEVELS, INT4_BLOCK, INT4_METHODS, LEVELS, QUANTIZE
 from hfmagic.models.variants import TORCH, Variant, Variants
 
 DEVICES = ("cpu", "cuda")
-FORMAT = 4  # bump when a recipe, the folder layout or what validation feeds changes: old entries are then left unused
-# 4: validation and calibration feed only the inputs the model takes (no token_type_ids to a GPT-2 or a decoder)
-META = "hfmagic-variant.json"
-STACK = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-genai")
 
 
 def request_for(names: list[str], calibration=None) -> dict:
@@ -172,7 +157,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     from hfmagic.store.db import default_store
 
     store = default_store()
-    recording = store.recording("export", params, provenance) if store else _no_recording()
+    recording = store.recording("export", params, provenance) if store else contextlib.nullcontext()
     from tqdm.auto import tqdm
 
     with recording as run, tqdm(total=len(to_build), desc=f"export_onnx {model.name}", unit="variant",
@@ -217,14 +202,6 @@ def validation_notes(items: list[Variant]) -> list[str]:
         return []
     where = next(iter(inputs)) if len(inputs) == 1 else "; ".join(f"{', '.join(n)} on {t}" for t, n in inputs.items())
     return [f"validated on {where}; {items[0].model.task_plugin.divergence_rule()}"]
-
-
-class _no_recording:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 # -- checks, done before any heavy work -------------------------------------------------------
@@ -280,252 +257,3 @@ def calibration_data(model, quantize: str, calibration, samples: int, text_colum
         return model.task_plugin.read_calibration(model, calibration, samples, text_column)
     except DataError as exc:
         raise DataError(f"calibration data: {exc}") from None
-
-
-def writable_root(output) -> Path:
-    root = Path(output).expanduser() if output else settings().cache_path / "onnx"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=root).close()
-    except OSError as exc:
-        raise UsageProblem(f"cannot write to {root} ({exc.strerror or exc}); pass --output with a folder "
-                           "you can write to") from None
-    return root
-
-
-def check_space(root: Path, model, count: int) -> None:
-    """Refuse early when the disk cannot hold the variants (each at most about the weights' size)."""
-    need = model.weights_bytes * count * 1.2 + 10e6
-    free = shutil.disk_usage(root).free
-    if free < need:
-        raise BuildError(f"only {free / 1e6:.0f} MB free in {root}, and the {count} variants need about "
-                         f"{need / 1e6:.0f} MB; free some space or pass --output DIR on another disk")
-
-
-# -- the cache -------------------------------------------------------------------------------
-def base_key(model, opset, device) -> dict[str, Any]:
-    import importlib.metadata as md
-
-    versions = {}
-    for dist in STACK:
-        try:
-            versions[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            versions[dist] = None
-    # every file a variant folder is made from (the code too, when the model brings its own)
-    names = list(FOLDER_FILES) + (sorted(p.name for p in model.path.glob("*.py")) if model.trust_remote_code else [])
-    files = {name: file_sha256(model.path / name) for name in names if (model.path / name).is_file()}
-    return {"format": FORMAT, "weights_sha256": model.weights_sha256, "files": files,
-            "task": model.task, "opset": opset, "device": device, "versions": versions}
-
-
-def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data, int4: dict | None = None,
-             operators=None, calibration_method: str = "minmax", exclude: list[str] | None = None) -> str:
-    int4 = int4 or {"block_size": INT4_BLOCK, "method": "rtn"}
-    spec = {"base": base, "name": step.name, "level": step.level, "source": step.source, "quant": step.quant}
-    if step.quant == "int4":
-        spec |= {"block_size": int4["block_size"], "int4_method": int4["method"]}
-    elif step.quant == "genai-int4":  # HQQ over the builder's fp32 graph, or the builder's own RTN
-        spec |= {"block_size": int4["block_size"], "int4_method": int4["method"]}
-    elif step.quant in ("genai-fp32", "fp16"):
-        pass
-    elif step.quant == "nncf":  # NNCF picks its own int8 scheme: its version shapes the file
-        import importlib.metadata as md
-
-        spec["nncf"] = md.version("nncf")
-    elif step.quant:
-        spec |= {"isa": isa, "per_channel": per_channel}
-        if operators:
-            spec["operators"] = list(operators)
-    if step.quant == "nncf":
-        spec["calibration"] = data.fingerprint
-    if step.quant == "static":
-        spec["calibration"] = data.fingerprint
-        if calibration_method != "minmax":  # min-max keys as before it had a choice
-            spec["calibration_method"] = calibration_method
-        if exclude:
-            spec["exclude_nodes"] = list(exclude)
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def read_meta(place: Path, key: str) -> dict | None:
-    """The entry's record when ``place`` holds a complete build for ``key``, else None."""
-    try:
-        meta = json.loads((place / META).read_text())
-    except (OSError, ValueError):
-        return None
-    if meta.get("key") != key or not (place / meta.get("file", "")).is_file():
-        return None
-    return meta
-
-
-def from_meta(model, step: Step, place: Path, meta: dict) -> Variant:
-    return Variant(step.name, model, path=place / meta["file"], level=step.level,
-                   quantization=meta.get("quantization"), size_bytes=meta["size_bytes"], nodes=meta["nodes"],
-                   fused_nodes=meta["fused_nodes"], build_seconds=meta["build_seconds"],
-                   validation=meta["validation"], error=model.task_plugin.divergence(step.name, meta["validation"]),
-                   runtime=meta.get("runtime"), recipe=step.quant,
-                   cli_command=meta["cli_command"], sha256=meta["sha256"])
-
-
-def sweep_stale_temps(root: Path) -> None:
-    """Remove temporary build folders left by processes that died mid-build."""
-    for tmp in root.glob(".tmp-*"):
-        try:
-            pid = int(tmp.name.split("-")[1])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        except (ValueError, IndexError, PermissionError):
-            continue
-
-
-def install(tmp: Path, place: Path) -> None:
-    """Move a finished build into place in one rename; an older entry there is replaced."""
-    old = None
-    if place.exists():
-        old = place.with_name(f".tmp-{os.getpid()}-old-{place.name}")
-        os.replace(place, old)
-    try:
-        os.replace(tmp, place)
-    except OSError:  # another process installed the same key first: keep theirs
-        if old is not None:
-            raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-class Builder:
-    """Builds steps into temporary folders, validates them, and installs them."""
-
-    def __init__(self, model, root, places, device, opset, isa, per_channel, data, int4: dict,
-                 calibration_method: str = "minmax", exclude: list[str] | None = None):
-        self.model, self.root, self.places, self.device = model, root, places, device
-        self.calibration_method, self.exclude = calibration_method, exclude or []
-        self.opset, self.isa, self.per_channel, self.data = opset, isa, per_channel, data
-        self.block_size, self.int4_method = int4["block_size"], int4["method"]
-        self.reference = None
-
-    def build(self, step: Step, key: str, built: dict[str, Variant]) -> Variant:
-        variant = Variant(step.name, self.model, level=step.level, recipe=step.quant,
-                          runtime="genai" if step.quant and step.quant.startswith("genai") else None)
-        if step.quant == "genai-int4":
-            variant.quantization = (f"int4 weight-only MatMulNBits, block {self.block_size}, " +
-                                    ("HQQ over onnxruntime-genai's fp32 graph" if self.int4_method == "hqq"
-                                     else "RTN by onnxruntime-genai's builder"))
-        elif step.quant and not step.quant.startswith("genai"):
-            from hfmagic.onnx.build import describe_quantization
-
-            variant.quantization = describe_quantization(step.quant, self.isa, self.per_channel, self.block_size,
-                                                         self.int4_method)
-            if step.quant == "static":
-                variant.quantization += f", {self.calibration_method} calibration"
-                if self.exclude:
-                    variant.quantization += f", {len(self.exclude)} nodes left in float"
-        source = built.get(step.source) if step.source else None
-        if source is not None and source.path is None:
-            variant.error = f"not built: {step.source}, which it starts from, failed ({source.error})"
-            return variant
-        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".tmp-{os.getpid()}-"))
-        try:
-            start = time.perf_counter()
-            try:
-                command = self._run_step(step, tmp, source)
-            except Exception as exc:  # noqa: BLE001 - kept on the variant, never dropped
-                self._raise_if_user_error(step, exc)
-                variant.error = f"build failed: {type(exc).__name__}: {_first_line(exc)}"
-                return variant
-            seconds = time.perf_counter() - start
-            meta = self._describe(step, key, tmp, command, seconds, variant.quantization)
-            if isinstance(meta, str):
-                variant.error = meta
-                return variant
-            (tmp / META).write_text(json.dumps(meta, indent=1))
-            place = self.places[step.name]
-            install(tmp, place)
-            if read_meta(place, key) is None:  # lost a race to a different build: take none of it
-                raise BuildError(f"{place} was changed by another process while building; run again")
-            return from_meta(self.model, step, place, read_meta(place, key))
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    def _run_step(self, step: Step, out: Path, source: Variant | None) -> str:
-        """Run one step with the libraries' chatter (tracer warnings, printed graphs) silenced:
-        what matters reaches the user as the variant's figures or error."""
-        import contextlib
-        import io
-        import logging
-        import warnings
-
-        from hfmagic.onnx import build as onnxbuild
-
-        try:
-            logging.disable(logging.WARNING)
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                warnings.simplefilter("ignore")
-                own = self.model.task_plugin.build_step(self.model, step, out, source, {
-                    "block_size": self.block_size, "int4_method": self.int4_method, "isa": self.isa,
-                    "per_channel": self.per_channel, "opset": self.opset, "device": self.device})
-                if own is not None:  # a step only the task knows (a decoder's int4, fp16, onnxruntime-genai)
-                    return own
-                if step.level == "fp32" and not step.quant:
-                    return onnxbuild.export_fp32(self.model, out, self.opset, self.device)
-                if not step.quant:
-                    return onnxbuild.optimize(source.folder, out, step.level, self.device)
-                if step.quant == "dynamic":
-                    return onnxbuild.quantize_dynamic(source.folder, source.path.name, out, self.isa,
-                                                      self.per_channel, step.name, self.model.task_plugin.quant_operators(self.model))
-                features = self.model.task_plugin.calibration_features(self.model, self.data)
-                if step.quant == "nncf":
-                    return onnxbuild.quantize_nncf(source.folder, out, features)
-                return onnxbuild.quantize_static(source.folder, out, self.isa, self.per_channel, features,
-                                                 self.calibration_method, self.exclude)
-        finally:
-            logging.disable(logging.NOTSET)
-
-    def _raise_if_user_error(self, step: Step, exc: Exception) -> None:
-        """A full disk, or an opset the exporter refuses, is the caller's to fix: one clear error."""
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise BuildError(f"no space left in {self.root} while building {step.name}; free some space or "
-                             "pass --output DIR on another disk") from None
-        if self.opset is not None and step.name == "fp32":
-            from hfmagic.onnx.build import default_opset
-
-            reason = _first_line(exc).split(". ")[0]  # torch appends the traced graph after the reason
-            least = default_opset(self.model)
-            if "opset" in reason.lower() or (least is not None and self.opset < least):
-                hint = f"use opset {least} (optimum's default for it) or higher" if least else "use a higher opset"
-                raise UnsupportedError(f"the exporter refused opset {self.opset} for {self.model.model_type}: "
-                                       f"{reason}; {hint}, or leave --opset out") from None
-
-    def _describe(self, step: Step, key: str, folder: Path, command: str, seconds: float,
-                  quantization: str | None) -> dict | str:
-        """The entry's record (sizes, graph, validation), or why it cannot be used."""
-        from hfmagic.onnx.build import graph_files, graph_stats, onnx_size, variant_sha256
-
-        file = self.model.task_plugin.step_file(step, self.model)
-        path = folder / file
-        if not path.is_file():
-            return f"build failed: the step wrote no {file}"
-        if self.reference is None:
-            task = self.model.task_plugin
-            examples, source = task.validation_examples(self.model, self.data)
-            self.reference = task.validator(self.model, list(examples), source)
-        try:
-            validation = self.reference.compare(path, self.device)
-        except Exception as exc:  # noqa: BLE001 - kept on the variant, never dropped
-            return f"built, but onnxruntime could not run it: {type(exc).__name__}: {_first_line(exc)}"
-        nodes, fused = graph_stats(path)
-        if problem := self.model.task_plugin.check_built(step.quant, path):
-            return problem
-        return {"format": FORMAT, "key": key, "name": step.name, "level": step.level, "file": file,
-                "quantization": quantization, "size_bytes": onnx_size(path), "nodes": nodes,
-                "fused_nodes": fused, "build_seconds": seconds, "validation": validation,
-                "sha256": variant_sha256(path), "files": [p.name for p in graph_files(path)], "cli_command": command,
-                "runtime": "genai" if step.quant and step.quant.startswith("genai") else None}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -20,7 +20,7 @@ from pathlib import Path
 from hfmagic.core.envcard import cpu_flags
 from hfmagic.core.errors import UnsupportedError
 
-from hfmagic.onnx.plan import FOLDER_FILES, FP32_FILE, OPTIMIZED_FILE, QUANTIZED_FILE  # noqa: F401 (names of a variant's files)
+from hfmagic.onnx.plan import FOLDER_FILES, FP32_FILE, QUANTIZED_FILE
 
 
 def int8_isa(flags: frozenset[str] | None = None) -> str:

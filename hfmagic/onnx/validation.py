@@ -102,12 +102,14 @@ class Reference:
                         a, b = wi.reshape(-1, wi.shape[-1]).argmax(-1), gi.reshape(-1, gi.shape[-1]).argmax(-1)
                         agree += int((a == b).sum())
                         decisions += a.size
-        cosines = [_cosine(np.concatenate(a), np.concatenate(b)) for a, b in zip(per_text_want, per_text_got)]
+        cosines = [cosine_similarity(np.concatenate(a), np.concatenate(b)) for a, b in zip(per_text_want, per_text_got)]
         return {"max_abs_diff": max_diff, "cosine": float(np.min(cosines)),  # a NaN text wins, as it should
                 "argmax_agreement": agree / decisions if decisions else None}
 
 
-def _cosine(a, b) -> float:
+def cosine_similarity(a, b) -> float:
+    """The cosine of two flat arrays: NaN when ``b`` (the variant's) holds a NaN or an infinity, 1.0
+    for two zero vectors, 0.0 for one; what every validation's worst-example cosine is made of."""
     import numpy as np
 
     if not np.all(np.isfinite(b)):

@@ -24,7 +24,8 @@ from typing import Any, Callable
 from hfmagic.core.errors import UsageProblem
 from hfmagic.core.results import Column, Table, render_text
 from hfmagic.core.shapes import shape_text
-from hfmagic.store.db import Message, RunStore, hint, recording_off
+from hfmagic.store.db import RunStore, recording_off
+from hfmagic.store.messages import Message, hint
 
 # how the rows of two runs of a kind are matched, and the figures shown side by side
 KEYS = {"benchmark": ("variant", "backend", "batch_size", "seq_len", "image_size", "audio_seconds", "new_tokens"), "evaluate": ("variant",),
@@ -600,7 +601,7 @@ def gc(dry_run: bool = False, store: RunStore | None = None) -> Table:
     by the sha256 of their file or by their path; ``dry_run`` lists them and deletes nothing.
     Variants written with ``--output`` are never touched."""
     from hfmagic.core.config import settings
-    from hfmagic.export.api import META, sweep_stale_temps
+    from hfmagic.export.cache import META, sweep_stale_temps
 
     store = _store(store)
     shas, paths = store.referenced_files()  # a damaged store stops here: it cannot say what is in use

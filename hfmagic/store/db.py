@@ -10,22 +10,21 @@ write its own short ``BEGIN IMMEDIATE`` transaction, a 30 s busy timeout).
 ``meta.schema_version`` says which layout a file has; :data:`MIGRATIONS` brings an older file up
 to :data:`SCHEMA_VERSION` when it is opened, in one transaction.
 
-A damaged file (truncated, overwritten, not SQLite at all) raises :class:`StoreDamaged` when read;
-recording (:func:`default_store`) then goes on without the store after one warning line, and
-:func:`repair` salvages every readable run and row into a fresh store, keeping the damaged file
-aside. Messages name what works where they will be read: a magic in IPython, an environment
-variable on the command line, a call from Python.
+A damaged file (truncated, overwritten, not SQLite at all) raises
+:class:`~hfmagic.store.messages.StoreDamaged` when read; recording (:func:`default_store`) then goes
+on without the store after one warning line, and :func:`hfmagic.store.repair`
+(:mod:`~hfmagic.store.salvage`) saves every readable run and row into a fresh store, keeping the
+damaged file aside. Messages name what works where they will be read
+(:mod:`~hfmagic.store.messages`): a magic in IPython, an environment variable on the command line,
+a call from Python.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import sqlite3
-import sys
-import tempfile
 import time
 import uuid
 from contextlib import contextmanager
@@ -34,9 +33,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from hfmagic.core.errors import UsageProblem
+from hfmagic.store.messages import STORE_ENV, StoreDamaged, hint, is_damage, warn_damaged
 
 SCHEMA_VERSION = 3
-STORE_ENV = "HFMAGIC_STORE"  # HFMAGIC_STORE=0: record nothing (what the command line has for HFMagic.store)
 SCHEMA = [
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE runs (
@@ -113,76 +112,6 @@ def _alive(pid: int, started: int | None) -> bool:
     return state != "Z" and (started is None or start == started)
 
 
-# -- what to tell whom -----------------------------------------------------------------------------
-# the same advice in the words that work where it is read: a magic, the hfmagic command, Python
-HINTS = {
-    "repair": {"magic": "%hfmagic store repair", "cli": "hfmagic store repair",
-               "python": "hfmagic.store.db.repair()"},
-    "no_store": {"magic": "%config HFMagic.store = False", "cli": f"{STORE_ENV}=0 in the environment",
-                 "python": "hfmagic.settings().store = False"},
-    "other_file": {"magic": "set %config HFMagic.store_path to another file",
-                   "cli": "set HFMAGIC_CACHE_DIR to another folder",
-                   "python": "set hfmagic.settings().store_path to another file"},
-    "gc": {"magic": "%hfmagic gc", "cli": "hfmagic gc", "python": "hfmagic.runs.history.gc()"},
-    "runs": {"magic": "%hfmagic runs", "cli": "hfmagic runs", "python": "hfmagic.runs.history.list_runs()"},
-    "recorders": {"magic": "%export_onnx, %benchmark and %evaluate", "cli": "hfmagic export, benchmark and evaluate",
-                  "python": "export_onnx(), benchmark() and evaluate()"},
-}
-
-
-def audience() -> str:
-    """Who reads hfmagic's messages in this process: "magic" (an IPython shell is running),
-    "cli" (the ``hfmagic`` command) or "python"."""
-    if "IPython" in sys.modules:
-        from IPython import get_ipython
-
-        if get_ipython() is not None:
-            return "magic"
-    return "cli" if "hfmagic.surface.cli" in sys.modules else "python"
-
-
-def hint(name: str) -> str:
-    return HINTS[name][audience()]
-
-
-class StoreDamaged(UsageProblem):
-    """The run store's file is damaged: truncated, overwritten, or not SQLite at all."""
-
-    def __init__(self, path: Path, reason: str):
-        self.path, self.reason = Path(path), reason
-        super().__init__(f"the run store {path} is damaged ({reason}); {hint('repair')} saves every readable "
-                         "run into a fresh store and keeps the damaged file aside (until then exports, benchmarks "
-                         "and evaluations go on unrecorded)")
-
-
-def _is_damage(exc: BaseException) -> bool:
-    """Whether a sqlite3 error says the file itself is broken (not busy, not a bad query)."""
-    if not isinstance(exc, sqlite3.DatabaseError):
-        return False
-    name = getattr(exc, "sqlite_errorname", None)  # Python 3.11+
-    if name is not None:
-        return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
-    text = str(exc)
-    return "malformed" in text or "not a database" in text
-
-
-_warned: set = set()  # (path, inode) of damaged stores this process has already warned about
-
-
-def _warn_damaged(exc: StoreDamaged, kind: str) -> None:
-    """One line on stderr, once per damaged file per process: the work goes on unrecorded."""
-    try:
-        key = (str(exc.path), exc.path.stat().st_ino)
-    except OSError:
-        key = (str(exc.path), None)
-    if key in _warned:
-        return
-    _warned.add(key)
-    print(f"hfmagic: warning: the run store {exc.path} is damaged ({exc.reason}); this {kind or 'run'} and the "
-          f"next ones are not recorded (their results are still returned): {hint('repair')} saves its readable "
-          f"runs into a fresh store, {hint('no_store')} stops recording", file=sys.stderr, flush=True)
-
-
 @dataclass
 class Run:
     """A run being recorded: ``add_row`` commits each finished configuration at once.
@@ -204,7 +133,7 @@ class Run:
                 body(con)
         except StoreDamaged as exc:
             self.lost = True
-            _warn_damaged(exc, self.kind)
+            warn_damaged(exc, self.kind)
 
     def add_row(self, row: dict) -> None:
         self._write(lambda con: con.execute("INSERT INTO rows (run_id, seq, data) VALUES (?, ?, ?)",
@@ -257,7 +186,7 @@ class RunStore:
                         raise
                     time.sleep(0.1)
         except sqlite3.DatabaseError as exc:
-            if _is_damage(exc):
+            if is_damage(exc):
                 raise StoreDamaged(self.path, str(exc)) from None
             raise
         finally:
@@ -296,7 +225,7 @@ class RunStore:
                     con.execute("ROLLBACK")
                 except sqlite3.DatabaseError:  # a damaged file may refuse that too
                     pass
-            if _is_damage(exc):
+            if is_damage(exc):
                 raise StoreDamaged(self.path, str(exc)) from None
             raise
         finally:
@@ -351,7 +280,7 @@ class RunStore:
         try:
             run = self.start(kind, params, provenance)
         except StoreDamaged as exc:
-            _warn_damaged(exc, kind)
+            warn_damaged(exc, kind)
             run = Run(self, None, kind, lost=True)
         try:
             yield run
@@ -368,7 +297,7 @@ class RunStore:
                     with self.connect() as con:
                         status = con.execute("SELECT status FROM runs WHERE id = ?", (run.id,)).fetchone()[0]
             except StoreDamaged as exc:
-                _warn_damaged(exc, kind)
+                warn_damaged(exc, kind)
             if status == "running":
                 run.finish("ok")
 
@@ -534,141 +463,6 @@ def default_store() -> RunStore | None:
         store = RunStore()
         store.check()
     except StoreDamaged as exc:
-        _warn_damaged(exc, "")
+        warn_damaged(exc, "")
         return None
     return store
-
-
-# -- repair --------------------------------------------------------------------------------------
-class Message(str):
-    """A one-line answer shown as itself (no quotes) in IPython."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-def damage(path: Path) -> str | None:
-    """Why the store at ``path`` is damaged, or None when SQLite's integrity check passes."""
-    try:
-        store = RunStore(path)
-        with store.connect(write=False) as con:
-            found = [r[0] for r in con.execute("PRAGMA integrity_check(3)")]
-    except StoreDamaged as exc:
-        return exc.reason
-    return None if found == ["ok"] else "; ".join(found)
-
-
-def repair(path: str | os.PathLike | None = None) -> Message:
-    """Salvage every readable run (and its readable rows) of a damaged store into a fresh one in its
-    place; the damaged file is kept beside it as ``<name>.damaged-<time>``. A store that is whole is
-    left as it is."""
-    path = store_path(path)
-    if not path.is_file():
-        return Message(f"there is no run store at {path}; nothing to repair")
-    reason = damage(path)
-    if reason is None:
-        return Message(f"the run store {path} is not damaged (SQLite's integrity check: ok); nothing to repair")
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".hfmagic-repair-") as tmp:
-        copy = Path(tmp) / "damaged.sqlite"  # read from a copy: the damaged file stays as it was
-        shutil.copyfile(path, copy)
-        if Path(f"{path}-wal").is_file():  # commits not yet checkpointed into the file
-            shutil.copyfile(f"{path}-wal", f"{copy}-wal")
-        runs, rows, unreadable = salvage(copy)
-        fresh = RunStore(Path(tmp) / "fresh.sqlite")
-        columns = [c for c in _columns(fresh) if c in (runs[0] if runs else {})]
-        with fresh.connect() as con:
-            if runs:
-                con.executemany(f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                                [[run[c] for c in columns] for run in runs])
-            con.executemany("INSERT OR IGNORE INTO rows (run_id, seq, data) VALUES (?, ?, ?)", rows)
-        aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-        n = 1
-        while aside.exists():
-            n += 1
-            aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
-        os.replace(path, aside)
-        for suffix in ("-wal", "-shm"):  # the damaged file's journal goes with it, under its new name
-            if Path(f"{path}{suffix}").exists():
-                os.replace(f"{path}{suffix}", f"{aside}{suffix}")
-        os.replace(fresh.path, path)
-    _warned.clear()
-    lost = f"; {unreadable} more could not be read" if unreadable else ""
-    return Message(f"saved {len(runs)} run{'s' if len(runs) != 1 else ''} ({len(rows)} rows) of the damaged store "
-                   f"into a fresh one at {path}{lost}; the damaged file ({reason}) is kept as {aside}")
-
-
-def _columns(store: RunStore) -> list[str]:
-    with store.connect(write=False) as con:
-        return [r[1] for r in con.execute("PRAGMA table_info(runs)")]
-
-
-def salvage(path: Path) -> tuple[list[dict], list[tuple], int]:
-    """What can still be read of a damaged store: its runs (dicts of their columns), the rows of
-    those runs as ``(run_id, seq, data)``, and how many runs are known to be there (a table scan or
-    an index lists them) but could not be read.
-
-    Each run and row is read on its own (by rowid), found through every way in: the tables read
-    forwards and backwards, each index, and every rowid up to a thousand past the highest seen
-    (a scan stops at the first damaged page; a lookup by rowid goes around it), so one damaged
-    page costs only what lies on it. ``writable_schema`` lets SQLite read a file shorter than its
-    header says (a truncated file)."""
-    con = sqlite3.connect(path, isolation_level=None)
-    try:
-        con.execute("PRAGMA writable_schema = ON")
-
-        def scan(query: str, args=()) -> list:
-            found = []
-            try:
-                for r in con.execute(query, args):
-                    found.append(r)
-            except sqlite3.DatabaseError:  # damaged from here on: keep what came before
-                pass
-            return found
-
-        indexes = {t: [name for (name,) in scan("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?",
-                                                (t,))] for t in ("runs", "rows")}
-        columns = [r[1] for r in scan("PRAGMA table_info(runs)")]
-        if "id" not in columns:
-            return [], [], 0
-
-        def rowids(table: str) -> tuple[set, list]:
-            """The rowids a scan lists, and those to try: these and every other up to 1000 past them."""
-            ways = [f"SELECT rowid FROM {table} NOT INDEXED", f"SELECT rowid FROM {table} NOT INDEXED ORDER BY rowid DESC"]
-            ways += [f'SELECT rowid FROM {table} INDEXED BY "{ix}"' for ix in indexes[table]]
-            seen = {r[0] for way in ways for r in scan(way)}
-            return seen, sorted(seen | set(range(1, max(seen, default=0) + 1001)))
-
-        runs, unreadable = [], 0
-        listed, tries = rowids("runs")
-        for rowid in tries:
-            got = scan(f"SELECT {', '.join(columns)} FROM runs WHERE rowid = ?", (rowid,))
-            run = dict(zip(columns, got[0])) if got else None
-            if run is not None and _readable(run):
-                runs.append(run)
-            elif rowid in listed:  # there, but on a damaged page
-                unreadable += 1
-        ids = {run["id"] for run in runs}
-        rows = []
-        for rowid in rowids("rows")[1]:
-            got = scan("SELECT run_id, seq, data FROM rows WHERE rowid = ?", (rowid,))
-            if got and got[0][0] in ids and _json(got[0][2]):
-                rows.append(got[0])
-        return runs, rows, unreadable
-    finally:
-        con.close()
-
-
-def _json(text) -> bool:
-    try:
-        json.loads(text)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _readable(run: dict) -> bool:
-    """A salvaged run has what reading it back needs: its keys and JSON that parses."""
-    if not all(isinstance(run.get(k), str) for k in ("id", "kind", "status")) or run.get("created") is None:
-        return False
-    return all(_json(run[k]) for k in ("params", "provenance", "environment") if k in run) and \
-        (run.get("summary") is None or _json(run["summary"]))

@@ -97,5 +97,5 @@ def _searched(result: Any) -> bool:
     """An %optimize result (only a module already imported can have made one)."""
     import sys
 
-    cls = getattr(sys.modules.get("hfmagic.optimizing.api"), "OptimizeResult", None)
+    cls = getattr(sys.modules.get("hfmagic.optimizing.result"), "OptimizeResult", None)
     return cls is not None and isinstance(result, cls)

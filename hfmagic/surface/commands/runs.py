@@ -129,6 +129,6 @@ class Store:
 
     @staticmethod
     def run(args, ctx):
-        from hfmagic.store.db import repair
+        from hfmagic.store import repair
 
         return repair()

@@ -382,7 +382,7 @@ class GenerationReference:
         import onnxruntime as ort
         import torch
 
-        from hfmagic.onnx.validation import _cosine
+        from hfmagic.onnx.validation import cosine_similarity
 
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         if (path.parent / "genai_config.json").exists():  # onnxruntime-genai's own format
@@ -395,7 +395,7 @@ class GenerationReference:
                 got = generator(**{k: torch.from_numpy(v) for k, v in p.items()}).logits[0, -1].float().numpy()
             # centred: softmax ignores a shift of every logit, and so does this figure
             want64, got64 = want_logits.astype(np.float64), got.astype(np.float64)
-            cosines.append(_cosine(want64 - want64.mean(), got64 - got64.mean()))
+            cosines.append(cosine_similarity(want64 - want64.mean(), got64 - got64.mean()))
             diffs.append(float(np.max(np.abs(want_logits - got))))
             tokens = greedy(generator, dict(p), self.config)[0].numpy()
             differ = np.nonzero(tokens != want_tokens)[0]

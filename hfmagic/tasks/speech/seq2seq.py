@@ -141,7 +141,7 @@ class Reference:
         import numpy as np
         import onnxruntime as ort
 
-        from hfmagic.onnx.validation import _cosine
+        from hfmagic.onnx.validation import cosine_similarity
 
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         generator = ort_generator(path.parent, ort.SessionOptions(), providers)
@@ -149,7 +149,7 @@ class Reference:
         cosines, diffs, same, first = [], [], 0, []
         for f, want_hidden, want_tokens in zip(self.features, self.hidden, self.tokens):
             got = session.run(None, {"input_features": f})[0]
-            cosines.append(_cosine(want_hidden.astype(np.float64).ravel(), got.astype(np.float64).ravel()))
+            cosines.append(cosine_similarity(want_hidden.astype(np.float64).ravel(), got.astype(np.float64).ravel()))
             diffs.append(float(np.max(np.abs(want_hidden - got))))
             tokens = greedy(generator, f, self.config)[0].numpy()
             n = min(len(tokens), len(want_tokens))
