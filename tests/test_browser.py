@@ -284,7 +284,7 @@ def test_dashboard_in_jupyterlab(lab, page):
 
 NOTEBOOK7 = """\
 import hfmagic
-from hfmagic.benchmarking.api import ROW_KEYS
+from hfmagic.benchmarking.result import ROW_KEYS
 def bench(variant, backend, p50):
     return {**dict.fromkeys(ROW_KEYS), "variant": variant, "backend": backend, "batch_size": 1,
             "seq_len": 16, "status": "ok", "p50_ms": p50, "samples_per_s": 1000 / p50}

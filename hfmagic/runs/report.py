@@ -20,7 +20,8 @@ from pathlib import Path
 from hfmagic.core.errors import UsageProblem
 from hfmagic.core.results import Column, Table, batch_label, gate_title, interval_text, percent_text
 from hfmagic.core.shapes import shape_of, shape_text
-from hfmagic.runs.history import flatten, metric_names, reference_of
+from hfmagic.runs.compare import flatten
+from hfmagic.runs.history import metric_names, reference_of
 from hfmagic.core.stats import speedup_text
 from hfmagic.store.db import RunStore
 from hfmagic.ui.rows import model_of, own_baseline, where
