@@ -5,17 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hfmagic.core import stats
-from hfmagic.core.results import Column, Table
+from hfmagic.core.records import BenchmarkRow, columns, field_of
+from hfmagic.core.results import Column, Table, plain
 
 SHORT_SHA = 12  # a row's model_sha: the start of its weights' sha256
-ROW_KEYS = ("model", "model_sha", "variant", "backend", "node", "batch_size", "seq_len", "image_size", "audio_seconds",
-            "status", "mean_ms", "std_ms", "p50_ms",
-            "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms", "cv", "runs", "samples_per_s",
-            "tokens_per_s", "peak_mem_mb", "startup_s", "load_s", "first_ms", "size_mb", "speedup", "speedup_low",
-            "speedup_high", "e2e_p50_ms", "threads", "isolation", "pid", "rounds", "disturbed_rounds", "speedup_rounds",
-            "speedup_trust", "host", "hardware", "node_id", "transfer_mb", "transfer_s", "samples_ms", "sample_rounds",
-            "e2e_samples_ms")
+ROW_KEYS = tuple(BenchmarkRow.FIELDS)  # the keys every benchmark row has, whatever its task
 
 
 def row_keys() -> tuple[str, ...]:
@@ -27,26 +21,18 @@ def row_keys() -> tuple[str, ...]:
     return ROW_KEYS + tuple(dict.fromkeys(extra))
 
 
-
-COLUMNS = [
-    Column("variant"), Column("backend"), Column("batch_size", "batch", "d", "right"),
-    Column("seq_len", "seq", "d", "right"), Column("p50_ms", "p50 ms", ".2f", "right"),
-    Column("e2e_p50_ms", "e2e p50 ms", ".2f", "right"),  # beside the model's own p50, titled by the task
-    Column("p90_ms", "p90 ms", ".2f", "right"), Column("p95_ms", "p95 ms", ".2f", "right"),
-    Column("p99_ms", "p99 ms", ".2f", "right"), Column("mean_ms", "mean ms", ".2f", "right"),
-    Column("std_ms", "std ms", ".2f", "right"), Column("samples_per_s", "samples/s", ".1f", "right"),
-    Column("tokens_per_s", "tokens/s", ".0f", "right"), Column("peak_mem_mb", "peak MB", ".0f", "right"),
-    Column("startup_s", "start s", ".2f", "right"), Column("load_s", "load s", ".2f", "right"), Column("first_ms", "first ms", ".1f", "right"),
-    Column("size_mb", "size MB", ".1f", "right"), Column("runs", "runs", "d", "right"),
-    Column("speedup_text", "speed-up [95% CI]", None, "right"), Column("status"),
-]
+# the table's columns, in order (a task retitles or replaces some: Task.benchmark_columns)
+COLUMNS = columns("variant", "backend", "batch_size", "seq_len", "p50_ms",
+                  "e2e_p50_ms",  # beside the model's own p50, titled by the task
+                  "p90_ms", "p95_ms", "p99_ms", "mean_ms", "std_ms", "samples_per_s", "tokens_per_s", "peak_mem_mb",
+                  "startup_s", "load_s", "first_ms", "size_mb", "runs", "speedup", "status")
 
 
 @dataclass
 class BenchmarkResult:
     """The rows of a sweep (one per configuration, raw samples kept) and what to know about them."""
 
-    rows: list[dict]
+    rows: list[BenchmarkRow]
     notes: list[str]
     title: str
     params: dict = field(default_factory=dict)
@@ -62,16 +48,15 @@ class BenchmarkResult:
         from hfmagic.tasks import get_task
 
         task = get_task(self.task or "text-classification")
-        e2e = Column("e2e_p50_ms", f"e2e p50 ms (+{task.PREPROCESSOR})", ".2f", "right")
+        e2e = field_of("e2e_p50_ms").column(f"e2e p50 ms (+{task.PREPROCESSOR})")
         columns = [e2e if c.key == "e2e_p50_ms" else c for c in COLUMNS
                    if c.key != "e2e_p50_ms" or any(r["e2e_p50_ms"] for r in self.rows)]
         columns = task.benchmark_columns(columns)
         if len({r.get("node") for r in self.rows}) > 1:  # --on each: which kind of node measured it
-            columns.insert(0, Column("node"))
+            columns.insert(0, field_of("node").column())
         if len({r.get("model") for r in self.rows}) > 1:
-            columns.insert(0, Column("model"))
-        shown = [{**r, "speedup_text": stats.speedup_text(r)} for r in self.rows]
-        return Table(shown, columns, title=self.title, notes=list(self.notes))
+            columns.insert(0, field_of("model").column())
+        return Table(self.rows, columns, title=self.title, notes=list(self.notes))
 
     def to_pandas(self):
         keys = [k for k in row_keys() if any(r.get(k) is not None for r in self.rows) or k in ROW_KEYS]
@@ -81,7 +66,7 @@ class BenchmarkResult:
         import json
 
         return json.dumps({"title": self.title, "run_id": self.run_id, "params": self.params,
-                           "notes": self.notes, "rows": self.rows}, default=str, **kwargs)
+                           "notes": self.notes, "rows": [plain(r) for r in self.rows]}, default=str, **kwargs)
 
     def __str__(self) -> str:
         return str(self.table())

@@ -12,6 +12,7 @@ from hfmagic.benchmarking.plan import Job
 from hfmagic.benchmarking.result import SHORT_SHA, BenchmarkResult, row_keys
 from hfmagic.benchmarking.rounds import BUDGET_GRACE_S, LOAD_TIMEOUT_S, Rounds
 from hfmagic.core import stats
+from hfmagic.core.records import BenchmarkRow
 from hfmagic.core.shapes import shape_of, shape_text
 from hfmagic.tasks import origin
 
@@ -188,12 +189,12 @@ class Sweep:
         self.event({"type": "progress", "done": len(self.rows), "total": self.total,
                      "label": f"{job.label} {shape_text(row)}: {row['status']}"})
 
-    def row(self, job: Job, shape: tuple[int, int], raw: dict, rows: dict | None = None) -> dict:
+    def row(self, job: Job, shape: tuple[int, int], raw: dict, rows: dict | None = None) -> BenchmarkRow:
         """The row of ``raw`` (a worker's result); speed-ups against the baseline's row in ``rows``
         (the sweep's finished rows unless given)."""
         batch, seq = shape
         task = job.model.task_plugin
-        row = dict.fromkeys(row_keys())
+        row = BenchmarkRow.from_dict(dict.fromkeys(row_keys()))  # every task's figures: None until measured
         row.update({task.SIZE_AXIS.key: seq})
         row.update(model=job.model.name, model_sha=job.model.weights_sha256[:SHORT_SHA],
                    variant=job.variant.name, backend=job.backend, batch_size=batch,

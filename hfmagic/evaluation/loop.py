@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from hfmagic.core.errors import UsageProblem
+from hfmagic.core.records import EvalRow
 from hfmagic.core.results import GATE, percent_text
 from hfmagic.evaluation.result import EvaluationResult, row_key
 from hfmagic.measure.runner import Runner
@@ -43,10 +44,11 @@ def run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, p
     score = _Scorer(evaluator, chosen_metrics, ref_entry, result)
     try:
         for i, ((entry, variant), key, at) in enumerate(zip(plan, keys, scored)):
-            row = {"model": entry.model.name, "model_sha": entry.model.weights_sha256[:SHORT_SHA],
-                   "variant": variant.name, "status": variant.error or "ok", "n": len(entry.data),
-                   "batch_size": at[0], "batch_dependent": variant.batch_dependent,
-                   "padding": evaluator.padding(entry.model)}
+            row = EvalRow.from_dict({  # the evaluation's figures are added as they are found
+                "model": entry.model.name, "model_sha": entry.model.weights_sha256[:SHORT_SHA],
+                "variant": variant.name, "status": variant.error or "ok", "n": len(entry.data),
+                "batch_size": at[0], "batch_dependent": variant.batch_dependent,
+                "padding": evaluator.padding(entry.model)})
             if backend and variant.kind == "onnx":
                 row["backend"] = backend
             if variant.ok:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hfmagic.core.results import Column, Table, batch_label, gate_title, interval_text, percent_text
+from hfmagic.core.records import EvalRow, columns, field_of, metric_fields
+from hfmagic.core.results import Table, batch_label, gate_title, plain
 
 
 @dataclass
@@ -19,7 +20,7 @@ class EvaluationResult:
     data_source: str
     fingerprint: dict
     labels: dict[int, str] = field(default_factory=dict)
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[EvalRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     run_id: str | None = None
     predictions: dict[str, Any] = field(default_factory=dict, repr=False)  # variant -> prediction (class ids)
@@ -42,37 +43,32 @@ class EvaluationResult:
     # -- the table -----------------------------------------------------------------------------
     def table(self) -> Table:
         several = len(self.models) > 1
-        columns = ([Column("model")] if several else []) + [Column("variant"), Column("n", "n", "d", "right"),
-                                                            Column("batch", "batch", None, "right")]
-        shown = []
-        for row in self.rows:
-            view = dict(row, batch=batch_label(row))
-            for m in self.metrics:
-                if row.get(f"{m}_low") is not None:
-                    view[f"{m}_ci"] = (row[f"{m}_low"], row[f"{m}_high"])
-            if row_key(row, several) == self.reference and row.get("status") == "ok":
-                view["gate"] = "reference"
-            shown.append(view)
+
+        def gate(row):  # the reference's verdict is that it is the reference
+            ok = row_key(row, several) == self.reference and row.get("status") == "ok"
+            return "reference" if ok else row.get("gate")
+
+        shown = columns(*(["model"] if several else []), "variant", "n", record=EvalRow)
+        shown.append(field_of("eval_batch").column("batch", derive=batch_label))
         for m in self.metrics:
-            columns += [Column(m, m, ".4f", "right"), Column(f"{m}_ci", "95% CI", interval_text, "right")]
-        columns += [Column("pct_of_reference", f"% of {self.reference}", percent_text, "right"),
-                    Column("gate", gate_title(self.lower_is_better))]
+            value, _, _, interval = metric_fields(m)
+            shown += [value.column(), interval.column()]
+        shown += [field_of("pct_of_reference").column(f"% of {self.reference}"),
+                  field_of("gate").column(gate_title(self.lower_is_better), derive=gate)]
         if any(r.get("flips") is not None for r in self.rows):
-            columns += [Column("agreement", "agreement", ".2%", "right"), Column("flips", "flips", "d", "right")]
+            shown += columns("agreement", "flips", record=EvalRow)
         if any(r.get("first_divergence") is not None for r in self.rows):  # greedy generations
-            columns += [Column("first_divergence", "first diff at", ".1f", "right"),
-                        Column("token_agreement", "next-token agree", ".2%", "right")]
-        columns += [Column("max_logit_diff", "max |diff|", ".2e", "right"),
-                    Column("samples_per_s", "samples/s", ".1f", "right"), Column("status")]
+            shown += columns("first_divergence", "token_agreement")
+        shown += columns("max_logit_diff", "samples_per_s", "status", record=EvalRow)
         about = f"{self.fingerprint.get('rows')} examples" + (f"; {self.caption}" if self.caption else "")
         title = f"evaluation of {self.model_name} on {self.data_source} ({about})"
-        return Table(shown, columns, title=title, notes=self.notes)
+        return Table(self.rows, shown, title=title, notes=self.notes)
 
     def to_pandas(self):
         """One row per variant with every figure (intervals as <metric>_low / <metric>_high)."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows)
+        return pd.DataFrame([plain(r) for r in self.rows])
 
     def to_json(self, **kwargs) -> str:
         return Table(self.rows, [], title=self.table().title, notes=self.notes).to_json(**kwargs)
