@@ -18,46 +18,37 @@ import time
 
 from hfmagic.benchmarking import plan as benchplan
 from hfmagic.benchmarking.result import BenchmarkResult
-from hfmagic.benchmarking.rounds import CI_TARGET
+from hfmagic.benchmarking.options import BenchmarkOptions
 from hfmagic.benchmarking.sweep import Sweep
 from hfmagic.core.errors import UsageProblem
 from hfmagic.core.listargs import BACKENDS, VARIANTS, list_arguments
+from hfmagic.core.records import takes
 from hfmagic.measure.memory import check_memory
 
 
 @list_arguments(variants=VARIANTS, backends=BACKENDS, batch_sizes=(int, "batch size"),
                 seq_lens=(int, "sequence length"), prompt_lens=(int, "prompt length"),
                 image_sizes=(int, "image size"), audio_seconds=(int, "audio length"))
-def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=None, image_sizes=None,
-              audio_seconds=None, threads=None,
-              warmup=10, min_runs=10, min_time=1.0, budget=None, baseline=None, inputs=None,
-              inputs_source=None, inline=False, callback=None, timeout=None,
-              progress=True, force=False, order="interleaved", max_time=None, ci_target=CI_TARGET,
-              new_tokens=None, prompt_lens=None, cluster=None, on=None) -> BenchmarkResult:
+@takes(BenchmarkOptions)
+def benchmark(target, options: BenchmarkOptions) -> BenchmarkResult:
     """Benchmark ``target`` (a model handle or source: torch and the ONNX variants exported for it;
-    or a ``Variants``) over variants x backends x batch sizes x the task's sizes: ``seq_lens``
-    (tokens; text models), ``image_sizes`` (pixels per side; image models, default the image
-    processor's size) or ``audio_seconds`` (speech models, default 5).
+    or a ``Variants``; or a list of them, compared as one result) over variants x backends x batch
+    sizes x the task's sizes: ``seq_lens`` (tokens; text models), ``image_sizes`` (pixels per side;
+    image models, default the image processor's size) or ``audio_seconds`` (speech models, default 5).
 
-    ``timeout``: seconds a shape may take before its worker is called hung and killed (default
-    180 + 10 x min_time). ``progress``: show a progress bar. ``order``: ``interleaved`` (rounds that
-    visit every configuration in a fresh random order, speed-ups paired by round; see
-    :class:`Rounds`) or ``sequential`` (one configuration after another). ``max_time``: seconds the
-    rounds may take (default 60 x min_time, at least 2); ``ci_target``: they end once every speed-up's 95% interval is
-    within +-ci_target of it (0.03). ``force``: measure shapes whose
-    memory estimate (:func:`hfmagic.benchmarking.plan.estimate_memory`) exceeds the memory available,
-    which are otherwise refused before anything runs. ``new_tokens``: text-generation models
-    generate this many tokens per run (default 64; ``seq_lens`` are then the prompts' lengths, and
-    ``prompt_lens`` is another name for them). ``cluster``: a Ray cluster's address (default
-    ``%config HFMagic.cluster``; ``auto``: the one started on this machine): every worker runs there
-    as a Ray actor, on the node ``on`` picks (``GPU:1``, ``xeon:1``, ``accelerator_type:H100``;
-    default the head node), or once on every kind of node (``on="each"``), side by side
-    (:mod:`hfmagic.cluster.connect`). See the module docstring.
+    The options (below, :class:`~hfmagic.benchmarking.options.BenchmarkOptions`) are keyword
+    arguments. Interleaved rounds (:class:`~hfmagic.benchmarking.rounds.Rounds`) end once every
+    speed-up's 95% interval is within +-ci_target of it, or after max_time; a shape whose memory
+    estimate (:func:`hfmagic.measure.memory.estimate_memory`) exceeds the memory available is
+    refused before anything runs unless ``force``. On a Ray cluster (``cluster``) every worker runs
+    as a Ray actor on the node ``on`` picks, or once on every kind of node (``on="each"``), side by
+    side (:mod:`hfmagic.cluster.connect`). See the module docstring.
     """
-    if prompt_lens is not None:
-        if seq_lens is not None:
+    o = options  # resolved below, in place: the store keeps them as the sweep used them
+    if o.prompt_lens is not None:
+        if o.seq_lens is not None:
             raise UsageProblem("give prompt_lens or seq_lens, not both: they are the same axis")
-        seq_lens = prompt_lens
+        o.seq_lens = o.prompt_lens
     from hfmagic.core.config import settings
     from hfmagic.models.handle import check_distinct
     from hfmagic.models.variants import Variants, model_of
@@ -72,62 +63,62 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
 
     targets = [own_variants(m) or t for m, t in zip(models, targets)]  # a baseline's one variant
     several = len(models) > 1
-    batch_sizes = benchplan.positive(batch_sizes or settings().batch_sizes, "batch size")
-    new_tokens = benchplan.check_new_tokens(models, new_tokens)
-    axis, sizes = benchplan.check_sizes(models, {"seq_lens": seq_lens, "image_sizes": image_sizes,
-                                                 "audio_seconds": audio_seconds}, new_tokens)
-    threads = benchplan.check_number(threads, "threads", 0) or settings().resolved_threads()
-    benchplan.check_number(warmup, "warmup", 0)
-    benchplan.check_number(min_runs, "min-runs", 1)
-    benchplan.check_number(min_time, "min-time", 0)
-    if budget is not None and budget <= 0:
-        raise UsageProblem(f"--budget must be a positive number of seconds, got {budget}")
-    if timeout is not None and timeout <= 0:
-        raise UsageProblem(f"--timeout must be a positive number of seconds, got {timeout}")
-    if order not in ("interleaved", "sequential"):
-        raise UsageProblem(f"--order must be interleaved or sequential, got {order!r}")
-    if max_time is not None and max_time <= 0:
-        raise UsageProblem(f"--max-time must be a positive number of seconds, got {max_time}")
-    if not 0 < ci_target < 1:
-        raise UsageProblem(f"--ci-target must be a fraction between 0 and 1 (0.03 is +-3%), got {ci_target}")
+    o.batch_sizes = benchplan.positive(o.batch_sizes or settings().batch_sizes, "batch size")
+    o.new_tokens = benchplan.check_new_tokens(models, o.new_tokens)
+    axis, sizes = benchplan.check_sizes(models, {"seq_lens": o.seq_lens, "image_sizes": o.image_sizes,
+                                                 "audio_seconds": o.audio_seconds}, o.new_tokens)
+    o.threads = benchplan.check_number(o.threads, "threads", 0) or settings().resolved_threads()
+    benchplan.check_number(o.warmup, "warmup", 0)
+    benchplan.check_number(o.min_runs, "min-runs", 1)
+    benchplan.check_number(o.min_time, "min-time", 0)
+    if o.budget is not None and o.budget <= 0:
+        raise UsageProblem(f"--budget must be a positive number of seconds, got {o.budget}")
+    if o.timeout is not None and o.timeout <= 0:
+        raise UsageProblem(f"--timeout must be a positive number of seconds, got {o.timeout}")
+    if o.order not in ("interleaved", "sequential"):
+        raise UsageProblem(f"--order must be interleaved or sequential, got {o.order!r}")
+    if o.max_time is not None and o.max_time <= 0:
+        raise UsageProblem(f"--max-time must be a positive number of seconds, got {o.max_time}")
+    if not 0 < o.ci_target < 1:
+        raise UsageProblem(f"--ci-target must be a fraction between 0 and 1 (0.03 is +-3%), got {o.ci_target}")
     from hfmagic.cluster import connect as clusters
 
-    address = clusters.resolve(cluster)
-    if on is not None and not address:
+    address = clusters.resolve(o.cluster)
+    if o.on is not None and not address:
         raise UsageProblem("--on places the workers on a Ray cluster's nodes; give --cluster ADDRESS too "
                            "(or %config HFMagic.cluster)")
-    if address and inline:
+    if address and o.inline:
         raise UsageProblem("--inline measures in this process; on a cluster the workers run on its nodes: "
                            "leave out one of --inline and --cluster")
-    if on is not None and on != "each":
-        clusters.parse_on(on)  # a malformed --on is refused before anything runs
-    base_model, base_rest = benchplan.split_baseline(baseline, models)
+    if o.on is not None and o.on != "each":
+        clusters.parse_on(o.on)  # a malformed --on is refused before anything runs
+    base_model, base_rest = benchplan.split_baseline(o.baseline, models)
     plans = []  # (model, target, variant names asked for, kinds)
     for model, one in zip(models, targets):
         if model.framework != "transformers":  # its one variant, whatever --variants names
             plans.append((model, one, None, {v.name: v.kind for v in one}))
             continue
-        names = benchplan.check_variants(one, variants, model)
+        names = benchplan.check_variants(one, o.variants, model)
         if isinstance(one, Variants):
             kinds = {v.name: v.kind for v in one.select(names)}
         else:
             default = model.task_plugin.default_variants(model)
             kinds = {n: "torch" if n == "torch" else "onnx" for n in names or default}
-        benchplan.check_backends(backends, kinds, bool(names), here=not address)
+        benchplan.check_backends(o.backends, kinds, bool(names), here=not address)
         if model is base_model:
-            benchplan.check_baseline(base_rest, kinds, backends)
+            benchplan.check_baseline(base_rest, kinds, o.backends)
         plans.append((model, one, names, kinds))
     guards, memory_notes = {}, []
     for model, _, _, kinds in plans if not address else ():  # a node's memory is not this machine's
-        guards[model.name], notes = check_memory(model, batch_sizes, sizes[model.name], kinds, backends,
-                                                           force)
+        guards[model.name], notes = check_memory(model, o.batch_sizes, sizes[model.name], kinds, o.backends,
+                                                           o.force)
         memory_notes += [f"{model.name}: {n}" if several else n for n in notes]
-    data = benchplan.load_inputs(models[0], inputs, inputs_source)
+    data = benchplan.load_inputs(models[0], o.inputs, o.inputs_source)
     places, conn, dropped = [None], None, []
     if address:  # the cluster is reached, and its nodes probed, before the variants are built
         conn = clusters.connect(address)
-        places = conn.places(on, threads)
-        dropped = conn.left_out_for(on)  # nodes it would have used, whose probe failed: said, not skipped over
+        places = conn.places(o.on, o.threads)
+        dropped = conn.left_out_for(o.on)  # nodes it would have used, whose probe failed: said, not skipped over
     requests = [None if isinstance(one, Variants) else benchplan.export_request(model, names, data)
                 for model, one, names, _ in plans]
     # nothing heavy before this line; now build the variants (through the export cache) and plan
@@ -135,24 +126,22 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
     # progress, is never shown with -q)
     jobs, unavailable, plan_notes, chosen_sets = [], {}, [], []
     for (model, one, names, _), request in zip(plans, requests):
-        shapes = sorted(((b, s) for b in batch_sizes for s in sizes[model.name]), key=lambda bs: (bs[0] * bs[1], bs[0]))
+        shapes = sorted(((b, s) for b in o.batch_sizes for s in sizes[model.name]), key=lambda bs: (bs[0] * bs[1], bs[0]))
         vset = one if request is None else _export(model, names, {**request,
-                                                                  "progress": progress or callback is not None})
+                                                                  "progress": o.progress or o.callback is not None})
         chosen = vset.select(names) if names else vset
         chosen_sets.append(chosen)
-        found, missing, notes = benchplan.plan(chosen, backends, shapes, here=conn is None)
+        found, missing, notes = benchplan.plan(chosen, o.backends, shapes, here=conn is None)
         for job in found:
             job.several = several
         jobs += found
         unavailable.update(missing)
         plan_notes += [n for n in notes if n not in plan_notes]
     jobs, base, base_note = benchplan.order_baseline_first(jobs, base_rest, base_model)
-    params = {"target": str(models[0].path), "variants": [v.name for v in chosen_sets[0]], "backends": backends,
-              "batch_sizes": batch_sizes, "threads": threads, "warmup": warmup,
-              "min_runs": min_runs, "min_time": min_time, "budget": budget, "baseline": baseline,
-              "inputs_source": inputs_source or (data.source if data else None), "inline": inline,
-              "timeout": timeout, "force": force, "order": order, "max_time": max_time, "ci_target": ci_target,
-              "new_tokens": new_tokens, "cluster": address, "on": on}
+    # the options as resolved are what the run store keeps (and rerun takes again)
+    o.variants, o.cluster = [v.name for v in chosen_sets[0]], address
+    o.inputs_source = o.inputs_source or (data.source if data else None)
+    params = {**o.params(), "target": str(models[0].path)}
     if base:  # the baseline as resolved: what the run list and compare read the speed-ups against
         owner = next(m for m in models if m.name == base[0])
         params["baseline_used"] = {"key": "/".join(base if several else base[1:]), "model": owner.name,
@@ -164,14 +153,14 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
         params["variants_by_model"] = {m.name: [v.name for v in c] for m, c in zip(models, chosen_sets)}
     sweeps = []
     for place in places:  # one sweep per node (--on each: per kind of node), one after another
-        sweep = Sweep(models, jobs, base, params, data, callback, progress, timeout or 180 + 10 * min_time,
-                      None if budget is None else started + budget, unavailable, place=place, cluster=conn)
+        sweep = Sweep(models, jobs, base, params, data, o.callback, o.progress, o.timeout or 180 + 10 * o.min_time,
+                      None if o.budget is None else started + o.budget, unavailable, place=place, cluster=conn)
         sweep.notes += plan_notes + ([base_note] if base_note else []) + memory_notes
         sweep.memory = guards
         sweeps.append(sweep)
-    for place in clusters.left_out_places(dropped) if on == "each" else ():  # its kind's rows say why
+    for place in clusters.left_out_places(dropped) if o.on == "each" else ():  # its kind's rows say why
         why = f"skipped: node left out: {place.node.left_out_because}"
-        sweeps.append(Sweep(models, [dataclasses.replace(j, blocked=why) for j in jobs], base, params, data, callback,
+        sweeps.append(Sweep(models, [dataclasses.replace(j, blocked=why) for j in jobs], base, params, data, o.callback,
                             False, 0, None, unavailable, place=place, cluster=conn))
     provenance = _provenance(models, chosen_sets, data)
     if conn is not None:  # each node's environment card, as that node gave it
@@ -188,7 +177,7 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
             result.notes.append(clusters.sweep_note(places, result.rows))
         if dropped:
             result.notes.append(f"cluster: {clusters.left_out_text(dropped)}"
-                                + ("; its rows say so" if on == "each" else ""))
+                                + ("; its rows say so" if o.on == "each" else ""))
         if run is not None:
             result.run_id = run.id
             run.finish("interrupted" if result.interrupted else "ok", {"notes": result.notes})

@@ -31,12 +31,14 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from hfmagic.core.errors import UsageProblem
 from hfmagic.core.hashing import file_sha256
 from hfmagic.core.listargs import METRICS, VARIANTS, list_arguments
+from hfmagic.core.records import takes
 from hfmagic.evaluation.loop import run_all, scored_at
+from hfmagic.evaluation.options import EvaluateOptions
 from hfmagic.evaluation.result import EvaluationResult
 from hfmagic.models.handle import ModelHandle
 from hfmagic.models.variants import TORCH, Variant, Variants, model_of
@@ -54,15 +56,8 @@ class Entry:
 
 
 @list_arguments(metrics=METRICS, variants=VARIANTS)
-def evaluate(target: Any, data: Any = None, split: str | None = None, text_column: str | None = None,
-             label_column: str | None = None, metrics: list[str] | None = None,
-             variants: list[str] | None = None, limit: int | None = None,
-             batch_size: int | list[int] | None = None,
-             reference: str = TORCH, callback: Callable[[dict], None] | None = None,
-             progress: bool = True, label_map: Any = None, chat_template: bool = False,
-             max_tokens: int | None = None, image_column: str | None = None,
-             audio_column: str | None = None, cluster: str | None = None, on: str | None = None,
-             backend: str | None = None) -> EvaluationResult:
+@takes(EvaluateOptions)
+def evaluate(target: Any, options: EvaluateOptions) -> EvaluationResult:
     """Evaluate every variant of ``target`` (a model, a :class:`Variants`, or a list of them) on ``data``.
 
     ``data`` is what the model's task reads (text classification: anything
@@ -70,24 +65,17 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     and tags, or ``wnut16``; question answering: SQuAD JSON or a Dataset, or ``squad-bbc``; image
     classification: anything :func:`hfmagic.tasks.vision.images.load_images` reads, its images in
     ``image_column``; speech recognition: anything :func:`hfmagic.tasks.speech.audio.load_audio` reads, its
-    audio in ``audio_column``); left
-    out, the model's own held-out split (the demo's). ``label_map``: a dict from the data's labels
-    to the model's names or ids, a JSON file holding one, a dict literal, or ``"ids"``
-    (:func:`hfmagic.data.tables.read_label_map`). ``reference``: the variant every other is compared with
-    (``MODEL/VARIANT`` with several models; default the first model's torch).
-    ``batch_size``: the batch size, or sizes, to score at. Left out, a variant whose predictions
-    depend on the batch (dynamic int8) runs at 1, as a single request does, and the others at 32;
-    given, those run at it (each size of a list, the row showing the worst) and the others at the
-    largest. Every batch is padded to its own longest example; each row says its size.
-    Ctrl-C stops early and returns what was finished, saying how much.
-    ``progress``: show a progress bar (never with a ``callback``: a live dashboard shows its own).
-    ``cluster``: a Ray cluster's address (default ``%config HFMagic.cluster``): each variant's
-    batches run there in contiguous shards, one Ray task each, on nodes with the resources ``on``
-    names; the outputs come back in data order and are scored here, as a single-process run scores
-    them (:mod:`hfmagic.cluster.connect`).
-    ``backend``: what the ONNX variants run on, ``onnxruntime`` (default) or ``openvino`` (a QDQ
-    file's int8 arithmetic is the runtime's own: its accuracy is that runtime's); each row says which.
+    audio in ``audio_column``); left out, the model's own held-out split (the demo's). ``label_map``
+    is read by :func:`hfmagic.data.labels.read_label_map`. Every batch is padded to its own longest
+    example; each row says the batch size it was scored at. Ctrl-C stops early and returns what was
+    finished, saying how much. On a Ray cluster (``cluster``) each variant's batches run there in
+    contiguous shards, one Ray task each; the outputs come back in data order and are scored here,
+    as a single-process run scores them (:mod:`hfmagic.cluster.connect`). With ``backend="openvino"``
+    a QDQ file's int8 arithmetic is OpenVINO's own: its accuracy is that runtime's; each row says
+    which. The options (below: :class:`~hfmagic.evaluation.options.EvaluateOptions`) are keyword
+    arguments.
     """
+    o = options  # resolved below, in place: the store keeps them as the evaluation used them
     # -- everything cheap is checked before anything heavy starts ---------------------------
     targets = list(target) if isinstance(target, (list, tuple)) else [target]
     if not targets:
@@ -97,32 +85,32 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     _check_models(entries)
     task = entries[0].model.task_plugin
     evaluator = task.evaluator()
-    sizes = _batch_sizes(batch_size)
-    if limit is not None and limit <= 0:
-        raise UsageProblem(f"--limit must be a positive number of examples, got {limit}")
+    sizes = _batch_sizes(o.batch_size)
+    if o.limit is not None and o.limit <= 0:
+        raise UsageProblem(f"--limit must be a positive number of examples, got {o.limit}")
     from hfmagic.models.variants import SKLEARN, own_variants
 
     for e in entries:
         e.target = own_variants(e.model) or e.target  # a classical baseline has its one variant
-    ref_entry, ref_variant = _reference(entries, reference)
+    ref_entry, ref_variant = _reference(entries, o.reference)
     if ref_entry.model.framework == "sklearn" and ref_variant == TORCH:
         ref_variant = SKLEARN
     for e in entries:
         if e.model.framework == "transformers":
-            _check_variant_names(e.target, variants, ref_variant if e is ref_entry else TORCH, e.model)
+            _check_variant_names(e.target, o.variants, ref_variant if e is ref_entry else TORCH, e.model)
     from hfmagic.cluster import connect as clusters
 
-    address = clusters.resolve(cluster)
-    if on is not None and not address:
+    address = clusters.resolve(o.cluster)
+    if o.on is not None and not address:
         raise UsageProblem("--on places the shards on a Ray cluster's nodes; give --cluster ADDRESS too "
                            "(or %config HFMagic.cluster)")
-    if on == "each":
+    if o.on == "each":
         raise UsageProblem("--on each compares hardware, which %benchmark does; an evaluation's figures do not "
                            "depend on the node: leave --on out, or give resources (GPU:1) its shards need")
-    clusters.parse_on(on)
-    if backend not in (None, "onnxruntime", "openvino"):
-        raise UsageProblem(f"--backend runs the ONNX variants on onnxruntime or openvino, got {backend!r}")
-    if backend == "openvino":
+    clusters.parse_on(o.on)
+    if o.backend not in (None, "onnxruntime", "openvino"):
+        raise UsageProblem(f"--backend runs the ONNX variants on onnxruntime or openvino, got {o.backend!r}")
+    if o.backend == "openvino":
         from hfmagic.backends import get_backend
 
         ok, why = get_backend("openvino").is_available()
@@ -130,18 +118,18 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
             raise UsageProblem(why)
         if address:
             raise UsageProblem("--backend openvino runs here, not on a cluster: leave --cluster out")
-    chosen_metrics = evaluator.metrics(metrics, entries[0].model)
+    chosen_metrics = evaluator.metrics(o.metrics, entries[0].model)
     metric_names = [getattr(m, "name", m) for m in chosen_metrics]
-    if max_tokens is not None and not task.GENERATES:
+    if o.max_tokens is not None and not task.GENERATES:
         raise UsageProblem(f"--max-tokens is the text a decoder's perplexity is measured on; {entries[0].model.name} "
                            f"is {task.NAME}: use --limit")
-    if chat_template and not task.GENERATES:
+    if o.chat_template and not task.GENERATES:
         raise UsageProblem(f"--chat-template formats the prompts of text-generation models; {entries[0].model.name} is "
                            f"{task.NAME}: leave it out")
-    options = {"split": split, "text_column": text_column, "label_column": label_column, "limit": limit,
-               "image_column": image_column, "audio_column": audio_column,
-               "label_map": label_map, "chat_template": chat_template, "max_tokens": max_tokens}
-    given = data
+    reading = {"split": o.split, "text_column": o.text_column, "label_column": o.label_column, "limit": o.limit,
+               "image_column": o.image_column, "audio_column": o.audio_column,
+               "label_map": o.label_map, "chat_template": o.chat_template, "max_tokens": o.max_tokens}
+    data = given = o.data
     if data is None and getattr(evaluator, "DEFAULT_DATA", None):  # text for perplexity: the BBC articles
         data = evaluator.DEFAULT_DATA
     if data is None:
@@ -152,21 +140,21 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
 
         data = first.source if first.source in BUILT_IN_MODELS else first.dataset
     for e in entries:
-        e.data = evaluator.read(e.model, data, options)
+        e.data = evaluator.read(e.model, data, reading)
     base = ref_entry.data
     remote = None
     if address:  # reached before any variant is built
         from hfmagic.core.config import settings
 
-        remote = (clusters.connect(address), on, settings().resolved_threads())
+        remote = (clusters.connect(address), o.on, settings().resolved_threads())
 
     # -- the variants, the inputs, then one run per variant ---------------------------------
     for e in entries:
         own_ref = ref_variant if e is ref_entry else TORCH
-        e.vset = e.target if isinstance(e.target, Variants) else _build_variants(e.model, variants, own_ref, progress)
+        e.vset = e.target if isinstance(e.target, Variants) else _build_variants(e.model, o.variants, own_ref, o.progress)
     ordered = [ref_entry] + [e for e in entries if e is not ref_entry]
     plan = [(e, e.vset[n]) for e in ordered
-            for n in _variant_names(e.vset, variants if e.model.framework == "transformers" else None,
+            for n in _variant_names(e.vset, o.variants if e.model.framework == "transformers" else None,
                                     ref_variant if e is ref_entry else None)]
     for e in entries:  # encoded once per batch size its variants are scored at
         wanted = {s for entry, v in plan if entry is e
@@ -197,25 +185,18 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
     store = default_store()
     # the source as given (a file, a hub id; rerun reads it again), else what it was ("<DataFrame ...>")
     source = str(given) if isinstance(given, (str, os.PathLike)) else base.source
-    params = {"target": entries[0].model.source, "data": source, "split": split,
-              **{k: base.params.get(k, v) for k, v in (("text_column", text_column), ("label_column", label_column),
-                                                      ("label_map", label_map), ("image_column", image_column),
-                                                      ("audio_column", audio_column))},
-              "metrics": metrics, "metric_names": metric_names,
-              "variants": [v.name for e, v in plan if e is entries[0]], "limit": limit, "batch_size": sizes,
-              "reference": reference, "cluster": address, "on": on,
+    # the options as resolved are what the run store keeps (and rerun takes again): the data's source, the
+    # columns and label map it was read with, the variants scored
+    o.data, o.variants, o.batch_size, o.cluster = source, [v.name for e, v in plan if e is entries[0]], sizes, address
+    for name in ("text_column", "label_column", "label_map", "image_column", "audio_column"):
+        setattr(o, name, base.params.get(name, getattr(o, name)))
+    params = {**o.params(), "target": entries[0].model.source, "metric_names": metric_names,
               # the reference as resolved (a classical baseline's sklearn, MODEL/VARIANT with several
               # models): what the run list and compare read the relative figures against
               "reference_used": {"key": result.reference, "model": ref_entry.model.name,
                                  "weights_sha256": ref_entry.model.weights_sha256, "variant": ref_variant,
-                                 "backend": None if ref_variant in (TORCH, SKLEARN) else backend,
+                                 "backend": None if ref_variant in (TORCH, SKLEARN) else o.backend,
                                  "lower_is_better": result.lower_is_better}}
-    if backend:
-        params["backend"] = backend
-    if chat_template:
-        params["chat_template"] = True
-    if max_tokens is not None:
-        params["max_tokens"] = max_tokens
     if several:
         params["targets"] = [e.model.source for e in entries]
     provenance = {"model": _model_provenance(entries[0].model), "files": _files(plan, several),
@@ -224,8 +205,8 @@ def evaluate(target: Any, data: Any = None, split: str | None = None, text_colum
         provenance["models"] = [_model_provenance(e.model) for e in entries]
     with store.recording("evaluate", params, provenance) if store else contextlib.nullcontext() as run:
         result.run_id = run.id if run else None
-        interrupted = run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, progress, remote,
-                               backend, sizes)
+        interrupted = run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, o.callback, o.progress, remote,
+                               o.backend, sizes)
         if run:
             run.finish("interrupted" if interrupted else "ok", {"notes": result.notes, "flips": result.flip_rows})
     return result

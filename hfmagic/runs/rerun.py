@@ -11,9 +11,9 @@ from hfmagic.core.errors import UsageProblem
 from hfmagic.runs.history import open_store
 from hfmagic.store.db import RunStore
 
-# recorded for reading a run back, not arguments of its core function
-RECORDED_ONLY = {"target", "metric_names", "targets", "variants_by_model",  # targets: the models, from provenance
-                 "baseline_used", "reference_used"}  # what the figures were against, as resolved
+# what an export recorded for reading it back, not arguments of export_onnx (benchmark's and
+# evaluate's options say theirs: Options.RECORDED)
+RECORDED_ONLY = {"target"}
 
 
 def _core(kind: str) -> Callable:
@@ -50,7 +50,7 @@ def rerun(run_id: str, store: RunStore | None = None, callback: Callable | None 
         model, notes = [h for h, _ in loaded], [n for _, ns in loaded for n in ns]
     else:
         model, notes = _model(run)
-    kwargs = {k: v for k, v in (run["params"] or {}).items() if k not in RECORDED_ONLY}
+    kwargs, dropped = _arguments(core, run["params"] or {})
     dataset = provenance.get("dataset") or {}
     data_key = {"evaluate": "data", "benchmark": "inputs_source", "export": "calibration"}[run["kind"]]
     if dataset and _is_own_dataset(run, model, dataset, kwargs):
@@ -62,12 +62,7 @@ def rerun(run_id: str, store: RunStore | None = None, callback: Callable | None 
     elif isinstance(kwargs.get(data_key), str):
         kwargs[data_key] = _path_from(kwargs[data_key], run)
     accepted = inspect.signature(core).parameters
-    dropped = sorted(k for k in kwargs if k not in accepted)
-    kwargs = {k: v for k, v in kwargs.items() if k in accepted}
-    if "callback" in accepted:
-        kwargs["callback"] = callback
-    if "progress" in accepted:
-        kwargs["progress"] = progress
+    kwargs.update({k: v for k, v in (("callback", callback), ("progress", progress)) if k in accepted})
     result = core(model, **kwargs)
     notes.insert(0, f"rerun of {run['id']} with its recorded parameters; %hfmagic compare {run['id']} "
                     f"{getattr(result, 'run_id', None) or '(not recorded)'} shows what changed")
@@ -82,6 +77,20 @@ def rerun(run_id: str, store: RunStore | None = None, callback: Callable | None 
                          "are of different graphs")
     result.notes[:0] = notes
     return result
+
+
+def _arguments(core: Callable, params: dict) -> tuple[dict, list[str]]:
+    """The keyword arguments to call ``core`` with again, from the parameters a run recorded (by
+    this hfmagic or an older one), and the recorded names it no longer takes. A core whose options
+    are a dataclass (benchmark, evaluate) rebuilds it; another (export_onnx) is given the recorded
+    names its signature has."""
+    options = getattr(core, "OPTIONS", None)
+    if options is not None:
+        rebuilt, dropped = options.from_params(params)
+        return rebuilt.kwargs(), dropped
+    accepted = inspect.signature(core).parameters
+    kept = {k: v for k, v in params.items() if k not in RECORDED_ONLY}
+    return {k: v for k, v in kept.items() if k in accepted}, sorted(k for k in kept if k not in accepted)
 
 
 def _model(run: dict, m: dict | None = None):
