@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hfmagic.core.errors import UsageProblem
+from hfmagic.core.records import BenchmarkRow, EvalRow, field_of
 from hfmagic.core.results import Column, Table, render_text
 from hfmagic.core.shapes import shape_text
 from hfmagic.runs.history import KEYS, SHORT_HASH, metric_names, open_store, reference_of
@@ -21,12 +22,11 @@ FIGURES = {
     "export": ["size_mb", "nodes", "max_abs_diff", "cosine", "build_s"],
     "optimize": ["objective", "pct"],
 }
-# figures read against a row of the run's own (speed-ups against its baseline; % of, agreement with,
-# flips from and logit difference to its reference): a change between two runs only where both used
-# the same one
-RELATIVE = {"benchmark": {"speedup"}, "evaluate": {"pct_of_reference", "agreement", "flip_rate", "max_logit_diff"}}
-TIMINGS = {"benchmark": {"p50_ms", "p95_ms", "mean_ms", "samples_per_s", "e2e_p50_ms", "speedup"},
-           "evaluate": {"samples_per_s"}, "optimize": {"objective"}}
+# the records of a kind of run: which of its figures are timings and which are read against a row
+# of the run's own (a speed-up against its baseline; % of, agreement with, flips from and logit
+# difference to its reference): a change between two runs of those only where both used the same one
+RECORDS = {"benchmark": BenchmarkRow, "evaluate": EvalRow}
+TIMED = {"optimize": {"objective"}}  # a search's objective is a timing; its trace is no record
 MACHINE_ENV = {"host", "cpu", "cpu_flags", "physical_cores", "logical_cpus", "memory_gb", "gpus", "machine"}
 UNTIMED_ENV = {"cwd", "git"}  # the user's folder and its commit: not what the timings depend on
 SHORT_ROW_SHA = 12  # a row's model_sha: the start of its weights' sha256
@@ -143,7 +143,7 @@ def _side_by_side(ra: dict, rb: dict) -> tuple[Table, list[str]]:
             numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (va, vb))
             change = (vb - va) / abs(va) * 100 if numeric and va else None
             note = ""
-            if fig in RELATIVE.get(kind, ()) and unpaired:
+            if _is(kind, fig, "relative") and unpaired:
                 change, note = None, unpaired
             elif _overlap(ea, eb, fig):
                 note = "the intervals overlap: the change may be noise"
@@ -158,7 +158,7 @@ def _side_by_side(ra: dict, rb: dict) -> tuple[Table, list[str]]:
     if kind == "benchmark" and "speedup" in shown and not unpaired:
         notes.append("A and B were measured apart, not in one interleaved sweep: a speed-up's change is between two "
                      "speed-ups, each with its own 95% interval (beside it), not a paired figure")
-    if shown & TIMINGS.get(kind, set()):
+    if any(_is(kind, fig, "timed") for fig in shown):
         notes += _environment_notes(ra, rb)
     if "e2e_p50_ms" in shown:
         notes.append(task.e2e_note())
@@ -171,7 +171,7 @@ def _side_by_side(ra: dict, rb: dict) -> tuple[Table, list[str]]:
 def _unpaired(ra: dict, rb: dict) -> str | None:
     """Why two runs' figures relative to their own reference row (speed-ups against a baseline, %
     of a reference) cannot be set against each other, or None when both used the same one."""
-    if ra["kind"] not in RELATIVE:
+    if ra["kind"] not in RECORDS:
         return None
     what = "baselines" if ra["kind"] == "benchmark" else "references"
     fa, fb = reference_of(ra), reference_of(rb)
@@ -186,13 +186,17 @@ def _unpaired(ra: dict, rb: dict) -> str | None:
     return f"different {what}: {fa['key']} vs {fb['key']}"
 
 
-def _with_interval(row: dict, fig: str) -> str:
-    """A figure as its result shows it: with its 95% interval where it has one (a speed-up also
-    with its caveat)."""
-    if fig == "speedup" and row.get(fig) is not None:
-        from hfmagic.core.stats import speedup_text
+def _is(kind: str, fig: str, what: str) -> bool:
+    """Whether a kind of run's figure is ``timed`` or ``relative``, as its record's field says."""
+    record = RECORDS.get(kind)
+    return fig in TIMED.get(kind, ()) or record is not None and getattr(field_of(fig, record), what)
 
-        return speedup_text(row)
+
+def _with_interval(row: dict, fig: str) -> str:
+    """A figure as its result shows it: with its 95% interval where it has one (a speed-up as its
+    field writes it, with its caveat)."""
+    if fig == "speedup" and row.get(fig) is not None:
+        return field_of("speedup").write(row)
     low, high = row.get(f"{fig}_low"), row.get(f"{fig}_high")
     if row.get(fig) is None or low is None or high is None:
         return _number(row.get(fig))

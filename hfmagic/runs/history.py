@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from hfmagic.core.errors import UsageProblem
+from hfmagic.core.records import field_of, metric_fields
 from hfmagic.core.results import Column, Table
 from hfmagic.core.shapes import shape_text
 from hfmagic.store.db import Message, RunStore, hint, recording_off
@@ -101,37 +102,41 @@ def headline(kind: str, rows: list[dict], params: dict, summary: dict | None = N
     name = row_namer(rows)
     run = {"kind": kind, "rows": rows, "params": params, "provenance": provenance or {}}
     if kind == "benchmark":
-        from hfmagic.core.stats import speedup_text
-
         shape = lambda r: f"{name(r)}/{r['backend']} {shape_text(r, compact=True)}"  # noqa: E731
         sped = [r for r in ok if r.get("speedup") is not None]
         if sped:
             best = max(sped, key=lambda r: r["speedup"])
             base = reference_of(run)
             against = f" vs {base['key']}" if base else ""
-            return f"best {shape(best)}: {speedup_text(best)}{against}, p50 {best['p50_ms']:.2f} ms{failed}"
+            return f"best {shape(best)}: {field_of('speedup').write(best)}{against}, p50 {_p50(best)}{failed}"
         best = min(ok, key=lambda r: r.get("p50_ms") or float("inf"))
-        return f"fastest {shape(best)}: p50 {best['p50_ms']:.2f} ms{failed}"
+        return f"fastest {shape(best)}: p50 {_p50(best)}{failed}"
     if kind == "evaluate":
         metric = metric_names(params, rows)[0]
         found = reference_of(run)
         key = found["key"] if found else "?"
         ref = next((r for r in rows if key in (name(r), f"{r.get('model')}/{r['variant']}")), None)
-        value = None if ref is None else ref.get(metric)
-        text = f"{metric} {'-' if value is None else format(value, '.4f')} ({key})"
+        value = None if ref is None else metric_fields(metric)[0].write(ref)
+        text = f"{metric} {value or '-'} ({key})"
         judged = [r for r in ok if r.get("gate") in ("pass", "fail") and r.get("pct_of_reference") is not None]
         if judged:  # the gate's own verdicts; the worst is the lowest % (the highest where lower is better)
             lower = bool(found and found.get("lower_is_better"))
             worst = (max if lower else min)(judged, key=lambda r: r["pct_of_reference"])
             passed = sum(r["gate"] == "pass" for r in judged)
-            text += (f"; {'highest' if lower else 'lowest'} {name(worst)} {worst['pct_of_reference']:.1f}%; "
+            text += (f"; {'highest' if lower else 'lowest'} {name(worst)} {field_of('pct_of_reference').write(worst)}; "
                      f"gate {passed}/{len(judged)} pass")
         return text + failed
     if kind == "export":
         sized = [r for r in ok if r.get("size_mb") is not None and r.get("variant") != "torch"]
         small = min(sized, key=lambda r: r["size_mb"]) if sized else None
-        return f"{len(ok)} variant{'s' if len(ok) != 1 else ''}" + (f"; smallest {small['variant']} {small['size_mb']:.1f} MB" if small else "") + failed
+        return f"{len(ok)} variant{'s' if len(ok) != 1 else ''}" + (f"; smallest {small['variant']} {field_of('size_mb').write(small)} MB" if small else "") + failed
     return f"{len(ok)} rows{failed}"
+
+
+def _p50(row: dict) -> str:
+    """A row's p50 as the tables write it, with its unit."""
+    p50 = field_of("p50_ms")
+    return f"{p50.write(row)} {p50.unit}"
 
 
 def optimize_headline(rows: list[dict], params: dict, summary: dict) -> str:
