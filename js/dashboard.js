@@ -1,15 +1,14 @@
 // hfmagic's dashboard: the front end of hfmagic.ui.widget.Dashboard (an anywidget ES module).
 // Plain DOM and SVG, no dependencies, so it works offline and inside to_html()'s standalone page.
-// Every figure and every cell's text comes from Python (rows[].cells, speedups[baseline][id]): this
-// file shows them, sorts and filters rows, and plots raw values. The one rule it applies itself is
-// the Pareto front of the rows in view; paretoFront is exported so a test checks it against its
-// Python twin (hfmagic/ui/widget.py: pareto_front).
+// Every figure and every cell's text comes from Python (rows[].cells, speedups[baseline][id]), and so
+// does what each figure is called, in what unit and what it means (columns, fields: the records'
+// fields, hfmagic/core/records.py): this file shows them, sorts and filters rows, and plots raw
+// values. The one rule it applies itself is the Pareto front of the rows in view; paretoFront is
+// exported so a test checks it against its Python twin (hfmagic/ui/rows.py: pareto_front).
 
 const SVG = "http://www.w3.org/2000/svg";
 
 const isOk = (r) => r.status === "ok" && r.p50_ms != null;
-// a generation's rows: p50_ms is TPOT (time per output token); the chart can put TTFT on x instead
-const X_AXES = [["p50_ms", "TPOT p50"], ["ttft_p50_ms", "TTFT p50"]];
 /** "model/variant/backend" ("variant/backend" for a row that names no model): what a baseline names. */
 export const pair = (r) => `${r.model ? `${r.model}/` : ""}${r.variant}/${r.backend}`;
 // a shape's second axis is the task's: tokens per sequence (seq_len), pixels per side (image_size)
@@ -125,7 +124,13 @@ function render({ model, el }) {
   const tooltip = h("div", { class: "hfm-tooltip", "data-testid": "tooltip", hidden: true });
   el.append(root);
 
-  const get = (k) => model.get(k) || (["progress", "speedups", "speedup_notes"].includes(k) ? {} : []);
+  const get = (k) => model.get(k) || (["progress", "speedups", "speedup_notes", "fields"].includes(k) ? {} : []);
+  // what a figure is called (and, on hover, what it is and its unit), as Python's records say
+  const titleOf = (k) => (get("fields")[k] || {}).title || k;
+  const docOf = (k) => {
+    const f = get("fields")[k] || {};
+    return f.doc ? `${f.doc}${f.unit ? ` (${f.unit})` : ""}` : null;
+  };
   const setSelected = (ids) => {
     model.set("selected", ids);
     model.save_changes();
@@ -158,7 +163,7 @@ function render({ model, el }) {
         view.level, (v) => { view.level = v; draw(); }),
       select("filter-shape", "shape", all("all").concat(shapes(rows).map((v) => [v, v.replace("x", " × ")])),
         view.shape, (v) => { view.shape = v; draw(); }),
-      rows.some((r) => r.ttft_p50_ms != null) ? select("x-axis", "chart x", X_AXES.map(([k, t]) => [k, t]),
+      get("chart_x").length > 1 ? select("x-axis", "chart x", get("chart_x").map((k) => [k, titleOf(k)]),
         view.x || "p50_ms", (v) => { view.x = v; draw(); }) : null,
       pairs.length ? select("baseline", "speed-up vs", pairs.map((v) => [v, v]), baseline, (v) => {
         model.set("baseline", v);
@@ -198,7 +203,7 @@ function render({ model, el }) {
     const numeric = (c) => c.align === "right";
     const head = h("tr", {}, h("th", {}, ""), used.map((c) => h("th", {
       "data-testid": `sort-${c.key}`, class: `hfm-sortable${numeric(c) ? " hfm-num" : ""}`,
-      title: `sort by ${c.title}`,
+      title: c.doc ? `${c.doc}${c.unit ? ` (${c.unit})` : ""}; click to sort` : `sort by ${c.title}`,
       onclick: () => {
         view.sortDir = view.sortKey === c.key ? -view.sortDir : 1;
         view.sortKey = c.key;
@@ -243,21 +248,20 @@ function render({ model, el }) {
     tooltip.hidden = false;
   }
 
+  // each figure as "title cell", as the table titles and writes it
   function tipLines(r, ratio) {
-    const metricName = (get("columns").find((c) => c.key === "metric") || {}).title || "metric";
     const c = r.cells || {};
+    const line = (...keys) => keys.filter((k) => c[k]).map((k) => `${titleOf(k)} ${c[k]}`).join(" · ") || null;
     const speed = ratio[r.id];
+    const latency = get("chart_x").length > 1 ? get("chart_x") : ["p50_ms", "p95_ms"];
     return [
       r.model ? `model ${r.model}` : null,
       `${r.variant} on ${r.backend} · ${r.shape}`,
       where(r) ? `on ${r.node}: ${r.hardware || "?"}` : null,
-      r.ttft_p50_ms != null ? `TPOT p50 ${c.p50_ms} ms · TTFT p50 ${c.ttft_p50_ms} ms`
-        : `p50 ${c.p50_ms} ms · p95 ${c.p95_ms} ms`,
-      c.samples_per_s ? `${c.samples_per_s} samples/s` : null,
-      c.metric ? `${metricName} ${c.metric} ${c.metric_ci || ""}` : null,
-      c.size_mb ? `${c.size_mb} MB on disk` : null,
-      c.pct_of_reference ? `${c.pct_of_reference} of reference · gate ${c.gate}` : null,
-      speed?.text ? `speed-up ${speed.text} vs ${model.get("baseline")}` : null,
+      line(...latency), line("samples_per_s"),
+      c.metric ? `${titleOf("metric")} ${c.metric} ${c.metric_ci || ""}` : null,
+      line("size_mb"), line("pct_of_reference", "gate"),
+      speed?.text ? `${titleOf("speedup")} ${speed.text} vs ${model.get("baseline")}` : null,
     ].filter(Boolean);
   }
 
@@ -266,15 +270,14 @@ function render({ model, el }) {
     const shape = view.shape || all[0];
     const points = rows.filter((r) => isOk(r) && r.metric != null && shapeKey(r) === shape);
     const wrap = h("div", { class: "hfm-chart", "data-testid": "scatter" });
-    const metricName = (get("columns").find((c) => c.key === "metric") || {}).title || "metric";
+    const metricName = titleOf("metric");
     if (!points.length) {
       wrap.append(h("div", { class: "hfm-empty" }, rows.some((r) => r.metric != null)
         ? "no latency to plot yet: benchmark these variants and pass both results to Dashboard"
         : "no accuracy to plot: evaluate the variants and pass both results to Dashboard"));
       return wrap;
     }
-    const generation = points.some((p) => p.ttft_p50_ms != null);
-    const xk = generation ? view.x || "p50_ms" : "p50_ms";
+    const xk = get("chart_x").includes(view.x) ? view.x : "p50_ms";
     const xv = (p) => p[xk];
     const front = new Set(paretoFront(points, model.get("metric_lower") === true, xk));  // get() gives [] for false
     const W = 440, H = 270, m = { l: 58, r: 16, t: 14, b: 40 };
@@ -290,7 +293,7 @@ function render({ model, el }) {
       const pt = `${x(xv(p)).toFixed(1)},${y(p.metric).toFixed(1)}`;
       return i === 0 ? `M${pt}` : `H${x(xv(p)).toFixed(1)}V${y(p.metric).toFixed(1)}`;
     }).join("");
-    const xTitle = generation ? `${xk === "p50_ms" ? "TPOT" : "TTFT"} p50, ms` : "p50 latency, ms";
+    const sizeKey = ["seq_len", "image_size", "audio_seconds"].find((k) => points[0][k] != null) || "seq_len";
     const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "hfm-svg" },
       ticks(x0, x1).map((v) => s("g", { class: "hfm-tick" },
         s("line", { x1: x(v), x2: x(v), y1: m.t, y2: H - m.b }),
@@ -299,7 +302,7 @@ function render({ model, el }) {
         s("line", { x1: m.l, x2: W - m.r, y1: y(v), y2: y(v) }),
         s("text", { x: m.l - 6, y: y(v) + 4, "text-anchor": "end" }, String(v)))),
       s("text", { class: "hfm-axis", x: (m.l + W - m.r) / 2, y: H - 6, "text-anchor": "middle" },
-        `${xTitle} (batch × ${generation ? "prompt" : "seq"} ${shape.replace("x", " × ")})`),
+        `${titleOf(xk)} (${titleOf("batch_size")} × ${titleOf(sizeKey)} ${shape.replace("x", " × ")})`),
       s("text", { class: "hfm-axis", x: 12, y: (m.t + H - m.b) / 2, "text-anchor": "middle",
         transform: `rotate(-90 12 ${(m.t + H - m.b) / 2})` }, metricName),
       s("path", { d: path, class: "hfm-front", "data-testid": "pareto-line" }),
@@ -320,7 +323,7 @@ function render({ model, el }) {
         setSelected(ids.includes(p.id) ? ids.filter((i) => i !== p.id) : [...ids, p.id]);
       });
     }
-    wrap.append(h("div", { class: "hfm-chart-title" }, `${generation ? xTitle.split(" p50")[0] : "latency"} against ${metricName}`,
+    wrap.append(h("div", { class: "hfm-chart-title" }, `${titleOf(xk)} against ${metricName}`,
       h("span", { class: "hfm-legend" }, " · marker area ∝ size on disk · ",
         h("span", { class: "hfm-swatch hfm-pareto" }), " Pareto front (all models)")),
     svg);
@@ -417,7 +420,7 @@ function render({ model, el }) {
     tooltip.hidden = true;
   }
 
-  const events = ["rows", "columns", "selected", "baseline", "baselines", "speedups", "speedup_notes", "progress",
+  const events = ["rows", "columns", "fields", "chart_x", "selected", "baseline", "baselines", "speedups", "speedup_notes", "progress",
     "title", "notes", "warnings"].map((k) => `change:${k}`);
   for (const e of events) model.on(e, draw);
   draw();

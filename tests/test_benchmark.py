@@ -135,7 +135,8 @@ def test_a_child_left_holding_the_pipe_neither_hangs_the_sweep_nor_outlives_it(t
 def test_budget_bounds_the_sweeps_wall_time_with_workers(tiny_variants, monkeypatch):
     """A shape still measuring when the budget ends (here: one that hangs) is cut, not waited for
     until --timeout; worker start-up counts against the budget."""
-    from hfmagic.benchmarking.api import BUDGET_GRACE_S, benchmark
+    from hfmagic.benchmarking.api import benchmark
+    from hfmagic.benchmarking.rounds import BUDGET_GRACE_S
 
     monkeypatch.setenv("HFMAGIC_WORKER_FAULT", "hang:fp32:2x16")
     started = time.monotonic()

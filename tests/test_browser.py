@@ -59,7 +59,7 @@ front = pareto_front([r for r in dash.rows if r["status"] == "ok" and (r["batch_
 dash.to_html({export!r}, title="tiny report", extra_html=["<section id='extra'>env card</section>"])
 # what the text tables say: the benchmark's speed-up against its own baseline, the evaluation's verdicts
 bench_table, ev_table = bench.table(), ev.table()
-said = {{row_id({{**r, "model": "tiny"}}): cells[[c.key for c in bench_table.columns].index("speedup_text")]
+said = {{row_id({{**r, "model": "tiny"}}): cells[[c.key for c in bench_table.columns].index("speedup")]
         for r, cells in zip(bench.rows, bench_table.cells())}}
 verdicts = {{r["variant"]: cells[[c.key for c in ev_table.columns].index("gate")]
             for r, cells in zip(ev_table.rows, ev_table.cells())}}
@@ -284,7 +284,7 @@ def test_dashboard_in_jupyterlab(lab, page):
 
 NOTEBOOK7 = """\
 import hfmagic
-from hfmagic.benchmarking.api import ROW_KEYS
+from hfmagic.benchmarking.result import ROW_KEYS
 def bench(variant, backend, p50):
     return {**dict.fromkeys(ROW_KEYS), "variant": variant, "backend": backend, "batch_size": 1,
             "seq_len": 16, "status": "ok", "p50_ms": p50, "samples_per_s": 1000 / p50}
@@ -354,9 +354,9 @@ def llm_dashboard(dash):
 
     expect(dash.get_by_test_id("point")).to_have_count(3)
     assert front() == ["fp32/onnxruntime/1x16", "int4/onnxruntime/1x16"]
-    expect(dash.get_by_test_id("scatter")).to_contain_text("TPOT p50, ms")
+    expect(dash.get_by_test_id("scatter")).to_contain_text("TPOT p50 ms (batch × prompt 1 × 16)")  # the records' titles
     dash.get_by_test_id("x-axis").select_option("ttft_p50_ms")
-    expect(dash.get_by_test_id("scatter")).to_contain_text("TTFT p50, ms")
+    expect(dash.get_by_test_id("scatter")).to_contain_text("TTFT p50 ms (batch × prompt 1 × 16)")
     assert front() == ["fp32/onnxruntime/1x16"]
 
 

@@ -268,7 +268,7 @@ def test_a_model_target_builds_only_the_variants_asked_for(clf, tmp_path, monkey
 
 
 def test_the_gate_is_99_percent_of_the_reference(clf):
-    from hfmagic.evaluation.api import gate
+    from hfmagic.evaluation.loop import gate
     from hfmagic.data.metrics import resolve
     from hfmagic.tasks import get_task
     from hfmagic.tasks.base import EvalData

@@ -84,15 +84,15 @@ def test_pairing_cancels_a_load_that_hits_both_sides():
 def test_an_idle_worker_takes_no_cpu_while_another_measures(variants, variant, backend):
     import psutil
 
-    from hfmagic.benchmarking.api import Sweep
+    from hfmagic.benchmarking.sweep import Sweep
     from hfmagic.benchmarking.plan import Job
     from hfmagic.measure.worker import WorkerProcess
 
     sweep = Sweep([variants.model], [], None, {"threads": 2, "warmup": 1, "min_runs": 3, "min_time": 0.05},
                   None, None, False, 60, None, {})
     idle_job, busy_job = Job(variants[variant], backend, [(4, 64)]), Job(variants["fp32"], "onnxruntime", [(4, 64)])
-    idle = WorkerProcess({**sweep._job_spec(idle_job, idle_job.shapes), "serve": True})
-    busy = WorkerProcess({**sweep._job_spec(busy_job, busy_job.shapes), "serve": True})
+    idle = WorkerProcess({**sweep.job_spec(idle_job, idle_job.shapes), "serve": True})
+    busy = WorkerProcess({**sweep.job_spec(busy_job, busy_job.shapes), "serve": True})
     try:
         for w in (idle, busy):
             assert w.next(300)["type"] == "ready"
@@ -112,7 +112,8 @@ def test_an_idle_worker_takes_no_cpu_while_another_measures(variants, variant, b
 
 
 def test_the_rounds_stop_at_the_target_or_at_max_time(variants):
-    from hfmagic.benchmarking.api import Rounds, benchmark
+    from hfmagic.benchmarking.api import benchmark
+    from hfmagic.benchmarking.rounds import Rounds
 
     events = []
     loose = benchmark(variants, variants=["torch", "fp32"], batch_sizes=[1], seq_lens=[8], ci_target=0.9,
@@ -217,7 +218,8 @@ def test_a_crash_costs_its_shape_and_a_fresh_worker_takes_the_rest(variants, mon
 
 
 def test_a_budget_ends_the_rounds_and_cuts_a_hung_slice(variants, monkeypatch):
-    from hfmagic.benchmarking.api import BUDGET_GRACE_S, benchmark
+    from hfmagic.benchmarking.api import benchmark
+    from hfmagic.benchmarking.rounds import BUDGET_GRACE_S
 
     monkeypatch.setenv("HFMAGIC_WORKER_FAULT", "hang:fp32:2x8")
     started = time.monotonic()

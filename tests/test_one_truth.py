@@ -35,7 +35,7 @@ def test_the_dashboard_shows_the_speedups_the_table_shows(shell, tiny_bert, kern
     bench = shell.user_ns["one_round"]
     dash = kernel_display[-1]
     assert isinstance(dash, Dashboard) and dash.baseline == dash.sweep_baseline == "truth/torch/torch"
-    said = column(bench.table(), "speedup_text")
+    said = column(bench.table(), "speedup")
     shown = dashboard_column(dash, "speedup")
     assert shown == said and len(shown) == 4
     assert any("not trustworthy: 1 rounds" in text for text in shown.values())

@@ -46,7 +46,7 @@ def test_a_multi_model_evaluation_is_headlined_against_the_reference_it_used(she
     low = min(judged, key=lambda r: r["pct_of_reference"])
     passed = sum(r["gate"] == "pass" for r in judged)
     assert headline(shell, ev.run_id) == (f"accuracy {ref['accuracy']:.4f} (tf_df/sklearn); "
-                                          f"lowest sent/{low['variant']} {low['pct_of_reference']:.1f}%; "
+                                          f"lowest sent/{low['variant']} {low['pct_of_reference']:.2f}%; "
                                           f"gate {passed}/2 pass")
     # the report's summary and dashboard mark the same reference and show the same verdicts
     gates = {(r["model"], r["variant"]): r.get("gate") or "reference" for r in ev.rows}

@@ -21,7 +21,7 @@ def parked(pid: int) -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads Linux's /proc")
 def test_an_interleaved_onnxruntime_worker_spins_within_its_runs(tiny_bert):
-    from hfmagic.benchmarking.api import Sweep
+    from hfmagic.benchmarking.sweep import Sweep
     from hfmagic.benchmarking.plan import Job
     from hfmagic.export.api import export_onnx
     from hfmagic.models.handle import load_model
@@ -31,7 +31,7 @@ def test_an_interleaved_onnxruntime_worker_spins_within_its_runs(tiny_bert):
     sweep = Sweep([variants.model], [], None, {"threads": 2, "warmup": 5, "min_runs": 3, "min_time": 0.05},
                   None, None, False, 60, None, {})
     job = Job(variants["fp32"], "onnxruntime", [(8, 128)])
-    worker = WorkerProcess({**sweep._job_spec(job, job.shapes), "serve": True})  # as the rounds start one
+    worker = WorkerProcess({**sweep.job_spec(job, job.shapes), "serve": True})  # as the rounds start one
     try:
         assert worker.next(300)["type"] == "ready"
         counts = []

@@ -648,7 +648,7 @@ def test_runs_of_several_models_are_listed_compared_and_rerun_whole(shell, two_c
         assert {r["id"] for r in shell.run_line_magic("hfmagic", "runs --model m2").rows} == {a.run_id, b.run_id}
         cmp = shell.run_line_magic("hfmagic", f"compare {a.run_id} {b.run_id}")
         figs = {(f["config"], f["figure"]): f for f in cmp.figures.rows}
-        from hfmagic.runs.history import _number
+        from hfmagic.runs.compare import _number
 
         for model in ("m1", "m2"):  # each model's figures beside the same model's
             key = (f"{model}/torch/torch b1 s8", "p50_ms")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hfmagic.benchmarking.api import ROW_KEYS
+from hfmagic.benchmarking.result import ROW_KEYS
 from hfmagic.ui.rows import join, pareto_front
 from hfmagic.ui.widget import Dashboard
 
@@ -175,7 +175,7 @@ def test_selection_from_the_browser_arrives_as_state():
 def test_live_rows_and_progress_then_the_final_result(monkeypatch):
     """A kernel-like shell gets one dashboard on the first event, filled as rows come; show() puts the
     final result (skipped rows included) into that same dashboard instead of showing another."""
-    from hfmagic.benchmarking.api import BenchmarkResult
+    from hfmagic.benchmarking.result import BenchmarkResult
     from hfmagic.surface.magics import ShellContext
 
     shown, updated = [], []
@@ -201,7 +201,7 @@ def test_live_rows_and_progress_then_the_final_result(monkeypatch):
 
 
 def test_without_a_kernel_or_with_no_widget_the_table_is_shown(shell, capsys):
-    from hfmagic.benchmarking.api import BenchmarkResult
+    from hfmagic.benchmarking.result import BenchmarkResult
     from hfmagic.surface.display import widgets_available
     from hfmagic.surface.magics import ShellContext
 

@@ -18,21 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfmagic.core.errors import UsageProblem
-from hfmagic.core.results import Column, Table, batch_label, gate_title, interval_text, percent_text
+from hfmagic.core.records import columns, field_of
+from hfmagic.core.results import Column, Table, batch_label
 from hfmagic.core.shapes import shape_of, shape_text
-from hfmagic.runs.history import flatten, metric_names, reference_of
-from hfmagic.core.stats import speedup_text
+from hfmagic.runs.compare import flatten
+from hfmagic.runs.history import metric_names, reference_of
 from hfmagic.store.db import RunStore
 from hfmagic.ui.rows import model_of, own_baseline, where
 
-SUMMARY_COLUMNS = [
-    Column("model"), Column("variant"), Column("size_mb", "size MB", ".1f", "right"), Column("shape"),
-    Column("p50_ms", "p50 ms", ".2f", "right"), Column("speedup", "speed-up [95% CI]", None, "right"),
-    Column("metric", "metric", ".4f", "right"), Column("metric_ci", "95% CI", interval_text, "right"),
-    Column("eval_batch", "scored at batch", None, "right"),
-    Column("pct_of_reference", "% of reference", percent_text, "right"), Column("gate", gate_title()),
-    Column("status"),
-]
+SUMMARY_COLUMNS = columns("model", "variant", "size_mb", "shape", "p50_ms", "speedup",
+                          "metric",  # the evaluation's first metric, titled with its name
+                          "metric_ci", "eval_batch", "pct_of_reference", "gate", "status")
+SPEEDUP = ("speedup", "speedup_low", "speedup_high", "speedup_trust", "speedup_rounds")  # its cell's figures
 
 
 _STYLE = """<style>
@@ -113,7 +110,7 @@ def summary_table(runs: list[dict]) -> Table:
                 entry = line(run, r)
                 if shape_of(r) == smallest and "p50_ms" not in entry:
                     entry.update(shape=f"{r['backend']}{where(r)} {shape_text(r, compact=True)}", p50_ms=r.get("p50_ms"),
-                                 speedup=speedup_text(r))
+                                 **{k: r.get(k) for k in SPEEDUP})
                     entry.setdefault("size_mb", r.get("size_mb"))
         elif run["kind"] == "evaluate":
             metric = metric_names(run["params"] or {}, run["rows"])[0]
@@ -122,17 +119,16 @@ def summary_table(runs: list[dict]) -> Table:
             for r in ok:
                 entry = line(run, r)
                 is_ref = reference in (r["variant"], f"{entry['model']}/{r['variant']}")
-                low, high = r.get(f"{metric}_low"), r.get(f"{metric}_high")
-                entry.update(metric=r.get(metric), metric_ci=None if low is None or high is None else (low, high),
+                entry.update(metric=r.get(metric), metric_low=r.get(f"{metric}_low"), metric_high=r.get(f"{metric}_high"),
                              eval_batch=batch_label(r), pct_of_reference=r.get("pct_of_reference"),
                              gate=r.get("gate") or ("reference" if is_ref else None))
-    columns = [Column(c.key, metric_name, c.fmt, c.align) if c.key == "metric" and metric_name else c
-               for c in SUMMARY_COLUMNS]
+    shown = [field_of("metric").column(metric_name) if c.key == "metric" and metric_name else c
+             for c in SUMMARY_COLUMNS]
     models = list(dict.fromkeys(r["model"] for r in lines.values()))  # in the order the runs name them
     ordered = sorted(lines.values(), key=lambda r: (models.index(r["model"]), r["variant"] != "torch"))
     notes = [f"speed-up: as each benchmark measured it, against its own baseline ({'; '.join(baselines)}); "
              "speed-ups of different benchmarks were measured apart and are not comparable"] if baselines else []
-    return Table(ordered, columns, title="summary per model and variant", notes=notes)
+    return Table(ordered, shown, title="summary per model and variant", notes=notes)
 
 
 def rebuild_commands(runs: list[dict], store: RunStore) -> Table:

@@ -27,6 +27,7 @@ import socket
 import sqlite3
 import time
 import uuid
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,8 @@ def _dumps(obj: Any) -> str:
 
 
 def _jsonable(obj: Any):
+    if isinstance(obj, Mapping):  # a typed row (hfmagic.core.records): the dict it reads as
+        return dict(obj)
     if hasattr(obj, "item"):  # numpy scalars
         return obj.item()
     if hasattr(obj, "tolist"):

@@ -34,7 +34,7 @@ def has_dashboard_rows(result: Any) -> bool:
 
     # only a module already imported can have made the result: no import for other results
     types = [getattr(sys.modules.get(module), name, None) for module, name in
-             (("hfmagic.benchmarking.api", "BenchmarkResult"), ("hfmagic.evaluation.api", "EvaluationResult"))]
+             (("hfmagic.benchmarking.result", "BenchmarkResult"), ("hfmagic.evaluation.result", "EvaluationResult"))]
     return isinstance(result, tuple(t for t in types if t is not None))
 
 

@@ -134,10 +134,9 @@ class Task:
 
     def benchmark_columns(self, columns: list) -> list:
         """The benchmark table's columns for this task (the shared ones, the size axis named)."""
-        from hfmagic.core.results import Column
+        from hfmagic.core.records import field_of
 
-        axis = self.SIZE_AXIS
-        return [Column(axis.key, axis.label, "d", "right") if c.key == "seq_len" else c for c in columns]
+        return [field_of(self.SIZE_AXIS.key).column() if c.key == "seq_len" else c for c in columns]
 
     # -- inputs ------------------------------------------------------------------------------
     def preprocessor(self, model):

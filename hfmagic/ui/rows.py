@@ -10,35 +10,42 @@ from __future__ import annotations
 import math
 
 from hfmagic.core import stats
-from hfmagic.core.results import Column, batch_label, gate_title, interval_text, percent_text
+from hfmagic.core.records import columns, field_of
+from hfmagic.core.results import batch_label
 from hfmagic.core.shapes import shape_of
 
-# The table's columns, in order, written by the same formats as the benchmark and evaluation tables.
-# "speedup" is the chosen baseline's cell (speedups); "metric" is titled with the evaluation's first
-# metric and "gate" with its limit.
-COLUMNS = [
-    Column("model"), Column("variant"), Column("backend"),
-    Column("node"),  # where it ran: "local", or a cluster's kind of node (--on each)
-    Column("batch_size", "batch", "d", "right"), Column("seq_len", "seq", "d", "right"),
-    Column("image_size", "image px", "d", "right"), Column("audio_seconds", "audio s", "d", "right"),
-    Column("p50_ms", "p50 ms", ".2f", "right"), Column("p95_ms", "p95 ms", ".2f", "right"),
-    Column("speedup", "speed-up [95% CI]", None, "right"), Column("samples_per_s", "samples/s", ".1f", "right"),
-    Column("rtf", "RTF", ".4f", "right"),  # speech rows: seconds of compute per second of audio
-    Column("metric", "accuracy", ".4f", "right"), Column("metric_ci", "95% CI", interval_text, "right"),
-    Column("eval_batch", "scored at batch", None, "right"),  # "1*": the batch a batch-dependent variant's score is for
-    Column("pct_of_reference", "% of reference", percent_text, "right"), Column("gate", gate_title()),
-    Column("agreement", "agreement", ".2%", "right"),
-    Column("peak_mem_mb", "peak MB", ".0f", "right"), Column("size_mb", "size MB", ".1f", "right"),
-    Column("status"),
-]
-DATA_COLUMN = Column("data_sha", "data")  # shown when evaluations were of different data
-EXTRA_CELLS = [Column("ttft_p50_ms", "TTFT p50 ms", ".1f", "right")]  # written for the tooltips, not a column
-ALWAYS = ("variant", "backend", "status")  # shown even where every cell is empty
+# The table's columns, in order, as the records define them (the benchmark and evaluation tables
+# write them alike). "speedup" is the chosen baseline's cell (speedup_cells); "metric" is the
+# evaluation's first metric, titled with its name, and "gate" is titled with its limit.
+COLUMNS = columns("model", "variant", "backend",
+                  "node",  # where it ran: "local", or a cluster's kind of node (--on each)
+                  "batch_size", "seq_len", "image_size", "audio_seconds", "p50_ms", "p95_ms", "speedup",
+                  "samples_per_s", "rtf",  # speech rows: seconds of compute per second of audio
+                  "metric", "metric_ci",
+                  "eval_batch",  # "1*": the batch a batch-dependent variant's score is for
+                  "pct_of_reference", "gate", "agreement", "peak_mem_mb", "size_mb", "status")
+DATA_COLUMN = field_of("data_sha").column()  # shown when evaluations were of different data
+EXTRA_CELLS = columns("ttft_p50_ms")  # written for the tooltips and the chart's axis, not a column
+ALWAYS = ("variant", "backend", "status")
+CHART_X = ("p50_ms",)  # the chart's latency; a generation's rows may put its TTFT there instead
+GENERATION_X = ("p50_ms", "ttft_p50_ms")  # shown even where every cell is empty
 _BENCH_KEYS = ("model", "model_sha", "variant", "backend", "node", "hardware", "batch_size", "seq_len", "image_size",
                "audio_seconds", "status", "p50_ms", "p95_ms", "samples_per_s", "peak_mem_mb", "size_mb", "rtf",
                "new_tokens", "ttft_p50_ms", "tpot_p50_ms", "sweep")  # a generation's: p50_ms is its TPOT
 _EVAL_KEYS = ("metric", "metric_low", "metric_high", "metric_ci", "eval_batch", "pct_of_reference", "gate",
               "agreement", "eval_status", "data_sha", "eval_batch_size", "batch_dependent")
+
+
+def page_fields(columns: list, rows: list[dict]) -> tuple[dict, list[str]]:
+    """What the page calls each figure it writes (the columns', the tooltips' and the chart's), as
+    the records define them, and the keys the chart may put on its x axis. A generation's p50 is
+    its time per output token, and its shapes' sizes are prompts: they are titled so."""
+    generation = any(r.get("ttft_p50_ms") is not None for r in rows)
+    fields = {c.key: {**field_of(c.key).describe(), "title": c.heading()} for c in columns + EXTRA_CELLS}
+    if generation:
+        fields["p50_ms"] = {**field_of("tpot_p50_ms").describe(), "key": "p50_ms"}
+        fields["seq_len"] = {**fields.get("seq_len", field_of("seq_len").describe()), "title": "prompt"}
+    return fields, list(GENERATION_X if generation else CHART_X)
 
 
 # -- rows and their ids ------------------------------------------------------------------------------

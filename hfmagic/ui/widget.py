@@ -31,6 +31,7 @@ import csv
 import html
 import json
 import re
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
@@ -39,8 +40,9 @@ import anywidget
 import traitlets
 
 from hfmagic.ui.rows import (ALWAYS, COLUMNS, DATA_COLUMN, EXTRA_CELLS, batch_note, is_benchmark_row, join, measured,
-                                    model_of, own_baseline, pair, row_id, speedup_cells, where)
+                                    model_of, own_baseline, page_fields, pair, row_id, speedup_cells, where)
 from hfmagic.core.errors import UsageProblem
+from hfmagic.core.records import field_of
 from hfmagic.core.results import Column, Table, gate_title
 from hfmagic.core.shapes import shape_of, shape_text
 
@@ -57,7 +59,7 @@ class DashboardError(UsageProblem):
 def _rows_of(result: Any) -> list[dict]:
     """The rows of a result the dashboard takes; anything else is one line saying what it takes."""
     rows = result if isinstance(result, (list, tuple)) else getattr(result, "rows", None)
-    if isinstance(rows, (list, tuple)) and all(isinstance(r, dict) and "variant" in r for r in rows):
+    if isinstance(rows, (list, tuple)) and all(isinstance(r, Mapping) and "variant" in r for r in rows):
         return list(rows)
     shown = repr(result)
     shown = shown if len(shown) <= 40 else shown[:37] + "..."
@@ -149,7 +151,11 @@ class Dashboard(anywidget.AnyWidget):
 
     rows = traitlets.List(traitlets.Dict(), help="joined rows (see join()), each with its cells as written "
                                                  "(cells)").tag(sync=True)
-    columns = traitlets.List(traitlets.Dict(), help="the table's columns, in order: key, title, align").tag(sync=True)
+    columns = traitlets.List(traitlets.Dict(), help="the table's columns, in order: key, title, align, unit and "
+                                                    "doc (what the figure is: hfmagic.core.records)").tag(sync=True)
+    fields = traitlets.Dict(help="key -> {title, unit, doc} of every figure the page writes (columns, tooltips, "
+                                 "the chart's axes)").tag(sync=True)
+    chart_x = traitlets.List(traitlets.Unicode(), help="the keys the chart may put on its x axis").tag(sync=True)
     selected = traitlets.List(traitlets.Unicode(), help="ids of the rows selected in the browser").tag(sync=True)
     baseline = traitlets.Unicode("", help="model/variant/backend the speed-up column is relative to (variant/backend "
                                           "where one model is shown)").tag(sync=True)
@@ -306,11 +312,12 @@ class Dashboard(anywidget.AnyWidget):
         columns = [self._column(c) for c in COLUMNS if c.key != "node" or cluster]
         columns += [DATA_COLUMN] if len(datas) > 1 else []
         for row in rows:
-            row["cells"] = {c.key: c.format(row.get(c.key)) for c in columns + EXTRA_CELLS if c.key != "speedup"}
+            row["cells"] = {c.key: c.text(row) for c in columns + EXTRA_CELLS if c.key != "speedup"}
             row["shape"] = shape_text(row) if row.get("batch_size") is not None else ""
         self._columns = [c for c in columns if c.key in ALWAYS or c.key == "speedup" and pairs
                          or any(r["cells"].get(c.key) for r in rows)]
-        self.columns = [{"key": c.key, "title": c.heading(), "align": c.align} for c in self._columns]
+        self.fields, self.chart_x = page_fields(columns, rows)
+        self.columns = [{**field_of(c.key).describe(), "title": c.heading(), "align": c.align} for c in self._columns]
         self.sweep_baseline = sweep
         self.baselines = pairs
         self.speedups, self.speedup_notes = {}, {}
@@ -334,9 +341,9 @@ class Dashboard(anywidget.AnyWidget):
     def _column(self, column: Column) -> Column:
         """A column as this dashboard titles it: the metric under its own name, the gate with its limit."""
         if column.key == "metric" and self._metric:
-            return Column("metric", self._metric, column.fmt, column.align)
+            return field_of("metric").column(self._metric)
         if column.key == "gate":
-            return Column("gate", gate_title(self.metric_lower), column.fmt, column.align)
+            return field_of("gate").column(gate_title(self.metric_lower))
         return column
 
     # -- reading it back -----------------------------------------------------------------------
@@ -398,7 +405,7 @@ class Dashboard(anywidget.AnyWidget):
         page's selector offers)."""
         self._compute_speedups([b for b in self.baselines if b not in self.speedups])
         return {name: getattr(self, name) for name in
-                ("rows", "columns", "selected", "baseline", "baselines", "speedups", "speedup_notes",
+                ("rows", "columns", "fields", "chart_x", "selected", "baseline", "baselines", "speedups", "speedup_notes",
                  "sweep_baseline", "progress", "title", "notes", "warnings", "metric_lower")}
 
     def to_html(self, path: str | Path, title: str | None = None, extra_html: Iterable[str] = ()) -> Path:

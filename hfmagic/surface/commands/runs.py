@@ -38,7 +38,7 @@ class Compare:
 
     @staticmethod
     def run(args, ctx):
-        from hfmagic.runs.history import compare
+        from hfmagic.runs.compare import compare
 
         return compare(args.a, args.b)
 
@@ -51,7 +51,7 @@ class Rerun:
 
     @staticmethod
     def run(args, ctx):
-        from hfmagic.runs.history import rerun
+        from hfmagic.runs.rerun import rerun
         from hfmagic.store.db import RunStore
 
         kind = RunStore().get(args.run_id)["kind"]

@@ -18,31 +18,45 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from hfmagic.core.records import Field, columns, declare, keys
 from hfmagic.tasks import register
 from hfmagic.tasks.tokens import TextTask
 
 DEFAULT_NEW_TOKENS = 64
 INT4_BLOCK = 32
-# the row figures a generation adds (None on other tasks' rows)
-ROW_KEYS = ("new_tokens", "ttft_p50_ms", "ttft_p90_ms", "tpot_p50_ms", "tpot_p90_ms", "itl_p50_ms", "itl_p99_ms",
-            "decode_tokens_per_s", "prefill_tokens_per_s", "gen_p50_ms", "ttft_samples_ms", "itl_samples_ms",
-            "gen_samples_ms")
+# the row figures a generation adds (None on other tasks' rows), and its evaluation's own
+_ms = lambda key, title, doc: Field(key, title, "ms", ".1f", doc)  # noqa: E731
+ROW_FIELDS = declare(
+    Field("new_tokens", "new", "tokens", "d", "tokens generated per measured run (greedy, no early stop)"),
+    _ms("ttft_p50_ms", "TTFT p50 ms", "time to first token (the prompt's prefill), 50th percentile"),
+    _ms("ttft_p90_ms", "TTFT p90", "time to first token, 90th percentile"),
+    _ms("tpot_p50_ms", "TPOT p50 ms", "time per output token after the first, 50th percentile (the row's p50_ms)"),
+    _ms("tpot_p90_ms", "TPOT p90", "time per output token after the first, 90th percentile"),
+    _ms("itl_p50_ms", "ITL p50", "inter-token latency: the gap between two output tokens, 50th percentile"),
+    _ms("itl_p99_ms", "ITL p99", "inter-token latency, 99th percentile"),
+    Field("decode_tokens_per_s", "decode tok/s", "tokens/s", ".1f", "output tokens per second after the first"),
+    Field("prefill_tokens_per_s", "prefill tok/s", "tokens/s", ".0f", "prompt tokens per second of the prefill"),
+    _ms("gen_p50_ms", "gen p50 ms", "a whole generation's time, 50th percentile"),
+    Field("ttft_samples_ms", unit="ms", doc="every timed generation's time to first token"),
+    Field("itl_samples_ms", unit="ms", doc="every gap between two output tokens"),
+    Field("gen_samples_ms", unit="ms", doc="every timed generation's whole time"),
+)
+ROW_KEYS = keys(ROW_FIELDS)
+EVAL_FIELDS = declare(
+    Field("first_divergence", "first diff at", "tokens", ".1f", "mean position of the first greedy token that "
+                                                                "differs from the reference's"),
+    Field("token_agreement", "next-token agree", "fraction", ".2%", "share of scored positions whose most likely "
+                                                                    "next token is the reference's"),
+    Field("perplexity_ratio", "perplexity ratio", "", ".4f", "its perplexity over the reference's"),
+)
 
 
 def generation_columns() -> list:
     """A generation benchmark's table: prefill and decode figures in place of one latency."""
-    from hfmagic.core.results import Column
-
-    ms = lambda key, label: Column(key, label, ".1f", "right")  # noqa: E731
-    return [Column("variant"), Column("backend"), Column("batch_size", "batch", "d", "right"),
-            Column("seq_len", "prompt", "d", "right"), Column("new_tokens", "new", "d", "right"),
-            ms("ttft_p50_ms", "TTFT p50 ms"), ms("ttft_p90_ms", "TTFT p90"), ms("tpot_p50_ms", "TPOT p50 ms"),
-            ms("tpot_p90_ms", "TPOT p90"), ms("itl_p50_ms", "ITL p50"), ms("itl_p99_ms", "ITL p99"),
-            Column("decode_tokens_per_s", "decode tok/s", ".1f", "right"),
-            Column("prefill_tokens_per_s", "prefill tok/s", ".0f", "right"), ms("gen_p50_ms", "gen p50 ms"),
-            Column("peak_mem_mb", "peak MB", ".0f", "right"), Column("size_mb", "size MB", ".1f", "right"),
-            Column("runs", "runs", "d", "right"), Column("speedup_text", "TPOT speed-up [95% CI]", None, "right"),
-            Column("status")]
+    return columns("variant", "backend", "batch_size", "seq_len", "new_tokens", "ttft_p50_ms", "ttft_p90_ms",
+                   "tpot_p50_ms", "tpot_p90_ms", "itl_p50_ms", "itl_p99_ms", "decode_tokens_per_s",
+                   "prefill_tokens_per_s", "gen_p50_ms", "peak_mem_mb", "size_mb", "runs", "speedup", "status",
+                   seq_len="prompt", speedup="TPOT speed-up [95% CI]")
 
 
 @register

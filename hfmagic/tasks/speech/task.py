@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from hfmagic.core.errors import UnsupportedError, UsageProblem
+from hfmagic.core.records import Field, declare, field_of, keys
 from hfmagic.tasks import register
 from hfmagic.tasks.speech import seq2seq as s2s
 from hfmagic.core.shapes import AUDIO_AXIS
@@ -35,7 +36,14 @@ from hfmagic.tasks.base import Task, read_examples, require_any, write_examples
 
 VALIDATION_CLIPS = 4
 MAX_SECONDS = 600
-ROW_KEYS = ("audio_s_per_s", "rtf", "ms_per_audio_s", "first_token_p50_ms", "decode_ms_per_token")
+ROW_KEYS = keys(declare(  # the row figures speech adds (None on other tasks' rows)
+    Field("audio_s_per_s", "audio s/s", "s/s", ".1f", "seconds of audio processed per second"),
+    Field("rtf", "RTF", "", ".4f", "real-time factor: seconds of compute per second of audio (p50 over batch x audio)"),
+    Field("ms_per_audio_s", "ms/audio s", "ms", ".2f", "milliseconds of compute per second of audio (p50)"),
+    Field("first_token_p50_ms", "1st token ms", "ms", ".1f", "a transcription's first token (the encoder and the "
+                                                              "first decoder step), 50th percentile"),
+    Field("decode_ms_per_token", "ms/token", "ms", ".2f", "a transcription's each later token, 50th percentile"),
+))
 DEFAULT_NEW_TOKENS = 16  # a Whisper transcription's tokens per measured run
 
 
@@ -196,20 +204,17 @@ class SpeechRecognition(Task):
         return out
 
     def benchmark_columns(self, columns: list) -> list:
-        from hfmagic.core.results import Column
-
         out = []
         for c in columns:
             if c.key == "seq_len":
-                c = Column(self.SIZE_AXIS.key, self.SIZE_AXIS.label, "d", "right")
+                c = field_of(self.SIZE_AXIS.key).column()
             elif c.key == "samples_per_s":
-                out += [Column("rtf", "RTF", ".4f", "right"), Column("ms_per_audio_s", "ms/audio s", ".2f", "right")]
-                c = Column("samples_per_s", "clips/s", ".1f", "right")
+                out += [field_of("rtf").column(), field_of("ms_per_audio_s").column()]
+                c = field_of("samples_per_s").column("clips/s")
             elif c.key == "tokens_per_s":
-                c = Column("audio_s_per_s", "audio s/s", ".1f", "right")
+                c = field_of("audio_s_per_s").column()
             elif c.key == "p90_ms":  # a transcription's own figures (empty for CTC rows: not shown then)
-                out += [Column("first_token_p50_ms", "1st token ms", ".1f", "right"),
-                        Column("decode_ms_per_token", "ms/token", ".2f", "right")]
+                out += [field_of("first_token_p50_ms").column(), field_of("decode_ms_per_token").column()]
             out.append(c)
         return out
 

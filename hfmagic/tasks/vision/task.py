@@ -113,15 +113,14 @@ class ImageClassification(Task):
         return {}  # samples/s is images/s
 
     def benchmark_columns(self, columns: list) -> list:
-        from hfmagic.core.results import Column
+        from hfmagic.core.records import field_of
 
-        axis = self.SIZE_AXIS
         out = []
         for c in columns:
             if c.key == "seq_len":
-                c = Column(axis.key, axis.label, "d", "right")
+                c = field_of(self.SIZE_AXIS.key).column()
             elif c.key == "samples_per_s":
-                c = Column("samples_per_s", "images/s", ".1f", "right")
+                c = field_of("samples_per_s").column("images/s")
             elif c.key == "tokens_per_s":
                 continue
             out.append(c)
