@@ -53,7 +53,7 @@ def row_keys() -> tuple[str, ...]:
     other tasks' rows; a generation's TTFT and TPOT)."""
     from hfmagic.tasks import get_task, names
 
-    extra = [k for n in names() for k in get_task(n).ROW_KEYS if k not in ROW_KEYS]
+    extra = [k for n in names() for k in get_task(n).measurement.ROW_KEYS if k not in ROW_KEYS]
     return ROW_KEYS + tuple(dict.fromkeys(extra))
 
 
@@ -92,10 +92,10 @@ class BenchmarkResult:
         from hfmagic.tasks import get_task
 
         task = get_task(self.task or "text-classification")
-        e2e = Column("e2e_p50_ms", f"e2e p50 ms (+{task.PREPROCESSOR})", ".2f", "right")
+        e2e = Column("e2e_p50_ms", f"e2e p50 ms (+{task.inputs.PREPROCESSOR})", ".2f", "right")
         columns = [e2e if c.key == "e2e_p50_ms" else c for c in COLUMNS
                    if c.key != "e2e_p50_ms" or any(r["e2e_p50_ms"] for r in self.rows)]
-        columns = task.benchmark_columns(columns)
+        columns = task.measurement.columns(columns)
         if len({r.get("node") for r in self.rows}) > 1:  # --on each: which kind of node measured it
             columns.insert(0, Column("node"))
         if len({r.get("model") for r in self.rows}) > 1:
@@ -201,14 +201,14 @@ def benchmark(target, variants=None, backends=None, batch_sizes=None, seq_lens=N
     base_model, base_rest = benchplan.split_baseline(baseline, models)
     plans = []  # (model, target, variant names asked for, kinds)
     for model, one in zip(models, targets):
-        if model.framework != "transformers":  # its one variant, whatever --variants names
+        if model.kind.RUNTIME:  # one way to run (a classical baseline): its one variant, whatever --variants names
             plans.append((model, one, None, {v.name: v.kind for v in one}))
             continue
         names = benchplan.check_variants(one, variants, model)
         if isinstance(one, Variants):
             kinds = {v.name: v.kind for v in one.select(names)}
         else:
-            default = model.task_plugin.default_variants(model)
+            default = model.task_plugin.export.default_variants(model)
             kinds = {n: "torch" if n == "torch" else "onnx" for n in names or default}
         benchplan.check_backends(backends, kinds, bool(names), here=not address)
         if model is base_model:
@@ -457,10 +457,8 @@ class Sweep:
         """Real texts for the job: --inputs; for a classical baseline, which reads texts end to end,
         its own held-out texts when no --inputs were given."""
         if self.data:
-            return model.task_plugin.inputs_payload(self.data, MAX_TEXTS)
-        if model.framework == "sklearn" and model.dataset is not None:
-            return [str(t) for t in list(model.dataset["text"])[:MAX_TEXTS]]
-        return None
+            return model.task_plugin.inputs.payload(self.data, MAX_TEXTS)
+        return model.kind.own_examples(model, MAX_TEXTS)
 
     # -- rows ----------------------------------------------------------------------------------
     def _add(self, job: Job, shape: tuple[int, int], raw: dict) -> None:
@@ -489,7 +487,7 @@ class Sweep:
         batch, seq = shape
         task = job.model.task_plugin
         row = dict.fromkeys(row_keys())
-        row.update({task.SIZE_AXIS.key: seq})
+        row.update({task.inputs.AXIS.key: seq})
         row.update(model=job.model.name, model_sha=job.model.weights_sha256[:SHORT_SHA],
                    variant=job.variant.name, backend=job.backend, batch_size=batch,
                    size_mb=_size_mb(job.variant), threads=self.params["threads"], samples_ms=[],
@@ -504,10 +502,10 @@ class Sweep:
         if raw["status"] != "ok":
             return row
         row.update(stats.summarize(raw["samples_ms"], batch), samples_ms=raw["samples_ms"])
-        row.update(task.throughput(row["samples_per_s"], seq))
+        row.update(task.measurement.throughput(row["samples_per_s"], seq))
         if self.params.get("new_tokens") is not None:  # a generation's, a transcription's
             raw = {**raw, "new_tokens": self.params.get("new_tokens")}
-        row.update(task.row_figures(raw, batch, seq))
+        row.update(task.measurement.row_figures(raw, batch, seq))
         if raw.get("e2e_samples_ms"):
             import numpy as np
 
@@ -551,13 +549,11 @@ class Sweep:
             self.notes.append(f"the machine was busy when the sweep started (1-minute load average "
                               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs): other processes "
                               "compete for the cores, so latencies may be inflated")
-        classical = sorted({j.model.name for j in self.jobs if j.model.framework == "sklearn"})
-        if classical:
-            self.notes.append(f"{', '.join(classical)}: a classical baseline, timed end to end per text (TF-IDF "
-                              "included) on real texts cut to seq words; the transformers' rows time the model "
-                              "alone, so compare with their e2e_p50_ms (--inputs DATA) before reading a speed-up")
+        for kind in {id(j.model.kind): j.model.kind for j in self.jobs if j.model.kind.NOTE}.values():
+            models = sorted({j.model.name for j in self.jobs if j.model.kind is kind})  # a classical baseline's rows
+            self.notes.append(f"{', '.join(models)}: {kind.NOTE}")
         if self.data is not None:
-            self.notes.append(self.model.task_plugin.inputs_note(self.data))
+            self.notes.append(self.model.task_plugin.inputs.note(self.data))
 
     def _result(self) -> BenchmarkResult:
         rows = []
@@ -587,7 +583,7 @@ class Sweep:
             notes.append(f"budget {self.params['budget']:g} s: skipped {len(skipped)} of {len(rows)} "
                          f"configurations: {', '.join(skipped)}")
         if any(r.get("e2e_p50_ms") is not None for r in rows):
-            notes.append(self.model.task_plugin.e2e_note())
+            notes.append(self.model.task_plugin.measurement.e2e_note())
         if self.interrupted:
             done = sum(r["status"] != "skipped: interrupted" for r in rows)
             notes.append(f"interrupted: {done} of {len(rows)} configurations finished; the rest were not measured")

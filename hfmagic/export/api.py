@@ -88,11 +88,11 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     from hfmagic.models.handle import load_model
 
     model = load_model(model)
-    if model.framework != "transformers":
-        raise UnsupportedError(f"{model.name} is a classical {model.framework} baseline: it has no ONNX export; "
-                               "benchmark and evaluate it as it is")
+    if model.kind.RUNTIME:  # one way to run of its own (a classical baseline): nothing to export
+        raise UnsupportedError(f"{model.name} is {model.kind.WHAT}: it has no ONNX export; benchmark and evaluate it "
+                               "as it is")
     model.check_unchanged()  # a folder saved over since the load is refused, not mixed
-    levels = check_levels(levels, model.task_plugin.default_levels(model), model.task_plugin.LEVELS)
+    levels = check_levels(levels, model.task_plugin.export.default_levels(model), model.task_plugin.export.LEVELS)
     if quantize not in QUANTIZE:
         raise UsageProblem(f"unknown --quantize {quantize!r}; use one of: {', '.join(QUANTIZE)}")
     if not isinstance(samples, int) or samples <= 0:
@@ -110,7 +110,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
         check_nncf()
     data = calibration_data(model, quantize, calibration, samples, text_column)
     task = model.task_plugin
-    steps = task.export_steps(levels, quantize, static=data is not None, options={"block_size": block_size,
+    steps = task.export.steps(levels, quantize, static=data is not None, options={"block_size": block_size,
                                                                                   "model": model})
     quantizing = any(s.quant for s in steps)
     from hfmagic.onnx.build import describe_quantization, int8_isa, isa_note
@@ -118,7 +118,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     isa = int8_isa() if quantizing else None
     root = writable_root(output)
     base = base_key(model, opset, device)
-    operators = task.quant_operators(model)
+    operators = task.export.quant_operators(model)
     exclude = sorted(exclude_nodes or [])
     keys = {s.name: step_key(base, s, isa, per_channel, data, int4, operators, calibration_method, exclude)
             for s in steps}
@@ -150,7 +150,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
         static = "int8-nncf" if quantize == "nncf" else "int8-static"
         if quantize == "nncf":
             notes.append(f"int8-nncf: {describe_quantization('nncf', isa, per_channel)}")
-        notes.append(f"{static} calibrated on {len(data)} {task.EXAMPLES} of {data.source}")
+        notes.append(f"{static} calibrated on {len(data)} {task.inputs.EXAMPLES} of {data.source}")
         if calibration is None:
             notes.append(f"{static} calibrated on the model's own held-out split, which %evaluate "
                          "scores by default: its accuracy there may flatter it; pass --calibration "
@@ -211,12 +211,12 @@ def validation_notes(items: list[Variant]) -> list[str]:
     inputs: dict[str, list[str]] = {}
     for v in items:
         if v.validation:
-            examples = items[0].model.task_plugin.EXAMPLES
+            examples = items[0].model.task_plugin.inputs.EXAMPLES
             inputs.setdefault(f"{v.validation['texts']} {examples} ({v.validation['inputs_from']})", []).append(v.name)
     if not inputs:
         return []
     where = next(iter(inputs)) if len(inputs) == 1 else "; ".join(f"{', '.join(n)} on {t}" for t, n in inputs.items())
-    return [f"validated on {where}; {items[0].model.task_plugin.divergence_rule()}"]
+    return [f"validated on {where}; {items[0].model.task_plugin.validation.rule()}"]
 
 
 class _no_recording:
@@ -272,12 +272,12 @@ def calibration_data(model, quantize: str, calibration, samples: int, text_colum
     if calibration is None:
         if model.dataset is None:
             what = ("images: pass --calibration DATA (a folder of class folders, a DataFrame or Dataset "
-                    "with an image column, digits or fashion-mnist)") if model.task_plugin.EXAMPLES == "images" else \
+                    "with an image column, digits or fashion-mnist)") if model.task_plugin.inputs.EXAMPLES == "images" else \
                 "texts: pass --calibration DATA (a DataFrame, a Dataset, a CSV/JSON/Parquet file or demo)"
             raise UsageProblem(f"static int8 needs calibration {what}")
         calibration = model.dataset
     try:
-        return model.task_plugin.read_calibration(model, calibration, samples, text_column)
+        return model.task_plugin.export.calibration(model, calibration, samples, text_column)
     except DataError as exc:
         raise DataError(f"calibration data: {exc}") from None
 
@@ -363,7 +363,7 @@ def from_meta(model, step: Step, place: Path, meta: dict) -> Variant:
     return Variant(step.name, model, path=place / meta["file"], level=step.level,
                    quantization=meta.get("quantization"), size_bytes=meta["size_bytes"], nodes=meta["nodes"],
                    fused_nodes=meta["fused_nodes"], build_seconds=meta["build_seconds"],
-                   validation=meta["validation"], error=model.task_plugin.divergence(step.name, meta["validation"]),
+                   validation=meta["validation"], error=model.task_plugin.validation.divergence(step.name, meta["validation"]),
                    runtime=meta.get("runtime"), recipe=step.quant,
                    cli_command=meta["cli_command"], sha256=meta["sha256"])
 
@@ -464,7 +464,7 @@ class Builder:
             logging.disable(logging.WARNING)
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
-                own = self.model.task_plugin.build_step(self.model, step, out, source, {
+                own = self.model.task_plugin.export.build_step(self.model, step, out, source, {
                     "block_size": self.block_size, "int4_method": self.int4_method, "isa": self.isa,
                     "per_channel": self.per_channel, "opset": self.opset, "device": self.device})
                 if own is not None:  # a step only the task knows (a decoder's int4, fp16, onnxruntime-genai)
@@ -475,8 +475,8 @@ class Builder:
                     return onnxbuild.optimize(source.folder, out, step.level, self.device)
                 if step.quant == "dynamic":
                     return onnxbuild.quantize_dynamic(source.folder, source.path.name, out, self.isa,
-                                                      self.per_channel, step.name, self.model.task_plugin.quant_operators(self.model))
-                features = self.model.task_plugin.calibration_features(self.model, self.data)
+                                                      self.per_channel, step.name, self.model.task_plugin.export.quant_operators(self.model))
+                features = self.model.task_plugin.export.calibration_features(self.model, self.data)
                 if step.quant == "nncf":
                     return onnxbuild.quantize_nncf(source.folder, out, features)
                 return onnxbuild.quantize_static(source.folder, out, self.isa, self.per_channel, features,
@@ -504,20 +504,20 @@ class Builder:
         """The entry's record (sizes, graph, validation), or why it cannot be used."""
         from hfmagic.onnx.build import graph_files, graph_stats, onnx_size, variant_sha256
 
-        file = self.model.task_plugin.step_file(step, self.model)
+        file = self.model.task_plugin.export.step_file(step, self.model)
         path = folder / file
         if not path.is_file():
             return f"build failed: the step wrote no {file}"
         if self.reference is None:
             task = self.model.task_plugin
-            examples, source = task.validation_examples(self.model, self.data)
-            self.reference = task.validator(self.model, list(examples), source)
+            examples, source = task.validation.examples(self.model, self.data)
+            self.reference = task.validation.reference(self.model, list(examples), source)
         try:
             validation = self.reference.compare(path, self.device)
         except Exception as exc:  # noqa: BLE001 - kept on the variant, never dropped
             return f"built, but onnxruntime could not run it: {type(exc).__name__}: {_first_line(exc)}"
         nodes, fused = graph_stats(path)
-        if problem := self.model.task_plugin.check_built(step.quant, path):
+        if problem := self.model.task_plugin.export.check_built(step.quant, path):
             return problem
         return {"format": FORMAT, "key": key, "name": step.name, "level": step.level, "file": file,
                 "quantization": quantization, "size_bytes": onnx_size(path), "nodes": nodes,

@@ -136,12 +136,12 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
     started = time.time()
     model = load_model(target)
     model.check_unchanged()
-    if model.framework != "transformers":
-        raise UsageProblem(f"{model.name} is a classical baseline: it has one way to run; nothing to optimize")
+    if model.kind.RUNTIME:
+        raise UsageProblem(f"{model.name} is {model.kind.WHAT}: it has one way to run; nothing to optimize")
     if objective not in OBJECTIVES:
         raise UsageProblem(f"--objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     task = model.task_plugin
-    if objective == "tpot" and not task.GENERATES:
+    if objective == "tpot" and not task.measurement.GENERATES:
         raise UsageProblem(f"--objective tpot is a text-generation model's time per output token; {model.name} is "
                            f"{task.NAME}: use p50, p95 or throughput")
     if not 0 < keep <= 100:
@@ -149,7 +149,7 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
     if budget is not None and budget <= 0:
         raise UsageProblem(f"--budget must be a positive number of seconds, got {budget}")
     benchplan.positive([batch_size], "batch size")
-    size = size or task.default_sizes(model)[0]
+    size = size or task.inputs.sizes(model)[0]
     threads = thread_counts(threads, settings().resolved_threads())
     deadline = None if budget is None else started + budget
     search = Search(model, data, keep, objective, batch_size, size, backends, threads, deadline,
@@ -228,11 +228,11 @@ class Search:
         from hfmagic.export.api import export_onnx
 
         task = self.model.task_plugin
-        levels = [lv for lv in ("fp32", "O1", "O2") if lv in task.LEVELS]
+        levels = [lv for lv in ("fp32", "O1", "O2") if lv in task.export.LEVELS]
         recipes = [({"levels": levels, "quantize": "dynamic", "per_channel": True}, {}),
                    ({"levels": ["fp32"], "quantize": "dynamic", "per_channel": False}, {"int8": "int8-per-tensor"})]
         calibration = self.calibration if self.calibration is not None else self.data
-        if (calibration is not None or self.model.dataset is not None) and not task.GENERATES:
+        if (calibration is not None or self.model.dataset is not None) and not task.measurement.GENERATES:
             if self.calibration is None and self.data is not None:
                 self.notes.append(f"static int8 was calibrated on the first {self.samples} examples of the data the "
                                   "gate scores: its accuracy there may flatter it (pass calibration= other examples)")
@@ -246,10 +246,10 @@ class Search:
             else:
                 self.step("int8-nncf", "build", "dropped", reason="not tried: NNCF is not installed "
                                                                   "(pip install nncf==3.4.0)")
-        if task.GENERATES:  # a decoder's weight-only int4 (RTN: fast; HQQ: keeps more), and onnxruntime-genai's
+        if task.measurement.GENERATES:  # a decoder's weight-only int4 (RTN: fast; HQQ: keeps more), and onnxruntime-genai's
             recipes.append(({"levels": ["fp32"], "quantize": "int4"}, {}))
             recipes.append(({"levels": ["fp32"], "quantize": "int4", "int4_method": "hqq"}, {"int4": "int4-hqq"}))
-            if "genai" in task.default_levels(self.model):
+            if "genai" in task.export.default_levels(self.model):
                 recipes.append(({"levels": ["genai"], "quantize": "int4"}, {}))
                 recipes.append(({"levels": ["genai"], "quantize": "int4", "int4_method": "hqq"},
                                 {"genai-int4": "genai-int4-hqq"}))
@@ -361,7 +361,7 @@ class Search:
         backends = list(dict.fromkeys(["torch"] + [b for _, b in configs]))
         vset = Variants(self.model, [self.variants[n] for n in names])
         left = self.left()
-        axis = self.model.task_plugin.SIZE_AXIS
+        axis = self.model.task_plugin.inputs.AXIS
         result = benchmark(vset, variants=names, backends=backends, batch_sizes=[self.batch_size],
                            **{axis.argument: [self.size]}, threads=self.threads, min_time=min_time,
                            max_time=max_time, budget=None if left is None else max(1.0, left),
