@@ -7,23 +7,13 @@ own code (``Task.BACKENDS``). Modules here import nothing heavy until a backend 
 
 from __future__ import annotations
 
-from hfmagic.backends.onnxruntime import (
-    OnnxRuntime,
-    OnnxRuntimeCuda,
-    OnnxRuntimeTensorRT,
-)
+from hfmagic.backends.onnxruntime import OnnxRuntime, OnnxRuntimeCuda, OnnxRuntimeTensorRT
 from hfmagic.backends.openvino import OpenVINO
 from hfmagic.backends.torch import Torch, TorchCompile
-from hfmagic.core.backend import (
-    BACKENDS,
-    Backend,
-    default_backends,
-    get_backend,
-    register,
-)
+from hfmagic.core.backend import BACKENDS, Backend, default_backends, ensure, get_backend, origin, register
 
 for _cls in (Torch, TorchCompile, OnnxRuntime, OnnxRuntimeCuda, OnnxRuntimeTensorRT, OpenVINO):
     register(_cls)
 
 __all__ = ["BACKENDS", "Backend", "OnnxRuntime", "OnnxRuntimeCuda", "OnnxRuntimeTensorRT", "OpenVINO", "Torch",
-           "TorchCompile", "default_backends", "get_backend", "register"]
+           "TorchCompile", "default_backends", "ensure", "get_backend", "origin", "register"]

@@ -28,6 +28,7 @@ from hfmagic.core.listargs import BACKENDS, VARIANTS, list_arguments
 from hfmagic.core.results import Column, Table
 from hfmagic.core.shapes import shape_of, shape_text
 from hfmagic.measure.memory import check_memory
+from hfmagic.core.backend import origin as backend_origin
 from hfmagic.tasks import origin
 
 LOAD_TIMEOUT_S = 600.0
@@ -447,7 +448,8 @@ class Sweep:
                         "model_path": str(model.path), "task": model.task,
                         "task_origin": origin(model.task),
                         "model_name": model.name, "trust_remote_code": model.trust_remote_code},
-            "backend": job.backend, "threads": p["threads"], "warmup": p["warmup"],
+            "backend": job.backend, "backend_origin": backend_origin(job.backend), "threads": p["threads"],
+            "warmup": p["warmup"],
             "min_runs": p["min_runs"], "min_time": p["min_time"], "shapes": [list(s) for s in shapes],
             "deadline": self.deadline, "vocab_size": model.config.get("vocab_size", 2),
             "texts": self._texts(model), "new_tokens": p.get("new_tokens"),

@@ -12,7 +12,8 @@ A backend whose ``HARDWARE`` is set (a GPU provider) is shown as unavailable, wi
 this machine lacks it; any other unavailable backend (a missing extra) is an error before the
 sweep starts. ``DEFAULT`` backends measure their kind of variant when --backends is not given.
 
-The registry sits here, below every layer that names a backend: :mod:`hfmagic.backends` registers
+The registry sits here, below every layer that names a backend (a worker process registers one
+registered at run time from the job: ``origin``, ``ensure``): :mod:`hfmagic.backends` registers
 the generic runtimes (torch, onnxruntime, OpenVINO), and a task registers the ones only its models
 use (``Task.BACKENDS``: the TF-IDF baseline's scikit-learn, a decoder's onnxruntime-genai).
 Nothing here imports anything heavy until a backend is used.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from hfmagic.core import origins
 from hfmagic.core.errors import UnsupportedError
 
 
@@ -104,3 +106,15 @@ def default_backends(kind: str) -> list[str]:
     backends that run it (the CPU's, and ONNX Runtime's GPU providers where this machine has them)."""
     return [cls.NAME for cls in BACKENDS.values()
             if cls.RUNS == kind and cls.DEFAULT and (not cls.HARDWARE or cls.is_available()[0])]
+
+
+def origin(name: str) -> dict:
+    """Where a registered backend's class lives: a worker process registers one of a notebook's so."""
+    return origins.origin(get_backend(name), name)
+
+
+def ensure(spec: dict | None) -> None:
+    """Register the backend ``origin()`` described, when this process does not know it yet (a worker)."""
+    if spec and spec["name"] not in BACKENDS:
+        cls = origins.find(spec, "backend")
+        BACKENDS.setdefault(spec["name"], cls)  # importing its module may have registered it already

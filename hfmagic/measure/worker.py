@@ -84,18 +84,19 @@ def run_job(job: dict, process_start: float | None = None, in_worker: bool = Fal
 def _load(job: dict, process_start: float | None, in_worker: bool, park_when_idle: bool = False):
     """Load the job's variant on its backend: yields the ready (or error) message, then, when ready,
     (backend, model, texts, tokenizer)."""
-    from hfmagic.backends import get_backend
+    from hfmagic import backends
     from hfmagic.tasks import ensure
 
     spec = job["variant"]
     try:
         ensure(spec.get("task_origin"))  # a task registered at run time in the parent
+        backends.ensure(job.get("backend_origin"))  # and a backend
     except Exception as exc:
         yield {"type": "error", "error": one_line(exc), "unavailable": False}
         return
     variant = variant_from_spec(spec)
     model = variant.model
-    backend = get_backend(job["backend"])(own_process=in_worker)
+    backend = backends.get_backend(job["backend"])(own_process=in_worker)
     backend.park_when_idle = park_when_idle
     try:
         texts = model.task_plugin.inputs.from_payload(job.get("texts"))  # --inputs: texts, images or clips

@@ -11,6 +11,7 @@ models known by name, file formats, backends) is found here too. The text tasks 
 from __future__ import annotations
 
 from hfmagic.core import backend as backends
+from hfmagic.core import origins
 from hfmagic.core.errors import UnsupportedError
 from hfmagic.tasks.base import Task
 from hfmagic.tasks.kinds import ModelFormat, ModelKind, ModelSource
@@ -61,25 +62,16 @@ def get_task(name: str) -> Task:
 def origin(name: str) -> dict:
     """Where a registered task's class lives (module and qualified name): a worker process is a
     fresh interpreter, and a task registered at run time (a notebook's, a test's) reaches it so."""
-    cls = type(get_task(name))
-    return {"name": cls.NAME, "module": cls.__module__, "qualname": cls.__qualname__}
+    return origins.origin(type(get_task(name)), name)
 
 
 def ensure(spec: dict | None) -> None:
     """Register the task ``origin()`` described, when this process does not know it yet (a worker)."""
     if not spec or spec["name"] in _REGISTRY:
         return
-    import importlib
-
-    try:
-        obj = importlib.import_module(spec["module"])
-        for part in spec["qualname"].split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise UnsupportedError(f"the task {spec['name']!r} is defined in {spec['module']}, which a worker process "
-                               f"cannot import ({exc}); define it in an importable module, or pass --inline") from None
+    cls = origins.find(spec, "task")
     if spec["name"] not in _REGISTRY:  # importing the module may have registered it already
-        register(obj)
+        register(cls)
 
 
 def serving(config: dict) -> list[str]:
