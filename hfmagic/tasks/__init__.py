@@ -9,20 +9,8 @@ The registry imports no plugin: ``import hfmagic`` registers the built-in ones
 from hfmagic.tasks.base import Task
 from hfmagic.tasks.kinds import ModelFormat, ModelKind, ModelSource
 from hfmagic.tasks.protocols import Export, Inputs, Measurement, Validation
-from hfmagic.tasks.registry import (
-                                    ALIASES,
-                                    ensure,
-                                    formats,
-                                    get_task,
-                                    infer_task,
-                                    model_kind,
-                                    names,
-                                    origin,
-                                    register,
-                                    serving,
-                                    sources,
-                                    unregister,
-)
+from hfmagic.tasks.registry import (ALIASES, ensure, formats, get_task, infer_task, model_kind, names, origin, register,
+                                    serving, sources, unregister)
 
 __all__ = ["ALIASES", "Export", "Inputs", "Measurement", "ModelFormat", "ModelKind", "ModelSource", "Task",
            "Validation", "ensure", "formats", "get_task", "infer_task", "model_kind", "names", "origin", "register",

@@ -150,7 +150,7 @@ class TokenInputs(Inputs):
         return SAMPLE_TEXTS[:count], "hfmagic's sample sentences"
 
     def note(self, data) -> str:
-        return f"inputs: {len(data)} real texts from {data.source}, tokenized (padded/truncated) to each shape"
+        return f"inputs: {len(data)} real {self.EXAMPLES} from {data.source}, tokenized (padded/truncated) to each shape"
 
 
 class TokenMeasurement(Measurement):

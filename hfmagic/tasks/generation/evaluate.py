@@ -7,9 +7,7 @@ describe it: each window scores only the tokens the previous one did not.
 
 from __future__ import annotations
 
-from hfmagic.tasks.base import (
-    Evaluator,  # light: the task plugins' base, no heavy imports
-)
+from hfmagic.tasks.base import Evaluator  # light: the task plugins' base, no heavy imports
 
 WINDOW, STRIDE, MAX_TOKENS = 256, 128, 2048  # perplexity: windows of 256 tokens, 128 new per window
 GREEDY_PROMPTS, GREEDY_PROMPT_TOKENS, GREEDY_TOKENS = 8, 32, 16

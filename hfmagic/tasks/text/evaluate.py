@@ -24,14 +24,7 @@ import numpy as np
 
 from hfmagic.core.errors import DataError, UnsupportedError, UsageProblem
 from hfmagic.tasks.base import EvalData, Evaluator
-from hfmagic.tasks.classes import (
-    ClassificationEvaluator,
-    agreement,
-    fingerprint,
-    first,
-    max_diff,
-    percentiles,
-)
+from hfmagic.tasks.classes import ClassificationEvaluator, agreement, first, fingerprint, max_diff, percentiles
 
 
 def _pad(rows: list[dict], names: list[str], pad_id: int) -> dict:
