@@ -17,8 +17,10 @@ from hfmagic.core.telemetry import onnxruntime_off  # noqa: E402
 
 onnxruntime_off()
 
-# the built-in tasks (text, generation, vision, speech) are registered here, at the top, so that the
+# the generic backends (torch, onnxruntime, OpenVINO), then the built-in tasks (text, generation, vision,
+# speech, each with the backends only its models use) are registered here, at the top, so that the
 # registry below knows them in every process (a worker too) without importing any plugin itself
+from hfmagic import backends as _backends  # noqa: E402,F401
 from hfmagic.tasks import builtin as _builtin_tasks  # noqa: E402,F401
 
 __all__ = [

@@ -351,9 +351,9 @@ def test_noise_flags_and_figures_of_known_samples():
     steady = summarize([10.0, 10.0, 10.0, 10.0], batch_size=4)
     assert noise(steady) == [] and steady["samples_per_s"] == pytest.approx(4 * 4 / 0.040)
     assert steady["std_ms"] == 0
-    tokens = get_task("text-classification").throughput(steady["samples_per_s"], 32)["tokens_per_s"]
+    tokens = get_task("text-classification").measurement.throughput(steady["samples_per_s"], 32)["tokens_per_s"]
     assert tokens == pytest.approx(400 * 32)
-    assert get_task("image-classification").throughput(steady["samples_per_s"], 224) == {}  # images/s is samples/s
+    assert get_task("image-classification").measurement.throughput(steady["samples_per_s"], 224) == {}  # images/s is samples/s
     spiky = summarize([10.0, 10.0, 10.0, 50.0], batch_size=1)
     assert spiky["p50_ms"] == 10.0 and spiky["mean_ms"] == 20.0
     assert noise(spiky) == [f"CV {spiky['cv']:.0%} > 10%", "slowest 5.0x the fastest"]

@@ -44,7 +44,7 @@ def digit_folder(tmp_path_factory):
 @pytest.mark.parametrize("arch", sorted(IMAGE_ARCHS))
 def test_image_architectures_export_validate_and_quantize(tiny_image, tmp_path, arch):
     model = load_model(tiny_image(arch))
-    assert model.task == "image-classification" and model.task_plugin.default_sizes(model) == [32]
+    assert model.task == "image-classification" and model.task_plugin.inputs.sizes(model) == [32]
     variants = export_onnx(model, output=tmp_path, progress=False)
     fused = ["O2", "O2-int8"] if arch == "vit" else []  # ORTOptimizer knows ViT only of these
     assert variants.names == ["torch", "fp32", *fused[:1], "int8", *fused[1:]]

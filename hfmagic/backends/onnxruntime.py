@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hfmagic.backends.base import Backend
+from hfmagic.core.backend import Backend
 from hfmagic.core.errors import BackendUnavailable
 
 
@@ -12,6 +12,7 @@ class OnnxRuntime(Backend):
 
     NAME = "onnxruntime"
     RUNS = "onnx"
+    DEFAULT = True  # and its GPU providers, where this machine has them
     PROVIDERS = ["CPUExecutionProvider"]  # the first is the one measured; later ones take what it cannot
     HINT = ""
 
@@ -41,7 +42,7 @@ class OnnxRuntime(Backend):
             # worker's would otherwise spin on the next one's cores (allow_spinning = 0 parks them at every
             # operator instead, and each wake-up shows in the latency)
             options.add_session_config_entry("session.force_spinning_stop", "1")
-        made = variant.model.task_plugin.ort_generator(variant, options, self.PROVIDERS)
+        made = variant.model.task_plugin.measurement.ort_generator(variant, options, self.PROVIDERS)
         if made is not None:  # a decoder with its KV cache (an LLM's, a Whisper's): optimum's generate() loop
             self._generator, self.session = made
         else:
@@ -52,7 +53,7 @@ class OnnxRuntime(Backend):
                                      f"{used[0]}){self.HINT}")
         self.input_names = [i.name for i in self.session.get_inputs()]
         if self._generator is not None:
-            self.input_names = variant.model.task_plugin.model_inputs(variant.model)
+            self.input_names = variant.model.task_plugin.inputs.model_inputs(variant.model)
 
     def run(self, inputs):
         if self._generator is not None:  # one forward pass (no cache): the logits

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from hfmagic.backends.base import Backend
+from hfmagic.core.backend import Backend
 from hfmagic.core.telemetry import openvino_off
 
 # bf16 is what OpenVINO picks on CPUs that have it, and it was 2.5x slower on MiniLM here
@@ -44,10 +44,10 @@ class OpenVINO(Backend):
 
             raise UnsupportedError(f"the openvino backend runs one-graph models and decoder LLMs; {variant.model.name}'s "
                                    "variants are several graphs (an encoder and its decoders): use onnxruntime")
-        if variant.model.task_plugin.GENERATES:
+        if variant.model.task_plugin.measurement.GENERATES:
             self._generator = causal_lm(variant, config)
             self.compiled = self._generator.request.get_compiled_model()
-            self.input_names = variant.model.task_plugin.model_inputs(variant.model)
+            self.input_names = variant.model.task_plugin.inputs.model_inputs(variant.model)
             return
         self.compiled = ov.Core().compile_model(str(variant.path), "CPU", config)
         self.request = self.compiled.create_infer_request()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from hfmagic.backends.base import Backend
+from hfmagic.core.backend import Backend
 
 
 class Torch(Backend):
@@ -14,6 +14,7 @@ class Torch(Backend):
 
     NAME = "torch"
     RUNS = "torch"
+    DEFAULT = True
 
     @classmethod
     def imports(cls) -> None:
@@ -30,7 +31,7 @@ class Torch(Backend):
             torch.set_num_interop_threads(1)
         self.model = variant.model.torch_model()
         # what the tokenizer makes and the forward takes (the model's task reconciles the two)
-        self.input_names = variant.model.task_plugin.model_inputs(variant.model, self.model.forward)
+        self.input_names = variant.model.task_plugin.inputs.model_inputs(variant.model, self.model.forward)
 
     def generator(self):
         return self.model
@@ -56,6 +57,7 @@ class TorchCompile(Torch):
     (and the warm-up runs), never in the timed samples."""
 
     NAME = "torch-compile"
+    DEFAULT = False  # asked for by name: compiling costs seconds per shape
 
     @classmethod
     def is_available(cls) -> tuple[bool, str]:
@@ -66,7 +68,7 @@ class TorchCompile(Torch):
 
     def load(self, variant, threads: int) -> None:
         super().load(variant, threads)
-        if variant.model.task_plugin.GENERATES:  # generate() calls the model's forward: that is what gets compiled
+        if variant.model.task_plugin.measurement.GENERATES:  # generate() calls the model's forward: that is what gets compiled
             import copy
 
             # on a shallow copy (the same weights): the handle's own model stays eager for what runs

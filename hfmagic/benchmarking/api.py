@@ -95,14 +95,14 @@ def benchmark(target, options: BenchmarkOptions) -> BenchmarkResult:
     base_model, base_rest = benchplan.split_baseline(o.baseline, models)
     plans = []  # (model, target, variant names asked for, kinds)
     for model, one in zip(models, targets):
-        if model.framework != "transformers":  # its one variant, whatever --variants names
+        if model.kind.RUNTIME:  # one way to run (a classical baseline): its one variant, whatever --variants names
             plans.append((model, one, None, {v.name: v.kind for v in one}))
             continue
         names = benchplan.check_variants(one, o.variants, model)
         if isinstance(one, Variants):
             kinds = {v.name: v.kind for v in one.select(names)}
         else:
-            default = model.task_plugin.default_variants(model)
+            default = model.task_plugin.export.default_variants(model)
             kinds = {n: "torch" if n == "torch" else "onnx" for n in names or default}
         benchplan.check_backends(o.backends, kinds, bool(names), here=not address)
         if model is base_model:

@@ -55,10 +55,10 @@ def check_sizes(models, asked: dict, new_tokens: int | None = None):
     axis's argument (``seq_lens``, ``image_sizes``) to what was asked (None: not given). Models of
     different axes in one sweep, an axis the models do not have, or a size a model cannot take are
     refused in one line. Returns (axis, {model name: sizes})."""
-    axes = {m.task_plugin.SIZE_AXIS for m in models}
+    axes = {m.task_plugin.inputs.AXIS for m in models}
     if len(axes) > 1:
         raise UsageProblem("a benchmark compares models of one kind of input (" + ", ".join(
-            sorted({f"{m.task} ({m.task_plugin.SIZE_AXIS.noun})" for m in models})) + "); run one per kind")
+            sorted({f"{m.task} ({m.task_plugin.inputs.AXIS.noun})" for m in models})) + "); run one per kind")
     axis = axes.pop()
     model = models[0]
     for argument, value in asked.items():
@@ -71,8 +71,8 @@ def check_sizes(models, asked: dict, new_tokens: int | None = None):
     given = asked.get(axis.argument)
     sizes = {}
     for m in models:
-        values = positive(given if given is not None else m.task_plugin.default_sizes(m), axis.noun)
-        m.task_plugin.check_sizes(m, values, new_tokens or 0)
+        values = positive(given if given is not None else m.task_plugin.inputs.sizes(m), axis.noun)
+        m.task_plugin.inputs.check_sizes(m, values, new_tokens or 0)
         sizes[m.name] = values
     return axis, sizes
 
@@ -80,11 +80,11 @@ def check_sizes(models, asked: dict, new_tokens: int | None = None):
 def check_new_tokens(models, new_tokens) -> int | None:
     """New tokens per generation: for text-generation models (default 64, at least 2: time per
     output token is measured after the first), refused for others; one kind of task per sweep."""
-    generates = {bool(m.task_plugin.GENERATES) for m in models}
+    generates = {bool(m.task_plugin.measurement.GENERATES) for m in models}
     if len(generates) > 1:
         raise UsageProblem("a benchmark compares text-generation models with each other, and encoders with each "
                            "other: their figures differ (time per token against latency per batch); run two")
-    return models[0].task_plugin.new_tokens(new_tokens, models[0])
+    return models[0].task_plugin.measurement.new_tokens(new_tokens, models[0])
 
 
 def check_variants(target, variants, model=None) -> list[str] | None:
@@ -92,7 +92,7 @@ def check_variants(target, variants, model=None) -> list[str] | None:
 
     if not variants:
         return None
-    known = target.names if isinstance(target, Variants) else model.task_plugin.variant_names()
+    known = target.names if isinstance(target, Variants) else model.task_plugin.export.variant_names()
     unknown = [v for v in variants if v not in known]
     if unknown:
         raise UsageProblem(f"unknown variant {unknown[0]!r}; use one of: {', '.join(known)}")
@@ -143,7 +143,7 @@ def load_inputs(model, inputs, inputs_source):
     """--inputs: real examples (texts, images, clips) as the model's task reads them, or None."""
     if inputs is None and inputs_source is None:
         return None
-    return model.task_plugin.read_inputs(model, inputs if inputs is not None else inputs_source)
+    return model.task_plugin.inputs.read(model, inputs if inputs is not None else inputs_source)
 
 
 def export_request(model, names: list[str] | None, data) -> dict:
@@ -154,7 +154,7 @@ def export_request(model, names: list[str] | None, data) -> dict:
 
     calibration = data if data is not None else model.dataset
     if "int8-static" in names and calibration is None:
-        raise UsageProblem(f"int8-static needs calibration {model.task_plugin.EXAMPLES} and {model.name} has none of its own; "
+        raise UsageProblem(f"int8-static needs calibration {model.task_plugin.inputs.EXAMPLES} and {model.name} has none of its own; "
                            "pass --inputs DATA (its texts calibrate it)")
     return request_for(names, calibration)
 
@@ -168,8 +168,9 @@ def plan(chosen, backends, shapes, here: bool = True) -> tuple[list[Job], dict[s
     jobs, unavailable, notes = [], {}, []
     for variant in chosen:
         kind = variant.kind
-        mine = default_backends(kind) if kind == "sklearn" else \
-            [b for b in backends or default_backends(kind) if get_backend(b).RUNS == kind]
+        own = kind == variant.model.kind.RUNTIME  # a model with one way to run: its own backends, whatever --backends says
+        mine = default_backends(kind) if own else [b for b in backends or default_backends(kind)
+                                                   if get_backend(b).RUNS == kind]
         if not mine:
             notes.append(f"{variant.name} not measured: no backend in --backends runs {kind} variants")
         for backend in mine:

@@ -17,7 +17,7 @@ def row_keys() -> tuple[str, ...]:
     other tasks' rows; a generation's TTFT and TPOT)."""
     from hfmagic.tasks import get_task, names
 
-    extra = [k for n in names() for k in get_task(n).ROW_KEYS if k not in ROW_KEYS]
+    extra = [k for n in names() for k in get_task(n).measurement.ROW_KEYS if k not in ROW_KEYS]
     return ROW_KEYS + tuple(dict.fromkeys(extra))
 
 
@@ -48,10 +48,10 @@ class BenchmarkResult:
         from hfmagic.tasks import get_task
 
         task = get_task(self.task or "text-classification")
-        e2e = field_of("e2e_p50_ms").column(f"e2e p50 ms (+{task.PREPROCESSOR})")
+        e2e = field_of("e2e_p50_ms").column(f"e2e p50 ms (+{task.inputs.PREPROCESSOR})")
         columns = [e2e if c.key == "e2e_p50_ms" else c for c in COLUMNS
                    if c.key != "e2e_p50_ms" or any(r["e2e_p50_ms"] for r in self.rows)]
-        columns = task.benchmark_columns(columns)
+        columns = task.measurement.columns(columns)
         if len({r.get("node") for r in self.rows}) > 1:  # --on each: which kind of node measured it
             columns.insert(0, field_of("node").column())
         if len({r.get("model") for r in self.rows}) > 1:

@@ -12,6 +12,7 @@ from hfmagic.benchmarking.plan import Job
 from hfmagic.benchmarking.result import SHORT_SHA, BenchmarkResult, row_keys
 from hfmagic.benchmarking.rounds import BUDGET_GRACE_S, LOAD_TIMEOUT_S, Rounds
 from hfmagic.core import stats
+from hfmagic.core.backend import origin as backend_origin
 from hfmagic.core.records import BenchmarkRow
 from hfmagic.core.shapes import shape_of, shape_text
 from hfmagic.tasks import origin
@@ -153,7 +154,8 @@ class Sweep:
                         "model_path": str(model.path), "task": model.task,
                         "task_origin": origin(model.task),
                         "model_name": model.name, "trust_remote_code": model.trust_remote_code},
-            "backend": job.backend, "threads": p["threads"], "warmup": p["warmup"],
+            "backend": job.backend, "backend_origin": backend_origin(job.backend), "threads": p["threads"],
+            "warmup": p["warmup"],
             "min_runs": p["min_runs"], "min_time": p["min_time"], "shapes": [list(s) for s in shapes],
             "deadline": self.deadline, "vocab_size": model.config.get("vocab_size", 2),
             "texts": self._texts(model), "new_tokens": p.get("new_tokens"),
@@ -163,10 +165,8 @@ class Sweep:
         """Real texts for the job: --inputs; for a classical baseline, which reads texts end to end,
         its own held-out texts when no --inputs were given."""
         if self.data:
-            return model.task_plugin.inputs_payload(self.data, MAX_TEXTS)
-        if model.framework == "sklearn" and model.dataset is not None:
-            return [str(t) for t in list(model.dataset["text"])[:MAX_TEXTS]]
-        return None
+            return model.task_plugin.inputs.payload(self.data, MAX_TEXTS)
+        return model.kind.own_examples(model, MAX_TEXTS)
 
     # -- rows ----------------------------------------------------------------------------------
     def add(self, job: Job, shape: tuple[int, int], raw: dict) -> None:
@@ -195,7 +195,7 @@ class Sweep:
         batch, seq = shape
         task = job.model.task_plugin
         row = BenchmarkRow.from_dict(dict.fromkeys(row_keys()))  # every task's figures: None until measured
-        row.update({task.SIZE_AXIS.key: seq})
+        row.update({task.inputs.AXIS.key: seq})
         row.update(model=job.model.name, model_sha=job.model.weights_sha256[:SHORT_SHA],
                    variant=job.variant.name, backend=job.backend, batch_size=batch,
                    size_mb=_size_mb(job.variant), threads=self.params["threads"], samples_ms=[],
@@ -210,10 +210,10 @@ class Sweep:
         if raw["status"] != "ok":
             return row
         row.update(stats.summarize(raw["samples_ms"], batch), samples_ms=raw["samples_ms"])
-        row.update(task.throughput(row["samples_per_s"], seq))
+        row.update(task.measurement.throughput(row["samples_per_s"], seq))
         if self.params.get("new_tokens") is not None:  # a generation's, a transcription's
             raw = {**raw, "new_tokens": self.params.get("new_tokens")}
-        row.update(task.row_figures(raw, batch, seq))
+        row.update(task.measurement.row_figures(raw, batch, seq))
         if raw.get("e2e_samples_ms"):
             import numpy as np
 
@@ -257,13 +257,11 @@ class Sweep:
             self.notes.append(f"the machine was busy when the sweep started (1-minute load average "
                               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs): other processes "
                               "compete for the cores, so latencies may be inflated")
-        classical = sorted({j.model.name for j in self.jobs if j.model.framework == "sklearn"})
-        if classical:
-            self.notes.append(f"{', '.join(classical)}: a classical baseline, timed end to end per text (TF-IDF "
-                              "included) on real texts cut to seq words; the transformers' rows time the model "
-                              "alone, so compare with their e2e_p50_ms (--inputs DATA) before reading a speed-up")
+        for kind in {id(j.model.kind): j.model.kind for j in self.jobs if j.model.kind.NOTE}.values():
+            models = sorted({j.model.name for j in self.jobs if j.model.kind is kind})  # a classical baseline's rows
+            self.notes.append(f"{', '.join(models)}: {kind.NOTE}")
         if self.data is not None:
-            self.notes.append(self.model.task_plugin.inputs_note(self.data))
+            self.notes.append(self.model.task_plugin.inputs.note(self.data))
 
     def result(self) -> BenchmarkResult:
         rows = []
@@ -293,7 +291,7 @@ class Sweep:
             notes.append(f"budget {self.params['budget']:g} s: skipped {len(skipped)} of {len(rows)} "
                          f"configurations: {', '.join(skipped)}")
         if any(r.get("e2e_p50_ms") is not None for r in rows):
-            notes.append(self.model.task_plugin.e2e_note())
+            notes.append(self.model.task_plugin.measurement.e2e_note())
         if self.interrupted:
             done = sum(r["status"] != "skipped: interrupted" for r in rows)
             notes.append(f"interrupted: {done} of {len(rows)} configurations finished; the rest were not measured")

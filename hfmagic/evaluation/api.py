@@ -88,15 +88,15 @@ def evaluate(target: Any, options: EvaluateOptions) -> EvaluationResult:
     sizes = _batch_sizes(o.batch_size)
     if o.limit is not None and o.limit <= 0:
         raise UsageProblem(f"--limit must be a positive number of examples, got {o.limit}")
-    from hfmagic.models.variants import SKLEARN, own_variants
+    from hfmagic.models.variants import own_variants
 
     for e in entries:
         e.target = own_variants(e.model) or e.target  # a classical baseline has its one variant
     ref_entry, ref_variant = _reference(entries, o.reference)
-    if ref_entry.model.framework == "sklearn" and ref_variant == TORCH:
-        ref_variant = SKLEARN
+    if ref_entry.model.kind.RUNTIME and ref_variant == TORCH:  # one way to run: that is its reference
+        ref_variant = ref_entry.model.kind.RUNTIME
     for e in entries:
-        if e.model.framework == "transformers":
+        if not e.model.kind.RUNTIME:
             _check_variant_names(e.target, o.variants, ref_variant if e is ref_entry else TORCH, e.model)
     from hfmagic.cluster import connect as clusters
 
@@ -120,10 +120,10 @@ def evaluate(target: Any, options: EvaluateOptions) -> EvaluationResult:
             raise UsageProblem("--backend openvino runs here, not on a cluster: leave --cluster out")
     chosen_metrics = evaluator.metrics(o.metrics, entries[0].model)
     metric_names = [getattr(m, "name", m) for m in chosen_metrics]
-    if o.max_tokens is not None and not task.GENERATES:
+    if o.max_tokens is not None and not task.measurement.GENERATES:
         raise UsageProblem(f"--max-tokens is the text a decoder's perplexity is measured on; {entries[0].model.name} "
                            f"is {task.NAME}: use --limit")
-    if o.chat_template and not task.GENERATES:
+    if o.chat_template and not task.measurement.GENERATES:
         raise UsageProblem(f"--chat-template formats the prompts of text-generation models; {entries[0].model.name} is "
                            f"{task.NAME}: leave it out")
     reading = {"split": o.split, "text_column": o.text_column, "label_column": o.label_column, "limit": o.limit,
@@ -154,7 +154,7 @@ def evaluate(target: Any, options: EvaluateOptions) -> EvaluationResult:
         e.vset = e.target if isinstance(e.target, Variants) else _build_variants(e.model, o.variants, own_ref, o.progress)
     ordered = [ref_entry] + [e for e in entries if e is not ref_entry]
     plan = [(e, e.vset[n]) for e in ordered
-            for n in _variant_names(e.vset, o.variants if e.model.framework == "transformers" else None,
+            for n in _variant_names(e.vset, None if e.model.kind.RUNTIME else o.variants,
                                     ref_variant if e is ref_entry else None)]
     for e in entries:  # encoded once per batch size its variants are scored at
         wanted = {s for entry, v in plan if entry is e
@@ -195,7 +195,7 @@ def evaluate(target: Any, options: EvaluateOptions) -> EvaluationResult:
               # models): what the run list and compare read the relative figures against
               "reference_used": {"key": result.reference, "model": ref_entry.model.name,
                                  "weights_sha256": ref_entry.model.weights_sha256, "variant": ref_variant,
-                                 "backend": None if ref_variant in (TORCH, SKLEARN) else o.backend,
+                                 "backend": None if ref_variant in (TORCH, ref_entry.model.kind.RUNTIME) else o.backend,
                                  "lower_is_better": result.lower_is_better}}
     if several:
         params["targets"] = [e.model.source for e in entries]
@@ -249,7 +249,7 @@ def _reference(entries: list[Entry], reference: str) -> tuple[Entry, str]:
 
 def _check_variant_names(target, variants: list[str] | None, reference: str, model) -> None:
     """Unknown variant names fail before anything is built."""
-    known = target.names if isinstance(target, Variants) else list(model.task_plugin.variant_names())
+    known = target.names if isinstance(target, Variants) else list(model.task_plugin.export.variant_names())
     for name in list(variants or []) + [reference]:
         if name not in known:
             hint = "" if isinstance(target, Variants) else " (export others with %export_onnx, then pass its result)"
@@ -271,9 +271,9 @@ def _build_variants(model: ModelHandle, variants: list[str] | None, reference: s
 
     if variants and set(variants) | {reference} == {TORCH}:
         return Variants(model, [Variant(TORCH, model)])
-    names = list(variants or model.task_plugin.default_variants(model)) + [reference]
+    names = list(variants or model.task_plugin.export.default_variants(model)) + [reference]
     if "int8-static" in names and model.dataset is None:
-        raise UsageProblem(f"int8-static needs calibration {model.task_plugin.EXAMPLES} and {model.name} has none of its own; build it "
+        raise UsageProblem(f"int8-static needs calibration {model.task_plugin.inputs.EXAMPLES} and {model.name} has none of its own; build it "
                            "with %export_onnx --quantize static --calibration DATA and evaluate that result")
     request = request_for(names, model.dataset)
     if not variants:

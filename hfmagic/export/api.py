@@ -73,11 +73,11 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     from hfmagic.models.handle import load_model
 
     model = load_model(model)
-    if model.framework != "transformers":
-        raise UnsupportedError(f"{model.name} is a classical {model.framework} baseline: it has no ONNX export; "
-                               "benchmark and evaluate it as it is")
+    if model.kind.RUNTIME:  # one way to run of its own (a classical baseline): nothing to export
+        raise UnsupportedError(f"{model.name} is {model.kind.WHAT}: it has no ONNX export; benchmark and evaluate it "
+                               "as it is")
     model.check_unchanged()  # a folder saved over since the load is refused, not mixed
-    levels = check_levels(levels, model.task_plugin.default_levels(model), model.task_plugin.LEVELS)
+    levels = check_levels(levels, model.task_plugin.export.default_levels(model), model.task_plugin.export.LEVELS)
     if quantize not in QUANTIZE:
         raise UsageProblem(f"unknown --quantize {quantize!r}; use one of: {', '.join(QUANTIZE)}")
     if not isinstance(samples, int) or samples <= 0:
@@ -95,7 +95,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
         check_nncf()
     data = calibration_data(model, quantize, calibration, samples, text_column)
     task = model.task_plugin
-    steps = task.export_steps(levels, quantize, static=data is not None, options={"block_size": block_size,
+    steps = task.export.steps(levels, quantize, static=data is not None, options={"block_size": block_size,
                                                                                   "model": model})
     quantizing = any(s.quant for s in steps)
     from hfmagic.onnx.build import describe_quantization, int8_isa, isa_note
@@ -103,7 +103,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     isa = int8_isa() if quantizing else None
     root = writable_root(output)
     base = base_key(model, opset, device)
-    operators = task.quant_operators(model)
+    operators = task.export.quant_operators(model)
     exclude = sorted(exclude_nodes or [])
     keys = {s.name: step_key(base, s, isa, per_channel, data, int4, operators, calibration_method, exclude)
             for s in steps}
@@ -135,7 +135,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
         static = "int8-nncf" if quantize == "nncf" else "int8-static"
         if quantize == "nncf":
             notes.append(f"int8-nncf: {describe_quantization('nncf', isa, per_channel)}")
-        notes.append(f"{static} calibrated on {len(data)} {task.EXAMPLES} of {data.source}")
+        notes.append(f"{static} calibrated on {len(data)} {task.inputs.EXAMPLES} of {data.source}")
         if calibration is None:
             notes.append(f"{static} calibrated on the model's own held-out split, which %evaluate "
                          "scores by default: its accuracy there may flatter it; pass --calibration "
@@ -196,12 +196,12 @@ def validation_notes(items: list[Variant]) -> list[str]:
     inputs: dict[str, list[str]] = {}
     for v in items:
         if v.validation:
-            examples = items[0].model.task_plugin.EXAMPLES
+            examples = items[0].model.task_plugin.inputs.EXAMPLES
             inputs.setdefault(f"{v.validation['texts']} {examples} ({v.validation['inputs_from']})", []).append(v.name)
     if not inputs:
         return []
     where = next(iter(inputs)) if len(inputs) == 1 else "; ".join(f"{', '.join(n)} on {t}" for t, n in inputs.items())
-    return [f"validated on {where}; {items[0].model.task_plugin.divergence_rule()}"]
+    return [f"validated on {where}; {items[0].model.task_plugin.validation.rule()}"]
 
 
 # -- checks, done before any heavy work -------------------------------------------------------
@@ -249,11 +249,11 @@ def calibration_data(model, quantize: str, calibration, samples: int, text_colum
     if calibration is None:
         if model.dataset is None:
             what = ("images: pass --calibration DATA (a folder of class folders, a DataFrame or Dataset "
-                    "with an image column, digits or fashion-mnist)") if model.task_plugin.EXAMPLES == "images" else \
+                    "with an image column, digits or fashion-mnist)") if model.task_plugin.inputs.EXAMPLES == "images" else \
                 "texts: pass --calibration DATA (a DataFrame, a Dataset, a CSV/JSON/Parquet file or demo)"
             raise UsageProblem(f"static int8 needs calibration {what}")
         calibration = model.dataset
     try:
-        return model.task_plugin.read_calibration(model, calibration, samples, text_column)
+        return model.task_plugin.export.calibration(model, calibration, samples, text_column)
     except DataError as exc:
         raise DataError(f"calibration data: {exc}") from None

@@ -87,7 +87,7 @@ class Builder:
             logging.disable(logging.WARNING)
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
-                own = self.model.task_plugin.build_step(self.model, step, out, source, {
+                own = self.model.task_plugin.export.build_step(self.model, step, out, source, {
                     "block_size": self.block_size, "int4_method": self.int4_method, "isa": self.isa,
                     "per_channel": self.per_channel, "opset": self.opset, "device": self.device})
                 if own is not None:  # a step only the task knows (a decoder's int4, fp16, onnxruntime-genai)
@@ -98,8 +98,8 @@ class Builder:
                     return onnxbuild.optimize(source.folder, out, step.level, self.device)
                 if step.quant == "dynamic":
                     return onnxbuild.quantize_dynamic(source.folder, source.path.name, out, self.isa,
-                                                      self.per_channel, step.name, self.model.task_plugin.quant_operators(self.model))
-                features = self.model.task_plugin.calibration_features(self.model, self.data)
+                                                      self.per_channel, step.name, self.model.task_plugin.export.quant_operators(self.model))
+                features = self.model.task_plugin.export.calibration_features(self.model, self.data)
                 if step.quant == "nncf":
                     return onnxbuild.quantize_nncf(source.folder, out, features)
                 return onnxbuild.quantize_static(source.folder, out, self.isa, self.per_channel, features,
@@ -127,20 +127,20 @@ class Builder:
         """The entry's record (sizes, graph, validation), or why it cannot be used."""
         from hfmagic.onnx.build import graph_files, graph_stats, onnx_size, variant_sha256
 
-        file = self.model.task_plugin.step_file(step, self.model)
+        file = self.model.task_plugin.export.step_file(step, self.model)
         path = folder / file
         if not path.is_file():
             return f"build failed: the step wrote no {file}"
         if self.reference is None:
             task = self.model.task_plugin
-            examples, source = task.validation_examples(self.model, self.data)
-            self.reference = task.validator(self.model, list(examples), source)
+            examples, source = task.validation.examples(self.model, self.data)
+            self.reference = task.validation.reference(self.model, list(examples), source)
         try:
             validation = self.reference.compare(path, self.device)
         except Exception as exc:  # noqa: BLE001 - kept on the variant, never dropped
             return f"built, but onnxruntime could not run it: {type(exc).__name__}: {_first_line(exc)}"
         nodes, fused = graph_stats(path)
-        if problem := self.model.task_plugin.check_built(step.quant, path):
+        if problem := self.model.task_plugin.export.check_built(step.quant, path):
             return problem
         return {"format": FORMAT, "key": key, "name": step.name, "level": step.level, "file": file,
                 "quantization": quantization, "size_bytes": onnx_size(path), "nodes": nodes,

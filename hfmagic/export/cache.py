@@ -114,7 +114,7 @@ def from_meta(model, step: Step, place: Path, meta: dict) -> Variant:
     return Variant(step.name, model, path=place / meta["file"], level=step.level,
                    quantization=meta.get("quantization"), size_bytes=meta["size_bytes"], nodes=meta["nodes"],
                    fused_nodes=meta["fused_nodes"], build_seconds=meta["build_seconds"],
-                   validation=meta["validation"], error=model.task_plugin.divergence(step.name, meta["validation"]),
+                   validation=meta["validation"], error=model.task_plugin.validation.divergence(step.name, meta["validation"]),
                    runtime=meta.get("runtime"), recipe=step.quant,
                    cli_command=meta["cli_command"], sha256=meta["sha256"])
 

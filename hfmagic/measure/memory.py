@@ -172,7 +172,7 @@ def check_memory(model, batch_sizes, seq_lens, kinds: dict[str, str], backends, 
     if backends:  # GPU providers hold their work in the GPU's memory: only the CPU backends count
         measured &= {get_backend(b).RUNS for b in backends if not get_backend(b).HARDWARE}
     guard = MemoryGuard(model.config, model.weights_bytes, measured, available_memory(),
-                        partial(model.task_plugin.memory_tokens, model), model.task_plugin.SIZE_AXIS)
+                        partial(model.task_plugin.inputs.memory_tokens, model), model.task_plugin.inputs.AXIS)
     if not measured:
         return guard, []
     shapes = sorted(((b, s) for b in batch_sizes for s in seq_lens), key=lambda bs: (bs[0] * bs[1], bs[0]))
@@ -181,7 +181,7 @@ def check_memory(model, batch_sizes, seq_lens, kinds: dict[str, str], backends, 
         return guard, []
     batch, seq, needed = over[0]
     more = f" (and {len(over) - 1} larger shape{'s' * (len(over) > 2)})" if len(over) > 1 else ""
-    axis = model.task_plugin.SIZE_AXIS
+    axis = model.task_plugin.inputs.AXIS
     what = (f"batch {batch} x {axis.describe(seq)}{more} needs ~{gb(needed)} GB of memory and {gb(guard.available)} GB "
             "is available")
     if not force:

@@ -16,20 +16,23 @@ class Runner:
     unless ``backend`` says openvino); named outputs per batch."""
 
     def __init__(self, variant: Variant, threads: int | None = None, backend: str | None = None):
-        from hfmagic.backends import get_backend
+        from hfmagic.backends import default_backends, get_backend
         from hfmagic.core.config import settings
 
         self.variant, self.task = variant, variant.model.task_plugin
-        own = {"torch": "torch", "sklearn": "sklearn", "genai": "onnxruntime-genai"}
-        self.backend = get_backend(own.get(variant.kind, backend or "onnxruntime"))()
+        name = (backend or "onnxruntime") if variant.kind == "onnx" else default_backends(variant.kind)[0]
+        self.backend = get_backend(name)()
         self.backend.load(variant, threads or settings().resolved_threads())
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        own = self.task.forward_outputs(self.backend, self.variant.model, feed)
+        model = self.variant.model
+        own = self.task.measurement.forward_outputs(self.backend, model, feed)
         if own is not None:  # the task computes its outputs itself (a decoder's token log-likelihoods)
             return own
         names = self.backend.input_names
-        out = self.backend.run(self.backend.prepare(self.task.feed(self.variant.model, feed, names)))
+        if not model.kind.READS_EXAMPLES:  # a classical baseline is given the texts themselves
+            feed = self.task.inputs.feed(model, feed, names)
+        out = self.backend.run(self.backend.prepare(feed))
         if hasattr(out, "keys"):  # a transformers ModelOutput
             return {k: np.asarray(v.float().numpy(), dtype=np.float64) for k, v in out.items() if hasattr(v, "numpy")}
         outputs = getattr(self.backend, "output_names", None) or [o.name for o in self.backend.session.get_outputs()]

@@ -60,7 +60,7 @@ def run_job(job: dict, process_start: float | None = None, in_worker: bool = Fal
     spec, load_s = job["variant"], ready["load_s"]
     previous = None  # (tokens, p50 ms) of the last shape measured: estimates the next one's cost
     try:
-        axis = model.task_plugin.SIZE_AXIS
+        axis = model.task_plugin.inputs.AXIS
         for batch, seq in job["shapes"]:
             base = {"batch_size": batch, axis.key: seq, "load_s": load_s, "pid": os.getpid()}
             if _over_budget(job, batch * seq, previous):
@@ -84,27 +84,28 @@ def run_job(job: dict, process_start: float | None = None, in_worker: bool = Fal
 def _load(job: dict, process_start: float | None, in_worker: bool, park_when_idle: bool = False):
     """Load the job's variant on its backend: yields the ready (or error) message, then, when ready,
     (backend, model, texts, tokenizer)."""
-    from hfmagic.backends import get_backend
+    from hfmagic import backends
     from hfmagic.tasks import ensure
 
     spec = job["variant"]
     try:
         ensure(spec.get("task_origin"))  # a task registered at run time in the parent
+        backends.ensure(job.get("backend_origin"))  # and a backend
     except Exception as exc:
         yield {"type": "error", "error": one_line(exc), "unavailable": False}
         return
     variant = variant_from_spec(spec)
     model = variant.model
-    backend = get_backend(job["backend"])(own_process=in_worker)
+    backend = backends.get_backend(job["backend"])(own_process=in_worker)
     backend.park_when_idle = park_when_idle
     try:
-        texts = model.task_plugin.inputs_from_payload(job.get("texts"))  # --inputs: texts, images or clips
+        texts = model.task_plugin.inputs.from_payload(job.get("texts"))  # --inputs: texts, images or clips
         start = time.time()
         backend.imports()
         loading = time.time()
         backend.load(variant, job["threads"])
         load_s = time.time() - loading
-        tokenizer = model.preprocessor() if texts and model.framework == "transformers" else None
+        tokenizer = model.preprocessor() if texts and not model.kind.READS_EXAMPLES else None
     except Exception as exc:  # the rows of this job say why; the sweep goes on
         from hfmagic.core.errors import BackendUnavailable
 
@@ -131,7 +132,7 @@ def variant_from_spec(spec: dict):
 
 def measure(backend, batch: int, seq: int, job: dict, texts, tokenizer, model) -> dict:
     """Time one shape: first run, warm-up, then the timed runs (model only; then end to end)."""
-    task = model.task_plugin
+    task = model.task_plugin.measurement
     inputs = make_inputs(model, backend.input_names, batch, seq, texts, tokenizer)
     prepared = backend.prepare(inputs)
     exact_peak = reset_peak_memory()
@@ -164,17 +165,13 @@ def make_inputs(model, names: list[str], batch: int, seq: int, texts=None, token
     """The inputs ``names`` (what the backend's model takes) of exactly (batch, seq), as the model's
     task makes them: synthetic (text: random valid token ids, attention mask of ones, token types
     0, positions 0..seq-1), or real texts tokenized, padded and truncated to ``seq``."""
-    task = model.task_plugin
-    if names == ["texts"]:  # a classical baseline: the texts themselves, cut to seq words
-        if not texts:
-            from hfmagic.core.errors import UsageProblem
-
-            raise UsageProblem(f"{model.name} reads real texts; pass --inputs DATA")
-        return {"texts": [" ".join(texts[i % len(texts)].split()[:seq]) for i in range(batch)]}
+    if model.kind.READS_EXAMPLES:  # a classical baseline: the texts themselves (its kind cuts them to seq words)
+        return model.kind.inputs(model, texts, batch, seq)
+    inputs = model.task_plugin.inputs
     if texts:
         chunk = [texts[i % len(texts)] for i in range(batch)]
-        return task.feed(model, task.encode_to_shape(tokenizer, chunk, seq), names)
-    return task.synthetic_inputs(names, task.shape(model, batch, seq), model.config)
+        return inputs.feed(model, inputs.encode(model, chunk, seq), names)
+    return inputs.synthetic(names, inputs.shape(model, batch, seq), model.config)
 
 
 def reset_peak_memory() -> bool:
@@ -255,13 +252,13 @@ class Measurer:
         self.ready = next(loader)
         if self.ready["type"] == "ready":
             self.backend, self.model, self.texts, self.tokenizer = next(loader)
-            self.end_to_end = self.tokenizer is not None and self.model.task_plugin.END_TO_END
+            self.end_to_end = self.tokenizer is not None and self.model.task_plugin.measurement.END_TO_END
 
     def slice(self, batch: int, seq: int, runs: int, round_no: int) -> dict:
         out = {"type": "slice", "shape": [batch, seq], "round": round_no, "pid": os.getpid()}
         try:
             first_ms, peak = None, {}
-            task = self.model.task_plugin
+            task = self.model.task_plugin.measurement
             key = (batch, seq)
             if key not in self.prepared:  # its peak memory: from its inputs' making through this slice
                 exact = reset_peak_memory()

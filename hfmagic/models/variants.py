@@ -8,17 +8,15 @@ model, for which they build it). A variant that failed to build stays in the lis
 from __future__ import annotations
 
 import html
-
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from hfmagic.core.errors import UsageProblem
-from hfmagic.models.handle import ModelHandle
 from hfmagic.core.results import Column, Table
+from hfmagic.models.handle import ModelHandle
 from hfmagic.onnx.plan import TORCH  # noqa: F401 (the PyTorch variant's name)
 
-SKLEARN = "sklearn"  # a classical baseline's one variant (%load_model tfidf)
 # why a dynamically quantized variant's predictions depend on the batch it runs in
 BATCH_DEPENDENT_WHY = "dynamic int8 takes each activation's quantization range over the whole padded batch"
 
@@ -35,10 +33,12 @@ def model_of(target) -> ModelHandle:
 
 
 def own_variants(model) -> "Variants | None":
-    """The variants a model that is not exported has: a classical baseline's one; else None."""
-    if model.framework != "sklearn":
+    """The variants a model with one way to run has (its kind's ``RUNTIME``: a classical baseline's
+    one, ``sklearn``), instead of PyTorch and its exports; None for a model export_onnx builds."""
+    runtime = model.kind.RUNTIME
+    if not runtime:
         return None
-    return Variants(model, [Variant(SKLEARN, model, runtime=SKLEARN, size_bytes=model.weights_bytes)])
+    return Variants(model, [Variant(runtime, model, runtime=runtime, size_bytes=model.weights_bytes)])
 
 
 @dataclass
@@ -58,13 +58,13 @@ class Variant:
     error: str | None = None       # why it failed to build or diverged; kept, never dropped
     cli_command: str | None = None  # the optimum-cli command that rebuilds it
     sha256: str | None = None
-    runtime: str | None = None     # "sklearn" for a classical baseline; None: told by path and level
+    runtime: str | None = None     # a model kind's own ("sklearn": a classical baseline); None: told by path and level
     recipe: str | None = None      # the quantizer's recipe export ran: "dynamic", "static", "nncf", "int4", ...
 
     @property
     def kind(self) -> str:
-        """What runs it: "torch", "onnx" or "sklearn". An ONNX variant that failed to build has no
-        file but keeps its level, so it is not mistaken for the PyTorch model."""
+        """What runs it: "torch", "onnx", or a runtime of its own ("sklearn", "genai"). An ONNX variant
+        that failed to build has no file but keeps its level, so it is not mistaken for the PyTorch model."""
         if self.runtime:
             return self.runtime
         return TORCH if self.path is None and self.level is None else "onnx"
@@ -90,7 +90,7 @@ class Variant:
     def row(self) -> dict[str, Any]:
         return {
             "variant": self.name, "level": self.level, "quantization": self.quantization,
-            "file": self.path.name if self.path else "(scikit-learn)" if self.kind == "sklearn" else "(pytorch)",
+            "file": self.path.name if self.path else self.model.kind.FILE,
             "size_mb": None if self.size_bytes is None else self.size_bytes / 1e6,
             "nodes": self.nodes, "fused_nodes": self.fused_nodes,
             "max_abs_diff": self.validation.get("max_abs_diff"),

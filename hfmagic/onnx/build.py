@@ -248,16 +248,6 @@ def quiet_rich():
         console.__dict__ = saved
 
 
-def tokenize(model, texts: list[str], tensors: str):
-    """The model's tokenizer on ``texts``: padded to the longest, at most 128 tokens (or the model's
-    position limit, the task's rule: RoBERTa-style offsets and the tokenizer's model_max_length)."""
-    tokenizer = model.tokenizer()
-    if tokenizer.pad_token is None:  # GPT-2 style tokenizers have none: pad with end-of-text
-        tokenizer.pad_token = tokenizer.eos_token
-    limit = min(128, model.task_plugin.position_limit(model) or 128)
-    return tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors=tensors)
-
-
 def copy_folder_files(source: Path, out: Path) -> None:
     for name in FOLDER_FILES:
         if (source / name).exists() and not (out / name).exists():

@@ -1,4 +1,5 @@
-"""Each ONNX variant next to PyTorch on the same real examples (texts tokenized, images processed).
+"""Each ONNX variant next to PyTorch on the same real examples (texts tokenized, images processed):
+which examples, and how they become inputs, is the model's task's (``task.validation``, ``task.inputs``).
 
 Figures (over every output the two share, e.g. ``logits``, ``last_hidden_state``,
 ``start_logits``/``end_logits``; padded positions left out):
@@ -22,19 +23,6 @@ from typing import Any
 
 COSINE_FLOOR = {"float": 0.999, "fp16": 0.99, "int8": 0.9}
 
-# real sentences of different lengths (padding is exercised), used when no data came with the call
-DEFAULT_TEXTS = [
-    "The central bank raised interest rates again on Thursday.",
-    "Shares in the carmaker fell sharply after it warned that profits would be lower than expected "
-    "this year because of rising costs and weaker demand in its largest markets.",
-    "What a match!",
-    "The film won three awards at the festival, including best director and best original score.",
-    "Parliament will vote on the new energy bill next week, the minister told reporters.",
-    "Is the new phone worth the price?",
-    "Researchers released an open-source model that translates between two hundred languages.",
-    "The striker scored twice in the second half to send his team to the final.",
-]
-
 
 def floor_for(variant_name: str) -> tuple[str, float]:
     kind = "int8" if "int8" in variant_name else "fp16" if variant_name.startswith("O4") else "float"
@@ -54,8 +42,9 @@ class Reference:
         self.model, self.texts, self.source = model, texts, source  # texts: the task's examples
         self.task = model.task_plugin
         torch_model = model.torch_model()
-        encoded = {k: np.asarray(v) for k, v in self.task.encode_examples(model, texts).items()}
-        self.features = self.task.feed(model, encoded, self.task.model_inputs(model, torch_model.forward))
+        inputs = self.task.inputs
+        encoded = {k: np.asarray(v) for k, v in inputs.encode(model, texts).items()}
+        self.features = inputs.feed(model, encoded, inputs.model_inputs(model, torch_model.forward))
         with torch.inference_mode():
             out = torch_model(**{k: torch.from_numpy(v) for k, v in self.features.items()})
         self.outputs = {k: v.float().numpy() for k, v in out.items() if isinstance(v, torch.Tensor)}
@@ -67,7 +56,7 @@ class Reference:
 
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         session = ort.InferenceSession(str(path), providers=providers)
-        feed = self.task.feed(self.model, self.features, [i.name for i in session.get_inputs()])
+        feed = self.task.inputs.feed(self.model, self.features, [i.name for i in session.get_inputs()])
         names = [o.name for o in session.get_outputs() if o.name in self.outputs]
         if not names:
             raise ValueError(f"none of its outputs ({', '.join(o.name for o in session.get_outputs())}) "
@@ -86,8 +75,8 @@ class Reference:
         for name, w in want.items():
             g = np.asarray(got[name], dtype=np.float64)
             w = w.astype(np.float64)
-            token_level = self.task.token_level(name) and self.mask is not None
-            decides = self.task.decides(name)
+            token_level = self.task.validation.token_level(name) and self.mask is not None
+            decides = self.task.validation.decides(name)
             for i in range(batch):
                 wi, gi = (w[i][self.mask[i]], g[i][self.mask[i]]) if token_level else (w[i], g[i])
                 per_text_want[i].append(wi.ravel())

@@ -62,12 +62,12 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
     started = time.time()
     model = load_model(target)
     model.check_unchanged()
-    if model.framework != "transformers":
-        raise UsageProblem(f"{model.name} is a classical baseline: it has one way to run; nothing to optimize")
+    if model.kind.RUNTIME:
+        raise UsageProblem(f"{model.name} is {model.kind.WHAT}: it has one way to run; nothing to optimize")
     if objective not in OBJECTIVES:
         raise UsageProblem(f"--objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     task = model.task_plugin
-    if objective == "tpot" and not task.GENERATES:
+    if objective == "tpot" and not task.measurement.GENERATES:
         raise UsageProblem(f"--objective tpot is a text-generation model's time per output token; {model.name} is "
                            f"{task.NAME}: use p50, p95 or throughput")
     if not 0 < keep <= 100:
@@ -75,7 +75,7 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
     if budget is not None and budget <= 0:
         raise UsageProblem(f"--budget must be a positive number of seconds, got {budget}")
     benchplan.positive([batch_size], "batch size")
-    size = size or task.default_sizes(model)[0]
+    size = size or task.inputs.sizes(model)[0]
     threads = thread_counts(threads, settings().resolved_threads())
     deadline = None if budget is None else started + budget
     search = Search(model, data, keep, objective, batch_size, size, backends, threads, deadline,

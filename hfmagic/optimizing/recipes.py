@@ -21,11 +21,11 @@ def build_recipes(search) -> None:
     from hfmagic.export.api import export_onnx
 
     task = search.model.task_plugin
-    levels = [lv for lv in ("fp32", "O1", "O2") if lv in task.LEVELS]
+    levels = [lv for lv in ("fp32", "O1", "O2") if lv in task.export.LEVELS]
     recipes = [({"levels": levels, "quantize": "dynamic", "per_channel": True}, {}),
                ({"levels": ["fp32"], "quantize": "dynamic", "per_channel": False}, {"int8": "int8-per-tensor"})]
     calibration = search.calibration if search.calibration is not None else search.data
-    if (calibration is not None or search.model.dataset is not None) and not task.GENERATES:
+    if (calibration is not None or search.model.dataset is not None) and not task.measurement.GENERATES:
         if search.calibration is None and search.data is not None:
             search.notes.append(f"static int8 was calibrated on the first {search.samples} examples of the data the "
                                 "gate scores: its accuracy there may flatter it (pass calibration= other examples)")
@@ -39,10 +39,10 @@ def build_recipes(search) -> None:
         else:
             search.step("int8-nncf", "build", "dropped", reason="not tried: NNCF is not installed "
                                                                 "(pip install nncf==3.4.0)")
-    if task.GENERATES:  # a decoder's weight-only int4 (RTN: fast; HQQ: keeps more), and onnxruntime-genai's
+    if task.measurement.GENERATES:  # a decoder's weight-only int4 (RTN: fast; HQQ: keeps more), and onnxruntime-genai's
         recipes.append(({"levels": ["fp32"], "quantize": "int4"}, {}))
         recipes.append(({"levels": ["fp32"], "quantize": "int4", "int4_method": "hqq"}, {"int4": "int4-hqq"}))
-        if "genai" in task.default_levels(search.model):
+        if "genai" in task.export.default_levels(search.model):
             recipes.append(({"levels": ["genai"], "quantize": "int4"}, {}))
             recipes.append(({"levels": ["genai"], "quantize": "int4", "int4_method": "hqq"},
                             {"genai-int4": "genai-int4-hqq"}))

@@ -106,7 +106,7 @@ class Search:
         backends = list(dict.fromkeys(["torch"] + [b for _, b in configs]))
         vset = Variants(self.model, [self.variants[n] for n in names])
         left = self.left()
-        axis = self.model.task_plugin.SIZE_AXIS
+        axis = self.model.task_plugin.inputs.AXIS
         result = benchmark(vset, variants=names, backends=backends, batch_sizes=[self.batch_size],
                            **{axis.argument: [self.size]}, threads=self.threads, min_time=min_time,
                            max_time=max_time, budget=None if left is None else max(1.0, left),

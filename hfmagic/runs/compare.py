@@ -148,7 +148,7 @@ def _side_by_side(ra: dict, rb: dict) -> tuple[Table, list[str]]:
             elif _overlap(ea, eb, fig):
                 note = "the intervals overlap: the change may be noise"
             elif fig == "e2e_p50_ms":
-                note = f"{task.PREPROCESSOR} + model per run (p50_ms: the model alone)"
+                note = f"{task.inputs.PREPROCESSOR} + model per run (p50_ms: the model alone)"
             lines.append({"config": label, "figure": fig, "a": _with_interval(ea, fig), "b": _with_interval(eb, fig),
                           "change": change, "note": note})
     notes = []
@@ -161,7 +161,7 @@ def _side_by_side(ra: dict, rb: dict) -> tuple[Table, list[str]]:
     if any(_is(kind, fig, "timed") for fig in shown):
         notes += _environment_notes(ra, rb)
     if "e2e_p50_ms" in shown:
-        notes.append(task.e2e_note())
+        notes.append(task.measurement.e2e_note())
     table = Table(lines, [Column("config"), Column("figure"), Column("a", "A", None, "right"),
                           Column("b", "B", None, "right"), Column("change", "change %", "+.1f", "right"),
                           Column("note")], title=f"figures, matched by {'/'.join(keys)}")

@@ -1,15 +1,20 @@
 """The task registry: one small class per task, registered by name (see :mod:`hfmagic.tasks.base`).
 
-Adding a task is one file and one call: write a :class:`~hfmagic.tasks.base.Task` subclass (its
-Auto class, exporter task, the architectures it loads, its shape axes, inputs, validation rules
-and evaluator) and ``register`` it; ``%load_model`` then infers it from a saved config and every
-step asks it what to do. The text tasks live in :mod:`hfmagic.tasks.text.task`.
+Adding a task is one folder and one call: write a :class:`~hfmagic.tasks.base.Task` subclass (what
+it is, how its models load, and its parts: inputs, measurement, export recipe, validation,
+evaluator) and ``register`` it; ``%load_model`` then infers it from a saved config and every step
+asks it what to do (docs/extending.md). What a registered task brings beside itself (model kinds,
+models known by name, file formats, backends) is found here too. The text tasks live in
+:mod:`hfmagic.tasks.text.task`.
 """
 
 from __future__ import annotations
 
+from hfmagic.core import backend as backends
+from hfmagic.core import origins
 from hfmagic.core.errors import UnsupportedError
 from hfmagic.tasks.base import Task
+from hfmagic.tasks.kinds import ModelFormat, ModelKind, ModelSource
 
 _REGISTRY: dict[str, type[Task]] = {}
 _INSTANCES: dict[str, Task] = {}
@@ -17,10 +22,21 @@ _INSTANCES: dict[str, Task] = {}
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 
 
+REQUIRED = ("NAME", "MODALITY", "AUTO_CLASS")
+
+
 def register(cls: type[Task]) -> type[Task]:
-    """Register a task class under its ``NAME`` (usable as a decorator); a later one replaces it."""
+    """Register a task class under its ``NAME`` (usable as a decorator); a later one replaces it.
+    The backends it brings (``BACKENDS``) are registered with it."""
+    missing = [a for a in REQUIRED if not hasattr(cls, a)] + ([] if hasattr(cls.Inputs, "AXIS") else ["Inputs.AXIS"])
+    if missing:
+        raise UnsupportedError(f"the task class {cls.__qualname__} lacks {', '.join(missing)}; a task says its name, "
+                               "its modality, the Auto class that loads it and the size axis of its inputs "
+                               "(see hfmagic.tasks.base)")
     _REGISTRY[cls.NAME] = cls
     _INSTANCES.pop(cls.NAME, None)
+    for backend in cls.BACKENDS:
+        backends.register(backend)
     return cls
 
 
@@ -46,25 +62,16 @@ def get_task(name: str) -> Task:
 def origin(name: str) -> dict:
     """Where a registered task's class lives (module and qualified name): a worker process is a
     fresh interpreter, and a task registered at run time (a notebook's, a test's) reaches it so."""
-    cls = type(get_task(name))
-    return {"name": cls.NAME, "module": cls.__module__, "qualname": cls.__qualname__}
+    return origins.origin(type(get_task(name)), name)
 
 
 def ensure(spec: dict | None) -> None:
     """Register the task ``origin()`` described, when this process does not know it yet (a worker)."""
     if not spec or spec["name"] in _REGISTRY:
         return
-    import importlib
-
-    try:
-        obj = importlib.import_module(spec["module"])
-        for part in spec["qualname"].split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise UnsupportedError(f"the task {spec['name']!r} is defined in {spec['module']}, which a worker process "
-                               f"cannot import ({exc}); define it in an importable module, or pass --inline") from None
+    cls = origins.find(spec, "task")
     if spec["name"] not in _REGISTRY:  # importing the module may have registered it already
-        register(obj)
+        register(cls)
 
 
 def serving(config: dict) -> list[str]:
@@ -83,3 +90,26 @@ def infer_task(config: dict, where: str = "this model") -> str:
     archs = ", ".join(config.get("architectures") or []) or f"model_type {config.get('model_type', '?')}"
     raise UnsupportedError(f"no hfmagic task loads {where} ({archs}); hfmagic's tasks are: "
                            f"{', '.join(_REGISTRY)} (pass --task one of them if it is one)")
+
+
+def model_kind(config: dict) -> ModelKind | None:
+    """The kind a registered task brings that claims a saved config (None: a transformers model)."""
+    for kind in _brought("KINDS"):
+        if kind.claims(config):
+            return kind
+    return None
+
+
+def sources() -> dict[str, ModelSource]:
+    """The models %load_model knows by name, from every registered task (``SOURCES``)."""
+    return {source.name: source for source in _brought("SOURCES")}
+
+
+def formats() -> list[ModelFormat]:
+    """The files that become models (GGUF), from every registered task (``FORMATS``)."""
+    return _brought("FORMATS")
+
+
+def _brought(what: str) -> list:
+    """What the registered tasks bring (a task extending another brings the same once)."""
+    return list({id(item): item for cls in _REGISTRY.values() for item in getattr(cls, what)}.values())

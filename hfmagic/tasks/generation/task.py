@@ -3,15 +3,18 @@
 What differs from the encoder tasks, all of it here:
 
 - the model is a causal LM (``AutoModelForCausalLM``), exported with its KV cache (optimum's
-  ``text-generation-with-past``); a GGUF file loads too (:mod:`hfmagic.tasks.generation.gguf`);
+  ``text-generation-with-past``); a GGUF file loads too (:mod:`hfmagic.tasks.generation.gguf`), and
+  ``%load_model smollm2``;
 - its variants: fp32, ``int8`` (dynamic, MatMul weights only, per-channel) and ``int4``
   (weight-only MatMulNBits, block 32, HQQ by default), validated by the last position's logits and
-  greedy agreement with PyTorch (:mod:`hfmagic.tasks.generation.decoding`);
+  greedy agreement with PyTorch (:mod:`hfmagic.tasks.generation.decoding`); onnxruntime-genai's
+  builds and runtime where it is installed (:mod:`hfmagic.tasks.generation.genai`);
 - one measurement is a whole greedy generation of ``new_tokens`` tokens from a prompt of
   ``seq_len`` tokens (no early stop: every backend generates exactly as many, through the same
   ``transformers`` ``generate`` loop); its figures are time to first token (prefill), time per
   output token after the first, inter-token latency, decode and prefill tokens/s;
-- quality is perplexity on real text (sliding windows), next to greedy agreement.
+- quality is perplexity on real text (sliding windows), next to greedy agreement
+  (:mod:`hfmagic.tasks.generation.evaluate`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from typing import ClassVar
 
 from hfmagic.core.records import Field, columns, declare, keys
 from hfmagic.tasks import register
-from hfmagic.tasks.tokens import TextTask
+from hfmagic.tasks.generation import gguf
+from hfmagic.tasks.generation.genai import OnnxRuntimeGenAI, genai_installed
+from hfmagic.tasks.protocols import Measurement
+from hfmagic.tasks.tokens import TextTask, TokenExport, TokenInputs, TokenValidation
 
 DEFAULT_NEW_TOKENS = 64
 INT4_BLOCK = 32
@@ -59,46 +65,29 @@ def generation_columns() -> list:
                    seq_len="prompt", speedup="TPOT speed-up [95% CI]")
 
 
-@register
-class TextGeneration(TextTask):
-    NAME = "text-generation"
-    AUTO_CLASS = "AutoModelForCausalLM"
-    EXPORT_TASK = "text-generation-with-past"
-    ARCHITECTURES = ("ForCausalLM", "LMHeadModel")
-    DESCRIPTION = "next tokens (a decoder LLM, with its KV cache)"
-    DEFAULT_METRICS = ("perplexity",)
-    CLASSICAL_BASELINE = None
-    GENERATES: ClassVar[bool] = True
-    DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32",)
-    LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "genai")  # fp16: for GPUs; genai: onnxruntime-genai's
-    VARIANTS: ClassVar[tuple[str, ...]] = ("torch", "fp32", "int8", "int4")
-    GENAI_VARIANTS: ClassVar[tuple[str, ...]] = ("genai-fp32", "genai-int4")  # onnxruntime-genai's, when installed
-    QUANT_OPERATORS: ClassVar[tuple[str, ...]] = ("MatMul",)  # dynamic int8: weights of MatMuls only
-    ROW_KEYS: ClassVar[tuple[str, ...]] = ROW_KEYS
-
-    def benchmark_columns(self, columns: list) -> list:
-        return generation_columns()
-
-    def card_lines(self, model) -> list[tuple[str, str]]:
-        """Layers, heads, KV heads, context and vocabulary, from the config (no torch import)."""
-        c = model.config
-        get = lambda *keys: next((c[k] for k in keys if c.get(k) is not None), None)  # noqa: E731
-        heads = get("num_attention_heads", "n_head")
-        kv = get("num_key_value_heads") or heads
-        return [("layers", str(get("num_hidden_layers", "n_layer"))),
-                ("attention heads", f"{heads} ({kv} KV heads{', grouped-query' if kv != heads else ''})"),
-                ("hidden size", str(get("hidden_size", "n_embd"))),
-                ("context", f"{model.max_positions} tokens"),
-                ("vocabulary", f"{get('vocab_size'):,} tokens"),
-                ("dtype", str(get("torch_dtype", "dtype") or "float32")),
-                ("tied embeddings", "yes" if c.get("tie_word_embeddings", True) else "no")]
-
+class GenerationInputs(TokenInputs):
     def model_inputs(self, model, forward=None) -> list[str]:
         return ["input_ids", "attention_mask"]  # generate() makes the positions and the cache
 
-    # -- measuring -----------------------------------------------------------------------------
+
+class GenerationMeasurement(Measurement):
+    """One run is a whole greedy generation: TTFT, TPOT, inter-token latencies, decode tokens/s."""
+
     END_TO_END = False  # the prompt's tokenizing is not timed (it is a small part of a generation)
+    GENERATES = True
     WARMUPS = 2         # one generation is already many runs: two warm it up
+    ROW_KEYS: ClassVar[tuple[str, ...]] = ROW_KEYS
+
+    def new_tokens(self, asked, model) -> int | None:
+        """64 by default; at least 2 (time per output token is measured after the first)."""
+        from hfmagic.core.errors import UsageProblem
+
+        if asked is None:
+            return DEFAULT_NEW_TOKENS
+        if isinstance(asked, bool) or not isinstance(asked, int) or asked < 2:
+            raise UsageProblem(f"--new-tokens must be 2 or more (time per output token is measured after the first), "
+                               f"got {asked!r}")
+        return asked
 
     def warmups(self, asked: int) -> int:
         return min(asked, self.WARMUPS)
@@ -119,35 +108,13 @@ class TextGeneration(TextTask):
 
         return forward_outputs(backend, model, feed)
 
-    def row_figures(self, raw: dict, batch: int, seq: int) -> dict:
+    def row_figures(self, raw: dict, batch: int, size: int) -> dict:
         from hfmagic.tasks.generation.decoding import figures
 
-        return figures(raw, batch, seq)
+        return figures(raw, batch, size)
 
-    # -- export and quality --------------------------------------------------------------------
-    def default_levels(self, model=None) -> tuple[str, ...]:
-        from hfmagic.tasks.generation.decoding import genai_installed
-
-        return self.DEFAULT_LEVELS + (("genai",) if genai_installed() else ())
-
-    def variant_names(self) -> tuple[str, ...]:
-        return self.VARIANTS + ("fp16",) + self.GENAI_VARIANTS
-
-    def default_variants(self, model=None) -> list[str]:
-        from hfmagic.tasks.generation.decoding import genai_installed
-
-        return list(self.VARIANTS) + (list(self.GENAI_VARIANTS) if genai_installed() else [])
-
-    def new_tokens(self, asked, model) -> int | None:
-        """64 by default; at least 2 (time per output token is measured after the first)."""
-        from hfmagic.core.errors import UsageProblem
-
-        if asked is None:
-            return DEFAULT_NEW_TOKENS
-        if isinstance(asked, bool) or not isinstance(asked, int) or asked < 2:
-            raise UsageProblem(f"--new-tokens must be 2 or more (time per output token is measured after the first), "
-                               f"got {asked!r}")
-        return asked
+    def columns(self, columns: list) -> list:
+        return generation_columns()
 
     def ort_generator(self, variant, options, providers):
         from hfmagic.tasks.generation.decoding import ort_generator
@@ -155,34 +122,86 @@ class TextGeneration(TextTask):
         generator = ort_generator(variant.folder, variant.path.name, options, providers)
         return generator, generator.session
 
+
+class GenerationExport(TokenExport):
+    """fp32 with its KV cache, int8 and int4 of its MatMul weights, fp16 for GPUs, and
+    onnxruntime-genai's own builds where it is installed."""
+
+    DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32",)
+    LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "genai")  # fp16: for GPUs; genai: onnxruntime-genai's
+    VARIANTS: ClassVar[tuple[str, ...]] = ("torch", "fp32", "int8", "int4")
+    GENAI_VARIANTS: ClassVar[tuple[str, ...]] = ("genai-fp32", "genai-int4")  # onnxruntime-genai's, when installed
+    QUANT_OPERATORS: ClassVar[tuple[str, ...]] = ("MatMul",)  # dynamic int8: weights of MatMuls only
+
+    def default_levels(self, model=None) -> tuple[str, ...]:
+        return self.DEFAULT_LEVELS + (("genai",) if genai_installed() else ())
+
+    def variant_names(self) -> tuple[str, ...]:
+        return self.VARIANTS + ("fp16",) + self.GENAI_VARIANTS
+
+    def default_variants(self, model=None) -> list[str]:
+        return list(self.VARIANTS) + (list(self.GENAI_VARIANTS) if genai_installed() else [])
+
+    def steps(self, levels: list[str], quantize: str, static: bool, options: dict) -> list:
+        """Level fp32: optimum's export, then int8 (``dynamic``), int4 (``int4``) or both (``auto``)
+        from it; level fp16: the fp32 export in float16 (for GPUs); level genai: onnxruntime-genai's
+        builder, fp32 and (``int4``/``auto``) int4."""
+        from hfmagic.core.errors import UnsupportedError
+        from hfmagic.onnx.plan import Step
+
+        genai = "genai" in levels
+        if genai and not genai_installed():
+            raise UnsupportedError("--levels genai needs onnxruntime-genai: pip install --no-deps "
+                                   "onnxruntime-genai==0.11.2")
+        if quantize == "static":
+            raise UnsupportedError("static int8 is not built for text-generation models; use --quantize dynamic, "
+                                   "int4 or auto (both)")
+        ort = "fp32" in levels  # optimum's export and onnxruntime's quantizers
+        steps = [Step("fp32", "fp32", include=ort)] if ort or "fp16" in levels else []
+        if "fp16" in levels:  # for GPUs: onnxruntime's float16 converter over the fp32 export
+            steps.append(Step("fp16", "fp16", "fp32", "fp16"))
+        if quantize in ("auto", "dynamic") and ort:
+            steps.append(Step("int8", "fp32", "fp32", "dynamic"))
+        if quantize in ("auto", "int4") and ort:
+            steps.append(Step("int4", "fp32", "fp32", "int4"))
+        if genai:  # onnxruntime-genai's own format and loop, built from the same folder
+            steps.append(Step("genai-fp32", "fp32", None, "genai-fp32"))
+            if quantize in ("auto", "int4"):
+                steps.append(Step("genai-int4", "fp32", None, "genai-int4"))
+        return steps
+
     def build_step(self, model, step, out, source, options: dict) -> str | None:
         """int4 (MatMulNBits), fp16 (onnxruntime's float16 converter) and onnxruntime-genai's builds."""
         if step.quant == "int4":
-            from hfmagic.tasks.generation.decoding import quantize_int4
+            from hfmagic.tasks.generation.quantize import quantize_int4
 
             return quantize_int4(source.folder, source.path.name, out, options["block_size"], options["int4_method"])
         if step.quant == "fp16":
-            from hfmagic.tasks.generation.decoding import convert_fp16
+            from hfmagic.tasks.generation.quantize import convert_fp16
 
             return convert_fp16(source.folder, source.path.name, out)
         if step.quant and step.quant.startswith("genai"):
-            from hfmagic.tasks.generation.decoding import build_genai
+            from hfmagic.tasks.generation.genai import build_genai
 
             return build_genai(model, out, step.quant.removeprefix("genai-"), options["block_size"],
                                options["int4_method"])
         return None
 
-    def export_steps(self, levels: list[str], quantize: str, static: bool, options: dict) -> list:
-        from hfmagic.tasks.generation.decoding import export_steps
-
-        return export_steps(levels, quantize, options)
-
     def check_built(self, quant: str | None, path) -> str | None:
-        from hfmagic.tasks.generation.decoding import check_quantized
+        from hfmagic.tasks.generation.quantize import check_quantized
 
         return check_quantized(quant, path)
 
-    def divergence_rule(self) -> str:
+
+class GenerationValidation(TokenValidation):
+    """The last position's logits and greedy tokens on a few real prompts, against PyTorch's."""
+
+    def reference(self, model, examples: list, source: str):
+        from hfmagic.tasks.generation.decoding import GenerationReference
+
+        return GenerationReference(model, examples, source)
+
+    def rule(self) -> str:
         from hfmagic.tasks.generation.decoding import COSINE_FLOOR, VALIDATE_TOKENS
 
         floors = ", ".join(f"{v} ({k})" for k, v in COSINE_FLOOR.items())
@@ -194,12 +213,39 @@ class TextGeneration(TextTask):
 
         return divergence(variant_name, figures)
 
-    def validator(self, model, texts: list[str], source: str):
-        from hfmagic.tasks.generation.decoding import GenerationReference
 
-        return GenerationReference(model, texts, source)
+@register
+class TextGeneration(TextTask):
+    NAME = "text-generation"
+    AUTO_CLASS = "AutoModelForCausalLM"
+    EXPORT_TASK = "text-generation-with-past"
+    ARCHITECTURES = ("ForCausalLM", "LMHeadModel")
+    DESCRIPTION = "next tokens (a decoder LLM, with its KV cache)"
+    DEFAULT_METRICS = ("perplexity",)
+    CLASSICAL_BASELINE = None
+    Inputs = GenerationInputs
+    Measurement = GenerationMeasurement
+    Export = GenerationExport
+    Validation = GenerationValidation
+    SOURCES = (gguf.SOURCE,)
+    FORMATS = (gguf.FORMAT,)
+    BACKENDS = (OnnxRuntimeGenAI,)
+
+    def card_lines(self, model) -> list[tuple[str, str]]:
+        """Layers, heads, KV heads, context and vocabulary, from the config (no torch import)."""
+        c = model.config
+        get = lambda *keys: next((c[k] for k in keys if c.get(k) is not None), None)  # noqa: E731
+        heads = get("num_attention_heads", "n_head")
+        kv = get("num_key_value_heads") or heads
+        return [("layers", str(get("num_hidden_layers", "n_layer"))),
+                ("attention heads", f"{heads} ({kv} KV heads{', grouped-query' if kv != heads else ''})"),
+                ("hidden size", str(get("hidden_size", "n_embd"))),
+                ("context", f"{model.max_positions} tokens"),
+                ("vocabulary", f"{get('vocab_size'):,} tokens"),
+                ("dtype", str(get("torch_dtype", "dtype") or "float32")),
+                ("tied embeddings", "yes" if c.get("tie_word_embeddings", True) else "no")]
 
     def evaluator(self):
-        from hfmagic.tasks.generation.decoding import PerplexityEvaluator
+        from hfmagic.tasks.generation.evaluate import PerplexityEvaluator
 
         return PerplexityEvaluator(self)

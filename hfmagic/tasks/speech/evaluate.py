@@ -77,7 +77,7 @@ class SpeechRecognitionEvaluator(Evaluator):
     def batches(self, model, data: EvalData, batch_size: int) -> list:
         audio = data.examples["data"].audio
         order = np.argsort([-len(a) for a in audio], kind="stable")
-        return [(order[i:i + batch_size], self.task.encode_examples(model, [audio[j] for j in order[i:i + batch_size]]))
+        return [(order[i:i + batch_size], self.task.inputs.encode(model, [audio[j] for j in order[i:i + batch_size]]))
                 for i in range(0, len(order), batch_size)]
 
     def outputs(self, named: dict, feed: dict) -> list:

@@ -127,7 +127,7 @@ class Reference:
 
         self.model, self.source = model, source
         self.texts = list(clips)[:VALIDATE_CLIPS]  # the clips (the validation record counts them)
-        features = model.task_plugin.encode_examples(model, self.texts)["input_features"]
+        features = model.task_plugin.inputs.encode(model, self.texts)["input_features"]
         self.features = [features[i:i + 1] for i in range(len(self.texts))]
         self.config = generation_config(model, VALIDATE_TOKENS)
         torch_model = model.torch_model()

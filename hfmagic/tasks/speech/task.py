@@ -29,12 +29,12 @@ from typing import ClassVar
 
 from hfmagic.core.errors import UnsupportedError, UsageProblem
 from hfmagic.core.records import Field, declare, field_of, keys
-from hfmagic.tasks import register
-from hfmagic.tasks.speech import seq2seq as s2s
 from hfmagic.core.shapes import AUDIO_AXIS
+from hfmagic.tasks import register
 from hfmagic.tasks.base import Task, read_examples, require_any, write_examples
+from hfmagic.tasks.protocols import Export, Inputs, Measurement, Validation
+from hfmagic.tasks.speech import seq2seq as s2s
 
-VALIDATION_CLIPS = 4
 MAX_SECONDS = 600
 ROW_KEYS = keys(declare(  # the row figures speech adds (None on other tasks' rows)
     Field("audio_s_per_s", "audio s/s", "s/s", ".1f", "seconds of audio processed per second"),
@@ -47,6 +47,242 @@ ROW_KEYS = keys(declare(  # the row figures speech adds (None on other tasks' ro
 DEFAULT_NEW_TOKENS = 16  # a Whisper transcription's tokens per measured run
 
 
+class SpeechInputs(Inputs):
+    """Waveforms through the model's feature extractor (a Whisper's: 30 s of log-mel frames)."""
+
+    AXIS = AUDIO_AXIS
+    EXAMPLES = "clips"
+    PREPROCESSOR = "feature extractor"
+
+    def preprocessor(self, model):
+        """The model's processor (feature extractor and tokenizer; the handle caches it)."""
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(model.path, trust_remote_code=model.trust_remote_code)
+
+    def sizes(self, model) -> list[int]:
+        return [5]
+
+    def check_sizes(self, model, sizes: list[int], new_tokens: int = 0) -> None:
+        long = [s for s in sizes if s > MAX_SECONDS]
+        if long:
+            raise UsageProblem(f"{long[0]} s of audio in one run is more than the {MAX_SECONDS} s hfmagic measures; "
+                               "cut long recordings into clips (--audio-seconds 5,30)")
+
+    def memory_tokens(self, model, size: int) -> int:
+        if self.task.seq2seq(model):  # 30 s of mel frames, halved by the encoder's second convolution
+            return int(model.config.get("max_source_positions") or 1500)
+        return max(1, size * self.task.rate(model) // self.task.stride(model))
+
+    def model_inputs(self, model, forward=None) -> list[str]:
+        if self.task.seq2seq(model):
+            return ["input_features"]
+        return ["input_values", "attention_mask"] if self.task.takes_mask(model) else ["input_values"]
+
+    def shape(self, model, batch: int, size: int) -> dict:
+        spec = model.preprocessor_config
+        return {**super().shape(model, batch, size), "sampling_rate": self.task.rate(model),
+                "mel_bins": spec.get("feature_size") or model.config.get("num_mel_bins"),
+                "frames": spec.get("nb_max_frames") or 3000}
+
+    def synthetic(self, names: list[str], shape: dict, config: dict) -> dict:
+        """Quiet noise (standard deviation 0.1, float32) of exactly batch x seconds x rate samples; for a
+        Whisper, standard-normal log-mel frames (batch x mel bins x 30 s of frames)."""
+        import numpy as np
+
+        if names == ["input_features"]:  # Whisper: log-mel frames of 30 s whatever the audio's length
+            rng = np.random.default_rng(shape["batch_size"])
+            return {"input_features": rng.standard_normal((shape["batch_size"], shape["mel_bins"], shape["frames"]),
+                                                          dtype=np.float32)}
+        unknown = [n for n in names if n not in ("input_values", "attention_mask")]
+        if unknown:
+            raise UnsupportedError(f"the model takes {', '.join(unknown)}, which the {self.task.NAME} task cannot "
+                                   "make up (it makes input_values and attention_mask)")
+        batch, seconds = shape["batch_size"], shape[self.AXIS.key]
+        samples = seconds * shape["sampling_rate"]
+        rng = np.random.default_rng(batch * 100_003 + seconds)
+        made = {"input_values": (0.1 * rng.standard_normal((batch, samples))).astype(np.float32),
+                "attention_mask": np.ones((batch, samples), dtype=np.int64)}
+        return {n: made[n] for n in names}
+
+    def encode(self, model, clips: list, size: int | None = None) -> dict:
+        """Waveforms through the model's feature extractor: padded to the longest (``size`` None), or
+        cut or padded (silence) to exactly ``size`` seconds first."""
+        import numpy as np
+
+        extractor = model.preprocessor().feature_extractor
+        if size is not None:
+            samples = size * int(extractor.sampling_rate)
+            fitted = [np.pad(c[:samples], (0, max(0, samples - len(c)))).astype(np.float32) for c in clips]
+            out = extractor(fitted, sampling_rate=extractor.sampling_rate, return_tensors="np")
+            return {k: np.asarray(v) for k, v in out.items() if k in ("input_values", "attention_mask", "input_features")}
+        if self.task.seq2seq(model):
+            out = extractor(clips, sampling_rate=self.task.rate(model), return_tensors="np")
+            return {"input_features": np.asarray(out["input_features"], dtype=np.float32)}
+        out = extractor(clips, sampling_rate=self.task.rate(model), padding=True, return_tensors="np")
+        encoded = {"input_values": np.asarray(out["input_values"], dtype=np.float32)}
+        if "attention_mask" in out:
+            encoded["attention_mask"] = np.asarray(out["attention_mask"], dtype=np.int64)
+        return encoded
+
+    def complete(self, names: list[str], encoded: dict) -> dict:
+        import numpy as np
+
+        if "input_features" in names:
+            return {"input_features": np.asarray(encoded["input_features"], dtype=np.float32)}
+        values = np.asarray(encoded["input_values"], dtype=np.float32)
+        feed = {"input_values": values}
+        if "attention_mask" in names:
+            feed["attention_mask"] = np.asarray(encoded.get("attention_mask", np.ones(values.shape, np.int64)),
+                                                dtype=np.int64)
+        return {n: feed[n] for n in names}
+
+    def read(self, model, source, column: str | None = None, limit: int | None = None):
+        from hfmagic.tasks.speech.audio import load_audio
+
+        return load_audio(source, self.task.rate(model), audio_column=column, limit=limit, require_text=False)
+
+    def examples(self, data) -> list | None:
+        return getattr(data, "audio", None)
+
+    def samples(self, model, count: int) -> tuple[list, str]:
+        """LibriVox clips where Debian's package is installed, else synthetic tones (the source says so)."""
+        from hfmagic.tasks.speech.audio import (
+            librivox_folder,
+            load_audio,
+            synthetic_clips,
+        )
+
+        if librivox_folder().exists():
+            clips = load_audio("librivox", self.task.rate(model), limit=count)
+            return clips.audio, "LibriVox clips (pocketsphinx-testdata)"
+        return synthetic_clips(self.task.rate(model), count), (
+            "synthetic audio: tones in noise, not speech, as no LibriVox clips are installed (pocketsphinx-testdata: "
+            "make data); pass --calibration CLIPS to check on your own speech")
+
+    def payload(self, data, limit: int):
+        return write_examples(data.audio[:limit], data.fingerprint["sha256"])
+
+    def from_payload(self, payload):
+        return None if payload is None else read_examples(payload)
+
+    def note(self, data) -> str:
+        return (f"inputs: {len(data)} real clips from {data.source}, cut or padded to each length and through the "
+                "model's feature extractor")
+
+
+class SpeechMeasurement(Measurement):
+    """A CTC model: one forward pass per run. A Whisper: one greedy transcription per run."""
+
+    ROW_KEYS: ClassVar[tuple[str, ...]] = ROW_KEYS
+
+    def new_tokens(self, asked, model) -> int | None:
+        if not self.task.seq2seq(model):
+            return super().new_tokens(asked, model)
+        if asked is None:
+            return DEFAULT_NEW_TOKENS
+        if isinstance(asked, bool) or not isinstance(asked, int) or asked < 2:
+            raise UsageProblem(f"--new-tokens must be 2 or more (time per token is measured after the first), "
+                               f"got {asked!r}")
+        if asked > s2s.max_new_tokens(model):
+            raise UsageProblem(f"--new-tokens {asked} is beyond {model.name}'s decoder, which has room for "
+                               f"{s2s.max_new_tokens(model)}; use fewer")
+        return asked
+
+    def run_once(self, backend, model, prepared, job: dict) -> None:
+        if self.task.seq2seq(model):
+            self.timed_runs(backend, model, prepared, 1, 0.0, job)
+        else:
+            backend.run(prepared)
+
+    def timed_runs(self, backend, model, prepared, runs: int, min_time: float, job: dict) -> dict:
+        if not self.task.seq2seq(model):
+            return super().timed_runs(backend, model, prepared, runs, min_time, job)
+        return s2s.time_transcriptions(backend, model, prepared, job.get("new_tokens") or DEFAULT_NEW_TOKENS, runs,
+                                       min_time)
+
+    def forward_outputs(self, backend, model, feed: dict) -> dict | None:
+        return s2s.transcribe(backend, model, feed) if self.task.seq2seq(model) else None
+
+    def ort_generator(self, variant, options, providers):
+        if not self.task.seq2seq(variant.model):
+            return None
+        generator = s2s.ort_generator(variant.folder, options, providers)
+        return generator, s2s.encoder_session(generator)
+
+    def throughput(self, samples_per_s: float, size: int) -> dict:
+        return {"audio_s_per_s": samples_per_s * size}
+
+    def row_figures(self, raw: dict, batch: int, size: int) -> dict:
+        import numpy as np
+
+        p50 = float(np.median(raw["samples_ms"]))
+        audio = batch * size
+        out = {"rtf": p50 / 1000 / audio, "ms_per_audio_s": p50 / audio}
+        if raw.get("decode_samples_ms"):  # a transcription: its first token and each one after it
+            out.update(new_tokens=raw.get("new_tokens"), first_token_p50_ms=float(np.median(raw["first_token_samples_ms"])),
+                       decode_ms_per_token=float(np.median(raw["decode_samples_ms"])))
+        return out
+
+    def columns(self, columns: list) -> list:
+        out = []
+        for c in columns:
+            if c.key == "seq_len":
+                c = field_of(self.task.inputs.AXIS.key).column()
+            elif c.key == "samples_per_s":
+                out += [field_of("rtf").column(), field_of("ms_per_audio_s").column()]
+                c = field_of("samples_per_s").column("clips/s")
+            elif c.key == "tokens_per_s":
+                c = field_of("audio_s_per_s").column()
+            elif c.key == "p90_ms":  # a transcription's own figures (empty for CTC rows: not shown then)
+                out += [field_of("first_token_p50_ms").column(), field_of("decode_ms_per_token").column()]
+            out.append(c)
+        return out
+
+
+class SpeechExport(Export):
+    """fp32 and dynamic int8 of the MatMul weights (ORTOptimizer knows no CTC speech model); a
+    Whisper's three graphs each."""
+
+    QUANT_OPERATORS: ClassVar[tuple[str, ...]] = ("MatMul",)
+
+    def step_file(self, step, model) -> str:
+        if not self.task.seq2seq(model):
+            return step.file
+        return "encoder_model_quantized.onnx" if step.quant else "encoder_model.onnx"
+
+    def build_step(self, model, step, out, source, options: dict) -> str | None:
+        """Whisper: the export without post-processing (three graphs), int8 of each graph."""
+        if not self.task.seq2seq(model):
+            return None
+        if step.level == "fp32" and not step.quant:
+            return s2s.export(model, out, options.get("opset"), options.get("device", "cpu"))
+        if step.quant == "dynamic":
+            return s2s.quantize(source.folder, out, options["isa"], options["per_channel"], self.quant_operators(model))
+        raise UnsupportedError(f"{step.name} is not built for {model.model_type} models; use fp32 and int8")
+
+
+class SpeechValidation(Validation):
+    """On the user's speech, the model's own, LibriVox or synthetic clips; a Whisper's encoder output
+    and its greedy tokens."""
+
+    SAMPLES: ClassVar[int] = 4
+
+    def reference(self, model, examples: list, source: str):
+        if self.task.seq2seq(model):
+            return s2s.Reference(model, examples, source)
+        return super().reference(model, examples, source)
+
+    def divergence(self, variant_name: str, figures: dict) -> str | None:
+        problem = super().divergence(variant_name, figures)
+        if problem and "greedy_tokens" in figures:  # Whisper: the encoder's output is what the cosine is of
+            problem += f"; greedy tokens matched on {figures.get('argmax_agreement', 0):.0%} of clips"
+        return problem
+
+    def decides(self, output: str) -> str | None:
+        return "token" if output == "logits" else None  # a CTC symbol per frame
+
+
 @register
 class SpeechRecognition(Task):
     NAME = "automatic-speech-recognition"
@@ -57,13 +293,10 @@ class SpeechRecognition(Task):
     DESCRIPTION = "a transcript per clip (CTC)"
     DEFAULT_METRICS = ("wer", "cer")
     CLASSICAL_BASELINE = "no classical speech baseline"
-    SIZE_AXIS = AUDIO_AXIS
-    EXAMPLES = "clips"
-    PREPROCESSOR = "feature extractor"
-    DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32",)
-    LEVELS: ClassVar[tuple[str, ...]] = ("fp32",)  # ORTOptimizer knows no CTC speech model
-    QUANT_OPERATORS: ClassVar[tuple[str, ...]] = ("MatMul",)
-    ROW_KEYS: ClassVar[tuple[str, ...]] = ROW_KEYS
+    Inputs = SpeechInputs
+    Measurement = SpeechMeasurement
+    Export = SpeechExport
+    Validation = SpeechValidation
 
     # -- which models ------------------------------------------------------------------------
     @classmethod
@@ -77,14 +310,11 @@ class SpeechRecognition(Task):
         whisper = s2s.is_seq2seq(config) and any(a.endswith("ForConditionalGeneration") for a in archs)
         return whisper or super().matches(config)
 
-    def seq2seq(self, model) -> bool:
-        return s2s.is_seq2seq(model.config)
-
     def auto_class(self, model) -> str:
         return "AutoModelForSpeechSeq2Seq" if self.seq2seq(model) else self.AUTO_CLASS
 
     def exporter_task(self, model) -> str:
-        return s2s.EXPORT_TASK if self.seq2seq(model) else self.export_task()
+        return s2s.EXPORT_TASK if self.seq2seq(model) else super().exporter_task(model)
 
     def check_folder(self, path: Path) -> None:
         require_any(path, ("preprocessor_config.json",), "feature extractor (no preprocessor_config.json)",
@@ -101,6 +331,15 @@ class SpeechRecognition(Task):
         return [("sampling rate", f"{self.rate(model)} Hz"),
                 ("frames", f"one per {self.stride(model)} samples ({1000 * self.stride(model) / self.rate(model):.3g} ms)"),
                 ("vocabulary", f"{model.config.get('vocab_size')} CTC symbols")]
+
+    def evaluator(self):
+        from hfmagic.tasks.speech.evaluate import SpeechRecognitionEvaluator
+
+        return SpeechRecognitionEvaluator(self)
+
+    # -- what the parts and the evaluator read off a model -----------------------------------
+    def seq2seq(self, model) -> bool:
+        return s2s.is_seq2seq(model.config)
 
     def rate(self, model) -> int:
         return int(model.preprocessor_config.get("sampling_rate") or 16000)
@@ -121,238 +360,5 @@ class SpeechRecognition(Task):
             length = (length - int(k)) // int(s) + 1
         return max(0, length)
 
-    # -- shapes ------------------------------------------------------------------------------
-    def default_sizes(self, model) -> list[int]:
-        return [5]
-
-    def check_sizes(self, model, sizes: list[int], new_tokens: int = 0) -> None:
-        long = [s for s in sizes if s > MAX_SECONDS]
-        if long:
-            raise UsageProblem(f"{long[0]} s of audio in one run is more than the {MAX_SECONDS} s hfmagic measures; "
-                               "cut long recordings into clips (--audio-seconds 5,30)")
-
-    def memory_tokens(self, model, size: int) -> int:
-        if self.seq2seq(model):  # 30 s of mel frames, halved by the encoder's second convolution
-            return int(model.config.get("max_source_positions") or 1500)
-        return max(1, size * self.rate(model) // self.stride(model))
-
-    def new_tokens(self, asked, model) -> int | None:
-        if not self.seq2seq(model):
-            return super().new_tokens(asked, model)
-        if asked is None:
-            return DEFAULT_NEW_TOKENS
-        if isinstance(asked, bool) or not isinstance(asked, int) or asked < 2:
-            raise UsageProblem(f"--new-tokens must be 2 or more (time per token is measured after the first), "
-                               f"got {asked!r}")
-        if asked > s2s.max_new_tokens(model):
-            raise UsageProblem(f"--new-tokens {asked} is beyond {model.name}'s decoder, which has room for "
-                               f"{s2s.max_new_tokens(model)}; use fewer")
-        return asked
-
-    # -- measuring (Whisper: one greedy transcription per run) ---------------------------------
-    def warmups(self, asked: int) -> int:
-        return asked
-
-    def run_once(self, backend, model, prepared, job: dict) -> None:
-        if self.seq2seq(model):
-            self.timed_runs(backend, model, prepared, 1, 0.0, job)
-        else:
-            backend.run(prepared)
-
-    def timed_runs(self, backend, model, prepared, runs: int, min_time: float, job: dict) -> dict:
-        if not self.seq2seq(model):
-            return super().timed_runs(backend, model, prepared, runs, min_time, job)
-        return s2s.time_transcriptions(backend, model, prepared, job.get("new_tokens") or DEFAULT_NEW_TOKENS, runs,
-                                       min_time)
-
-    def forward_outputs(self, backend, model, feed: dict) -> dict | None:
-        return s2s.transcribe(backend, model, feed) if self.seq2seq(model) else None
-
-    def ort_generator(self, variant, options, providers):
-        if not self.seq2seq(variant.model):
-            return None
-        generator = s2s.ort_generator(variant.folder, options, providers)
-        return generator, s2s.encoder_session(generator)
-
-    def step_file(self, step, model) -> str:
-        if not self.seq2seq(model):
-            return step.file
-        return "encoder_model_quantized.onnx" if step.quant else "encoder_model.onnx"
-
-    def build_step(self, model, step, out, source, options: dict) -> str | None:
-        """Whisper: the export without post-processing (three graphs), int8 of each graph."""
-        if not self.seq2seq(model):
-            return None
-        if step.level == "fp32" and not step.quant:
-            return s2s.export(model, out, options.get("opset"), options.get("device", "cpu"))
-        if step.quant == "dynamic":
-            return s2s.quantize(source.folder, out, options["isa"], options["per_channel"], self.quant_operators(model))
-        raise UnsupportedError(f"{step.name} is not built for {model.model_type} models; use fp32 and int8")
-
-    def throughput(self, samples_per_s: float, size: int) -> dict:
-        return {"audio_s_per_s": samples_per_s * size}
-
-    def row_figures(self, raw: dict, batch: int, seq: int) -> dict:
-        import numpy as np
-
-        p50 = float(np.median(raw["samples_ms"]))
-        audio = batch * seq
-        out = {"rtf": p50 / 1000 / audio, "ms_per_audio_s": p50 / audio}
-        if raw.get("decode_samples_ms"):  # a transcription: its first token and each one after it
-            out.update(new_tokens=raw.get("new_tokens"), first_token_p50_ms=float(np.median(raw["first_token_samples_ms"])),
-                       decode_ms_per_token=float(np.median(raw["decode_samples_ms"])))
-        return out
-
-    def benchmark_columns(self, columns: list) -> list:
-        out = []
-        for c in columns:
-            if c.key == "seq_len":
-                c = field_of(self.SIZE_AXIS.key).column()
-            elif c.key == "samples_per_s":
-                out += [field_of("rtf").column(), field_of("ms_per_audio_s").column()]
-                c = field_of("samples_per_s").column("clips/s")
-            elif c.key == "tokens_per_s":
-                c = field_of("audio_s_per_s").column()
-            elif c.key == "p90_ms":  # a transcription's own figures (empty for CTC rows: not shown then)
-                out += [field_of("first_token_p50_ms").column(), field_of("decode_ms_per_token").column()]
-            out.append(c)
-        return out
-
-    # -- inputs ------------------------------------------------------------------------------
-    def preprocessor(self, model):
-        """The model's processor (feature extractor and tokenizer; the handle caches it)."""
-        from transformers import AutoProcessor
-
-        return AutoProcessor.from_pretrained(model.path, trust_remote_code=model.trust_remote_code)
-
     def takes_mask(self, model) -> bool:
         return bool(model.preprocessor_config.get("return_attention_mask"))
-
-    def model_inputs(self, model, forward=None) -> list[str]:
-        if self.seq2seq(model):
-            return ["input_features"]
-        return ["input_values", "attention_mask"] if self.takes_mask(model) else ["input_values"]
-
-    def shape(self, model, batch: int, size: int) -> dict:
-        spec = model.preprocessor_config
-        return {**super().shape(model, batch, size), "sampling_rate": self.rate(model),
-                "mel_bins": spec.get("feature_size") or model.config.get("num_mel_bins"),
-                "frames": spec.get("nb_max_frames") or 3000}
-
-    def synthetic_inputs(self, names: list[str], shape: dict, config: dict) -> dict:
-        """Quiet noise (standard deviation 0.1, float32) of exactly batch x seconds x rate samples; for a
-        Whisper, standard-normal log-mel frames (batch x mel bins x 30 s of frames)."""
-        import numpy as np
-
-        if names == ["input_features"]:  # Whisper: log-mel frames of 30 s whatever the audio's length
-            rng = np.random.default_rng(shape["batch_size"])
-            return {"input_features": rng.standard_normal((shape["batch_size"], shape["mel_bins"], shape["frames"]),
-                                                          dtype=np.float32)}
-        unknown = [n for n in names if n not in ("input_values", "attention_mask")]
-        if unknown:
-            raise UnsupportedError(f"the model takes {', '.join(unknown)}, which the {self.NAME} task cannot "
-                                   "make up (it makes input_values and attention_mask)")
-        batch, seconds = shape["batch_size"], shape[self.SIZE_AXIS.key]
-        samples = seconds * shape["sampling_rate"]
-        rng = np.random.default_rng(batch * 100_003 + seconds)
-        made = {"input_values": (0.1 * rng.standard_normal((batch, samples))).astype(np.float32),
-                "attention_mask": np.ones((batch, samples), dtype=np.int64)}
-        return {n: made[n] for n in names}
-
-    def encode_examples(self, model, clips: list) -> dict:
-        """Waveforms through the model's feature extractor, padded to the longest."""
-        import numpy as np
-
-        extractor = model.preprocessor().feature_extractor
-        if self.seq2seq(model):
-            out = extractor(clips, sampling_rate=self.rate(model), return_tensors="np")
-            return {"input_features": np.asarray(out["input_features"], dtype=np.float32)}
-        out = extractor(clips, sampling_rate=self.rate(model), padding=True, return_tensors="np")
-        encoded = {"input_values": np.asarray(out["input_values"], dtype=np.float32)}
-        if "attention_mask" in out:
-            encoded["attention_mask"] = np.asarray(out["attention_mask"], dtype=np.int64)
-        return encoded
-
-    def encode_to_shape(self, processor, clips: list, seconds: int) -> dict:
-        """Real clips cut or padded (silence) to exactly ``seconds``, then the feature extractor."""
-        import numpy as np
-
-        extractor = processor.feature_extractor
-        samples = seconds * int(extractor.sampling_rate)
-        fitted = [np.pad(c[:samples], (0, max(0, samples - len(c)))).astype(np.float32) for c in clips]
-        out = extractor(fitted, sampling_rate=extractor.sampling_rate, return_tensors="np")
-        return {k: np.asarray(v) for k, v in out.items() if k in ("input_values", "attention_mask", "input_features")}
-
-    def read_inputs(self, model, source):
-        from hfmagic.tasks.speech.audio import load_audio
-
-        return load_audio(source, self.rate(model), require_text=False)
-
-    def inputs_payload(self, data, limit: int):
-        return write_examples(data.audio[:limit], data.fingerprint["sha256"])
-
-    def inputs_from_payload(self, payload):
-        return None if payload is None else read_examples(payload)
-
-    def inputs_note(self, data) -> str:
-        return (f"inputs: {len(data)} real clips from {data.source}, cut or padded to each length and through the "
-                "model's feature extractor")
-
-    def complete_inputs(self, names: list[str], encoded: dict) -> dict:
-        import numpy as np
-
-        if "input_features" in names:
-            return {"input_features": np.asarray(encoded["input_features"], dtype=np.float32)}
-        values = np.asarray(encoded["input_values"], dtype=np.float32)
-        feed = {"input_values": values}
-        if "attention_mask" in names:
-            feed["attention_mask"] = np.asarray(encoded.get("attention_mask", np.ones(values.shape, np.int64)),
-                                                dtype=np.int64)
-        return {n: feed[n] for n in names}
-
-    # -- export --------------------------------------------------------------------------------
-    def validation_examples(self, model, data) -> tuple[list, str]:
-        """The user's speech (the calibration data's first clips), the model's own, the LibriVox
-        clips where Debian's package is installed, else synthetic tones (the source says so)."""
-        from hfmagic.tasks.speech.audio import librivox_folder, load_audio, synthetic_clips
-
-        if data is not None:
-            return data.audio[:VALIDATION_CLIPS], f"the first clips of {data.source}"
-        if model.dataset is not None and hasattr(model.dataset, "audio"):
-            return model.dataset.audio[:VALIDATION_CLIPS], "the model's own held-out clips"
-        if librivox_folder().exists():
-            clips = load_audio("librivox", self.rate(model), limit=VALIDATION_CLIPS)
-            return clips.audio, "LibriVox clips (pocketsphinx-testdata)"
-        return synthetic_clips(self.rate(model), VALIDATION_CLIPS), (
-            "synthetic audio: tones in noise, not speech, as no LibriVox clips are installed (pocketsphinx-testdata: "
-            "make data); pass --calibration CLIPS to check on your own speech")
-
-    def read_calibration(self, model, calibration, samples: int, column: str | None):
-        from hfmagic.tasks.speech.audio import load_audio
-
-        return load_audio(calibration, self.rate(model), audio_column=column, limit=samples, require_text=False)
-
-    def calibration_features(self, model, data) -> dict:
-        return self.encode_examples(model, data.audio)
-
-    def validator(self, model, examples: list, source: str):
-        if self.seq2seq(model):
-            return s2s.Reference(model, examples, source)
-        from hfmagic.onnx.validation import Reference
-
-        return Reference(model, examples, source)
-
-    def divergence(self, variant_name: str, figures: dict) -> str | None:
-        problem = super().divergence(variant_name, figures)
-        if problem and "greedy_tokens" in figures:  # Whisper: the encoder's output is what the cosine is of
-            problem += f"; greedy tokens matched on {figures.get('argmax_agreement', 0):.0%} of clips"
-        return problem
-
-    def decides(self, output: str) -> str | None:
-        return "token" if output == "logits" else None  # a CTC symbol per frame
-
-    # -- evaluation --------------------------------------------------------------------------
-    def evaluator(self):
-        from hfmagic.tasks.speech.evaluate import SpeechRecognitionEvaluator
-
-        return SpeechRecognitionEvaluator(self)

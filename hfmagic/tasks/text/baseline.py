@@ -11,7 +11,7 @@ regression's parameters, training figures), ``vocabulary.json`` (term -> column)
 ``idf.npy``, ``coef.npy``, ``intercept.npy`` (loaded with ``allow_pickle=False``). ``load(folder)``
 rebuilds the scikit-learn objects from them, so a saved baseline carries no code and loading one
 runs none. ``sha256`` is the digest of those files (names and contents), the same on save and
-load: the baseline's identity in result rows.
+load: the baseline's identity in result rows. As a model hfmagic loads it is :mod:`hfmagic.tasks.text.tfidf`.
 """
 
 from __future__ import annotations
@@ -212,100 +212,6 @@ def _label_ids(labels, names: list[str]) -> np.ndarray:
         else:
             raise DataError(f"label {row} is {label!r}, not one of {names}; give names or ids")
     return np.asarray(ids, dtype=np.int64)
-
-
-# -- a baseline as a model hfmagic loads (``%load_model tfidf --data D``) ---------------------------
-
-NAME = "tfidf"  # the %load_model source that trains one
-CONFIG_KIND = "tfidf-logreg"  # config.json's "hfmagic_baseline": what loads the folder
-ARCHITECTURE = "TfidfLogisticRegression"
-TEST_FILE = "test.jsonl"
-HOLDOUT, SEED = 0.2, 0
-
-
-def build(data, text_column: str | None = None, label_column: str | None = None, split: str | None = None,
-          label_names: Sequence[str] | None = None) -> tuple[Path, str]:
-    """Train the baseline on ``data``'s training split and save it as a model folder in the cache
-    (once per data and recipe): the baseline's files, a ``config.json`` (id2label, vocabulary size)
-    and the held-out split it did not see (``test.jsonl``). Returns (the folder, what it was
-    trained on).
-
-    The training split: for ``demo`` (or ``demo-small``) the demo's own 80% split, so the baseline
-    is scored on the same 445 held-out articles; for a DatasetDict its ``train`` split (held out:
-    ``test``, else ``validation``); for a single table a stratified 80/20 split (seed 0) whose 20%
-    is kept as its held-out data.
-    """
-    import pandas as pd
-
-    from hfmagic.core.config import settings
-    from hfmagic.data.tables import load_data
-
-    train, test, source = _splits(data, split)
-    got = load_data(train, text_column=text_column, label_column=label_column)
-    held = load_data(test, text_column=got.text_column, label_column=got.label_column) if test is not None else None
-    if held is None:
-        from sklearn.model_selection import train_test_split
-
-        frame = pd.DataFrame({"text": got.texts, "label": got.labels})
-        counts = frame["label"].value_counts()
-        if len(counts) < 2 or counts.min() < 2 or round(len(frame) * HOLDOUT) < len(counts):
-            few = ", ".join(f"{label!r} ({n})" for label, n in counts.items() if n < 2) or \
-                f"{len(frame)} rows for {len(counts)} labels"
-            raise DataError(f"the tfidf baseline holds out a stratified {HOLDOUT:.0%} of the data, which needs two "
-                            f"labels or more and at least 2 examples of each (here: {few}); pass more labelled "
-                            "texts, or a DatasetDict with train and test splits")
-        tr, te = train_test_split(frame, test_size=HOLDOUT, stratify=frame["label"], random_state=SEED)
-        got = load_data(tr.reset_index(drop=True), text_column="text", label_column="label")
-        held = load_data(te.reset_index(drop=True), text_column="text", label_column="label")
-        source += f" (a stratified {1 - HOLDOUT:.0%} split, seed {SEED}; the other {HOLDOUT:.0%} held out)"
-    names = list(label_names) if label_names else sorted({str(v) for v in got.labels}, key=str)
-    recipe = {"format": FORMAT, "vectorizer": VECTORIZER, "regression": REGRESSION,
-              "train": got.fingerprint["sha256"], "test": held.fingerprint["sha256"], "labels": names}
-    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    folder = settings().cache_path / "baselines" / f"{NAME}-{key}"
-    if (folder / "config.json").is_file():
-        return folder, source
-    tmp = folder.with_name(f".tmp-{folder.name}")
-    try:
-        model = TfidfBaseline.train(got.texts, [str(v) for v in got.labels], names)
-    except ValueError as exc:  # scikit-learn's: no terms left after min_df, a single class, ...
-        raise DataError(f"the tfidf baseline could not be trained on {source}: {str(exc).splitlines()[0]}; "
-                        "pass more (or longer) labelled texts") from None
-    model.save(tmp)
-    config = {"model_type": NAME, "architectures": [ARCHITECTURE], "hfmagic_baseline": CONFIG_KIND,
-              "id2label": {str(i): n for i, n in enumerate(names)}, "label2id": {n: i for i, n in enumerate(names)},
-              "vocab_size": model.vocab_size, "train_s": model.train_s, "n_train": len(got.texts),
-              "trained_on": source}
-    (tmp / "config.json").write_text(json.dumps(config, indent=1))
-    pd.DataFrame({"text": held.texts, "label": held.labels}).to_json(tmp / TEST_FILE, orient="records", lines=True)
-    tmp.replace(folder)
-    return folder, source
-
-
-def _splits(data, split):
-    """(training data, held-out data or None, a description) of what ``build`` is given."""
-    import sys
-
-    if isinstance(data, str) and data in ("demo", "demo-small"):
-        from hfmagic.tasks.text import demo
-
-        train, test = demo.split()
-        return train, test, f"{data}'s training split ({len(train)} BBC News articles)"
-    datasets = sys.modules.get("datasets")
-    if datasets is not None and isinstance(data, datasets.DatasetDict):
-        if "train" not in data:
-            raise DataError(f"the DatasetDict has the splits {', '.join(data)}, and none is named train; pass "
-                            "one split as a Dataset to split it 80/20")
-        test = next((data[s] for s in ("test", "validation") if s in data), None)
-        return data["train"], test, "the train split"
-    if data is None:
-        raise UsageProblem("the TF-IDF baseline trains on labelled texts: pass --data (a DataFrame, a "
-                           "Dataset, a CSV/JSON/Parquet file, or demo)")
-    return data, None, str(data) if isinstance(data, (str, Path)) else f"<{type(data).__name__}>"
-
-
-def is_baseline(config: dict) -> bool:
-    return config.get("hfmagic_baseline") == CONFIG_KIND
 
 
 def files(folder: Path) -> tuple[Path, ...]:

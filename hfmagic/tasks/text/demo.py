@@ -24,6 +24,7 @@ from pathlib import Path
 
 from hfmagic.core.config import settings
 from hfmagic.core.errors import UsageProblem
+from hfmagic.tasks.kinds import ModelSource
 
 RECIPE_VERSION = 2  # 2: the training split's features ship beside the model
 MAX_LENGTH = 128
@@ -190,6 +191,10 @@ def built_in(name: str):
     """``(folder, held-out split)`` of the built-in model ``name``, built first when the cache has
     none for its recipe."""
     return build(name=name), test_split(name)
+
+
+# %load_model demo, demo-small (text-classification's SOURCES); their held-out split is named data too
+SOURCES = tuple(ModelSource(name, lambda options, name=name: built_in(name), named_data=True) for name in RECIPES)
 
 
 # -- the demo's held-out articles as named data (load_data("bbc"), "demo", "demo-small") ------------

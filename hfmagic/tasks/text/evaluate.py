@@ -48,7 +48,7 @@ class TextClassificationEvaluator(ClassificationEvaluator):
     PADDING = "texts sorted by length, each batch padded to its own longest"
 
     def padding(self, model) -> str:
-        return "texts as they are (a classical baseline pads nothing)" if model.framework == "sklearn" else self.PADDING
+        return "texts as they are (a classical baseline pads nothing)" if model.kind.READS_EXAMPLES else self.PADDING
 
     def read(self, model, data, options: dict) -> EvalData:
         from hfmagic.data.labels import label_ids, read_label_map
@@ -65,7 +65,7 @@ class TextClassificationEvaluator(ClassificationEvaluator):
 
     def batches(self, model, data: EvalData, batch_size: int) -> list:
         texts = data.examples["data"].texts
-        if model.framework == "sklearn":  # a classical baseline reads the texts themselves
+        if model.kind.READS_EXAMPLES:  # a classical baseline reads the texts themselves
             return [(np.arange(i, min(i + batch_size, len(texts))), {"texts": texts[i:i + batch_size]})
                     for i in range(0, len(texts), batch_size)]
         return make_batches(model, texts, batch_size)
@@ -126,14 +126,15 @@ def make_batches(model, texts: list[str], batch_size: int) -> list[tuple[np.ndar
     tok = model.tokenizer()
     if tok.pad_token is None:  # GPT-2 style tokenizers have none: pad with end-of-text
         tok.pad_token = tok.eos_token
-    max_length = model.task_plugin.position_limit(model)
-    lengths = np.array([len(ids) for ids in tok(texts, truncation=True, max_length=max_length)["input_ids"]])
+    inputs = model.task_plugin.inputs  # its tokenize: a task of text pairs tokenizes both texts
+    max_length = inputs.position_limit(model)
+    lengths = np.array([len(ids) for ids in inputs.tokenize(tok, texts, truncation=True, max_length=max_length)["input_ids"]])
     order = np.argsort(-lengths, kind="stable")
     batches = []
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        enc = tok([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
-                  return_tensors="np")
+        enc = inputs.tokenize(tok, [texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
+                              return_tensors="np")
         batches.append((idx, {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}))
     return batches
 
@@ -227,7 +228,7 @@ class TokenClassificationEvaluator(Evaluator):
         if not getattr(tok, "is_fast", False):
             raise UnsupportedError("token classification needs a fast tokenizer (word ids); save the model with "
                                    "its tokenizer.json")
-        limit = model.task_plugin.position_limit(model)
+        limit = model.task_plugin.inputs.position_limit(model)
         sentences = data.examples["sentences"]
         order = np.argsort([-len(t) for t, _ in sentences], kind="stable")
         word_ids: dict[int, list] = {}
@@ -261,8 +262,8 @@ class TokenClassificationEvaluator(Evaluator):
         return {"tags": tags, "logits": per_row}
 
     def score(self, data, prediction, metrics) -> dict:
-        from hfmagic.tasks.text import ner
         from hfmagic.data.metrics import resample_indices
+        from hfmagic.tasks.text import ner
 
         counts = ner.sentence_counts(data.examples["tags"], prediction["tags"])
         point = counts.scores()
@@ -279,8 +280,9 @@ class TokenClassificationEvaluator(Evaluator):
         return row
 
     def compare(self, data, reference, prediction, variant, names=None):
-        from hfmagic.tasks.text import ner
         from seqeval.metrics.sequence_labeling import get_entities
+
+        from hfmagic.tasks.text import ner
 
         diff = ner.entity_disagreements(reference["tags"], prediction["tags"])
         changed = np.flatnonzero(diff)
@@ -348,8 +350,8 @@ class QuestionAnsweringEvaluator(Evaluator):
         from hfmagic.tasks.text import squad
 
         tok = model.tokenizer()
-        limit = min(384, model.task_plugin.position_limit(model) or 384)
-        names = [n for n in model.task_plugin.model_inputs(model) if n != "position_ids"]
+        limit = min(384, model.task_plugin.inputs.position_limit(model) or 384)
+        names = [n for n in model.task_plugin.inputs.model_inputs(model) if n != "position_ids"]
         windows, owner = [], []
         for q, ex in enumerate(data.examples["examples"]):
             try:
@@ -397,8 +399,8 @@ class QuestionAnsweringEvaluator(Evaluator):
         return {"answers": answers, "logits": [np.concatenate(r) for r in per_row]}
 
     def score(self, data, prediction, metrics) -> dict:
-        from hfmagic.tasks.text import squad
         from hfmagic.data.metrics import resample_indices
+        from hfmagic.tasks.text import squad
 
         scores = squad.squad_scores(data.examples["examples"], prediction["answers"])
         per = scores["per_question"]

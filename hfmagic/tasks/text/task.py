@@ -1,20 +1,40 @@
 """The text tasks: classification, token classification, question answering, feature extraction.
 
-They share a tokenizer, the batch x seq shape, integer token inputs and the position limit. What
-differs (the head, which outputs are per token, what an argmax decides, the metrics) is a class
-attribute or a method of each.
+They share a tokenizer, the batch x seq shape, integer token inputs and the position limit (their
+parts are :mod:`hfmagic.tasks.tokens`'). What differs (the head, which outputs are per token, what
+an argmax decides, the metrics) is a class attribute of each, or a small part of its own. The
+text-classification task brings the TF-IDF baseline (a model kind, a backend and ``%load_model
+tfidf``) and the demo classifiers (``demo``, ``demo-small``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hfmagic.tasks import register
-from hfmagic.tasks.base import read_json, require_any
-from hfmagic.tasks.tokens import TextTask
-from hfmagic.tasks.text import demo
+from hfmagic.tasks.text import demo, tfidf
+from hfmagic.tasks.tokens import TextTask, TokenValidation
 
 demo.register_data()  # load_data("bbc"), "demo", "demo-small": the demo's held-out BBC News articles
+
+
+class ClassValidation(TokenValidation):
+    def decides(self, output: str) -> str | None:
+        return "class" if output == "logits" else None
+
+
+class TagValidation(TokenValidation):
+    """A tag per token: the logits are per token, each token's argmax a decision."""
+
+    def token_level(self, output: str) -> bool:
+        return output == "logits" or super().token_level(output)
+
+    def decides(self, output: str) -> str | None:
+        return "token" if output == "logits" else None
+
+
+class SpanValidation(TokenValidation):
+    def decides(self, output: str) -> str | None:
+        return "position" if output in ("start_logits", "end_logits") else None
+
 
 @register
 class TextClassification(TextTask):
@@ -26,6 +46,10 @@ class TextClassification(TextTask):
     DEFAULT_METRICS = ("accuracy", "f1_macro")
     CLASSICAL_BASELINE = "tfidf"
     DESCRIPTION = "a class per text"
+    Validation = ClassValidation
+    KINDS = (tfidf.TfidfKind(),)
+    SOURCES = (*demo.SOURCES, tfidf.SOURCE)
+    BACKENDS = (tfidf.Sklearn,)
 
     def evaluator(self):
         from hfmagic.tasks.text.evaluate import TextClassificationEvaluator
@@ -34,20 +58,7 @@ class TextClassification(TextTask):
 
     @classmethod
     def matches(cls, config: dict) -> bool:
-        from hfmagic.tasks.text.baseline import is_baseline
-
-        return is_baseline(config) or super().matches(config)
-
-    def check_folder(self, path: Path) -> None:
-        from hfmagic.tasks.text.baseline import META, is_baseline
-
-        if is_baseline(read_json(path / "config.json")):  # a classical baseline reads texts itself
-            require_any(path, (META,), f"TF-IDF baseline file ({META})", "train it again: %load_model tfidf --data D")
-            return
-        super().check_folder(path)
-
-    def decides(self, output: str) -> str | None:
-        return "class" if output == "logits" else None
+        return tfidf.TfidfKind.claims(config) or super().matches(config)
 
 
 @register
@@ -59,17 +70,12 @@ class TokenClassification(TextTask):
     LABELLED = True
     DESCRIPTION = "a tag per token (NER)"
     DEFAULT_METRICS = ("f1", "precision", "recall", "accuracy")
+    Validation = TagValidation
 
     def evaluator(self):
         from hfmagic.tasks.text.evaluate import TokenClassificationEvaluator
 
         return TokenClassificationEvaluator(self)
-
-    def token_level(self, output: str) -> bool:
-        return output == "logits" or super().token_level(output)
-
-    def decides(self, output: str) -> str | None:
-        return "token" if output == "logits" else None
 
 
 @register
@@ -80,14 +86,12 @@ class QuestionAnswering(TextTask):
     ARCHITECTURES = ("ForQuestionAnswering",)
     DESCRIPTION = "an answer span in a context"
     DEFAULT_METRICS = ("f1", "exact_match")
+    Validation = SpanValidation
 
     def evaluator(self):
         from hfmagic.tasks.text.evaluate import QuestionAnsweringEvaluator
 
         return QuestionAnsweringEvaluator(self)
-
-    def decides(self, output: str) -> str | None:
-        return "position" if output in ("start_logits", "end_logits") else None
 
 
 @register
@@ -116,6 +120,4 @@ class FeatureExtraction(TextTask):
     def serves(cls, config: dict) -> bool:
         """Any text model but a classical baseline: AutoModel loads a classifier's or an LM's base
         without its head, and the embeddings of a fine-tuned encoder are a fair thing to measure."""
-        from hfmagic.tasks.text.baseline import is_baseline
-
-        return cls.fits_modality(config) and not is_baseline(config)
+        return cls.fits_modality(config) and not tfidf.TfidfKind.claims(config)

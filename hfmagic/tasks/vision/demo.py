@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from hfmagic.core.config import settings
+from hfmagic.tasks.kinds import ModelSource
 
 NAME = "digits-vit"
 RECIPE_VERSION = 1
@@ -116,3 +117,7 @@ def _build_into(out: Path) -> None:
 def built_in(name: str = NAME):
     """(folder, held-out ImageData) of the built-in digits ViT."""
     return build(), split()[1]
+
+
+# %load_model digits-vit (image-classification's SOURCES); its held-out split is named data too
+SOURCE = ModelSource(NAME, lambda options: built_in(), named_data=True)

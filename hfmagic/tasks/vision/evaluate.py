@@ -49,8 +49,8 @@ class ImageClassificationEvaluator(ClassificationEvaluator):
 
     def batches(self, model, data: EvalData, batch_size: int) -> list:
         images = data.examples["data"].images
-        task = model.task_plugin
-        return [(np.arange(i, min(i + batch_size, len(images))), task.encode_examples(model, images[i:i + batch_size]))
+        inputs = model.task_plugin.inputs
+        return [(np.arange(i, min(i + batch_size, len(images))), inputs.encode(model, images[i:i + batch_size]))
                 for i in range(0, len(images), batch_size)]
 
     def score(self, data, prediction, metrics) -> dict:

@@ -10,7 +10,8 @@ What differs from the text tasks, all of it here:
 - the export is optimum's ``image-classification``; ORTOptimizer's O1-O3 only where optimum's
   optimizer knows the architecture (ViT), so other models get fp32 and int8 by default;
 - validation and the evaluator's inputs are real images (scikit-learn's handwritten digits when no
-  data came with the call); figures are accuracy, top-5 accuracy and macro F1 with intervals.
+  data came with the call); figures are accuracy, top-5 accuracy and macro F1 with intervals;
+- ``%load_model digits-vit``: a small ViT trained here on those digits (:mod:`hfmagic.tasks.vision.demo`).
 
 Nothing here imports a heavy library at module level.
 """
@@ -21,9 +22,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from hfmagic.core.errors import UnsupportedError, UsageProblem
-from hfmagic.tasks import register
 from hfmagic.core.shapes import IMAGE_AXIS
+from hfmagic.tasks import register
 from hfmagic.tasks.base import Task, read_examples, require_any, write_examples
+from hfmagic.tasks.protocols import Export, Inputs, Measurement, Validation
+from hfmagic.tasks.vision import demo
 
 PROCESSOR_FILES = ("preprocessor_config.json",)
 # position embeddings for one image size (no interpolation in the exported graph)
@@ -33,7 +36,6 @@ OPTIMIZABLE = {"vit", "dinov2", "clip", "segformer"}
 # attention-based image models: optimum's dynamic int8 (MatMul, Attention, ...) suits them
 ATTENTION_MODELS = {"vit", "deit", "beit", "dinov2", "swin", "swinv2", "data2vec-vision", "yolos", "levit",
                     "mobilevit", "segformer"}
-SAMPLE_IMAGES = 8  # images a variant is validated on when no data came with the call
 
 
 def _size_of(spec, default: int | None = None) -> int | None:
@@ -47,42 +49,21 @@ def _size_of(spec, default: int | None = None) -> int | None:
     return default
 
 
-@register
-class ImageClassification(Task):
-    NAME = "image-classification"
-    EXPORT_TASK = "image-classification"
-    AUTO_CLASS = "AutoModelForImageClassification"
-    ARCHITECTURES = ("ForImageClassification", "ForImageClassificationWithTeacher")
-    MODALITY = "image"
-    LABELLED = True
-    DESCRIPTION = "a class per image"
-    DEFAULT_METRICS = ("accuracy", "top5", "f1_macro")
-    CLASSICAL_BASELINE = "no classical image baseline yet"
-    SIZE_AXIS = IMAGE_AXIS
+class ImageInputs(Inputs):
+    """Images through the model's image processor: batch x channels x size x size pixels (float32)."""
+
+    AXIS = IMAGE_AXIS
     EXAMPLES = "images"
     PREPROCESSOR = "image processor"
-    DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "O2")
-    LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "O1", "O2", "O3", "O4")
 
-    # -- which models ------------------------------------------------------------------------
-    @classmethod
-    def fits_modality(cls, config: dict) -> bool:
-        return "num_channels" in config and "vocab_size" not in config
+    def preprocessor(self, model):
+        """The model's image processor (transformers' AutoImageProcessor; the handle caches it)."""
+        from transformers import AutoImageProcessor
 
-    def check_folder(self, path: Path) -> None:
-        require_any(path, PROCESSOR_FILES, "image processor (no preprocessor_config.json)",
-                    "save it beside them: image_processor.save_pretrained(folder)")
+        return AutoImageProcessor.from_pretrained(model.path, trust_remote_code=model.trust_remote_code,
+                                                  use_fast=False)  # the processor it was saved with
 
-    def card_lines(self, model) -> list[tuple[str, str]]:
-        c = model.config
-        lines = [("image size", f"{self.default_sizes(model)[0]} px (its image processor's)"),
-                 ("channels", str(c.get("num_channels")))]
-        if c.get("patch_size"):
-            lines.append(("patch size", f"{c['patch_size']} px"))
-        return lines
-
-    # -- shapes ------------------------------------------------------------------------------
-    def default_sizes(self, model) -> list[int]:
+    def sizes(self, model) -> list[int]:
         """The processor's output size (its crop when it crops), else the config's image size."""
         spec = model.preprocessor_config
         size = _size_of(spec.get("crop_size")) if spec.get("do_center_crop") else None
@@ -109,60 +90,30 @@ class ImageClassification(Task):
             return (size // patch) ** 2 + 1
         return max(1, (size // 4) ** 2)
 
-    def throughput(self, samples_per_s: float, size: int) -> dict:
-        return {}  # samples/s is images/s
-
-    def benchmark_columns(self, columns: list) -> list:
-        from hfmagic.core.records import field_of
-
-        out = []
-        for c in columns:
-            if c.key == "seq_len":
-                c = field_of(self.SIZE_AXIS.key).column()
-            elif c.key == "samples_per_s":
-                c = field_of("samples_per_s").column("images/s")
-            elif c.key == "tokens_per_s":
-                continue
-            out.append(c)
-        return out
-
-    # -- inputs ------------------------------------------------------------------------------
-    def preprocessor(self, model):
-        """The model's image processor (transformers' AutoImageProcessor; the handle caches it)."""
-        from transformers import AutoImageProcessor
-
-        return AutoImageProcessor.from_pretrained(model.path, trust_remote_code=model.trust_remote_code,
-                                                  use_fast=False)  # the processor it was saved with
-
     def model_inputs(self, model, forward=None) -> list[str]:
         return ["pixel_values"]
 
-    def synthetic_inputs(self, names: list[str], shape: dict, config: dict) -> dict:
+    def synthetic(self, names: list[str], shape: dict, config: dict) -> dict:
         """Normalised-looking pixels (standard normal, float32) of exactly batch x channels x size x size."""
         import numpy as np
 
         unknown = [n for n in names if n != "pixel_values"]
         if unknown:
-            raise UnsupportedError(f"the model takes {', '.join(unknown)}, which the {self.NAME} task cannot "
+            raise UnsupportedError(f"the model takes {', '.join(unknown)}, which the {self.task.NAME} task cannot "
                                    "make up (it makes pixel_values)")
-        batch, size = shape["batch_size"], shape[self.SIZE_AXIS.key]
+        batch, size = shape["batch_size"], shape[self.AXIS.key]
         rng = np.random.default_rng(batch * 100_003 + size)
         channels = int(config.get("num_channels") or 3)
         return {"pixel_values": rng.standard_normal((batch, channels, size, size), dtype=np.float32)}
 
-    def encode_examples(self, model, images: list) -> dict:
-        """Real images through the model's image processor (its own size)."""
-        return self.encode(model.preprocessor(), images, None, model.config)
-
-    def encode_to_shape(self, processor, images: list, size: int) -> dict:
-        return self.encode(processor, images, size, None)
-
-    def encode(self, processor, images: list, size: int | None, config: dict | None) -> dict:
+    def encode(self, model, images: list, size: int | None = None) -> dict:
         """``images`` (PIL images) as pixel_values: the processor as it is, or at ``size`` pixels per
         side (resized here first, then the processor's rescale and normalisation without its resize)."""
         import numpy as np
 
-        channels = int(getattr(processor, "num_channels", 0) or (config or {}).get("num_channels") or 3)
+        processor = model.preprocessor()
+        channels = int(getattr(processor, "num_channels", 0) or (model.config.get("num_channels") if size is None
+                                                                 else None) or 3)
         mode = "L" if channels == 1 else "RGB"
         pictures = [im.convert(mode) for im in images]
         if size is None or size == _size_of(getattr(processor, "crop_size", None) if getattr(
@@ -176,31 +127,55 @@ class ImageClassification(Task):
             pixels = pixels[:, None]
         return {"pixel_values": pixels}
 
-    def read_inputs(self, model, source):
-        from hfmagic.tasks.vision.images import load_images
-
-        return load_images(source, require_labels=False)
-
-    def inputs_payload(self, data, limit: int):
-        import numpy as np
-
-        return write_examples([np.asarray(im) for im in data.images[:limit]], data.fingerprint["sha256"])
-
-    def inputs_from_payload(self, payload):
-        from PIL import Image
-
-        return None if payload is None else [Image.fromarray(a) for a in read_examples(payload)]
-
-    def inputs_note(self, data) -> str:
-        return (f"inputs: {len(data)} real images from {data.source}, resized to each image size and normalised "
-                "by the model's image processor")
-
-    def complete_inputs(self, names: list[str], encoded: dict) -> dict:
+    def complete(self, names: list[str], encoded: dict) -> dict:
         import numpy as np
 
         return {n: np.asarray(encoded[n], dtype=np.float32) for n in names}
 
-    # -- export --------------------------------------------------------------------------------
+    def read(self, model, source, column: str | None = None, limit: int | None = None):
+        from hfmagic.tasks.vision.images import load_images
+
+        return load_images(source, image_column=column, limit=limit, require_labels=False)
+
+    def examples(self, data) -> list | None:
+        return getattr(data, "images", None)
+
+    def samples(self, model, count: int) -> tuple[list, str]:
+        from hfmagic.tasks.vision.images import digits
+
+        return digits().images[:count], "scikit-learn's handwritten digits"
+
+    def payload(self, data, limit: int):
+        import numpy as np
+
+        return write_examples([np.asarray(im) for im in data.images[:limit]], data.fingerprint["sha256"])
+
+    def from_payload(self, payload):
+        from PIL import Image
+
+        return None if payload is None else [Image.fromarray(a) for a in read_examples(payload)]
+
+    def note(self, data) -> str:
+        return (f"inputs: {len(data)} real images from {data.source}, resized to each image size and normalised "
+                "by the model's image processor")
+
+
+class ImageMeasurement(Measurement):
+    """A forward pass per run; samples/s is images/s."""
+
+    def columns(self, columns: list) -> list:
+        from hfmagic.core.records import field_of
+
+        return [field_of("samples_per_s").column("images/s") if c.key == "samples_per_s" else c
+                for c in super().columns(columns)]
+
+
+class ImageExport(Export):
+    """ORTOptimizer's levels where optimum fuses the architecture (ViT), fp32 and int8 for the others."""
+
+    LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "O1", "O2", "O3", "O4")
+    DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "O2")
+
     def quant_operators(self, model) -> tuple[str, ...] | None:
         """Convolutional models: the weights of their MatMuls only (ConvNeXt's pointwise layers, the
         heads). Dynamic int8 of a Conv is ConvInteger, which onnxruntime runs slower than the fp32
@@ -208,50 +183,59 @@ class ImageClassification(Task):
         IMAGES) quantizes the convolutions properly. Transformer-style models: optimum's default."""
         return None if model.model_type in ATTENTION_MODELS else ("MatMul",)
 
-    def read_calibration(self, model, calibration, samples: int, column: str | None):
-        from hfmagic.tasks.vision.images import load_images
-
-        return load_images(calibration, image_column=column, limit=samples, require_labels=False)
-
-    def calibration_features(self, model, data) -> dict:
-        return self.encode_examples(model, data.images)
-
     def default_levels(self, model=None) -> tuple[str, ...]:
         if model is not None and model.model_type not in OPTIMIZABLE:
             return ("fp32",)
         return self.DEFAULT_LEVELS
 
-    def export_steps(self, levels: list[str], quantize: str, static: bool, options: dict) -> list:
-        from hfmagic.onnx.plan import plan
-
+    def steps(self, levels: list[str], quantize: str, static: bool, options: dict) -> list:
         model = options.get("model")
         if model is not None and model.model_type not in OPTIMIZABLE:
             fused = [lv for lv in levels if lv != "fp32"]
             if fused:
                 raise UnsupportedError(f"ORTOptimizer cannot optimize a {model.model_type} model ({', '.join(fused)}); "
                                        f"it optimizes {', '.join(sorted(OPTIMIZABLE))}: use --levels fp32 (and int8)")
-        return plan(levels, quantize, static)
+        return super().steps(levels, quantize, static, options)
 
-    def validation_examples(self, model, data) -> tuple[list, str]:
-        """Real images each variant is compared with PyTorch on: the first of the calibration data,
-        of the model's own held-out split, or scikit-learn's handwritten digits."""
-        if data is not None:
-            return data.images[:SAMPLE_IMAGES], f"the first images of {data.source}"
-        if model.dataset is not None and hasattr(model.dataset, "images"):
-            return list(model.dataset.images[:SAMPLE_IMAGES]), "the model's own held-out images"
-        from hfmagic.tasks.vision.images import digits
 
-        return digits().images[:SAMPLE_IMAGES], "scikit-learn's handwritten digits"
-
-    def validator(self, model, examples: list, source: str):
-        from hfmagic.onnx.validation import Reference
-
-        return Reference(model, examples, source)
-
+class ImageValidation(Validation):
     def decides(self, output: str) -> str | None:
         return "class" if output == "logits" else None
 
-    # -- evaluation --------------------------------------------------------------------------
+
+@register
+class ImageClassification(Task):
+    NAME = "image-classification"
+    EXPORT_TASK = "image-classification"
+    AUTO_CLASS = "AutoModelForImageClassification"
+    ARCHITECTURES = ("ForImageClassification", "ForImageClassificationWithTeacher")
+    MODALITY = "image"
+    LABELLED = True
+    DESCRIPTION = "a class per image"
+    DEFAULT_METRICS = ("accuracy", "top5", "f1_macro")
+    CLASSICAL_BASELINE = "no classical image baseline yet"
+    Inputs = ImageInputs
+    Measurement = ImageMeasurement
+    Export = ImageExport
+    Validation = ImageValidation
+    SOURCES = (demo.SOURCE,)
+
+    @classmethod
+    def fits_modality(cls, config: dict) -> bool:
+        return "num_channels" in config and "vocab_size" not in config
+
+    def check_folder(self, path: Path) -> None:
+        require_any(path, PROCESSOR_FILES, "image processor (no preprocessor_config.json)",
+                    "save it beside them: image_processor.save_pretrained(folder)")
+
+    def card_lines(self, model) -> list[tuple[str, str]]:
+        c = model.config
+        lines = [("image size", f"{self.inputs.sizes(model)[0]} px (its image processor's)"),
+                 ("channels", str(c.get("num_channels")))]
+        if c.get("patch_size"):
+            lines.append(("patch size", f"{c['patch_size']} px"))
+        return lines
+
     def evaluator(self):
         from hfmagic.tasks.vision.evaluate import ImageClassificationEvaluator
 
