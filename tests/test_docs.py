@@ -26,6 +26,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -265,9 +266,12 @@ def test_every_block_runs(kernels, block):
         pytest.skip(f"{block.id}: {why}")
     client, folder = kernels(block.file)
     if block.lang in SHELL:
+        # `hfmagic` is the package of the interpreter running the tests (make test runs .venv/bin/python
+        # with .venv/bin off PATH; a console script may belong to another checkout), as the CLI tests run it
+        hfmagic = 'hfmagic() { "$DOCS_TEST_PYTHON" -m hfmagic "$@"; }; '
         for command in shell_commands(block):
-            done = subprocess.run(["bash", "-c", command], cwd=folder, capture_output=True, text=True,
-                                  env=os.environ, timeout=CELL_TIMEOUT)
+            done = subprocess.run(["bash", "-c", hfmagic + command], cwd=folder, capture_output=True, text=True,
+                                  env=dict(os.environ, DOCS_TEST_PYTHON=sys.executable), timeout=CELL_TIMEOUT)
             assert done.returncode == 0, f"{command}: {done.stderr}"
         return
     import nbformat
