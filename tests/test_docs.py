@@ -26,6 +26,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,71 @@ def not_run(block: Block) -> str | None:
 
 
 BLOCKS = [block for path in markdown_files() for block in blocks_of(path)]
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")  # [text](target): the targets a reader follows
+HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$")
+
+
+def prose_lines(path: Path) -> list[tuple[int, str]]:
+    """``(number, line)`` of a page's lines outside fenced and indented code blocks."""
+    out, fence = [], None
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        opened = FENCE.match(line)
+        if fence is None and opened:
+            fence = opened.group(1)
+        elif fence is not None and line.strip() == fence:
+            fence = None
+        elif fence is None and not line.startswith("    "):
+            out.append((number, line))
+    return out
+
+
+def anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation but - and _ dropped,
+    spaces as -, a repeated heading's anchor numbered (-1, -2, ...)."""
+    seen: dict[str, int] = {}
+    for _, line in prose_lines(path):
+        heading = HEADING.match(line)
+        if heading:
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).lower()).replace(" ", "-")
+            seen[slug if slug not in seen else f"{slug}-{seen[slug]}"] = 0
+            seen[slug] = seen.get(slug, 0) + 1
+    return set(seen)
+
+
+def broken_links(path: Path) -> list[str]:
+    """Each relative link of a page whose file, or whose heading after #, does not exist."""
+    broken = []
+    for number, line in prose_lines(path):
+        for target in LINK.findall(line):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:: not a file here
+                continue
+            file, _, anchor = target.partition("#")
+            where = (path.parent / file).resolve() if file else path
+            if not where.exists():
+                broken.append(f"{path.name}:{number}: {target} (no such file)")
+            elif anchor and where.suffix == ".md" and anchor not in anchors(where):
+                broken.append(f"{path.name}:{number}: {target} (no such heading in {where.name})")
+    return broken
+
+
+LINKED = [*markdown_files(), ROOT / "benchmarks" / "README.md"]
+
+
+@pytest.mark.parametrize("path", LINKED, ids=[str(p.relative_to(ROOT)) for p in LINKED])
+def test_every_link_between_the_pages_leads_somewhere(path):
+    assert not broken_links(path), "\n".join(broken_links(path))
+
+
+def test_the_link_check_finds_a_missing_page_and_a_missing_heading(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# `%hfmagic`: the run store\n\n## Reports\n\n## Reports\n")
+    (tmp_path / "README.md").write_text(
+        "[a](docs/a.md) [b](docs/a.md#hfmagic-the-run-store) [c](docs/a.md#reports-1) [d](https://x.org/y)\n"
+        "```text\n[in code](docs/none.md)\n```\n[e](docs/b.md) [f](docs/a.md#nothing) [g](#here)\n")
+    assert broken_links(tmp_path / "README.md") == [
+        "README.md:5: docs/b.md (no such file)", "README.md:5: docs/a.md#nothing (no such heading in a.md)",
+        "README.md:5: #here (no such heading in README.md)"]
 
 
 def test_the_rules_find_every_block_marker_and_docs_page(tmp_path):
@@ -200,9 +266,12 @@ def test_every_block_runs(kernels, block):
         pytest.skip(f"{block.id}: {why}")
     client, folder = kernels(block.file)
     if block.lang in SHELL:
+        # `hfmagic` is the package of the interpreter running the tests (make test runs .venv/bin/python
+        # with .venv/bin off PATH; a console script may belong to another checkout), as the CLI tests run it
+        hfmagic = 'hfmagic() { "$DOCS_TEST_PYTHON" -m hfmagic "$@"; }; '
         for command in shell_commands(block):
-            done = subprocess.run(["bash", "-c", command], cwd=folder, capture_output=True, text=True,
-                                  env=os.environ, timeout=CELL_TIMEOUT)
+            done = subprocess.run(["bash", "-c", hfmagic + command], cwd=folder, capture_output=True, text=True,
+                                  env=dict(os.environ, DOCS_TEST_PYTHON=sys.executable), timeout=CELL_TIMEOUT)
             assert done.returncode == 0, f"{command}: {done.stderr}"
         return
     import nbformat
