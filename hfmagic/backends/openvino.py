@@ -7,7 +7,9 @@ from __future__ import annotations
 import importlib.util
 
 from hfmagic.core.backend import Backend
+from hfmagic.core.errors import BackendUnavailable, UnsupportedError
 from hfmagic.core.telemetry import openvino_off
+from hfmagic.onnx.build import graph_files
 
 # bf16 is what OpenVINO picks on CPUs that have it, and it was 2.5x slower on MiniLM here
 PRECISION_HINT = "f32"
@@ -37,11 +39,8 @@ class OpenVINO(Backend):
 
         config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": PRECISION_HINT,
                   "PERFORMANCE_HINT": "LATENCY"}
-        from hfmagic.onnx.build import graph_files
 
         if len([p for p in graph_files(variant.path) if p.suffix == ".onnx"]) > 1:
-            from hfmagic.core.errors import UnsupportedError
-
             raise UnsupportedError(f"the openvino backend runs one-graph models and decoder LLMs; {variant.model.name}'s "
                                    "variants are several graphs (an encoder and its decoders): use onnxruntime")
         if variant.model.task_plugin.measurement.GENERATES:
@@ -68,8 +67,6 @@ def causal_lm(variant, config: dict):
     is: its past_key_values are inputs and outputs, so the KV cache goes through Python each step as
     under ORTModelForCausalLM, not kept in OpenVINO's state)."""
     if importlib.util.find_spec("optimum.intel") is None:
-        from hfmagic.core.errors import BackendUnavailable
-
         raise BackendUnavailable("openvino runs text-generation models through optimum-intel: "
                                  "pip install optimum-intel==1.27.0 (or make install)")
     import logging

@@ -17,13 +17,20 @@ import dataclasses
 import time
 
 from hfmagic.benchmarking import plan as benchplan
-from hfmagic.benchmarking.result import BenchmarkResult
 from hfmagic.benchmarking.options import BenchmarkOptions
+from hfmagic.benchmarking.result import BenchmarkResult
 from hfmagic.benchmarking.sweep import Sweep
+from hfmagic.cluster import connect as clusters
+from hfmagic.core.config import settings
 from hfmagic.core.errors import UsageProblem
+from hfmagic.core.hashing import file_sha256
 from hfmagic.core.listargs import BACKENDS, VARIANTS, list_arguments
 from hfmagic.core.records import takes
+from hfmagic.export.api import export_onnx
 from hfmagic.measure.memory import check_memory
+from hfmagic.models.handle import check_distinct
+from hfmagic.models.variants import Variant, Variants, model_of, own_variants
+from hfmagic.store.db import default_store
 
 
 @list_arguments(variants=VARIANTS, backends=BACKENDS, batch_sizes=(int, "batch size"),
@@ -49,9 +56,6 @@ def benchmark(target, options: BenchmarkOptions) -> BenchmarkResult:
         if o.seq_lens is not None:
             raise UsageProblem("give prompt_lens or seq_lens, not both: they are the same axis")
         o.seq_lens = o.prompt_lens
-    from hfmagic.core.config import settings
-    from hfmagic.models.handle import check_distinct
-    from hfmagic.models.variants import Variants, model_of
 
     started = time.time()  # --budget counts from here: an export on the way is part of the sweep
     targets = list(target) if isinstance(target, (list, tuple)) else [target]
@@ -59,7 +63,6 @@ def benchmark(target, options: BenchmarkOptions) -> BenchmarkResult:
         raise UsageProblem("benchmark needs at least one model or variants object")
     models = [model_of(t) for t in targets]
     check_distinct(models)
-    from hfmagic.models.variants import own_variants
 
     targets = [own_variants(m) or t for m, t in zip(models, targets)]  # a baseline's one variant
     several = len(models) > 1
@@ -81,7 +84,6 @@ def benchmark(target, options: BenchmarkOptions) -> BenchmarkResult:
         raise UsageProblem(f"--max-time must be a positive number of seconds, got {o.max_time}")
     if not 0 < o.ci_target < 1:
         raise UsageProblem(f"--ci-target must be a fraction between 0 and 1 (0.03 is +-3%), got {o.ci_target}")
-    from hfmagic.cluster import connect as clusters
 
     address = clusters.resolve(o.cluster)
     if o.on is not None and not address:
@@ -168,7 +170,6 @@ def benchmark(target, options: BenchmarkOptions) -> BenchmarkResult:
         if dropped:
             provenance["nodes_left_out"] = {n.id[:12]: {"node_id": n.id, "host": n.host, "resources": n.custom,
                                                         "why": n.left_out_because} for n in dropped}
-    from hfmagic.store.db import default_store
 
     store = default_store()
     with store.recording("benchmark", params, provenance) if store else contextlib.nullcontext() as run:
@@ -209,11 +210,9 @@ def _run_sweeps(sweeps: list["Sweep"], run) -> BenchmarkResult:
 
 def _export(model, names: list[str] | None, request: dict):
     """The variants to measure for a model: torch, plus the ONNX ones (through the export cache)."""
-    from hfmagic.models.variants import Variant, Variants
 
     if names == ["torch"]:
         return Variants(model, [Variant("torch", model, size_bytes=model.weights_bytes)])
-    from hfmagic.export.api import export_onnx
 
     return export_onnx(model, **request)
 
@@ -221,7 +220,6 @@ def _export(model, names: list[str] | None, request: dict):
 def _provenance(models, chosen_sets, data) -> dict:
     """The models, the files measured (their sha256) and the input data's fingerprint. With several
     models, ``models`` lists each and ``files`` keys name the model (``model/variant``)."""
-    from hfmagic.core.hashing import file_sha256
 
     several = len(models) > 1
     files = {(f"{m.name}/{v.name}" if several else v.name): v.sha256 or file_sha256(v.path)

@@ -11,7 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hfmagic.backends import default_backends, get_backend
 from hfmagic.core.errors import BackendUnavailable, UsageProblem
+from hfmagic.core.shapes import AXES
+from hfmagic.export.api import request_for
+from hfmagic.models.variants import Variants
 
 
 @dataclass
@@ -63,8 +67,6 @@ def check_sizes(models, asked: dict, new_tokens: int | None = None):
     model = models[0]
     for argument, value in asked.items():
         if argument != axis.argument and value is not None:
-            from hfmagic.core.shapes import AXES
-
             flag = next((a.flag for a in AXES if a.argument == argument), argument)
             raise UsageProblem(f"{flag} is not an axis of {model.name} ({model.task}); give its "
                                f"{axis.noun}s with {axis.flag}")
@@ -88,8 +90,6 @@ def check_new_tokens(models, new_tokens) -> int | None:
 
 
 def check_variants(target, variants, model=None) -> list[str] | None:
-    from hfmagic.models.variants import Variants
-
     if not variants:
         return None
     known = target.names if isinstance(target, Variants) else model.task_plugin.export.variant_names()
@@ -103,7 +103,6 @@ def check_backends(backends, kinds: dict[str, str], variants_given: bool, here: 
     """Every backend known, installed (``here``: on this machine; a cluster's workers say so from
     their nodes), and with a variant to run; every chosen variant with a backend. A GPU backend
     this machine lacks is not refused: its rows say ``unavailable:`` and why (:func:`plan`)."""
-    from hfmagic.backends import get_backend
 
     if not backends:
         return
@@ -125,7 +124,6 @@ def check_backends(backends, kinds: dict[str, str], variants_given: bool, here: 
 def check_baseline(baseline: str | None, kinds: dict[str, str], backends) -> None:
     """The baseline names a variant of this sweep, and a backend that runs it (checked before
     any export; ``kinds``: variant name -> kind, of the variants asked for or that can be built)."""
-    from hfmagic.backends import get_backend
 
     if not baseline:
         return
@@ -150,7 +148,6 @@ def export_request(model, names: list[str] | None, data) -> dict:
     """The ``export_onnx`` arguments that build the variants asked for (checked before the export)."""
     if names is None:
         return {}
-    from hfmagic.export.api import request_for
 
     calibration = data if data is not None else model.dataset
     if "int8-static" in names and calibration is None:
@@ -163,7 +160,6 @@ def plan(chosen, backends, shapes, here: bool = True) -> tuple[list[Job], dict[s
     """One job per variant x backend that runs it; unavailable backends and failed builds stay as
     rows. Returns the jobs, the unavailable backends with their reasons, and notes. ``here``: the
     backends run on this machine (on a cluster's node, its worker tells what is unavailable there)."""
-    from hfmagic.backends import default_backends, get_backend
 
     jobs, unavailable, notes = [], {}, []
     for variant in chosen:

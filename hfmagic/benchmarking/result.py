@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from hfmagic.core.records import BenchmarkRow, columns, field_of
 from hfmagic.core.results import Column, Table, plain
+from hfmagic.tasks import get_task, names
 
 SHORT_SHA = 12  # a row's model_sha: the start of its weights' sha256
 ROW_KEYS = tuple(BenchmarkRow.FIELDS)  # the keys every benchmark row has, whatever its task
@@ -15,7 +16,6 @@ ROW_KEYS = tuple(BenchmarkRow.FIELDS)  # the keys every benchmark row has, whate
 def row_keys() -> tuple[str, ...]:
     """Every key a benchmark row has: the shared ones, then each registered task's own (None on
     other tasks' rows; a generation's TTFT and TPOT)."""
-    from hfmagic.tasks import get_task, names
 
     extra = [k for n in names() for k in get_task(n).measurement.ROW_KEYS if k not in ROW_KEYS]
     return ROW_KEYS + tuple(dict.fromkeys(extra))
@@ -45,8 +45,6 @@ class BenchmarkResult:
     interrupted: bool = False  # Ctrl-C stopped it: the rows not measured say so
 
     def table(self) -> Table:
-        from hfmagic.tasks import get_task
-
         task = get_task(self.task or "text-classification")
         e2e = field_of("e2e_p50_ms").column(f"e2e p50 ms (+{task.inputs.PREPROCESSOR})")
         columns = [e2e if c.key == "e2e_p50_ms" else c for c in COLUMNS

@@ -8,6 +8,7 @@ import time
 
 from hfmagic.benchmarking.plan import Job
 from hfmagic.core import stats
+from hfmagic.measure.memory import available_memory
 
 LOAD_TIMEOUT_S = 600.0
 MAX_TIME_FACTOR = 60  # interleaved rounds end after 60 x min-time (--max-time), at least MAX_TIME_MIN_S,
@@ -81,7 +82,6 @@ class Rounds:
     def _groups(self, jobs: list[Job]) -> list[list[Job]]:
         """Jobs whose workers fit in memory together (estimates of each one's largest shape); the
         first job (the baseline's) is in every group."""
-        from hfmagic.measure.memory import available_memory
 
         def need(job):
             guard = self.sweep.memory.get(job.model.name)

@@ -11,10 +11,14 @@ from typing import Callable
 from hfmagic.benchmarking.plan import Job
 from hfmagic.benchmarking.result import SHORT_SHA, BenchmarkResult, row_keys
 from hfmagic.benchmarking.rounds import BUDGET_GRACE_S, LOAD_TIMEOUT_S, Rounds
+from hfmagic.cluster.actors import RayWorker
+from hfmagic.cluster.connect import local_fields
 from hfmagic.core import stats
 from hfmagic.core.backend import origin as backend_origin
+from hfmagic.core.envcard import physical_cores
 from hfmagic.core.records import BenchmarkRow
 from hfmagic.core.shapes import shape_of, shape_text
+from hfmagic.measure.worker import InlineRun, InlineServer, WorkerProcess
 from hfmagic.tasks import origin
 
 MAX_TEXTS = 256  # real texts sent to a worker (--inputs)
@@ -43,18 +47,14 @@ class Sweep:
         self.schedule: list = []
         self.memory: dict = {}  # model name -> its measure.memory.MemoryGuard: names the rows that ran out of memory
         self.place, self.cluster = place, cluster  # the node the workers run on (a Ray cluster's); None: here
-        from hfmagic.cluster.connect import local_fields
 
         self.where = place.row_fields() if place is not None else local_fields()
 
     def source(self, spec: dict, share: float = 1.0):
         """A worker for ``spec``: a process here, this process (--inline), or a Ray actor on the
         sweep's node (``share``: its part of the node's CPUs the sweep's workers take)."""
-        from hfmagic.measure.worker import InlineRun, InlineServer, WorkerProcess
 
         if self.place is not None:
-            from hfmagic.cluster.actors import RayWorker
-
             return RayWorker(self.cluster, self.place, spec, share)
         if self.params["inline"]:
             return InlineServer(spec) if spec.get("serve") else InlineRun(spec)
@@ -237,8 +237,6 @@ class Sweep:
             self.notes.append(text)
 
     def _context_notes(self) -> None:
-        from hfmagic.core.envcard import physical_cores
-
         threads, cores = self.params["threads"], physical_cores()
         where = ("this kernel process (--inline): it includes everything else the kernel holds"
                  if self.params["inline"] else

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hfmagic.cluster.connect import Cluster, Place, error_line, worker_env
 from hfmagic.cluster.transfer import folder_digest, have, localize, materialize, variant_folders
+from hfmagic.measure.worker import Measurer, run_job
 
 HEALTH_WAIT_S = 40.0  # how long a worker that stopped answering may take to be told lost with its node
 
@@ -36,7 +37,6 @@ class _Worker:
 
     def start(self, folders: dict[str, str], holders: dict[str, list]) -> dict:
         """Receive what is missing, then load the variant: the ready (or error) message."""
-        from hfmagic.measure.worker import Measurer, run_job
 
         t0 = time.time()
         try:

@@ -28,10 +28,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hfmagic.core.errors import BackendUnavailable, UsageProblem
-from hfmagic.core.config import address_problem
-from hfmagic.core.telemetry import ray_off
 from hfmagic.cluster.transfer import read_folder
+from hfmagic.core.config import address_problem, settings
+from hfmagic.core.envcard import cpu_flags, cpu_model, environment_card, gpus
+from hfmagic.core.errors import BackendUnavailable, UsageProblem
+from hfmagic.core.telemetry import ray_off
+from hfmagic.measure.worker import one_line
 
 # what every remote worker gets from the kernel's environment (when set there): telemetry and
 # network choices, and the test-only fault hook. Never paths: a node has its own.
@@ -49,8 +51,6 @@ _connected: "Cluster | None" = None
 def resolve(address: str | None) -> str | None:
     """The address to use: ``address``, else ``%config HFMagic.cluster`` (empty: no cluster)."""
     if address is None:
-        from hfmagic.core.config import settings
-
         address = settings().cluster or None
     return address or None
 
@@ -166,7 +166,6 @@ def _is_loopback(host: str) -> bool:
 def error_line(exc: BaseException) -> str:
     """The error in one line, for a note or a row; for an exception raised in a Ray task or actor,
     the task's own (RayTaskError's text is the remote traceback)."""
-    from hfmagic.measure.worker import one_line
 
     cause = getattr(exc, "cause", None)
     return one_line(cause if isinstance(cause, BaseException) else exc)[:400]
@@ -263,8 +262,6 @@ def isa_summary(flags) -> list[str]:
 def node_card() -> dict:
     """What this node is (runs on the node): host, CPU, its instruction sets, CPUs, GPUs, and the
     environment card a run records."""
-    from hfmagic.core.config import settings
-    from hfmagic.core.envcard import cpu_flags, cpu_model, environment_card, gpus
 
     card = environment_card(settings().threads)
     return {"host": socket.gethostname(), "cpu": cpu_model(), "isa": isa_summary(cpu_flags()),
@@ -435,8 +432,6 @@ def local_fields() -> dict:
     """Where a row measured here ran: this machine (cheap: no onnxruntime, no Ray)."""
     global _local
     if _local is None:
-        from hfmagic.core.envcard import cpu_flags, cpu_model, gpus
-
         card = {"cpu": cpu_model(), "isa": isa_summary(cpu_flags()), "cpus": os.cpu_count(), "gpus": gpus()}
         _local = {"node": "local", "node_id": None, "host": socket.gethostname(), "hardware": hardware_label(card)}
     return dict(_local)

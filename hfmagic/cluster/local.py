@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hfmagic.cluster.connect import connect, disconnect
+
 START_TIMEOUT_S = 90.0
 
 
@@ -99,8 +101,6 @@ class LocalCluster:
     def _wait_nodes(self, count: int) -> None:
         import ray
 
-        from hfmagic.cluster.connect import connect
-
         connect(self.address)
         end = time.monotonic() + START_TIMEOUT_S
         while sum(n["Alive"] for n in ray.nodes()) < count:
@@ -120,7 +120,6 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Leave the cluster and end every node's processes (the head last)."""
-        from hfmagic.cluster.connect import disconnect
 
         disconnect()
         for proc in reversed(self.procs):

@@ -12,15 +12,15 @@ from pathlib import Path
 
 from hfmagic.cluster.connect import Cluster, error_line, worker_env
 from hfmagic.cluster.transfer import folder_digest, localize, materialize, variant_folders
+from hfmagic.measure.runner import Runner
+from hfmagic.measure.worker import variant_from_spec
+from hfmagic.tasks import ensure, origin
 
 
 def _evaluate_shard(spec: dict, folders: dict[str, str], holders: dict[str, list], feeds: list, threads: int) -> dict:
     """Run one shard of a variant's batches on a node: each batch's named outputs, seconds."""
     import ray
 
-    from hfmagic.measure.runner import Runner
-    from hfmagic.tasks import ensure
-    from hfmagic.measure.worker import variant_from_spec
 
     here = {role: materialize(digest, holders.get(digest))[0] for role, digest in folders.items()}
     local = localize(spec, here)
@@ -45,8 +45,6 @@ def evaluate_shards(cluster: Cluster, on: str | None, variant, batches: list, th
     """Every batch's named outputs (in order) from shards run as Ray tasks; seconds in the model
     (summed over shards), the slowest shard's loading, the shards and the nodes they ran on."""
     import ray
-
-    from hfmagic.tasks import origin
 
     slots, wanted = cluster.shard_slots(on, threads)
     count = max(1, min(slots, len(batches)))

@@ -15,6 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from hfmagic.core.hashing import file_sha256
+
 NODE_CACHE_ENV = "HFMAGIC_NODE_CACHE"
 
 _digests: dict[tuple, str] = {}
@@ -26,7 +28,6 @@ def folder_files(folder: Path) -> list[Path]:
 
 def folder_digest(folder: Path) -> str:
     """sha256 over every file's relative path and content (cached while no file changes)."""
-    from hfmagic.core.hashing import file_sha256
 
     files = folder_files(folder)
     stamp = (str(folder), tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))

@@ -25,6 +25,7 @@ from pathlib import Path
 from traitlets import Bool, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
+from hfmagic.core.envcard import physical_cores
 from hfmagic.core.errors import UsageProblem
 
 CACHE_ENV = "HFMAGIC_CACHE_DIR"
@@ -236,7 +237,6 @@ class HFMagic(Configurable):
         """The thread count to apply: the setting, or the number of physical cores."""
         if self.threads:
             return self.threads
-        from hfmagic.core.envcard import physical_cores
 
         return physical_cores()
 

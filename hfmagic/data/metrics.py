@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from hfmagic.core.errors import OfflineError, UnsupportedError, UsageProblem
+from hfmagic.data.tables import hub_reachable
 
 AVERAGES = ("macro", "micro", "weighted")
 LABEL_METRICS = ["accuracy", "mcc"] + [f"{m}_{a}" for m in ("precision", "recall", "f1") for a in AVERAGES]
@@ -95,7 +96,6 @@ def load_evaluate_metric(spec: str) -> Metric:
         name = spec.split(":", 1)[1]
         if not name:
             raise UsageProblem("evaluate: needs a metric name, e.g. evaluate:accuracy")
-        from hfmagic.data.tables import hub_reachable
 
         reachable, why = hub_reachable()
         if not reachable:

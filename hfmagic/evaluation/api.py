@@ -33,15 +33,21 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from hfmagic.backends import get_backend
+from hfmagic.cluster import connect as clusters
+from hfmagic.core.config import settings
 from hfmagic.core.errors import UsageProblem
 from hfmagic.core.hashing import file_sha256
 from hfmagic.core.listargs import METRICS, VARIANTS, list_arguments
 from hfmagic.core.records import takes
+from hfmagic.data.metrics import EVALUATE_RESAMPLES, RESAMPLES
 from hfmagic.evaluation.loop import run_all, scored_at
 from hfmagic.evaluation.options import EvaluateOptions
 from hfmagic.evaluation.result import EvaluationResult
-from hfmagic.models.handle import ModelHandle
-from hfmagic.models.variants import TORCH, Variant, Variants, model_of
+from hfmagic.export.api import export_onnx, request_for
+from hfmagic.models.handle import BUILT_IN_MODELS, ModelHandle, check_distinct
+from hfmagic.models.variants import TORCH, Variant, Variants, model_of, own_variants
+from hfmagic.store.db import default_store
 
 
 @dataclass
@@ -88,7 +94,6 @@ def evaluate(target: Any, options: EvaluateOptions) -> EvaluationResult:
     sizes = _batch_sizes(o.batch_size)
     if o.limit is not None and o.limit <= 0:
         raise UsageProblem(f"--limit must be a positive number of examples, got {o.limit}")
-    from hfmagic.models.variants import own_variants
 
     for e in entries:
         e.target = own_variants(e.model) or e.target  # a classical baseline has its one variant
@@ -98,7 +103,6 @@ def evaluate(target: Any, options: EvaluateOptions) -> EvaluationResult:
     for e in entries:
         if not e.model.kind.RUNTIME:
             _check_variant_names(e.target, o.variants, ref_variant if e is ref_entry else TORCH, e.model)
-    from hfmagic.cluster import connect as clusters
 
     address = clusters.resolve(o.cluster)
     if o.on is not None and not address:
@@ -111,8 +115,6 @@ def evaluate(target: Any, options: EvaluateOptions) -> EvaluationResult:
     if o.backend not in (None, "onnxruntime", "openvino"):
         raise UsageProblem(f"--backend runs the ONNX variants on onnxruntime or openvino, got {o.backend!r}")
     if o.backend == "openvino":
-        from hfmagic.backends import get_backend
-
         ok, why = get_backend("openvino").is_available()
         if not ok:
             raise UsageProblem(why)
@@ -136,7 +138,6 @@ def evaluate(target: Any, options: EvaluateOptions) -> EvaluationResult:
         first = entries[0].model
         if first.dataset is None:
             raise UsageProblem(f"pass --data: {first.name} has no held-out dataset of its own")
-        from hfmagic.models.handle import BUILT_IN_MODELS
 
         data = first.source if first.source in BUILT_IN_MODELS else first.dataset
     for e in entries:
@@ -144,7 +145,6 @@ def evaluate(target: Any, options: EvaluateOptions) -> EvaluationResult:
     base = ref_entry.data
     remote = None
     if address:  # reached before any variant is built
-        from hfmagic.core.config import settings
 
         remote = (clusters.connect(address), o.on, settings().resolved_threads())
 
@@ -163,8 +163,6 @@ def evaluate(target: Any, options: EvaluateOptions) -> EvaluationResult:
     notes = list(base.notes)
     slow = [m.name for m in chosen_metrics if getattr(m, "kind", None) == "evaluate"]
     if slow:
-        from hfmagic.data.metrics import EVALUATE_RESAMPLES, RESAMPLES
-
         notes.append(f"the intervals of {', '.join(slow)} (evaluate metrics, one call per resample) come from "
                      f"{EVALUATE_RESAMPLES} bootstrap resamples, the others' from {RESAMPLES}")
     for e in entries:
@@ -180,7 +178,6 @@ def evaluate(target: Any, options: EvaluateOptions) -> EvaluationResult:
         weights_sha256=None if several else entries[0].model.weights_sha256, caption=base.caption,
         flip_columns=evaluator.FLIP_COLUMNS, models=names,
         lower_is_better=metric_names[0] in getattr(evaluator, "LOWER_IS_BETTER", ()))
-    from hfmagic.store.db import default_store
 
     store = default_store()
     # the source as given (a file, a hub id; rerun reads it again), else what it was ("<DataFrame ...>")
@@ -230,7 +227,6 @@ def _check_models(entries: list[Entry]) -> None:
     if len(tasks) > 1:
         raise UsageProblem("the models are of different tasks (" + ", ".join(f"{e.model.name}: {e.model.task}"
                            for e in entries) + "); evaluate models of one task together")
-    from hfmagic.models.handle import check_distinct
 
     check_distinct([e.model for e in entries])
 
@@ -267,7 +263,6 @@ def _variant_names(vset: Variants, variants: list[str] | None, reference: str | 
 def _build_variants(model: ModelHandle, variants: list[str] | None, reference: str, progress: bool) -> Variants:
     """torch alone needs no export; otherwise export_onnx builds (or takes from its cache) the
     variants asked for, or its default set plus the reference when none were named."""
-    from hfmagic.export.api import export_onnx, request_for
 
     if variants and set(variants) | {reference} == {TORCH}:
         return Variants(model, [Variant(TORCH, model)])

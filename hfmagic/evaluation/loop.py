@@ -7,12 +7,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from hfmagic.cluster.shards import evaluate_shards
 from hfmagic.core.errors import UsageProblem
 from hfmagic.core.records import EvalRow
 from hfmagic.core.results import GATE, percent_text
 from hfmagic.evaluation.result import EvaluationResult, row_key
 from hfmagic.measure.runner import Runner
-from hfmagic.models.variants import Variant
+from hfmagic.models.variants import BATCH_DEPENDENT_WHY, Variant
 
 EVAL_BATCH = 32     # the batch size of variants whose predictions do not depend on it: speed alone
 SINGLE_REQUEST = 1  # a batch-dependent variant's default: the batch one request runs in
@@ -165,7 +166,6 @@ def _at_size(size: int, figures: dict, first: str) -> dict:
 def _batch_notes(result: EvaluationResult, sizes: list[int] | None) -> list[str]:
     """The padding and batch sizes every row was scored at, and why a batch-dependent variant's
     differ: the table never leaves the user to guess which batch an accuracy belongs to."""
-    from hfmagic.models.variants import BATCH_DEPENDENT_WHY
 
     several = len(result.models) > 1
     rows = result.rows
@@ -251,7 +251,6 @@ def _outputs(variant, entry, sizes, evaluator, bar, tick, backend=None) -> list[
 
 def _remote_outputs(variant, entry, batches, evaluator, bar, cluster, on, threads):
     """As :func:`_outputs` for one batch size, from shards run on a Ray cluster; and where they ran."""
-    from hfmagic.cluster.shards import evaluate_shards
 
     bar.set_description(f"evaluate {variant.name} (cluster)")
     got = evaluate_shards(cluster, on, variant, batches, threads)

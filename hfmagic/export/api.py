@@ -24,8 +24,12 @@ from hfmagic.core.errors import BackendUnavailable, DataError, UnsupportedError,
 from hfmagic.core.listargs import list_arguments
 from hfmagic.export.builder import Builder
 from hfmagic.export.cache import base_key, check_space, from_meta, read_meta, step_key, sweep_stale_temps, writable_root
-from hfmagic.onnx.plan import CALIBRATION_METHODS, DEFAULT_LEVELS, INT4_BLOCK, INT4_METHODS, LEVELS, QUANTIZE
+from hfmagic.models.handle import load_model
 from hfmagic.models.variants import TORCH, Variant, Variants
+from hfmagic.onnx.build import check_exportable, check_opset, describe_quantization, int8_isa, isa_note
+from hfmagic.onnx.plan import CALIBRATION_METHODS, DEFAULT_LEVELS, INT4_BLOCK, INT4_METHODS, LEVELS, QUANTIZE
+from hfmagic.store.db import default_store
+from hfmagic.tasks import names
 
 DEVICES = ("cpu", "cuda")
 
@@ -70,7 +74,6 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     ``quantize="nncf"``: ``int8-nncf``, NNCF's ``nncf.quantize`` of the fp32 graph with
     ``model_type=TRANSFORMER`` on the ``samples`` calibration examples (needs ``pip install nncf``).
     """
-    from hfmagic.models.handle import load_model
 
     model = load_model(model)
     if model.kind.RUNTIME:  # one way to run of its own (a classical baseline): nothing to export
@@ -98,7 +101,6 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     steps = task.export.steps(levels, quantize, static=data is not None, options={"block_size": block_size,
                                                                                   "model": model})
     quantizing = any(s.quant for s in steps)
-    from hfmagic.onnx.build import describe_quantization, int8_isa, isa_note
 
     isa = int8_isa() if quantizing else None
     root = writable_root(output)
@@ -113,8 +115,6 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     to_build = [s for s in steps if metas[s.name] is None]
     notes = []
     if to_build:
-        from hfmagic.onnx.build import check_exportable, check_opset
-        from hfmagic.tasks import names
 
         check_exportable(model, names())
         check_opset(opset)
@@ -154,7 +154,6 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
         provenance["dataset"] = data.fingerprint
     builder = Builder(model, root, places, device, opset, isa, per_channel, data, int4, calibration_method, exclude)
     items = [Variant("torch", model, size_bytes=model.weights_bytes)]
-    from hfmagic.store.db import default_store
 
     store = default_store()
     recording = store.recording("export", params, provenance) if store else contextlib.nullcontext()

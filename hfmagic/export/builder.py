@@ -16,6 +16,8 @@ from pathlib import Path
 from hfmagic.core.errors import BuildError, UnsupportedError
 from hfmagic.export.cache import FORMAT, META, from_meta, install, read_meta
 from hfmagic.models.variants import Variant
+from hfmagic.onnx import build as onnxbuild
+from hfmagic.onnx.build import default_opset, describe_quantization, graph_files, graph_stats, onnx_size, variant_sha256
 from hfmagic.onnx.plan import Step
 
 
@@ -38,8 +40,6 @@ class Builder:
                                     ("HQQ over onnxruntime-genai's fp32 graph" if self.int4_method == "hqq"
                                      else "RTN by onnxruntime-genai's builder"))
         elif step.quant and not step.quant.startswith("genai"):
-            from hfmagic.onnx.build import describe_quantization
-
             variant.quantization = describe_quantization(step.quant, self.isa, self.per_channel, self.block_size,
                                                          self.int4_method)
             if step.quant == "static":
@@ -81,8 +81,6 @@ class Builder:
         import logging
         import warnings
 
-        from hfmagic.onnx import build as onnxbuild
-
         try:
             logging.disable(logging.WARNING)
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -113,8 +111,6 @@ class Builder:
             raise BuildError(f"no space left in {self.root} while building {step.name}; free some space or "
                              "pass --output DIR on another disk") from None
         if self.opset is not None and step.name == "fp32":
-            from hfmagic.onnx.build import default_opset
-
             reason = _first_line(exc).split(". ")[0]  # torch appends the traced graph after the reason
             least = default_opset(self.model)
             if "opset" in reason.lower() or (least is not None and self.opset < least):
@@ -125,7 +121,6 @@ class Builder:
     def _describe(self, step: Step, key: str, folder: Path, command: str, seconds: float,
                   quantization: str | None) -> dict | str:
         """The entry's record (sizes, graph, validation), or why it cannot be used."""
-        from hfmagic.onnx.build import graph_files, graph_stats, onnx_size, variant_sha256
 
         file = self.model.task_plugin.export.step_file(step, self.model)
         path = folder / file

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
 
+from hfmagic.backends import get_backend
 from hfmagic.core.errors import UsageProblem
 
 # A worker's own footprint before any shape (interpreter, numpy and the runtime's libraries),
@@ -156,8 +157,6 @@ class MemoryGuard:
         return max(estimate_memory(self.config, self.weights_bytes, batch, self.tokens(seq), k) for k in kinds)
 
     def row_status(self, status: str, batch: int, seq: int, kind: str, backend: str) -> str:
-        from hfmagic.backends import get_backend
-
         if get_backend(backend).HARDWARE or kind not in RUNTIME_BYTES:  # the GPU's memory, or not estimated
             return status
         return memory_status(status, batch, seq, self.needed(batch, seq, kind), self.available, self.axis)
@@ -166,7 +165,6 @@ class MemoryGuard:
 def check_memory(model, batch_sizes, seq_lens, kinds: dict[str, str], backends, force: bool):
     """Refuse, before anything runs, a sweep with a shape whose estimate exceeds the memory there
     is, unless ``force``. Returns the guard (it names out-of-memory rows) and its notes."""
-    from hfmagic.backends import get_backend
 
     measured = set(kinds.values()) & set(RUNTIME_BYTES)  # a classical baseline is not estimated
     if backends:  # GPU providers hold their work in the GPU's memory: only the CPU backends count

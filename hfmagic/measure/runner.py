@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hfmagic.backends import default_backends, get_backend
+from hfmagic.core.config import settings
+
 if TYPE_CHECKING:
     from hfmagic.models.variants import Variant
 
@@ -16,8 +19,6 @@ class Runner:
     unless ``backend`` says openvino); named outputs per batch."""
 
     def __init__(self, variant: Variant, threads: int | None = None, backend: str | None = None):
-        from hfmagic.backends import default_backends, get_backend
-        from hfmagic.core.config import settings
 
         self.variant, self.task = variant, variant.model.task_plugin
         name = (backend or "onnxruntime") if variant.kind == "onnx" else default_backends(variant.kind)[0]

@@ -34,7 +34,13 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from hfmagic import backends
+from hfmagic.core.errors import BackendUnavailable
 from hfmagic.core.timing import timed_runs
+from hfmagic.measure.memory import oom_kills
+from hfmagic.models.handle import ModelHandle
+from hfmagic.models.variants import Variant
+from hfmagic.tasks import ensure
 
 FAULT_ENV = "HFMAGIC_WORKER_FAULT"
 
@@ -84,8 +90,6 @@ def run_job(job: dict, process_start: float | None = None, in_worker: bool = Fal
 def _load(job: dict, process_start: float | None, in_worker: bool, park_when_idle: bool = False):
     """Load the job's variant on its backend: yields the ready (or error) message, then, when ready,
     (backend, model, texts, tokenizer)."""
-    from hfmagic import backends
-    from hfmagic.tasks import ensure
 
     spec = job["variant"]
     try:
@@ -107,7 +111,6 @@ def _load(job: dict, process_start: float | None, in_worker: bool, park_when_idl
         load_s = time.time() - loading
         tokenizer = model.preprocessor() if texts and not model.kind.READS_EXAMPLES else None
     except Exception as exc:  # the rows of this job say why; the sweep goes on
-        from hfmagic.core.errors import BackendUnavailable
 
         backend.close()
         unavailable = isinstance(exc, BackendUnavailable)
@@ -121,8 +124,6 @@ def _load(job: dict, process_start: float | None, in_worker: bool, park_when_idl
 
 def variant_from_spec(spec: dict):
     """The variant a job's spec names (its model handle included), as this process sees the paths."""
-    from hfmagic.models.handle import ModelHandle
-    from hfmagic.models.variants import Variant
 
     model = ModelHandle(path=Path(spec["model_path"]), task=spec["task"], source=spec["model_path"],
                         trust_remote_code=spec.get("trust_remote_code", False), name=spec["model_name"])
@@ -306,8 +307,6 @@ class WorkerProcess:
     """A running worker: send it a job, then read its messages with a blocking wait."""
 
     def __init__(self, job: dict):
-        from hfmagic.measure.memory import oom_kills
-
         self._oom_kills = oom_kills()  # the cgroup's count: if it rises, the OOM killer ended the worker
         self._stderr = tempfile.TemporaryFile(mode="w+b")
         env = os.environ.copy()  # keeps ORT_DISABLE_TELEMETRY=1
@@ -360,7 +359,6 @@ class WorkerProcess:
 
     def exit_reason(self) -> str:
         """Why the worker ended: its exit status or signal, and the last line it wrote to stderr."""
-        from hfmagic.measure.memory import oom_kills
 
         code = self.proc.wait()
         if code < 0:

@@ -17,7 +17,7 @@ from typing import Any
 from hfmagic.core.config import settings
 from hfmagic.core.errors import ModelSourceError, OfflineError, UsageProblem
 from hfmagic.core.hashing import folder_sha256
-from hfmagic.tasks import formats, sources
+from hfmagic.tasks import ALIASES, formats, names, sources
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -143,8 +143,6 @@ def _gguf_from_hub(repo_id: str, filename: str, revision: str | None) -> Path:
 
 
 def _object_task(obj: Any) -> str | None:
-    from hfmagic.tasks import ALIASES, names
-
     task = getattr(obj, "task", None)  # a pipeline
     task = ALIASES.get(task, task)
     return task if task in names() else None

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from hfmagic.core.errors import UsageProblem
 from hfmagic.core.results import Column, Table
-from hfmagic.models.handle import ModelHandle
+from hfmagic.models.handle import ModelHandle, load_model
 from hfmagic.onnx.plan import TORCH  # noqa: F401 (the PyTorch variant's name)
 
 # why a dynamically quantized variant's predictions depend on the batch it runs in
@@ -25,7 +25,6 @@ def model_of(target) -> ModelHandle:
     """The model a target of %benchmark or %evaluate is (a Variants' own; a handle, a folder or a
     model object, loaded), refused in one line when its weights on disk are no longer those it was
     loaded with: a torch-only run is checked as an export is (ModelHandle.check_unchanged)."""
-    from hfmagic.models.handle import load_model
 
     model = target.model if isinstance(target, Variants) else load_model(target)
     model.check_unchanged()

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from hfmagic.core.envcard import cpu_flags
 from hfmagic.core.errors import UnsupportedError
-
+from hfmagic.core.hashing import weights_sha256
+from hfmagic.core.telemetry import openvino_off
 from hfmagic.onnx.plan import FOLDER_FILES, FP32_FILE, QUANTIZED_FILE
 
 
@@ -208,8 +209,6 @@ def quantize_nncf(source: Path, out: Path, features: dict) -> str:
     as int8; onnxruntime runs it too (QDQ semantics), usually slower."""
     import logging
 
-    from hfmagic.core.telemetry import openvino_off
-
     openvino_off()  # NNCF sends its events through openvino_telemetry when it can import it
     import nncf
     import onnx
@@ -282,7 +281,6 @@ def onnx_size(path: Path) -> int:
 
 def variant_sha256(path: Path) -> str:
     """The variant's hash: its one .onnx file's own, else one hash of each file's name and hash."""
-    from hfmagic.core.hashing import weights_sha256
 
     return weights_sha256(graph_files(path))
 

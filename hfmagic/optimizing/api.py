@@ -33,10 +33,14 @@ from __future__ import annotations
 import contextlib
 import time
 
+from hfmagic.benchmarking import plan as benchplan
+from hfmagic.core.config import settings
 from hfmagic.core.errors import UsageProblem
 from hfmagic.core.listargs import BACKENDS, list_arguments
+from hfmagic.models.handle import load_model
 from hfmagic.optimizing.result import OBJECTIVES, OptimizeResult
 from hfmagic.optimizing.search import Search
+from hfmagic.store.db import default_store
 
 
 @list_arguments(backends=BACKENDS, threads=(int, "thread count"))
@@ -55,9 +59,6 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
     ``min_time``: seconds of timing per configuration in the confirming sweep (screening takes
     a fifth of a second each). Other keyword arguments go to :func:`hfmagic.evaluate` (``limit``,
     ``label_map``, ``text_column``, ...)."""
-    from hfmagic.benchmarking import plan as benchplan
-    from hfmagic.core.config import settings
-    from hfmagic.models.handle import load_model
 
     started = time.time()
     model = load_model(target)
@@ -81,7 +82,6 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
     search = Search(model, data, keep, objective, batch_size, size, backends, threads, deadline,
                     calibration, samples, progress, evaluate_options)
     search.min_time = min_time
-    from hfmagic.store.db import default_store
 
     store = default_store()
     params = {"target": model.source, "data": str(data) if isinstance(data, str) else None, "keep": keep,

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 
+from hfmagic.core.envcard import cpu_flags
 from hfmagic.core.errors import BuildError, UsageProblem
+from hfmagic.export.api import export_onnx
+from hfmagic.onnx.build import int8_isa, quantizable_nodes
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
@@ -18,7 +21,6 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 def build_recipes(search) -> None:
     """Build every recipe through the export cache into ``search.variants`` (with the arguments of
     each in ``search.recipes``); a recipe the task or model does not take is traced, not raised."""
-    from hfmagic.export.api import export_onnx
 
     task = search.model.task_plugin
     levels = [lv for lv in ("fp32", "O1", "O2") if lv in task.export.LEVELS]
@@ -79,8 +81,6 @@ def sensitivity(search, calibration) -> None:
     """Static int8 that diverged: find the operator types whose quantization costs the most
     (each one left in float in turn, the worst-example cosine against PyTorch measured), then
     leave the worst ones in float, one more at a time, until the variant validates."""
-    from hfmagic.export.api import export_onnx
-    from hfmagic.onnx.build import int8_isa, quantizable_nodes
 
     failed = [n for n, v in search.variants.items() if n.startswith("int8-static-") and v.error and v.path]
     fp32 = search.variants.get("fp32")
@@ -163,8 +163,6 @@ def reduced_precision_note() -> str:
     """Why fp16 and bf16 are not among the candidates on this machine, in the trace (never skipped
     silently)."""
     import torch
-
-    from hfmagic.core.envcard import cpu_flags
 
     flags = cpu_flags()
     have = [f for f in ("avx512_fp16", "avx512_bf16", "amx_bf16", "amx_fp16") if f in flags]

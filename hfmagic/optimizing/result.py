@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hfmagic.core.results import Column, Table
+from hfmagic.ui.widget import Dashboard
 
 # what --objective takes: the row's figure it reads, and whether lower is better
 OBJECTIVES = {"p50": ("p50_ms", True), "p95": ("p95_ms", True), "throughput": ("samples_per_s", False),
@@ -59,7 +60,6 @@ class OptimizeResult:
     def dashboard(self, **kwargs):
         """The confirming sweep and the gate's evaluations in the interactive dashboard: its chart's
         Pareto front is the search's, each point a configuration measured side by side."""
-        from hfmagic.ui.widget import Dashboard
 
         parts = [p for p in (self.benchmark, self.evaluation) if p]
         return Dashboard(*parts, title=kwargs.pop("title", str(self.table().title)), **kwargs)

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import time
 
+from hfmagic.backends import get_backend
+from hfmagic.benchmarking.api import benchmark
+from hfmagic.core.stats import speedup_text
+from hfmagic.evaluation.api import evaluate
+from hfmagic.models.variants import Variants
 from hfmagic.optimizing.recipes import build_recipes, rebuild_recipe
 from hfmagic.optimizing.result import OBJECTIVES, OptimizeResult
 
@@ -78,7 +83,6 @@ class Search:
     def candidates(self) -> list[tuple[str, str]]:
         """Every (variant, backend) to time: each ONNX graph on onnxruntime and on OpenVINO (where
         installed), PyTorch eager (the reference) and torch.compile (where it works)."""
-        from hfmagic.backends import get_backend
 
         def usable(name):
             if self.backends and name not in self.backends:
@@ -99,8 +103,6 @@ class Search:
 
     def measure(self, configs: list[tuple[str, str]], min_time: float, max_time: float | None):
         """One interleaved sweep of ``configs`` at the shape asked (baseline PyTorch eager)."""
-        from hfmagic.benchmarking.api import benchmark
-        from hfmagic.models.variants import Variants
 
         names = list(dict.fromkeys(["torch"] + [v for v, _ in configs]))
         backends = list(dict.fromkeys(["torch"] + [b for _, b in configs]))
@@ -192,8 +194,6 @@ class Search:
     def evaluate(self, names: list[str], backend: str | None = None) -> None:
         """The full evaluation of ``names`` against PyTorch, their ONNX files on ``backend``
         (None: onnxruntime, %evaluate's default)."""
-        from hfmagic.evaluation.api import evaluate
-        from hfmagic.models.variants import Variants
 
         vset = Variants(self.model, [self.variants["torch"]] + [self.variants[n] for n in names])
         result = evaluate(vset, self.data, progress=self.progress, backend=backend, batch_size=self.batch_size,
@@ -349,7 +349,6 @@ class Search:
                     and r["status"] == "ok" and r.get("speedup") is not None), None)
         if row is None:
             return None
-        from hfmagic.core.stats import speedup_text
 
         return {"speedup": row["speedup"], "low": row.get("speedup_low"), "high": row.get("speedup_high"),
                 "trust": row.get("speedup_trust"), "text": speedup_text(row)}

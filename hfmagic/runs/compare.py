@@ -9,12 +9,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from hfmagic.core.errors import UsageProblem
+from hfmagic.core.errors import UnsupportedError, UsageProblem
 from hfmagic.core.records import BenchmarkRow, EvalRow, field_of
 from hfmagic.core.results import Column, Table, render_text
 from hfmagic.core.shapes import shape_text
 from hfmagic.runs.history import KEYS, SHORT_HASH, metric_names, open_store, reference_of
 from hfmagic.store.db import RunStore
+from hfmagic.tasks import get_task
 
 FIGURES = {
     "benchmark": ["p50_ms", "e2e_p50_ms", "p95_ms", "mean_ms", "samples_per_s", "peak_mem_mb", "speedup"],
@@ -236,8 +237,6 @@ def _environment_notes(ra: dict, rb: dict) -> list[str]:
 
 def _task(run: dict):
     """The task of a run's model (its words for notes); a task this hfmagic does not know: text's."""
-    from hfmagic.core.errors import UnsupportedError
-    from hfmagic.tasks import get_task
 
     try:
         return get_task(((run["provenance"] or {}).get("model") or {}).get("task") or "text-classification")

@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from hfmagic.core.config import settings
 from hfmagic.core.errors import UsageProblem
 from hfmagic.core.records import field_of, metric_fields
 from hfmagic.core.results import Column, Table
 from hfmagic.core.shapes import shape_text
+from hfmagic.export.cache import META, sweep_stale_temps
 from hfmagic.store.db import RunStore, recording_off
 from hfmagic.store.messages import Message, hint
 
@@ -248,8 +250,6 @@ def gc(dry_run: bool = False, store: RunStore | None = None) -> Table:
     """Remove the cached ONNX variants (``<cache>/onnx/<key>`` folders) that no recorded run refers to,
     by the sha256 of their file or by their path; ``dry_run`` lists them and deletes nothing.
     Variants written with ``--output`` are never touched."""
-    from hfmagic.core.config import settings
-    from hfmagic.export.cache import META, sweep_stale_temps
 
     store = open_store(store)
     shas, paths = store.referenced_files()  # a damaged store stops here: it cannot say what is in use

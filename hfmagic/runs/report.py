@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hfmagic.core.config import settings
 from hfmagic.core.errors import UsageProblem
 from hfmagic.core.records import columns, field_of
 from hfmagic.core.results import Column, Table, batch_label
@@ -25,6 +26,7 @@ from hfmagic.runs.compare import flatten
 from hfmagic.runs.history import metric_names, reference_of
 from hfmagic.store.db import RunStore
 from hfmagic.ui.rows import model_of, own_baseline, where
+from hfmagic.ui.widget import Dashboard, cannot_write
 
 SUMMARY_COLUMNS = columns("model", "variant", "size_mb", "shape", "p50_ms", "speedup",
                           "metric",  # the evaluation's first metric, titled with its name
@@ -229,13 +231,10 @@ def write_report(run_ids: list[str], path: str | Path | None = None, title: str 
         raise UsageProblem("name the runs to report on (%hfmagic runs lists them)")
     runs = [store.get(r) for r in run_ids]  # every id checked before anything is written
     if path is None:
-        from hfmagic.core.config import settings
-
         path = settings().cache_path / "reports" / f"report-{runs[-1]['id']}.html"
     path = Path(path).expanduser()
     if path.is_dir():
         raise UsageProblem(f"{path} is a folder; give --html a file name (e.g. {path / 'report.html'})")
-    from hfmagic.ui.widget import Dashboard, cannot_write
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

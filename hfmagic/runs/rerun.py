@@ -7,7 +7,12 @@ import inspect
 from pathlib import Path
 from typing import Any, Callable
 
+from hfmagic.benchmarking.api import benchmark
 from hfmagic.core.errors import UsageProblem
+from hfmagic.data.tables import load_data
+from hfmagic.evaluation.api import evaluate
+from hfmagic.export.api import export_onnx
+from hfmagic.models.handle import BUILT_IN_MODELS, load_model
 from hfmagic.runs.history import open_store
 from hfmagic.store.db import RunStore
 
@@ -18,16 +23,10 @@ RECORDED_ONLY = {"target"}
 
 def _core(kind: str) -> Callable:
     if kind == "export":
-        from hfmagic.export.api import export_onnx
-
         return export_onnx
     if kind == "benchmark":
-        from hfmagic.benchmarking.api import benchmark
-
         return benchmark
     if kind == "evaluate":
-        from hfmagic.evaluation.api import evaluate
-
         return evaluate
     raise UsageProblem(f"cannot rerun a {kind!r} run; rerun takes export, benchmark and evaluate runs")
 
@@ -96,7 +95,6 @@ def _arguments(core: Callable, params: dict) -> tuple[dict, list[str]]:
 def _model(run: dict, m: dict | None = None):
     """The model a run's provenance names (or ``m``, one of a several-model run's): its folder when
     it is still there, else its source."""
-    from hfmagic.models.handle import BUILT_IN_MODELS, load_model
 
     m = m or (run["provenance"] or {}).get("model") or {}
     source, path = m.get("source"), m.get("path")
@@ -126,7 +124,6 @@ def _is_own_dataset(run: dict, model, dataset: dict, kwargs: dict) -> bool:
         model = model[0]
     if run["kind"] != "evaluate" or model.dataset is None:
         return False
-    from hfmagic.data.tables import load_data
 
     again = load_data(model.dataset, text_column=kwargs.get("text_column"), label_column=kwargs.get("label_column"),
                       limit=kwargs.get("limit"))

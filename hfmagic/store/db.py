@@ -33,7 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from hfmagic.core.config import settings
+from hfmagic.core.envcard import environment_card
 from hfmagic.core.errors import UsageProblem
+from hfmagic.core.version import __version__
 from hfmagic.store.messages import STORE_ENV, StoreDamaged, hint, is_damage, warn_damaged
 
 SCHEMA_VERSION = 3
@@ -203,8 +206,6 @@ class RunStore:
                 return
             version = int(con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
             if version > SCHEMA_VERSION:
-                from hfmagic.core.version import __version__
-
                 raise UsageProblem(f"{self.path} was written by a newer hfmagic (store schema {version}; "
                                    f"hfmagic {__version__} reads up to {SCHEMA_VERSION}); upgrade hfmagic "
                                    f"or {hint('other_file')}")
@@ -258,11 +259,7 @@ class RunStore:
     # -- writing ---------------------------------------------------------------------------------
     def start(self, kind: str, params: dict, provenance: dict | None = None,
               environment: dict | None = None) -> Run:
-        from hfmagic.core.version import __version__
-
         if environment is None:
-            from hfmagic.core.config import settings
-            from hfmagic.core.envcard import environment_card
 
             environment = environment_card(settings().threads)
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -444,15 +441,12 @@ _checked: set = set()  # (path, inode) of stores this process found whole
 def store_path(path: str | os.PathLike | None = None) -> Path:
     """The store's file: ``path``, else ``HFMagic.store_path``, else runs.sqlite in the cache folder."""
     if path is None:
-        from hfmagic.core.config import settings
-
         path = settings().store_path or settings().cache_path / "runs.sqlite"
     return Path(path).expanduser()
 
 
 def recording_off() -> bool:
     """``%config HFMagic.store = False``, or HFMAGIC_STORE=0 (no, false, off) in the environment."""
-    from hfmagic.core.config import settings
 
     return not settings().store or os.environ.get(STORE_ENV, "").strip().lower() in ("0", "no", "false", "off")
 

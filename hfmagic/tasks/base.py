@@ -28,7 +28,8 @@ import json
 from pathlib import Path
 from typing import ClassVar
 
-from hfmagic.core.errors import ModelSourceError
+from hfmagic.core.config import settings
+from hfmagic.core.errors import ModelSourceError, UnsupportedError
 from hfmagic.tasks.protocols import Export, Inputs, Measurement, Validation
 
 
@@ -111,7 +112,6 @@ class Task:
     # -- evaluation --------------------------------------------------------------------------
     def evaluator(self):
         """The object %evaluate runs for this task, or raise UnsupportedError saying why."""
-        from hfmagic.core.errors import UnsupportedError
 
         raise UnsupportedError(f"%evaluate has no evaluator for {self.NAME} models yet")
 
@@ -138,8 +138,6 @@ def write_examples(arrays: list, sha256: str) -> dict:
     """Examples that are arrays (images, waveforms) in one .npz file of the cache, named by their
     data's fingerprint (written once): what a worker process is sent instead of the arrays."""
     import numpy as np
-
-    from hfmagic.core.config import settings
 
     folder = settings().cache_path / "inputs"
     folder.mkdir(parents=True, exist_ok=True)

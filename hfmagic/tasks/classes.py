@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 
+from hfmagic.data.metrics import bootstrap, resolve
 from hfmagic.tasks.base import Evaluator
 
 
@@ -54,8 +55,6 @@ class ClassificationEvaluator(Evaluator):
     ``batches``) and what a flip shows of one (``example``)."""
 
     def metrics(self, names, model):
-        from hfmagic.data.metrics import resolve
-
         return resolve(list(names or self.task.DEFAULT_METRICS) or None)
 
     def outputs(self, named: dict, feed: dict) -> list:
@@ -66,8 +65,6 @@ class ClassificationEvaluator(Evaluator):
         return {"logits": logits, "pred": logits.argmax(1)}
 
     def score(self, data, prediction, metrics) -> dict:
-        from hfmagic.data.metrics import bootstrap
-
         y_true, pred, labels = data.examples["y_true"], prediction["pred"], data.examples.get("labels", {})
         classes = max(prediction["logits"].shape[1], int(y_true.max(initial=-1)) + 1)
         row = {}

@@ -18,8 +18,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 from hfmagic.core.errors import UnsupportedError, UsageProblem
+from hfmagic.core.records import field_of
 from hfmagic.core.shapes import Axis
 from hfmagic.core.timing import timed_runs
+from hfmagic.onnx.plan import VARIANT_NAMES, plan
+from hfmagic.onnx.validation import COSINE_FLOOR, Reference, divergence
 
 
 class Part:
@@ -183,7 +186,6 @@ class Measurement(Part):
     def columns(self, columns: list) -> list:
         """The benchmark table's columns for this task: the shared ones with the size axis named;
         tokens/s only where the task's throughput gives it."""
-        from hfmagic.core.records import field_of
 
         named = [field_of(self.task.inputs.AXIS.key).column() if c.key == "seq_len" else c for c in columns]
         return [c for c in named if c.key != "tokens_per_s" or "tokens_per_s" in self.throughput(1.0, 1)]
@@ -220,7 +222,6 @@ class Export(Part):
 
     def variant_names(self) -> tuple[str, ...]:
         """Every variant export_onnx can build (and torch): the names --variants takes."""
-        from hfmagic.onnx.plan import VARIANT_NAMES
 
         return VARIANT_NAMES
 
@@ -233,7 +234,6 @@ class Export(Part):
     def steps(self, levels: list[str], quantize: str, static: bool, options: dict) -> list:
         """The variants export_onnx builds (hfmagic.onnx.plan.Step, in build order); ``options``
         holds the model exported (``model``) and int4's ``block_size``."""
-        from hfmagic.onnx.plan import plan
 
         return plan(levels, quantize, static)
 
@@ -280,20 +280,17 @@ class Validation(Part):
 
     def reference(self, model, examples: list, source: str):
         """What each built variant is compared with: ``compare(path, device)`` -> figures."""
-        from hfmagic.onnx.validation import Reference
 
         return Reference(model, examples, source)
 
     def rule(self) -> str:
         """When a variant counts as diverged, in words (export's notes)."""
-        from hfmagic.onnx.validation import COSINE_FLOOR
 
         floors = ", ".join(f"{v} ({k})" for k, v in COSINE_FLOOR.items())
         return f"a variant diverges below a worst-{self.task.inputs.EXAMPLES.rstrip('s')} cosine of {floors}"
 
     def divergence(self, variant_name: str, figures: dict) -> str | None:
         """Why a variant's validation figures say it diverged from PyTorch, or None."""
-        from hfmagic.onnx.validation import divergence
 
         return divergence(variant_name, figures)
 

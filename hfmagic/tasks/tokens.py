@@ -10,8 +10,10 @@ import inspect
 from pathlib import Path
 from typing import ClassVar
 
+from hfmagic.core.config import settings
 from hfmagic.core.errors import UnsupportedError, UsageProblem
 from hfmagic.core.shapes import TEXT_AXIS
+from hfmagic.data.tables import load_data
 from hfmagic.tasks.base import Task, read_json, require_any
 from hfmagic.tasks.protocols import Export, Inputs, Measurement, Validation
 
@@ -61,8 +63,6 @@ class TokenInputs(Inputs):
         return limit
 
     def sizes(self, model) -> list[int]:
-        from hfmagic.core.config import settings
-
         return list(settings().seq_lens)
 
     def check_sizes(self, model, sizes: list[int], new_tokens: int = 0) -> None:
@@ -136,8 +136,6 @@ class TokenInputs(Inputs):
         return feed
 
     def read(self, model, source, column: str | None = None, limit: int | None = None):
-        from hfmagic.data.tables import load_data
-
         return load_data(source, text_column=column, limit=limit, require_labels=False)
 
     def examples(self, data) -> list | None:

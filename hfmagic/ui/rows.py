@@ -13,6 +13,7 @@ from hfmagic.core import stats
 from hfmagic.core.records import columns, field_of
 from hfmagic.core.results import batch_label
 from hfmagic.core.shapes import shape_of
+from hfmagic.models.variants import BATCH_DEPENDENT_WHY
 
 # The table's columns, in order, as the records define them (the benchmark and evaluation tables
 # write them alike). "speedup" is the chosen baseline's cell (speedup_cells); "metric" is the
@@ -249,7 +250,6 @@ def own_baseline(rows: list[dict]) -> str | None:
 def batch_note(rows: list[dict]) -> str | None:
     """What the rows of a batch-dependent variant (dynamic int8) at another batch size than its
     evaluation's show: that evaluation's accuracy, not one measured at their batch."""
-    from hfmagic.models.variants import BATCH_DEPENDENT_WHY
 
     moved = {f"{r['model']}/{r['variant']}" if r.get("model") else r["variant"]: r["eval_batch_size"] for r in rows
              if r.get("batch_dependent") and r.get("batch_size") not in (None, r.get("eval_batch_size"))}

@@ -39,12 +39,12 @@ from typing import Any, Iterable
 import anywidget
 import traitlets
 
-from hfmagic.ui.rows import (ALWAYS, COLUMNS, DATA_COLUMN, EXTRA_CELLS, batch_note, is_benchmark_row, join, measured,
-                                    model_of, own_baseline, page_fields, pair, row_id, speedup_cells, where)
 from hfmagic.core.errors import UsageProblem
 from hfmagic.core.records import field_of
 from hfmagic.core.results import Column, Table, gate_title
-from hfmagic.core.shapes import shape_of, shape_text
+from hfmagic.core.shapes import AXES, shape_of, shape_text
+from hfmagic.ui.rows import (ALWAYS, COLUMNS, DATA_COLUMN, EXTRA_CELLS, batch_note, is_benchmark_row, join, measured,
+                             model_of, own_baseline, page_fields, pair, row_id, speedup_cells, where)
 
 _HERE = Path(__file__).resolve().parent
 # an installed wheel carries js/ inside the package (pyproject's package-dir maps hfmagic.js to js/);
@@ -384,7 +384,6 @@ class Dashboard(anywidget.AnyWidget):
         interval and trust) as CSV."""
         path = Path(path).expanduser()
         speed = self._cells()
-        from hfmagic.core.shapes import AXES
 
         axes = {a.key for a in AXES}  # the size axes no row has (a text sweep's image_size) are left out
         keys = [c.key for c in self._columns if c.key not in ("metric_ci",)

@@ -27,6 +27,8 @@ import logging
 import time
 
 from hfmagic.core.timing import token_clock
+from hfmagic.onnx.validation import cosine_similarity
+from hfmagic.tasks.generation.genai import GenAIGenerator
 
 VALIDATE_TOKENS = 16   # greedy tokens compared with PyTorch when a variant is validated
 VALIDATE_PROMPTS = 4
@@ -159,8 +161,6 @@ class GenerationReference:
         import onnxruntime as ort
         import torch
 
-        from hfmagic.onnx.validation import cosine_similarity
-        from hfmagic.tasks.generation.genai import GenAIGenerator
 
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         if (path.parent / "genai_config.json").exists():  # onnxruntime-genai's own format

@@ -7,7 +7,10 @@ describe it: each window scores only the tokens the previous one did not.
 
 from __future__ import annotations
 
-from hfmagic.tasks.base import Evaluator  # light: the task plugins' base, no heavy imports
+from hfmagic.core.errors import UnsupportedError, UsageProblem
+from hfmagic.data.metrics import resample_indices
+from hfmagic.data.tables import load_data
+from hfmagic.tasks.base import EvalData, Evaluator  # light: the task plugins' base, no heavy imports
 
 WINDOW, STRIDE, MAX_TOKENS = 256, 128, 2048  # perplexity: windows of 256 tokens, 128 new per window
 GREEDY_PROMPTS, GREEDY_PROMPT_TOKENS, GREEDY_TOKENS = 8, 32, 16
@@ -25,8 +28,6 @@ class PerplexityEvaluator(Evaluator):
     PADDING = "one window per batch and greedy prompts batched by equal length: nothing padded"
 
     def metrics(self, names, model):
-        from hfmagic.core.errors import UnsupportedError
-
         names = list(names or self.task.DEFAULT_METRICS)
         wrong = [n for n in names if n != "perplexity"]
         if wrong:
@@ -39,9 +40,6 @@ class PerplexityEvaluator(Evaluator):
 
         import numpy as np
 
-        from hfmagic.core.errors import UsageProblem
-        from hfmagic.data.tables import load_data
-        from hfmagic.tasks.base import EvalData
 
         if options.get("label_map") is not None:
             raise UsageProblem(f"--label-map maps labels, and {model.name} is a text-generation model; leave it out")
@@ -141,8 +139,6 @@ class PerplexityEvaluator(Evaluator):
 
     def score(self, data, prediction, metrics) -> dict:
         import numpy as np
-
-        from hfmagic.data.metrics import resample_indices
 
         nll, count = prediction["nll"], prediction["count"]
         ppl = float(np.exp(nll.sum() / count.sum()))

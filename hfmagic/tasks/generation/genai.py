@@ -6,6 +6,7 @@ keeps the KV cache in place between steps). The text-generation task registers t
 from __future__ import annotations
 
 from hfmagic.core.backend import Backend
+from hfmagic.core.errors import BuildError
 from hfmagic.tasks.generation.quantize import int4_quantizer
 
 
@@ -22,8 +23,6 @@ def build_genai(model, out, precision: str, block_size: int, int4_method: str = 
     import subprocess
     import sys
     import tempfile
-
-    from hfmagic.core.errors import BuildError
 
     hqq = precision == "int4" and int4_method == "hqq"
     target = out / ".fp32" if hqq else out

@@ -14,7 +14,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from hfmagic.core.config import settings
 from hfmagic.core.errors import ModelSourceError, UnsupportedError
+from hfmagic.core.hashing import file_sha256
 from hfmagic.tasks.kinds import ModelFormat, ModelSource
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -44,8 +46,6 @@ def smollm2() -> Path:
 
 def folder_for(file: Path) -> Path:
     """The saved PyTorch folder of a GGUF file, dequantised once into the cache."""
-    from hfmagic.core.config import settings
-    from hfmagic.core.hashing import file_sha256
 
     if importlib.util.find_spec("gguf") is None:
         raise UnsupportedError("loading a GGUF file needs the gguf package; pip install gguf==0.19.0")

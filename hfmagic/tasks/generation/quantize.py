@@ -3,14 +3,14 @@ MatMulNBitsQuantizer: RTN or HQQ), and the check that a quantized variant quanti
 
 from __future__ import annotations
 
+from hfmagic.onnx.build import FP32_FILE, QUANTIZED_FILE, copy_folder_files
+
 
 def convert_fp16(source, source_file: str, out) -> str:
     """The fp32 export in float16 (onnxruntime's converter; inputs and outputs, the KV cache
     included, stay float32 so every loop feeds it as it feeds fp32), with the folder's files."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    from hfmagic.onnx.build import FP32_FILE, copy_folder_files
 
     graph = convert_float_to_float16(onnx.load(str(source / source_file)), keep_io_types=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -46,8 +46,6 @@ def quantize_int4(source, source_file: str, out, block_size: int, method: str = 
     """Weight-only int4 of the MatMuls (:func:`int4_quantizer`), written with the folder's config
     and tokenizer beside it."""
     import onnx
-
-    from hfmagic.onnx.build import QUANTIZED_FILE, copy_folder_files
 
     quantizer = int4_quantizer(onnx.load(str(source / source_file)), block_size, method)
     quantizer.process()

@@ -21,10 +21,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from hfmagic.core.errors import UnsupportedError, UsageProblem
 from hfmagic.core.records import Field, columns, declare, keys
+from hfmagic.onnx.plan import Step
 from hfmagic.tasks import register
 from hfmagic.tasks.generation import gguf
-from hfmagic.tasks.generation.genai import OnnxRuntimeGenAI, genai_installed
+from hfmagic.tasks.generation.decoding import (COSINE_FLOOR, VALIDATE_TOKENS, GenerationReference, divergence, figures,
+                                               forward_outputs, ort_generator, time_generations)
+from hfmagic.tasks.generation.evaluate import PerplexityEvaluator
+from hfmagic.tasks.generation.genai import OnnxRuntimeGenAI, build_genai, genai_installed
+from hfmagic.tasks.generation.quantize import check_quantized, convert_fp16, quantize_int4
 from hfmagic.tasks.protocols import Measurement
 from hfmagic.tasks.tokens import TextTask, TokenExport, TokenInputs, TokenValidation
 
@@ -80,7 +86,6 @@ class GenerationMeasurement(Measurement):
 
     def new_tokens(self, asked, model) -> int | None:
         """64 by default; at least 2 (time per output token is measured after the first)."""
-        from hfmagic.core.errors import UsageProblem
 
         if asked is None:
             return DEFAULT_NEW_TOKENS
@@ -99,26 +104,19 @@ class GenerationMeasurement(Measurement):
         """``runs`` greedy generations (at least ``min_time`` s): samples_ms is each one's time per
         output token after the first (TPOT), with TTFT, the inter-token gaps and the whole
         generation's time beside it."""
-        from hfmagic.tasks.generation.decoding import time_generations
 
         return time_generations(backend, model, prepared, job.get("new_tokens") or DEFAULT_NEW_TOKENS, runs, min_time)
 
     def forward_outputs(self, backend, model, feed: dict) -> dict:
-        from hfmagic.tasks.generation.decoding import forward_outputs
-
         return forward_outputs(backend, model, feed)
 
     def row_figures(self, raw: dict, batch: int, size: int) -> dict:
-        from hfmagic.tasks.generation.decoding import figures
-
         return figures(raw, batch, size)
 
     def columns(self, columns: list) -> list:
         return generation_columns()
 
     def ort_generator(self, variant, options, providers):
-        from hfmagic.tasks.generation.decoding import ort_generator
-
         generator = ort_generator(variant.folder, variant.path.name, options, providers)
         return generator, generator.session
 
@@ -146,8 +144,6 @@ class GenerationExport(TokenExport):
         """Level fp32: optimum's export, then int8 (``dynamic``), int4 (``int4``) or both (``auto``)
         from it; level fp16: the fp32 export in float16 (for GPUs); level genai: onnxruntime-genai's
         builder, fp32 and (``int4``/``auto``) int4."""
-        from hfmagic.core.errors import UnsupportedError
-        from hfmagic.onnx.plan import Step
 
         genai = "genai" in levels
         if genai and not genai_installed():
@@ -173,23 +169,15 @@ class GenerationExport(TokenExport):
     def build_step(self, model, step, out, source, options: dict) -> str | None:
         """int4 (MatMulNBits), fp16 (onnxruntime's float16 converter) and onnxruntime-genai's builds."""
         if step.quant == "int4":
-            from hfmagic.tasks.generation.quantize import quantize_int4
-
             return quantize_int4(source.folder, source.path.name, out, options["block_size"], options["int4_method"])
         if step.quant == "fp16":
-            from hfmagic.tasks.generation.quantize import convert_fp16
-
             return convert_fp16(source.folder, source.path.name, out)
         if step.quant and step.quant.startswith("genai"):
-            from hfmagic.tasks.generation.genai import build_genai
-
             return build_genai(model, out, step.quant.removeprefix("genai-"), options["block_size"],
                                options["int4_method"])
         return None
 
     def check_built(self, quant: str | None, path) -> str | None:
-        from hfmagic.tasks.generation.quantize import check_quantized
-
         return check_quantized(quant, path)
 
 
@@ -197,20 +185,14 @@ class GenerationValidation(TokenValidation):
     """The last position's logits and greedy tokens on a few real prompts, against PyTorch's."""
 
     def reference(self, model, examples: list, source: str):
-        from hfmagic.tasks.generation.decoding import GenerationReference
-
         return GenerationReference(model, examples, source)
 
     def rule(self) -> str:
-        from hfmagic.tasks.generation.decoding import COSINE_FLOOR, VALIDATE_TOKENS
-
         floors = ", ".join(f"{v} ({k})" for k, v in COSINE_FLOOR.items())
         return (f"a variant diverges below a worst-prompt cosine of the last position's logits of {floors}; "
                 f"'argmax agree' is the share of prompts whose {VALIDATE_TOKENS} greedy tokens all match PyTorch's")
 
     def divergence(self, variant_name: str, figures: dict) -> str | None:
-        from hfmagic.tasks.generation.decoding import divergence
-
         return divergence(variant_name, figures)
 
 
@@ -246,6 +228,4 @@ class TextGeneration(TextTask):
                 ("tied embeddings", "yes" if c.get("tie_word_embeddings", True) else "no")]
 
     def evaluator(self):
-        from hfmagic.tasks.generation.evaluate import PerplexityEvaluator
-
         return PerplexityEvaluator(self)

@@ -17,7 +17,9 @@ import re
 import numpy as np
 
 from hfmagic.core.errors import DataError, UsageProblem
+from hfmagic.data.metrics import resample_indices
 from hfmagic.tasks.base import EvalData, Evaluator
+from hfmagic.tasks.speech.audio import AudioData, load_audio
 
 UNTRAINED_WER = 0.9  # a reference at or above this WER does not transcribe the audio
 
@@ -53,8 +55,6 @@ class SpeechRecognitionEvaluator(Evaluator):
         return names
 
     def read(self, model, data, options: dict) -> EvalData:
-        from hfmagic.tasks.speech.audio import AudioData, load_audio
-
         if isinstance(data, str) and data == model.source and isinstance(model.dataset, AudioData):
             data = model.dataset
         if options.get("label_map") is not None:
@@ -97,8 +97,6 @@ class SpeechRecognitionEvaluator(Evaluator):
         return {"logits": logits, "text": texts}
 
     def score(self, data, prediction, metrics) -> dict:
-        from hfmagic.data.metrics import resample_indices
-
         refs = [normalise(t) for t in data.examples["data"].texts]
         hyps = [normalise(t) for t in prediction["text"]]
         row = {}

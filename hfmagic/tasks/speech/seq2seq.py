@@ -23,6 +23,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hfmagic.core.timing import token_clock
+from hfmagic.onnx.build import quantization_config, without_weights
+from hfmagic.onnx.validation import cosine_similarity
+
 VALIDATE_CLIPS, VALIDATE_TOKENS = 2, 8
 MAX_NEW_TOKENS = 64  # a transcript's budget in %evaluate (stops earlier at end of text)
 GRAPHS = ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx")
@@ -63,8 +67,6 @@ def greedy(generator, features, config, stamps: list | None = None):
 
     import torch
 
-    from hfmagic.core.timing import token_clock
-
     criteria = token_clock(stamps)
     logging.getLogger("transformers").setLevel(logging.ERROR)  # generate()'s notices about its defaults, per call
     with torch.inference_mode(), warnings.catch_warnings():
@@ -95,8 +97,6 @@ def quantize(source: Path, out: Path, isa: str, per_channel: bool, operators) ->
     import shlex
 
     from optimum.onnxruntime import ORTQuantizer
-
-    from hfmagic.onnx.build import quantization_config, without_weights
 
     for name in GRAPHS:
         qconfig = quantization_config(isa, per_channel, static=False)
@@ -140,8 +140,6 @@ class Reference:
     def compare(self, path, device: str = "cpu") -> dict:
         import numpy as np
         import onnxruntime as ort
-
-        from hfmagic.onnx.validation import cosine_similarity
 
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         generator = ort_generator(path.parent, ort.SessionOptions(), providers)

@@ -34,6 +34,8 @@ from hfmagic.tasks import register
 from hfmagic.tasks.base import Task, read_examples, require_any, write_examples
 from hfmagic.tasks.protocols import Export, Inputs, Measurement, Validation
 from hfmagic.tasks.speech import seq2seq as s2s
+from hfmagic.tasks.speech.audio import librivox_folder, load_audio, synthetic_clips
+from hfmagic.tasks.speech.evaluate import SpeechRecognitionEvaluator
 
 MAX_SECONDS = 600
 ROW_KEYS = keys(declare(  # the row figures speech adds (None on other tasks' rows)
@@ -138,8 +140,6 @@ class SpeechInputs(Inputs):
         return {n: feed[n] for n in names}
 
     def read(self, model, source, column: str | None = None, limit: int | None = None):
-        from hfmagic.tasks.speech.audio import load_audio
-
         return load_audio(source, self.task.rate(model), audio_column=column, limit=limit, require_text=False)
 
     def examples(self, data) -> list | None:
@@ -147,11 +147,6 @@ class SpeechInputs(Inputs):
 
     def samples(self, model, count: int) -> tuple[list, str]:
         """LibriVox clips where Debian's package is installed, else synthetic tones (the source says so)."""
-        from hfmagic.tasks.speech.audio import (
-            librivox_folder,
-            load_audio,
-            synthetic_clips,
-        )
 
         if librivox_folder().exists():
             clips = load_audio("librivox", self.task.rate(model), limit=count)
@@ -333,8 +328,6 @@ class SpeechRecognition(Task):
                 ("vocabulary", f"{model.config.get('vocab_size')} CTC symbols")]
 
     def evaluator(self):
-        from hfmagic.tasks.speech.evaluate import SpeechRecognitionEvaluator
-
         return SpeechRecognitionEvaluator(self)
 
     # -- what the parts and the evaluator read off a model -----------------------------------

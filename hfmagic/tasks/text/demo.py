@@ -24,6 +24,7 @@ from pathlib import Path
 
 from hfmagic.core.config import settings
 from hfmagic.core.errors import UsageProblem
+from hfmagic.data.tables import register_named
 from hfmagic.tasks.kinds import ModelSource
 
 RECIPE_VERSION = 2  # 2: the training split's features ship beside the model
@@ -220,7 +221,6 @@ def _reader(name: str):
 
 def register_data() -> None:
     """Name the held-out articles for hfmagic.data.tables.load_data: ``bbc``, ``demo``, ``demo-small``."""
-    from hfmagic.data.tables import register_named
 
     register_named(BBC, _read_bbc)
     for name in RECIPES:

@@ -23,8 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from hfmagic.core.errors import DataError, UnsupportedError, UsageProblem
+from hfmagic.data.labels import label_ids, read_label_map
+from hfmagic.data.metrics import Metric, bootstrap, resample_indices, resolve
+from hfmagic.data.tables import _table, load_data
 from hfmagic.tasks.base import EvalData, Evaluator
-from hfmagic.tasks.classes import ClassificationEvaluator, agreement, first, fingerprint, max_diff, percentiles
+from hfmagic.tasks.classes import ClassificationEvaluator, agreement, fingerprint, first, max_diff, percentiles
+from hfmagic.tasks.text import ner, squad
 
 
 def _pad(rows: list[dict], names: list[str], pad_id: int) -> dict:
@@ -51,8 +55,6 @@ class TextClassificationEvaluator(ClassificationEvaluator):
         return "texts as they are (a classical baseline pads nothing)" if model.kind.READS_EXAMPLES else self.PADDING
 
     def read(self, model, data, options: dict) -> EvalData:
-        from hfmagic.data.labels import label_ids, read_label_map
-        from hfmagic.data.tables import load_data
 
         label_map = read_label_map(options.get("label_map"))
         texts = load_data(data, split=options.get("split"), text_column=options.get("text_column"),
@@ -80,13 +82,9 @@ class EmbeddingEvaluator(Evaluator):
     PADDING = "texts sorted by length, each batch padded to its own longest"
 
     def metrics(self, names, model):
-        from hfmagic.data.metrics import resolve
-
         return resolve(list(names or self.task.DEFAULT_METRICS) or None, embeddings=True)
 
     def read(self, model, data, options: dict) -> EvalData:
-        from hfmagic.data.tables import load_data
-
         if options.get("label_map") is not None:
             raise UsageProblem(f"--label-map maps labels, and {model.name} is {model.task}, which predicts none; "
                                "leave it out")
@@ -111,8 +109,6 @@ class EmbeddingEvaluator(Evaluator):
         return {}  # cosine needs the reference: compare() gives it
 
     def compare(self, data, reference, prediction, variant, names=None):
-        from hfmagic.data.metrics import Metric, bootstrap
-
         norms = np.linalg.norm(prediction, axis=1) * np.linalg.norm(reference, axis=1)
         cos = (prediction * reference).sum(1) / np.clip(norms, 1e-12, None)
         low, high = bootstrap(Metric("cosine", "embedding"), None, cos, 0)
@@ -169,8 +165,6 @@ class TokenClassificationEvaluator(Evaluator):
         return names
 
     def read(self, model, data, options: dict) -> EvalData:
-        from hfmagic.tasks.text import ner
-
         if options.get("label_map") is not None:
             raise UsageProblem("--label-map is for text classification; token tags are matched to the model's "
                                "id2label by name")
@@ -196,8 +190,6 @@ class TokenClassificationEvaluator(Evaluator):
                                                    "label_column": options.get("label_column")})
 
     def _sentences(self, data, options):
-        from hfmagic.tasks.text import ner
-
         if isinstance(data, (str, Path)):
             text = str(data)
             if text == WNUT16:
@@ -205,7 +197,6 @@ class TokenClassificationEvaluator(Evaluator):
             path = Path(text).expanduser()
             if path.is_file() and path.suffix.lower() not in (".csv", ".json", ".jsonl", ".parquet"):
                 return str(path), ner.read_conll(path)
-        from hfmagic.data.tables import _table
 
         table, label, names = _table(data, options.get("split"))
         columns = list(table.column_names if hasattr(table, "column_names") else table.columns)
@@ -250,8 +241,6 @@ class TokenClassificationEvaluator(Evaluator):
         return [logits[j][mask[j]] for j in range(len(mask))]
 
     def finish(self, model, data, per_row):
-        from hfmagic.tasks.text import ner
-
         outside = {n: i for i, n in model.labels.items()}["O"]
         tags, cut = [], 0
         for i, (words, _) in enumerate(data.examples["sentences"]):
@@ -262,8 +251,6 @@ class TokenClassificationEvaluator(Evaluator):
         return {"tags": tags, "logits": per_row}
 
     def score(self, data, prediction, metrics) -> dict:
-        from hfmagic.data.metrics import resample_indices
-        from hfmagic.tasks.text import ner
 
         counts = ner.sentence_counts(data.examples["tags"], prediction["tags"])
         point = counts.scores()
@@ -281,8 +268,6 @@ class TokenClassificationEvaluator(Evaluator):
 
     def compare(self, data, reference, prediction, variant, names=None):
         from seqeval.metrics.sequence_labeling import get_entities
-
-        from hfmagic.tasks.text import ner
 
         diff = ner.entity_disagreements(reference["tags"], prediction["tags"])
         changed = np.flatnonzero(diff)
@@ -326,8 +311,6 @@ class QuestionAnsweringEvaluator(Evaluator):
         return names
 
     def read(self, model, data, options: dict) -> EvalData:
-        from hfmagic.tasks.text import squad
-
         if options.get("label_map") is not None:
             raise UsageProblem("--label-map is for text classification; leave it out for question answering")
         source = str(data) if isinstance(data, (str, Path)) else f"<{type(data).__name__}>"
@@ -347,8 +330,6 @@ class QuestionAnsweringEvaluator(Evaluator):
         return EvalData({"examples": examples, "v2": v2}, len(examples), source, fp, notes)
 
     def batches(self, model, data, batch_size):
-        from hfmagic.tasks.text import squad
-
         tok = model.tokenizer()
         limit = min(384, model.task_plugin.inputs.position_limit(model) or 384)
         names = [n for n in model.task_plugin.inputs.model_inputs(model) if n != "position_ids"]
@@ -379,8 +360,6 @@ class QuestionAnsweringEvaluator(Evaluator):
         return [(start[j, :int(n)], end[j, :int(n)]) for j, n in enumerate(lengths)]
 
     def finish(self, model, data, per_row):
-        from hfmagic.tasks.text import squad
-
         by_question: dict[int, list[int]] = {}
         for row, q in enumerate(data.examples["owner"]):
             by_question.setdefault(q, []).append(row)
@@ -399,8 +378,6 @@ class QuestionAnsweringEvaluator(Evaluator):
         return {"answers": answers, "logits": [np.concatenate(r) for r in per_row]}
 
     def score(self, data, prediction, metrics) -> dict:
-        from hfmagic.data.metrics import resample_indices
-        from hfmagic.tasks.text import squad
 
         scores = squad.squad_scores(data.examples["examples"], prediction["answers"])
         per = scores["per_question"]
@@ -415,8 +392,6 @@ class QuestionAnsweringEvaluator(Evaluator):
         return row
 
     def compare(self, data, reference, prediction, variant, names=None):
-        from hfmagic.tasks.text import squad
-
         diff = squad.answer_disagreements(reference["answers"], prediction["answers"])
         changed = np.flatnonzero(diff)
         row = agreement(len(changed), len(diff), max_diff(reference["logits"], prediction["logits"]))

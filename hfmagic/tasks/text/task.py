@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from hfmagic.tasks import register
 from hfmagic.tasks.text import demo, tfidf
+from hfmagic.tasks.text.evaluate import (EmbeddingEvaluator, QuestionAnsweringEvaluator, TextClassificationEvaluator,
+                                         TokenClassificationEvaluator)
 from hfmagic.tasks.tokens import TextTask, TokenValidation
 
 demo.register_data()  # load_data("bbc"), "demo", "demo-small": the demo's held-out BBC News articles
@@ -52,8 +54,6 @@ class TextClassification(TextTask):
     BACKENDS = (tfidf.Sklearn,)
 
     def evaluator(self):
-        from hfmagic.tasks.text.evaluate import TextClassificationEvaluator
-
         return TextClassificationEvaluator(self)
 
     @classmethod
@@ -73,8 +73,6 @@ class TokenClassification(TextTask):
     Validation = TagValidation
 
     def evaluator(self):
-        from hfmagic.tasks.text.evaluate import TokenClassificationEvaluator
-
         return TokenClassificationEvaluator(self)
 
 
@@ -89,8 +87,6 @@ class QuestionAnswering(TextTask):
     Validation = SpanValidation
 
     def evaluator(self):
-        from hfmagic.tasks.text.evaluate import QuestionAnsweringEvaluator
-
         return QuestionAnsweringEvaluator(self)
 
 
@@ -104,8 +100,6 @@ class FeatureExtraction(TextTask):
     DESCRIPTION = "an embedding per token (mean-pooled per text)"
 
     def evaluator(self):
-        from hfmagic.tasks.text.evaluate import EmbeddingEvaluator
-
         return EmbeddingEvaluator(self)
 
     @classmethod

@@ -20,9 +20,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hfmagic.core.backend import Backend
+from hfmagic.core.config import settings
 from hfmagic.core.errors import DataError, UsageProblem
+from hfmagic.data.tables import load_data
 from hfmagic.tasks.base import require_any
 from hfmagic.tasks.kinds import ModelKind, ModelSource
+from hfmagic.tasks.registry import get_task, names
+from hfmagic.tasks.text import demo
+from hfmagic.tasks.text.baseline import (FORMAT, META, REGRESSION, VECTORIZER, TfidfBaseline, files, folder_sha256,
+                                         parameters)
 
 NAME = "tfidf"  # the %load_model source that trains one
 CONFIG_KIND = "tfidf-logreg"  # config.json's "hfmagic_baseline": what loads the folder
@@ -48,23 +54,15 @@ class TfidfKind(ModelKind):
         return config.get("hfmagic_baseline") == CONFIG_KIND
 
     def weight_files(self, path: Path) -> tuple[Path, ...]:
-        from hfmagic.tasks.text.baseline import files
-
         return files(path)
 
     def sha256(self, path: Path, files: tuple[Path, ...]) -> str:
-        from hfmagic.tasks.text.baseline import folder_sha256
-
         return folder_sha256(path)  # the baseline's own identity, the same one it saves and loads with
 
     def parameters(self, model) -> int:
-        from hfmagic.tasks.text.baseline import parameters
-
         return parameters(model.path)
 
     def check(self, model) -> None:
-        from hfmagic.tasks.text.baseline import META
-
         require_any(model.path, (META,), f"TF-IDF baseline file ({META})", "train it again: %load_model tfidf --data D")
 
     def card_lines(self, model) -> list[tuple[str, str]]:
@@ -99,8 +97,6 @@ class Sklearn(Backend):
     def load(self, variant, threads: int) -> None:
         from threadpoolctl import threadpool_limits
 
-        from hfmagic.tasks.text.baseline import TfidfBaseline
-
         self.model = TfidfBaseline.load(variant.model.path)
         self._limits = threadpool_limits(limits=threads)
         self._threads = threads
@@ -122,8 +118,6 @@ def load(options: dict):
     """``%load_model tfidf --data D``: (the baseline's folder, its held-out split), for a task whose
     classical baseline it is (text classification)."""
     import pandas as pd
-
-    from hfmagic.tasks.registry import get_task, names
 
     task = options.get("task")
     if task is not None and get_task(task).CLASSICAL_BASELINE != NAME:
@@ -152,14 +146,6 @@ def build(data, text_column: str | None = None, label_column: str | None = None,
     """
     import pandas as pd
 
-    from hfmagic.core.config import settings
-    from hfmagic.data.tables import load_data
-    from hfmagic.tasks.text.baseline import (
-        FORMAT,
-        REGRESSION,
-        VECTORIZER,
-        TfidfBaseline,
-    )
 
     train, test, source = _splits(data, split)
     got = load_data(train, text_column=text_column, label_column=label_column)
@@ -208,8 +194,6 @@ def _splits(data, split):
     import sys
 
     if isinstance(data, str) and data in ("demo", "demo-small"):
-        from hfmagic.tasks.text import demo
-
         train, test = demo.split()
         return train, test, f"{data}'s training split ({len(train)} BBC News articles)"
     datasets = sys.modules.get("datasets")

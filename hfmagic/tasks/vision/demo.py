@@ -19,6 +19,7 @@ from pathlib import Path
 
 from hfmagic.core.config import settings
 from hfmagic.tasks.kinds import ModelSource
+from hfmagic.tasks.vision.images import ImageData, digits, fingerprint
 
 NAME = "digits-vit"
 RECIPE_VERSION = 1
@@ -39,8 +40,6 @@ def split():
     """(train, held-out) ImageData: stratified 80/20 of scikit-learn's digits, seed 0."""
     import numpy as np
     from sklearn.model_selection import train_test_split
-
-    from hfmagic.tasks.vision.images import ImageData, digits, fingerprint
 
     every = digits()
     order = np.arange(len(every))

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from hfmagic.data.labels import label_ids, read_label_map
+from hfmagic.data.metrics import Metric, bootstrap, resolve
 from hfmagic.tasks.base import EvalData
 from hfmagic.tasks.classes import ClassificationEvaluator
+from hfmagic.tasks.vision.images import ImageData, load_images
 
 TOP_K = 5
 THUMBNAIL_PX = 48
@@ -26,15 +29,12 @@ class ImageClassificationEvaluator(ClassificationEvaluator):
 
     def metrics(self, names, model):
         """Top-5 here; the label metrics (accuracy, f1_macro, ...) as text classification resolves them."""
-        from hfmagic.data.metrics import Metric, resolve
 
         names = list(names or self.task.DEFAULT_METRICS)
         label = iter(resolve([n for n in names if n not in self.EXTRA]) if set(names) - set(self.EXTRA) else [])
         return [Metric(n, "topk") if n in self.EXTRA else next(label) for n in names]
 
     def read(self, model, data, options: dict) -> EvalData:
-        from hfmagic.data.labels import label_ids, read_label_map
-        from hfmagic.tasks.vision.images import ImageData, load_images
 
         if isinstance(data, str) and data == model.source and isinstance(model.dataset, ImageData):
             data = model.dataset  # a built-in model's own held-out split
@@ -54,8 +54,6 @@ class ImageClassificationEvaluator(ClassificationEvaluator):
                 for i in range(0, len(images), batch_size)]
 
     def score(self, data, prediction, metrics) -> dict:
-        from hfmagic.data.metrics import Metric, bootstrap
-
         label = [m for m in metrics if m.kind != "topk"]
         row = super().score(data, prediction, label) if label else {}
         y_true, logits = data.examples["y_true"], prediction["logits"]

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hfmagic.data.tables import pick_column
 from hfmagic.core.errors import DataError, UsageProblem
+from hfmagic.data.tables import pick_column
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 IMAGE_COLUMNS = ("image", "img", "picture", "pixel_values", "path", "file")

@@ -22,11 +22,14 @@ from pathlib import Path
 from typing import ClassVar
 
 from hfmagic.core.errors import UnsupportedError, UsageProblem
+from hfmagic.core.records import field_of
 from hfmagic.core.shapes import IMAGE_AXIS
 from hfmagic.tasks import register
 from hfmagic.tasks.base import Task, read_examples, require_any, write_examples
 from hfmagic.tasks.protocols import Export, Inputs, Measurement, Validation
 from hfmagic.tasks.vision import demo
+from hfmagic.tasks.vision.evaluate import ImageClassificationEvaluator
+from hfmagic.tasks.vision.images import digits, load_images
 
 PROCESSOR_FILES = ("preprocessor_config.json",)
 # position embeddings for one image size (no interpolation in the exported graph)
@@ -133,16 +136,12 @@ class ImageInputs(Inputs):
         return {n: np.asarray(encoded[n], dtype=np.float32) for n in names}
 
     def read(self, model, source, column: str | None = None, limit: int | None = None):
-        from hfmagic.tasks.vision.images import load_images
-
         return load_images(source, image_column=column, limit=limit, require_labels=False)
 
     def examples(self, data) -> list | None:
         return getattr(data, "images", None)
 
     def samples(self, model, count: int) -> tuple[list, str]:
-        from hfmagic.tasks.vision.images import digits
-
         return digits().images[:count], "scikit-learn's handwritten digits"
 
     def payload(self, data, limit: int):
@@ -164,8 +163,6 @@ class ImageMeasurement(Measurement):
     """A forward pass per run; samples/s is images/s."""
 
     def columns(self, columns: list) -> list:
-        from hfmagic.core.records import field_of
-
         return [field_of("samples_per_s").column("images/s") if c.key == "samples_per_s" else c
                 for c in super().columns(columns)]
 
@@ -237,6 +234,4 @@ class ImageClassification(Task):
         return lines
 
     def evaluator(self):
-        from hfmagic.tasks.vision.evaluate import ImageClassificationEvaluator
-
         return ImageClassificationEvaluator(self)
