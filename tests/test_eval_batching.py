@@ -193,3 +193,14 @@ def test_the_demos_int8_is_scored_at_batch_one_and_at_each_size_asked(shell, dem
     at_one = next(s for s in int8_listed["batch_scores"] if s["batch_size"] == 1)
     assert (at_one["accuracy"], at_one["gate"]) == (int8["accuracy"], int8["gate"])
     assert int8_listed["accuracy"] == min(s["accuracy"] for s in int8_listed["batch_scores"])
+
+
+def test_compare_says_when_a_batch_dependent_variant_was_scored_at_other_batch_sizes(shell, store_in_shell, dyn):
+    at_one = cell(shell, "%evaluate batch_onnx --data batch_texts --no-widget -q --name cmp_one", "cmp_one")
+    listed = cell(shell, "%evaluate batch_onnx --data batch_texts --batch-size 4,1 --no-widget -q --name cmp_list",
+                  "cmp_list")
+    cmp = shell.run_line_magic("hfmagic", f"compare {at_one.run_id} {listed.run_id}")
+    notes = {(line["config"], line["figure"]): line["note"] for line in cmp.figures.rows}
+    assert notes[("int8", "accuracy")] == ("scored at batch 1 in A, 1/4 in B: its predictions depend on the batch, "
+                                           "so part of the change is the batch size's")
+    assert "batch" not in notes[("fp32", "accuracy")]  # fp32 at 32 and at 4: the same predictions

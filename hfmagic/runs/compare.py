@@ -146,6 +146,8 @@ def _side_by_side(ra: dict, rb: dict) -> tuple[Table, list[str]]:
             note = ""
             if _is(kind, fig, "relative") and unpaired:
                 change, note = None, unpaired
+            elif kind == "evaluate" and (apart := _batches_apart(ea, eb)):
+                note = apart
             elif _overlap(ea, eb, fig):
                 note = "the intervals overlap: the change may be noise"
             elif fig == "e2e_p50_ms":
@@ -185,6 +187,16 @@ def _unpaired(ra: dict, rb: dict) -> str | None:
     if fa["key"] == fb["key"]:  # the same name, other weights
         return f"different {what}: {fa['key']} of weights {sha_a[:SHORT_HASH]} vs {sha_b[:SHORT_HASH]}"
     return f"different {what}: {fa['key']} vs {fb['key']}"
+
+
+def _batches_apart(ea: dict, eb: dict) -> str | None:
+    """Why a variant's figures in two evaluations may differ for its batch size alone: it was scored
+    at other sizes and its predictions depend on the batch (dynamic int8's activation ranges)."""
+    sizes = [e.get("batch_sizes") or [e.get("batch_size")] for e in (ea, eb)]
+    if not (ea.get("batch_dependent") or eb.get("batch_dependent")) or sizes[0] == sizes[1]:
+        return None
+    return (f"scored at batch {'/'.join(map(str, sizes[0]))} in A, {'/'.join(map(str, sizes[1]))} in B: its "
+            "predictions depend on the batch, so part of the change is the batch size's")
 
 
 def _is(kind: str, fig: str, what: str) -> bool:
