@@ -2,6 +2,7 @@
 interrupts, inline mode, real inputs, bad input, and the command line, on tiny models."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -145,6 +146,12 @@ def test_budget_bounds_the_sweeps_wall_time_with_workers(tiny_variants, monkeypa
     took = time.monotonic() - started
     assert [r["status"] for r in res.rows] == ["ok", "skipped: budget", "skipped: budget"]
     assert took < 4 + BUDGET_GRACE_S + 3, f"a 4 s budget took {took:.1f} s"  # + killing the worker
+    # the note says where the budget went: before the sweep, the worker's start, measuring; they add up
+    note = next(n for n in res.notes if n.startswith("budget 4 s"))
+    spent = re.search(r"it went to ([\d.]+) s before the sweep \(exports, validation, checks\), ([\d.]+) s starting "
+                      r"workers \(each imports its runtime and loads its variant\) and ([\d.]+) s measuring$", note)
+    before, starting, measuring = map(float, spent.groups())
+    assert starting > 0 and abs(before + starting + measuring - took) < 1.5, (note, took)
 
 
 def test_budget_skips_what_does_not_fit_and_says_so(tiny_variants):
@@ -157,7 +164,8 @@ def test_budget_skips_what_does_not_fit_and_says_so(tiny_variants):
     assert set(statuses) == {"ok", "skipped: budget"}
     skipped = [f"fp32/onnxruntime {r['batch_size']}x{r['seq_len']}" for r in res.rows if r["status"] != "ok"]
     note = next(n for n in res.notes if n.startswith("budget 0.5 s"))
-    assert note.endswith(", ".join(skipped)) and f"skipped {len(skipped)} of 6" in note
+    assert f"configurations: {', '.join(skipped)}; it went to " in note and f"skipped {len(skipped)} of 6" in note
+    assert " 0.0 s starting workers " in note  # inline: no worker to start
     assert sum(sum(r["samples_ms"]) for r in res.rows) / 1000 < 0.5
 
 

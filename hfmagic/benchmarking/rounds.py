@@ -218,6 +218,7 @@ class Rounds:
             sources.pop(id(job)).close()
             return False
         sweep.startups[job.backend] = max(sweep.startups.get(job.backend, 0.0), message["startup_s"])
+        sweep.starting_s += message["startup_s"]
         for key, value in message["threads_used"].items():
             sweep.threads_seen.setdefault(key, set()).add(value)
         for shape in shapes:

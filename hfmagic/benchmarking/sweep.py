@@ -42,6 +42,8 @@ class Sweep:
         self.total = sum(len(j.shapes) for j in jobs)
         self.deadline = deadline
         self.startups: dict[str, float] = {}  # backend -> its slowest worker start (--budget takes the max)
+        self.began: float | None = None  # when the sweep itself started (a budget's note says where it went)
+        self.starting_s = 0.0  # the workers' starts, summed: spawn, imports, loading the variant
         self.unavailable = unavailable  # backend -> why it cannot run here (its rows say so too)
         self.run_record = None
         self.schedule: list = []
@@ -65,6 +67,7 @@ class Sweep:
         from tqdm.auto import tqdm
 
         self.run_record = run_record
+        self.began = time.time()
         self._context_notes()
         for backend, why in self.unavailable.items():
             if self.progress:  # said before measuring starts; the rows and notes say it again
@@ -136,12 +139,22 @@ class Sweep:
                 loaded, startup = True, message["startup_s"]
                 transfer = {k: message[k] for k in ("transfer_mb", "transfer_s") if k in message}
                 self.startups[job.backend] = max(self.startups.get(job.backend, 0.0), startup)
+                self.starting_s += startup
                 for key, value in message["threads_used"].items():
                     self.threads_seen.setdefault(key, set()).add(value)
             elif message["type"] == "row":
                 shape = remaining.pop(0)
                 assert shape_of(message["row"]) == tuple(shape), "out of order"
                 self.add(job, shape, {**message["row"], "startup_s": startup, **transfer})
+
+    def _budget_spent(self) -> str:
+        """Where the budget went: what ran before the sweep (exports, validation, the checks), the
+        workers' starts and the measuring, so a user sees which to cut or to give more time."""
+        before = self.began - (self.deadline - self.params["budget"])
+        measuring = max(0.0, time.time() - self.began - self.starting_s)
+        return (f"it went to {before:.1f} s before the sweep (exports, validation, checks), "
+                f"{self.starting_s:.1f} s starting workers (each imports its runtime and loads its variant) and "
+                f"{measuring:.1f} s measuring")
 
     def _fail_all(self, job: Job, remaining: list, status: str) -> None:
         while remaining:
@@ -287,7 +300,7 @@ class Sweep:
                    for r in rows if r["status"] == "skipped: budget"]
         if skipped:
             notes.append(f"budget {self.params['budget']:g} s: skipped {len(skipped)} of {len(rows)} "
-                         f"configurations: {', '.join(skipped)}")
+                         f"configurations: {', '.join(skipped)}; {self._budget_spent()}")
         if any(r.get("e2e_p50_ms") is not None for r in rows):
             notes.append(self.model.task_plugin.measurement.e2e_note())
         if self.interrupted:
