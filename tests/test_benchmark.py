@@ -337,14 +337,14 @@ def test_a_variant_that_did_not_build_is_an_onnx_row_with_its_reason(tiny_varian
 
 
 def test_a_bad_baseline_is_refused_before_anything_is_exported(tiny_bert, monkeypatch):
-    import hfmagic.export.api
+    import hfmagic.benchmarking.api
     from hfmagic.benchmarking.api import benchmark
     from hfmagic.core.errors import UsageProblem
 
     def no_export(*args, **kwargs):
         raise AssertionError("exported before the baseline was checked")
 
-    monkeypatch.setattr(hfmagic.export.api, "export_onnx", no_export)
+    monkeypatch.setattr(hfmagic.benchmarking.api, "export_onnx", no_export)  # where benchmark() finds it
     with pytest.raises(UsageProblem, match="baseline 'O3' is not in this sweep; use one of: torch, fp32, O2"):
         benchmark(str(tiny_bert), baseline="O3", **FAST_KW)
     with pytest.raises(UsageProblem, match="baseline 'torch/onnxruntime' is not in this sweep"):

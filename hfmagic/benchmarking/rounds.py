@@ -8,7 +8,7 @@ import time
 
 from hfmagic.benchmarking.plan import Job
 from hfmagic.core import stats
-from hfmagic.measure.memory import available_memory
+from hfmagic.measure import memory
 
 LOAD_TIMEOUT_S = 600.0
 MAX_TIME_FACTOR = 60  # interleaved rounds end after 60 x min-time (--max-time), at least MAX_TIME_MIN_S,
@@ -89,7 +89,7 @@ class Rounds:
                 return 0
             return max(guard.needed(b, s, job.variant.kind) for b, s in job.shapes)
 
-        room = 0.8 * available_memory()
+        room = 0.8 * memory.available_memory()
         first, rest = jobs[0], jobs[1:]
         groups, current, used = [], [first], need(first)
         for job in rest:
