@@ -10,7 +10,9 @@ from hfmagic.core.results import Column, Table, plain
 from hfmagic.tasks import get_task, names
 
 SHORT_SHA = 12  # a row's model_sha: the start of its weights' sha256
-ROW_KEYS = tuple(BenchmarkRow.FIELDS)  # the keys every benchmark row has, whatever its task
+# the keys every benchmark row has, whatever its task (a row whose runs form two modes adds modes_ms and
+# mode_shares: BenchmarkRow.GIVEN_ONLY)
+ROW_KEYS = tuple(k for k in BenchmarkRow.FIELDS if k not in BenchmarkRow.GIVEN_ONLY)
 
 
 def row_keys() -> tuple[str, ...]:

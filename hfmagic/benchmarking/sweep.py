@@ -223,6 +223,7 @@ class Sweep:
         if raw["status"] != "ok":
             return row
         row.update(stats.summarize(raw["samples_ms"], batch), samples_ms=raw["samples_ms"])
+        row.update(stats.two_modes(raw["samples_ms"]) or {})  # a run at one speed or another: both reported
         row.update(task.measurement.throughput(row["samples_per_s"], seq))
         if self.params.get("new_tokens") is not None:  # a generation's, a transcription's
             raw = {**raw, "new_tokens": self.params.get("new_tokens")}
@@ -296,6 +297,8 @@ class Sweep:
             notes.append(f"speed-ups not trustworthy (fewer than {stats.MIN_CLEAN} clean paired rounds; give the "
                          f"rounds more --max-time): {', '.join(untrusted)}")
         several = len(self.models) > 1
+        notes += [n for r in rows if (n := stats.modes_note(f"{r['model'] + '/' if several else ''}{r['variant']}/"
+                                                            f"{r['backend']} {shape_text(r)}", r))]
         skipped = [f"{r['model'] + '/' if several else ''}{r['variant']}/{r['backend']} {shape_text(r)}"
                    for r in rows if r["status"] == "skipped: budget"]
         if skipped:

@@ -32,7 +32,7 @@ from typing import Any, Callable, ClassVar
 
 from hfmagic.core.results import Column, gate_title, interval_text, percent_text
 from hfmagic.core.shapes import AXES
-from hfmagic.core.stats import DISTURBED, MIN_CLEAN, speedup_text
+from hfmagic.core.stats import DISTURBED, MIN_CLEAN, p50_text, speedup_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,13 +89,17 @@ class Record(Mapping):
     """A row as a dataclass that reads and writes as the dict it was. Keys beyond its fields (its
     task's figures, its metrics) are kept beside them, in order. ``DENSE``: every field is a key
     (None until measured), as a benchmark row's always were; otherwise a field is a key once it is
-    given a value, as an evaluation row's were."""
+    given a value, as an evaluation row's were. ``GIVEN_ONLY``: fields of a dense record that are keys
+    only once given (a figure few rows have, added after rows were stored: those rows, and new ones
+    without it, keep the JSON they had)."""
 
     FIELDS: ClassVar[dict[str, Field]] = {}
     DENSE: ClassVar[bool] = True
+    GIVEN_ONLY: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
-        present = self.FIELDS if self.DENSE else [k for k in self.FIELDS if getattr(self, k) is not None]
+        present = ([k for k in self.FIELDS if k not in self.GIVEN_ONLY] if self.DENSE else
+                   [k for k in self.FIELDS if getattr(self, k) is not None])
         self.__dict__["_keys"] = dict.fromkeys(present)  # an ordered set: the keys, as a dict's were
         self.__dict__["_extra"] = {}
 
@@ -168,6 +172,8 @@ class BenchmarkRow(Record):
     sweep's baseline, and where and how it was measured. A configuration that did not run has its
     status and no figures."""
 
+    GIVEN_ONLY = frozenset({"modes_ms", "mode_shares"})  # a row whose runs form two modes has them
+
     model: str | None = _f(doc="the model's name")
     model_sha: str | None = _f("weights", doc="the first 12 hex digits of the model's weights sha256")
     variant: str | None = _f(doc="what was measured: torch (PyTorch eager) or an ONNX variant (fp32, O2, int8, ...)")
@@ -180,8 +186,9 @@ class BenchmarkRow(Record):
     status: str | None = _f(doc="ok, or why it has no figures (failed: ..., crashed: ..., skipped: budget, ...)")
     mean_ms: float | None = _f("mean ms", "ms", ".2f", "mean latency of the timed runs", timed=True)
     std_ms: float | None = _f("std ms", "ms", ".2f", "sample standard deviation (ddof=1) of the timed runs' latencies", timed=True)
-    p50_ms: float | None = _f("p50 ms", "ms", ".2f", "50th percentile (median) of the timed runs' latencies; a "
-                                                     "generation's: of its time per output token", timed=True)
+    p50_ms: float | None = _f("p50 ms", "ms", None, "50th percentile (median) of the timed runs' latencies, over all "
+                              "its rounds; a generation's: of its time per output token; '(2 modes)' where the runs "
+                              "form two clusters (modes_ms)", derive=p50_text, timed=True)
     p90_ms: float | None = _f("p90 ms", "ms", ".2f", "90th percentile of the timed runs' latencies", timed=True)
     p95_ms: float | None = _f("p95 ms", "ms", ".2f", "95th percentile of the timed runs' latencies", timed=True)
     p99_ms: float | None = _f("p99 ms", "ms", ".2f", "99th percentile of the timed runs' latencies", timed=True)
@@ -189,6 +196,12 @@ class BenchmarkRow(Record):
     max_ms: float | None = _f("max ms", "ms", ".2f", "the slowest timed run", timed=True)
     cv: float | None = _f("CV", "", ".1%", "coefficient of variation of the timed runs: std over mean")
     runs: int | None = _f("runs", "runs", "d", "timed runs")
+    modes_ms: list | None = _f("modes ms", "ms", lambda v: " / ".join(f"{m:.2f}" for m in v),
+                               "where the timed runs form two clusters (a run takes one speed or the other): each "
+                               "one's median, fastest first; absent where they form one (the rule: "
+                               "hfmagic.core.stats.two_modes)", timed=True)
+    mode_shares: list | None = _f("mode shares", "", lambda v: " / ".join(f"{m:.0%}" for m in v),
+                                  "the share of the timed runs in each of those two modes")
     samples_per_s: float | None = _f("samples/s", "examples/s", ".1f", "examples per second: batch x runs over the "
                                                                        "time they took", timed=True)
     tokens_per_s: float | None = _f("tokens/s", "tokens/s", ".0f", "tokens per second: samples/s x tokens per sequence", timed=True)

@@ -17,7 +17,9 @@ is not possible it is the process's lifetime peak (``ru_maxrss``), and the job s
 
 ``HFMAGIC_WORKER_FAULT=crash|hang|raise:VARIANT:BATCHxSEQ`` (comma-separated for several) makes a
 worker fail on purpose at that shape (SIGKILL itself, as the out-of-memory killer does; sleep;
-raise), to test that a sweep survives it. It is read in worker processes only, never inline.
+raise), to test that a sweep survives it. ``bimodal:VARIANT:MS`` makes two runs in five of that
+variant (every shape) MS milliseconds slower, so its timings really form two modes (60% / 40%), to
+test that the rows report both. It is read in worker processes only, never inline.
 """
 
 from __future__ import annotations
@@ -116,6 +118,8 @@ def _load(job: dict, process_start: float | None, in_worker: bool, park_when_idl
         unavailable = isinstance(exc, BackendUnavailable)
         yield {"type": "error", "error": str(exc) if unavailable else one_line(exc), "unavailable": unavailable}
         return
+    if in_worker:
+        _inject_slow_runs(backend, spec["name"])
     startup_s = loading - (process_start if process_start is not None else start)
     yield {"type": "ready", "startup_s": startup_s, "load_s": load_s, "pid": os.getpid(),
            "threads_used": backend.threads_used()}
@@ -226,6 +230,23 @@ def _inject_fault(variant: str, batch: int, seq: int) -> None:
         elif kind == "orphan" and os.fork() == 0:  # a child that keeps the pipe open, as a library's
             time.sleep(600)                          # forked telemetry sender can
             os._exit(0)
+
+
+def _inject_slow_runs(backend, variant: str) -> None:
+    """``bimodal:VARIANT:MS``: the second and fourth of every five runs of ``variant`` take MS more."""
+    extra = [float(ms) for kind, _, where in (spec.partition(":") for spec in os.environ.get(FAULT_ENV, "").split(","))
+             for name, _, ms in [where.rpartition(":")] if kind == "bimodal" and name == variant]
+    if not extra:
+        return
+    run, count = backend.run, iter(range(1 << 62))
+
+    def slowed(*args, **kwargs):
+        out = run(*args, **kwargs)
+        if next(count) % 5 in (1, 3):
+            time.sleep(extra[0] / 1000)
+        return out
+
+    backend.run = slowed
 
 
 def one_line(exc: BaseException) -> str:

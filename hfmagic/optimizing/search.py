@@ -12,7 +12,7 @@ import time
 
 from hfmagic.backends import get_backend
 from hfmagic.benchmarking.api import benchmark
-from hfmagic.core.stats import speedup_text
+from hfmagic.core.stats import modes_text, speedup_text
 from hfmagic.evaluation.api import evaluate
 from hfmagic.models.variants import Variants
 from hfmagic.optimizing.recipes import build_recipes, rebuild_recipe
@@ -238,7 +238,7 @@ class Search:
             ev = self.evaluated.get(evaluated_as(config)) or {}
             self.step(_label(config), "confirm", "measured" if ok else "dropped",
                       objective=self.value(row) if ok else None, metric=ev.get(self.metric_name),
-                      pct=ev.get("pct_of_reference"), reason=None if ok else (row or {}).get("status"))
+                      pct=ev.get("pct_of_reference"), reason=self.modes(row) if ok else (row or {}).get("status"))
 
     def confirm_time(self, configs: list) -> float:
         """Seconds of rounds for the confirming sweep: %benchmark's default (60 x min-time), or
@@ -255,7 +255,24 @@ class Search:
 
     # -- rules ---------------------------------------------------------------------------------
     def value(self, row: dict) -> float:
+        """The objective of a sweep's row: its p50 (or p95) is the percentile of all its runs, pooled
+        over every round of the sweep, and its throughput all its runs over their summed time: never
+        a mean of per-round figures. A configuration whose runs form two modes ranks by that figure,
+        what a user can expect of a run, with the modes in the trace and the notes (:meth:`modes`)."""
         return row[self.key]
+
+    def modes(self, row: dict) -> str | None:
+        """For a confirmed row whose runs form two modes (dynamic int8 can run at one speed or
+        another): both, and what its objective is (None for a row with one)."""
+        text = modes_text(row)
+        return None if text is None else (f"two modes, {text}: ranked by its {self.objective} over all its runs; a run "
+                                          "costs one or the other")
+
+    def modes_notes(self) -> list[str]:
+        """A note per confirmed configuration whose runs form two modes, naming it with its modes."""
+        rows = [] if self.final is None else [r for r in self.final.rows if r["status"] == "ok"
+                                              and (r["variant"], r["backend"]) in self.confirmed]
+        return [f"{_label((r['variant'], r['backend']))}: {text}" for r in rows if (text := self.modes(r))]
 
     def rank(self, value: float) -> float:
         """Smaller is better, whichever way the objective points."""
@@ -335,6 +352,7 @@ class Search:
                                   "the winner has nothing of theirs to be compared with")
         if self.final is not None:
             self.notes += [n for n in self.final.notes if n.startswith("interleaved")]
+            self.notes += self.modes_notes()
         return OptimizeResult(self.model.name, self.objective, self.keep, winner, self.trace, front, recipe,
                               self.notes, self.final, self.accuracy_rows(),
                               interrupted=self.interrupted, points=points, against_fixed=against,

@@ -139,7 +139,8 @@ def headline(kind: str, rows: list[dict], params: dict, summary: dict | None = N
 def _p50(row: dict) -> str:
     """A row's p50 as the tables write it, with its unit."""
     p50 = field_of("p50_ms")
-    return f"{p50.write(row)} {p50.unit}"
+    figure, _, caveat = p50.write(row).partition(" ")  # "18.20 (2 modes)": the unit after the figure
+    return f"{figure} {p50.unit}" + (f" {caveat}" if caveat else "")
 
 
 def optimize_headline(rows: list[dict], params: dict, summary: dict) -> str:

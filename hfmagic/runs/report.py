@@ -22,6 +22,7 @@ from hfmagic.core.errors import UsageProblem
 from hfmagic.core.records import columns, field_of
 from hfmagic.core.results import Column, Table, batch_label
 from hfmagic.core.shapes import shape_of, shape_text
+from hfmagic.core.stats import modes_note
 from hfmagic.runs.compare import flatten
 from hfmagic.runs.history import metric_names, reference_of
 from hfmagic.store.db import RunStore
@@ -32,6 +33,7 @@ SUMMARY_COLUMNS = columns("model", "variant", "size_mb", "shape", "p50_ms", "spe
                           "metric",  # the evaluation's first metric, titled with its name
                           "metric_ci", "eval_batch", "pct_of_reference", "gate", "status")
 SPEEDUP = ("speedup", "speedup_low", "speedup_high", "speedup_trust", "speedup_rounds")  # its cell's figures
+MODES = ("modes_ms", "mode_shares")  # the p50 cell's "(2 modes)" and its note
 
 
 _STYLE = """<style>
@@ -112,7 +114,7 @@ def summary_table(runs: list[dict]) -> Table:
                 entry = line(run, r)
                 if shape_of(r) == smallest and "p50_ms" not in entry:
                     entry.update(shape=f"{r['backend']}{where(r)} {shape_text(r, compact=True)}", p50_ms=r.get("p50_ms"),
-                                 **{k: r.get(k) for k in SPEEDUP})
+                                 **{k: r.get(k) for k in SPEEDUP + MODES})
                     entry.setdefault("size_mb", r.get("size_mb"))
         elif run["kind"] == "evaluate":
             metric = metric_names(run["params"] or {}, run["rows"])[0]
@@ -130,6 +132,7 @@ def summary_table(runs: list[dict]) -> Table:
     ordered = sorted(lines.values(), key=lambda r: (models.index(r["model"]), r["variant"] != "torch"))
     notes = [f"speed-up: as each benchmark measured it, against its own baseline ({'; '.join(baselines)}); "
              "speed-ups of different benchmarks were measured apart and are not comparable"] if baselines else []
+    notes += [n for r in ordered if (n := modes_note(f"{r['model']}/{r['variant']}/{r.get('shape')}", r))]
     return Table(ordered, shown, title="summary per model and variant", notes=notes)
 
 

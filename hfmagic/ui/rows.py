@@ -32,7 +32,8 @@ CHART_X = ("p50_ms",)  # the chart's latency; a generation's rows may put its TT
 GENERATION_X = ("p50_ms", "ttft_p50_ms")  # shown even where every cell is empty
 _BENCH_KEYS = ("model", "model_sha", "variant", "backend", "node", "hardware", "batch_size", "seq_len", "image_size",
                "audio_seconds", "status", "p50_ms", "p95_ms", "samples_per_s", "peak_mem_mb", "size_mb", "rtf",
-               "new_tokens", "ttft_p50_ms", "tpot_p50_ms", "sweep")  # a generation's: p50_ms is its TPOT
+               "new_tokens", "ttft_p50_ms", "tpot_p50_ms", "sweep",  # a generation's: p50_ms is its TPOT
+               "modes_ms", "mode_shares")  # where its runs form two modes: the p50 cell says so
 _EVAL_KEYS = ("metric", "metric_low", "metric_high", "metric_ci", "eval_batch", "pct_of_reference", "gate",
               "agreement", "eval_status", "data_sha", "eval_batch_size", "batch_dependent")
 
