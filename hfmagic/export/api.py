@@ -30,7 +30,7 @@ from hfmagic.export.cache import base_key, check_space, from_meta, read_meta, st
 from hfmagic.models.handle import load_model
 from hfmagic.models.variants import TORCH, Variant, Variants
 from hfmagic.onnx.build import check_exportable, check_opset, describe_quantization, int8_isa, isa_note
-from hfmagic.onnx.plan import (CALIBRATION_METHODS, DEFAULT_LEVELS, DYNAMIC_NAME, INT4_BLOCK, INT4_METHODS, LEVELS,
+from hfmagic.onnx.plan import (CALIBRATION_METHODS, DEFAULT_LEVELS, INT4_BLOCK, INT4_METHODS, LEVELS,
                                QUANT_FORMATS, QUANTIZE, WEIGHT_TYPES, Dynamic)
 from hfmagic.store.db import default_store
 from hfmagic.tasks import names
@@ -47,8 +47,6 @@ def request_for(names: list[str], calibration=None) -> dict:
             return "genai"
         if name == "int4":  # a text-generation model's, from fp32
             return "fp32"
-        if named := DYNAMIC_NAME.match(name):  # fused-int8-u8-pt: the level before int8
-            return named["level"] or "fp32"
         return name if name in LEVELS else name.removesuffix("-int8").replace("int8", "fp32")
 
     levels = list(dict.fromkeys(level(n) for n in names if n not in (TORCH, "int8-static", "int8-nncf")))

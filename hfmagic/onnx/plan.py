@@ -5,7 +5,6 @@ O2-int8 from O2). Only names and small value objects here; building is :mod:`hfm
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from hfmagic.core.errors import UnsupportedError
@@ -39,7 +38,6 @@ WEIGHT_TYPES = {"int8": "s8", "uint8": "u8"}  # dynamic int8's weights: onnxrunt
 # the graph formats of a quantized model: QOperator (MatMulInteger, QAttention: what dynamic int8 writes)
 # and QDQ (QuantizeLinear/DequantizeLinear pairs around float ops: what static int8 and NNCF write)
 QUANT_FORMATS = ("qoperator", "qdq")
-DYNAMIC_NAME = re.compile(r"^(?:(?P<level>[A-Za-z0-9]+)-)?int8-(?P<weights>s8|u8)-(?P<granularity>pc|pt)(?P<rr>-rr)?$")
 
 
 @dataclass(frozen=True)
