@@ -3,13 +3,16 @@
 What is built (the plan): the fp32 export (always: every other variant starts from it), each
 requested optimization level (O1..O4, from fp32), and with dynamic quantization (``auto``, the
 default, or ``dynamic``) an int8 twin of each requested fp32/O1/O2/O3 graph: fp32 -> ``int8``,
-O2 -> ``O2-int8``. O4 is fp16 and gets none. Static int8 (``int8-static``, from fp32) is built
+O2 -> ``O2-int8``. O4 is fp16 and gets none. Level ``fused`` is onnxruntime's transformer optimizer
+with its fusions for the model type (what Olive's transformer pass writes). Static int8 (``int8-static``, from fp32) is built
 with ``quantize="static"``, or with ``auto`` when calibration data is given. The default, levels
 fp32,O2 with auto, builds torch + fp32, O2, int8, O2-int8. ``quantize="nncf"`` builds
 ``int8-nncf`` (static int8 as QDQ, by NNCF's post-training quantization with its transformer preset,
 calibrated like static int8), a file OpenVINO runs as int8.
 
 The int8 config is read off the CPU (avx512_vnni > avx512 > avx2 > arm64), per-channel by default.
+Naming ``weight_type`` (int8/uint8) or ``reduce_range`` builds the dynamic twins with those settings
+instead, named by them: ``fused-int8-u8-pt`` is the fused graph with uint8 per-tensor weights.
 
 Cache: each variant is a folder keyed by what shapes it (:mod:`hfmagic.export.cache`), built by
 :class:`hfmagic.export.builder.Builder` when it is missing; ``output=`` writes ``<output>/<variant>``
@@ -27,7 +30,8 @@ from hfmagic.export.cache import base_key, check_space, from_meta, read_meta, st
 from hfmagic.models.handle import load_model
 from hfmagic.models.variants import TORCH, Variant, Variants
 from hfmagic.onnx.build import check_exportable, check_opset, describe_quantization, int8_isa, isa_note
-from hfmagic.onnx.plan import CALIBRATION_METHODS, DEFAULT_LEVELS, INT4_BLOCK, INT4_METHODS, LEVELS, QUANTIZE
+from hfmagic.onnx.plan import (CALIBRATION_METHODS, DEFAULT_LEVELS, INT4_BLOCK, INT4_METHODS, LEVELS,
+                               QUANT_FORMATS, QUANTIZE, WEIGHT_TYPES, Dynamic)
 from hfmagic.store.db import default_store
 from hfmagic.tasks import names
 
@@ -58,7 +62,7 @@ def request_for(names: list[str], calibration=None) -> dict:
 def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibration=None, samples=100,
                 opset=None, output=None, device="cpu", force=False, text_column=None,
                 progress=True, block_size=INT4_BLOCK, int4_method="rtn", calibration_method="minmax",
-                exclude_nodes=None) -> Variants:
+                exclude_nodes=None, weight_type=None, reduce_range=None, quant_format=None) -> Variants:
     """Export ``model`` to ONNX variants (see the module docstring); a "torch" variant comes first.
 
     ``calibration``: texts for static int8 (anything :func:`hfmagic.data.tables.load_data` reads; the first
@@ -73,6 +77,11 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     int8 leaves in float (what :func:`hfmagic.optimize`'s sensitivity pass finds).
     ``quantize="nncf"``: ``int8-nncf``, NNCF's ``nncf.quantize`` of the fp32 graph with
     ``model_type=TRANSFORMER`` on the ``samples`` calibration examples (needs ``pip install nncf``).
+    ``weight_type`` (``int8`` or ``uint8``) and ``reduce_range`` (7-bit weights): dynamic int8's
+    settings, through onnxruntime's ``quantize_dynamic`` (None for both: the CPU's preset, named
+    ``int8``/``O2-int8``); named, the twins are ``<level>-int8-<s8|u8>-<pc|pt>[-rr]``.
+    ``quant_format``: ``qoperator`` (dynamic int8's, the only one onnxruntime's dynamic quantization
+    writes) or ``qdq`` (static int8's and NNCF's); None: each one's own.
     """
 
     model = load_model(model)
@@ -93,13 +102,14 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     if calibration_method not in CALIBRATION_METHODS:
         raise UsageProblem(f"unknown --calibration-method {calibration_method!r}; use one of: "
                            f"{', '.join(CALIBRATION_METHODS)}")
+    dynamic = check_dynamic(model, quantize, per_channel, weight_type, reduce_range, quant_format)
     int4 = {"block_size": block_size, "method": int4_method}
     if quantize == "nncf":
         check_nncf()
     data = calibration_data(model, quantize, calibration, samples, text_column)
     task = model.task_plugin
     steps = task.export.steps(levels, quantize, static=data is not None, options={"block_size": block_size,
-                                                                                  "model": model})
+                                                                                  "model": model, "dynamic": dynamic})
     quantizing = any(s.quant for s in steps)
 
     isa = int8_isa() if quantizing else None
@@ -107,7 +117,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     base = base_key(model, opset, device)
     operators = task.export.quant_operators(model)
     exclude = sorted(exclude_nodes or [])
-    keys = {s.name: step_key(base, s, isa, per_channel, data, int4, operators, calibration_method, exclude)
+    keys = {s.name: step_key(base, s, isa, per_channel, data, int4, operators, calibration_method, exclude, dynamic)
             for s in steps}
     places = {s.name: root / (s.name if output else keys[s.name][:24]) for s in steps}
     sweep_stale_temps(root)
@@ -125,8 +135,9 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
                          "--levels asked for it)")
     if any(s.quant in ("dynamic", "static") for s in steps):
         ops = f", {'/'.join(operators)} weights only" if operators and quantize != "static" else ""
-        notes.append(f"int8: {describe_quantization('dynamic' if quantize != 'static' else 'static', isa, per_channel)}"
-                     f"{ops} (picked for this CPU by --quantize {quantize})")
+        picked = "as named" if dynamic is not None and quantize != "static" else f"picked for this CPU by --quantize {quantize}"
+        notes.append(f"int8: {describe_quantization('dynamic' if quantize != 'static' else 'static', isa, per_channel, dynamic=dynamic)}"
+                     f"{ops} ({picked})")
         if note := isa_note(isa):
             notes.append(note)
         if "O4" in levels and quantize in ("auto", "dynamic"):
@@ -146,13 +157,15 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
               "samples": samples, "opset": opset, "output": str(output) if output else None,
               "device": device, "force": force, "text_column": text_column, "block_size": block_size,
               "int4_method": int4_method, "calibration_method": calibration_method,
-              "exclude_nodes": exclude or None}
+              "exclude_nodes": exclude or None, "weight_type": weight_type, "reduce_range": reduce_range,
+              "quant_format": quant_format}
     provenance = {"model": {"source": model.source, "path": str(model.path), "revision": model.revision,
                             "weights_sha256": model.weights_sha256, "task": model.task, "name": model.name},
                   "files": {}}
     if data is not None:
         provenance["dataset"] = data.fingerprint
-    builder = Builder(model, root, places, device, opset, isa, per_channel, data, int4, calibration_method, exclude)
+    builder = Builder(model, root, places, device, opset, isa, per_channel, data, int4, calibration_method, exclude,
+                      dynamic)
     items = [Variant("torch", model, size_bytes=model.weights_bytes)]
 
     store = default_store()
@@ -218,6 +231,35 @@ def check_levels(levels, default=DEFAULT_LEVELS, known=LEVELS) -> list[str]:
     if not levels:
         raise UsageProblem(f"--levels is empty; give some of {', '.join(LEVELS)}")
     return list(dict.fromkeys(by_lower[str(lv).lower()] for lv in levels))
+
+
+def check_dynamic(model, quantize: str, per_channel: bool, weight_type, reduce_range, quant_format) -> Dynamic | None:
+    """Dynamic int8's named settings, or None for the CPU's preset; a value or a combination that
+    cannot be built is one line."""
+    if quant_format is not None and quant_format not in QUANT_FORMATS:
+        raise UsageProblem(f"unknown --quant-format {quant_format!r}; use one of: {', '.join(QUANT_FORMATS)}")
+    if quant_format == "qdq" and quantize in ("dynamic", "auto"):
+        raise UnsupportedError("--quant-format qdq is for static int8 (--quantize static or nncf): onnxruntime's dynamic "
+                               "quantization (quantize_dynamic; optimum's is_static=False) writes QOperator graphs only, "
+                               "whose activations are quantized as each batch runs")
+    if quant_format == "qoperator" and quantize in ("static", "nncf"):
+        raise UnsupportedError(f"--quant-format qoperator is dynamic int8's; --quantize {quantize} writes QDQ "
+                               "(optimum's static presets and NNCF): leave --quant-format out")
+    if weight_type is None and reduce_range is None:
+        return None
+    if weight_type is not None and weight_type not in WEIGHT_TYPES:
+        raise UsageProblem(f"unknown --weight-type {weight_type!r}; use one of: {', '.join(WEIGHT_TYPES)}")
+    if reduce_range is not None and not isinstance(reduce_range, bool):
+        raise UsageProblem(f"--reduce-range is on or off (True/False), got {reduce_range!r}")
+    if quantize not in ("dynamic", "auto"):
+        raise UsageProblem(f"--weight-type and --reduce-range set dynamic int8, which --quantize {quantize} does not "
+                           "build; use --quantize dynamic (or auto)")
+    if not model.task_plugin.export.DYNAMIC_OPTIONS:
+        raise UnsupportedError(f"--weight-type and --reduce-range are not offered for {model.task} models: their "
+                               "int8 is the CPU's preset (leave them out)")
+    if weight_type is None:  # the preset's weight type (optimum's presets: uint8 on AVX2, int8 elsewhere)
+        weight_type = "uint8" if int8_isa() == "avx2" else "int8"
+    return Dynamic(weight_type, bool(per_channel), bool(reduce_range))
 
 
 def check_nncf() -> None:

@@ -25,11 +25,12 @@ class Builder:
     """Builds steps into temporary folders, validates them, and installs them."""
 
     def __init__(self, model, root, places, device, opset, isa, per_channel, data, int4: dict,
-                 calibration_method: str = "minmax", exclude: list[str] | None = None):
+                 calibration_method: str = "minmax", exclude: list[str] | None = None, dynamic=None):
         self.model, self.root, self.places, self.device = model, root, places, device
         self.calibration_method, self.exclude = calibration_method, exclude or []
         self.opset, self.isa, self.per_channel, self.data = opset, isa, per_channel, data
         self.block_size, self.int4_method = int4["block_size"], int4["method"]
+        self.dynamic = dynamic  # dynamic int8's named settings (hfmagic.onnx.plan.Dynamic), None: the preset
         self.reference = None
 
     def build(self, step: Step, key: str, built: dict[str, Variant]) -> Variant:
@@ -41,7 +42,7 @@ class Builder:
                                      else "RTN by onnxruntime-genai's builder"))
         elif step.quant and not step.quant.startswith("genai"):
             variant.quantization = describe_quantization(step.quant, self.isa, self.per_channel, self.block_size,
-                                                         self.int4_method)
+                                                         self.int4_method, self.dynamic)
             if step.quant == "static":
                 variant.quantization += f", {self.calibration_method} calibration"
                 if self.exclude:
@@ -92,11 +93,15 @@ class Builder:
                     return own
                 if step.level == "fp32" and not step.quant:
                     return onnxbuild.export_fp32(self.model, out, self.opset, self.device)
+                if step.level == "fused" and not step.quant:
+                    return onnxbuild.fuse(source.folder, out, self.model.model_type)
                 if not step.quant:
                     return onnxbuild.optimize(source.folder, out, step.level, self.device)
                 if step.quant == "dynamic":
                     return onnxbuild.quantize_dynamic(source.folder, source.path.name, out, self.isa,
-                                                      self.per_channel, step.name, self.model.task_plugin.export.quant_operators(self.model))
+                                                      self.per_channel, step.name,
+                                                      self.model.task_plugin.export.quant_operators(self.model),
+                                                      self.dynamic)
                 features = self.model.task_plugin.export.calibration_features(self.model, self.data)
                 if step.quant == "nncf":
                     return onnxbuild.quantize_nncf(source.folder, out, features)

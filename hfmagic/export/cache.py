@@ -68,9 +68,11 @@ def base_key(model, opset, device) -> dict[str, Any]:
 
 
 def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data, int4: dict | None = None,
-             operators=None, calibration_method: str = "minmax", exclude: list[str] | None = None) -> str:
+             operators=None, calibration_method: str = "minmax", exclude: list[str] | None = None,
+             dynamic=None) -> str:
     """One variant's cache key: the base key and the options that shape that step (and none other,
-    so an entry is shared by every call that builds the same file)."""
+    so an entry is shared by every call that builds the same file). ``dynamic``: dynamic int8's
+    named settings (None, the CPU's preset, keys as before they could be named)."""
     int4 = int4 or {"block_size": INT4_BLOCK, "method": "rtn"}
     spec = {"base": base, "name": step.name, "level": step.level, "source": step.source, "quant": step.quant}
     if step.quant == "int4":
@@ -85,6 +87,9 @@ def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data, i
         spec["nncf"] = md.version("nncf")
     elif step.quant:
         spec |= {"isa": isa, "per_channel": per_channel}
+        if step.quant == "dynamic" and dynamic is not None:
+            spec |= {"per_channel": dynamic.per_channel, "weight_type": dynamic.weight_type,
+                     "reduce_range": dynamic.reduce_range}
         if operators:
             spec["operators"] = list(operators)
     if step.quant == "nncf":

@@ -5,7 +5,10 @@ Each step writes one variant's folder (the ONNX file beside the model's config a
 (``main_export``), ``ORTOptimizer`` with ``AutoOptimizationConfig``, ``ORTQuantizer`` with
 ``AutoQuantizationConfig``. One exception, measured in offline-stack.md: ORTQuantizer cannot
 quantize an already optimized graph, so ``O2-int8`` and its kin go through onnxruntime's
-``quantize_dynamic`` with the same settings plus ``DefaultTensorType``.
+``quantize_dynamic`` with the same settings plus ``DefaultTensorType``. Dynamic int8 named by its
+settings (``fused-int8-u8-pt``: weight type, per-channel, reduce_range) goes through ``quantize_dynamic``
+on every level, with onnxruntime's own defaults for that weight type. The ``fused`` level is
+onnxruntime's transformer optimizer (``optimize_model``) with its fusions for the model type.
 Each step also returns the command line that rebuilds it.
 """
 
@@ -21,7 +24,7 @@ from hfmagic.core.envcard import cpu_flags
 from hfmagic.core.errors import UnsupportedError
 from hfmagic.core.hashing import weights_sha256
 from hfmagic.core.telemetry import openvino_off
-from hfmagic.onnx.plan import FOLDER_FILES, FP32_FILE, QUANTIZED_FILE
+from hfmagic.onnx.plan import FOLDER_FILES, FP32_FILE, OPTIMIZED_FILE, QUANTIZED_FILE
 
 
 def int8_isa(flags: frozenset[str] | None = None) -> str:
@@ -55,7 +58,7 @@ def quantization_config(isa: str, per_channel: bool, static: bool, exclude: list
 
 
 def describe_quantization(mode: str, isa: str, per_channel: bool, block_size: int | None = None,
-                          int4_method: str = "rtn") -> str:
+                          int4_method: str = "rtn", dynamic=None) -> str:
     if mode == "fp16":
         return "fp16 weights and compute (onnxruntime's float16 converter; inputs and outputs fp32)"
     if mode == "int4":
@@ -63,6 +66,10 @@ def describe_quantization(mode: str, isa: str, per_channel: bool, block_size: in
         return f"int4 weight-only MatMulNBits, block {block_size}, {how}"
     if mode == "nncf":
         return "static int8 QDQ by NNCF's post-training quantization, transformer preset (its own int8 scheme)"
+    if mode == "dynamic" and dynamic is not None:
+        weights = ("uint8 asymmetric" if dynamic.weight_type == "uint8" else "int8 symmetric")
+        return (f"dynamic int8 (QOperator), {weights} weights {'per-channel' if dynamic.per_channel else 'per-tensor'}"
+                f"{', reduce_range (7-bit weights)' if dynamic.reduce_range else ''}, uint8 activations")
     return f"{mode} {isa} {'per-channel' if per_channel else 'per-tensor'}"
 
 
@@ -93,17 +100,52 @@ def optimize(source: Path, out: Path, level: str, device: str) -> str:
                        f"-{level}", "-o", f"onnx/{level}"])
 
 
+def fuse(source: Path, out: Path, model_type: str) -> str:
+    """The ``fused`` level: onnxruntime's transformer optimizer (``optimize_model``) with its fusions
+    for the model type (optimum's table maps a transformers model type to onnxruntime's: bert for
+    DistilBERT, RoBERTa, ...) and its default fusion options (EmbedLayerNormalization included, which
+    ORTOptimizer's O2 leaves out), at ``opt_level=0``: no onnxruntime graph optimization is baked in,
+    onnxruntime applies its own when it loads the file. A graph in which it fuses nothing is refused
+    (it would be fp32 again under another name)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+    from optimum.onnxruntime.utils import ORTConfigManager
+
+    try:
+        ort_type = ORTConfigManager.get_model_ort_type(model_type.replace("_", "-"))
+    except (KeyError, ValueError, NotImplementedError):
+        try:
+            ort_type = ORTConfigManager.get_model_ort_type(model_type)
+        except (KeyError, ValueError, NotImplementedError):
+            raise UnsupportedError(f"onnxruntime's transformer optimizer has no fusions for {model_type} models "
+                                   "(level fused); use O1 or O2") from None
+    optimized = optimize_model(str(source / FP32_FILE), model_type=ort_type, num_heads=0, hidden_size=0, opt_level=0)
+    if not any(n.domain == "com.microsoft" for n in optimized.model.graph.node):
+        raise UnsupportedError(f"onnxruntime's transformer optimizer ({ort_type} fusions) fused nothing in this "
+                               f"{model_type} graph: level fused would be fp32 again")
+    out.mkdir(parents=True, exist_ok=True)
+    optimized.save_model_to_file(str(out / OPTIMIZED_FILE), use_external_data_format=optimized.model.ByteSize() > 2e9)
+    copy_folder_files(source, out)
+    snippet = ("from onnxruntime.transformers.optimizer import optimize_model; optimize_model(\"onnx/fp32/model.onnx\", "
+               f"model_type=\"{ort_type}\", num_heads=0, hidden_size=0, opt_level=0)"
+               f".save_model_to_file(\"onnx/fused/{OPTIMIZED_FILE}\")")
+    return f"mkdir -p onnx/fused && python -c {shlex.quote(snippet)}"
+
+
 def quantize_dynamic(source: Path, source_file: str, out: Path, isa: str, per_channel: bool,
-                     name: str, operators=None) -> str:
+                     name: str, operators=None, dynamic=None) -> str:
     """Dynamic int8: ORTQuantizer for the fp32 graph, onnxruntime's quantize_dynamic for an
     optimized one (ORTQuantizer fails there: "Unable to find data type for weight_name").
     ``operators``: the op types to quantize (the task's; None: optimum's default for the ISA); then
     only the nodes that have a weight (an initializer) are: a decoder's attention MatMuls (scores,
-    probabilities x values) quantized on the fly take SmolLM2's logits to a cosine of 0.005."""
+    probabilities x values) quantized on the fly take SmolLM2's logits to a cosine of 0.005.
+    ``dynamic`` (:class:`hfmagic.onnx.plan.Dynamic`): the settings named, through ``quantize_dynamic``
+    on every level, with onnxruntime's defaults for the weight type (int8 symmetric, uint8 asymmetric)."""
     qconfig = quantization_config(isa, per_channel, static=False)
     if operators:
         qconfig.operators_to_quantize = list(operators)
         qconfig.nodes_to_exclude = without_weights(source / source_file, operators)
+    if dynamic is not None:
+        return _quantize_named(source, source_file, out, qconfig, name, dynamic)
     if source_file == FP32_FILE:
         from optimum.onnxruntime import ORTQuantizer
 
@@ -128,6 +170,29 @@ def quantize_dynamic(source: Path, source_file: str, out: Path, isa: str, per_ch
                f"reduce_range={qconfig.reduce_range}, weight_type=QuantType.{qconfig.weights_dtype.name}, "
                f"extra_options={{\"WeightSymmetric\": {qconfig.weights_symmetric}, \"ActivationSymmetric\": "
                f"{qconfig.activations_symmetric}, \"DefaultTensorType\": onnx.TensorProto.FLOAT}})")
+    return f"mkdir -p onnx/{name} && python -c {shlex.quote(snippet)}"
+
+
+def _quantize_named(source: Path, source_file: str, out: Path, qconfig, name: str, dynamic) -> str:
+    """Dynamic int8 with the weight type, granularity and reduce_range named (``quantize_dynamic``)."""
+    import onnx
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    weight = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[dynamic.weight_type]
+    ops = [getattr(op, "value", op) for op in qconfig.operators_to_quantize]
+    out.mkdir(parents=True, exist_ok=True)
+    ort_quantize_dynamic(source / source_file, out / QUANTIZED_FILE, op_types_to_quantize=ops,
+                         per_channel=dynamic.per_channel, reduce_range=dynamic.reduce_range, weight_type=weight,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+                         nodes_to_exclude=qconfig.nodes_to_exclude or [])
+    copy_folder_files(source, out)
+    level = "fp32" if name.startswith("int8") else name.split("-")[0]
+    snippet = ("from onnxruntime.quantization import quantize_dynamic, QuantType; import onnx; "
+               f"quantize_dynamic(\"onnx/{level}/{source_file}\", \"onnx/{name}/{QUANTIZED_FILE}\", "
+               f"op_types_to_quantize={json.dumps(ops)}, per_channel={dynamic.per_channel}, "
+               f"reduce_range={dynamic.reduce_range}, weight_type=QuantType.{weight.name}, "
+               "extra_options={\"DefaultTensorType\": onnx.TensorProto.FLOAT})")
     return f"mkdir -p onnx/{name} && python -c {shlex.quote(snippet)}"
 
 

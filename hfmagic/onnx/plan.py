@@ -19,10 +19,13 @@ FOLDER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "speci
                 "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
                 "added_tokens.json", "ort_config.json")
 
-LEVELS = ("fp32", "O1", "O2", "O3", "O4")
+# fused: onnxruntime's transformer optimizer (onnxruntime.transformers.optimizer.optimize_model) with its
+# own fusions for the model type (attention, embeddings + LayerNorm, skip LayerNorm, GELU) and none of
+# onnxruntime's graph optimizations baked in: what Olive's OrtTransformersOptimization pass writes
+LEVELS = ("fp32", "O1", "O2", "O3", "O4", "fused")
 # every variant name export_onnx can build: torch, the levels, their dynamic int8 twins (none for
-# O4, which is fp16), static int8
-VARIANT_NAMES = (TORCH, *LEVELS, "int8", *(f"{lv}-int8" for lv in LEVELS[1:4]), "int8-static", "int8-nncf")
+# O4, which is fp16), static int8; and the dynamic int8 named by its settings (dynamic_name)
+VARIANT_NAMES = (TORCH, *LEVELS, "int8", *(f"{lv}-int8" for lv in (*LEVELS[1:4], "fused")), "int8-static", "int8-nncf")
 DEFAULT_LEVELS = ["fp32", "O2"]
 # int4: weight-only, for text-generation models; nncf: NNCF's static int8 (QDQ), for OpenVINO above all
 QUANTIZE = ("none", "dynamic", "static", "auto", "int4", "nncf")
@@ -31,6 +34,32 @@ INT4_BLOCK = 32
 # RTN 117%) but its float zero points run on a slower kernel (4x slower than RTN here, AVX2, onnxruntime 1.32)
 INT4_METHODS = ("rtn", "hqq")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")  # static int8's activation ranges
+WEIGHT_TYPES = {"int8": "s8", "uint8": "u8"}  # dynamic int8's weights: onnxruntime's QuantType.QInt8 / QUInt8
+# the graph formats of a quantized model: QOperator (MatMulInteger, QAttention: what dynamic int8 writes)
+# and QDQ (QuantizeLinear/DequantizeLinear pairs around float ops: what static int8 and NNCF write)
+QUANT_FORMATS = ("qoperator", "qdq")
+
+
+@dataclass(frozen=True)
+class Dynamic:
+    """Dynamic int8's settings as named (``weight_type`` int8/uint8, per-channel, reduce_range):
+    the variant is named ``<level>-int8-<s8|u8>-<pc|pt>[-rr]``; ``None``: the CPU's preset
+    (``int8``, ``O2-int8``: the names and cache keys they always had)."""
+
+    weight_type: str
+    per_channel: bool
+    reduce_range: bool
+
+    def suffix(self) -> str:
+        return (f"int8-{WEIGHT_TYPES[self.weight_type]}-{'pc' if self.per_channel else 'pt'}"
+                + ("-rr" if self.reduce_range else ""))
+
+
+def dynamic_name(level: str, dynamic: Dynamic | None) -> str:
+    """The name of ``level``'s dynamic int8 twin: ``int8``/``O2-int8`` (the CPU's preset), or named
+    by its settings: ``int8-u8-pt``, ``fused-int8-s8-pc-rr``."""
+    base = "int8" if dynamic is None else dynamic.suffix()
+    return base if level == "fp32" else f"{level}-{base}"
 
 
 @dataclass(frozen=True)
@@ -52,7 +81,7 @@ class Step:
         return FP32_FILE if self.level == "fp32" else OPTIMIZED_FILE
 
 
-def plan(levels: list[str], quantize: str, static: bool) -> list[Step]:
+def plan(levels: list[str], quantize: str, static: bool, dynamic: Dynamic | None = None) -> list[Step]:
     """The steps for these levels and this quantization, in build order (see the module docstring)."""
     if quantize == "int4":
         raise UnsupportedError("--quantize int4 (weight-only) is built for text-generation models; use dynamic, "
@@ -60,7 +89,7 @@ def plan(levels: list[str], quantize: str, static: bool) -> list[Step]:
     steps = [Step("fp32", "fp32", include="fp32" in levels)]
     steps += [Step(lv, lv, "fp32") for lv in levels if lv != "fp32"]
     if quantize in ("auto", "dynamic"):
-        steps += [Step("int8" if lv == "fp32" else f"{lv}-int8", lv, lv, "dynamic") for lv in levels if lv != "O4"]
+        steps += [Step(dynamic_name(lv, dynamic), lv, lv, "dynamic") for lv in levels if lv != "O4"]
     if static and quantize in ("auto", "static"):
         steps.append(Step("int8-static", "fp32", "fp32", "static"))
     if quantize == "nncf":

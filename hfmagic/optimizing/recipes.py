@@ -14,6 +14,7 @@ from hfmagic.core.envcard import cpu_flags
 from hfmagic.core.errors import BuildError, UsageProblem
 from hfmagic.export.api import export_onnx
 from hfmagic.onnx.build import int8_isa, quantizable_nodes
+from hfmagic.optimizing.space import LEVEL_ORDER, build_dynamic
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
@@ -23,9 +24,13 @@ def build_recipes(search) -> None:
     each in ``search.recipes``); a recipe the task or model does not take is traced, not raised."""
 
     task = search.model.task_plugin
-    levels = [lv for lv in ("fp32", "O1", "O2") if lv in task.export.LEVELS]
-    recipes = [({"levels": levels, "quantize": "dynamic", "per_channel": True}, {}),
-               ({"levels": ["fp32"], "quantize": "dynamic", "per_channel": False}, {"int8": "int8-per-tensor"})]
+    recipes = []
+    if task.export.DYNAMIC_OPTIONS:  # every level x dynamic int8's settings, pruned (hfmagic.optimizing.space)
+        build_dynamic(search, [lv for lv in LEVEL_ORDER if lv in task.export.LEVELS])
+    else:  # a task whose int8 is the CPU's preset: per-channel on its levels, per-tensor on fp32
+        levels = [lv for lv in ("fp32", "O1", "O2") if lv in task.export.LEVELS]
+        recipes = [({"levels": levels, "quantize": "dynamic", "per_channel": True}, {}),
+                   ({"levels": ["fp32"], "quantize": "dynamic", "per_channel": False}, {"int8": "int8-per-tensor"})]
     calibration = search.calibration if search.calibration is not None else search.data
     if (calibration is not None or search.model.dataset is not None) and not task.measurement.GENERATES:
         if search.calibration is None and search.data is not None:
@@ -137,6 +142,7 @@ def rebuild_recipe(search, winner: dict) -> dict:
         quantize = args.get("quantize", "none") if variant.quantization else "none"
         args = {"levels": [level], "quantize": quantize} | (
             {"per_channel": args.get("per_channel", True)} if quantize == "dynamic" else {}) | (
+            {k: args[k] for k in ("weight_type", "reduce_range") if k in args} if quantize == "dynamic" else {}) | (
             {k: args[k] for k in ("calibration", "samples", "calibration_method", "exclude_nodes") if k in args}
             if quantize in ("static", "nncf") else {}) | (
             {"int4_method": args["int4_method"]} if quantize == "int4" and "int4_method" in args else {})

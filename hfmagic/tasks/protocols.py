@@ -211,6 +211,9 @@ class Export(Part):
     LEVELS: ClassVar[tuple[str, ...]] = ("fp32",)          # what --levels takes
     DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32",)  # what export_onnx builds when not told
     QUANT_OPERATORS: ClassVar[tuple[str, ...] | None] = None  # dynamic int8's operators (None: optimum's)
+    # dynamic int8 built by the shared step, so its weight type and reduce_range can be chosen (a task
+    # that quantizes in a step of its own keeps the CPU's preset)
+    DYNAMIC_OPTIONS: ClassVar[bool] = True
 
     def quant_operators(self, model) -> tuple[str, ...] | None:
         """The operators dynamic int8 quantizes for ``model`` (None: optimum's default for the ISA)."""
@@ -233,9 +236,10 @@ class Export(Part):
 
     def steps(self, levels: list[str], quantize: str, static: bool, options: dict) -> list:
         """The variants export_onnx builds (hfmagic.onnx.plan.Step, in build order); ``options``
-        holds the model exported (``model``) and int4's ``block_size``."""
+        holds the model exported (``model``), int4's ``block_size`` and dynamic int8's settings
+        (``dynamic``: a :class:`hfmagic.onnx.plan.Dynamic`, None for the CPU's preset)."""
 
-        return plan(levels, quantize, static)
+        return plan(levels, quantize, static, options.get("dynamic"))
 
     def step_file(self, step, model) -> str:
         """The graph a built step's runtime is pointed at (its folder may hold more: graph_files)."""

@@ -159,9 +159,10 @@ class TokenMeasurement(Measurement):
 
 
 class TokenExport(Export):
-    """optimum's export, ORTOptimizer's O1-O4 (it fuses the text architectures), dynamic and static int8."""
+    """optimum's export, ORTOptimizer's O1-O4 (it fuses the text architectures), onnxruntime's transformer
+    optimizer's own fusion for the model type (``fused``), dynamic and static int8."""
 
-    LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "O1", "O2", "O3", "O4")
+    LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "O1", "O2", "O3", "O4", "fused")
     DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "O2")
 
 

@@ -10,7 +10,8 @@ DOC = """Export a model to ONNX variants: optimization levels and int8 quantizat
 against PyTorch and cached by content.
 
 Builds fp32 and each level asked for; with --quantize auto/dynamic also an int8 twin of each
-fp32/O1/O2/O3 graph (int8, O2-int8, ...), with the int8 config picked for this CPU; static int8
+fp32/O1/O2/O3/fused graph (int8, O2-int8, ...), with the int8 config picked for this CPU, or named by
+--weight-type/--no-per-channel/--reduce-range (fused-int8-u8-pt, ...); static int8
 (int8-static) with --quantize static, or auto plus --calibration; NNCF's static int8 (int8-nncf, a QDQ
 file OpenVINO runs as int8) with --quantize nncf. The default builds fp32, O2,
 int8 and O2-int8. A text-generation model (a decoder LLM) exports with its KV cache: fp32, int8
@@ -18,7 +19,8 @@ int8 and O2-int8. A text-generation model (a decoder LLM) exports with its KV ca
 """
 ARGS = [
     argument("model", help="a model handle's name, a folder, a hub id, or demo"),
-    argument("--levels", help="comma-separated: fp32,O1,O2,O3,O4 (default fp32,O2; text-generation: fp32)"),
+    argument("--levels", help="comma-separated: fp32,O1,O2,O3,O4,fused (default fp32,O2; text-generation: fp32); "
+                              "fused: onnxruntime's transformer optimizer's fusions for the model type"),
     argument("--quantize", default="auto", choices=["none", "dynamic", "static", "auto", "int4", "nncf"],
              help="int8 quantization: auto picks the config for this CPU (default); nncf: NNCF's static int8; "
                   "text-generation models: auto builds int8 and int4, int4 only int4"),
@@ -29,6 +31,13 @@ ARGS = [
     argument("--per-channel", dest="per_channel", action="store_true", default=True,
              help="per-channel int8 weights (default; keeps accuracy)"),
     argument("--no-per-channel", dest="per_channel", action="store_false", help="per-tensor int8 weights"),
+    argument("--weight-type", choices=["int8", "uint8"],
+             help="dynamic int8's weights (default: the CPU's preset); named, the variants are <level>-int8-<s8|u8>-<pc|pt>"),
+    argument("--reduce-range", dest="reduce_range", action="store_true", default=None,
+             help="dynamic int8 with 7-bit weights (onnxruntime's reduce_range; names the variants ...-rr)"),
+    argument("--no-reduce-range", dest="reduce_range", action="store_false", help="dynamic int8 with full-range weights"),
+    argument("--quant-format", choices=["qoperator", "qdq"],
+             help="qoperator (dynamic int8's) or qdq (static int8's and NNCF's); default: each one's own"),
     argument("--calibration", metavar="DATA",
              help="texts for static int8: a DataFrame/Dataset name, a CSV/JSON/Parquet file, or demo"),
     argument("--calibration-method", default="minmax", choices=["minmax", "entropy", "percentile"],
@@ -53,7 +62,8 @@ def run(args, ctx):
     variants = export_onnx(
         model, levels=csv_list(args.levels, what="level") if args.levels else None, quantize=args.quantize,
         block_size=args.block_size, int4_method=args.int4_method,
-        per_channel=args.per_channel, calibration=args.calibration if calibration is None else calibration,
+        per_channel=args.per_channel, weight_type=args.weight_type, reduce_range=args.reduce_range,
+        quant_format=args.quant_format, calibration=args.calibration if calibration is None else calibration,
         samples=args.samples, calibration_method=args.calibration_method, opset=args.opset, output=args.output_dir, device=args.device,
         force=args.force, text_column=args.text_column, progress=not args.quiet,
     )

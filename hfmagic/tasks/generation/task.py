@@ -130,6 +130,7 @@ class GenerationExport(TokenExport):
     VARIANTS: ClassVar[tuple[str, ...]] = ("torch", "fp32", "int8", "int4")
     GENAI_VARIANTS: ClassVar[tuple[str, ...]] = ("genai-fp32", "genai-int4")  # onnxruntime-genai's, when installed
     QUANT_OPERATORS: ClassVar[tuple[str, ...]] = ("MatMul",)  # dynamic int8: weights of MatMuls only
+    DYNAMIC_OPTIONS: ClassVar[bool] = False  # its own steps name int8 once: the CPU's preset
 
     def default_levels(self, model=None) -> tuple[str, ...]:
         return self.DEFAULT_LEVELS + (("genai",) if genai_installed() else ())

@@ -240,6 +240,7 @@ class SpeechExport(Export):
     Whisper's three graphs each."""
 
     QUANT_OPERATORS: ClassVar[tuple[str, ...]] = ("MatMul",)
+    DYNAMIC_OPTIONS: ClassVar[bool] = False  # a Whisper's int8 is a step of its own: the CPU's preset
 
     def step_file(self, step, model) -> str:
         if not self.task.seq2seq(model):
