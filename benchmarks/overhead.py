@@ -125,8 +125,8 @@ def sweep(variants, session, feed, min_time: float):
     def after_round(event: dict) -> None:
         if event["type"] == "row":
             last.update(event["row"])
-        elif event["type"] == "progress" and str(event.get("label", "")).startswith("round "):
-            r = int(event["label"].split()[1])
+        elif event["type"] == "progress" and event.get("round"):  # a round has ended
+            r = event["round"]
             runs = sum(1 for x in last.get("sample_rounds", []) if x == r)  # as many as hfmagic's slice
             bare[r] = bare_slice(session, feed, max(runs, 3))
 

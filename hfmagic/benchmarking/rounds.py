@@ -153,7 +153,7 @@ class Rounds:
             last = self._done(configs, widths) or time.time() > deadline
             total, left = (rounds, 0.0) if last else self._expected(configs, widths, rounds, began, deadline)
             label = prefix + self._progress_label(widths, left)
-            sweep.event({"type": "progress", "done": rounds, "total": total, "label": label})
+            sweep.event({"type": "progress", "done": rounds, "total": total, "label": label, "round": self.round})
             sweep.bar.total = total
             sweep.bar.set_postfix_str(label, refresh=False)
             sweep.bar.update(1)
