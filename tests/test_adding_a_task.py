@@ -55,7 +55,7 @@ def cross_encoder(tmp_path_factory):
     import torch
     from transformers import AutoModelForSequenceClassification, BertConfig
 
-    from tests.tiny import make_tokenizer
+    from tests.support.tiny import make_tokenizer
 
     tokenizer = make_tokenizer("bert")
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -136,7 +136,7 @@ def test_a_task_whose_inputs_say_nothing_is_told_so_in_one_line(shell, capsys, t
     from hfmagic.core.errors import UnsupportedError
     from hfmagic.core.shapes import IMAGE_AXIS
     from hfmagic.tasks import Inputs, Task
-    from tests.tiny import make_tiny_image
+    from tests.support.tiny import make_tiny_image
 
     class SketchInputs(Inputs):
         AXIS = IMAGE_AXIS

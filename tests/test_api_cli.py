@@ -13,16 +13,7 @@ from IPython.core.error import UsageError
 
 import hfmagic
 from hfmagic.core.errors import UsageProblem
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "hfmagic", *args], capture_output=True, text=True)
-
-
-def one_line(text: str) -> str:
-    """The text, which must be exactly one line (no traceback)."""
-    assert text.strip() and "\n" not in text.strip() and "Traceback" not in text, text
-    return text.strip()
+from tests.support.cli import cli, one_line
 
 
 # -- 0. the Python API works every time, in any order ----------------------------------------------

@@ -6,28 +6,16 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 from IPython.core.error import UsageError
 
 import hfmagic
-from tests.tiny import LABELS, sentences
+from tests.support.tiny import LABELS, sentences
+from tests.support.cli import cli, one_line
 
 FAST = "--threads 1 --warmup 1 --min-runs 3 --min-time 0.05"
-
-
-def cli(*args, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "hfmagic", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
-
-
-def one_line(text: str) -> str:
-    assert text.strip() and "\n" not in text.strip() and "Traceback" not in text, text
-    return text.strip()
 
 
 def cell(shell, code: str):
@@ -135,7 +123,7 @@ def test_a_question_too_long_for_a_short_model_says_what_the_user_can_change(she
 
     import transformers
 
-    from tests.tiny import make_tokenizer
+    from tests.support.tiny import make_tokenizer
 
     tokenizer = make_tokenizer("bert")
     config = transformers.BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
@@ -169,7 +157,7 @@ def test_speech_exports_and_evaluates_on_the_users_audio_without_librivox(shell,
     import numpy as np
     import soundfile
 
-    from tests.tiny import make_tiny_speech
+    from tests.support.tiny import make_tiny_speech
 
     monkeypatch.setenv("HFMAGIC_LIBRIVOX", str(tmp_path / "no-librivox"))
     clips = tmp_path / "my-recordings"
@@ -211,7 +199,7 @@ def test_nncf_and_transformers_keep_their_chatter_out_of_a_notebooks_cells(tiny_
     import nbformat
     from nbclient import NotebookClient
 
-    from tests.tiny import make_tiny
+    from tests.support.tiny import make_tiny
 
     decoder = make_tiny(tmp_path / "decoder", "gpt2", "text-generation")
     texts = sentences(16, seed=5)

@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from tests.tiny import LABELS, labelled, sentences
+from tests.support.tiny import LABELS, labelled, sentences
 
 SWEEP = "--batch-sizes 1 --seq-lens 16 --warmup 0 --min-runs 3 --min-time 0.05 --threads 1"
 

@@ -202,7 +202,7 @@ def test_real_inputs_add_end_to_end_time(shell_with_variants):
     import pandas as pd
 
     from hfmagic.store.db import default_store
-    from tests.tiny import sentences
+    from tests.support.tiny import sentences
 
     shell_with_variants.user_ns["texts"] = pd.DataFrame({"text": sentences(40)})
     res = shell_with_variants.run_line_magic(

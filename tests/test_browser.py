@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, {repo!r})
 import pandas as pd
 import hfmagic
-from tests.tiny import LABELS, make_tiny, sentences
+from tests.support.tiny import LABELS, make_tiny, sentences
 %load_ext hfmagic
 folder = make_tiny(Path({work!r}) / "tiny", "bert", "text-classification")
 %load_model {{folder}} --name tiny

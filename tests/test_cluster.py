@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from tests.test_evaluate import onnx_file, varied_classifier
-from tests.tiny import LABELS, sentences
+from tests.support.tiny import LABELS, onnx_file, sentences, varied_classifier
 
 ray = pytest.importorskip("ray")
 

@@ -103,7 +103,7 @@ def test_on_each_names_the_node_it_left_out_and_why(shell, tiny_bert, half_broke
     # an evaluation's shards avoid the node left out, and the notes say which and why
     import pandas as pd
 
-    from tests.tiny import LABELS, sentences
+    from tests.support.tiny import LABELS, sentences
 
     texts = sentences(24, seed=4)
     shell.user_ns["tb_df"] = pd.DataFrame({"text": texts, "label": [LABELS[i % 3] for i in range(24)]})

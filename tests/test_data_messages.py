@@ -5,22 +5,17 @@ column among several, and a pickled weights file that carries code."""
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 from IPython.core.error import UsageError
 
-from tests.tiny import LABELS, sentences
+from tests.support.tiny import LABELS, sentences
+from tests.support.cli import cli
 
 
 def run_cell(shell, code):
     return shell.run_cell(code, store_history=False)
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "hfmagic", *map(str, args)], capture_output=True, text=True)
 
 
 def refused(shell, capsys, code):

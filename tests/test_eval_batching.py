@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from IPython.core.error import UsageError
 
-from tests.tiny import LABELS, sentences
+from tests.support.tiny import LABELS, sentences
 
 
 def cell(shell, code: str, name: str):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from IPython.core.error import UsageError
 
-from tests.tiny import LABELS, sentences
+from tests.support.tiny import LABELS, onnx_file, sentences, varied_classifier
 
 METRIC_SCRIPT = '''\
 import datasets
@@ -26,40 +26,6 @@ class LocalAccuracy(evaluate.Metric):
     def _compute(self, predictions, references):
         return {"accuracy": sum(int(p == r) for p, r in zip(predictions, references)) / len(references)}
 '''
-
-
-def varied_classifier(src, dst, noise=0.0, seed=0):
-    """The tiny BERT with weights large enough that its predictions vary across texts (a freshly
-    initialised tiny model predicts one class for everything); ``noise`` then perturbs its head."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    model = AutoModelForSequenceClassification.from_pretrained(src).eval()
-    tok = AutoTokenizer.from_pretrained(src)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.Linear):
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen) * 0.3)
-            elif isinstance(mod, torch.nn.Embedding):
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen))
-        pooled = model.bert(**tok(sentences(200, seed=9), padding=True, return_tensors="pt")).pooler_output
-        model.classifier.bias.copy_(-model.classifier.weight @ pooled.mean(0))  # balanced classes
-        if noise:
-            model.classifier.weight.add_(torch.randn(model.classifier.weight.shape,
-                                                     generator=torch.Generator().manual_seed(seed + 1)) * noise)
-    model.save_pretrained(dst, safe_serialization=True)
-    tok.save_pretrained(dst)
-    return dst
-
-
-def onnx_file(folder, out):
-    """An ONNX file of another model, to stand in for a lossy variant (export_onnx would refuse to
-    call a different model a variant of this one)."""
-    from optimum.exporters.onnx import main_export
-
-    main_export(str(folder), output=str(out), task="text-classification")
-    return out / "model.onnx"
 
 
 @pytest.fixture(scope="module")

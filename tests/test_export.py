@@ -18,7 +18,7 @@ from hfmagic.export.api import export_onnx
 from hfmagic.export.cache import META
 from hfmagic.core.hashing import file_sha256
 from hfmagic.models.handle import load_model
-from tests.tiny import sentences
+from tests.support.tiny import sentences
 
 ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "mpnet"]
 TASKS = ["text-classification", "feature-extraction", "token-classification", "question-answering"]
@@ -252,7 +252,7 @@ def _funnel(folder: Path) -> Path:
     """A tiny Funnel Transformer: a transformers architecture optimum cannot export to ONNX."""
     from transformers import FunnelConfig, FunnelModel
 
-    from tests.tiny import make_tokenizer
+    from tests.support.tiny import make_tokenizer
 
     tokenizer = make_tokenizer("bert")
     config = FunnelConfig(vocab_size=len(tokenizer), d_model=32, n_head=2, d_head=16, d_inner=64, block_sizes=[1, 1])

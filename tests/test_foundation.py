@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from IPython.core.error import UsageError
+from tests.support.cli import cli
 
 HEAVY = ("torch", "transformers", "optimum", "onnxruntime", "evaluate", "datasets")
 
@@ -207,10 +208,6 @@ def test_trust_remote_code_stays_off(tmp_path, tiny_bert):
     with pytest.raises(UsageProblem, match="--trust-remote-code"):
         load_model(folder)
     assert load_model(folder, trust_remote_code=True).trust_remote_code
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "hfmagic", *args], capture_output=True, text=True)
 
 
 def test_cli_load_prints_the_card_and_bad_input_is_one_line(tiny_bert):

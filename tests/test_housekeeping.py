@@ -18,7 +18,8 @@ from hfmagic.export.api import export_onnx
 from hfmagic.export.cache import META
 from hfmagic.models.handle import load_model
 from hfmagic.store.db import SCHEMA_VERSION, RunStore
-from tests.tiny import LABELS, make_tiny, sentences
+from tests.support.tiny import LABELS, make_tiny, sentences
+from tests.support.cli import cli
 
 FIXTURES = Path(__file__).parent / "fixtures"
 QUICK_BENCH = "--variants fp32 --batch-sizes 1 --seq-lens 8 --warmup 1 --min-runs 2 --min-time 0.01 --inline -o -q"
@@ -43,11 +44,6 @@ def one_line_error(shell, capsys, line) -> str:
     lines = [ln for ln in (out.out + out.err).splitlines() if ln.strip()]
     assert "Traceback" not in "".join(lines) and len(lines) == 1, lines
     return str(res.error_in_exec)
-
-
-def cli(*args, env=None, **kwargs):
-    return subprocess.run([sys.executable, "-m", "hfmagic", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, **kwargs)
 
 
 def many_runs(store: RunStore, n: int = 30) -> list[str]:

@@ -16,7 +16,7 @@ import shutil
 import pytest
 from IPython.core.error import UsageError
 
-from tests.tiny import LABELS, sentences
+from tests.support.tiny import LABELS, sentences
 
 
 def new_weights(folder, seed: int):

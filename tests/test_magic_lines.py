@@ -11,7 +11,7 @@ from IPython.core.completer import protect_filename
 from IPython.core.error import UsageError
 
 from hfmagic.store.db import RunStore
-from tests.tiny import LABELS, sentences
+from tests.support.tiny import LABELS, sentences
 
 
 def cell(shell, code):

@@ -4,7 +4,6 @@ shape that really runs out of memory says so in its row (errors captured from re
 failures under a low address-space limit, RLIMIT_AS, in a subprocess)."""
 
 import json
-import os
 import re
 import resource
 import subprocess

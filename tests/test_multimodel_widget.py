@@ -23,7 +23,7 @@ FAST = dict(variants=["torch", "fp32"], batch_sizes=[1], seq_lens=[8], threads=1
 def frame(seed, n=40):
     import pandas as pd
 
-    from tests.tiny import LABELS, sentences
+    from tests.support.tiny import LABELS, sentences
 
     rng = random.Random(seed)
     texts = sentences(n, seed=seed)
@@ -36,7 +36,7 @@ def two(tiny_factory, tmp_path_factory, shell):
     evaluated on the same data as torch and fp32."""
     from hfmagic.benchmarking.api import benchmark
     from hfmagic.evaluation.api import evaluate
-    from tests.tiny import make_tiny
+    from tests.support.tiny import make_tiny
 
     big = tiny_factory("bert")
     small = make_tiny(tmp_path_factory.mktemp("small-distilbert"), "distilbert", seed=2)  # 0.35 against 0.25

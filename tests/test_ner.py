@@ -134,7 +134,7 @@ def test_entity_disagreements_count_flipped_entities():
 
 
 def test_alignment_with_a_real_fast_tokenizer(wnut):
-    from tests.tiny import make_tokenizer
+    from tests.support.tiny import make_tokenizer
 
     tokenizer = make_tokenizer("bert")
     names = ["O"] + sorted({t for _, tags in wnut for t in tags if t != "O"})

@@ -65,7 +65,7 @@ def test_a_baseline_measured_in_another_run_gives_no_speedup_and_says_why(shell,
 def test_the_evaluation_dashboard_shows_the_gate_and_the_interval(shell, tiny_bert, kernel_display):
     import pandas as pd
 
-    from tests.tiny import LABELS, sentences
+    from tests.support.tiny import LABELS, sentences
 
     rng = random.Random(0)
     texts = sentences(40, seed=5)

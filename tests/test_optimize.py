@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from tests.test_evaluate import varied_classifier
-from tests.tiny import LABELS, sentences
+from tests.support.tiny import LABELS, sentences, varied_classifier
 
 
 def cell(shell, code: str, name: str):

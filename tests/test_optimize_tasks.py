@@ -4,14 +4,13 @@ trace of every stage, each drop with its reason, the gate's metric the task's ow
 
 import pytest
 
-from tests.test_tasks import ner_folder, qa_folder  # noqa: F401  (module fixtures, shared)
-from tests.tiny import make_tiny_image, make_tiny_speech
+from tests.support.tiny import make_tiny_image, make_tiny_speech
 
 FAST = dict(backends=["onnxruntime", "torch"], threads=1, min_time=0.05, samples=16, progress=False)
 
 
 @pytest.fixture(scope="module")
-def task_models(tmp_path_factory, tiny_factory, ner_folder, qa_folder):  # noqa: F811
+def task_models(tmp_path_factory, tiny_factory, ner_folder, qa_folder):
     """(model folder, the data the gate scores, the task's first metric, options) per task."""
     from hfmagic.tasks.speech.audio import LIBRIVOX
 

@@ -117,7 +117,7 @@ def test_params_recorded_before_rebuild_the_options(name):
 def test_a_run_recorded_with_the_params_of_an_older_hfmagic_reruns(shell, store_in_shell, tiny_bert, tmp_path):
     """``%hfmagic rerun`` of a benchmark and an evaluation whose params an older hfmagic wrote (the
     fixture's, on this machine's model and data) runs them again with those options."""
-    from tests.tiny import labelled
+    from tests.support.tiny import labelled
 
     model = hfmagic.load_model(str(tiny_bert), name="tiny")
     card = {"source": str(tiny_bert), "path": str(tiny_bert), "name": "tiny", "task": model.task,
@@ -153,7 +153,7 @@ def test_the_table_the_report_and_the_dashboard_agree_field_by_field(shell, stor
     keeps the rows and params an older hfmagic kept, key for key."""
     import pandas as pd
 
-    from tests.tiny import LABELS, sentences
+    from tests.support.tiny import LABELS, sentences
 
     shell.run_line_magic("load_model", f"{tiny_bert} --name agree -q")
     shell.run_line_magic("benchmark", f"agree --variants torch,fp32 --batch-sizes 1,2 --seq-lens 8 {FAST} "

@@ -9,14 +9,13 @@ import json
 import os
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 
 import pytest
 
 from hfmagic.store.db import RunStore
-from tests.tiny import labelled
+from tests.support.cli import cli
+from tests.support.tiny import labelled
 
 SWEEP = "--batch-sizes 1 --seq-lens 16 --warmup 0 --min-runs 3 --min-time 0.05 --threads 1 --inline -o -q"
 
@@ -61,16 +60,10 @@ def test_a_budget_stopped_optimize_says_where_it_stopped_on_the_command_line(tin
     labelled(60).to_csv(tmp_path / "texts.csv", index=False)
     env = {**os.environ, "HFMAGIC_CACHE_DIR": str(tmp_path / "cache")}
 
-    def cli(*args):
-        done = subprocess.run([sys.executable, "-m", "hfmagic", *args], capture_output=True, text=True, env=env,
-                              timeout=600)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
     shown = cli("optimize", str(tiny_bert), "--data", str(tmp_path / "texts.csv"), "--budget", "2", "--threads", "1",
-                "--backends", "onnxruntime,torch")
+                "--backends", "onnxruntime,torch", env=env, check=True).stdout
     (run,) = RunStore(tmp_path / "cache" / "runs.sqlite").runs(kind="optimize")
-    listed = cli("runs", "--kind", "optimize")
+    listed = cli("runs", "--kind", "optimize", env=env, check=True).stdout
     line = next(ln for ln in listed.splitlines() if ln.startswith(run["id"]))
     assert "no configuration kept" not in line and "stopped by the budget " in line, line
     said = line[line.index("stopped by the budget "):]

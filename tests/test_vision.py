@@ -11,7 +11,7 @@ import pytest
 from IPython.core.error import UsageError
 
 from hfmagic import benchmark, evaluate, export_onnx, load_model
-from tests.tiny import IMAGE_ARCHS, make_tiny_image
+from tests.support.tiny import IMAGE_ARCHS, make_tiny_image
 
 FAST = "--warmup 1 --min-runs 3 --min-time 0.05 --max-time 1 --threads 1"
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -244,3 +245,73 @@ def make_tiny_whisper(folder: Path, seed: int = 0) -> Path:
     transformers.WhisperProcessor(feature_extractor=transformers.WhisperFeatureExtractor(feature_size=80),
                                   tokenizer=tokenizer).save_pretrained(folder)
     return folder
+
+
+def varied_classifier(src, dst, noise=0.0, seed=0):
+    """The tiny BERT with weights large enough that its predictions vary across texts (a freshly
+    initialised tiny model predicts one class for everything); ``noise`` then perturbs its head."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(src).eval()
+    tok = AutoTokenizer.from_pretrained(src)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.Linear):
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen) * 0.3)
+            elif isinstance(mod, torch.nn.Embedding):
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen))
+        pooled = model.bert(**tok(sentences(200, seed=9), padding=True, return_tensors="pt")).pooler_output
+        model.classifier.bias.copy_(-model.classifier.weight @ pooled.mean(0))  # balanced classes
+        if noise:
+            model.classifier.weight.add_(torch.randn(model.classifier.weight.shape,
+                                                     generator=torch.Generator().manual_seed(seed + 1)) * noise)
+    model.save_pretrained(dst, safe_serialization=True)
+    tok.save_pretrained(dst)
+    return dst
+
+
+def onnx_file(folder, out):
+    """An ONNX file of another model, to stand in for a lossy variant (export_onnx would refuse to
+    call a different model a variant of this one)."""
+    from optimum.exporters.onnx import main_export
+
+    main_export(str(folder), output=str(out), task="text-classification")
+    return out / "model.onnx"
+
+
+def scramble(model, seed: int = 0):
+    """Weights large enough that a tiny random model's predictions vary (a fresh one predicts the same
+    class, tag or span for everything, which would make every figure below trivially equal)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.Linear):
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen) * 0.3)
+                if mod.bias is not None:
+                    mod.bias.zero_()
+            elif isinstance(mod, torch.nn.Embedding):
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen))
+    return model
+
+
+def save(model, tokenizer, folder: Path, **config_extra) -> Path:
+    model.save_pretrained(folder, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    if config_extra:
+        path = folder / "config.json"
+        config = json.loads(path.read_text())
+        config.update(config_extra)
+        path.write_text(json.dumps(config, indent=2))
+    return folder
+
+
+def bert_config(tokenizer, **kw):
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=512, **kw)
