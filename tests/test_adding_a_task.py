@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.support.fast import SWEEP_NO_WIDGET as FAST
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "tasks" / "text_pair" / "task.py"
-FAST = "--threads 1 --warmup 1 --min-runs 3 --min-time 0.02 --no-widget"
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from IPython.core.error import UsageError
 import hfmagic
 from hfmagic.core.errors import UsageProblem
 from tests.support.cli import cli, one_line
+from tests.support.fast import TORCH_ONLY_SWEEP as SWEEP
 
 
 # -- 0. the Python API works every time, in any order ----------------------------------------------
@@ -153,9 +154,6 @@ def test_help_inside_ipython_prints_it(shell, capsys):
 
 
 # -- 3. one line, not a traceback ------------------------------------------------------------------
-
-SWEEP = "--variants torch --backends torch --batch-sizes 1 --seq-lens 8 --min-time 0.05 --min-runs 2 " \
-        "--warmup 0 --inline -q"
 
 
 @pytest.fixture(scope="module")

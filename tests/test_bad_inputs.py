@@ -14,8 +14,7 @@ from IPython.core.error import UsageError
 import hfmagic
 from tests.support.tiny import LABELS, sentences
 from tests.support.cli import cli, one_line
-
-FAST = "--threads 1 --warmup 1 --min-runs 3 --min-time 0.05"
+from tests.support.fast import SWEEP_TIMING as FAST
 
 
 def cell(shell, code: str):

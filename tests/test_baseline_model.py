@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 
 from tests.support.tiny import LABELS, labelled, sentences
-
-SWEEP = "--batch-sizes 1 --seq-lens 16 --warmup 0 --min-runs 3 --min-time 0.05 --threads 1"
+from tests.support.fast import TFIDF_SWEEP as SWEEP
 
 
 @pytest.fixture(scope="module")

@@ -12,35 +12,14 @@ import pytest
 from IPython.core.error import UsageError
 
 from hfmagic.core.stats import speedup
-
-FAST = "--threads 1 --warmup 2 --min-runs 5 --min-time 0.05"
-FAST_KW = dict(threads=1, warmup=2, min_runs=5, min_time=0.05, progress=False)
-
-
-@pytest.fixture(scope="session")
-def tiny_variants(tiny_bert, tmp_path_factory):
-    """torch and fp32 of the tiny classifier (through export_onnx), plus an "O1" whose file is junk."""
-    from hfmagic.export.api import export_onnx
-    from hfmagic.models.handle import load_model
-    from hfmagic.models.variants import Variant, Variants
-
-    model = load_model(tiny_bert)
-    built = export_onnx(model, levels=["fp32"], quantize="none")
-    broken = tmp_path_factory.mktemp("broken") / "model_optimized.onnx"
-    broken.write_bytes(b"this is not an ONNX graph")
-    return Variants(model, list(built) + [Variant("O1", model, path=broken, level="O1", size_bytes=25)])
+from tests.support.fast import BENCHMARK_TIMING as FAST, BENCHMARK_TIMING_KW as FAST_KW
+from tests.support.store import runs_in_store
 
 
 @pytest.fixture
 def shell_with_variants(shell, tiny_variants):
     shell.user_ns["tv"] = tiny_variants
     return shell
-
-
-def runs_in_store():
-    from hfmagic.store.db import default_store
-
-    return len(default_store().runs(kind="benchmark"))
 
 
 def test_worker_sweep_figures_are_those_of_the_raw_samples(shell_with_variants, tiny_variants):

@@ -10,11 +10,9 @@ import time
 import pytest
 
 from tests.support.tiny import LABELS, onnx_file, sentences, varied_classifier
+from tests.support.fast import CLUSTER_SWEEP as FAST
 
 ray = pytest.importorskip("ray")
-
-FAST = dict(batch_sizes=[1], seq_lens=[16], min_time=0.05, min_runs=3, warmup=1, max_time=2, threads=1,
-            progress=False)
 
 
 @pytest.fixture(scope="module")

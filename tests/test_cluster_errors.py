@@ -15,10 +15,9 @@ import pytest
 from IPython.core.error import UsageError
 
 import hfmagic
+from tests.support.fast import CLUSTER_SWEEP_LINE as FAST
 
 pytest.importorskip("ray")
-
-FAST = "--batch-sizes 1 --seq-lens 8 --threads 1 --warmup 1 --min-runs 3 --min-time 0.05 --max-time 2"
 
 
 @pytest.fixture

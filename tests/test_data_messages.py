@@ -27,13 +27,6 @@ def refused(shell, capsys, code):
     return str(res.error_in_exec)
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    """Texts whose labels are the strings '0', '1', '2' (the model's ids, as text)."""
-    texts = sentences(24, seed=7)
-    return pd.DataFrame({"text": texts, "label": [str(i % 3) for i in range(len(texts))]})
-
-
 def test_a_table_without_a_text_column_is_told_that_not_about_its_labels(shell, tiny_bert, tmp_path, capsys):
     csv = tmp_path / "ids.csv"
     pd.DataFrame({"id": [1, 2, 3], "label": ["sport", "business", "sport"]}).to_csv(csv, index=False)

@@ -3,13 +3,11 @@ variant whose predictions depend on the batch (dynamic int8: its activation rang
 whole padded batch) is marked so and scored at batch 1, what one request runs at, unless --batch-size
 says otherwise (a list: each size, the row showing the worst). %optimize gates at the batch it timed."""
 
-import random
 
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
 
-from tests.support.tiny import LABELS, sentences
 
 
 def cell(shell, code: str, name: str):
@@ -17,32 +15,6 @@ def cell(shell, code: str, name: str):
     res = shell.run_cell(code, store_history=False)
     assert res.success, res.error_in_exec
     return shell.user_ns[name]
-
-
-@pytest.fixture(scope="module")
-def dyn(shell, tiny_bert, tmp_path_factory):
-    """A tiny BERT with weights large enough to predict several classes, exported through the shell
-    to fp32 and its dynamic int8 twin, and 60 labelled texts of 4 to 30 words."""
-    import pandas as pd
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    folder = tmp_path_factory.mktemp("batching") / "clf"
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert)
-    gen = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for weights in model.parameters():
-            weights.copy_(torch.randn(weights.shape, generator=gen) * 0.5)
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
-    texts = sentences(60, seed=4)
-    rng = random.Random(1)
-    frame = pd.DataFrame({"text": texts, "label": [rng.choice(LABELS) for _ in texts]})
-    shell.user_ns["batch_texts"] = frame
-    shell.run_line_magic("load_model", f"{folder} --name batch_clf -q")
-    variants = cell(shell, "%export_onnx batch_clf --levels fp32 --quantize dynamic -q --name batch_onnx", "batch_onnx")
-    assert variants.names == ["torch", "fp32", "int8"] and all(v.ok for v in variants)
-    return {"folder": folder, "texts": texts, "frame": frame, "variants": variants}
 
 
 def one_at_a_time(dyn) -> dict[str, np.ndarray]:

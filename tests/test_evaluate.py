@@ -1,7 +1,6 @@
 """%evaluate: metrics, intervals, flips, the reference gate, the run store, bad input; against evaluate's evaluator."""
 
 import json
-import random
 import subprocess
 import sys
 
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 from IPython.core.error import UsageError
 
-from tests.support.tiny import LABELS, onnx_file, sentences, varied_classifier
+from tests.support.tiny import LABELS
 
 METRIC_SCRIPT = '''\
 import datasets
@@ -26,28 +25,6 @@ class LocalAccuracy(evaluate.Metric):
     def _compute(self, predictions, references):
         return {"accuracy": sum(int(p == r) for p, r in zip(predictions, references)) / len(references)}
 '''
-
-
-@pytest.fixture(scope="module")
-def clf(tmp_path_factory, tiny_bert):
-    """A varied tiny classifier; its variants: torch, an ONNX export, and a lossy stand-in
-    ("int8": the same model with its head perturbed, so the flips it must report are known)."""
-    from hfmagic.export.api import export_onnx
-    from hfmagic.models.handle import load_model
-    from hfmagic.models.variants import Variant, Variants
-
-    root = tmp_path_factory.mktemp("evaluate")
-    base = varied_classifier(tiny_bert, root / "clf")
-    lossy = varied_classifier(tiny_bert, root / "lossy", noise=0.5)
-    handle = load_model(base)
-    exported = export_onnx(handle, levels=["fp32"], quantize="none")
-    variants = Variants(handle, list(exported) + [Variant("int8", handle, path=onnx_file(lossy, root / "lossy-onnx"))])
-    rng = random.Random(1)
-    texts = sentences(150, seed=4)
-    import pandas as pd
-
-    frame = pd.DataFrame({"text": texts, "label": [rng.choice(LABELS) for _ in texts]})
-    return {"handle": handle, "variants": variants, "frame": frame, "base": base, "lossy": lossy, "root": root}
 
 
 def torch_logits(folder, texts):

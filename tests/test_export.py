@@ -1,6 +1,5 @@
 """%export_onnx / export_onnx: every variant kind, validation figures, the cache, bad input."""
 
-import json
 import os
 import signal
 import subprocess
@@ -12,35 +11,15 @@ import pytest
 from IPython.core.error import UsageError
 
 from hfmagic.onnx import build as onnxbuild
-from hfmagic.core.config import settings
 from hfmagic.core.errors import BuildError, HFMagicError, ModelSourceError, UsageProblem
 from hfmagic.export.api import export_onnx
-from hfmagic.export.cache import META
 from hfmagic.core.hashing import file_sha256
 from hfmagic.models.handle import load_model
 from tests.support.tiny import sentences
+from tests.support.cache import entries
 
 ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "mpnet"]
 TASKS = ["text-classification", "feature-extraction", "token-classification", "question-answering"]
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """A cache folder of this test's own, so nothing built in another test or session is reused."""
-    monkeypatch.setattr(settings(), "cache_dir", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "onnx"
-
-
-def entries(root: Path) -> dict[str, list[str]]:
-    """What a cache folder holds: complete entries by variant name, and anything else."""
-    found: dict[str, list[str]] = {"complete": [], "other": []}
-    for child in sorted(root.iterdir()) if root.exists() else []:
-        meta = child / META
-        if meta.is_file() and (child / json.loads(meta.read_text())["file"]).is_file():
-            found["complete"].append(json.loads(meta.read_text())["name"])
-        else:
-            found["other"].append(child.name)
-    return found
 
 
 def one_line_error(shell, capsys, line):

@@ -6,22 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-
-FAST = "--threads 1 --warmup 1 --min-runs 3 --min-time 0.05 --max-time 3"
-
-
-@pytest.fixture(scope="module")
-def llama(tiny_factory):
-    return tiny_factory("llama", "text-generation")
-
-
-@pytest.fixture(scope="module")
-def llama_variants(llama):
-    """torch, fp32, int8, int4 and onnxruntime-genai's fp32 and int4: the default set."""
-    from hfmagic.export.api import export_onnx
-    from hfmagic.models.handle import load_model
-
-    return export_onnx(load_model(llama, name="llama"), progress=False)
+from tests.support.fast import DECODER_TIMING as FAST
 
 
 def test_onnxruntime_genai_builds_its_own_variants_that_match_pytorch(llama_variants):

@@ -20,9 +20,9 @@ from hfmagic.models.handle import load_model
 from hfmagic.store.db import SCHEMA_VERSION, RunStore
 from tests.support.tiny import LABELS, make_tiny, sentences
 from tests.support.cli import cli
+from tests.support.fast import STORE_BENCH as QUICK_BENCH
+from tests.support.store import FIXTURES, aside, many_runs, truncate
 
-FIXTURES = Path(__file__).parent / "fixtures"
-QUICK_BENCH = "--variants fp32 --batch-sizes 1 --seq-lens 8 --warmup 1 --min-runs 2 --min-time 0.01 --inline -o -q"
 
 
 @pytest.fixture
@@ -44,33 +44,6 @@ def one_line_error(shell, capsys, line) -> str:
     lines = [ln for ln in (out.out + out.err).splitlines() if ln.strip()]
     assert "Traceback" not in "".join(lines) and len(lines) == 1, lines
     return str(res.error_in_exec)
-
-
-def many_runs(store: RunStore, n: int = 30) -> list[str]:
-    """Runs of every kind with rows big enough that the file spans many pages."""
-    ids = []
-    for i in range(n):
-        kind = ("export", "benchmark", "evaluate")[i % 3]
-        run = store.start(kind, {"i": i}, {"model": {"name": "tiny", "source": "x", "weights_sha256": "ab" * 32}},
-                          {"cpu": "c" * 2000})
-        for j in range(4):
-            run.add_row({"variant": "fp32", "backend": "onnxruntime", "batch_size": j, "seq_len": 8, "status": "ok",
-                         "p50_ms": 1.0 + j, "samples_ms": [1.0] * 200})
-        run.finish("ok")
-        ids.append(run.id)
-    return ids
-
-
-def truncate(path: Path, share: float = 0.6) -> bytes:
-    assert not Path(f"{path}-wal").exists()  # every commit is in the file itself: the cut loses real pages
-    with open(path, "r+b") as fh:
-        fh.truncate(int(path.stat().st_size * share))
-    return path.read_bytes()
-
-
-def aside(path: Path) -> Path:
-    (moved,) = path.parent.glob(f"{path.name}.damaged-*")
-    return moved
 
 
 # -- a damaged store -----------------------------------------------------------------------------

@@ -16,9 +16,9 @@ import pytest
 from IPython.core.error import UsageError
 
 from hfmagic.measure.memory import estimate_memory, memory_status
+from tests.support.fast import NO_WARMUP as FAST, NO_WARMUP_KW as FAST_KW
+from tests.support.store import runs_in_store
 
-FAST = "--threads 1 --warmup 0 --min-runs 2 --min-time 0"
-FAST_KW = dict(threads=1, warmup=0, min_runs=2, min_time=0, progress=False)
 OOM_ROW = re.compile(r"out of memory at batch (\d+) x seq (\d+) \(needed ~[\d.]+ GB, had [\d.]+ GB\)")
 
 
@@ -29,12 +29,6 @@ def tiny_fp32(tiny_bert):
     from hfmagic.models.handle import load_model
 
     return export_onnx(load_model(tiny_bert), levels=["fp32"], quantize="none", progress=False)
-
-
-def runs_in_store():
-    from hfmagic.store.db import default_store
-
-    return len(default_store().runs(kind="benchmark"))
 
 
 def test_a_shape_that_cannot_fit_is_refused_at_once_in_one_line(shell, tiny_bert, capsys):

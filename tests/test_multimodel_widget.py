@@ -14,40 +14,10 @@ import pytest
 
 from hfmagic.ui.rows import pareto_front, row_id, speedup_cells
 from hfmagic.ui.widget import Dashboard, DashboardError
+from tests.support.fast import TWO_MODELS_SWEEP as FAST
+from tests.support.tiny import frame
 
 JS = Path(__file__).resolve().parent.parent / "js" / "dashboard.js"
-FAST = dict(variants=["torch", "fp32"], batch_sizes=[1], seq_lens=[8], threads=1, warmup=0, min_runs=3,
-            min_time=0.05, inline=True, progress=False)
-
-
-def frame(seed, n=40):
-    import pandas as pd
-
-    from tests.support.tiny import LABELS, sentences
-
-    rng = random.Random(seed)
-    texts = sentences(n, seed=seed)
-    return pd.DataFrame({"text": texts, "label": [rng.choice(LABELS) for _ in texts]})
-
-
-@pytest.fixture(scope="module")
-def two(tiny_factory, tmp_path_factory, shell):
-    """Two real models (loaded as a user would, under their own names), each benchmarked and
-    evaluated on the same data as torch and fp32."""
-    from hfmagic.benchmarking.api import benchmark
-    from hfmagic.evaluation.api import evaluate
-    from tests.support.tiny import make_tiny
-
-    big = tiny_factory("bert")
-    small = make_tiny(tmp_path_factory.mktemp("small-distilbert"), "distilbert", seed=2)  # 0.35 against 0.25
-    shell.run_line_magic("load_model", f"{big} --name big -q")
-    shell.run_line_magic("load_model", f"{small} --name small -q")
-    data = frame(3)
-    out = {}
-    for name in ("big", "small"):
-        model = shell.user_ns[name]
-        out[name] = (benchmark(model, **FAST), evaluate(model, data=data, variants=["torch", "fp32"], progress=False))
-    return out
 
 
 def test_two_models_in_one_dashboard_keep_their_own_rows_and_accuracy(two, shell):

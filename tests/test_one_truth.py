@@ -9,8 +9,7 @@ import shutil
 
 from hfmagic.ui.rows import row_id
 from hfmagic.ui.widget import Dashboard
-
-FAST = "--batch-sizes 1,2 --seq-lens 8 --threads 1 --warmup 1 --min-runs 3 --min-time 0.02 --inline"
+from tests.support.fast import INLINE_TWO_BATCHES as FAST
 
 
 def column(table, key) -> dict[str, str]:

@@ -1,13 +1,11 @@
 """%optimize through a real shell on a tiny classifier: every stage, the gate, the trace, the recipe
 that rebuilds the winner's file byte for byte, the run store, and bad input in one line."""
 
-import random
 import subprocess
 import sys
 
 import pytest
 
-from tests.support.tiny import LABELS, sentences, varied_classifier
 
 
 def cell(shell, code: str, name: str):
@@ -15,16 +13,6 @@ def cell(shell, code: str, name: str):
     res = shell.run_cell(code, store_history=False)
     assert res.success, res.error_in_exec
     return shell.user_ns[name]
-
-
-@pytest.fixture(scope="module")
-def tiny_clf(tmp_path_factory, tiny_bert):
-    import pandas as pd
-
-    folder = varied_classifier(tiny_bert, tmp_path_factory.mktemp("optimize") / "clf")
-    rng = random.Random(7)
-    texts = sentences(160, seed=8)
-    return folder, pd.DataFrame({"text": texts, "label": [rng.choice(LABELS) for _ in texts]})
 
 
 @pytest.mark.slow
@@ -108,8 +96,6 @@ def test_ctrl_c_keeps_the_trace_so_far(tiny_clf, monkeypatch):
     result = mod.optimize(folder, frame, backends=["onnxruntime", "torch"], progress=False)
     assert result.interrupted and result.winner is None and "interrupted" in " ".join(result.notes)
     assert default_store().get(result.run_id)["status"] == "interrupted"
-
-
 
 
 def test_nncf_builds_a_qdq_file_rebuilt_to_the_same_bytes_and_openvino_scores_onnx(shell, tiny_clf, tmp_path):

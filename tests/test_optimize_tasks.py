@@ -5,8 +5,7 @@ trace of every stage, each drop with its reason, the gate's metric the task's ow
 import pytest
 
 from tests.support.tiny import make_tiny_image, make_tiny_speech
-
-FAST = dict(backends=["onnxruntime", "torch"], threads=1, min_time=0.05, samples=16, progress=False)
+from tests.support.fast import OPTIMIZE_SEARCH as FAST
 
 
 @pytest.fixture(scope="module")

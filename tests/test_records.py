@@ -15,9 +15,9 @@ import pytest
 
 import hfmagic
 from hfmagic.core.records import BenchmarkRow, EvalRow, Field, declare, field_of, is_declared
+from tests.support.fast import INLINE_TIMING as FAST
+from tests.support.store import RECORDED
 
-RECORDED = json.loads((Path(__file__).parent / "fixtures" / "records" / "recorded.json").read_text())
-FAST = "--threads 1 --warmup 1 --min-runs 3 --min-time 0.02 --inline"
 SPEEDUP = ("speedup", "speedup_low", "speedup_high", "speedup_trust")
 
 

@@ -16,8 +16,7 @@ import pytest
 from hfmagic.store.db import RunStore
 from tests.support.cli import cli
 from tests.support.tiny import labelled
-
-SWEEP = "--batch-sizes 1 --seq-lens 16 --warmup 0 --min-runs 3 --min-time 0.05 --threads 1 --inline -o -q"
+from tests.support.fast import HEADLINE_SWEEP as SWEEP
 
 
 @pytest.fixture(scope="module")

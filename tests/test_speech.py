@@ -13,22 +13,10 @@ from IPython.core.error import UsageError
 
 from hfmagic import benchmark, evaluate, export_onnx, load_model
 from hfmagic.tasks.speech.audio import LIBRIVOX
-from tests.support.tiny import SPEECH_ARCHS, make_tiny_speech, make_tiny_whisper
+from tests.support.tiny import SPEECH_ARCHS, make_tiny_whisper
+from tests.support.fast import AUDIO_IMAGE_TIMING as FAST
 
-FAST = "--warmup 1 --min-runs 3 --min-time 0.05 --max-time 1 --threads 1"
 pytestmark = pytest.mark.skipif(not LIBRIVOX.exists(), reason="needs Debian's pocketsphinx-testdata (make data)")
-
-
-@pytest.fixture(scope="session")
-def tiny_speech(tmp_path_factory):
-    built: dict = {}
-
-    def build(arch: str = "wav2vec2"):
-        if arch not in built:
-            built[arch] = make_tiny_speech(tmp_path_factory.mktemp(f"speech-{arch}"), arch)
-        return built[arch]
-
-    return build
 
 
 @pytest.mark.parametrize("arch", sorted(SPEECH_ARCHS))

@@ -16,8 +16,8 @@ from IPython.core.error import UsageError
 from hfmagic.core.errors import UsageProblem
 from hfmagic.store.db import SCHEMA_VERSION, RunStore
 from tests.support.cli import cli
+from tests.support.store import FIXTURES, record
 
-FIXTURES = Path(__file__).parent / "fixtures"
 
 # a process that records one run, committing a row per "configuration" as fast as it can, and says
 # on stdout each row it has committed
@@ -235,19 +235,6 @@ def test_environment_card(tmp_path):
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists() and " avx2" in cpuinfo.read_text():
         assert "avx2" in card["cpu_flags"]
-
-
-# -- runs and compare through a real shell, on runs recorded here -----------------------------------
-def record(store, kind, params, rows, env_change=None, provenance=None):
-    from hfmagic.core.envcard import environment_card
-
-    env = environment_card()
-    env.update(env_change or {})
-    run = store.start(kind, params, provenance or {"model": {"name": "tiny", "source": "x"}}, env)
-    for row in rows:
-        run.add_row(row)
-    run.finish("ok")
-    return run.id
 
 
 def bench_row(variant, backend, p50, speedup, batch=1):

@@ -15,8 +15,8 @@ from hfmagic.tasks.text.task import TextClassification
 from hfmagic.tasks.text.evaluate import TextClassificationEvaluator
 from tests.support.cli import cli
 from tests.support.tiny import LABELS, make_tokenizer, save, scramble, sentences
+from tests.support.fast import SWEEP_NO_WIDGET as FAST
 
-FAST = "--threads 1 --warmup 1 --min-runs 3 --min-time 0.02 --no-widget"
 TASK_NAMES = ("text-classification, token-classification, question-answering, feature-extraction, text-generation, "
               "image-classification, automatic-speech-recognition")
 
@@ -67,16 +67,6 @@ def toy_folder(tiny_bert, tmp_path_factory):
 
     model = scramble(AutoModelForSequenceClassification.from_pretrained(tiny_bert))
     return save(model, AutoTokenizer.from_pretrained(tiny_bert), tmp_path_factory.mktemp("toy"), toy_task=True)
-
-
-@pytest.fixture(scope="module")
-def labelled_csv(tmp_path_factory):
-    import pandas as pd
-
-    texts = sentences(24, seed=5)
-    path = tmp_path_factory.mktemp("csv") / "texts.csv"
-    pd.DataFrame({"text": texts, "label": [LABELS[i % 3] for i in range(len(texts))]}).to_csv(path, index=False)
-    return path
 
 
 @pytest.fixture
@@ -202,19 +192,6 @@ def test_a_model_no_task_supports_is_refused_at_load(shell, capsys, tmp_path, ki
 
 
 # -- 3. inputs reconciled with what the model and the graph take ----------------------------------------
-
-@pytest.fixture(scope="module")
-def distilbert_with_bert_tokenizer(tmp_path_factory):
-    """A DistilBERT (whose forward takes no token_type_ids) saved with a BERT tokenizer (which makes them)."""
-    from transformers import AutoModelForSequenceClassification, DistilBertConfig
-
-    tok = make_tokenizer("bert")
-    assert "token_type_ids" in tok.model_input_names
-    config = DistilBertConfig(vocab_size=len(tok), dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-                              num_labels=3, id2label=dict(enumerate(LABELS)),
-                              label2id={n: i for i, n in enumerate(LABELS)})
-    model = scramble(AutoModelForSequenceClassification.from_config(config).eval(), seed=3)
-    return save(model, tok, tmp_path_factory.mktemp("distilbert-berttok"))
 
 
 def test_distilbert_with_a_bert_tokenizer_exports_validates_and_benchmarks(shell, capsys, distilbert_with_bert_tokenizer):
@@ -447,10 +424,6 @@ def test_question_answering_on_the_squad_bbc_fixture(shell, capsys, qa_folder):
 
 
 # -- 7. several models in one comparison --------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def two_classifiers(tiny_bert, distilbert_with_bert_tokenizer):
-    return str(tiny_bert), str(distilbert_with_bert_tokenizer)
 
 
 def test_several_models_evaluate_and_benchmark_as_one_result(shell, capsys, two_classifiers, labelled_csv):

@@ -11,21 +11,8 @@ import pytest
 from IPython.core.error import UsageError
 
 from hfmagic import benchmark, evaluate, export_onnx, load_model
-from tests.support.tiny import IMAGE_ARCHS, make_tiny_image
-
-FAST = "--warmup 1 --min-runs 3 --min-time 0.05 --max-time 1 --threads 1"
-
-
-@pytest.fixture(scope="session")
-def tiny_image(tmp_path_factory):
-    built: dict = {}
-
-    def build(arch: str = "vit"):
-        if arch not in built:
-            built[arch] = make_tiny_image(tmp_path_factory.mktemp(f"image-{arch}"), arch)
-        return built[arch]
-
-    return build
+from tests.support.tiny import IMAGE_ARCHS
+from tests.support.fast import AUDIO_IMAGE_TIMING as FAST
 
 
 @pytest.fixture(scope="session")

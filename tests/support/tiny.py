@@ -315,3 +315,11 @@ def bert_config(tokenizer, **kw):
 
     return BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                       intermediate_size=64, max_position_embeddings=512, **kw)
+
+
+def frame(seed, n=40):
+    import pandas as pd
+
+    rng = random.Random(seed)
+    texts = sentences(n, seed=seed)
+    return pd.DataFrame({"text": texts, "label": [rng.choice(LABELS) for _ in texts]})
