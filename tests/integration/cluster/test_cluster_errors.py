@@ -1,7 +1,7 @@
 """--cluster when something is wrong: an address that answers but is not Ray (one line, at once,
 none of Ray's own warnings), and a node whose probe fails (named, with why, in the notes, the rows
 and the run's provenance; never dropped without a word). A real Ray cluster on 127.0.0.1
-(hfmagic.cluster.local), as tests/test_cluster.py starts it; no mock of Ray."""
+(hfmagic.cluster.local), as tests/integration/cluster/test_cluster.py starts it; no mock of Ray."""
 
 from __future__ import annotations
 
