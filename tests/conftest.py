@@ -130,6 +130,8 @@ def demo_small_folder():
     return demo.build(name="demo-small")
 
 
+# -- models, data and variants that several test modules use, each built once per session ----------
+
 def _wnut_tags() -> list[str]:
     from hfmagic.tasks.text.evaluate import _wnut16_path
     from hfmagic.tasks.text import ner

@@ -12,6 +12,8 @@ import pytest
 from tests.support.fast import CLUSTER_SWEEP as FAST
 from tests.support.tiny import LABELS, onnx_file, sentences, varied_classifier
 
+ray = pytest.importorskip("ray")
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
