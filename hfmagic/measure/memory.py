@@ -49,7 +49,7 @@ def estimate_memory(config: dict, weights_bytes: int, batch: int, seq: int, kind
     (2.7 GB estimated, 2.1 GB measured at 32 x 512) and 1.11-1.22x on torch; the tests' tiny BERT
     1.03-1.36x up to 32 x 512, but on torch 2.9x at batch 2048 x seq 256 and 5.5x at 2048 x 512,
     where SDPA's fused kernel never holds the scores (so such a shape may be refused that fits:
-    ``force``). tests/test_memory_guard.py checks 0.75-2x at two shapes.
+    ``force``). tests/unit/measure/test_memory_guard.py checks 0.75-2x at two shapes.
     """
     hidden = _first(config, ("hidden_size", "dim", "n_embd", "d_model"), 768)
     layers = _first(config, ("num_hidden_layers", "n_layers", "n_layer", "num_layers"), 12)

@@ -1,0 +1,121 @@
+"""Decoder LLMs (the text-generation task) through a real InteractiveShell: prefill and decode timed,
+perplexity with a gate and greedy agreement, int4 recipes, chat templates, bad input in one line."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tests.support.fast import DECODER_TIMING as FAST
+
+
+def test_benchmark_measures_prefill_and_decode_and_they_add_up(shell, llama_variants):
+    shell.user_ns["llama_onnx"] = llama_variants
+    result = shell.run_line_magic("benchmark", f"llama_onnx --variants torch,int4,genai-fp32 --prompt-lens 16 "
+                                               f"--new-tokens 8 --batch-sizes 1,2 --no-widget -o {FAST}")
+    rows = result.rows  # one variant per backend: torch's loop, optimum's over onnxruntime, onnxruntime-genai's
+    assert {(r["variant"], r["backend"]) for r in rows} == {
+        ("torch", "torch"), ("int4", "onnxruntime"), ("genai-fp32", "onnxruntime-genai")} and len(rows) == 6
+    for row in rows:
+        assert row["status"] == "ok" and row["new_tokens"] == 8 and row["seq_len"] == 16
+        assert row["tpot_p50_ms"] == row["p50_ms"] and row["ttft_p50_ms"] > 0
+        assert len(row["itl_samples_ms"]) == 7 * row["runs"]  # every gap after the first token, every run
+        # TTFT + TPOT x (new tokens - 1) is the generation's own end-to-end time, run by run, less what
+        # generate() does after the last token (returning the sequences: a fixed fraction of a ms)
+        rebuilt, gen = np.array(row["ttft_samples_ms"]) + np.array(row["samples_ms"]) * 7, np.array(row["gen_samples_ms"])
+        assert np.all(rebuilt <= gen) and np.median(gen - rebuilt) < 0.05 * np.median(gen) + 0.5, (rebuilt, gen)
+        assert row["decode_tokens_per_s"] == pytest.approx(row["batch_size"] * 1000 / row["tpot_p50_ms"])
+    table = str(result)
+    assert "TTFT p50 ms" in table and "TPOT speed-up" in table and "prompt" in table
+
+
+def test_evaluate_gives_perplexity_with_a_gate_and_greedy_agreement(shell, llama_variants):
+    shell.user_ns["llama_onnx"] = llama_variants
+    result = shell.run_line_magic("evaluate", "llama_onnx --max-tokens 512 --no-widget -o")
+    assert any(n.startswith("perplexity over 512 tokens") for n in result.notes), result.notes
+    rows = {r["variant"]: r for r in result.rows}
+    torch_ppl = rows["torch"]["perplexity"]
+    assert 1 < torch_ppl < 1000 and rows["torch"]["perplexity_low"] < torch_ppl < rows["torch"]["perplexity_high"]
+    assert rows["fp32"]["perplexity"] == pytest.approx(torch_ppl, rel=1e-4)  # the same function
+    assert rows["genai-fp32"]["perplexity"] == pytest.approx(torch_ppl, rel=1e-4)  # onnxruntime-genai's too
+    for name in ("fp32", "int8", "int4", "genai-fp32", "genai-int4"):
+        assert rows[name]["gate"] == ("pass" if rows[name]["pct_of_reference"] <= 101 else "fail")
+        assert 0 <= rows[name]["agreement"] <= 1 and 0 <= rows[name]["first_divergence"] <= 16
+    assert rows["fp32"]["agreement"] == 1.0 and rows["fp32"]["token_agreement"] == 1.0
+    assert "gate (101%)" in str(result) and "bbc" in result.data_source
+    assert list(result.flips.columns) == ["variant", "row", "prompt", "reference", "prediction", "first_divergence"]
+    from hfmagic.ui.widget import Dashboard
+
+    dash = Dashboard(result)  # perplexity: the dashboard's Pareto front takes the lowest
+    assert dash.metric_lower and any(c["title"] == "perplexity" for c in dash.columns)
+
+
+def test_bad_generation_input_is_one_line(shell, llama_variants, tiny_bert, tmp_path, capsys):
+    shell.user_ns["llama_onnx"] = llama_variants
+    cases = {
+        "llama_onnx --new-tokens 0": "--new-tokens must be 2 or more",
+        "llama_onnx --prompt-lens 500 --new-tokens 64": "context of 512 tokens; use --prompt-lens up to 448",
+        f"{tiny_bert} --new-tokens 8": "--new-tokens is for text-generation models",
+    }
+    from IPython.core.error import UsageError
+
+    for line, expected in cases.items():
+        res = shell.run_cell(f"%benchmark {line} --no-widget {FAST}", store_history=False)
+        said = capsys.readouterr()
+        assert isinstance(res.error_in_exec, UsageError) and "Traceback" not in said.out + said.err, said
+        message = str(res.error_in_exec)
+        assert "\n" not in message and expected in message, (line, message)
+    junk = tmp_path / "broken.gguf"
+    junk.write_bytes(b"GGUF" + b"\0" * 64)
+    cli = subprocess.run([sys.executable, "-m", "hfmagic", "load", str(junk)], capture_output=True, text=True,
+                         timeout=120)
+    assert cli.returncode != 0 and len(cli.stderr.strip().splitlines()) == 1, cli.stderr
+    assert "cannot dequantise broken.gguf" in cli.stderr
+
+
+def test_int4_is_rtn_by_default_and_hqq_on_request(shell, llama, llama_variants):
+    """RTN's int4 is symmetric (no zero points) with int8 compute (accuracy level 4); --int4-method
+    hqq carries zero points (asymmetric, fitted per block); each is cached apart and says which."""
+    import onnx
+
+    def nbits(variant):
+        return [n for n in onnx.load(str(variant.path)).graph.node if n.op_type == "MatMulNBits"]
+
+    rtn = llama_variants["int4"]
+    assert "RTN, symmetric" in rtn.quantization and "accuracy_level=4" in rtn.cli_command
+    assert all(len(n.input) < 4 and {a.name: a.i for a in n.attribute}["accuracy_level"] == 4 for n in nbits(rtn))
+    shell.user_ns["llama_dir"] = str(llama)
+    shell.run_line_magic("load_model", "$llama_dir --name llama_hqq -q")
+    hqq = shell.run_line_magic("export_onnx", "llama_hqq --quantize int4 --int4-method hqq -o -q")["int4"]
+    assert hqq.ok and "HQQ" in hqq.quantization and all(len(n.input) >= 4 and n.input[3] for n in nbits(hqq))
+    assert hqq.path != rtn.path and "HQQWeightOnlyQuantConfig(block_size=32)" in hqq.cli_command
+    with pytest.raises(Exception, match="int4-method"):
+        shell.run_line_magic("export_onnx", "llama_hqq --quantize int4 --int4-method gptq")
+
+
+def test_chat_template_formats_the_greedy_prompts_and_is_refused_without_one(shell, llama, llama_variants, tiny_bert,
+                                                                             tmp_path):
+    import json
+    import shutil
+
+    from IPython.core.error import UsageError
+
+    shell.user_ns["llama_onnx"] = llama_variants
+    with pytest.raises(UsageError, match="tokenizer has no chat template"):
+        shell.run_line_magic("evaluate", "llama_onnx --variants torch --chat-template --no-widget")
+    chat = tmp_path / "chat-llama"
+    shutil.copytree(llama, chat)
+    config = json.loads((chat / "tokenizer_config.json").read_text())
+    config["chat_template"] = ("{% for m in messages %}user: {{ m['content'] }} {% endfor %}"
+                               "{% if add_generation_prompt %}assistant: {% endif %}")
+    (chat / "tokenizer_config.json").write_text(json.dumps(config))
+    shell.user_ns["chat_dir"] = str(chat)
+    shell.run_line_magic("load_model", "$chat_dir --name chat_llama -q")
+    plain = shell.run_line_magic("evaluate", "chat_llama --variants torch --no-widget -o -q")
+    chatted = shell.run_line_magic("evaluate", "chat_llama --variants torch --chat-template --no-widget -o -q")
+    assert any("chat template" in n for n in chatted.notes) and not any("chat template" in n for n in plain.notes)
+    assert chatted.rows[0]["perplexity"] == plain.rows[0]["perplexity"]  # the text scored is the same
+    assert chatted.fingerprint != plain.fingerprint  # the prompts are not
+    shell.user_ns["tiny_enc_dir"] = str(tiny_bert)
+    with pytest.raises(UsageError, match="--chat-template formats the prompts of text-generation models"):
+        shell.run_line_magic("evaluate", "$tiny_enc_dir --data demo --chat-template --no-widget")
