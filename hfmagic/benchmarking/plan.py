@@ -16,6 +16,7 @@ from hfmagic.core.errors import BackendUnavailable, UsageProblem
 from hfmagic.core.shapes import AXES
 from hfmagic.export.api import request_for
 from hfmagic.models.variants import Variants
+from hfmagic.onnx.plan import parse_dynamic_name
 
 
 @dataclass
@@ -94,6 +95,13 @@ def check_variants(target, variants, model=None) -> list[str] | None:
         return None
     known = target.names if isinstance(target, Variants) else model.task_plugin.export.variant_names()
     unknown = [v for v in variants if v not in known]
+    if unknown and not isinstance(target, Variants) and (named := parse_dynamic_name(unknown[0])):
+        level, dynamic = named  # a named dynamic int8 setting: one export builds it, then benchmark that
+        flags = (f"--levels {level} --quantize dynamic --weight-type {dynamic.weight_type}"
+                 + ("" if dynamic.per_channel else " --no-per-channel") + (" --reduce-range" if dynamic.reduce_range else ""))
+        raise UsageProblem(f"{unknown[0]} is dynamic int8 with settings of its own: build it first with "
+                           f"%export_onnx MODEL {flags} --name v (the same options in Python's export_onnx), "
+                           "then benchmark v")
     if unknown:
         raise UsageProblem(f"unknown variant {unknown[0]!r}; use one of: {', '.join(known)}")
     return list(dict.fromkeys(variants))

@@ -5,6 +5,7 @@ O2-int8 from O2). Only names and small value objects here; building is :mod:`hfm
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from hfmagic.core.errors import UnsupportedError
@@ -53,6 +54,17 @@ class Dynamic:
     def suffix(self) -> str:
         return (f"int8-{WEIGHT_TYPES[self.weight_type]}-{'pc' if self.per_channel else 'pt'}"
                 + ("-rr" if self.reduce_range else ""))
+
+
+def parse_dynamic_name(name: str) -> tuple[str, Dynamic] | None:
+    """``(level, settings)`` of a named dynamic int8 twin (``fused-int8-u8-pt`` -> fused, uint8
+    per-tensor), the inverse of :func:`dynamic_name`; None for any other name."""
+    match = re.fullmatch(r"(?:(.+)-)?int8-(s8|u8)-(pc|pt)(-rr)?", name)
+    if match is None:
+        return None
+    level, weights, granularity, reduced = match.groups()
+    weight_type = next(k for k, v in WEIGHT_TYPES.items() if v == weights)
+    return level or "fp32", Dynamic(weight_type, granularity == "pc", bool(reduced))
 
 
 def dynamic_name(level: str, dynamic: Dynamic | None) -> str:

@@ -77,6 +77,23 @@ def test_bad_recipe_options_are_one_line(shell, tiny_bert):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+def test_a_named_setting_benchmarked_from_the_model_says_how_to_build_it(shell, tiny_bert):
+    """%benchmark builds the variants it is named by the levels' names; a named dynamic int8 setting
+    takes an export of its own, and the one line gives it, which then benchmarks as named."""
+    from IPython.core.error import UsageError
+
+    shell.run_line_magic("load_model", f"{tiny_bert} --name rec_named -q")
+    with pytest.raises(UsageError) as err:
+        shell.run_line_magic("benchmark", "rec_named --variants torch,fused-int8-u8-pt -q")
+    said = str(err.value)
+    assert "\n" not in said and "--levels fused --quantize dynamic --weight-type uint8 --no-per-channel" in said, said
+    export = said.split("build it first with ")[1].split(" (the same options")[0].replace("MODEL", "rec_named")
+    shell.run_line_magic("export_onnx", export.removeprefix("%export_onnx ") + " -q")
+    bench = shell.run_line_magic("benchmark", "v --variants fused-int8-u8-pt --batch-sizes 1 --seq-lens 8 --threads 1 "
+                                 "--warmup 1 --min-runs 3 --min-time 0.05 --max-time 1 -q -o")
+    assert [(r["variant"], r["status"]) for r in bench.rows] == [("fused-int8-u8-pt", "ok")]
+
+
 def _trace(result, stage="build"):
     return [t for t in result.trace if t["stage"] == stage]
 
