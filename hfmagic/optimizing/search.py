@@ -8,6 +8,7 @@ win beside the fixed recipes, and read the result off it all (:class:`OptimizeRe
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from hfmagic.backends import get_backend
@@ -17,6 +18,7 @@ from hfmagic.evaluation.api import evaluate
 from hfmagic.models.variants import Variants
 from hfmagic.optimizing.recipes import build_recipes, rebuild_recipe
 from hfmagic.optimizing.result import OBJECTIVES, OptimizeResult
+from hfmagic.optimizing.space import onnxruntime_only, trace_openvino_left_out
 
 MARGIN = 0.10       # a candidate screened this much slower than a passing one cannot win
 SCREEN_TIME = 0.2   # seconds of timing per configuration while screening
@@ -82,7 +84,8 @@ class Search:
 
     def candidates(self) -> list[tuple[str, str]]:
         """Every (variant, backend) to time: each ONNX graph on onnxruntime and on OpenVINO (where
-        installed), PyTorch eager (the reference) and torch.compile (where it works)."""
+        installed; a named dynamic int8 setting on onnxruntime only: its level's preset is tried on
+        OpenVINO), PyTorch eager (the reference) and torch.compile (where it works)."""
 
         def usable(name):
             if self.backends and name not in self.backends:
@@ -95,8 +98,9 @@ class Search:
                 continue
             if v.kind == "torch":
                 out += [(name, b) for b in ("torch", "torch-compile") if b == "torch" or usable(b)]
-            elif v.kind == "onnx":
-                out += [(name, b) for b in ("onnxruntime", "openvino") if usable(b)]
+            elif v.kind == "onnx":  # a named dynamic int8 setting on onnxruntime alone (its preset on both)
+                runtimes = ("onnxruntime",) if onnxruntime_only(self, name) else ("onnxruntime", "openvino")
+                out += [(name, b) for b in runtimes if usable(b)]
             else:  # onnxruntime-genai's graphs
                 out += [(name, "onnxruntime-genai")] if usable("onnxruntime-genai") else []
         return out
@@ -106,7 +110,8 @@ class Search:
 
         names = list(dict.fromkeys(["torch"] + [v for v, _ in configs]))
         backends = list(dict.fromkeys(["torch"] + [b for _, b in configs]))
-        vset = Variants(self.model, [self.variants[n] for n in names])
+        vset = Variants(self.model, [dataclasses.replace(self.variants[n], runs_on=("onnxruntime",))
+                                     if onnxruntime_only(self, n) else self.variants[n] for n in names])
         left = self.left()
         axis = self.model.task_plugin.inputs.AXIS
         result = benchmark(vset, variants=names, backends=backends, batch_sizes=[self.batch_size],
@@ -153,6 +158,7 @@ class Search:
                 self.step(_label(config), "screen", "dropped", reason=row["status"] if row else "not measured")
                 continue
             self.screened[config] = row
+        trace_openvino_left_out(self, rows)
 
     def gate(self) -> None:
         """Evaluate the screened candidates fastest first, until none left can beat one that passed."""

@@ -1,0 +1,56 @@
+"""%optimize's search made shorter without promising less (issue 25, item 4): the named dynamic int8
+settings screened on onnxruntime only (their level's preset is tried on OpenVINO, one trace line says
+so), the fixed recipes scored in one evaluation per runtime (the reference runs once for them), and a
+whole search that writes nothing outside hfmagic's cache folder (no torch.compile cache in the
+temporary folder, nothing in the home or working folder)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.tiny import labelled
+
+
+def search_on(model, data, backends):
+    from hfmagic.optimizing.search import Search
+
+    search = Search(model, data, 99.0, "p50", 1, 16, backends, [1], None, None, 16, False, {})
+    search.min_time = 0.05
+    return search
+
+
+@pytest.mark.slow  # about a minute: 18 builds, a sweep of 23 configurations
+def test_named_settings_are_screened_on_onnxruntime_only(tiny_bert, monkeypatch):
+    pytest.importorskip("openvino")
+    from hfmagic import load_model
+    from hfmagic.optimizing import search as mod
+    from hfmagic.optimizing.space import EVERY_SETTING, build_dynamic
+
+    search = search_on(load_model(str(tiny_bert)), labelled(24, seed=5), ["onnxruntime", "openvino", "torch"])
+    build_dynamic(search, ["fp32", "O2"])  # two levels: every setting built on both, no level screen
+    named = [n for n in search.variants if n.startswith(("int8-", "O2-int8-"))]
+    assert len(named) >= 12, search.variants
+    swept = []
+    real_benchmark = mod.benchmark
+
+    def recorded(vset, **kwargs):  # the real sweep, the configurations it timed recorded
+        result = real_benchmark(vset, **kwargs)
+        swept.extend((r["variant"], r["backend"]) for r in result.rows)
+        return result
+
+    monkeypatch.setattr(mod, "benchmark", recorded)
+    search.screen()
+    timed = set(swept)
+    for name in named:  # on onnxruntime, never on OpenVINO
+        assert (name, "onnxruntime") in timed and (name, "openvino") not in timed, name
+    for preset in ("int8", "O2-int8", "fp32", "O2"):  # the presets and the float graphs on both
+        assert {(preset, "onnxruntime"), (preset, "openvino")} <= timed, preset
+    lines = [t for t in search.trace if t["candidate"].endswith(f"-{EVERY_SETTING}/openvino")]
+    assert [t["candidate"].split("-int8")[0] for t in lines] == ["fp32", "O2"], search.trace
+    for t, preset in zip(lines, ("int8", "O2-int8")):
+        assert t["stage"] == "screen" and t["outcome"] == "dropped", t
+        assert t["reason"].startswith(f"not screened on OpenVINO: each setting is {preset}'s graph with other "
+                                      f"weights, and {preset}/openvino was screened ("), t
+
