@@ -21,8 +21,8 @@ def search_on(model, data, backends):
     return search
 
 
-@pytest.mark.slow  # about a minute: 18 builds, a sweep of 23 configurations
-def test_named_settings_are_screened_on_onnxruntime_only(tiny_bert, monkeypatch):
+@pytest.mark.slow  # about a minute: 18 builds, a sweep of 23 configurations, two evaluations
+def test_named_settings_screen_on_onnxruntime_and_fixed_recipes_share_one_evaluation(tiny_bert, monkeypatch):
     pytest.importorskip("openvino")
     from hfmagic import load_model
     from hfmagic.optimizing import search as mod
@@ -53,4 +53,18 @@ def test_named_settings_are_screened_on_onnxruntime_only(tiny_bert, monkeypatch)
         assert t["stage"] == "screen" and t["outcome"] == "dropped", t
         assert t["reason"].startswith(f"not screened on OpenVINO: each setting is {preset}'s graph with other "
                                       f"weights, and {preset}/openvino was screened ("), t
+
+    calls = []
+    real = mod.evaluate
+
+    def counted(vset, data, **kwargs):  # the real evaluation, its calls counted
+        calls.append(([v.name for v in vset], kwargs.get("backend")))
+        return real(vset, data, **kwargs)
+
+    monkeypatch.setattr(mod, "evaluate", counted)
+    search.confirm()  # nothing gated: every fixed recipe is scored here
+    assert sorted(calls, key=str) == sorted([(["torch", "int8", "O2-int8"], None), (["torch", "fp32"], "openvino")],
+                                            key=str), calls
+    confirmed = {t["candidate"] for t in search.trace if t["stage"] == "confirm"}
+    assert {"int8/onnxruntime", "O2-int8/onnxruntime", "fp32/openvino"} <= confirmed, search.trace
 

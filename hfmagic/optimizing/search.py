@@ -183,7 +183,8 @@ class Search:
                 # with the next two in line on the same runtime: the reference runs once per evaluation
                 after = [c[0] for c in order[order.index(config):] if c[0] != "torch"
                          and evaluated_as(c)[1] == key[1] and evaluated_as(c) not in self.evaluated]
-                self.evaluate(list(dict.fromkeys(after))[:3], key[1])
+                # and the fixed recipes on that runtime, which the confirming sweep scores anyway
+                self.evaluate(list(dict.fromkeys(list(dict.fromkeys(after))[:3] + self.fixed_unscored(key[1]))), key[1])
             row = self.evaluated.get(key)
             if row is None or row.get("status") != "ok" or row.get("pct_of_reference") is None:
                 self.step(_label(config), "gate", "dropped", objective=value, metric=(row or {}).get(self.metric_name),
@@ -196,6 +197,13 @@ class Search:
                       f"keeps {row['pct_of_reference']:.2f}% of the reference, under {self.keep:g}%")
             if passed and (best is None or self.worse(best[1], value, 0.0)):
                 best = (config, value)
+
+    def fixed_unscored(self, runtime: str | None) -> list[str]:
+        """The screened fixed recipes whose accuracy on ``runtime`` is not known yet: they are scored
+        in one evaluation per runtime (beside the gate's first candidates there), so the reference
+        runs once for all of them."""
+        return [c[0] for c in FIXED if c in self.screened and evaluated_as(c) not in self.evaluated
+                and evaluated_as(c)[1] == runtime]
 
     def evaluate(self, names: list[str], backend: str | None = None) -> None:
         """The full evaluation of ``names`` against PyTorch, their ONNX files on ``backend``
@@ -220,10 +228,12 @@ class Search:
             best = min((self.value(self.screened[c]) for c in passed), key=self.rank)
             passed = [c for c in passed if not self.worse(self.optimistic(self.screened[c]), best, MARGIN)]
         fixed = [c for c in FIXED if c in self.screened]
-        for config in [c for c in fixed if evaluated_as(c) not in self.evaluated]:  # the fixed recipes' accuracy too
+        for runtime in dict.fromkeys(evaluated_as(c)[1] for c in fixed):  # the fixed recipes' accuracy too
+            if not (names := self.fixed_unscored(runtime)):
+                continue
             if self.out_of_time("evaluating the fixed recipes"):
                 break
-            self.evaluate([config[0]], evaluated_as(config)[1])
+            self.evaluate(names, runtime)
         configs = list(dict.fromkeys(passed + fixed + [c for c in (("fp32", "onnxruntime"),) if c in self.screened]))
         if not configs:
             self.notes.append("no candidate kept the accuracy: nothing to confirm")
