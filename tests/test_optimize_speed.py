@@ -68,3 +68,32 @@ def test_named_settings_screen_on_onnxruntime_and_fixed_recipes_share_one_evalua
     confirmed = {t["candidate"] for t in search.trace if t["stage"] == "confirm"}
     assert {"int8/onnxruntime", "O2-int8/onnxruntime", "fp32/openvino"} <= confirmed, search.trace
 
+
+@pytest.mark.slow
+def test_a_search_writes_nothing_outside_the_cache_folder(tiny_bert, tmp_path):
+    """The command line's whole search (every backend installed, torch.compile included) run in an
+    empty working folder with an empty home and temporary folder: afterwards all three are still
+    empty and the model's folder is as it was; everything it kept is under HFMAGIC_CACHE_DIR."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_bert, folder)
+    before = sorted(p.name for p in folder.iterdir())
+    labelled(40, seed=6).to_csv(tmp_path / "texts.csv", index=False)
+    work, home, tmp, cache = (tmp_path / n for n in ("work", "home", "tmp", "cache"))
+    for d in (work, home, tmp):
+        d.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in (
+        "HF_HOME", "XDG_CACHE_HOME", "MPLCONFIGDIR", "IPYTHONDIR", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR",
+        "HOME_FOR_TESTS", "HFMAGIC_STORE")}  # where a user's libraries write by default: home and /tmp
+    env.update(HOME=str(home), TMPDIR=str(tmp), HFMAGIC_CACHE_DIR=str(cache))
+    done = subprocess.run([sys.executable, "-m", "hfmagic", "optimize", str(folder), "--data",
+                           str(tmp_path / "texts.csv"), "--threads", "1", "--min-time", "0.05", "--samples", "16"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "winner" in done.stdout or "no winner" in done.stdout, done.stdout[-3000:]
+    for d in (work, home, tmp):
+        assert list(d.rglob("*")) == [], (d.name, sorted(str(p.relative_to(d)) for p in d.rglob("*"))[:20])
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert any(cache.rglob("*.onnx")) and (cache / "runs.sqlite").is_file()
+
