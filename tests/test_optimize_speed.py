@@ -97,3 +97,24 @@ def test_a_search_writes_nothing_outside_the_cache_folder(tiny_bert, tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == before
     assert any(cache.rglob("*.onnx")) and (cache / "runs.sqlite").is_file()
 
+
+def test_ctrl_c_while_the_levels_int8_is_screened_keeps_every_built_variant_in_the_trace(tiny_bert, monkeypatch):
+    """Ctrl-C in the build stage's own sweep (each level's int8 at the CPU's preset, before the named
+    settings are built): the search returns, says where it stopped, and every variant built so far
+    is in the trace with why it went no further."""
+    from hfmagic.optimizing import space
+    from hfmagic.optimizing.api import optimize
+
+    def interrupted(search, twins):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(space, "_screen_levels", interrupted)  # Ctrl-C once every level's graph and twin is built
+    result = optimize(str(tiny_bert), labelled(24, seed=5), backends=["onnxruntime", "torch"], threads=1,
+                      progress=False)
+    assert result.interrupted and result.winner is None and result.outcome.startswith("interrupted during building")
+    lines = {t["candidate"]: t for t in result.trace}
+    for name in ("fp32", "int8", "O1", "O1-int8", "O2", "O2-int8", "O3", "O3-int8", "fused", "fused-int8"):
+        t = lines[f"{name}/onnxruntime"]
+        assert (t["stage"], t["outcome"]) == ("screen", "not reached"), t
+        assert t["reason"] == "built; interrupted (Ctrl-C) before it was screened", t
+    assert "interrupted" in " ".join(result.notes)
