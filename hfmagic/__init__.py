@@ -17,6 +17,12 @@ from hfmagic.core.telemetry import onnxruntime_off  # noqa: E402
 
 onnxruntime_off()
 
+# torch.compile's and torch.export's compiler cache in hfmagic's cache folder, not /tmp (read when
+# torch._inductor is first imported: here, before anything imports it, and in every worker)
+from hfmagic.core.compilecache import keep_compile_cache_in_hfmagic  # noqa: E402
+
+keep_compile_cache_in_hfmagic(at_import=True)
+
 # the generic backends (torch, onnxruntime, OpenVINO), then the built-in tasks (text, generation, vision,
 # speech, each with the backends only its models use) are registered here, at the top, so that the
 # registry below knows them in every process (a worker too) without importing any plugin itself

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 from hfmagic.core.backend import Backend
+from hfmagic.core.compilecache import keep_compile_cache_in_hfmagic
 
 
 class Torch(Backend):
@@ -67,6 +68,13 @@ class TorchCompile(Torch):
         return True, ""
 
     def load(self, variant, threads: int) -> None:
+        import torch._inductor.config as inductor
+
+        keep_compile_cache_in_hfmagic()  # read when the first run compiles
+        # its precompiled headers go to the temporary folder whatever the cache folder is (torch keeps them
+        # global on purpose): off, so nothing outlives the run outside hfmagic's folder (restored on close)
+        self._headers = inductor.cpp_cache_precompile_headers
+        inductor.cpp_cache_precompile_headers = False
         super().load(variant, threads)
         if variant.model.task_plugin.measurement.GENERATES:  # generate() calls the model's forward: that is what gets compiled
             import copy
@@ -77,6 +85,13 @@ class TorchCompile(Torch):
             self.model.forward = self._torch.compile(self.model.forward)
         else:
             self.model = self._torch.compile(self.model)
+
+    def close(self) -> None:
+        if hasattr(self, "_headers"):
+            import torch._inductor.config as inductor
+
+            inductor.cpp_cache_precompile_headers = self._headers
+        super().close()
 
     def generation_settings(self, config):
         """A static KV cache, as transformers advises for torch.compile: every decode step has the

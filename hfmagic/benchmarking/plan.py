@@ -174,7 +174,8 @@ def plan(chosen, backends, shapes, here: bool = True) -> tuple[list[Job], dict[s
         kind = variant.kind
         own = kind == variant.model.kind.RUNTIME  # a model with one way to run: its own backends, whatever --backends says
         mine = default_backends(kind) if own else [b for b in backends or default_backends(kind)
-                                                   if get_backend(b).RUNS == kind]
+                                                   if get_backend(b).RUNS == kind
+                                                   and (variant.runs_on is None or b in variant.runs_on)]
         if not mine:
             notes.append(f"{variant.name} not measured: no backend in --backends runs {kind} variants")
         for backend in mine:

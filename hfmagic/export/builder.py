@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from hfmagic.core.compilecache import no_global_headers
 from hfmagic.core.errors import BuildError, UnsupportedError
 from hfmagic.export.cache import FORMAT, META, from_meta, install, read_meta
 from hfmagic.models.variants import Variant
@@ -84,7 +85,7 @@ class Builder:
 
         try:
             logging.disable(logging.WARNING)
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), no_global_headers():
                 warnings.simplefilter("ignore")
                 own = self.model.task_plugin.export.build_step(self.model, step, out, source, {
                     "block_size": self.block_size, "int4_method": self.int4_method, "isa": self.isa,

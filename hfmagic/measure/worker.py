@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Iterator
 
 from hfmagic import backends
+from hfmagic.core.compilecache import keep_compile_cache_in_hfmagic
 from hfmagic.core.errors import BackendUnavailable
 from hfmagic.core.timing import timed_runs
 from hfmagic.measure.memory import oom_kills
@@ -331,6 +332,7 @@ class WorkerProcess:
         self._oom_kills = oom_kills()  # the cgroup's count: if it rises, the OOM killer ended the worker
         self._stderr = tempfile.TemporaryFile(mode="w+b")
         env = os.environ.copy()  # keeps ORT_DISABLE_TELEMETRY=1
+        keep_compile_cache_in_hfmagic(env)  # the kernel's cache folder, should it be set there by %config
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hfmagic.measure.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._stderr, env=env,

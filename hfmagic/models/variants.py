@@ -59,6 +59,7 @@ class Variant:
     sha256: str | None = None
     runtime: str | None = None     # a model kind's own ("sklearn": a classical baseline); None: told by path and level
     recipe: str | None = None      # the quantizer's recipe export ran: "dynamic", "static", "nncf", "int4", ...
+    runs_on: tuple[str, ...] | None = None  # the only backends a sweep times it on (None: each that runs its kind)
 
     @property
     def kind(self) -> str:

@@ -8,15 +8,17 @@ The search is the loop a data scientist runs by hand, with the accuracy gate in 
    int8 with its transformer preset (where NNCF is installed); a decoder's int4. A variant that
    diverges from PyTorch when it is built is dropped there, with the validation's reason; a static
    int8 that diverges gets a sensitivity pass (operator types left in float until it validates).
-2. **Screen** every variant x backend (onnxruntime; OpenVINO for the float and QDQ graphs where it
-   is installed; torch.compile where it works) in one short interleaved sweep at the shape asked,
+2. **Screen** every variant x backend (onnxruntime; OpenVINO where it is installed, but not for the
+   named dynamic int8 settings, whose level's preset it is tried on; torch.compile where it works)
+   in one short interleaved sweep at the shape asked,
    once per thread count searched (default 1, half and all of the thread setting); the count
    whose fastest configuration is fastest is the one the later stages use.
 3. **Gate** the candidates fastest first: each one's full evaluation on the data, against the
    reference (PyTorch), at the batch size it was timed at (dynamic int8's predictions depend on
    the batch: its activation ranges are the whole batch's), on the runtime it was timed on (a QDQ file's int8 arithmetic is OpenVINO's
    own under OpenVINO: its accuracy is measured there). Once one keeps ``keep`` of the reference's first metric, a candidate whose
-   screened time is more than ``MARGIN`` slower cannot win and is not evaluated.
+   screened time is more than ``MARGIN`` slower cannot win and is not evaluated. The fixed recipes
+   ride along with the first evaluation on their runtime (the reference then runs once for them).
 4. **Confirm** in one interleaved sweep with the default timing: the candidates that passed and can
    still win, fp32 on onnxruntime, PyTorch, and the fixed recipes a single tool gives (``--quantize
    auto``'s int8, O2-int8, static int8 with min-max, OpenVINO on fp32), so the winner is measured

@@ -8,6 +8,7 @@ win beside the fixed recipes, and read the result off it all (:class:`OptimizeRe
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from hfmagic.backends import get_backend
@@ -17,6 +18,7 @@ from hfmagic.evaluation.api import evaluate
 from hfmagic.models.variants import Variants
 from hfmagic.optimizing.recipes import build_recipes, rebuild_recipe
 from hfmagic.optimizing.result import OBJECTIVES, OptimizeResult
+from hfmagic.optimizing.space import onnxruntime_only, trace_openvino_left_out
 
 MARGIN = 0.10       # a candidate screened this much slower than a passing one cannot win
 SCREEN_TIME = 0.2   # seconds of timing per configuration while screening
@@ -82,7 +84,8 @@ class Search:
 
     def candidates(self) -> list[tuple[str, str]]:
         """Every (variant, backend) to time: each ONNX graph on onnxruntime and on OpenVINO (where
-        installed), PyTorch eager (the reference) and torch.compile (where it works)."""
+        installed; a named dynamic int8 setting on onnxruntime only: its level's preset is tried on
+        OpenVINO), PyTorch eager (the reference) and torch.compile (where it works)."""
 
         def usable(name):
             if self.backends and name not in self.backends:
@@ -95,8 +98,9 @@ class Search:
                 continue
             if v.kind == "torch":
                 out += [(name, b) for b in ("torch", "torch-compile") if b == "torch" or usable(b)]
-            elif v.kind == "onnx":
-                out += [(name, b) for b in ("onnxruntime", "openvino") if usable(b)]
+            elif v.kind == "onnx":  # a named dynamic int8 setting on onnxruntime alone (its preset on both)
+                runtimes = ("onnxruntime",) if onnxruntime_only(self, name) else ("onnxruntime", "openvino")
+                out += [(name, b) for b in runtimes if usable(b)]
             else:  # onnxruntime-genai's graphs
                 out += [(name, "onnxruntime-genai")] if usable("onnxruntime-genai") else []
         return out
@@ -106,7 +110,8 @@ class Search:
 
         names = list(dict.fromkeys(["torch"] + [v for v, _ in configs]))
         backends = list(dict.fromkeys(["torch"] + [b for _, b in configs]))
-        vset = Variants(self.model, [self.variants[n] for n in names])
+        vset = Variants(self.model, [dataclasses.replace(self.variants[n], runs_on=("onnxruntime",))
+                                     if onnxruntime_only(self, n) else self.variants[n] for n in names])
         left = self.left()
         axis = self.model.task_plugin.inputs.AXIS
         result = benchmark(vset, variants=names, backends=backends, batch_sizes=[self.batch_size],
@@ -153,6 +158,7 @@ class Search:
                 self.step(_label(config), "screen", "dropped", reason=row["status"] if row else "not measured")
                 continue
             self.screened[config] = row
+        trace_openvino_left_out(self, rows)
 
     def gate(self) -> None:
         """Evaluate the screened candidates fastest first, until none left can beat one that passed."""
@@ -177,7 +183,8 @@ class Search:
                 # with the next two in line on the same runtime: the reference runs once per evaluation
                 after = [c[0] for c in order[order.index(config):] if c[0] != "torch"
                          and evaluated_as(c)[1] == key[1] and evaluated_as(c) not in self.evaluated]
-                self.evaluate(list(dict.fromkeys(after))[:3], key[1])
+                # and the fixed recipes on that runtime, which the confirming sweep scores anyway
+                self.evaluate(list(dict.fromkeys(list(dict.fromkeys(after))[:3] + self.fixed_unscored(key[1]))), key[1])
             row = self.evaluated.get(key)
             if row is None or row.get("status") != "ok" or row.get("pct_of_reference") is None:
                 self.step(_label(config), "gate", "dropped", objective=value, metric=(row or {}).get(self.metric_name),
@@ -190,6 +197,13 @@ class Search:
                       f"keeps {row['pct_of_reference']:.2f}% of the reference, under {self.keep:g}%")
             if passed and (best is None or self.worse(best[1], value, 0.0)):
                 best = (config, value)
+
+    def fixed_unscored(self, runtime: str | None) -> list[str]:
+        """The screened fixed recipes whose accuracy on ``runtime`` is not known yet: they are scored
+        in one evaluation per runtime (beside the gate's first candidates there), so the reference
+        runs once for all of them."""
+        return [c[0] for c in FIXED if c in self.screened and evaluated_as(c) not in self.evaluated
+                and evaluated_as(c)[1] == runtime]
 
     def evaluate(self, names: list[str], backend: str | None = None) -> None:
         """The full evaluation of ``names`` against PyTorch, their ONNX files on ``backend``
@@ -214,10 +228,12 @@ class Search:
             best = min((self.value(self.screened[c]) for c in passed), key=self.rank)
             passed = [c for c in passed if not self.worse(self.optimistic(self.screened[c]), best, MARGIN)]
         fixed = [c for c in FIXED if c in self.screened]
-        for config in [c for c in fixed if evaluated_as(c) not in self.evaluated]:  # the fixed recipes' accuracy too
+        for runtime in dict.fromkeys(evaluated_as(c)[1] for c in fixed):  # the fixed recipes' accuracy too
+            if not (names := self.fixed_unscored(runtime)):
+                continue
             if self.out_of_time("evaluating the fixed recipes"):
                 break
-            self.evaluate([config[0]], evaluated_as(config)[1])
+            self.evaluate(names, runtime)
         configs = list(dict.fromkeys(passed + fixed + [c for c in (("fp32", "onnxruntime"),) if c in self.screened]))
         if not configs:
             self.notes.append("no candidate kept the accuracy: nothing to confirm")

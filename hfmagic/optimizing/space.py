@@ -18,12 +18,17 @@ format (QOperator, QDQ). What is built, in order:
    level it failed on, the reason and the levels it was not tried on. (A variant that builds but
    diverges from PyTorch is dropped on its own: divergence is the variant's, not the setting's.)
 
+The named settings are screened on onnxruntime only (:func:`onnxruntime_only`): each level's preset
+is screened on OpenVINO too, and it is the same graph with other weights, so it shows what OpenVINO
+makes of the level (on a BERT, it cannot read O2's and the fused level's ``QAttention`` at all).
+
 On the demo classifier that is 5 levels x 2 + 2 x 7 = 24 builds on a VNNI CPU (whose preset, int8
 per-channel, is one of the settings: not built twice) and 26 on AVX2, where the product is 5 + 5 x 16 = 85.
 """
 
 from __future__ import annotations
 
+from hfmagic.backends import get_backend
 from hfmagic.core.errors import BuildError, UsageProblem
 from hfmagic.export.api import export_onnx
 from hfmagic.onnx.build import int8_isa
@@ -150,6 +155,28 @@ def _screen_levels(search, twins: dict) -> list[str]:
     search.notes.append(f"dynamic int8: every level's int8 at this CPU's preset screened first; every weight type, "
                         f"granularity and reduce_range built on the {KEEP_LEVELS} fastest: {', '.join(kept)}")
     return kept
+
+
+def onnxruntime_only(search, name: str) -> bool:
+    """Whether ``name`` is a named dynamic int8 setting (``O2-int8-u8-pt``), screened on onnxruntime
+    alone: its level's preset, the same graph with other weights, is what OpenVINO is tried on."""
+    return "weight_type" in search.recipes.get(name, {})
+
+
+def trace_openvino_left_out(search, rows: dict) -> None:
+    """One screen line per level whose named settings were not timed on OpenVINO, with what its
+    preset did there (``rows``: the screening sweep's, keyed by (variant, backend))."""
+    if (search.backends and "openvino" not in search.backends) or not get_backend("openvino").is_available()[0]:
+        return
+    levels = dict.fromkeys(v.level for n, v in search.variants.items() if onnxruntime_only(search, n) and not v.error)
+    for level in levels:
+        preset = dynamic_name(level, None)
+        row = rows.get((preset, "openvino")) or {}
+        did = (f"{search.key} {search.value(row):.3f}" if row.get("status") == "ok" else
+               (row.get("status") or "not measured").split(":")[0])
+        search.step(f"{level}-{EVERY_SETTING}/openvino", "screen", "dropped", reason=(
+            f"not screened on OpenVINO: each setting is {preset}'s graph with other weights, and {preset}/openvino "
+            f"was screened ({did}); screened on onnxruntime"))
 
 
 def _add(search, name: str, variant, args: dict) -> None:
