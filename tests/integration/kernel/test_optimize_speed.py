@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.tiny import labelled
+from tests.support.tiny import labelled
 
 
 def search_on(model, data, backends):
