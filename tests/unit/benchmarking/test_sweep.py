@@ -1,6 +1,7 @@
 """hfmagic.benchmarking.benchmark(): worker isolation (crash, hang, broken file, a child holding the
 pipe), budget, interrupts, openvino and GPU providers, bad baselines, speed-up intervals and noise flags."""
 
+import os
 import re
 import time
 
@@ -41,6 +42,8 @@ def test_a_child_left_holding_the_pipe_neither_hangs_the_sweep_nor_outlives_it(t
     from hfmagic.benchmarking.api import benchmark
 
     monkeypatch.setenv("HFMAGIC_WORKER_FAULT", "orphan:fp32:1x8,crash:fp32:2x8")
+    mark = f"{os.getpid()}-{time.monotonic_ns()}"  # in the environment of this sweep's processes only
+    monkeypatch.setenv("HFMAGIC_TEST_SWEEP", mark)
     before = {p.pid for p in psutil.process_iter()}
     started = time.monotonic()
     res = benchmark(tiny_variants, variants=["fp32"], batch_sizes=[1, 2, 3], seq_lens=[8], timeout=60, **FAST_KW)
@@ -49,8 +52,9 @@ def test_a_child_left_holding_the_pipe_neither_hangs_the_sweep_nor_outlives_it(t
     assert statuses[0] == "ok" and statuses[2] == "ok"
     assert statuses[1].startswith("crashed: worker killed by SIGKILL")  # not a timeout
     time.sleep(0.5)
-    left = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before
-            and "hfmagic.measure.worker" in " ".join(p.info["cmdline"] or [])]
+    left = [p for p in psutil.process_iter(["cmdline", "environ"]) if p.pid not in before
+            and "hfmagic.measure.worker" in " ".join(p.info["cmdline"] or [])
+            and (p.info["environ"] or {}).get("HFMAGIC_TEST_SWEEP") == mark]  # not another session's workers
     assert left == []
 
 
