@@ -203,7 +203,7 @@ def evaluate(target: Any, options: EvaluateOptions) -> EvaluationResult:
     with store.recording("evaluate", params, provenance) if store else contextlib.nullcontext() as run:
         result.run_id = run.id if run else None
         interrupted = run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, o.callback, o.progress, remote,
-                              o.backend, sizes)
+                              o.backend, sizes, o.reuse)
         if remote and remote[0].left_out_for(o.on):  # nodes the shards could have used, whose probe failed
             result.notes.append(f"cluster: {clusters.left_out_text(remote[0].left_out_for(o.on))}; the shards ran on "
                                 "the other nodes")

@@ -21,10 +21,11 @@ SHORT_SHA = 12
 
 
 def run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, progress, remote=None,
-             backend=None, sizes=None) -> bool:
+             backend=None, sizes=None, reuse=None) -> bool:
     """Run every variant in turn, each at the batch sizes :func:`scored_at` gives it; True when
     Ctrl-C stopped it (what finished is kept). ``remote``: (cluster, on, threads) to run each
-    variant's batches as shards on a Ray cluster."""
+    variant's batches as shards on a Ray cluster. ``reuse``: a dict the reference's outputs are
+    kept in across calls (:func:`_reference_outputs`)."""
     from tqdm.auto import tqdm
 
     several = len(result.models) > 1
@@ -57,6 +58,9 @@ def run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, callback, p
                     if remote:
                         outputs = [(s, *_remote_outputs(variant, entry, entry.batches[s], evaluator, bar, *remote))
                                    for s in at]
+                    elif reuse is not None and key == result.reference:
+                        outputs = _reference_outputs(reuse, entry, variant, at, evaluator, bar, tick, backend,
+                                                     result.notes)
                     else:
                         outputs = _outputs(variant, entry, at, evaluator, bar, tick, backend)
                     tried = []
@@ -246,6 +250,23 @@ def _outputs(variant, entry, sizes, evaluator, bar, tick, backend=None) -> list[
             out.append((size, per_row, seconds, load_s, {}))
     finally:
         runner.close()
+    return out
+
+
+def _reference_outputs(reuse: dict, entry, variant, sizes, evaluator, bar, tick, backend, notes: list) -> list[tuple]:
+    """The reference's outputs (as :func:`_outputs` gives them), read from ``reuse`` where an earlier
+    call ran the same variant of the same model on the same data at the same batch sizes (a search
+    evaluates its candidates in several calls, each against the reference); else run and kept there.
+    A row read back says so in a note: its eval throughput is the earlier run's."""
+    key = (id(entry.model), entry.model.weights_sha256, variant.name, variant.sha256,
+           entry.data.fingerprint.get("sha256"), tuple(sizes), backend if variant.kind == "onnx" else None)
+    if key in reuse:
+        bar.update(len(entry.data) * len(sizes))
+        notes.append(f"the reference {variant.name}'s outputs were read back from an earlier evaluation of the same "
+                     "weights on the same data at the same batch size, not computed again (its eval throughput is "
+                     "that run's)")
+        return reuse[key]
+    reuse[key] = out = _outputs(variant, entry, sizes, evaluator, bar, tick, backend)
     return out
 
 

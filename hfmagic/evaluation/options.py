@@ -54,3 +54,6 @@ class EvaluateOptions(Options):
     on: str | None = option(None, "the nodes its shards run on: resources a node has (GPU:1, xeon:1)")
     backend: str | None = option(None, "what the ONNX variants run on: onnxruntime (default) or openvino",
                                  omit_default=True)
+    reuse: dict | None = option(None, "a dict kept between evaluate calls on one model and one data (optimize keeps "
+                                      "one per search): the reference's outputs at each batch size are kept in it and "
+                                      "read back, so the reference runs once for them all", stored=False)

@@ -210,6 +210,28 @@ def test_ctrl_c_keeps_finished_variants_and_says_how_much(clf):
     assert run["status"] == "interrupted" and len(run["rows"]) == 1
 
 
+def test_calls_sharing_reuse_run_the_reference_once_per_batch_size(clf, monkeypatch):
+    """optimize() evaluates its candidates in several calls: the reference's outputs are kept in
+    the dict they share and read back (said in a note), and every figure is what a call without it gives."""
+    from hfmagic.evaluation import loop
+    from hfmagic.evaluation.api import evaluate
+
+    ran, real = [], loop._outputs
+    monkeypatch.setattr(loop, "_outputs", lambda variant, *a, **k: ran.append(variant.name) or real(variant, *a, **k))
+    reuse: dict = {}
+    first = evaluate(clf["variants"], clf["frame"], variants=["fp32"], batch_size=16, reuse=reuse)
+    second = evaluate(clf["variants"], clf["frame"], variants=["int8"], batch_size=16, reuse=reuse)
+    other_size = evaluate(clf["variants"], clf["frame"], variants=["int8"], batch_size=8, reuse=reuse)
+    alone = evaluate(clf["variants"], clf["frame"], variants=["int8"], batch_size=16)
+    assert ran == ["torch", "fp32", "int8", "torch", "int8", "torch", "int8"]
+    said = "outputs were read back from an earlier evaluation"
+    assert [any(said in n for n in r.notes) for r in (first, second, other_size, alone)] == [False, True, False, False]
+    timing = {"seconds", "samples_per_s", "load_s"}
+    figures = [{k: v for k, v in r.rows[1].items() if k not in timing} for r in (second, alone)]
+    assert figures[0] == figures[1] and figures[0]["variant"] == "int8"
+    assert second.rows[0]["accuracy"] == first.rows[0]["accuracy"]
+
+
 def test_a_failed_variant_stays_with_its_reason(clf, tmp_path):
     from hfmagic.evaluation.api import evaluate
     from hfmagic.models.variants import Variant, Variants
