@@ -233,6 +233,35 @@ def without_weights(path: Path, operators) -> list[str]:
     return [n.name for n in graph.node if n.op_type in operators and not any(x in weights for x in n.input)]
 
 
+def unbinnable(path: Path, operators) -> dict[str, str]:
+    """The ``operators`` (operator type -> why) that read a float constant too large for onnxruntime's
+    histogram calibrators (entropy, percentile): they bin each tensor over [-max|x|, max|x|], whose
+    width overflows float32 beyond half its largest value (a BERT's attention mask holds its most
+    negative, -3.4e38, and the calibration stops with numpy's "Too many bins")."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    limit = np.finfo(np.float32).max / 2
+    huge = {}
+    graph = onnx.load(str(path), load_external_data=False).graph
+    for node in graph.node:
+        if node.op_type in ("Constant", "ConstantOfShape"):
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == onnx.TensorProto.FLOAT:
+                    value = numpy_helper.to_array(attr.t)
+                    if value.size and np.abs(value).max() > limit:
+                        huge[node.output[0]] = f"{node.name}'s {float(value.ravel()[0]):.3g}"
+    out: dict[str, str] = {}
+    for node in graph.node:
+        if node.op_type in operators and node.op_type not in out:
+            for name in node.input:
+                if name in huge:
+                    out[node.op_type] = f"{huge[name]} (in {node.name})"
+                    break
+    return out
+
+
 def quantize_static(source: Path, out: Path, isa: str, per_channel: bool, features: dict,
                     method: str = "minmax", exclude: list[str] | None = None) -> str:
     """Static int8 of the fp32 graph: ORTQuantizer.fit (calibration on ``features``, the calibration
@@ -243,6 +272,9 @@ def quantize_static(source: Path, out: Path, isa: str, per_channel: bool, featur
     from optimum.onnxruntime.configuration import AutoCalibrationConfig
 
     qconfig = quantization_config(isa, per_channel, static=True, exclude=exclude)
+    kept_float = unbinnable(source / FP32_FILE, qconfig.operators_to_quantize) if method != "minmax" else {}
+    if kept_float:  # onnxruntime's histogram calibrators fail on them: those operators stay float
+        qconfig.operators_to_quantize = [op for op in qconfig.operators_to_quantize if op not in kept_float]
     quantizer = ORTQuantizer.from_pretrained(source, file_name=FP32_FILE)
     count = len(next(iter(features.values())))
     if method != "minmax" and count > 8:  # the histogram calibrators stack every batch's activations: whole batches only
@@ -264,7 +296,9 @@ def quantize_static(source: Path, out: Path, isa: str, per_channel: bool, featur
             f"AutoCalibrationConfig.{'percentiles' if method == 'percentile' else method} on {count} examples, "
             "then ORTQuantizer.quantize with "
             f"AutoQuantizationConfig.{isa}(is_static=True, per_channel={per_channel}"
-            + (f", nodes_to_exclude=<{len(exclude)} nodes>" if exclude else "") + "))")
+            + (f", nodes_to_exclude=<{len(exclude)} nodes>" if exclude else "")
+            + (f", operators_to_quantize without {', '.join(kept_float)}" if kept_float else "") + "))"
+            + "".join(f"; {op} kept in float: it reads {why}" for op, why in kept_float.items()))
 
 
 def quantize_nncf(source: Path, out: Path, features: dict) -> str:

@@ -124,6 +124,26 @@ def test_cached_variants_keep_their_validation_and_a_resaved_folder_is_refused(t
     assert again["fp32"].sha256 != first["fp32"].sha256
 
 
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_histogram_calibrators_build_a_bert_and_say_what_stayed_float(tiny_bert, cache, method):
+    """A BERT's attention mask is a -3.4e38 constant, which onnxruntime's histogram calibrators cannot
+    bin (numpy's "Too many bins"): the operator reading it stays float and the variant says so."""
+    import onnx
+
+    from hfmagic.onnx.build import unbinnable
+
+    built = export_onnx(load_model(tiny_bert), levels=["fp32"], quantize="static", calibration=sentences(16, seed=3),
+                        samples=16, calibration_method=method)
+    fp32, static = built["fp32"], built["int8-static"]
+    kept = unbinnable(fp32.path, ["Where", "MatMul", "Add", "Mul"])
+    assert list(kept) == ["Where"] and "-3.4e+38" in kept["Where"]
+    assert static.path is not None and not (static.error or "").startswith("build failed"), static.error
+    assert static.validation.get("cosine") is not None  # it ran beside PyTorch
+    assert "operators_to_quantize without Where" in static.cli_command and "Where kept in float" in static.cli_command
+    ops = {n.op_type for n in onnx.load(str(static.path)).graph.node}
+    assert "QuantizeLinear" in ops and "Where" in ops
+
+
 def test_interrupted_build_leaves_nothing_half_written(tiny_bert, cache, monkeypatch):
     def interrupted(source, out, level, device):
         (out / "model_optimized.onnx").write_bytes(b"half a graph")
