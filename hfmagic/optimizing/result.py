@@ -38,6 +38,7 @@ class OptimizeResult:
     against_reference: dict | None = None  # the winner's speed-up over PyTorch eager, paired in the same sweep
     stopped: str | None = None  # where the budget stopped the search ("before evaluating O2"), None if it did not
     outcome: str = ""  # what the search found, in one line: the run list's headline of it
+    seconds: dict = field(default_factory=dict)  # stage -> wall seconds it took (building, screening, ...)
 
     def table(self) -> Table:
         title = f"optimize {self.model_name} for {self.objective} at >= {self.keep:g}% of the reference"

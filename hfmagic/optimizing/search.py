@@ -54,6 +54,9 @@ class Search:
         self.min_time = 1.0
         self.metric_name, self.lower_metric = None, False
         self.confirmed: set = set()
+        self.reference_outputs: dict = {}  # the reference runs once for all the search's evaluations
+        self.seconds: dict[str, float] = {}  # stage -> wall seconds
+        self.evaluations: dict[str, int] = {}  # stage -> evaluate() calls
 
     # -- the stages ----------------------------------------------------------------------------
     def run(self) -> OptimizeResult:
@@ -61,11 +64,26 @@ class Search:
             for stage, step in (("building", self.build), ("screening", self.screen), ("the gate", self.gate),
                                 ("the confirming sweep", self.confirm)):
                 self.stage = stage
-                step()
+                began = time.perf_counter()
+                try:
+                    step()
+                finally:
+                    self.seconds[stage] = time.perf_counter() - began
         except KeyboardInterrupt:
             self.interrupted = True
             self.notes.append("interrupted: the trace holds what was measured before Ctrl-C")
+        self.notes.append(self.time_note())
         return self.result()
+
+    def time_note(self) -> str:
+        """Where the search's time went, stage by stage, with what each did."""
+        built = sum(1 for n, v in self.variants.items() if n != "torch" and v.path is not None)
+        did = {"building": f"{built} variants built or read from the cache",
+               "screening": f"{len(self.screened)} configurations timed",
+               "the gate": f"{self.evaluations.get('the gate', 0)} evaluations",
+               "the confirming sweep": f"{self.evaluations.get('the confirming sweep', 0)} evaluations of the fixed "
+                                       "recipes and the sweep"}
+        return "time: " + "; ".join(f"{stage} {seconds:.0f} s ({did[stage]})" for stage, seconds in self.seconds.items())
 
     def left(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.time()
@@ -180,11 +198,11 @@ class Search:
             if key not in self.evaluated:
                 if self.out_of_time(f"evaluating {name}"):
                     return
-                # with the next two in line on the same runtime: the reference runs once per evaluation
-                after = [c[0] for c in order[order.index(config):] if c[0] != "torch"
-                         and evaluated_as(c)[1] == key[1] and evaluated_as(c) not in self.evaluated]
-                # and the fixed recipes on that runtime, which the confirming sweep scores anyway
-                self.evaluate(list(dict.fromkeys(list(dict.fromkeys(after))[:3] + self.fixed_unscored(key[1]))), key[1])
+                # alone (the reference's outputs are kept across the search's evaluations, so a candidate
+                # that cannot win is never scored), with the fixed recipes on that runtime the first time:
+                # the confirming sweep needs their accuracy anyway
+                names = [] if name == "torch" else [name]
+                self.evaluate(list(dict.fromkeys(names + self.fixed_unscored(key[1]))), key[1])
             row = self.evaluated.get(key)
             if row is None or row.get("status") != "ok" or row.get("pct_of_reference") is None:
                 self.step(_label(config), "gate", "dropped", objective=value, metric=(row or {}).get(self.metric_name),
@@ -209,9 +227,10 @@ class Search:
         """The full evaluation of ``names`` against PyTorch, their ONNX files on ``backend``
         (None: onnxruntime, %evaluate's default)."""
 
+        self.evaluations[self.stage] = self.evaluations.get(self.stage, 0) + 1
         vset = Variants(self.model, [self.variants["torch"]] + [self.variants[n] for n in names])
         result = evaluate(vset, self.data, progress=self.progress, backend=backend, batch_size=self.batch_size,
-                          **self.evaluate_options)
+                          reuse=self.reference_outputs, **self.evaluate_options)
         self.metric_name = result.metrics[0]
         self.lower_metric = result.lower_is_better
         for row in result.rows:
@@ -372,7 +391,8 @@ class Search:
         return OptimizeResult(self.model.name, self.objective, self.keep, winner, self.trace, front, recipe,
                               self.notes, self.final, self.accuracy_rows(),
                               interrupted=self.interrupted, points=points, against_fixed=against,
-                              against_reference=eager, stopped=self.stopped, outcome=self.outcome(winner, eager))
+                              against_reference=eager, stopped=self.stopped, outcome=self.outcome(winner, eager),
+                              seconds=dict(self.seconds))
 
     def against_reference(self, winner: dict | None) -> dict | None:
         """The winner's speed-up over PyTorch eager as the confirming sweep measured it (paired by
