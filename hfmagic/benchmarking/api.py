@@ -26,7 +26,7 @@ from hfmagic.core.errors import UsageProblem
 from hfmagic.core.hashing import file_sha256
 from hfmagic.core.listargs import BACKENDS, VARIANTS, list_arguments
 from hfmagic.core.records import takes
-from hfmagic.export.api import export_onnx
+from hfmagic.export.api import export_all
 from hfmagic.measure.memory import check_memory
 from hfmagic.models.handle import check_distinct
 from hfmagic.models.variants import Variant, Variants, model_of, own_variants
@@ -110,11 +110,12 @@ def benchmark(target, options: BenchmarkOptions) -> BenchmarkResult:
         if model is base_model:
             benchplan.check_baseline(base_rest, kinds, o.backends)
         plans.append((model, one, names, kinds))
-    guards, memory_notes = {}, []
+    guards, model_notes = {}, []
     for model, _, _, kinds in plans if not address else ():  # a node's memory is not this machine's
         guards[model.name], notes = check_memory(model, o.batch_sizes, sizes[model.name], kinds, o.backends,
                                                            o.force)
-        memory_notes += [f"{model.name}: {n}" if several else n for n in notes]
+        model_notes += [f"{model.name}: {n}" if several else n for n in notes]
+    model_notes += [f"{m.name}: {note}" if several else note for m in models if (note := m.reference_note)]
     data = benchplan.load_inputs(models[0], o.inputs, o.inputs_source)
     places, conn, dropped = [None], None, []
     if address:  # the cluster is reached, and its nodes probed, before the variants are built
@@ -129,8 +130,7 @@ def benchmark(target, options: BenchmarkOptions) -> BenchmarkResult:
     jobs, unavailable, plan_notes, chosen_sets = [], {}, [], []
     for (model, one, names, _), request in zip(plans, requests):
         shapes = sorted(((b, s) for b in o.batch_sizes for s in sizes[model.name]), key=lambda bs: (bs[0] * bs[1], bs[0]))
-        vset = one if request is None else _export(model, names, {**request,
-                                                                  "progress": o.progress or o.callback is not None})
+        vset = one if request is None else _export(model, names, request, o.progress or o.callback is not None)
         chosen = vset.select(names) if names else vset
         chosen_sets.append(chosen)
         found, missing, notes = benchplan.plan(chosen, o.backends, shapes, here=conn is None)
@@ -157,7 +157,7 @@ def benchmark(target, options: BenchmarkOptions) -> BenchmarkResult:
     for place in places:  # one sweep per node (--on each: per kind of node), one after another
         sweep = Sweep(models, jobs, base, params, data, o.callback, o.progress, o.timeout or 180 + 10 * o.min_time,
                       None if o.budget is None else started + o.budget, unavailable, place=place, cluster=conn)
-        sweep.notes += plan_notes + ([base_note] if base_note else []) + memory_notes
+        sweep.notes += plan_notes + ([base_note] if base_note else []) + model_notes
         sweep.memory = guards
         sweeps.append(sweep)
     for place in clusters.left_out_places(dropped) if o.on == "each" else ():  # its kind's rows say why
@@ -208,13 +208,13 @@ def _run_sweeps(sweeps: list["Sweep"], run) -> BenchmarkResult:
 
 # -- rows' helpers -------------------------------------------------------------------------------
 
-def _export(model, names: list[str] | None, request: dict):
+def _export(model, names: list[str] | None, requests: list[dict], progress: bool):
     """The variants to measure for a model: torch, plus the ONNX ones (through the export cache)."""
 
     if names == ["torch"]:
         return Variants(model, [Variant("torch", model, size_bytes=model.weights_bytes)])
 
-    return export_onnx(model, **request)
+    return export_all(model, requests, progress=progress)
 
 
 def _provenance(models, chosen_sets, data) -> dict:

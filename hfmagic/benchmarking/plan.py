@@ -14,7 +14,7 @@ from typing import Any
 from hfmagic.backends import default_backends, get_backend
 from hfmagic.core.errors import BackendUnavailable, UsageProblem
 from hfmagic.core.shapes import AXES
-from hfmagic.export.api import request_for
+from hfmagic.export.api import requests_for
 from hfmagic.models.variants import Variants
 from hfmagic.onnx.plan import parse_dynamic_name
 
@@ -152,16 +152,16 @@ def load_inputs(model, inputs, inputs_source):
     return model.task_plugin.inputs.read(model, inputs if inputs is not None else inputs_source)
 
 
-def export_request(model, names: list[str] | None, data) -> dict:
-    """The ``export_onnx`` arguments that build the variants asked for (checked before the export)."""
+def export_request(model, names: list[str] | None, data) -> list[dict]:
+    """The ``export_onnx`` calls that build the variants asked for (checked before the export)."""
     if names is None:
-        return {}
+        return [{}]
 
     calibration = data if data is not None else model.dataset
     if "int8-static" in names and calibration is None:
         raise UsageProblem(f"int8-static needs calibration {model.task_plugin.inputs.EXAMPLES} and {model.name} has none of its own; "
                            "pass --inputs DATA (its texts calibrate it)")
-    return request_for(names, calibration)
+    return requests_for(names, calibration)
 
 
 def plan(chosen, backends, shapes, here: bool = True) -> tuple[list[Job], dict[str, str], list[str]]:

@@ -44,7 +44,7 @@ from hfmagic.data.metrics import EVALUATE_RESAMPLES, RESAMPLES
 from hfmagic.evaluation.loop import run_all, scored_at
 from hfmagic.evaluation.options import EvaluateOptions
 from hfmagic.evaluation.result import EvaluationResult
-from hfmagic.export.api import export_onnx, request_for
+from hfmagic.export.api import export_all, requests_for
 from hfmagic.models.handle import BUILT_IN_MODELS, ModelHandle, check_distinct
 from hfmagic.models.variants import TORCH, Variant, Variants, model_of, own_variants
 from hfmagic.store.db import default_store
@@ -161,6 +161,7 @@ def evaluate(target: Any, options: EvaluateOptions) -> EvaluationResult:
                   for s in scored_at(v, sizes, entry is ref_entry and v.name == ref_variant)}
         e.batches = {s: evaluator.batches(e.model, e.data, s) for s in sorted(wanted)}
     notes = list(base.notes)
+    notes += [f"{e.model.name}: {note}" if several else note for e in entries if (note := e.model.reference_note)]
     slow = [m.name for m in chosen_metrics if getattr(m, "kind", None) == "evaluate"]
     if slow:
         notes.append(f"the intervals of {', '.join(slow)} (evaluate metrics, one call per resample) come from "
@@ -270,10 +271,10 @@ def _build_variants(model: ModelHandle, variants: list[str] | None, reference: s
     if "int8-static" in names and model.dataset is None:
         raise UsageProblem(f"int8-static needs calibration {model.task_plugin.inputs.EXAMPLES} and {model.name} has none of its own; build it "
                            "with %export_onnx --quantize static --calibration DATA and evaluate that result")
-    request = request_for(names, model.dataset)
+    requests = requests_for(names, model.dataset)
     if not variants:
-        request["quantize"] = "auto"  # the default set has the int8 twins
-    return export_onnx(model, **request, progress=progress)
+        requests = [requests[0] | {"quantize": "auto"}]  # the default set: auto's quantized variants
+    return export_all(model, requests, progress=progress)
 
 
 def _model_provenance(model: ModelHandle) -> dict:

@@ -39,13 +39,21 @@ DEVICES = ("cpu", "cuda")
 
 
 def request_for(names: list[str], calibration=None) -> dict:
-    """The ``export_onnx`` arguments that build the variants ``names`` (torch needs no export).
+    """The ``export_onnx`` arguments that build the variants ``names`` (torch needs no export), or
+    the first of those :func:`requests_for` gives.
 
     ``calibration`` is used only when ``int8-static`` is named; callers check it is there first."""
+    return requests_for(names, calibration)[0]
+
+
+def requests_for(names: list[str], calibration=None) -> list[dict]:
+    """The ``export_onnx`` calls that build the variants ``names``: one, or two where a decoder's
+    dynamic int8 (``int8``, which its ``auto`` no longer builds) is named beside its weight-only
+    variants (``int8-wo``, ``int4``); :func:`export_all` makes them and merges what they return."""
     def level(name: str) -> str:
         if name.startswith("genai-"):  # a text-generation model's onnxruntime-genai builds
             return "genai"
-        if name == "int4":  # a text-generation model's, from fp32
+        if name in WEIGHT_ONLY:  # a text-generation model's, from fp32
             return "fp32"
         return name if name in LEVELS else name.removesuffix("-int8").replace("int8", "fp32")
 
@@ -53,9 +61,30 @@ def request_for(names: list[str], calibration=None) -> dict:
     dynamic = any(n.endswith("int8") and n != "int8-static" for n in names)
     static = "int8-static" in names or "int8-nncf" in names
     quantize = "auto" if dynamic else "static" if "int8-static" in names else "nncf" if static else "none"
-    if "int4" in names or "genai-int4" in names:
-        quantize = "auto" if dynamic else "int4"
-    return {"levels": levels or ["fp32"], "quantize": quantize, "calibration": calibration if static else None}
+    request = {"levels": levels or ["fp32"], "quantize": quantize, "calibration": calibration if static else None}
+    weight_only = [n for n in ("int8-wo", "int4") if n in names or (n == "int4" and "genai-int4" in names)]
+    if not weight_only:
+        return [request]
+    only = {"quantize": "auto" if len(weight_only) == 2 else weight_only[0], "calibration": None}
+    if dynamic:  # a decoder's dynamic int8 beside its weight-only variants: two calls
+        return [request | {"quantize": "dynamic"}, request | only]
+    return [request | only]
+
+
+WEIGHT_ONLY = ("int4", "int8-wo")  # a text-generation model's weight-only variants, from fp32
+
+
+def export_all(model, requests: list[dict], **options) -> Variants:
+    """The variants of every ``export_onnx`` call in ``requests`` (:func:`requests_for`), as one set:
+    each name once, the first call's first; the notes of all of them."""
+    sets = [export_onnx(model, **request, **options) for request in requests]
+    if len(sets) == 1:
+        return sets[0]
+    chosen: dict[str, Variant] = {}
+    for one in sets:
+        for variant in one:
+            chosen.setdefault(variant.name, variant)
+    return Variants(sets[0].model, list(chosen.values()), list(dict.fromkeys(n for one in sets for n in one.notes)))
 
 
 @list_arguments(levels=(str, "level"), exclude_nodes=(str, "node"))
@@ -284,7 +313,7 @@ def calibration_data(model, quantize: str, calibration, samples: int, text_colum
     """The texts static int8 calibrates on, or None when no static int8 is built."""
     if calibration is None and quantize not in ("static", "nncf"):
         return None
-    if quantize in ("none", "dynamic", "int4"):
+    if quantize in ("none", "dynamic", "int4", "int8-wo"):
         raise UsageProblem(f"--calibration is for static int8, which --quantize {quantize} does not build; "
                            "use --quantize static (or auto) with it")
     if calibration is None:

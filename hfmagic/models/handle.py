@@ -211,6 +211,15 @@ class ModelHandle:
         return self._preprocessor
 
     # -- display -----------------------------------------------------------------------------
+    @property
+    def reference_note(self) -> str | None:
+        """What its PyTorch model (every figure's reference) is, where a format made its folder from
+        another file (a GGUF's weights dequantised to float32); None for a folder as given."""
+        for fmt in tasks.formats():
+            if fmt.reference is not None and (note := fmt.reference(self.path)):
+                return note
+        return None
+
     def card(self):
         labels = ", ".join(f"{i}:{v}" for i, v in sorted(self.labels.items())) or "-"
         try:
@@ -228,7 +237,8 @@ class ModelHandle:
             ("revision", self.revision or "-"),
             ("folder", str(self.path)),
         ] + self.kind.card_lines(self) + ([("dataset", f"{len(self.dataset)} held-out examples (.dataset)")]
-                                          if self.dataset is not None else []))
+                                          if self.dataset is not None else [])
+            + ([("reference", note)] if (note := self.reference_note) else []))
 
     def __str__(self) -> str:
         return str(self.card())

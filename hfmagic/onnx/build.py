@@ -64,6 +64,9 @@ def describe_quantization(mode: str, isa: str, per_channel: bool, block_size: in
     if mode == "int4":
         how = "HQQ, asymmetric" if int4_method == "hqq" else "RTN, symmetric, int8 compute"
         return f"int4 weight-only MatMulNBits, block {block_size}, {how}"
+    if mode == "int8-wo":
+        return (f"int8 weight-only MatMulNBits, block {block_size}, RTN, symmetric, int8 compute: the MatMul weights "
+                "(the output projection's too); embeddings and activations float")
     if mode == "nncf":
         return "static int8 QDQ by NNCF's post-training quantization, transformer preset (its own int8 scheme)"
     if mode == "dynamic" and dynamic is not None:

@@ -28,8 +28,9 @@ LEVELS = ("fp32", "O1", "O2", "O3", "O4", "fused")
 # O4, which is fp16), static int8; and the dynamic int8 named by its settings (dynamic_name)
 VARIANT_NAMES = (TORCH, *LEVELS, "int8", *(f"{lv}-int8" for lv in (*LEVELS[1:4], "fused")), "int8-static", "int8-nncf")
 DEFAULT_LEVELS = ["fp32", "O2"]
-# int4: weight-only, for text-generation models; nncf: NNCF's static int8 (QDQ), for OpenVINO above all
-QUANTIZE = ("none", "dynamic", "static", "auto", "int4", "nncf")
+# int4 and int8-wo: weight-only (MatMulNBits at 4 or 8 bits), for text-generation models; nncf: NNCF's
+# static int8 (QDQ), for OpenVINO above all
+QUANTIZE = ("none", "dynamic", "static", "auto", "int4", "int8-wo", "nncf")
 INT4_BLOCK = 32
 # rtn: fast (MatMulNBits' int8-compute kernel); hqq: keeps quality (SmolLM2 at 99.9% of fp32's perplexity,
 # RTN 117%) but its float zero points run on a slower kernel (4x slower than RTN here, AVX2, onnxruntime 1.32)
@@ -95,9 +96,9 @@ class Step:
 
 def plan(levels: list[str], quantize: str, static: bool, dynamic: Dynamic | None = None) -> list[Step]:
     """The steps for these levels and this quantization, in build order (see the module docstring)."""
-    if quantize == "int4":
-        raise UnsupportedError("--quantize int4 (weight-only) is built for text-generation models; use dynamic, "
-                               "static or auto for this one")
+    if quantize in ("int4", "int8-wo"):
+        raise UnsupportedError(f"--quantize {quantize} (weight-only) is built for text-generation models; use "
+                               "dynamic, static or auto for this one")
     steps = [Step("fp32", "fp32", include="fp32" in levels)]
     steps += [Step(lv, lv, "fp32") for lv in levels if lv != "fp32"]
     if quantize in ("auto", "dynamic"):

@@ -46,7 +46,8 @@ def build_recipes(search) -> None:
         else:
             search.step("int8-nncf", "build", "dropped", reason="not tried: NNCF is not installed "
                                                                 "(pip install nncf==3.4.0)")
-    if task.measurement.GENERATES:  # a decoder's weight-only int4 (RTN: fast; HQQ: keeps more), and onnxruntime-genai's
+    if task.measurement.GENERATES:  # a decoder's weight-only int8 and int4 (RTN: fast; HQQ: keeps more), and onnxruntime-genai's
+        recipes.append(({"levels": ["fp32"], "quantize": "int8-wo"}, {}))
         recipes.append(({"levels": ["fp32"], "quantize": "int4"}, {}))
         recipes.append(({"levels": ["fp32"], "quantize": "int4", "int4_method": "hqq"}, {"int4": "int4-hqq"}))
         if "genai" in task.export.default_levels(search.model):

@@ -86,8 +86,11 @@ class ModelSource:
 @dataclass(frozen=True)
 class ModelFormat:
     """A file that becomes a model folder: ``find(path)`` is the file a path is or holds (None: not
-    one of this format), ``folder(file)`` the saved folder it becomes (made once into the cache)."""
+    one of this format), ``folder(file)`` the saved folder it becomes (made once into the cache);
+    ``reference(folder)``: what PyTorch runs of a folder made so (the reference of every figure), or
+    None for a folder it did not make."""
 
     name: str
     find: Callable[[Path], Path | None]
     folder: Callable[[Path], Path]
+    reference: Callable[[Path], str | None] | None = None

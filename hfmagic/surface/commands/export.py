@@ -21,9 +21,10 @@ ARGS = [
     argument("model", help="a model handle's name, a folder, a hub id, or demo"),
     argument("--levels", help="comma-separated: fp32,O1,O2,O3,O4,fused (default fp32,O2; text-generation: fp32); "
                               "fused: onnxruntime's transformer optimizer's fusions for the model type"),
-    argument("--quantize", default="auto", choices=["none", "dynamic", "static", "auto", "int4", "nncf"],
+    argument("--quantize", default="auto", choices=["none", "dynamic", "static", "auto", "int4", "int8-wo", "nncf"],
              help="int8 quantization: auto picks the config for this CPU (default); nncf: NNCF's static int8; "
-                  "text-generation models: auto builds int8 and int4, int4 only int4"),
+                  "text-generation models: auto builds weight-only int8 (int8-wo) and int4, int4 or int8-wo only "
+                  "that one, dynamic the int8 that quantizes activations too"),
     argument("--block-size", type=int, default=32, help="int4's quantization block (default 32)"),
     argument("--int4-method", default="rtn", choices=["rtn", "hqq"],
              help="int4's weights: rtn (round to nearest; default, fast) or hqq (half-quadratic: keeps more quality, "

@@ -57,7 +57,7 @@ def folder_for(file: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{os.getpid()}-"))
     try:
         _dequantise(file, tmp)
-        (tmp / "hfmagic-gguf.txt").write_text(f"dequantised by transformers from {file}\n")
+        (tmp / MARKER).write_text(f"dequantised by transformers from {file}\n")
         try:
             os.replace(tmp, place)
         except OSError:  # another process saved it first: keep theirs
@@ -87,6 +87,20 @@ def _dequantise(file: Path, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
+MARKER = "hfmagic-gguf.txt"  # in a folder dequantised from a GGUF file: which file
+
+
+def reference(folder: Path) -> str | None:
+    """What the reference (torch) is of a folder dequantised from a GGUF file, or None."""
+    try:
+        source = Path((folder / MARKER).read_text().strip().removeprefix("dequantised by transformers from "))
+    except OSError:
+        return None
+    return (f"torch runs {source.name}'s weights dequantised to float32 by transformers, the default reference: a % "
+            "of it or a speed-up over it leaves out the file's own quantization error (--reference VARIANT and "
+            "--baseline VARIANT pick another)")
+
+
 # what the text-generation task brings: GGUF files become models, and %load_model smollm2
-FORMAT = ModelFormat("GGUF", find, folder_for)
+FORMAT = ModelFormat("GGUF", find, folder_for, reference)
 SOURCE = ModelSource("smollm2", lambda options: (folder_for(smollm2()), None))

@@ -1,5 +1,6 @@
-"""A decoder's own graph builds: fp16 (onnxruntime's float16 converter), weight-only int4 (onnxruntime's
-MatMulNBitsQuantizer: RTN or HQQ), and the check that a quantized variant quantized its weights."""
+"""A decoder's own graph builds: fp16 (onnxruntime's float16 converter), weight-only int4 and int8
+(onnxruntime's MatMulNBitsQuantizer: RTN or HQQ at 4 bits, RTN at 8), and the check that a quantized
+variant quantized its weights."""
 
 from __future__ import annotations
 
@@ -24,42 +25,48 @@ def convert_fp16(source, source_file: str, out) -> str:
 RTN_ACCURACY_LEVEL = 4
 
 
-def int4_quantizer(graph, block_size: int, method: str):
+def int4_quantizer(graph, block_size: int, method: str, bits: int = 4):
     """onnxruntime's MatMulNBitsQuantizer over the MatMuls: ``hqq`` (half-quadratic quantization,
-    asymmetric, no data needed) or ``rtn`` (round to nearest, symmetric)."""
+    asymmetric, no data needed) or ``rtn`` (round to nearest, symmetric), at ``bits`` (4, or 8 with rtn)."""
     import logging
 
     from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
         HQQWeightOnlyQuantConfig,
         MatMulNBitsQuantizer,
     )
 
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)  # a line a node
     if method == "hqq":
-        options = {"algo_config": HQQWeightOnlyQuantConfig(block_size=block_size, op_types_to_quantize=("MatMul",))}
+        config = HQQWeightOnlyQuantConfig(block_size=block_size, op_types_to_quantize=("MatMul",))
     else:  # accuracy level 4: int8 compute, MLAS's fast kernel (SmolLM2: 16% faster, perplexity unchanged)
-        options = {"block_size": block_size, "is_symmetric": True, "accuracy_level": RTN_ACCURACY_LEVEL}
-    return MatMulNBitsQuantizer(graph, op_types_to_quantize=("MatMul",), **options)
+        config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, bits=bits,
+                                              accuracy_level=RTN_ACCURACY_LEVEL, op_types_to_quantize=("MatMul",))
+    return MatMulNBitsQuantizer(graph, op_types_to_quantize=("MatMul",), algo_config=config)
 
 
-def quantize_int4(source, source_file: str, out, block_size: int, method: str = "rtn") -> str:
-    """Weight-only int4 of the MatMuls (:func:`int4_quantizer`), written with the folder's config
-    and tokenizer beside it."""
+def quantize_int4(source, source_file: str, out, block_size: int, method: str = "rtn", bits: int = 4) -> str:
+    """Weight-only int4 (or, ``bits=8``, int8) of the MatMuls (:func:`int4_quantizer`), written with
+    the folder's config and tokenizer beside it."""
     import onnx
 
-    quantizer = int4_quantizer(onnx.load(str(source / source_file)), block_size, method)
+    quantizer = int4_quantizer(onnx.load(str(source / source_file)), block_size, method, bits)
     quantizer.process()
     out.mkdir(parents=True, exist_ok=True)
     quantizer.model.save_model_to_file(str(out / QUANTIZED_FILE), use_external_data_format=False)
     copy_folder_files(source, out)
-    how = (f"algo_config=HQQWeightOnlyQuantConfig(block_size={block_size})" if method == "hqq"
-           else f"block_size={block_size}, is_symmetric=True, accuracy_level={RTN_ACCURACY_LEVEL}")
+    how = (f"HQQWeightOnlyQuantConfig(block_size={block_size})" if method == "hqq" else
+           f"DefaultWeightOnlyQuantConfig(block_size={block_size}, is_symmetric=True, bits={bits}, "
+           f"accuracy_level={RTN_ACCURACY_LEVEL})")
+    name = "int4" if bits == 4 else f"int{bits}-wo"
     return (f"python -c \"import onnx; from onnxruntime.quantization.matmul_nbits_quantizer import "
-            f"MatMulNBitsQuantizer as Q, HQQWeightOnlyQuantConfig; q = Q(onnx.load('onnx/fp32/{source_file}'), "
-            f"{how}); q.process(); q.model.save_model_to_file('onnx/int4/{QUANTIZED_FILE}')\"")
+            f"MatMulNBitsQuantizer as Q, HQQWeightOnlyQuantConfig, DefaultWeightOnlyQuantConfig; "
+            f"q = Q(onnx.load('onnx/fp32/{source_file}'), algo_config={how}); q.process(); "
+            f"q.model.save_model_to_file('onnx/{name}/{QUANTIZED_FILE}')\"")
 
 
-QUANTIZED_OPS = {"dynamic": ("MatMulInteger", "DynamicQuantizeMatMul"), "int4": ("MatMulNBits",)}
+QUANTIZED_OPS = {"dynamic": ("MatMulInteger", "DynamicQuantizeMatMul"), "int4": ("MatMulNBits",),
+                 "int8-wo": ("MatMulNBits",)}
 
 
 def check_quantized(quant: str | None, path) -> str | None:
@@ -78,6 +85,6 @@ def check_quantized(quant: str | None, path) -> str | None:
     if quantized >= left:  # at least half the weight matrices
         return None
     gemm = sum(n.op_type == "Gemm" and len(n.input) > 1 and n.input[1] in weights for n in graph.node)
-    how = "MatMulNBits" if quant == "int4" else "dynamic int8 of MatMul weights"
+    how = "MatMulNBits" if quant in ("int4", "int8-wo") else "dynamic int8 of MatMul weights"
     return (f"not quantized: only {quantized} of {quantized + left} weight matrices were ({gemm} of those left are "
             f"Gemm, which {how} does not take); measure fp32")

@@ -122,12 +122,15 @@ class GenerationMeasurement(Measurement):
 
 
 class GenerationExport(TokenExport):
-    """fp32 with its KV cache, int8 and int4 of its MatMul weights, fp16 for GPUs, and
-    onnxruntime-genai's own builds where it is installed."""
+    """fp32 with its KV cache, weight-only int8 and int4 of its MatMul weights (dynamic int8, which
+    quantizes the activations too, on request), fp16 for GPUs, and onnxruntime-genai's own builds
+    where it is installed."""
 
     DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32",)
     LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "genai")  # fp16: for GPUs; genai: onnxruntime-genai's
-    VARIANTS: ClassVar[tuple[str, ...]] = ("torch", "fp32", "int8", "int4")
+    # auto's: weight-only int8 and int4. Dynamic int8 (--quantize dynamic) quantizes each activation per
+    # tensor too, which costs a decoder's perplexity far more than its weights do (SmolLM2: 159%)
+    VARIANTS: ClassVar[tuple[str, ...]] = ("torch", "fp32", "int8-wo", "int4")
     GENAI_VARIANTS: ClassVar[tuple[str, ...]] = ("genai-fp32", "genai-int4")  # onnxruntime-genai's, when installed
     QUANT_OPERATORS: ClassVar[tuple[str, ...]] = ("MatMul",)  # dynamic int8: weights of MatMuls only
     DYNAMIC_OPTIONS: ClassVar[bool] = False  # its own steps name int8 once: the CPU's preset
@@ -136,14 +139,14 @@ class GenerationExport(TokenExport):
         return self.DEFAULT_LEVELS + (("genai",) if genai_installed() else ())
 
     def variant_names(self) -> tuple[str, ...]:
-        return self.VARIANTS + ("fp16",) + self.GENAI_VARIANTS
+        return self.VARIANTS + ("int8", "fp16") + self.GENAI_VARIANTS
 
     def default_variants(self, model=None) -> list[str]:
         return list(self.VARIANTS) + (list(self.GENAI_VARIANTS) if genai_installed() else [])
 
     def steps(self, levels: list[str], quantize: str, static: bool, options: dict) -> list:
-        """Level fp32: optimum's export, then int8 (``dynamic``), int4 (``int4``) or both (``auto``)
-        from it; level fp16: the fp32 export in float16 (for GPUs); level genai: onnxruntime-genai's
+        """Level fp32: optimum's export, then weight-only int8 (``int8-wo``), int4 (``int4``), both
+        (``auto``) or dynamic int8 (``dynamic``) from it; level fp16: the fp32 export in float16 (for GPUs); level genai: onnxruntime-genai's
         builder, fp32 and (``int4``/``auto``) int4."""
 
         genai = "genai" in levels
@@ -151,14 +154,16 @@ class GenerationExport(TokenExport):
             raise UnsupportedError("--levels genai needs onnxruntime-genai: pip install --no-deps "
                                    "onnxruntime-genai==0.11.2")
         if quantize == "static":
-            raise UnsupportedError("static int8 is not built for text-generation models; use --quantize dynamic, "
-                                   "int4 or auto (both)")
+            raise UnsupportedError("static int8 is not built for text-generation models; use --quantize int8-wo, "
+                                   "int4, auto (both) or dynamic")
         ort = "fp32" in levels  # optimum's export and onnxruntime's quantizers
         steps = [Step("fp32", "fp32", include=ort)] if ort or "fp16" in levels else []
         if "fp16" in levels:  # for GPUs: onnxruntime's float16 converter over the fp32 export
             steps.append(Step("fp16", "fp16", "fp32", "fp16"))
-        if quantize in ("auto", "dynamic") and ort:
+        if quantize == "dynamic" and ort:
             steps.append(Step("int8", "fp32", "fp32", "dynamic"))
+        if quantize in ("auto", "int8-wo") and ort:
+            steps.append(Step("int8-wo", "fp32", "fp32", "int8-wo"))
         if quantize in ("auto", "int4") and ort:
             steps.append(Step("int4", "fp32", "fp32", "int4"))
         if genai:  # onnxruntime-genai's own format and loop, built from the same folder
@@ -168,9 +173,11 @@ class GenerationExport(TokenExport):
         return steps
 
     def build_step(self, model, step, out, source, options: dict) -> str | None:
-        """int4 (MatMulNBits), fp16 (onnxruntime's float16 converter) and onnxruntime-genai's builds."""
+        """int4 and int8-wo (MatMulNBits), fp16 (onnxruntime's float16 converter) and onnxruntime-genai's builds."""
         if step.quant == "int4":
             return quantize_int4(source.folder, source.path.name, out, options["block_size"], options["int4_method"])
+        if step.quant == "int8-wo":
+            return quantize_int4(source.folder, source.path.name, out, options["block_size"], "rtn", bits=8)
         if step.quant == "fp16":
             return convert_fp16(source.folder, source.path.name, out)
         if step.quant and step.quant.startswith("genai"):

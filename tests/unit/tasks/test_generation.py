@@ -7,7 +7,7 @@ import pytest
 
 
 def test_onnxruntime_genai_builds_its_own_variants_that_match_pytorch(llama_variants):
-    assert llama_variants.names == ["torch", "fp32", "int8", "int4", "genai-fp32", "genai-int4"]
+    assert llama_variants.names == ["torch", "fp32", "int8-wo", "int4", "genai-fp32", "genai-int4"]
     for name in ("genai-fp32", "genai-int4"):
         v = llama_variants[name]
         assert v.ok and v.kind == "genai" and (v.folder / "genai_config.json").exists(), (name, v.error)
@@ -26,20 +26,25 @@ def test_tiny_decoders_load_and_export_with_their_kv_cache(tiny_factory, arch):
     card = str(model.card())
     assert "KV heads" in card and "context" in card and "vocabulary" in card
     variants = export_onnx(model, levels=["fp32"], progress=False)  # onnxruntime-genai's: below, on llama
-    assert variants.names == ["torch", "fp32", "int8", "int4"]
+    assert variants.names == ["torch", "fp32", "int8-wo", "int4"]  # weight-only: dynamic int8 on request
     import onnxruntime as ort
 
     inputs = {i.name for i in ort.InferenceSession(str(variants["fp32"].path)).get_inputs()}
     assert any(".key" in n for n in inputs), inputs  # the KV cache goes in and comes out
-    if arch == "gpt2":  # its layers export as Gemm, which MatMulNBits does not take: int4 says it is not int4
-        assert variants["int4"].error.startswith("not quantized: only 0 of 8 weight matrices were (8 of those left "
-                                                 "are Gemm"), variants["int4"].error
-    for v in variants.items[1:3 if arch == "gpt2" else 4]:
+    if arch == "gpt2":  # its layers export as Gemm, which MatMulNBits does not take: each says it is not quantized
+        for name in ("int8-wo", "int4"):
+            assert variants[name].error.startswith("not quantized: only 0 of 8 weight matrices were (8 of those left "
+                                                   "are Gemm"), variants[name].error
+    for v in variants.items[1:2 if arch == "gpt2" else 4]:
         assert v.ok, (v.name, v.error)
         assert v.validation["greedy_tokens"] == 16 and v.validation["cosine"] > 0.99
-    if variants["int4"].ok:
-        int4_ops = {n.op_type for n in __import__("onnx").load(str(variants["int4"].path)).graph.node}
-        assert "MatMulNBits" in int4_ops
+    for name, bits in (("int8-wo", 8), ("int4", 4)):
+        if variants[name].ok:
+            nodes = [n for n in __import__("onnx").load(str(variants[name].path)).graph.node if n.op_type == "MatMulNBits"]
+            assert nodes and all(a.i == bits for n in nodes for a in n.attribute if a.name == "bits"), name
+    if arch != "gpt2":  # 8-bit weights keep the logits closer than 4-bit ones
+        assert variants["int8-wo"].validation["cosine"] > max(0.999, variants["int4"].validation["cosine"])
+        assert variants["int8-wo"].quantization.startswith("int8 weight-only MatMulNBits, block 32")
 
 
 def test_every_backend_generates_exactly_the_tokens_asked_for(llama_variants):
@@ -54,7 +59,7 @@ def test_every_backend_generates_exactly_the_tokens_asked_for(llama_variants):
     tokens = {}
     for variant, backend_name in ((llama_variants["torch"], "torch"), (llama_variants["int4"], "onnxruntime"),
                                   (llama_variants["fp32"], "onnxruntime"), (llama_variants["fp32"], "openvino"),
-                                  (llama_variants["int8"], "openvino"),
+                                  (llama_variants["int8-wo"], "openvino"),
                                   (llama_variants["genai-fp32"], "onnxruntime-genai")):
         backend = get_backend(backend_name)()
         backend.load(variant, 1)
@@ -120,3 +125,39 @@ def test_fp16_is_built_for_gpus_validated_and_runs_here_too(llama, llama_variant
                     generation_config(fp16.model, 6))
     assert tokens.shape[-1] == 6
     backend.close()
+
+
+def test_dynamic_int8_beside_the_weight_only_variants_is_built_on_request(llama):
+    """A decoder's auto no longer builds dynamic int8 (it quantizes activations too); named beside
+    the weight-only variants, it is a second export call, merged into one set."""
+    from hfmagic.export.api import export_all, requests_for
+    from hfmagic.models.handle import load_model
+
+    requests = requests_for(["torch", "int8", "int8-wo", "int4"])
+    assert [r["quantize"] for r in requests] == ["dynamic", "auto"]
+    variants = export_all(load_model(llama, name="llama"), requests, progress=False)
+    assert variants.names == ["torch", "fp32", "int8", "int8-wo", "int4"]
+    assert variants["int8"].quantization.startswith("dynamic") and variants["int8-wo"].ok
+    assert requests_for(["int8-wo"]) == [{"levels": ["fp32"], "quantize": "int8-wo", "calibration": None}]
+
+
+def test_a_folder_dequantised_from_a_gguf_says_what_its_reference_is(llama, tmp_path):
+    """A GGUF's folder holds its weights dequantised to float32, which torch runs: the card, the
+    evaluation's notes and the sweep's notes say that the reference is those, not the file's own."""
+    import shutil
+
+    from hfmagic.benchmarking.api import benchmark
+    from hfmagic.evaluation.api import evaluate
+    from hfmagic.models.handle import load_model
+    from hfmagic.tasks.generation.gguf import MARKER
+
+    folder = shutil.copytree(llama, tmp_path / "from-gguf")
+    (folder / MARKER).write_text("dequantised by transformers from /models/tiny.Q4_1.gguf\n")
+    said = "torch runs tiny.Q4_1.gguf's weights dequantised to float32 by transformers, the default reference"
+    model = load_model(folder, name="tinygguf")
+    assert said in str(model.card()) and said in model.reference_note
+    ev = evaluate(model, variants=["torch"], max_tokens=256, progress=False)
+    bench = benchmark(model, variants=["torch"], batch_sizes=[1], prompt_lens=[8], new_tokens=4, min_time=0.05,
+                      max_time=1, progress=False)
+    assert any(said in n for n in ev.notes) and any(said in n for n in bench.notes)
+    assert load_model(llama, name="plain").reference_note is None
