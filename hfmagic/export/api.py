@@ -62,7 +62,7 @@ def requests_for(names: list[str], calibration=None) -> list[dict]:
     static = "int8-static" in names or "int8-nncf" in names
     quantize = "auto" if dynamic else "static" if "int8-static" in names else "nncf" if static else "none"
     request = {"levels": levels or ["fp32"], "quantize": quantize, "calibration": calibration if static else None}
-    weight_only = [n for n in ("int8-wo", "int4") if n in names or (n == "int4" and "genai-int4" in names)]
+    weight_only = [n for n in ("int8-wo", "int4") if n in names or f"genai-{n}" in names]
     if not weight_only:
         return [request]
     only = {"quantize": "auto" if len(weight_only) == 2 else weight_only[0], "calibration": None}

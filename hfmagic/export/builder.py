@@ -41,6 +41,9 @@ class Builder:
             variant.quantization = (f"int4 weight-only MatMulNBits, block {self.block_size}, " +
                                     ("HQQ over onnxruntime-genai's fp32 graph" if self.int4_method == "hqq"
                                      else "RTN by onnxruntime-genai's builder"))
+        elif step.quant == "genai-int8-wo":
+            variant.quantization = describe_quantization("int8-wo", self.isa, self.per_channel, self.block_size) + (
+                ", over onnxruntime-genai's fp32 graph")
         elif step.quant and not step.quant.startswith("genai"):
             variant.quantization = describe_quantization(step.quant, self.isa, self.per_channel, self.block_size,
                                                          self.int4_method, self.dynamic)

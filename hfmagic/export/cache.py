@@ -77,7 +77,7 @@ def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data, i
     spec = {"base": base, "name": step.name, "level": step.level, "source": step.source, "quant": step.quant}
     if step.quant == "int4":
         spec |= {"block_size": int4["block_size"], "int4_method": int4["method"]}
-    elif step.quant == "int8-wo":  # round to nearest at 8 bits: the block is its one setting
+    elif step.quant in ("int8-wo", "genai-int8-wo"):  # round to nearest at 8 bits: the block is its one setting
         spec |= {"block_size": int4["block_size"]}
     elif step.quant == "genai-int4":  # HQQ over the builder's fp32 graph, or the builder's own RTN
         spec |= {"block_size": int4["block_size"], "int4_method": int4["method"]}

@@ -51,6 +51,7 @@ def build_recipes(search) -> None:
         recipes.append(({"levels": ["fp32"], "quantize": "int4"}, {}))
         recipes.append(({"levels": ["fp32"], "quantize": "int4", "int4_method": "hqq"}, {"int4": "int4-hqq"}))
         if "genai" in task.export.default_levels(search.model):
+            recipes.append(({"levels": ["genai"], "quantize": "int8-wo"}, {}))
             recipes.append(({"levels": ["genai"], "quantize": "int4"}, {}))
             recipes.append(({"levels": ["genai"], "quantize": "int4", "int4_method": "hqq"},
                             {"genai-int4": "genai-int4-hqq"}))

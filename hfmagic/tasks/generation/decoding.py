@@ -35,7 +35,7 @@ VALIDATE_PROMPTS = 4
 # last-position logits (centred), worst prompt: below these an export is broken, not approximate
 # (SmolLM2's int8 0.88 and int4 0.94 kept their greedy tokens for a while and a perplexity within
 # 20%; an int8 that quantized the attention's activations gave 0.005). Quality is %evaluate's.
-COSINE_FLOOR = {"fp32": 0.999, "fp16": 0.99, "int8-wo": 0.99, "int8": 0.8, "int4": 0.8}
+COSINE_FLOOR = {"fp32": 0.999, "fp16": 0.99, "int8-wo": 0.99, "genai-int8-wo": 0.99, "int8": 0.8, "int4": 0.8}
 
 
 def ort_generator(folder, file_name: str, options, providers: list[str]):

@@ -1,7 +1,8 @@
 """onnxruntime-genai for decoder LLMs: its model builder (its own format, built from the saved
 folder) and its runtime, a backend of its own (``onnxruntime-genai``: its decode loop in C++, which
 keeps the KV cache in place between steps). The text-generation task registers the backend
-(``Task.BACKENDS``); its variants are ``genai-fp32`` and ``genai-int4``, built when it is installed."""
+(``Task.BACKENDS``); its variants are ``genai-fp32``, ``genai-int8-wo`` and ``genai-int4``, built when it
+is installed."""
 
 from __future__ import annotations
 
@@ -19,15 +20,19 @@ def genai_installed() -> bool:
 def build_genai(model, out, precision: str, block_size: int, int4_method: str = "rtn") -> str:
     """onnxruntime-genai's model builder on the model's saved folder (offline: ``-i`` is the folder).
     int4 with ``hqq``: the builder's fp32 graph, its MatMuls then quantized by HQQ (the builder
-    offers round-to-nearest and k-quant only); with ``rtn``: the builder's own int4."""
+    offers round-to-nearest and k-quant only); with ``rtn``: the builder's own int4. ``int8-wo``: the
+    builder's fp32 graph, its MatMuls then quantized to 8-bit MatMulNBits (round to nearest, as
+    ``int8-wo`` is for onnxruntime's own loop)."""
     import subprocess
     import sys
     import tempfile
 
+    bits = 8 if precision == "int8-wo" else 4
     hqq = precision == "int4" and int4_method == "hqq"
-    target = out / ".fp32" if hqq else out
+    post = hqq or bits == 8  # the builder's fp32 graph, quantized after
+    target = out / ".fp32" if post else out
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".tmp-genai-cache-") as cache:
-        args = ["-m", str(model.path), "-i", str(model.path), "-o", str(target), "-p", "fp32" if hqq else precision,
+        args = ["-m", str(model.path), "-i", str(model.path), "-o", str(target), "-p", "fp32" if post else precision,
                 "-e", "cpu", "-c", cache]
         if precision == "int4" and not hqq:
             args += ["--extra_options", f"int4_block_size={block_size}"]
@@ -36,24 +41,27 @@ def build_genai(model, out, precision: str, block_size: int, int4_method: str = 
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise BuildError(f"onnxruntime-genai's model builder failed: {last[:300]}")
-    shown = [{cache: "CACHE", str(target): f"onnx/genai-{'fp32' if hqq else precision}"}.get(a, a) for a in args]
+    shown = [{cache: "CACHE", str(target): f"onnx/genai-{'fp32' if post else precision}"}.get(a, a) for a in args]
     command = "python -m onnxruntime_genai.models.builder " + " ".join(shown)
-    if hqq:
+    if post:
         import shutil
 
         import onnx
 
-        quantizer = int4_quantizer(onnx.load(str(target / "model.onnx")), block_size, "hqq")
+        quantizer = int4_quantizer(onnx.load(str(target / "model.onnx")), block_size, "hqq" if hqq else "rtn", bits)
         quantizer.process()
         quantizer.model.save_model_to_file(str(out / "model.onnx"), use_external_data_format=True)  # + .onnx.data
         for f in target.iterdir():
             if f.is_file() and not f.name.startswith("model.onnx"):
                 shutil.copy2(f, out / f.name)
         shutil.rmtree(target)
+        config = (f"HQQWeightOnlyQuantConfig(block_size={block_size})" if hqq else
+                  f"DefaultWeightOnlyQuantConfig(block_size={block_size}, is_symmetric=True, bits={bits}, "
+                  "accuracy_level=4)")
         command += (f" && python -c \"import onnx; from onnxruntime.quantization.matmul_nbits_quantizer import "
-                    f"MatMulNBitsQuantizer as Q, HQQWeightOnlyQuantConfig as H; q = Q(onnx.load('onnx/genai-fp32/"
-                    f"model.onnx'), algo_config=H(block_size={block_size})); q.process(); "
-                    f"q.model.save_model_to_file('onnx/genai-int4/model.onnx', use_external_data_format=True)\"")
+                    f"MatMulNBitsQuantizer as Q, HQQWeightOnlyQuantConfig, DefaultWeightOnlyQuantConfig; "
+                    f"q = Q(onnx.load('onnx/genai-fp32/model.onnx'), algo_config={config}); q.process(); "
+                    f"q.model.save_model_to_file('onnx/genai-{precision}/model.onnx', use_external_data_format=True)\"")
     return command
 
 

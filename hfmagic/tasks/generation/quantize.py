@@ -66,7 +66,7 @@ def quantize_int4(source, source_file: str, out, block_size: int, method: str = 
 
 
 QUANTIZED_OPS = {"dynamic": ("MatMulInteger", "DynamicQuantizeMatMul"), "int4": ("MatMulNBits",),
-                 "int8-wo": ("MatMulNBits",)}
+                 "int8-wo": ("MatMulNBits",), "genai-int8-wo": ("MatMulNBits",)}
 
 
 def check_quantized(quant: str | None, path) -> str | None:
@@ -85,6 +85,6 @@ def check_quantized(quant: str | None, path) -> str | None:
     if quantized >= left:  # at least half the weight matrices
         return None
     gemm = sum(n.op_type == "Gemm" and len(n.input) > 1 and n.input[1] in weights for n in graph.node)
-    how = "MatMulNBits" if quant in ("int4", "int8-wo") else "dynamic int8 of MatMul weights"
+    how = "MatMulNBits" if quant in ("int4", "int8-wo", "genai-int8-wo") else "dynamic int8 of MatMul weights"
     return (f"not quantized: only {quantized} of {quantized + left} weight matrices were ({gemm} of those left are "
             f"Gemm, which {how} does not take); measure fp32")

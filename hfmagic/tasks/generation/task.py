@@ -131,7 +131,7 @@ class GenerationExport(TokenExport):
     # auto's: weight-only int8 and int4. Dynamic int8 (--quantize dynamic) quantizes each activation per
     # tensor too, which costs a decoder's perplexity far more than its weights do (SmolLM2: 159%)
     VARIANTS: ClassVar[tuple[str, ...]] = ("torch", "fp32", "int8-wo", "int4")
-    GENAI_VARIANTS: ClassVar[tuple[str, ...]] = ("genai-fp32", "genai-int4")  # onnxruntime-genai's, when installed
+    GENAI_VARIANTS: ClassVar[tuple[str, ...]] = ("genai-fp32", "genai-int8-wo", "genai-int4")  # when installed
     QUANT_OPERATORS: ClassVar[tuple[str, ...]] = ("MatMul",)  # dynamic int8: weights of MatMuls only
     DYNAMIC_OPTIONS: ClassVar[bool] = False  # its own steps name int8 once: the CPU's preset
 
@@ -168,6 +168,8 @@ class GenerationExport(TokenExport):
             steps.append(Step("int4", "fp32", "fp32", "int4"))
         if genai:  # onnxruntime-genai's own format and loop, built from the same folder
             steps.append(Step("genai-fp32", "fp32", None, "genai-fp32"))
+            if quantize in ("auto", "int8-wo"):
+                steps.append(Step("genai-int8-wo", "fp32", None, "genai-int8-wo"))
             if quantize in ("auto", "int4"):
                 steps.append(Step("genai-int4", "fp32", None, "genai-int4"))
         return steps

@@ -38,11 +38,12 @@ def test_evaluate_gives_perplexity_with_a_gate_and_greedy_agreement(shell, llama
     assert 1 < torch_ppl < 1000 and rows["torch"]["perplexity_low"] < torch_ppl < rows["torch"]["perplexity_high"]
     assert rows["fp32"]["perplexity"] == pytest.approx(torch_ppl, rel=1e-4)  # the same function
     assert rows["genai-fp32"]["perplexity"] == pytest.approx(torch_ppl, rel=1e-4)  # onnxruntime-genai's too
-    for name in ("fp32", "int8-wo", "int4", "genai-fp32", "genai-int4"):
+    for name in ("fp32", "int8-wo", "int4", "genai-fp32", "genai-int8-wo", "genai-int4"):
         assert rows[name]["gate"] == ("pass" if rows[name]["pct_of_reference"] <= 101 else "fail")
         assert 0 <= rows[name]["agreement"] <= 1 and 0 <= rows[name]["first_divergence"] <= 16
     assert rows["fp32"]["agreement"] == 1.0 and rows["fp32"]["token_agreement"] == 1.0
-    assert rows["int8-wo"]["perplexity"] == pytest.approx(torch_ppl, rel=0.01)  # 8-bit weights: inside the gate
+    for name in ("int8-wo", "genai-int8-wo"):  # 8-bit weights: inside the gate
+        assert rows[name]["perplexity"] == pytest.approx(torch_ppl, rel=0.01), name
     assert "gate (101%)" in str(result) and "bbc" in result.data_source
     assert list(result.flips.columns) == ["variant", "row", "prompt", "reference", "prediction", "first_divergence"]
     from hfmagic.ui.widget import Dashboard

@@ -7,13 +7,16 @@ import pytest
 
 
 def test_onnxruntime_genai_builds_its_own_variants_that_match_pytorch(llama_variants):
-    assert llama_variants.names == ["torch", "fp32", "int8-wo", "int4", "genai-fp32", "genai-int4"]
-    for name in ("genai-fp32", "genai-int4"):
+    assert llama_variants.names == ["torch", "fp32", "int8-wo", "int4", "genai-fp32", "genai-int8-wo", "genai-int4"]
+    for name in ("genai-fp32", "genai-int8-wo", "genai-int4"):
         v = llama_variants[name]
         assert v.ok and v.kind == "genai" and (v.folder / "genai_config.json").exists(), (name, v.error)
         assert v.validation["argmax_agreement"] == 1.0 and v.size_bytes > 1000
     assert llama_variants["genai-fp32"].validation["cosine"] > 0.9999
     assert "onnxruntime_genai.models.builder" in llama_variants["genai-int4"].cli_command
+    eight = llama_variants["genai-int8-wo"]  # the builder's fp32 graph, its MatMuls then 8-bit
+    assert "bits=8" in eight.cli_command and eight.quantization.endswith("over onnxruntime-genai's fp32 graph")
+    assert eight.validation["cosine"] > 0.999
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "phi3", "gpt2"])
