@@ -44,13 +44,16 @@ def smollm2() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
 
 
+FOLDER_VERSION = "v2"  # v2: the tokenizer adds the beginning and end tokens the file says to add
+
+
 def folder_for(file: Path) -> Path:
     """The saved PyTorch folder of a GGUF file, dequantised once into the cache."""
 
     if importlib.util.find_spec("gguf") is None:
         raise UnsupportedError("loading a GGUF file needs the gguf package; pip install gguf==0.19.0")
     root = settings().cache_path / "gguf"
-    place = root / file_sha256(file)[:16]
+    place = root / f"{file_sha256(file)[:16]}-{FOLDER_VERSION}"
     if (place / "config.json").exists():
         return place
     root.mkdir(parents=True, exist_ok=True)
@@ -83,8 +86,25 @@ def _dequantise(file: Path, out: Path) -> None:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ModelSourceError(f"transformers cannot dequantise {file.name} ({reason}); it reads GGUF files of the "
                                "architectures it lists in its GGUF docs (llama, mistral, qwen2, phi3, gpt2, ...)") from None
+    for name, value in special_tokens_added(file).items():  # what the file says, which transformers ignores
+        setattr(tokenizer, name, value)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+
+
+def special_tokens_added(file: Path) -> dict[str, bool]:
+    """Whether the file's tokenizer adds a beginning (and an end) token to each text, as its metadata
+    says (``tokenizer.ggml.add_bos_token``): llama.cpp follows it, transformers' GGUF tokenizer adds a
+    beginning token whatever it says, so a perplexity or a prompt would be a token off llama.cpp's."""
+    import gguf
+
+    fields = gguf.GGUFReader(str(file)).fields
+    out = {}
+    for key, name in (("tokenizer.ggml.add_bos_token", "add_bos_token"), ("tokenizer.ggml.add_eos_token", "add_eos_token")):
+        field = fields.get(key)
+        if field is not None and field.data:
+            out[name] = bool(field.parts[field.data[0]][0])
+    return out
 
 
 MARKER = "hfmagic-gguf.txt"  # in a folder dequantised from a GGUF file: which file

@@ -164,3 +164,31 @@ def test_a_folder_dequantised_from_a_gguf_says_what_its_reference_is(llama, tmp_
                       max_time=1, progress=False)
     assert any(said in n for n in ev.notes) and any(said in n for n in bench.notes)
     assert load_model(llama, name="plain").reference_note is None
+
+
+@pytest.mark.parametrize("quant", ["F32", "Q8_0"])
+def test_a_tiny_gguf_loads_as_its_weights_dequantised(tmp_path, cache, quant):
+    """A GGUF written as llama.cpp's converter writes one (tests/support/gguf.py) loads through
+    transformers' dequantisation: F32 gives back the very logits of the model it was written from,
+    Q8_0 logits within its 8-bit error; the card says what the reference is, and the tokenizer is the
+    file's byte-level BPE."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hfmagic.models.handle import load_model
+    from tests.support.gguf import write_tiny_gguf
+
+    path = write_tiny_gguf(tmp_path, quant)
+    model = load_model(path, name="tinygguf")
+    assert model.task == "text-generation" and model.architecture == "LlamaForCausalLM"
+    assert f"torch runs {path.name}'s weights dequantised to float32" in str(model.card())
+    ids = model.tokenizer()("the other thing", return_tensors="pt")["input_ids"]
+    assert ids.shape[1] > 3 and ids[0, 0] != 0  # byte-level pieces, no beginning-of-text token added
+    source = AutoModelForCausalLM.from_pretrained(tmp_path / "source").eval()
+    with torch.inference_mode():
+        want, got = source(ids).logits, model.torch_model()(ids).logits
+    if quant == "F32":
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    else:
+        cosine = torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0)
+        assert 0.999 < cosine < 1.0 and not torch.allclose(got, want, atol=1e-6)
