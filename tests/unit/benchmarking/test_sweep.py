@@ -186,7 +186,7 @@ def test_a_bad_baseline_is_refused_before_anything_is_exported(tiny_bert, monkey
     def no_export(*args, **kwargs):
         raise AssertionError("exported before the baseline was checked")
 
-    monkeypatch.setattr(hfmagic.benchmarking.api, "export_onnx", no_export)  # where benchmark() finds it
+    monkeypatch.setattr(hfmagic.benchmarking.api, "export_all", no_export)  # where benchmark() finds it
     with pytest.raises(UsageProblem, match="baseline 'O3' is not in this sweep; use one of: torch, fp32, O2"):
         benchmark(str(tiny_bert), baseline="O3", **FAST_KW)
     with pytest.raises(UsageProblem, match="baseline 'torch/onnxruntime' is not in this sweep"):
