@@ -97,7 +97,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     ``calibration``: texts for static int8 (anything :func:`hfmagic.data.tables.load_data` reads; the first
     ``samples`` rows of ``text_column``). A variant that fails to build or diverges from PyTorch
     stays in the result with its reason in ``.error``. ``progress``: show a progress bar.
-    ``block_size``: int4's quantization block (text-generation models); ``int4_method``: ``rtn``
+    ``block_size``: int4's and int8-wo's quantization block (text-generation models); ``int4_method``: ``rtn``
     (round to nearest, symmetric, int8 compute: fast) or ``hqq`` (half-quadratic quantization:
     asymmetric, fitted to each weight without data; keeps more quality, runs slower on CPUs).
     ``calibration_method``: how static int8 sets each activation's range from the calibration
@@ -125,7 +125,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
         raise UsageProblem(f"--samples must be a positive number of calibration texts, got {samples!r}")
     check_device(device)
     if not isinstance(block_size, int) or block_size < 16 or block_size & (block_size - 1):
-        raise UsageProblem(f"--block-size must be a power of two, 16 or more (int4's block), got {block_size!r}")
+        raise UsageProblem(f"--block-size must be a power of two, 16 or more (the weight-only block of int4 and int8-wo), got {block_size!r}")
     if int4_method not in INT4_METHODS:
         raise UsageProblem(f"unknown --int4-method {int4_method!r}; use one of: {', '.join(INT4_METHODS)}")
     if calibration_method not in CALIBRATION_METHODS:
@@ -313,6 +313,9 @@ def calibration_data(model, quantize: str, calibration, samples: int, text_colum
     """The texts static int8 calibrates on, or None when no static int8 is built."""
     if calibration is None and quantize not in ("static", "nncf"):
         return None
+    if model.task_plugin.measurement.GENERATES:  # asked for static int8 or its calibration: neither is built
+        raise UsageProblem(f"static int8 and its --calibration are not built for {model.name} ({model.task}): use "
+                           "--quantize int8-wo, int4, auto (both) or dynamic, without --calibration")
     if quantize in ("none", "dynamic", "int4", "int8-wo"):
         raise UsageProblem(f"--calibration is for static int8, which --quantize {quantize} does not build; "
                            "use --quantize static (or auto) with it")

@@ -25,7 +25,7 @@ ARGS = [
              help="int8 quantization: auto picks the config for this CPU (default); nncf: NNCF's static int8; "
                   "text-generation models: auto builds weight-only int8 (int8-wo) and int4, int4 or int8-wo only "
                   "that one, dynamic the int8 that quantizes activations too"),
-    argument("--block-size", type=int, default=32, help="int4's quantization block (default 32)"),
+    argument("--block-size", type=int, default=32, help="int4's and int8-wo's quantization block (default 32)"),
     argument("--int4-method", default="rtn", choices=["rtn", "hqq"],
              help="int4's weights: rtn (round to nearest; default, fast) or hqq (half-quadratic: keeps more quality, "
                   "slower on CPUs)"),

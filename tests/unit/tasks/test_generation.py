@@ -192,3 +192,22 @@ def test_a_tiny_gguf_loads_as_its_weights_dequantised(tmp_path, cache, quant):
     else:
         cosine = torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0)
         assert 0.999 < cosine < 1.0 and not torch.allclose(got, want, atol=1e-6)
+
+
+def test_bad_weight_only_requests_are_one_line(llama, tiny_bert):
+    import re
+
+    from hfmagic.core.errors import HFMagicError
+    from hfmagic.export.api import export_onnx
+    from hfmagic.models.handle import load_model
+
+    decoder = load_model(llama, name="llama")
+    cases = [(lambda: export_onnx(load_model(tiny_bert), quantize="int8-wo"), "built for text-generation models"),
+             (lambda: export_onnx(decoder, quantize="int8-wo", calibration=["a text"]),
+              "static int8 and its --calibration are not built for llama (text-generation)"),
+             (lambda: export_onnx(decoder, quantize="int8-wo", block_size=24), "the weight-only block of int4 and int8-wo"),
+             (lambda: export_onnx(decoder, quantize="static"), "use --quantize int8-wo, int4, auto (both) or dynamic")]
+    for call, words in cases:
+        with pytest.raises(HFMagicError, match=re.escape(words)) as caught:
+            call()
+        assert "\n" not in str(caught.value)
