@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 
 from hfmagic.core.backend import Backend
-from hfmagic.core.compilecache import keep_compile_cache_in_hfmagic
+from hfmagic.core.compilecache import no_global_headers
 
 
 class Torch(Backend):
@@ -68,13 +69,10 @@ class TorchCompile(Torch):
         return True, ""
 
     def load(self, variant, threads: int) -> None:
-        import torch._inductor.config as inductor
-
-        keep_compile_cache_in_hfmagic()  # read when the first run compiles
-        # its precompiled headers go to the temporary folder whatever the cache folder is (torch keeps them
-        # global on purpose): off, so nothing outlives the run outside hfmagic's folder (restored on close)
-        self._headers = inductor.cpp_cache_precompile_headers
-        inductor.cpp_cache_precompile_headers = False
+        # the compiler cache in hfmagic's folder, its precompiled headers (global, in the temporary
+        # folder) off until close: compiling happens in the first runs, after load returns
+        self._compiling = contextlib.ExitStack()
+        self._compiling.enter_context(no_global_headers())
         super().load(variant, threads)
         if variant.model.task_plugin.measurement.GENERATES:  # generate() calls the model's forward: that is what gets compiled
             import copy
@@ -87,10 +85,8 @@ class TorchCompile(Torch):
             self.model = self._torch.compile(self.model)
 
     def close(self) -> None:
-        if hasattr(self, "_headers"):
-            import torch._inductor.config as inductor
-
-            inductor.cpp_cache_precompile_headers = self._headers
+        if hasattr(self, "_compiling"):
+            self._compiling.close()
         super().close()
 
     def generation_settings(self, config):

@@ -38,18 +38,12 @@ from hfmagic.tasks import names
 DEVICES = ("cpu", "cuda")
 
 
-def request_for(names: list[str], calibration=None) -> dict:
-    """The ``export_onnx`` arguments that build the variants ``names`` (torch needs no export), or
-    the first of those :func:`requests_for` gives.
-
-    ``calibration`` is used only when ``int8-static`` is named; callers check it is there first."""
-    return requests_for(names, calibration)[0]
-
-
 def requests_for(names: list[str], calibration=None) -> list[dict]:
-    """The ``export_onnx`` calls that build the variants ``names``: one, or two where a decoder's
-    dynamic int8 (``int8``, which its ``auto`` no longer builds) is named beside its weight-only
-    variants (``int8-wo``, ``int4``); :func:`export_all` makes them and merges what they return."""
+    """The ``export_onnx`` calls that build the variants ``names`` (torch needs no export): one, or
+    two where a decoder's dynamic int8 (``int8``, which its ``auto`` no longer builds) is named beside
+    its weight-only variants (``int8-wo``, ``int4``); :func:`export_all` makes them and merges what
+    they return. ``calibration`` is used only when ``int8-static`` is named; callers check it is
+    there first."""
     def level(name: str) -> str:
         if name.startswith("genai-"):  # a text-generation model's onnxruntime-genai builds
             return "genai"

@@ -17,8 +17,9 @@ The search is the loop a data scientist runs by hand, with the accuracy gate in 
    reference (PyTorch), at the batch size it was timed at (dynamic int8's predictions depend on
    the batch: its activation ranges are the whole batch's), on the runtime it was timed on (a QDQ file's int8 arithmetic is OpenVINO's
    own under OpenVINO: its accuracy is measured there). Once one keeps ``keep`` of the reference's first metric, a candidate whose
-   screened time is more than ``MARGIN`` slower cannot win and is not evaluated. The fixed recipes
-   ride along with the first evaluation on their runtime (the reference then runs once for them).
+   screened time is more than ``MARGIN`` slower cannot win and is not evaluated. Each candidate
+   is scored alone, the fixed recipes with the first on their runtime; PyTorch's outputs are computed
+   once for the whole search and read back (``evaluate(reuse=...)``).
 4. **Confirm** in one interleaved sweep with the default timing: the candidates that passed and can
    still win, fp32 on onnxruntime, PyTorch, and the fixed recipes a single tool gives (``--quantize
    auto``'s int8, O2-int8, static int8 with min-max, OpenVINO on fp32), so the winner is measured

@@ -218,8 +218,7 @@ class Search:
 
     def fixed_unscored(self, runtime: str | None) -> list[str]:
         """The screened fixed recipes whose accuracy on ``runtime`` is not known yet: they are scored
-        in one evaluation per runtime (beside the gate's first candidates there), so the reference
-        runs once for all of them."""
+        in one evaluation per runtime (beside the gate's first candidate there)."""
         return [c[0] for c in FIXED if c in self.screened and evaluated_as(c) not in self.evaluated
                 and evaluated_as(c)[1] == runtime]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hfmagic.core.backend import Backend
 from hfmagic.core.errors import BuildError
-from hfmagic.tasks.generation.quantize import int4_quantizer
+from hfmagic.tasks.generation.quantize import int4_quantizer, nbits_command
 
 
 def genai_installed() -> bool:
@@ -55,13 +55,8 @@ def build_genai(model, out, precision: str, block_size: int, int4_method: str = 
             if f.is_file() and not f.name.startswith("model.onnx"):
                 shutil.copy2(f, out / f.name)
         shutil.rmtree(target)
-        config = (f"HQQWeightOnlyQuantConfig(block_size={block_size})" if hqq else
-                  f"DefaultWeightOnlyQuantConfig(block_size={block_size}, is_symmetric=True, bits={bits}, "
-                  "accuracy_level=4)")
-        command += (f" && python -c \"import onnx; from onnxruntime.quantization.matmul_nbits_quantizer import "
-                    f"MatMulNBitsQuantizer as Q, HQQWeightOnlyQuantConfig, DefaultWeightOnlyQuantConfig; "
-                    f"q = Q(onnx.load('onnx/genai-fp32/model.onnx'), algo_config={config}); q.process(); "
-                    f"q.model.save_model_to_file('onnx/genai-{precision}/model.onnx', use_external_data_format=True)\"")
+        command += " && " + nbits_command("onnx/genai-fp32/model.onnx", f"onnx/genai-{precision}/model.onnx", block_size,
+                                          "hqq" if hqq else "rtn", bits, external=True)
     return command
 
 

@@ -55,14 +55,20 @@ def quantize_int4(source, source_file: str, out, block_size: int, method: str = 
     out.mkdir(parents=True, exist_ok=True)
     quantizer.model.save_model_to_file(str(out / QUANTIZED_FILE), use_external_data_format=False)
     copy_folder_files(source, out)
-    how = (f"HQQWeightOnlyQuantConfig(block_size={block_size})" if method == "hqq" else
-           f"DefaultWeightOnlyQuantConfig(block_size={block_size}, is_symmetric=True, bits={bits}, "
-           f"accuracy_level={RTN_ACCURACY_LEVEL})")
     name = "int4" if bits == 4 else f"int{bits}-wo"
+    return nbits_command(f"onnx/fp32/{source_file}", f"onnx/{name}/{QUANTIZED_FILE}", block_size, method, bits)
+
+
+def nbits_command(source: str, target: str, block_size: int, method: str, bits: int, external: bool = False) -> str:
+    """The command line that repeats :func:`int4_quantizer`'s quantization of ``source`` into ``target``
+    (``external``: its weights in a file beside the graph)."""
+    config = (f"HQQWeightOnlyQuantConfig(block_size={block_size})" if method == "hqq" else
+              f"DefaultWeightOnlyQuantConfig(block_size={block_size}, is_symmetric=True, bits={bits}, "
+              f"accuracy_level={RTN_ACCURACY_LEVEL})")
     return (f"python -c \"import onnx; from onnxruntime.quantization.matmul_nbits_quantizer import "
             f"MatMulNBitsQuantizer as Q, HQQWeightOnlyQuantConfig, DefaultWeightOnlyQuantConfig; "
-            f"q = Q(onnx.load('onnx/fp32/{source_file}'), algo_config={how}); q.process(); "
-            f"q.model.save_model_to_file('onnx/{name}/{QUANTIZED_FILE}')\"")
+            f"q = Q(onnx.load('{source}'), algo_config={config}); q.process(); "
+            f"q.model.save_model_to_file('{target}'{', use_external_data_format=True' if external else ''})\"")
 
 
 QUANTIZED_OPS = {"dynamic": ("MatMulInteger", "DynamicQuantizeMatMul"), "int4": ("MatMulNBits",),
@@ -74,8 +80,6 @@ def check_quantized(quant: str | None, path) -> str | None:
     export as Gemm, which neither dynamic int8 of MatMuls nor MatMulNBits takes)."""
     if quant not in QUANTIZED_OPS:
         return None
-    import collections
-
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
@@ -85,6 +89,6 @@ def check_quantized(quant: str | None, path) -> str | None:
     if quantized >= left:  # at least half the weight matrices
         return None
     gemm = sum(n.op_type == "Gemm" and len(n.input) > 1 and n.input[1] in weights for n in graph.node)
-    how = "MatMulNBits" if quant in ("int4", "int8-wo", "genai-int8-wo") else "dynamic int8 of MatMul weights"
+    how = "MatMulNBits" if QUANTIZED_OPS[quant] == ("MatMulNBits",) else "dynamic int8 of MatMul weights"
     return (f"not quantized: only {quantized} of {quantized + left} weight matrices were ({gemm} of those left are "
             f"Gemm, which {how} does not take); measure fp32")
