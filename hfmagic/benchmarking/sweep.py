@@ -14,6 +14,7 @@ from hfmagic.benchmarking.rounds import BUDGET_GRACE_S, LOAD_TIMEOUT_S, Rounds
 from hfmagic.cluster.actors import RayWorker
 from hfmagic.cluster.connect import local_fields
 from hfmagic.core import stats
+from hfmagic.core.backend import get_backend
 from hfmagic.core.backend import origin as backend_origin
 from hfmagic.core.envcard import physical_cores
 from hfmagic.core.records import BenchmarkRow
@@ -255,8 +256,8 @@ class Sweep:
         where = ("this kernel process (--inline): it includes everything else the kernel holds"
                  if self.params["inline"] else
                  "its worker process (one per variant x backend): the runtime, that variant and that shape's work")
-        self.notes.append(f"threads: {threads} for every backend (torch.set_num_threads, onnxruntime "
-                          "intra_op_num_threads, OpenVINO INFERENCE_NUM_THREADS); inter-op 1"
+        settings = dict.fromkeys(get_backend(j.backend).THREADS for j in self.jobs if get_backend(j.backend).THREADS)
+        self.notes.append(f"threads: {threads} for every backend ({', '.join(settings)}); inter-op 1"
                           + (" (torch's is left as the kernel has it)" if self.params["inline"] else ""))
         self.notes.append(f"peak_mem_mb: peak resident memory while the shape ran, of {where}")
         if threads > cores:

@@ -34,6 +34,8 @@ class Backend:
     RUNS: ClassVar[str]                   # the variants' kind it runs: "torch", "onnx", or a task's own
     HARDWARE: ClassVar[str | None] = None  # "cuda" for GPU providers: unavailable -> rows, not errors
     DEFAULT: ClassVar[bool] = False       # measures its kind of variant unless --backends says otherwise
+    MAX_BATCH: ClassVar[int | None] = None  # the largest batch it runs (None: any); larger shapes are rows saying so
+    THREADS: ClassVar[str] = ""           # the setting --threads sets, in words (the benchmark's note)
 
     def __init__(self, own_process: bool = False) -> None:
         self.input_names: list[str] = []

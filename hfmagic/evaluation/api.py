@@ -246,7 +246,7 @@ def _reference(entries: list[Entry], reference: str) -> tuple[Entry, str]:
 
 def _check_variant_names(target, variants: list[str] | None, reference: str, model) -> None:
     """Unknown variant names fail before anything is built."""
-    known = target.names if isinstance(target, Variants) else list(model.task_plugin.export.variant_names())
+    known = target.names if isinstance(target, Variants) else list(model.task_plugin.export.variant_names(model))
     for name in list(variants or []) + [reference]:
         if name not in known:
             hint = "" if isinstance(target, Variants) else " (export others with %export_onnx, then pass its result)"

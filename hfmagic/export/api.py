@@ -45,8 +45,8 @@ def requests_for(names: list[str], calibration=None) -> list[dict]:
     they return. ``calibration`` is used only when ``int8-static`` is named; callers check it is
     there first."""
     def level(name: str) -> str:
-        if name.startswith("genai-"):  # a text-generation model's onnxruntime-genai builds
-            return "genai"
+        if name.startswith(("genai-", "gguf-")):  # a text-generation model's onnxruntime-genai and llama.cpp builds
+            return name.split("-")[0]
         if name in WEIGHT_ONLY:  # a text-generation model's, from fp32
             return "fp32"
         return name if name in LEVELS else name.removesuffix("-int8").replace("int8", "fp32")
@@ -56,7 +56,9 @@ def requests_for(names: list[str], calibration=None) -> list[dict]:
     static = "int8-static" in names or "int8-nncf" in names
     quantize = "auto" if dynamic else "static" if "int8-static" in names else "nncf" if static else "none"
     request = {"levels": levels or ["fp32"], "quantize": quantize, "calibration": calibration if static else None}
-    weight_only = [n for n in ("int8-wo", "int4") if n in names or f"genai-{n}" in names]
+    weight_only = [n for n in ("int8-wo", "int4") if {n, f"genai-{n}", GGUF_TYPES[n]} & set(names)]
+    if "gguf-q6_k" in names:  # llama.cpp's 6-bit type: built by auto alone
+        weight_only = ["int8-wo", "int4"]
     if not weight_only:
         return [request]
     only = {"quantize": "auto" if len(weight_only) == 2 else weight_only[0], "calibration": None}
@@ -66,6 +68,7 @@ def requests_for(names: list[str], calibration=None) -> list[dict]:
 
 
 WEIGHT_ONLY = ("int4", "int8-wo")  # a text-generation model's weight-only variants, from fp32
+GGUF_TYPES = {"int8-wo": "gguf-q8_0", "int4": "gguf-q4_k_m"}  # llama.cpp's variant that --quantize builds
 
 
 def export_all(model, requests: list[dict], **options) -> Variants:

@@ -35,16 +35,11 @@ class Builder:
         self.reference = None
 
     def build(self, step: Step, key: str, built: dict[str, Variant]) -> Variant:
-        variant = Variant(step.name, self.model, level=step.level, recipe=step.quant,
-                          runtime="genai" if step.quant and step.quant.startswith("genai") else None)
-        if step.quant == "genai-int4":
-            variant.quantization = (f"int4 weight-only MatMulNBits, block {self.block_size}, " +
-                                    ("HQQ over onnxruntime-genai's fp32 graph" if self.int4_method == "hqq"
-                                     else "RTN by onnxruntime-genai's builder"))
-        elif step.quant == "genai-int8-wo":
-            variant.quantization = describe_quantization("int8-wo", self.isa, self.per_channel, self.block_size) + (
-                ", over onnxruntime-genai's fp32 graph")
-        elif step.quant and not step.quant.startswith("genai"):
+        variant = Variant(step.name, self.model, level=step.level, recipe=step.quant, runtime=step.runtime)
+        own = self._own_quantization(step)
+        if own is not None:  # a step only the task knows (onnxruntime-genai's, llama.cpp's)
+            variant.quantization = own or None
+        elif step.quant:
             variant.quantization = describe_quantization(step.quant, self.isa, self.per_channel, self.block_size,
                                                          self.int4_method, self.dynamic)
             if step.quant == "static":
@@ -65,6 +60,8 @@ class Builder:
                 variant.error = f"build failed: {type(exc).__name__}: {_first_line(exc)}"
                 return variant
             seconds = time.perf_counter() - start
+            if own is not None:  # now that the file is there, the task may say more of it (llama.cpp's mix of types)
+                variant.quantization = self._own_quantization(step, tmp / step.file) or None
             meta = self._describe(step, key, tmp, command, seconds, variant.quantization)
             if isinstance(meta, str):
                 variant.error = meta
@@ -77,6 +74,11 @@ class Builder:
             return from_meta(self.model, step, place, read_meta(place, key))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def _own_quantization(self, step: Step, path: Path | None = None) -> str | None:
+        return self.model.task_plugin.export.quantization(step, {
+            "block_size": self.block_size, "int4_method": self.int4_method, "isa": self.isa,
+            "per_channel": self.per_channel}, path)
 
     def _run_step(self, step: Step, out: Path, source: Variant | None) -> str:
         """Run one step with the libraries' chatter (tracer warnings, printed graphs) silenced:
@@ -142,15 +144,16 @@ class Builder:
         try:
             validation = self.reference.compare(path, self.device)
         except Exception as exc:  # noqa: BLE001 - kept on the variant, never dropped
-            return f"built, but onnxruntime could not run it: {type(exc).__name__}: {_first_line(exc)}"
-        nodes, fused = graph_stats(path)
+            runtime = "llama.cpp" if step.runtime == "gguf" else "onnxruntime"
+            return f"built, but {runtime} could not run it: {type(exc).__name__}: {_first_line(exc)}"
+        nodes, fused = graph_stats(path) if path.suffix == ".onnx" else (None, None)  # a GGUF file has no graph
         if problem := self.model.task_plugin.export.check_built(step.quant, path):
             return problem
         return {"format": FORMAT, "key": key, "name": step.name, "level": step.level, "file": file,
                 "quantization": quantization, "size_bytes": onnx_size(path), "nodes": nodes,
                 "fused_nodes": fused, "build_seconds": seconds, "validation": validation,
                 "sha256": variant_sha256(path), "files": [p.name for p in graph_files(path)], "cli_command": command,
-                "runtime": "genai" if step.quant and step.quant.startswith("genai") else None}
+                "runtime": step.runtime}
 
 
 def _first_line(exc: BaseException) -> str:

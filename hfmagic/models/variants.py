@@ -150,7 +150,7 @@ class Variants:
     def __str__(self) -> str:
         text = str(self.table())
         cmds = [f"  {v.name}: {v.cli_command}" for v in self.items if v.cli_command]
-        return text + ("\nrebuild with optimum-cli:\n" + "\n".join(cmds) if cmds else "")
+        return text + ("\nhow each was built (rebuild with these):\n" + "\n".join(cmds) if cmds else "")
 
     __repr__ = __str__
 
@@ -159,5 +159,5 @@ class Variants:
         if not cmds:
             return self.table()._repr_html_()
         lines = "\n".join(f"{html.escape(name)}: {html.escape(cmd)}" for name, cmd in cmds)
-        return (self.table()._repr_html_() + "<details class='hfm-rebuild'><summary>rebuild with optimum-cli"
+        return (self.table()._repr_html_() + "<details class='hfm-rebuild'><summary>how each was built (rebuild with these)"
                 f"</summary><pre>{lines}</pre></details>")

@@ -15,6 +15,7 @@ TORCH = "torch"  # the model itself, run by PyTorch: every variant is validated 
 FP32_FILE = "model.onnx"
 OPTIMIZED_FILE = "model_optimized.onnx"
 QUANTIZED_FILE = "model_quantized.onnx"
+GGUF_FILE = "model.gguf"  # a decoder's llama.cpp variants
 # what a variant folder keeps besides the .onnx file (config and tokenizer, from the model's folder)
 FOLDER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                 "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
@@ -82,11 +83,22 @@ class Step:
     name: str
     level: str
     source: str | None = None     # the step it starts from (None: the model itself)
-    quant: str | None = None      # None, "dynamic", "static" or "nncf" (and the tasks' own: int4, fp16, genai-*)
+    quant: str | None = None      # None, "dynamic", "static" or "nncf" (and the tasks' own: int4, fp16, genai-*, gguf-*)
     include: bool = True          # returned to the caller (fp32 may be built only as a base)
 
     @property
+    def runtime(self) -> str | None:
+        """What runs it when optimum's ORTModel does not: onnxruntime-genai's loop (``genai``, its
+        own format) or llama.cpp (``gguf``, a GGUF file); None for the ONNX graphs."""
+        for own in ("genai", "gguf"):
+            if self.quant and self.quant.startswith(own):
+                return own
+        return None
+
+    @property
     def file(self) -> str:
+        if self.runtime == "gguf":
+            return GGUF_FILE
         if self.quant and (self.quant.startswith("genai") or self.quant == "fp16"):  # a whole graph, not a quantizer's
             return FP32_FILE
         if self.quant:

@@ -58,6 +58,11 @@ def build_recipes(search) -> None:
         else:
             search.step("genai-fp32/genai-int4", "build", "dropped", reason="not tried: onnxruntime-genai is not "
                         "installed (pip install --no-deps onnxruntime-genai==0.11.2)")
+        if "gguf" in task.export.default_levels(search.model):  # llama.cpp's F32, its quantizer's types, the file
+            recipes.append(({"levels": ["gguf"], "quantize": "auto"}, {}))
+        else:
+            search.step("gguf-*", "build", "dropped", reason="not tried: llama.cpp is not installed (make llama) or "
+                        "does not take this architecture from its weights")
     search.step("fp16/bf16", "build", "dropped", reason=reduced_precision_note())
     for args, renames in recipes:
         if search.out_of_time("building every recipe"):
@@ -140,6 +145,9 @@ def rebuild_recipe(search, winner: dict) -> dict:
     level = variant.level or "fp32"
     if variant.kind == "genai" and not variant.quantization:  # onnxruntime-genai's fp32 build alone
         args = {"levels": ["genai"], "quantize": "none"}
+    if variant.kind == "gguf":  # llama.cpp's: the --quantize that builds its type (the F32 and the file: none)
+        args = {"levels": ["gguf"], "quantize": {"gguf-q8_0": "int8-wo", "gguf-q4_k_m": "int4"}.get(
+            name, "auto" if variant.recipe not in ("gguf-f32", "gguf-file") else "none")}
     if variant.kind == "onnx":
         quantize = args.get("quantize", "none") if variant.quantization else "none"
         args = {"levels": [level], "quantize": quantize} | (

@@ -52,7 +52,7 @@ class OptimizeResult:
         if self.recipe:
             notes.append(f"rebuild: {self.recipe['python']}")
             if self.recipe.get("cli"):
-                notes.append(f"rebuild with optimum-cli: {self.recipe['cli']}")
+                notes.append(f"rebuild with: {self.recipe['cli']}")
         return Table(self.trace, TRACE_COLUMNS, title=title, notes=notes)
 
     def to_pandas(self):

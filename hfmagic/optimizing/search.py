@@ -119,8 +119,9 @@ class Search:
             elif v.kind == "onnx":  # a named dynamic int8 setting on onnxruntime alone (its preset on both)
                 runtimes = ("onnxruntime",) if onnxruntime_only(self, name) else ("onnxruntime", "openvino")
                 out += [(name, b) for b in runtimes if usable(b)]
-            else:  # onnxruntime-genai's graphs
-                out += [(name, "onnxruntime-genai")] if usable("onnxruntime-genai") else []
+            else:  # a runtime's own: onnxruntime-genai's graphs, llama.cpp's GGUF files
+                runtime = "llama.cpp" if v.kind == "gguf" else "onnxruntime-genai"
+                out += [(name, runtime)] if usable(runtime) else []
         return out
 
     def measure(self, configs: list[tuple[str, str]], min_time: float, max_time: float | None):

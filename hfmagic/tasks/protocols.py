@@ -223,7 +223,7 @@ class Export(Part):
         """What export_onnx builds when not told (``model``: the one exported, when it matters)."""
         return self.DEFAULT_LEVELS
 
-    def variant_names(self) -> tuple[str, ...]:
+    def variant_names(self, model=None) -> tuple[str, ...]:
         """Every variant export_onnx can build (and torch): the names --variants takes."""
 
         return VARIANT_NAMES
@@ -248,6 +248,13 @@ class Export(Part):
     def build_step(self, model, step, out, source, options: dict) -> str | None:
         """Build a step only this task knows into ``out`` and return its command line; None for the
         shared steps (fp32 export, ORTOptimizer levels, dynamic and static int8)."""
+        return None
+
+    def quantization(self, step, options: dict, path=None) -> str | None:
+        """What a step only this task builds quantized, in words (``""``: nothing); None for the shared
+        steps, which :func:`hfmagic.onnx.build.describe_quantization` describes. ``options``: int4's
+        ``block_size`` and ``int4_method``, int8's ``isa`` and ``per_channel``; ``path``: the built
+        file, once there is one."""
         return None
 
     def calibration(self, model, source, samples: int, column: str | None):

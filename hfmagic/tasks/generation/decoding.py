@@ -29,13 +29,15 @@ import time
 from hfmagic.core.timing import token_clock
 from hfmagic.onnx.validation import cosine_similarity
 from hfmagic.tasks.generation.genai import GenAIGenerator
+from hfmagic.tasks.generation.llamacpp import LlamaCppGenerator
 
 VALIDATE_TOKENS = 16   # greedy tokens compared with PyTorch when a variant is validated
 VALIDATE_PROMPTS = 4
 # last-position logits (centred), worst prompt: below these an export is broken, not approximate
 # (SmolLM2's int8 0.88 and int4 0.94 kept their greedy tokens for a while and a perplexity within
 # 20%; an int8 that quantized the attention's activations gave 0.005). Quality is %evaluate's.
-COSINE_FLOOR = {"fp32": 0.999, "fp16": 0.99, "int8-wo": 0.99, "genai-int8-wo": 0.99, "int8": 0.8, "int4": 0.8}
+COSINE_FLOOR = {"fp32": 0.999, "fp16": 0.99, "int8-wo": 0.99, "genai-int8-wo": 0.99, "int8": 0.8, "int4": 0.8,
+                "gguf-f32": 0.999, "gguf-q8_0": 0.99, "gguf-q6_k": 0.99}
 
 
 def ort_generator(folder, file_name: str, options, providers: list[str]):
@@ -122,6 +124,10 @@ def figures(raw: dict, batch: int, seq: int) -> dict:
         values = raw.get(key)
         return float(np.percentile(values, q)) if values else None
 
+    def mean_rate(key, tokens):  # llama-bench's t/s: each run's tokens over its time, averaged over runs
+        values = raw.get(key)
+        return float(np.mean([tokens * 1000 / v for v in values])) if values else None
+
     tpot50, ttft50 = pct("samples_ms", 50), pct("ttft_samples_ms", 50)
     return {"new_tokens": raw.get("new_tokens"), "ttft_p50_ms": ttft50, "ttft_p90_ms": pct("ttft_samples_ms", 90),
             "tpot_p50_ms": tpot50, "tpot_p90_ms": pct("samples_ms", 90), "itl_p50_ms": pct("itl_samples_ms", 50),
@@ -129,6 +135,7 @@ def figures(raw: dict, batch: int, seq: int) -> dict:
             "decode_tokens_per_s": batch * 1000 / tpot50 if tpot50 else None,
             "prefill_tokens_per_s": batch * seq * 1000 / ttft50 if ttft50 else None,
             "gen_p50_ms": pct("gen_samples_ms", 50),
+            "pp_tokens_per_s": mean_rate("ttft_samples_ms", batch * seq), "tg_tokens_per_s": mean_rate("samples_ms", batch),
             "samples_per_s": None, "tokens_per_s": batch * 1000 / tpot50 if tpot50 else None,
             "ttft_samples_ms": raw.get("ttft_samples_ms"), "itl_samples_ms": raw.get("itl_samples_ms"),
             "gen_samples_ms": raw.get("gen_samples_ms")}
@@ -163,7 +170,9 @@ class GenerationReference:
 
 
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-        if (path.parent / "genai_config.json").exists():  # onnxruntime-genai's own format
+        if path.suffix == ".gguf":  # llama.cpp's
+            generator = LlamaCppGenerator(path, 1, 512)
+        elif (path.parent / "genai_config.json").exists():  # onnxruntime-genai's own format
             generator = GenAIGenerator(path.parent, 1)
         else:
             generator = ort_generator(path.parent, path.name, ort.SessionOptions(), providers)

@@ -132,6 +132,7 @@ class OnnxRuntimeGenAI(Backend):
     ``allow_spinning``)."""
 
     NAME = "onnxruntime-genai"
+    THREADS = "onnxruntime-genai intra_op_num_threads"
     RUNS = "genai"
     DEFAULT = True
 

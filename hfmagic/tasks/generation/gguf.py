@@ -112,9 +112,8 @@ MARKER = "hfmagic-gguf.txt"  # in a folder dequantised from a GGUF file: which f
 
 def reference(folder: Path) -> str | None:
     """What the reference (torch) is of a folder dequantised from a GGUF file, or None."""
-    try:
-        source = Path((folder / MARKER).read_text().strip().removeprefix("dequantised by transformers from "))
-    except OSError:
+    source = _marked(folder)
+    if source is None:
         return None
     return (f"torch runs {source.name}'s weights dequantised to float32 by transformers, the default reference: a % "
             "of it or a speed-up over it leaves out the file's own quantization error (--reference VARIANT and "
@@ -124,3 +123,143 @@ def reference(folder: Path) -> str | None:
 # what the text-generation task brings: GGUF files become models, and %load_model smollm2
 FORMAT = ModelFormat("GGUF", find, folder_for, reference)
 SOURCE = ModelSource("smollm2", lambda options: (folder_for(smollm2()), None))
+
+
+def source_file(folder: Path) -> Path | None:
+    """The GGUF file a folder was dequantised from (its marker says), when it is still there."""
+    source = _marked(folder)
+    return source if source is not None and source.is_file() else None
+
+
+def _marked(folder: Path) -> Path | None:
+    """The file a folder's marker names (None: not dequantised from a GGUF file)."""
+    try:
+        return Path((folder / MARKER).read_text().strip().removeprefix("dequantised by transformers from "))
+    except OSError:
+        return None
+
+
+def file_type(path: Path) -> str:
+    """A GGUF file's type as llama.cpp names it, lower case: ``q4_1``, ``q8_0``, ``f32``, ..."""
+    import gguf
+
+    field = gguf.GGUFReader(str(path)).fields.get("general.file_type")
+    if field is None:
+        return "unknown"
+    name = gguf.LlamaFileType(int(field.contents())).name
+    return name.removeprefix("MOSTLY_").removeprefix("ALL_").lower()
+
+
+LLAMA_TYPES = ("llama", "mistral")  # written as llama.cpp's "llama" architecture
+
+
+def write_f32(model, out: Path) -> str:
+    """An F32 GGUF of ``model``'s own weights (what PyTorch runs), laid out as llama.cpp's converter
+    lays out a Llama: its metadata, gguf's tensor names (``TensorNameMap``), Q and K rows permuted
+    for llama.cpp's rotary layout. The vocabulary: the GGUF file the model was loaded from, copied;
+    else its byte-level BPE tokenizer's (``gpt2``); else none (``no_vocab``: hfmagic gives llama.cpp
+    token ids, never text). Returns what was written, in words."""
+    import gguf
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    config = model.config
+    if config.get("model_type") not in LLAMA_TYPES:
+        raise UnsupportedError(f"llama.cpp's F32 file is written here for Llama-architecture models "
+                               f"({', '.join(LLAMA_TYPES)}), not {config.get('model_type')}; load the model's own GGUF "
+                               "file to run it on llama.cpp")
+    if config.get("rope_scaling"):
+        raise UnsupportedError("llama.cpp's F32 file is not written here for a model with rope_scaling; load the "
+                               "model's own GGUF file to run it on llama.cpp")
+    layers, heads = config["num_hidden_layers"], config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads") or heads
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    writer = gguf.GGUFWriter(str(out), "llama")
+    writer.add_name(model.name)
+    writer.add_context_length(config.get("max_position_embeddings", 2048))
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_block_count(layers)
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_layer_norm_rms_eps(config.get("rms_norm_eps", 1e-6))
+    writer.add_rope_freq_base(config.get("rope_theta", 10000.0))
+    writer.add_vocab_size(config["vocab_size"])
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    vocabulary = _vocabulary(writer, model)
+
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, layers)
+    weights = {}
+    for file in sorted(model.path.glob("*.safetensors")):
+        weights |= load_file(str(file))
+    if not weights:
+        raise UnsupportedError(f"{model.name} has no safetensors weights to write llama.cpp's file from")
+    for name, data in weights.items():
+        if name == "lm_head.weight" and config.get("tie_word_embeddings", True):
+            continue
+        gguf_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        if gguf_name is None or "rotary_emb" in name:
+            continue
+        data = data.astype(np.float32)
+        if name.endswith("q_proj.weight"):
+            data = _permute(data, heads)
+        elif name.endswith("k_proj.weight"):
+            data = _permute(data, kv_heads)
+        writer.add_tensor(gguf_name, data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return (f"hfmagic.tasks.generation.gguf.write_f32: the weights PyTorch runs as F32, {vocabulary} (the gguf "
+            "package, in the layout of llama.cpp's convert_hf_to_gguf.py --outtype f32)")
+
+
+def _permute(weights, heads: int):
+    """llama.cpp's converter's row order for Q and K (transformers' GGUF loader undoes it)."""
+    return (weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:])
+            .swapaxes(1, 2).reshape(weights.shape))
+
+
+def _vocabulary(writer, model) -> str:
+    """The vocabulary llama.cpp's file gets (see :func:`write_f32`), in words."""
+    import json
+
+    import gguf
+
+    source = source_file(model.path)
+    if source is not None:
+        for key, field in gguf.GGUFReader(str(source)).fields.items():
+            if key.startswith("tokenizer."):
+                sub = field.types[1] if len(field.types) > 1 else None
+                writer.add_key_value(key, field.contents(), field.types[0], sub)
+        return f"the vocabulary of {source.name}"
+    try:
+        spec = json.loads((model.path / "tokenizer.json").read_text())
+    except (OSError, ValueError):
+        spec = {}
+    bpe = spec.get("model", {})
+    if bpe.get("type") == "BPE" and "ByteLevel" in json.dumps(spec.get("pre_tokenizer")):
+        tokens = [""] * model.config["vocab_size"]
+        for text, i in bpe["vocab"].items():
+            tokens[i] = text
+        special = {t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
+        for t in spec.get("added_tokens", []):
+            tokens[t["id"]] = t["content"]
+        tokens = [t or f"[PAD{i}]" for i, t in enumerate(tokens)]
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre("default")
+        writer.add_token_list(tokens)
+        writer.add_token_types([gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL
+                                for i in range(len(tokens))])
+        writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in bpe.get("merges", [])])
+        for key, add in (("bos_token_id", writer.add_bos_token_id), ("eos_token_id", writer.add_eos_token_id)):
+            value = model.config.get(key)
+            if isinstance(value, int):
+                add(value)
+        writer.add_add_bos_token(False)
+        return "its byte-level BPE vocabulary"
+    writer.add_tokenizer_model("no_vocab")
+    return "no vocabulary: hfmagic gives llama.cpp token ids"

@@ -23,6 +23,7 @@ from typing import ClassVar
 
 from hfmagic.core.errors import UnsupportedError, UsageProblem
 from hfmagic.core.records import Field, columns, declare, keys
+from hfmagic.onnx.build import describe_quantization
 from hfmagic.onnx.plan import Step
 from hfmagic.tasks import register
 from hfmagic.tasks.generation import gguf
@@ -30,6 +31,8 @@ from hfmagic.tasks.generation.decoding import (COSINE_FLOOR, VALIDATE_TOKENS, Ge
                                                forward_outputs, ort_generator, time_generations)
 from hfmagic.tasks.generation.evaluate import PerplexityEvaluator
 from hfmagic.tasks.generation.genai import OnnxRuntimeGenAI, build_genai, genai_installed
+from hfmagic.tasks.generation.llamacpp import (INSTALL, LlamaCpp, build_gguf, describe_gguf, gguf_steps, llamacpp_installed,
+                                               runs_on_llamacpp)
 from hfmagic.tasks.generation.quantize import check_quantized, convert_fp16, quantize_int4
 from hfmagic.tasks.protocols import Measurement
 from hfmagic.tasks.tokens import TextTask, TokenExport, TokenInputs, TokenValidation
@@ -49,6 +52,11 @@ ROW_FIELDS = declare(
     Field("decode_tokens_per_s", "decode tok/s", "tokens/s", ".1f", "output tokens per second after the first"),
     Field("prefill_tokens_per_s", "prefill tok/s", "tokens/s", ".0f", "prompt tokens per second of the prefill"),
     _ms("gen_p50_ms", "gen p50 ms", "a whole generation's time, 50th percentile"),
+    Field("pp_tokens_per_s", "pp t/s", "tokens/s", ".0f", "llama-bench's pp figure: prompt tokens over the time to "
+                                                          "first token, the mean over runs"),
+    Field("tg_tokens_per_s", "tg t/s", "tokens/s", ".1f", "llama-bench's tg figure: output tokens after the first "
+                                                          "over their time, the mean over runs (llama-bench's start "
+                                                          "at an empty context, these after the prompt)"),
     Field("ttft_samples_ms", unit="ms", doc="every timed generation's time to first token"),
     Field("itl_samples_ms", unit="ms", doc="every gap between two output tokens"),
     Field("gen_samples_ms", unit="ms", doc="every timed generation's whole time"),
@@ -67,7 +75,7 @@ def generation_columns() -> list:
     """A generation benchmark's table: prefill and decode figures in place of one latency."""
     return columns("variant", "backend", "batch_size", "seq_len", "new_tokens", "ttft_p50_ms", "ttft_p90_ms",
                    "tpot_p50_ms", "tpot_p90_ms", "itl_p50_ms", "itl_p99_ms", "decode_tokens_per_s",
-                   "prefill_tokens_per_s", "gen_p50_ms", "peak_mem_mb", "size_mb", "runs", "speedup", "status",
+                   "prefill_tokens_per_s", "pp_tokens_per_s", "tg_tokens_per_s", "gen_p50_ms", "peak_mem_mb", "size_mb", "runs", "speedup", "status",
                    seq_len="prompt", speedup="TPOT speed-up [95% CI]")
 
 
@@ -123,26 +131,33 @@ class GenerationMeasurement(Measurement):
 
 class GenerationExport(TokenExport):
     """fp32 with its KV cache, weight-only int8 and int4 of its MatMul weights (dynamic int8, which
-    quantizes the activations too, on request), fp16 for GPUs, and onnxruntime-genai's own builds
-    where it is installed."""
+    quantizes the activations too, on request), fp16 for GPUs, and onnxruntime-genai's and llama.cpp's
+    own builds where they are installed."""
 
     DEFAULT_LEVELS: ClassVar[tuple[str, ...]] = ("fp32",)
-    LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "genai")  # fp16: for GPUs; genai: onnxruntime-genai's
+    LEVELS: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "genai", "gguf")  # fp16: for GPUs; genai, gguf: the runtimes' own
     # auto's: weight-only int8 and int4. Dynamic int8 (--quantize dynamic) quantizes each activation per
     # tensor too, which costs a decoder's perplexity far more than its weights do (SmolLM2: 159%)
     VARIANTS: ClassVar[tuple[str, ...]] = ("torch", "fp32", "int8-wo", "int4")
     GENAI_VARIANTS: ClassVar[tuple[str, ...]] = ("genai-fp32", "genai-int8-wo", "genai-int4")  # when installed
+    GGUF_VARIANTS: ClassVar[tuple[str, ...]] = ("gguf-f32", "gguf-q8_0", "gguf-q6_k", "gguf-q4_k_m")  # llama.cpp's
     QUANT_OPERATORS: ClassVar[tuple[str, ...]] = ("MatMul",)  # dynamic int8: weights of MatMuls only
     DYNAMIC_OPTIONS: ClassVar[bool] = False  # its own steps name int8 once: the CPU's preset
 
     def default_levels(self, model=None) -> tuple[str, ...]:
-        return self.DEFAULT_LEVELS + (("genai",) if genai_installed() else ())
+        return (self.DEFAULT_LEVELS + (("genai",) if genai_installed() else ())
+                + (("gguf",) if runs_on_llamacpp(model) else ()))
 
-    def variant_names(self) -> tuple[str, ...]:
-        return self.VARIANTS + ("int8", "fp16") + self.GENAI_VARIANTS
+    def variant_names(self, model=None) -> tuple[str, ...]:
+        return self.VARIANTS + ("int8", "fp16") + self.GENAI_VARIANTS + self._gguf_names(model)
 
     def default_variants(self, model=None) -> list[str]:
-        return list(self.VARIANTS) + (list(self.GENAI_VARIANTS) if genai_installed() else [])
+        return (list(self.VARIANTS) + (list(self.GENAI_VARIANTS) if genai_installed() else [])
+                + (list(self._gguf_names(model)) if runs_on_llamacpp(model) else []))
+
+    def _gguf_names(self, model) -> tuple[str, ...]:
+        """llama.cpp's variants: those built from the weights, and a GGUF model's own file as it is."""
+        return tuple(dict.fromkeys(s.name for s in gguf_steps(model, "auto")))
 
     def steps(self, levels: list[str], quantize: str, static: bool, options: dict) -> list:
         """Level fp32: optimum's export, then weight-only int8 (``int8-wo``), int4 (``int4``), both
@@ -172,6 +187,10 @@ class GenerationExport(TokenExport):
                 steps.append(Step("genai-int8-wo", "fp32", None, "genai-int8-wo"))
             if quantize in ("auto", "int4"):
                 steps.append(Step("genai-int4", "fp32", None, "genai-int4"))
+        if "gguf" in levels:  # llama.cpp's files: F32 of the weights, its quantizer's types, the file loaded
+            if not llamacpp_installed():
+                raise UnsupportedError(f"--levels gguf needs llama.cpp: {INSTALL}")
+            steps += gguf_steps(options.get("model"), quantize)
         return steps
 
     def build_step(self, model, step, out, source, options: dict) -> str | None:
@@ -182,9 +201,26 @@ class GenerationExport(TokenExport):
             return quantize_int4(source.folder, source.path.name, out, options["block_size"], "rtn", bits=8)
         if step.quant == "fp16":
             return convert_fp16(source.folder, source.path.name, out)
+        if step.runtime == "gguf":
+            return build_gguf(model, step, out, source)
         if step.quant and step.quant.startswith("genai"):
             return build_genai(model, out, step.quant.removeprefix("genai-"), options["block_size"],
                                options["int4_method"])
+        return None
+
+    def quantization(self, step, options: dict, path=None) -> str | None:
+        """onnxruntime-genai's and llama.cpp's builds, in words."""
+        if step.quant == "genai-int4":
+            return (f"int4 weight-only MatMulNBits, block {options['block_size']}, " +
+                    ("HQQ over onnxruntime-genai's fp32 graph" if options["int4_method"] == "hqq"
+                     else "RTN by onnxruntime-genai's builder"))
+        if step.quant == "genai-int8-wo":
+            return describe_quantization("int8-wo", options["isa"], options["per_channel"], options["block_size"]) + (
+                ", over onnxruntime-genai's fp32 graph")
+        if step.quant == "genai-fp32":
+            return ""
+        if step.runtime == "gguf":
+            return describe_gguf(step, path)
         return None
 
     def check_built(self, quant: str | None, path) -> str | None:
@@ -221,7 +257,7 @@ class TextGeneration(TextTask):
     Validation = GenerationValidation
     SOURCES = (gguf.SOURCE,)
     FORMATS = (gguf.FORMAT,)
-    BACKENDS = (OnnxRuntimeGenAI,)
+    BACKENDS = (OnnxRuntimeGenAI, LlamaCpp)
 
     def card_lines(self, model) -> list[tuple[str, str]]:
         """Layers, heads, KV heads, context and vocabulary, from the config (no torch import)."""

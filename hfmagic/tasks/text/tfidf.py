@@ -87,6 +87,7 @@ class Sklearn(Backend):
     """``TfidfBaseline.logits(texts)`` with numpy's BLAS held to the thread setting (threadpoolctl)."""
 
     NAME = "sklearn"
+    THREADS = "scikit-learn's BLAS threads (threadpoolctl)"
     RUNS = "sklearn"
     DEFAULT = True
 

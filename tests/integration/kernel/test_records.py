@@ -8,7 +8,7 @@ import random
 import hfmagic
 from hfmagic.core.records import BenchmarkRow, EvalRow, field_of
 from tests.support.fast import INLINE_TIMING as FAST
-from tests.support.store import RECORDED
+from tests.support.store import ADDED_SINCE_RECORDED, RECORDED
 
 SPEEDUP = ("speedup", "speedup_low", "speedup_high", "speedup_trust")
 
@@ -103,7 +103,9 @@ def test_the_table_the_report_and_the_dashboard_agree_field_by_field(shell, stor
     for result, old, record in ((bench, RECORDED["benchmark"], BenchmarkRow), (ev, RECORDED["evaluate"], EvalRow)):
         run = store_in_shell.get(result.run_id)
         before = {r["variant"]: set(r) for r in old["rows"]}
-        assert all(set(r) - (record.GIVEN_ONLY if r.get("modes_ms") else set()) == before[r["variant"]]
+        assert all(set(r) - (record.GIVEN_ONLY if r.get("modes_ms") else set()) - ADDED_SINCE_RECORDED
+                   == before[r["variant"]]
                    for r in run["rows"])
+        assert record is EvalRow or all(ADDED_SINCE_RECORDED <= set(r) for r in run["rows"])
         assert set(run["params"]) == set(old["params"])
         assert run["rows"] == [r.to_dict() for r in result.rows]

@@ -7,7 +7,8 @@ import pytest
 
 
 def test_onnxruntime_genai_builds_its_own_variants_that_match_pytorch(llama_variants):
-    assert llama_variants.names == ["torch", "fp32", "int8-wo", "int4", "genai-fp32", "genai-int8-wo", "genai-int4"]
+    assert llama_variants.names == ["torch", "fp32", "int8-wo", "int4", "genai-fp32", "genai-int8-wo", "genai-int4",
+                                    "gguf-f32", "gguf-q8_0", "gguf-q6_k", "gguf-q4_k_m"]
     for name in ("genai-fp32", "genai-int8-wo", "genai-int4"):
         v = llama_variants[name]
         assert v.ok and v.kind == "genai" and (v.folder / "genai_config.json").exists(), (name, v.error)
