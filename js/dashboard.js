@@ -17,13 +17,15 @@ const sizeOf = (r) => (r.seq_len != null ? r.seq_len : r.image_size != null ? r.
 const shapeKey = (r) => (r.batch_size == null ? null : `${r.batch_size}x${sizeOf(r)}`);
 const where = (r) => (r.node && r.node !== "local" ? `@${r.node}` : "");
 
-/** Ids of the points that no other point beats on both lower `x` (p50; a generation's TTFT with
- * "ttft_p50_ms") and a better metric (higher; lower when `lowerIsBetter`, as perplexity). */
-export function paretoFront(points, lowerIsBetter = false, x = "p50_ms") {
+/** Ids of the points that no other point beats on both a better `x` (lower: p50, a generation's TTFT
+ * with "ttft_p50_ms"; higher when `higherX`, as its decode tokens/s) and a better metric (higher;
+ * lower when `lowerIsBetter`, as perplexity). */
+export function paretoFront(points, lowerIsBetter = false, x = "p50_ms", higherX = false) {
   const sign = lowerIsBetter ? -1 : 1;
+  const xSign = higherX ? -1 : 1;
   const ordered = points
     .filter((p) => p[x] != null && p.metric != null)
-    .sort((a, b) => a[x] - b[x] || sign * (b.metric - a.metric));
+    .sort((a, b) => xSign * (a[x] - b[x]) || sign * (b.metric - a.metric));
   const front = [];
   let best = -Infinity;
   for (const p of ordered) {
@@ -279,7 +281,8 @@ function render({ model, el }) {
     }
     const xk = get("chart_x").includes(view.x) ? view.x : "p50_ms";
     const xv = (p) => p[xk];
-    const front = new Set(paretoFront(points, model.get("metric_lower") === true, xk));  // get() gives [] for false
+    const higherX = ((get("fields")[xk] || {}).unit || "").endsWith("/s");  // a rate: more is better
+    const front = new Set(paretoFront(points, model.get("metric_lower") === true, xk, higherX));  // get() gives [] for false
     const W = 440, H = 270, m = { l: 58, r: 16, t: 14, b: 40 };
     const [x0, x1] = padded([Math.min(...points.map(xv)), Math.max(...points.map(xv))]);
     const [y0, y1] = padded([Math.min(...points.map((p) => p.metric)), Math.max(...points.map((p) => p.metric))]);

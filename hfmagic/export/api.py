@@ -132,7 +132,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
     int4 = {"block_size": block_size, "method": int4_method}
     if quantize == "nncf":
         check_nncf()
-    data = calibration_data(model, quantize, calibration, samples, text_column)
+    data = calibration_data(model, quantize, calibration, samples, text_column, levels)
     task = model.task_plugin
     steps = task.export.steps(levels, quantize, static=data is not None, options={"block_size": block_size,
                                                                                   "model": model, "dynamic": dynamic})
@@ -168,8 +168,9 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
             notes.append(note)
         if "O4" in levels and quantize in ("auto", "dynamic"):
             notes.append("O4 (fp16) gets no int8 twin")
-    if data is not None:
-        static = "int8-nncf" if quantize == "nncf" else "int8-static"
+    calibrated = [s.name for s in steps if s.quant in ("static", "nncf") or (s.quant or "").endswith("-imatrix")]
+    if data is not None and calibrated:
+        static = ", ".join(calibrated)
         if quantize == "nncf":
             notes.append(f"int8-nncf: {describe_quantization('nncf', isa, per_channel)}")
         notes.append(f"{static} calibrated on {len(data)} {task.inputs.EXAMPLES} of {data.source}")
@@ -306,14 +307,17 @@ def check_device(device: str) -> None:
                                      "sees none; use --device cpu")
 
 
-def calibration_data(model, quantize: str, calibration, samples: int, text_column: str | None):
-    """The texts static int8 calibrates on, or None when no static int8 is built."""
+def calibration_data(model, quantize: str, calibration, samples: int, text_column: str | None, levels=()):
+    """The texts static int8 calibrates on (a decoder's: llama.cpp's importance matrix), or None when
+    nothing calibrated is built."""
     if calibration is None and quantize not in ("static", "nncf"):
         return None
-    if model.task_plugin.measurement.GENERATES:  # asked for static int8 or its calibration: neither is built
-        raise UsageProblem(f"static int8 and its --calibration are not built for {model.name} ({model.task}): use "
-                           "--quantize int8-wo, int4, auto (both) or dynamic, without --calibration")
-    if quantize in ("none", "dynamic", "int4", "int8-wo"):
+    if model.task_plugin.measurement.GENERATES:
+        if quantize in ("static", "nncf") or "gguf" not in levels or quantize not in ("auto", "int4"):
+            raise UsageProblem(f"static int8 is not built for {model.name} ({model.task}), and --calibration "
+                               "calibrates llama.cpp's k-quants only: use --quantize int8-wo, int4, auto or dynamic, "
+                               "with --calibration only beside --levels gguf and --quantize int4 or auto")
+    elif quantize in ("none", "dynamic", "int4", "int8-wo"):
         raise UsageProblem(f"--calibration is for static int8, which --quantize {quantize} does not build; "
                            "use --quantize static (or auto) with it")
     if calibration is None:

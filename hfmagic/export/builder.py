@@ -94,7 +94,7 @@ class Builder:
                 warnings.simplefilter("ignore")
                 own = self.model.task_plugin.export.build_step(self.model, step, out, source, {
                     "block_size": self.block_size, "int4_method": self.int4_method, "isa": self.isa,
-                    "per_channel": self.per_channel, "opset": self.opset, "device": self.device})
+                    "per_channel": self.per_channel, "opset": self.opset, "device": self.device, "data": self.data})
                 if own is not None:  # a step only the task knows (a decoder's int4, fp16, onnxruntime-genai)
                     return own
                 if step.level == "fp32" and not step.quant:

@@ -94,7 +94,7 @@ def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data, i
                      "reduce_range": dynamic.reduce_range}
         if operators:
             spec["operators"] = list(operators)
-    if step.quant == "nncf":
+    if step.quant == "nncf" or (step.quant or "").endswith("-imatrix"):  # llama.cpp's importance matrix: its texts
         spec["calibration"] = data.fingerprint
     if step.quant == "static":
         spec["calibration"] = data.fingerprint

@@ -60,6 +60,12 @@ def build_recipes(search) -> None:
                         "installed (pip install --no-deps onnxruntime-genai==0.11.2)")
         if "gguf" in task.export.default_levels(search.model):  # llama.cpp's F32, its quantizer's types, the file
             recipes.append(({"levels": ["gguf"], "quantize": "auto"}, {}))
+            if calibration is not None:  # and its k-quants weighed by an importance matrix from the texts
+                recipes.append(({"levels": ["gguf"], "quantize": "auto", "calibration": calibration,
+                                 "samples": search.samples}, {}))
+                if search.calibration is None:
+                    search.notes.append("llama.cpp's importance matrix came from the data the gate scores: its "
+                                        "perplexity there may flatter it (pass calibration= other texts)")
         else:
             search.step("gguf-*", "build", "dropped", reason="not tried: llama.cpp is not installed (make llama) or "
                         "does not take this architecture from its weights")
@@ -147,7 +153,9 @@ def rebuild_recipe(search, winner: dict) -> dict:
         args = {"levels": ["genai"], "quantize": "none"}
     if variant.kind == "gguf":  # llama.cpp's: the --quantize that builds its type (the F32 and the file: none)
         args = {"levels": ["gguf"], "quantize": {"gguf-q8_0": "int8-wo", "gguf-q4_k_m": "int4"}.get(
-            name, "auto" if variant.recipe not in ("gguf-f32", "gguf-file") else "none")}
+            name, "auto" if variant.recipe not in ("gguf-f32", "gguf-file") else "none")} | (
+            {"quantize": "auto"} | {k: args[k] for k in ("calibration", "samples") if k in args}
+            if name.endswith("-imatrix") else {})
     if variant.kind == "onnx":
         quantize = args.get("quantize", "none") if variant.quantization else "none"
         args = {"levels": [level], "quantize": quantize} | (

@@ -26,13 +26,13 @@ COLUMNS = columns("model", "variant", "backend",
                   "eval_batch",  # "1*": the batch a batch-dependent variant's score is for
                   "pct_of_reference", "gate", "agreement", "peak_mem_mb", "size_mb", "status")
 DATA_COLUMN = field_of("data_sha").column()  # shown when evaluations were of different data
-EXTRA_CELLS = columns("ttft_p50_ms")  # written for the tooltips and the chart's axis, not a column
+EXTRA_CELLS = columns("ttft_p50_ms", "decode_tokens_per_s")  # written for the tooltips and the chart's axis, not a column
 ALWAYS = ("variant", "backend", "status")
 CHART_X = ("p50_ms",)  # the chart's latency; a generation's rows may put its TTFT there instead
-GENERATION_X = ("p50_ms", "ttft_p50_ms")  # shown even where every cell is empty
+GENERATION_X = ("p50_ms", "ttft_p50_ms", "decode_tokens_per_s")  # shown even where every cell is empty
 _BENCH_KEYS = ("model", "model_sha", "variant", "backend", "node", "hardware", "batch_size", "seq_len", "image_size",
                "audio_seconds", "status", "p50_ms", "p95_ms", "samples_per_s", "peak_mem_mb", "size_mb", "rtf",
-               "new_tokens", "ttft_p50_ms", "tpot_p50_ms", "sweep",  # a generation's: p50_ms is its TPOT
+               "new_tokens", "ttft_p50_ms", "tpot_p50_ms", "decode_tokens_per_s", "sweep",  # a generation's: p50_ms is its TPOT
                "modes_ms", "mode_shares")  # where its runs form two modes: the p50 cell says so
 _EVAL_KEYS = ("metric", "metric_low", "metric_high", "metric_ci", "eval_batch", "pct_of_reference", "gate",
               "agreement", "eval_status", "data_sha", "eval_batch_size", "batch_dependent")
@@ -182,13 +182,15 @@ def speedups(rows: list[dict], baseline: str | None, own: dict[str, str] | None 
     return {r["id"]: (cells.get(r["id"]) or {}).get("value") for r in rows}
 
 
-def pareto_front(points: list[dict], lower_is_better: bool = False, x: str = "p50_ms") -> list[str]:
-    """Ids of the points no other point beats on both lower ``x`` (p50; a generation's TTFT with
-    ``x="ttft_p50_ms"``) and a better metric (higher; lower with ``lower_is_better``, as
-    perplexity) (ties: the first)."""
+def pareto_front(points: list[dict], lower_is_better: bool = False, x: str = "p50_ms",
+                 higher_x: bool = False) -> list[str]:
+    """Ids of the points no other point beats on both a better ``x`` (lower: p50, a generation's
+    TTFT with ``x="ttft_p50_ms"``; higher with ``higher_x``, as its ``decode_tokens_per_s``) and a
+    better metric (higher; lower with ``lower_is_better``, as perplexity) (ties: the first)."""
     sign = -1.0 if lower_is_better else 1.0
+    x_sign = -1.0 if higher_x else 1.0
     ordered = sorted((p for p in points if p.get(x) is not None and p.get("metric") is not None),
-                     key=lambda p: (p[x], -sign * p["metric"]))
+                     key=lambda p: (x_sign * p[x], -sign * p["metric"]))
     front, best = [], float("-inf")
     for p in ordered:
         if sign * p["metric"] > best:

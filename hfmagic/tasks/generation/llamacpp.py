@@ -23,18 +23,23 @@ import importlib.util
 from pathlib import Path
 
 from hfmagic.core.backend import Backend
-from hfmagic.core.errors import BuildError
+from hfmagic.core.errors import BuildError, UsageProblem
 from hfmagic.onnx.plan import Step
 from hfmagic.tasks.generation import gguf
 
 LLAMA_CPP = "llama-cpp-python==0.3.36"
 INSTALL = f"make llama builds {LLAMA_CPP} from its source (about 4 minutes on 2 cores)"
-# what llama.cpp's quantizer makes from the F32 file, by --quantize (auto: all three)
+# what llama.cpp's quantizer makes from the F32 file, by --quantize (auto: all three); with --calibration
+# also the k-quants it weighs by an importance matrix (llama.cpp's calibrated quantization)
 QUANT_TYPES = {"int8-wo": ("q8_0",), "int4": ("q4_k_m",), "auto": ("q8_0", "q6_k", "q4_k_m")}
+IMATRIX_TYPES = {"int4": ("q4_k_m",), "auto": ("q5_k_m", "q4_k_m")}
+IMATRIX = "-imatrix"  # the name's suffix of a type quantized with an importance matrix
 DESCRIBE = {
     "q8_0": "Q8_0 by llama.cpp's quantizer: 8-bit weights in blocks of 32, one fp16 scale each (norms F32)",
     "q6_k": "Q6_K by llama.cpp's quantizer: 6-bit k-quant super-blocks of 256 (norms F32)",
     "q4_k_m": "Q4_K_M by llama.cpp's quantizer: 4-bit k-quants, with attn_v, ffn_down and the output in Q6_K "
+              "where its mix says (norms F32)",
+    "q5_k_m": "Q5_K_M by llama.cpp's quantizer: 5-bit k-quants, with attn_v, ffn_down and the output in Q6_K "
               "where its mix says (norms F32)",
 }
 
@@ -50,15 +55,19 @@ def runs_on_llamacpp(model) -> bool:
                                      or gguf.source_file(model.path) is not None)
 
 
-def gguf_steps(model, quantize: str) -> list[Step]:
+def gguf_steps(model, quantize: str, calibrated: bool = False) -> list[Step]:
     """llama.cpp's variants for ``--quantize``: ``gguf-f32`` (always: the others start from it), the
     types its quantizer makes (:data:`QUANT_TYPES`), and a GGUF model's own file (``gguf-<type>``;
-    a type built from the F32 file that the loaded file already is, is not built again)."""
+    a type built from the F32 file that the loaded file already is, is not built again); ``calibrated``
+    (calibration texts given): also the k-quants weighed by an importance matrix (``-imatrix``)."""
     own = gguf.source_file(model.path) if model is not None else None
     own_type = gguf.file_type(own) if own is not None else None
     steps = [Step("gguf-f32", "gguf", None, "gguf-f32")]
     steps += [Step(f"gguf-{kind}", "gguf", "gguf-f32", f"gguf-{kind}")
               for kind in QUANT_TYPES.get(quantize, ()) if kind != own_type]
+    if calibrated:
+        steps += [Step(f"gguf-{kind}{IMATRIX}", "gguf", "gguf-f32", f"gguf-{kind}{IMATRIX}")
+                  for kind in IMATRIX_TYPES.get(quantize, ())]
     if own_type is not None and own_type != "f32":
         steps.append(Step(f"gguf-{own_type}", "gguf", None, "gguf-file"))
     return steps
@@ -68,13 +77,16 @@ def describe_gguf(step: Step, path: Path | None = None) -> str:
     """What a llama.cpp variant quantized, in words ("" for F32), with the types its tensors have
     once ``path`` is built (llama.cpp keeps a tensor in a wider type where its rows do not fill a
     type's blocks)."""
-    kind = step.quant.removeprefix("gguf-")
+    kind = step.quant.removeprefix("gguf-").removesuffix(IMATRIX)
     if step.quant == "gguf-file":
         text = f"{step.name.removeprefix('gguf-').upper()}: the GGUF file as loaded (its own quantization)"
     elif kind == "f32":
         return ""
     else:
         text = DESCRIBE.get(kind, f"{kind.upper()} by llama.cpp's quantizer")
+        if step.quant.endswith(IMATRIX):
+            text = text.replace("llama.cpp's quantizer", "llama.cpp's quantizer weighing each column by an "
+                                "importance matrix (llama-imatrix's, from the calibration texts)")
     if path is not None and path.is_file():
         import collections
 
@@ -85,8 +97,9 @@ def describe_gguf(step: Step, path: Path | None = None) -> str:
     return text
 
 
-def build_gguf(model, step: Step, out: Path, source) -> str:
-    """One llama.cpp variant into ``out`` (``model.gguf``); the command line that makes it."""
+def build_gguf(model, step: Step, out: Path, source, data=None) -> str:
+    """One llama.cpp variant into ``out`` (``model.gguf``); the command line that makes it. ``data``:
+    the calibration texts an ``-imatrix`` type's importance matrix comes from."""
     import shutil
 
     file = out / step.file
@@ -96,24 +109,112 @@ def build_gguf(model, step: Step, out: Path, source) -> str:
         own = gguf.source_file(model.path)
         shutil.copyfile(own, file)
         return f"cp {own} {step.name}/{step.file}  # the file as loaded"
-    return quantize(source.path, file, step.quant.removeprefix("gguf-"), f"{step.source}/", f"{step.name}/")
+    kind = step.quant.removeprefix("gguf-")
+    if kind.endswith(IMATRIX):
+        matrix, said = importance_matrix(model, data)
+        command = quantize(source.path, file, kind.removesuffix(IMATRIX), f"{step.source}/", f"{step.name}/",
+                           imatrix=matrix)
+        return command.replace("llama-quantize ", "llama-quantize --imatrix IMATRIX ") + f"  # IMATRIX: {said}"
+    return quantize(source.path, file, kind, f"{step.source}/", f"{step.name}/")
 
 
-def quantize(source: Path, out: Path, kind: str, source_dir: str = "", out_dir: str = "", threads: int = 0) -> str:
+def quantize(source: Path, out: Path, kind: str, source_dir: str = "", out_dir: str = "", threads: int = 0,
+             imatrix: dict | None = None) -> str:
     """``source`` (an F32 GGUF) quantized to ``kind`` (``q8_0``, ``q6_k``, ``q4_k_m``, ...) into
-    ``out`` by llama.cpp's quantizer; the ``llama-quantize`` line that does the same (the files
-    shown in ``source_dir`` and ``out_dir``)."""
+    ``out`` by llama.cpp's quantizer, each column's error weighed by ``imatrix`` when given
+    (:func:`importance_matrix`); the ``llama-quantize`` line that does the same (the files shown in
+    ``source_dir`` and ``out_dir``)."""
+    import ctypes
+
     import gguf
     import llama_cpp
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = int(gguf.LlamaFileType[f"MOSTLY_{kind.upper()}"])
     params.nthread = threads
+    if imatrix is not None:
+        table = _imatrix_table(imatrix)  # kept alive until the quantizer returns
+        params.imatrix = ctypes.cast(table, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
     with _quiet():
         code = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), params)
     if code != 0:
         raise BuildError(f"llama.cpp's quantizer returned {code} making {kind.upper()} from {source.name}")
     return f"llama-quantize {source_dir}{source.name} {out_dir}{out.name} {kind.upper()}"
+
+
+IMATRIX_TOKENS, IMATRIX_WINDOW = 4096, 512  # llama-imatrix's chunks are 512 tokens too
+_IMATRICES: dict = {}  # (weights, data) -> importance matrix: one per export, shared by its types
+
+
+def importance_matrix(model, data) -> tuple[dict, str]:
+    """llama-imatrix's importance matrix, computed by PyTorch on the model's own weights: for every
+    weight matrix (by its GGUF name), the mean square of each input column's activations over the
+    first :data:`IMATRIX_TOKENS` tokens of the calibration texts, in windows of
+    :data:`IMATRIX_WINDOW`; and where it came from, in words. The quantizer weighs each column's
+    rounding error by it (llama.cpp's calibrated k-quants)."""
+    import gguf
+    import numpy as np
+    import torch
+
+    key = (model.weights_sha256, str(getattr(data, "fingerprint", id(data))))
+    if key in _IMATRICES:
+        return _IMATRICES[key]
+    texts = model.task_plugin.inputs.examples(data) or []
+    tokenizer = model.tokenizer()
+    ids: list[int] = []
+    for text in texts:
+        ids += tokenizer(text + "\n\n", add_special_tokens=False, verbose=False)["input_ids"]
+        if len(ids) >= IMATRIX_TOKENS:
+            break
+    ids = ids[:IMATRIX_TOKENS]
+    if len(ids) < IMATRIX_WINDOW:
+        raise UsageProblem(f"the calibration texts give {len(ids)} tokens; llama.cpp's importance matrix needs at "
+                           f"least {IMATRIX_WINDOW} (pass more or longer texts)")
+    torch_model = model.torch_model()
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, model.config["num_hidden_layers"])
+    tied = model.config.get("tie_word_embeddings", True)
+    sums: dict[str, torch.Tensor] = {}
+    rows: dict[str, int] = {}
+
+    def hook(name):
+        def collect(module, inputs, output):
+            x = inputs[0].detach().float().reshape(-1, inputs[0].shape[-1])
+            sums[name] = sums.get(name, 0) + (x * x).sum(0).double()
+            rows[name] = rows.get(name, 0) + x.shape[0]
+        return collect
+
+    hooks = []
+    for name, module in torch_model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            gguf_name = names.get_name(f"{name}.weight", try_suffixes=(".weight",))
+            if gguf_name == "output.weight" and tied:  # llama.cpp's output reads the embedding table
+                gguf_name = "token_embd.weight"
+            if gguf_name is not None:
+                hooks.append(module.register_forward_hook(hook(gguf_name)))
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(ids) - IMATRIX_WINDOW + 1, IMATRIX_WINDOW):
+                torch_model(torch.tensor([ids[start:start + IMATRIX_WINDOW]]))
+    finally:
+        for h in hooks:
+            h.remove()
+    used = len(ids) // IMATRIX_WINDOW * IMATRIX_WINDOW
+    matrix = {name: (total / rows[name]).float().numpy().astype(np.float32) for name, total in sums.items()}
+    source = getattr(data, "source", "the calibration texts")
+    _IMATRICES[key] = matrix, f"an importance matrix from {used:,} tokens of {source}"
+    return _IMATRICES[key]
+
+
+def _imatrix_table(matrix: dict):
+    """``matrix`` as llama.cpp's quantizer takes it: a null-terminated array of (name, data, size)."""
+    import ctypes
+
+    import llama_cpp
+
+    entries = [llama_cpp.llama_model_imatrix_data(name.encode(), values.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                                                  values.size) for name, values in matrix.items()]
+    entries.append(llama_cpp.llama_model_imatrix_data(None, None, 0))
+    return (llama_cpp.llama_model_imatrix_data * len(entries))(*entries)
 
 
 class _quiet:

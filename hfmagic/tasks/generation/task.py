@@ -190,7 +190,7 @@ class GenerationExport(TokenExport):
         if "gguf" in levels:  # llama.cpp's files: F32 of the weights, its quantizer's types, the file loaded
             if not llamacpp_installed():
                 raise UnsupportedError(f"--levels gguf needs llama.cpp: {INSTALL}")
-            steps += gguf_steps(options.get("model"), quantize)
+            steps += gguf_steps(options.get("model"), quantize, calibrated=static)
         return steps
 
     def build_step(self, model, step, out, source, options: dict) -> str | None:
@@ -202,7 +202,7 @@ class GenerationExport(TokenExport):
         if step.quant == "fp16":
             return convert_fp16(source.folder, source.path.name, out)
         if step.runtime == "gguf":
-            return build_gguf(model, step, out, source)
+            return build_gguf(model, step, out, source, options.get("data"))
         if step.quant and step.quant.startswith("genai"):
             return build_genai(model, out, step.quant.removeprefix("genai-"), options["block_size"],
                                options["int4_method"])

@@ -49,7 +49,7 @@ def test_a_gguf_runs_on_llama_cpp_as_variants_of_its_own(shell, capsys, tmp_path
     # the file's own 8-bit weights are torch's: only llama.cpp's 8-bit activations differ
     assert 0.99 < scored["gguf-q8_0"]["perplexity_ratio"] < 1.01
 
-    for line, words in (("tg --levels gguf --quantize static", "static int8 and its --calibration are not built for tg"),
+    for line, words in (("tg --levels gguf --quantize static", "static int8 is not built for tg (text-generation)"),
                         ("tg --levels ggml", "unknown level 'ggml'")):
         failed = shell.run_cell(f"%export_onnx {line}", store_history=False)
         assert words in str(failed.error_in_exec), failed.error_in_exec
@@ -133,3 +133,32 @@ def test_llama_cpp_threads_leave_the_cores_alone_between_runs(tmp_path, cache):
         assert idle < 0.05, f"llama.cpp's worker took {idle:.2f} s of CPU in 1 s between slices"
     finally:
         worker.close()
+
+
+def test_calibration_texts_give_llama_cpp_k_quants_an_importance_matrix(tmp_path, cache):
+    """--calibration beside --levels gguf: the k-quants weighed by llama-imatrix's importance matrix,
+    computed by PyTorch (each input column's mean square activation) from the texts; keyed by them."""
+    import numpy as np
+
+    from hfmagic.export.api import export_onnx
+    from hfmagic.models.handle import load_model
+    from hfmagic.tasks.generation.llamacpp import IMATRIX_WINDOW, importance_matrix
+    from tests.support.gguf import write_tiny_gguf
+    from tests.support.tiny import sentences
+
+    model = load_model(write_tiny_gguf(tmp_path, "F32"), name="tg")
+    texts = sentences(200, seed=3)
+    built = export_onnx(model, levels=["gguf"], quantize="int4", calibration=texts, progress=False)
+    assert built.names == ["torch", "gguf-f32", "gguf-q4_k_m", "gguf-q4_k_m-imatrix"], built.names
+    calibrated = built["gguf-q4_k_m-imatrix"]
+    assert calibrated.ok and "importance matrix" in calibrated.quantization, calibrated.quantization
+    assert calibrated.cli_command.startswith("llama-quantize --imatrix IMATRIX gguf-f32/model.gguf")
+    assert "tokens of" in calibrated.cli_command
+    assert calibrated.sha256 != built["gguf-q4_k_m"].sha256  # the weights moved where the texts put weight
+    matrix, _ = importance_matrix(model, model.task_plugin.export.calibration(model, texts, 100, None))
+    assert set(matrix) >= {"blk.0.attn_q.weight", "blk.1.ffn_down.weight", "token_embd.weight"}
+    assert matrix["blk.0.ffn_down.weight"].shape == (model.config["intermediate_size"],)
+    assert all(np.isfinite(v).all() and (v >= 0).all() for v in matrix.values())
+    again = export_onnx(model, levels=["gguf"], quantize="int4", calibration=texts[:150], progress=False)
+    assert again["gguf-q4_k_m-imatrix"].path != calibrated.path  # other texts, another entry
+    assert IMATRIX_WINDOW == 512

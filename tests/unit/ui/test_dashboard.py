@@ -133,6 +133,8 @@ def test_pareto_front():
     perplexity = [{"id": "t", "p50_ms": 40, "metric": 32.4}, {"id": "f", "p50_ms": 25, "metric": 32.4},
                   {"id": "i4", "p50_ms": 18, "metric": 39.5}, {"id": "i8", "p50_ms": 22, "metric": 54.0}]
     assert pareto_front(perplexity, lower_is_better=True) == ["i4", "f"]  # i8 is beaten by i4, t by f
+    rates = [{**p, "tok_s": 1000 / p["p50_ms"]} for p in perplexity]  # tokens/s: more is better, the same front
+    assert pareto_front(rates, lower_is_better=True, x="tok_s", higher_x=True) == ["i4", "f"]
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is missing: `make browser` installs it")
@@ -154,12 +156,15 @@ def test_the_browser_draws_the_same_pareto_front(tmp_path):
               "import { readFileSync } from 'node:fs';\n"
               "const rows = JSON.parse(readFileSync(0, 'utf8'));\n"
               "console.log(JSON.stringify({p: paretoFront(rows.filter((r) => r.status === 'ok')), "
-              "q: paretoFront(rows.filter((r) => r.status === 'ok'), true)}));")
+              "q: paretoFront(rows.filter((r) => r.status === 'ok'), true), "
+              "r: paretoFront(rows.filter((r) => r.status === 'ok'), true, 'samples_per_s', true)}));")
     out = subprocess.run(["node", "--input-type=module", "-e", script], input=json.dumps(rows),
                          capture_output=True, text=True, timeout=60, check=True).stdout
     got = json.loads(out)
     assert got["p"] == pareto_front([r for r in rows if r["status"] == "ok"]) and got["p"]
     assert got["q"] == pareto_front([r for r in rows if r["status"] == "ok"], lower_is_better=True) and got["q"]
+    assert got["r"] == pareto_front([r for r in rows if r["status"] == "ok"], lower_is_better=True, x="samples_per_s",
+                                    higher_x=True) and got["r"]
 
 
 def test_selection_from_the_browser_arrives_as_state():
