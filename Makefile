@@ -31,7 +31,8 @@ $(STAMP): pyproject.toml constraints.txt
 # cores; pip keeps the wheel in its cache, so a later fresh venv takes it in seconds). Built for any
 # x86-64 CPU with AVX2 (GGML_NATIVE=OFF: the cached wheel runs wherever the tests do), without OpenMP
 # (ggml's threads end with each graph, so none spins between timed runs), and without llava,
-# the examples and the tools (its Python API quantizes)
+# the examples and the tools (its Python API quantizes). pip's cache keys the wheel by the source, not by
+# these flags: after changing them, `pip cache remove llama_cpp_python` first
 LLAMA_CPP   := llama-cpp-python==0.3.36
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF \
                -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF

@@ -115,9 +115,10 @@ def reference(folder: Path) -> str | None:
     source = _marked(folder)
     if source is None:
         return None
+    itself = f"; gguf-{file_type(source)} is the file itself, on llama.cpp" if source.is_file() else ""
     return (f"torch runs {source.name}'s weights dequantised to float32 by transformers, the default reference: a % "
             "of it or a speed-up over it leaves out the file's own quantization error (--reference VARIANT and "
-            "--baseline VARIANT pick another)")
+            f"--baseline VARIANT pick another{itself})")
 
 
 # what the text-generation task brings: GGUF files become models, and %load_model smollm2

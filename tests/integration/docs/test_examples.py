@@ -114,7 +114,7 @@ def test_hfmagic_demo_prints_the_summary_of_both_models_and_the_report_path(tmp_
 
 @pytest.mark.slow
 def test_llm(tmp_path):
-    """The real SmolLM2 (its GGUF dequantised once), its variants, TTFT/TPOT and perplexity."""
+    """The real SmolLM2 (its GGUF dequantised once), its variants (llama.cpp's too), TTFT/TPOT and perplexity."""
     nb = execute("llm.ipynb", tmp_path)
     text = outputs(nb)
     assert "LlamaForCausalLM" in text and "134.52 M" in text and "9 (3 KV heads, grouped-query)" in text
@@ -126,7 +126,7 @@ def test_llm(tmp_path):
     start = time.monotonic()
     again = load_model("smollm2")  # dequantised once, by the notebook's kernel, into the shared cache
     assert str(again.path) in text and time.monotonic() - start < 20
-    for variant in ("fp32", "int4", "genai-fp32", "genai-int4"):
+    for variant in ("fp32", "int4", "genai-fp32", "genai-int4", "gguf-f32", "gguf-q4_k_m", "gguf-q4_1"):
         assert re.search(rf"^{variant}\s.*\sok$", text, re.M), variant  # exported and validated
     assert "perplexity" in text
     assert re.search(r"fastest inside the perplexity gate: \S+ on \S+, TTFT \d+ ms, TPOT [\d.]+ ms", text)
