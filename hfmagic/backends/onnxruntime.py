@@ -12,6 +12,7 @@ class OnnxRuntime(Backend):
 
     NAME = "onnxruntime"
     THREADS = "onnxruntime intra_op_num_threads"
+    RUNS_WHAT = ("ONNX variants", "fp32")
     RUNS = "onnx"
     DEFAULT = True  # and its GPU providers, where this machine has them
     PROVIDERS = ["CPUExecutionProvider"]  # the first is the one measured; later ones take what it cannot

@@ -21,6 +21,7 @@ class OpenVINO(Backend):
 
     NAME = "openvino"
     THREADS = "OpenVINO INFERENCE_NUM_THREADS"
+    RUNS_WHAT = ("ONNX variants", "fp32")
     RUNS = "onnx"
 
     @classmethod

@@ -16,6 +16,7 @@ class Torch(Backend):
 
     NAME = "torch"
     THREADS = "torch.set_num_threads"
+    RUNS_WHAT = ("the torch variant", "torch")
     RUNS = "torch"
     DEFAULT = True
 

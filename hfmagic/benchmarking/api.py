@@ -26,7 +26,7 @@ from hfmagic.core.errors import UsageProblem
 from hfmagic.core.hashing import file_sha256
 from hfmagic.core.listargs import BACKENDS, VARIANTS, list_arguments
 from hfmagic.core.records import takes
-from hfmagic.export.api import export_all
+from hfmagic.export.api import export_all, kind_of
 from hfmagic.measure.memory import check_memory
 from hfmagic.models.handle import check_distinct
 from hfmagic.models.variants import Variant, Variants, model_of, own_variants
@@ -105,7 +105,7 @@ def benchmark(target, options: BenchmarkOptions) -> BenchmarkResult:
             kinds = {v.name: v.kind for v in one.select(names)}
         else:
             default = model.task_plugin.export.default_variants(model)
-            kinds = {n: "torch" if n == "torch" else "onnx" for n in names or default}
+            kinds = {n: kind_of(n) for n in names or default}
         benchplan.check_backends(o.backends, kinds, bool(names), here=not address)
         if model is base_model:
             benchplan.check_baseline(base_rest, kinds, o.backends)

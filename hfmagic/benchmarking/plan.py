@@ -120,13 +120,15 @@ def check_backends(backends, kinds: dict[str, str], variants_given: bool, here: 
         if not ok and not cls.HARDWARE:
             raise BackendUnavailable(reason)
         if cls.RUNS not in kinds.values():
-            what, add = ("the torch variant", "torch") if cls.RUNS == "torch" else ("ONNX variants", "fp32")
+            what, add = cls.RUNS_WHAT or (f"{cls.RUNS} variants", "one of them")
             raise UsageProblem(f"backend {cls.NAME} runs {what}, and none was chosen; add {add} to --variants")
     if variants_given:
         for name, kind in kinds.items():
             if not any(cls.RUNS == kind for cls in classes):
-                raise UsageProblem(f"no backend in --backends runs variant {name!r} ({kind}); add "
-                                   f"{'torch' if kind == 'torch' else 'onnxruntime'} to --backends")
+                runners = default_backends(kind) or ["a backend that runs it"]
+                raise UsageProblem(f"no backend in --backends runs variant {name!r} ({kind}); add {runners[0]} to "
+                                   "--backends")
+
 
 
 def check_baseline(baseline: str | None, kinds: dict[str, str], backends) -> None:

@@ -36,6 +36,7 @@ class Backend:
     DEFAULT: ClassVar[bool] = False       # measures its kind of variant unless --backends says otherwise
     MAX_BATCH: ClassVar[int | None] = None  # the largest batch it runs (None: any); larger shapes are rows saying so
     THREADS: ClassVar[str] = ""           # the setting --threads sets, in words (the benchmark's note)
+    RUNS_WHAT: ClassVar[tuple[str, str] | None] = None  # its variants in words, and one to add to --variants
 
     def __init__(self, own_process: bool = False) -> None:
         self.input_names: list[str] = []

@@ -67,6 +67,14 @@ def requests_for(names: list[str], calibration=None) -> list[dict]:
     return [request | only]
 
 
+def kind_of(name: str) -> str:
+    """What runs the variant ``name`` will be, before it is built (:attr:`Variant.kind`): ``torch``,
+    a decoder's ``genai`` or ``gguf`` (onnxruntime-genai's, llama.cpp's), else ``onnx``."""
+    if name == TORCH:
+        return TORCH
+    return next((own for own in ("genai", "gguf") if name.startswith(f"{own}-")), "onnx")
+
+
 WEIGHT_ONLY = ("int4", "int8-wo")  # a text-generation model's weight-only variants, from fp32
 GGUF_TYPES = {"int8-wo": "gguf-q8_0", "int4": "gguf-q4_k_m"}  # llama.cpp's variant that --quantize builds
 

@@ -133,6 +133,7 @@ class OnnxRuntimeGenAI(Backend):
 
     NAME = "onnxruntime-genai"
     THREADS = "onnxruntime-genai intra_op_num_threads"
+    RUNS_WHAT = ("onnxruntime-genai's variants", "genai-fp32")
     RUNS = "genai"
     DEFAULT = True
 

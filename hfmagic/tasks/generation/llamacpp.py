@@ -332,6 +332,7 @@ class LlamaCpp(Backend):
     DEFAULT = True
     MAX_BATCH = 1  # llama-cpp-python's Llama decodes one sequence
     THREADS = "llama.cpp n_threads and n_threads_batch"
+    RUNS_WHAT = ("llama.cpp's GGUF variants", "gguf-f32")
 
     @classmethod
     def is_available(cls) -> tuple[bool, str]:

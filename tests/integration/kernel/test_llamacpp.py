@@ -162,3 +162,15 @@ def test_calibration_texts_give_llama_cpp_k_quants_an_importance_matrix(tmp_path
     again = export_onnx(model, levels=["gguf"], quantize="int4", calibration=texts[:150], progress=False)
     assert again["gguf-q4_k_m-imatrix"].path != calibrated.path  # other texts, another entry
     assert IMATRIX_WINDOW == 512
+
+
+def test_backends_and_variants_that_do_not_meet_say_which_to_add(llama, shell, capsys):
+    shell.user_ns["tiny_llama"] = str(llama)
+    shell.run_line_magic("load_model", "$tiny_llama --name tl -q")
+    for line, words in (("tl --variants torch --backends torch,llama.cpp",
+                         "backend llama.cpp runs llama.cpp's GGUF variants, and none was chosen; add gguf-f32"),
+                        ("tl --variants fp32,gguf-q8_0 --backends onnxruntime",
+                         "no backend in --backends runs variant 'gguf-q8_0' (gguf); add llama.cpp to --backends")):
+        failed = shell.run_cell(f"%benchmark {line}", store_history=False)
+        assert words in str(failed.error_in_exec), failed.error_in_exec
+    assert "Traceback" not in capsys.readouterr().out
