@@ -38,7 +38,7 @@ LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUI
                -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 llama: $(VENV)/.llama
 $(VENV)/.llama: $(STAMP)
-	@$(PY) -c "import llama_cpp" 2>/dev/null || { echo "building $(LLAMA_CPP) from source (about 4 minutes)"; \
+	@$(PY) -c "import llama_cpp" 2>/dev/null || { echo "installing $(LLAMA_CPP): built from source the first time (about 4 minutes), then from pip's cache"; \
 	  CMAKE_ARGS="$(LLAMA_CMAKE)" $(PIP) --no-binary llama-cpp-python $(LLAMA_CPP); }
 	touch $@
 
