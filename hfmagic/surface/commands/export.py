@@ -19,8 +19,10 @@ int8 and O2-int8. A text-generation model (a decoder LLM) exports with its KV ca
 """
 ARGS = [
     argument("model", help="a model handle's name, a folder, a hub id, or demo"),
-    argument("--levels", help="comma-separated: fp32,O1,O2,O3,O4,fused (default fp32,O2; text-generation: fp32); "
-                              "fused: onnxruntime's transformer optimizer's fusions for the model type"),
+    argument("--levels", help="comma-separated: fp32,O1,O2,O3,O4,fused (default fp32,O2); fused: onnxruntime's "
+                              "transformer optimizer's fusions for the model type; text-generation: fp32, fp16, "
+                              "genai (onnxruntime-genai's builds) and gguf (llama.cpp's files; default: fp32 and "
+                              "those installed)"),
     argument("--quantize", default="auto", choices=["none", "dynamic", "static", "auto", "int4", "int8-wo", "nncf"],
              help="int8 quantization: auto picks the config for this CPU (default); nncf: NNCF's static int8; "
                   "text-generation models: auto builds weight-only int8 (int8-wo) and int4, int4 or int8-wo only "
