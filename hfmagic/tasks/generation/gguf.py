@@ -158,8 +158,9 @@ def write_f32(model, out: Path) -> str:
     """An F32 GGUF of ``model``'s own weights (what PyTorch runs), laid out as llama.cpp's converter
     lays out a Llama: its metadata, gguf's tensor names (``TensorNameMap``), Q and K rows permuted
     for llama.cpp's rotary layout. The vocabulary: the GGUF file the model was loaded from, copied;
-    else its byte-level BPE tokenizer's (``gpt2``); else none (``no_vocab``: hfmagic gives llama.cpp
-    token ids, never text). Returns what was written, in words."""
+    else none (``no_vocab``: hfmagic gives llama.cpp token ids, never text; a tokenizer's own
+    vocabulary is left to llama.cpp's converter, which knows each one's pre-tokenizer). Returns what
+    was written, in words."""
     import gguf
     import numpy as np
     from safetensors.numpy import load_file
@@ -226,8 +227,6 @@ def _permute(weights, heads: int):
 
 def _vocabulary(writer, model) -> str:
     """The vocabulary llama.cpp's file gets (see :func:`write_f32`), in words."""
-    import json
-
     import gguf
 
     source = source_file(model.path)
@@ -237,30 +236,5 @@ def _vocabulary(writer, model) -> str:
                 sub = field.types[1] if len(field.types) > 1 else None
                 writer.add_key_value(key, field.contents(), field.types[0], sub)
         return f"the vocabulary of {source.name}"
-    try:
-        spec = json.loads((model.path / "tokenizer.json").read_text())
-    except (OSError, ValueError):
-        spec = {}
-    bpe = spec.get("model", {})
-    if bpe.get("type") == "BPE" and "ByteLevel" in json.dumps(spec.get("pre_tokenizer")):
-        tokens = [""] * model.config["vocab_size"]
-        for text, i in bpe["vocab"].items():
-            tokens[i] = text
-        special = {t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
-        for t in spec.get("added_tokens", []):
-            tokens[t["id"]] = t["content"]
-        tokens = [t or f"[PAD{i}]" for i, t in enumerate(tokens)]
-        writer.add_tokenizer_model("gpt2")
-        writer.add_tokenizer_pre("default")
-        writer.add_token_list(tokens)
-        writer.add_token_types([gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL
-                                for i in range(len(tokens))])
-        writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in bpe.get("merges", [])])
-        for key, add in (("bos_token_id", writer.add_bos_token_id), ("eos_token_id", writer.add_eos_token_id)):
-            value = model.config.get(key)
-            if isinstance(value, int):
-                add(value)
-        writer.add_add_bos_token(False)
-        return "its byte-level BPE vocabulary"
     writer.add_tokenizer_model("no_vocab")
     return "no vocabulary: hfmagic gives llama.cpp token ids"

@@ -134,6 +134,18 @@ def test_llm(tmp_path):
     assert {"export", "benchmark", "evaluate"} <= {r["kind"] for r in runs}
 
 
+def test_llm_tiny(tmp_path):
+    """The decoder loop on a tiny random Llama built in the notebook (the quick tier's LLM notebook):
+    every variant built and validated, TTFT and TPOT rows on each runtime, perplexity rows."""
+    nb = execute("llm-tiny.ipynb", tmp_path)
+    text = outputs(nb)
+    for variant in ("fp32", "int4", "genai-fp32", "genai-int4", "gguf-f32", "gguf-q4_k_m"):
+        assert re.search(rf"^{variant}\s.*\sok$", text, re.M), variant  # exported and validated
+    for backend in ("torch", "onnxruntime", "onnxruntime-genai", "llama.cpp"):
+        assert re.search(rf"^tiny\s+\S+\s+{re.escape(backend)}\s+1\s+32\s.*\sok$", text, re.M), backend  # the dashboard's
+    assert "evaluation: perplexity over 256 tokens" in text
+
+
 @pytest.mark.slow
 def test_a_gguf_file_of_a_hub_repository_loads_from_the_hub_cache(tmp_path):
     """`hfmagic load ORG/NAME --gguf-file FILE` takes that one file of the repository, here from the
