@@ -130,7 +130,6 @@ def check_backends(backends, kinds: dict[str, str], variants_given: bool, here: 
                                    "--backends")
 
 
-
 def check_baseline(baseline: str | None, kinds: dict[str, str], backends) -> None:
     """The baseline names a variant of this sweep, and a backend that runs it (checked before
     any export; ``kinds``: variant name -> kind, of the variants asked for or that can be built)."""

@@ -256,7 +256,7 @@ class Sweep:
         where = ("this kernel process (--inline): it includes everything else the kernel holds"
                  if self.params["inline"] else
                  "its worker process (one per variant x backend): the runtime, that variant and that shape's work")
-        settings = dict.fromkeys(get_backend(j.backend).THREADS for j in self.jobs if get_backend(j.backend).THREADS)
+        settings = dict.fromkeys(t for j in self.jobs if (t := get_backend(j.backend).THREADS))
         self.notes.append(f"threads: {threads} for every backend ({', '.join(settings)}); inter-op 1"
                           + (" (torch's is left as the kernel has it)" if self.params["inline"] else ""))
         self.notes.append(f"peak_mem_mb: peak resident memory while the shape ran, of {where}")

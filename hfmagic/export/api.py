@@ -31,7 +31,7 @@ from hfmagic.models.handle import load_model
 from hfmagic.models.variants import TORCH, Variant, Variants
 from hfmagic.onnx.build import check_exportable, check_opset, describe_quantization, int8_isa, isa_note
 from hfmagic.onnx.plan import (CALIBRATION_METHODS, DEFAULT_LEVELS, INT4_BLOCK, INT4_METHODS, LEVELS,
-                               QUANT_FORMATS, QUANTIZE, WEIGHT_TYPES, Dynamic)
+                               QUANT_FORMATS, QUANTIZE, WEIGHT_TYPES, Dynamic, own_runtime)
 from hfmagic.store.db import default_store
 from hfmagic.tasks import names
 
@@ -45,8 +45,8 @@ def requests_for(names: list[str], calibration=None) -> list[dict]:
     they return. ``calibration`` is used only when ``int8-static`` is named; callers check it is
     there first."""
     def level(name: str) -> str:
-        if name.startswith(("genai-", "gguf-")):  # a text-generation model's onnxruntime-genai and llama.cpp builds
-            return name.split("-")[0]
+        if runtime := own_runtime(name):  # a text-generation model's onnxruntime-genai and llama.cpp builds
+            return runtime
         if name in WEIGHT_ONLY:  # a text-generation model's, from fp32
             return "fp32"
         return name if name in LEVELS else name.removesuffix("-int8").replace("int8", "fp32")
@@ -56,9 +56,9 @@ def requests_for(names: list[str], calibration=None) -> list[dict]:
     static = "int8-static" in names or "int8-nncf" in names
     quantize = "auto" if dynamic else "static" if "int8-static" in names else "nncf" if static else "none"
     request = {"levels": levels or ["fp32"], "quantize": quantize, "calibration": calibration if static else None}
-    weight_only = [n for n in ("int8-wo", "int4") if {n, f"genai-{n}", GGUF_TYPES[n]} & set(names)]
-    if "gguf-q6_k" in names:  # llama.cpp's 6-bit type: built by auto alone
-        weight_only = ["int8-wo", "int4"]
+    gguf = {gguf_quantize(n) for n in names if own_runtime(n) == "gguf"}
+    weight_only = ["int8-wo", "int4"] if "auto" in gguf else [
+        n for n in ("int8-wo", "int4") if n in names or f"genai-{n}" in names or n in gguf]
     if not weight_only:
         return [request]
     only = {"quantize": "auto" if len(weight_only) == 2 else weight_only[0], "calibration": None}
@@ -70,13 +70,17 @@ def requests_for(names: list[str], calibration=None) -> list[dict]:
 def kind_of(name: str) -> str:
     """What runs the variant ``name`` will be, before it is built (:attr:`Variant.kind`): ``torch``,
     a decoder's ``genai`` or ``gguf`` (onnxruntime-genai's, llama.cpp's), else ``onnx``."""
-    if name == TORCH:
-        return TORCH
-    return next((own for own in ("genai", "gguf") if name.startswith(f"{own}-")), "onnx")
+    return TORCH if name == TORCH else own_runtime(name) or "onnx"
+
+
+def gguf_quantize(name: str) -> str:
+    """The ``--quantize`` that builds llama.cpp's variant ``name`` beside ``--levels gguf`` (an
+    ``-imatrix`` one with ``--calibration`` too): none for its F32 and a GGUF model's own file."""
+    return {"gguf-q8_0": "int8-wo", "gguf-q4_k_m": "int4", "gguf-q6_k": "auto",
+            "gguf-q5_k_m": "auto"}.get(name.removesuffix("-imatrix"), "none")
 
 
 WEIGHT_ONLY = ("int4", "int8-wo")  # a text-generation model's weight-only variants, from fp32
-GGUF_TYPES = {"int8-wo": "gguf-q8_0", "int4": "gguf-q4_k_m"}  # llama.cpp's variant that --quantize builds
 
 
 def export_all(model, requests: list[dict], **options) -> Variants:
@@ -176,7 +180,7 @@ def export_onnx(model, levels=None, quantize="auto", per_channel=True, calibrati
             notes.append(note)
         if "O4" in levels and quantize in ("auto", "dynamic"):
             notes.append("O4 (fp16) gets no int8 twin")
-    calibrated = [s.name for s in steps if s.quant in ("static", "nncf") or (s.quant or "").endswith("-imatrix")]
+    calibrated = [s.name for s in steps if s.calibrated]
     if data is not None and calibrated:
         static = ", ".join(calibrated)
         if quantize == "nncf":

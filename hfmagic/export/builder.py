@@ -146,7 +146,7 @@ class Builder:
         except Exception as exc:  # noqa: BLE001 - kept on the variant, never dropped
             runtime = "llama.cpp" if step.runtime == "gguf" else "onnxruntime"
             return f"built, but {runtime} could not run it: {type(exc).__name__}: {_first_line(exc)}"
-        nodes, fused = graph_stats(path) if path.suffix == ".onnx" else (None, None)  # a GGUF file has no graph
+        nodes, fused = graph_stats(path)
         if problem := self.model.task_plugin.export.check_built(step.quant, path):
             return problem
         return {"format": FORMAT, "key": key, "name": step.name, "level": step.level, "file": file,

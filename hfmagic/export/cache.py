@@ -94,10 +94,9 @@ def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data, i
                      "reduce_range": dynamic.reduce_range}
         if operators:
             spec["operators"] = list(operators)
-    if step.quant == "nncf" or (step.quant or "").endswith("-imatrix"):  # llama.cpp's importance matrix: its texts
+    if step.calibrated:
         spec["calibration"] = data.fingerprint
     if step.quant == "static":
-        spec["calibration"] = data.fingerprint
         if calibration_method != "minmax":  # min-max keys as before it had a choice
             spec["calibration_method"] = calibration_method
         if exclude:

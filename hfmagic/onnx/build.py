@@ -355,14 +355,16 @@ def copy_folder_files(source: Path, out: Path) -> None:
             shutil.copy2(source / name, out / name)
 
 
-def graph_stats(path: Path) -> tuple[int, int]:
+def graph_stats(path: Path) -> tuple[int | None, int | None]:
     """(node count, fused-node count) over every graph of the variant (:func:`graph_files`): fused
     nodes are onnxruntime contrib ops (the com.microsoft domain: Attention, SkipLayerNormalization,
-    BiasGelu, FastGelu, QAttention, ...)."""
+    BiasGelu, FastGelu, QAttention, ...); (None, None) for a variant with no ONNX graph (a GGUF file)."""
     import onnx
 
-    nodes = [n for p in graph_files(path) if p.suffix == ".onnx"
-             for n in onnx.load(str(p), load_external_data=False).graph.node]
+    graphs = [p for p in graph_files(path) if p.suffix == ".onnx"]
+    if not graphs:
+        return None, None
+    nodes = [n for p in graphs for n in onnx.load(str(p), load_external_data=False).graph.node]
     return len(nodes), sum(1 for n in nodes if n.domain == "com.microsoft")
 
 

@@ -76,6 +76,15 @@ def dynamic_name(level: str, dynamic: Dynamic | None) -> str:
     return base if level == "fp32" else f"{level}-{base}"
 
 
+OWN_RUNTIMES = ("genai", "gguf")  # a decoder's runtimes with a format of their own: onnxruntime-genai's, llama.cpp's
+
+
+def own_runtime(name: str | None) -> str | None:
+    """The runtime of its own a variant (or step) ``name`` is for, by its prefix: ``genai`` for
+    ``genai-*``, ``gguf`` for ``gguf-*``; None for the rest."""
+    return next((own for own in OWN_RUNTIMES if name and name.startswith(f"{own}-")), None)
+
+
 @dataclass(frozen=True)
 class Step:
     """One variant to build: from which other one, at which level, with which quantization."""
@@ -88,12 +97,14 @@ class Step:
 
     @property
     def runtime(self) -> str | None:
-        """What runs it when optimum's ORTModel does not: onnxruntime-genai's loop (``genai``, its
-        own format) or llama.cpp (``gguf``, a GGUF file); None for the ONNX graphs."""
-        for own in ("genai", "gguf"):
-            if self.quant and self.quant.startswith(own):
-                return own
-        return None
+        """What runs it when optimum's ORTModel does not (:func:`own_runtime`); None for the ONNX graphs."""
+        return own_runtime(self.quant)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether it is built from calibration examples (static int8, NNCF's, llama.cpp's importance
+        matrix), which then key it in the cache."""
+        return self.quant in ("static", "nncf") or (self.quant or "").endswith("-imatrix")
 
     @property
     def file(self) -> str:

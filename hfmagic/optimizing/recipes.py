@@ -12,7 +12,7 @@ import importlib.util
 
 from hfmagic.core.envcard import cpu_flags
 from hfmagic.core.errors import BuildError, UsageProblem
-from hfmagic.export.api import export_onnx
+from hfmagic.export.api import export_onnx, gguf_quantize
 from hfmagic.onnx.build import int8_isa, quantizable_nodes
 from hfmagic.optimizing.space import LEVEL_ORDER, build_dynamic
 
@@ -152,10 +152,8 @@ def rebuild_recipe(search, winner: dict) -> dict:
     if variant.kind == "genai" and not variant.quantization:  # onnxruntime-genai's fp32 build alone
         args = {"levels": ["genai"], "quantize": "none"}
     if variant.kind == "gguf":  # llama.cpp's: the --quantize that builds its type (the F32 and the file: none)
-        args = {"levels": ["gguf"], "quantize": {"gguf-q8_0": "int8-wo", "gguf-q4_k_m": "int4"}.get(
-            name, "auto" if variant.recipe not in ("gguf-f32", "gguf-file") else "none")} | (
-            {"quantize": "auto"} | {k: args[k] for k in ("calibration", "samples") if k in args}
-            if name.endswith("-imatrix") else {})
+        args = {"levels": ["gguf"], "quantize": gguf_quantize(name)} | (
+            {k: args[k] for k in ("calibration", "samples") if k in args} if variant.recipe.endswith("-imatrix") else {})
     if variant.kind == "onnx":
         quantize = args.get("quantize", "none") if variant.quantization else "none"
         args = {"levels": [level], "quantize": quantize} | (

@@ -16,6 +16,18 @@ WINDOW, STRIDE, MAX_TOKENS = 256, 128, 2048  # perplexity: windows of 256 tokens
 GREEDY_PROMPTS, GREEDY_PROMPT_TOKENS, GREEDY_TOKENS = 8, 32, 16
 
 
+def text_tokens(tokenizer, texts, limit: int) -> list[int]:
+    """The first ``limit`` token ids of ``texts`` read as one text, a blank line after each (no
+    special tokens added): what perplexity scores, and what llama.cpp's importance matrix reads."""
+    ids: list[int] = []
+    for text in texts:
+        # verbose=False: an article longer than the model's context is what the windows cut up
+        ids += tokenizer(text + "\n\n", add_special_tokens=False, verbose=False)["input_ids"]
+        if len(ids) >= limit:
+            break
+    return ids[:limit]
+
+
 class PerplexityEvaluator(Evaluator):
     """%evaluate for decoder LLMs: perplexity over sliding windows of real text (token-weighted,
     95% interval from resampled windows), and against the reference: greedy agreement over
@@ -50,13 +62,7 @@ class PerplexityEvaluator(Evaluator):
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 2 * GREEDY_PROMPT_TOKENS:
             raise UsageProblem(f"--max-tokens must be a whole number of tokens, at least {2 * GREEDY_PROMPT_TOKENS}, "
                                f"got {budget!r}")
-        ids: list[int] = []
-        for text in texts.texts:
-            # verbose=False: an article longer than the model's context is what the windows below cut up
-            ids += tokenizer(text + "\n\n", add_special_tokens=False, verbose=False)["input_ids"]
-            if len(ids) >= budget + 1:
-                break
-        ids = ids[:budget + 1]
+        ids = text_tokens(tokenizer, texts.texts, budget + 1)
         window = min(WINDOW, model.task_plugin.inputs.position_limit(model) or WINDOW)
         if len(ids) < 2 * GREEDY_PROMPT_TOKENS:
             raise UsageProblem(f"{texts.source} gives only {len(ids)} tokens; perplexity needs at least "

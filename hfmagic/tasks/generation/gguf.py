@@ -8,6 +8,7 @@ text-generation task brings both (``FORMATS``, ``SOURCES``).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -141,10 +142,16 @@ def _marked(folder: Path) -> Path | None:
 
 
 def file_type(path: Path) -> str:
-    """A GGUF file's type as llama.cpp names it, lower case: ``q4_1``, ``q8_0``, ``f32``, ..."""
+    """A GGUF file's type as llama.cpp names it, lower case: ``q4_1``, ``q8_0``, ``f32``, ... (read
+    once per version of the file: the default variants and levels, the steps and the card ask)."""
+    return _file_type(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _file_type(path: str, mtime_ns: int) -> str:
     import gguf
 
-    field = gguf.GGUFReader(str(path)).fields.get("general.file_type")
+    field = gguf.GGUFReader(path).fields.get("general.file_type")
     if field is None:
         return "unknown"
     name = gguf.LlamaFileType(int(field.contents())).name

@@ -26,6 +26,7 @@ from hfmagic.core.backend import Backend
 from hfmagic.core.errors import BuildError, UsageProblem
 from hfmagic.onnx.plan import Step
 from hfmagic.tasks.generation import gguf
+from hfmagic.tasks.generation.evaluate import text_tokens
 
 LLAMA_CPP = "llama-cpp-python==0.3.36"
 INSTALL = f"make llama builds {LLAMA_CPP} from its source (about 4 minutes on 2 cores)"
@@ -159,14 +160,7 @@ def importance_matrix(model, data) -> tuple[dict, str]:
     key = (model.weights_sha256, str(getattr(data, "fingerprint", id(data))))
     if key in _IMATRICES:
         return _IMATRICES[key]
-    texts = model.task_plugin.inputs.examples(data) or []
-    tokenizer = model.tokenizer()
-    ids: list[int] = []
-    for text in texts:
-        ids += tokenizer(text + "\n\n", add_special_tokens=False, verbose=False)["input_ids"]
-        if len(ids) >= IMATRIX_TOKENS:
-            break
-    ids = ids[:IMATRIX_TOKENS]
+    ids = text_tokens(model.tokenizer(), model.task_plugin.inputs.examples(data) or [], IMATRIX_TOKENS)
     if len(ids) < IMATRIX_WINDOW:
         raise UsageProblem(f"the calibration texts give {len(ids)} tokens; llama.cpp's importance matrix needs at "
                            f"least {IMATRIX_WINDOW} (pass more or longer texts)")

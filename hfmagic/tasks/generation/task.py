@@ -140,7 +140,6 @@ class GenerationExport(TokenExport):
     # tensor too, which costs a decoder's perplexity far more than its weights do (SmolLM2: 159%)
     VARIANTS: ClassVar[tuple[str, ...]] = ("torch", "fp32", "int8-wo", "int4")
     GENAI_VARIANTS: ClassVar[tuple[str, ...]] = ("genai-fp32", "genai-int8-wo", "genai-int4")  # when installed
-    GGUF_VARIANTS: ClassVar[tuple[str, ...]] = ("gguf-f32", "gguf-q8_0", "gguf-q6_k", "gguf-q4_k_m")  # llama.cpp's
     QUANT_OPERATORS: ClassVar[tuple[str, ...]] = ("MatMul",)  # dynamic int8: weights of MatMuls only
     DYNAMIC_OPTIONS: ClassVar[bool] = False  # its own steps name int8 once: the CPU's preset
 
