@@ -14,7 +14,9 @@ export const pair = (r) => `${r.model ? `${r.model}/` : ""}${r.variant}/${r.back
 // a shape's second axis is the task's: tokens per sequence (seq_len), pixels per side (image_size)
 // or seconds of audio (audio_seconds)
 const sizeOf = (r) => (r.seq_len != null ? r.seq_len : r.image_size != null ? r.image_size : r.audio_seconds);
-const shapeKey = (r) => (r.batch_size == null ? null : `${r.batch_size}x${sizeOf(r)}`);
+// a generation's new tokens make a third: 1x128+64 (hfmagic/core/shapes.py: shape_text)
+const shapeKey = (r) =>
+  r.batch_size == null ? null : `${r.batch_size}x${sizeOf(r)}${r.new_tokens != null ? `+${r.new_tokens}` : ""}`;
 const where = (r) => (r.node && r.node !== "local" ? `@${r.node}` : "");
 
 /** Ids of the points that no other point beats on both a better `x` (lower: p50, a generation's TTFT
@@ -37,12 +39,15 @@ export function paretoFront(points, lowerIsBetter = false, x = "p50_ms", higherX
   return front;
 }
 
+/** A shape key as people read it: 1 × 128, and 1 × 128 + 64 new for a generation's. */
+const shapeLabel = (v) => v.replace("x", " × ").replace(/\+(\d+)$/, " + $1 new");
+
 /** Shapes present among the rows, smallest (batch x seq) first. */
 export function shapes(rows) {
   const seen = new Map();
-  for (const r of rows) if (r.batch_size != null) seen.set(shapeKey(r), [r.batch_size, sizeOf(r)]);
+  for (const r of rows) if (r.batch_size != null) seen.set(shapeKey(r), [r.batch_size, sizeOf(r), r.new_tokens || 0]);
   return [...seen.entries()]
-    .sort((a, b) => a[1][0] * a[1][1] - b[1][0] * b[1][1] || a[1][0] - b[1][0])
+    .sort((a, b) => a[1][0] * a[1][1] - b[1][0] * b[1][1] || a[1][0] - b[1][0] || a[1][2] - b[1][2])
     .map((e) => e[0]);
 }
 
@@ -163,7 +168,7 @@ function render({ model, el }) {
         view.backend, (v) => { view.backend = v; draw(); }),
       select("filter-level", "level", all("all").concat(distinct((r) => r.variant).map((v) => [v, v])),
         view.level, (v) => { view.level = v; draw(); }),
-      select("filter-shape", "shape", all("all").concat(shapes(rows).map((v) => [v, v.replace("x", " × ")])),
+      select("filter-shape", "shape", all("all").concat(shapes(rows).map((v) => [v, shapeLabel(v)])),
         view.shape, (v) => { view.shape = v; draw(); }),
       get("chart_x").length > 1 ? select("x-axis", "chart x", get("chart_x").map((k) => [k, titleOf(k)]),
         view.x || "p50_ms", (v) => { view.x = v; draw(); }) : null,
@@ -305,7 +310,7 @@ function render({ model, el }) {
         s("line", { x1: m.l, x2: W - m.r, y1: y(v), y2: y(v) }),
         s("text", { x: m.l - 6, y: y(v) + 4, "text-anchor": "end" }, String(v)))),
       s("text", { class: "hfm-axis", x: (m.l + W - m.r) / 2, y: H - 6, "text-anchor": "middle" },
-        `${titleOf(xk)} (${titleOf("batch_size")} × ${titleOf(sizeKey)} ${shape.replace("x", " × ")})`),
+        `${titleOf(xk)} (${titleOf("batch_size")} × ${titleOf(sizeKey)} ${shapeLabel(shape)})`),
       s("text", { class: "hfm-axis", x: 12, y: (m.t + H - m.b) / 2, "text-anchor": "middle",
         transform: `rotate(-90 12 ${(m.t + H - m.b) / 2})` }, metricName),
       s("path", { d: path, class: "hfm-front", "data-testid": "pareto-line" }),

@@ -35,7 +35,8 @@ from hfmagic.store.db import default_store
 
 @list_arguments(variants=VARIANTS, backends=BACKENDS, batch_sizes=(int, "batch size"),
                 seq_lens=(int, "sequence length"), prompt_lens=(int, "prompt length"),
-                image_sizes=(int, "image size"), audio_seconds=(int, "audio length"))
+                image_sizes=(int, "image size"), audio_seconds=(int, "audio length"),
+                new_tokens=(int, "new-token count"))
 @takes(BenchmarkOptions)
 def benchmark(target, options: BenchmarkOptions) -> BenchmarkResult:
     """Benchmark ``target`` (a model handle or source: torch and the ONNX variants exported for it;
@@ -67,9 +68,10 @@ def benchmark(target, options: BenchmarkOptions) -> BenchmarkResult:
     targets = [own_variants(m) or t for m, t in zip(models, targets)]  # a baseline's one variant
     several = len(models) > 1
     o.batch_sizes = benchplan.positive(o.batch_sizes or settings().batch_sizes, "batch size")
-    o.new_tokens = benchplan.check_new_tokens(models, o.new_tokens)
+    new_tokens = benchplan.check_new_tokens(models, o.new_tokens)  # [None] where the task does not generate
+    o.new_tokens = new_tokens[0] if len(new_tokens) == 1 else new_tokens
     axis, sizes = benchplan.check_sizes(models, {"seq_lens": o.seq_lens, "image_sizes": o.image_sizes,
-                                                 "audio_seconds": o.audio_seconds}, o.new_tokens)
+                                                 "audio_seconds": o.audio_seconds}, new_tokens[-1])
     o.threads = benchplan.check_number(o.threads, "threads", 0) or settings().resolved_threads()
     benchplan.check_number(o.warmup, "warmup", 0)
     benchplan.check_number(o.min_runs, "min-runs", 1)
@@ -154,16 +156,19 @@ def benchmark(target, options: BenchmarkOptions) -> BenchmarkResult:
         params["targets"] = [str(m.path) for m in models]
         params["variants_by_model"] = {m.name: [v.name for v in c] for m, c in zip(models, chosen_sets)}
     sweeps = []
-    for place in places:  # one sweep per node (--on each: per kind of node), one after another
-        sweep = Sweep(models, jobs, base, params, data, o.callback, o.progress, o.timeout or 180 + 10 * o.min_time,
-                      None if o.budget is None else started + o.budget, unavailable, place=place, cluster=conn)
+    # one sweep per node (--on each: per kind of node) and per --new-tokens value, one after another:
+    # a generation's length is a setting of its worker, and speed-ups pair rows of one sweep
+    for place, new in ((p, n) for p in places for n in new_tokens):
+        sweep = Sweep(models, jobs, base, {**params, "new_tokens": new}, data, o.callback, o.progress,
+                      o.timeout or 180 + 10 * o.min_time, None if o.budget is None else started + o.budget,
+                      unavailable, place=place, cluster=conn)
         sweep.notes += plan_notes + ([base_note] if base_note else []) + model_notes
         sweep.memory = guards
         sweeps.append(sweep)
     for place in clusters.left_out_places(dropped) if o.on == "each" else ():  # its kind's rows say why
         why = f"skipped: node left out: {place.node.left_out_because}"
-        sweeps.append(Sweep(models, [dataclasses.replace(j, blocked=why) for j in jobs], base, params, data, o.callback,
-                            False, 0, None, unavailable, place=place, cluster=conn))
+        sweeps += [Sweep(models, [dataclasses.replace(j, blocked=why) for j in jobs], base, {**params, "new_tokens": new},
+                         data, o.callback, False, 0, None, unavailable, place=place, cluster=conn) for new in new_tokens]
     provenance = _provenance(models, chosen_sets, data)
     if conn is not None:  # each node's environment card, as that node gave it
         provenance["nodes"] = {p.label: {"node_id": p.node.id, **p.node.card} for p in places}
@@ -174,6 +179,7 @@ def benchmark(target, options: BenchmarkOptions) -> BenchmarkResult:
     store = default_store()
     with store.recording("benchmark", params, provenance) if store else contextlib.nullcontext() as run:
         result = _run_sweeps(sweeps, run)
+        result.params = params
         if conn is not None:
             result.notes.append(clusters.sweep_note(places, result.rows))
         if dropped:
@@ -186,8 +192,9 @@ def benchmark(target, options: BenchmarkOptions) -> BenchmarkResult:
 
 
 def _run_sweeps(sweeps: list["Sweep"], run) -> BenchmarkResult:
-    """Run each place's sweep in turn (after a Ctrl-C, the places not reached say so in their rows):
-    one result of every row. A note every sweep gave once; a place's own notes name it."""
+    """Run each sweep in turn (after a Ctrl-C, the sweeps not reached say so in their rows): one
+    result of every row. A note every sweep gave, once; a sweep's own notes name it (its node, its
+    new tokens)."""
     results = []
     for sweep in sweeps:
         if results and results[-1].interrupted:
@@ -199,7 +206,7 @@ def _run_sweeps(sweeps: list["Sweep"], run) -> BenchmarkResult:
         return results[0]
     first = results[0]
     shared = [n for n in first.notes if all(n in r.notes for r in results)]
-    own = [f"{sweep.place.label}: {n}" for sweep, r in zip(sweeps, results) for n in r.notes if n not in shared]
+    own = [f"{sweep.label}: {n}" for sweep, r in zip(sweeps, results) for n in r.notes if n not in shared]
     first.rows = [row for r in results for row in r.rows]
     first.notes = shared + own
     first.interrupted = any(r.interrupted for r in results)

@@ -53,8 +53,9 @@ class BenchmarkOptions(Options):
                                           "least 2)")
     ci_target: float = option(CI_TARGET, "the rounds end once every speed-up's 95% interval is within +- this "
                                          "fraction of it")
-    new_tokens: int | None = option(None, "text-generation models: tokens generated per run, greedy, no early stop "
-                                          "(default 64; seq_lens are then the prompts' lengths)")
+    new_tokens: int | list[int] | None = option(None, "text-generation models: tokens generated per run, greedy, no "
+                                                      "early stop (default 64; seq_lens are then the prompts' "
+                                                      "lengths); several: one sweep each, one after another")
     prompt_lens: list[int] | None = option(None, "text-generation models: another name for seq_lens", stored=False)
     cluster: str | None = option(None, "a Ray cluster's address (default: %config HFMagic.cluster; auto: the one "
                                        "started on this machine): every worker runs there as a Ray actor")

@@ -80,14 +80,19 @@ def check_sizes(models, asked: dict, new_tokens: int | None = None):
     return axis, sizes
 
 
-def check_new_tokens(models, new_tokens) -> int | None:
-    """New tokens per generation: for text-generation models (default 64, at least 2: time per
-    output token is measured after the first), refused for others; one kind of task per sweep."""
+def check_new_tokens(models, new_tokens: list[int] | None) -> list[int | None]:
+    """New tokens per generation, each value asked for, smallest first: for text-generation models
+    (default 64, at least 2: time per output token is measured after the first), refused for
+    others (``[None]``); one kind of task per sweep."""
     generates = {bool(m.task_plugin.measurement.GENERATES) for m in models}
     if len(generates) > 1:
         raise UsageProblem("a benchmark compares text-generation models with each other, and encoders with each "
                            "other: their figures differ (time per token against latency per batch); run two")
-    return models[0].task_plugin.measurement.new_tokens(new_tokens, models[0])
+    measurement, model = models[0].task_plugin.measurement, models[0]
+    if new_tokens == []:
+        raise UsageProblem("--new-tokens needs at least one count, e.g. 16,64")
+    values = [measurement.new_tokens(n, model) for n in (new_tokens if isinstance(new_tokens, list) else [new_tokens])]
+    return sorted(set(values)) if values != [None] else values
 
 
 def check_variants(target, variants, model=None) -> list[str] | None:

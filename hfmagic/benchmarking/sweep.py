@@ -53,6 +53,13 @@ class Sweep:
 
         self.where = place.row_fields() if place is not None else local_fields()
 
+    @property
+    def label(self) -> str:
+        """What tells this sweep's notes from its siblings' in one result: its node, its new tokens."""
+        new = self.params.get("new_tokens")
+        return " ".join(filter(None, [self.place.label if self.place is not None else "",
+                                      f"{new} new tokens" if new is not None else ""]))
+
     def source(self, spec: dict, share: float = 1.0):
         """A worker for ``spec``: a process here, this process (--inline), or a Ray actor on the
         sweep's node (``share``: its part of the node's CPUs the sweep's workers take)."""
@@ -145,7 +152,7 @@ class Sweep:
                     self.threads_seen.setdefault(key, set()).add(value)
             elif message["type"] == "row":
                 shape = remaining.pop(0)
-                assert shape_of(message["row"]) == tuple(shape), "out of order"
+                assert shape_of(message["row"])[:2] == tuple(shape), "out of order"
                 self.add(job, shape, {**message["row"], "startup_s": startup, **transfer})
 
     def _budget_spent(self) -> str:
@@ -209,7 +216,7 @@ class Sweep:
         batch, seq = shape
         task = job.model.task_plugin
         row = BenchmarkRow.from_dict(dict.fromkeys(row_keys()))  # every task's figures: None until measured
-        row.update({task.inputs.AXIS.key: seq})
+        row.update({task.inputs.AXIS.key: seq, "new_tokens": self.params.get("new_tokens")})
         row.update(model=job.model.name, model_sha=job.model.weights_sha256[:SHORT_SHA],
                    variant=job.variant.name, backend=job.backend, batch_size=batch,
                    size_mb=_size_mb(job.variant), threads=self.params["threads"], samples_ms=[],

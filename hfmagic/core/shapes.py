@@ -37,12 +37,22 @@ AXES = (TEXT_AXIS, IMAGE_AXIS, AUDIO_AXIS)  # every second axis a row may carry 
 
 
 def shape_of(row: dict) -> tuple:
-    """(batch, size) of a benchmark row, whichever size axis its task declared (seq_len, image_size)."""
-    return row.get("batch_size"), next((row[a.key] for a in AXES if row.get(a.key) is not None), None)
+    """(batch, size) of a benchmark row, whichever size axis its task declared (seq_len, image_size),
+    and a generation's new tokens third (``--new-tokens 16,64`` measures one prompt twice)."""
+    shape = row.get("batch_size"), next((row[a.key] for a in AXES if row.get(a.key) is not None), None)
+    return shape if row.get("new_tokens") is None else (*shape, row["new_tokens"])
+
+
+def shape_key(row: dict) -> str:
+    """A row's shape in its id: ``8x128``, ``8x224``, ``1x128+64`` (js/dashboard.js's shapeKey)."""
+    batch, size, *new = shape_of(row)
+    return f"{batch}x{size}" + "".join(f"+{n}" for n in new)
 
 
 def shape_text(row: dict, compact: bool = False) -> str:
-    """A row's shape as people read it: ``8x128`` (tokens), ``8x224px`` (an image's side); compact:
-    the run store's ``b8 s128``, ``b8 224px``."""
+    """A row's shape as people read it: ``8x128`` (tokens), ``8x224px`` (an image's side), ``1x128+64``
+    (a prompt of 128 and 64 new tokens); compact: the run store's ``b8 s128``, ``b8 224px``, ``b1 s128 n64``."""
     axis = next((a for a in AXES if row.get(a.key) is not None), AXES[0])
-    return (axis.compact if compact else axis.shape)(row.get("batch_size"), row.get(axis.key))
+    text = (axis.compact if compact else axis.shape)(row.get("batch_size"), row.get(axis.key))
+    new = row.get("new_tokens")
+    return text if new is None else f"{text} n{new}" if compact else f"{text}+{new}"

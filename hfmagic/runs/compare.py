@@ -260,6 +260,5 @@ def _label(kind: str, key: tuple, keys: tuple) -> str:
     named = dict(zip(keys, key))
     model = f"{named['model']}/" if named.get("model") else ""
     if kind == "benchmark":
-        new = f" n{named['new_tokens']}" if named.get("new_tokens") else ""
-        return f"{model}{named['variant']}/{named['backend']} {shape_text(named, compact=True)}{new}"
+        return f"{model}{named['variant']}/{named['backend']} {shape_text(named, compact=True)}"
     return model + "/".join(str(named[k]) for k in keys if k != "model")

@@ -12,7 +12,7 @@ import math
 from hfmagic.core import stats
 from hfmagic.core.records import columns, field_of
 from hfmagic.core.results import batch_label
-from hfmagic.core.shapes import shape_of
+from hfmagic.core.shapes import shape_key, shape_of
 from hfmagic.models.variants import BATCH_DEPENDENT_WHY
 
 # The table's columns, in order, as the records define them (the benchmark and evaluation tables
@@ -20,7 +20,7 @@ from hfmagic.models.variants import BATCH_DEPENDENT_WHY
 # evaluation's first metric, titled with its name, and "gate" is titled with its limit.
 COLUMNS = columns("model", "variant", "backend",
                   "node",  # where it ran: "local", or a cluster's kind of node (--on each)
-                  "batch_size", "seq_len", "image_size", "audio_seconds", "p50_ms", "p95_ms", "speedup",
+                  "batch_size", "seq_len", "image_size", "audio_seconds", "new_tokens", "p50_ms", "p95_ms", "speedup",
                   "samples_per_s", "rtf",  # speech rows: seconds of compute per second of audio
                   "metric", "metric_ci",
                   "eval_batch",  # "1*": the batch a batch-dependent variant's score is for
@@ -38,16 +38,26 @@ _EVAL_KEYS = ("metric", "metric_low", "metric_high", "metric_ci", "eval_batch", 
               "agreement", "eval_status", "data_sha", "eval_batch_size", "batch_dependent")
 
 
+# A generation's p50 and p95 are its time per output token's, its speed-up is TPOT's and its shapes'
+# sizes are prompts: every view of its rows titles them so (the benchmark table does too).
+GENERATION_TITLES = {"seq_len": "prompt", "p50_ms": "TPOT p50 ms", "p95_ms": "TPOT p95 ms",
+                     "speedup": "TPOT speed-up [95% CI]"}
+
+
+def generating(rows: list[dict]) -> bool:
+    """Rows of a generation (a decoder's: they have a TTFT)."""
+    return any(r.get("ttft_p50_ms") is not None for r in rows)
+
+
 def page_fields(columns: list, rows: list[dict]) -> tuple[dict, list[str]]:
     """What the page calls each figure it writes (the columns', the tooltips' and the chart's), as
-    the records define them, and the keys the chart may put on its x axis. A generation's p50 is
-    its time per output token, and its shapes' sizes are prompts: they are titled so."""
-    generation = any(r.get("ttft_p50_ms") is not None for r in rows)
+    the records define them, and the keys the chart may put on its x axis. ``columns`` come titled
+    as the table titles them (a generation's: :data:`GENERATION_TITLES`)."""
     fields = {c.key: {**field_of(c.key).describe(), "title": c.heading()} for c in columns + EXTRA_CELLS}
-    if generation:
+    if generating(rows):
         fields["p50_ms"] = {**field_of("tpot_p50_ms").describe(), "key": "p50_ms"}
         fields["seq_len"] = {**fields.get("seq_len", field_of("seq_len").describe()), "title": "prompt"}
-    return fields, list(GENERATION_X if generation else CHART_X)
+    return fields, list(GENERATION_X if generating(rows) else CHART_X)
 
 
 # -- rows and their ids ------------------------------------------------------------------------------
@@ -82,7 +92,7 @@ def row_id(row: dict) -> str:
     if row.get("batch_size") is None:
         prefix = f"{row['model']}/" if row.get("model") else ""
         return f"{prefix}{row['variant']}/eval"
-    return f"{pair(row)}{where(row)}/{'x'.join(map(str, shape_of(row)))}"
+    return f"{pair(row)}{where(row)}/{shape_key(row)}"
 
 
 def same_model(a: dict, b: dict) -> bool:

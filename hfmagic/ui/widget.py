@@ -43,8 +43,9 @@ from hfmagic.core.errors import UsageProblem
 from hfmagic.core.records import field_of
 from hfmagic.core.results import Column, Table, gate_title
 from hfmagic.core.shapes import AXES, shape_of, shape_text
-from hfmagic.ui.rows import (ALWAYS, COLUMNS, DATA_COLUMN, EXTRA_CELLS, batch_note, is_benchmark_row, join, measured,
-                             model_of, own_baseline, page_fields, pair, row_id, speedup_cells, where)
+from hfmagic.ui.rows import (ALWAYS, COLUMNS, DATA_COLUMN, EXTRA_CELLS, GENERATION_TITLES, batch_note, generating,
+                             is_benchmark_row, join, measured, model_of, own_baseline, page_fields, pair, row_id,
+                             speedup_cells, where)
 
 _HERE = Path(__file__).resolve().parent
 # an installed wheel carries js/ inside the package (pyproject's package-dir maps hfmagic.js to js/);
@@ -309,7 +310,8 @@ class Dashboard(anywidget.AnyWidget):
             (b for b in self._sweeps.values() if b in pairs), "")
         datas = sorted({r["data_sha"] for r in rows if r.get("data_sha")})
         cluster = any(where(r) for r in rows)  # the node column: rows a cluster's nodes measured only
-        columns = [self._column(c) for c in COLUMNS if c.key != "node" or cluster]
+        generation = generating(rows)
+        columns = [self._column(c, generation) for c in COLUMNS if c.key != "node" or cluster]
         columns += [DATA_COLUMN] if len(datas) > 1 else []
         for row in rows:
             row["cells"] = {c.key: c.text(row) for c in columns + EXTRA_CELLS if c.key != "speedup"}
@@ -338,8 +340,11 @@ class Dashboard(anywidget.AnyWidget):
         kept = [n for n in self.notes if not n.startswith(("accuracy on ", "the accuracy of "))]
         self.notes = kept + [n for n in (note, batch_note(rows)) if n]
 
-    def _column(self, column: Column) -> Column:
-        """A column as this dashboard titles it: the metric under its own name, the gate with its limit."""
+    def _column(self, column: Column, generation: bool = False) -> Column:
+        """A column as this dashboard titles it: the metric under its own name, the gate with its
+        limit, a generation's latencies as TPOT's."""
+        if generation and column.key in GENERATION_TITLES:
+            return field_of(column.key).column(GENERATION_TITLES[column.key])
         if column.key == "metric" and self._metric:
             return field_of("metric").column(self._metric)
         if column.key == "gate":

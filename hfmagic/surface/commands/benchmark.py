@@ -26,8 +26,9 @@ ARGS = [
     argument("--audio-seconds", help="speech models: comma-separated seconds of audio per clip (default 5)"),
     argument("--prompt-lens", dest="seq_lens",
              help="text-generation models: prompt lengths in tokens (the same as --seq-lens)"),
-    argument("--new-tokens", type=int,
-             help="text-generation models: tokens generated per run, greedy, no early stop (default 64)"),
+    argument("--new-tokens",
+             help="text-generation models: tokens generated per run, greedy, no early stop; comma-separated for "
+                  "several, each its own sweep (default 64)"),
     argument("--threads", type=int, help="threads for every backend (default: %%config HFMagic.threads)"),
     argument("--warmup", type=int, default=10, help="warm-up runs per configuration (default 10)"),
     argument("--min-runs", type=int, default=10, help="at least this many timed runs (default 10)"),
@@ -75,7 +76,8 @@ def run(args, ctx):
         warmup=args.warmup, min_runs=args.min_runs, min_time=args.min_time, budget=args.budget,
         baseline=args.baseline, inputs=data, inputs_source=args.inputs, inline=args.inline,
         timeout=args.timeout, order=args.order, max_time=args.max_time, ci_target=args.ci_target,
-        callback=live, progress=not args.quiet and live is None, force=args.force, new_tokens=args.new_tokens,
+        callback=live, progress=not args.quiet and live is None, force=args.force,
+        new_tokens=positive_ints(args.new_tokens, "new-token count"),
         cluster=args.cluster, on=args.on,
     )
     if args.name:

@@ -355,14 +355,14 @@ def llm_dashboard(dash):
         return sorted(p.get_attribute("data-id") for p in dash.locator('[data-testid="point"][data-pareto="true"]').all())
 
     expect(dash.get_by_test_id("point")).to_have_count(3)
-    assert front() == ["fp32/onnxruntime/1x16", "int4/onnxruntime/1x16"]
-    expect(dash.get_by_test_id("scatter")).to_contain_text("TPOT p50 ms (batch × prompt 1 × 16)")  # the records' titles
+    assert front() == ["fp32/onnxruntime/1x16+8", "int4/onnxruntime/1x16+8"]
+    expect(dash.get_by_test_id("scatter")).to_contain_text("TPOT p50 ms (batch × prompt 1 × 16 + 8 new)")  # the records' titles
     dash.get_by_test_id("x-axis").select_option("ttft_p50_ms")
-    expect(dash.get_by_test_id("scatter")).to_contain_text("TTFT p50 ms (batch × prompt 1 × 16)")
-    assert front() == ["fp32/onnxruntime/1x16"]
+    expect(dash.get_by_test_id("scatter")).to_contain_text("TTFT p50 ms (batch × prompt 1 × 16 + 8 new)")
+    assert front() == ["fp32/onnxruntime/1x16+8"]
     dash.get_by_test_id("x-axis").select_option("decode_tokens_per_s")
-    expect(dash.get_by_test_id("scatter")).to_contain_text("decode tok/s (batch × prompt 1 × 16)")
-    assert front() == ["fp32/onnxruntime/1x16", "int4/onnxruntime/1x16"]
+    expect(dash.get_by_test_id("scatter")).to_contain_text("decode tok/s (batch × prompt 1 × 16 + 8 new)")
+    assert front() == ["fp32/onnxruntime/1x16+8", "int4/onnxruntime/1x16+8"]
 
 
 def other_axes(vision, speech):

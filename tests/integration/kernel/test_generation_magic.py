@@ -29,6 +29,30 @@ def test_benchmark_measures_prefill_and_decode_and_they_add_up(shell, llama_vari
     assert "TTFT p50 ms" in table and "TPOT speed-up" in table and "prompt" in table
 
 
+def test_several_new_token_counts_are_one_sweep_each_and_one_result(shell, llama_variants):
+    """--new-tokens 4,8: each count is its own sweep (speed-ups pair rows of one sweep), one result
+    whose rows, ids, dashboard shapes and stored keys tell the counts apart."""
+    from hfmagic.ui.rows import row_id
+    from hfmagic.ui.widget import Dashboard
+
+    shell.user_ns["llama_onnx"] = llama_variants
+    result = shell.run_line_magic("benchmark", f"llama_onnx --variants torch,genai-fp32 --prompt-lens 16 "
+                                               f"--new-tokens 8,4 --batch-sizes 1 --no-widget -o {FAST}")
+    rows = result.rows
+    assert [(r["new_tokens"], r["variant"]) for r in rows] == [(4, "torch"), (4, "genai-fp32"), (8, "torch"),
+                                                               (8, "genai-fp32")]
+    for row in rows:
+        assert row["status"] == "ok" and len(row["itl_samples_ms"]) == (row["new_tokens"] - 1) * row["runs"]
+        assert row["speedup"] is not None  # against torch at its own count
+    assert result.params["new_tokens"] == [4, 8]
+    assert len({row_id({**r, "model": "m"}) for r in rows}) == 4 and "1x16+4" in str(result)
+    dash = Dashboard(result)
+    assert len(dash.rows) == 4 and {r["shape"] for r in dash.rows} == {"1x16+4", "1x16+8"}
+    base = next(iter(dash.speedups))
+    assert all(cell["value"] is not None for cell in dash.speedups[base].values())  # each paired with its own count
+    assert not any(n.startswith("4 new tokens:") for n in result.notes if "threads" in n)  # shared notes said once
+
+
 def test_evaluate_gives_perplexity_with_a_gate_and_greedy_agreement(shell, llama_variants):
     shell.user_ns["llama_onnx"] = llama_variants
     result = shell.run_line_magic("evaluate", "llama_onnx --max-tokens 512 --no-widget -o")
@@ -55,7 +79,9 @@ def test_evaluate_gives_perplexity_with_a_gate_and_greedy_agreement(shell, llama
 def test_bad_generation_input_is_one_line(shell, llama_variants, tiny_bert, tmp_path, capsys):
     shell.user_ns["llama_onnx"] = llama_variants
     cases = {
-        "llama_onnx --new-tokens 0": "--new-tokens must be 2 or more",
+        "llama_onnx --new-tokens 0": "new-token counts must be positive",
+        "llama_onnx --new-tokens 8,1": "--new-tokens must be 2 or more",
+        "llama_onnx --new-tokens 8,": "item 2 of 2 is empty",
         "llama_onnx --prompt-lens 500 --new-tokens 64": "context of 512 tokens; use --prompt-lens up to 448",
         f"{tiny_bert} --new-tokens 8": "--new-tokens is for text-generation models",
     }
