@@ -72,6 +72,7 @@ def benchmark(target, options: BenchmarkOptions) -> BenchmarkResult:
     o.new_tokens = new_tokens[0] if len(new_tokens) == 1 else new_tokens
     axis, sizes = benchplan.check_sizes(models, {"seq_lens": o.seq_lens, "image_sizes": o.image_sizes,
                                                  "audio_seconds": o.audio_seconds}, new_tokens[-1])
+    chat_notes = [models[0].task_plugin.inputs.chat_note(m, sizes[m.name]) for m in models] if o.chat_template else []
     o.threads = benchplan.check_number(o.threads, "threads", 0) or settings().resolved_threads()
     benchplan.check_number(o.warmup, "warmup", 0)
     benchplan.check_number(o.min_runs, "min-runs", 1)
@@ -118,6 +119,7 @@ def benchmark(target, options: BenchmarkOptions) -> BenchmarkResult:
                                                            o.force)
         model_notes += [f"{model.name}: {n}" if several else n for n in notes]
     model_notes += [f"{m.name}: {note}" if several else note for m in models if (note := m.reference_note)]
+    model_notes += chat_notes
     data = benchplan.load_inputs(models[0], o.inputs, o.inputs_source)
     places, conn, dropped = [None], None, []
     if address:  # the cluster is reached, and its nodes probed, before the variants are built

@@ -56,6 +56,9 @@ class BenchmarkOptions(Options):
     new_tokens: int | list[int] | None = option(None, "text-generation models: tokens generated per run, greedy, no "
                                                       "early stop (default 64; seq_lens are then the prompts' "
                                                       "lengths); several: one sweep each, one after another")
+    chat_template: bool = option(False, "text-generation models: each prompt a user's turn in the tokenizer's chat "
+                                        "template, the assistant's turn opened (the prompt lengths include it)",
+                                 omit_default=True)
     prompt_lens: list[int] | None = option(None, "text-generation models: another name for seq_lens", stored=False)
     cluster: str | None = option(None, "a Ray cluster's address (default: %config HFMagic.cluster; auto: the one "
                                        "started on this machine): every worker runs there as a Ray actor")

@@ -179,7 +179,7 @@ class Sweep:
             "warmup": p["warmup"],
             "min_runs": p["min_runs"], "min_time": p["min_time"], "shapes": [list(s) for s in shapes],
             "deadline": self.deadline, "vocab_size": model.config.get("vocab_size", 2),
-            "texts": self._texts(model), "new_tokens": p.get("new_tokens"),
+            "texts": self._texts(model), "new_tokens": p.get("new_tokens"), "chat_template": p.get("chat_template"),
         }
 
     def _texts(self, model) -> list[str] | None:

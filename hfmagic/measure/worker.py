@@ -139,7 +139,7 @@ def variant_from_spec(spec: dict):
 def measure(backend, batch: int, seq: int, job: dict, texts, tokenizer, model) -> dict:
     """Time one shape: first run, warm-up, then the timed runs (model only; then end to end)."""
     task = model.task_plugin.measurement
-    inputs = make_inputs(model, backend.input_names, batch, seq, texts, tokenizer)
+    inputs = make_inputs(model, backend.input_names, batch, seq, texts, tokenizer, job.get("chat_template", False))
     prepared = backend.prepare(inputs)
     exact_peak = reset_peak_memory()
     clock = time.perf_counter_ns
@@ -167,13 +167,17 @@ def measure(backend, batch: int, seq: int, job: dict, texts, tokenizer, model) -
     return row
 
 
-def make_inputs(model, names: list[str], batch: int, seq: int, texts=None, tokenizer=None) -> dict:
+def make_inputs(model, names: list[str], batch: int, seq: int, texts=None, tokenizer=None,
+                chat: bool = False) -> dict:
     """The inputs ``names`` (what the backend's model takes) of exactly (batch, seq), as the model's
     task makes them: synthetic (text: random valid token ids, attention mask of ones, token types
-    0, positions 0..seq-1), or real texts tokenized, padded and truncated to ``seq``."""
+    0, positions 0..seq-1), or real texts tokenized, padded and truncated to ``seq``; ``chat``: a
+    decoder's prompts in its chat template."""
     if model.kind.READS_EXAMPLES:  # a classical baseline: the texts themselves (its kind cuts them to seq words)
         return model.kind.inputs(model, texts, batch, seq)
     inputs = model.task_plugin.inputs
+    if chat:
+        return inputs.feed(model, inputs.chat(model, batch, seq, texts), names)
     if texts:
         chunk = [texts[i % len(texts)] for i in range(batch)]
         return inputs.feed(model, inputs.encode(model, chunk, seq), names)
@@ -287,7 +291,8 @@ class Measurer:
                 exact = reset_peak_memory()
                 if self.in_worker:
                     _inject_fault(self.job["variant"]["name"], batch, seq)
-                inputs = make_inputs(self.model, self.backend.input_names, batch, seq, self.texts, self.tokenizer)
+                inputs = make_inputs(self.model, self.backend.input_names, batch, seq, self.texts, self.tokenizer,
+                                     self.job.get("chat_template", False))
                 prepared = self.prepared[key] = self.backend.prepare(inputs)
                 t0 = time.perf_counter_ns()
                 task.run_once(self.backend, self.model, prepared, self.job)

@@ -96,6 +96,17 @@ class Inputs(Part):
         (``size`` None: validation, calibration, evaluation) or to exactly ``size`` (a shape)."""
         raise self._missing(f"how its {self.EXAMPLES} become inputs", "encode")
 
+    def chat_note(self, model, sizes: list[int]) -> str:
+        """``--chat-template`` checked before anything runs (the template there, room left in every
+        size): the note that says what the prompts are. Only decoders have chat templates."""
+        raise UsageProblem(f"--chat-template formats the prompts of text-generation models; {model.name} is a "
+                           f"{model.task} model")
+
+    def chat(self, model, batch: int, seq: int, examples: list | None) -> dict:
+        """Prompts of exactly (batch, seq) as a user's turn in the model's chat template: real
+        examples or made-up content (``chat_note`` accepted the model)."""
+        return self.chat_note(model, [seq])
+
     def complete(self, names: list[str], encoded: dict) -> dict:
         """What ``encode`` made, as exactly the inputs ``names``: by default each one as made (a
         task whose graph takes inputs its preprocessor does not make fills them in: positions)."""

@@ -29,6 +29,9 @@ ARGS = [
     argument("--new-tokens",
              help="text-generation models: tokens generated per run, greedy, no early stop; comma-separated for "
                   "several, each its own sweep (default 64)"),
+    argument("--chat-template", action="store_true",
+             help="text-generation models: each prompt a user's turn in the tokenizer's chat template (the prompt "
+                  "lengths include it)"),
     argument("--threads", type=int, help="threads for every backend (default: %%config HFMagic.threads)"),
     argument("--warmup", type=int, default=10, help="warm-up runs per configuration (default 10)"),
     argument("--min-runs", type=int, default=10, help="at least this many timed runs (default 10)"),
@@ -77,7 +80,7 @@ def run(args, ctx):
         baseline=args.baseline, inputs=data, inputs_source=args.inputs, inline=args.inline,
         timeout=args.timeout, order=args.order, max_time=args.max_time, ci_target=args.ci_target,
         callback=live, progress=not args.quiet and live is None, force=args.force,
-        new_tokens=positive_ints(args.new_tokens, "new-token count"),
+        new_tokens=positive_ints(args.new_tokens, "new-token count"), chat_template=args.chat_template,
         cluster=args.cluster, on=args.on,
     )
     if args.name:

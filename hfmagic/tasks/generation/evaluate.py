@@ -11,6 +11,7 @@ from hfmagic.core.errors import UnsupportedError, UsageProblem
 from hfmagic.data.metrics import resample_indices
 from hfmagic.data.tables import load_data
 from hfmagic.tasks.base import EvalData, Evaluator  # light: the task plugins' base, no heavy imports
+from hfmagic.tasks.generation.chat import chat_frame, chat_prompt
 
 WINDOW, STRIDE, MAX_TOKENS = 256, 128, 2048  # perplexity: windows of 256 tokens, 128 new per window
 GREEDY_PROMPTS, GREEDY_PROMPT_TOKENS, GREEDY_TOKENS = 8, 32, 16
@@ -76,17 +77,12 @@ class PerplexityEvaluator(Evaluator):
             if end == len(ids):
                 break
         chat = bool(options.get("chat_template"))
-        if chat and not getattr(tokenizer, "chat_template", None):
-            raise UsageProblem(f"{model.name}'s tokenizer has no chat template, so --chat-template cannot format its "
-                               "prompts; leave it out (or load a model whose tokenizer_config.json has one)")
+        frame = chat_frame(model) if chat else ([], [])  # the snippet as a user's turn, the assistant's turn opened
         prompts = []
         for text in texts.texts[:GREEDY_PROMPTS]:
             enc = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"][:GREEDY_PROMPT_TOKENS]
             if len(enc) == GREEDY_PROMPT_TOKENS:
-                if chat:  # the snippet as a user's turn, the assistant's turn opened
-                    enc = list(tokenizer.apply_chat_template([{"role": "user", "content": tokenizer.decode(enc)}],
-                                                             add_generation_prompt=True, tokenize=True))
-                prompts.append(enc)
+                prompts.append(chat_prompt(frame, enc))
         fingerprint = dict(texts.fingerprint)
         fingerprint["sha256"] = hashlib.sha256(np.asarray(ids, dtype=np.int64).tobytes()
                                                + str(spans).encode() + str(prompts).encode()).hexdigest()

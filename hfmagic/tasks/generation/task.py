@@ -83,6 +83,16 @@ class GenerationInputs(TokenInputs):
     def model_inputs(self, model, forward=None) -> list[str]:
         return ["input_ids", "attention_mask"]  # generate() makes the positions and the cache
 
+    def chat_note(self, model, sizes: list[int]) -> str:
+        from hfmagic.tasks.generation.chat import check_room
+
+        return check_room(model, sizes)
+
+    def chat(self, model, batch: int, seq: int, examples: list | None) -> dict:
+        from hfmagic.tasks.generation.chat import chat_inputs
+
+        return chat_inputs(model, batch, seq, examples)
+
 
 class GenerationMeasurement(Measurement):
     """One run is a whole greedy generation: TTFT, TPOT, inter-token latencies, decode tokens/s."""

@@ -147,3 +147,27 @@ def test_chat_template_formats_the_greedy_prompts_and_is_refused_without_one(she
     shell.user_ns["tiny_enc_dir"] = str(tiny_bert)
     with pytest.raises(UsageError, match="--chat-template formats the prompts of text-generation models"):
         shell.run_line_magic("evaluate", "$tiny_enc_dir --data demo --chat-template --no-widget")
+
+    # the benchmark's prompts too: exactly --prompt-lens tokens, the template's included
+    from hfmagic.tasks.generation.chat import chat_frame, chat_inputs
+
+    handle = shell.user_ns["chat_llama"]
+    before, after = chat_frame(handle)
+    tokenizer = handle.tokenizer()
+    assert tokenizer.decode(before).replace(" ##", "") == "user :" and tokenizer.decode(after).replace(" ##", "") == "assistant :"
+    text = "The central bank raised interest rates again on Thursday."
+    for texts in (None, [text] * 2):
+        ids = chat_inputs(handle, 2, 24, texts)["input_ids"]
+        assert ids.shape == (2, 24) and list(ids[0][:len(before)]) == before and list(ids[0][-len(after):]) == after
+    words = tokenizer(text, add_special_tokens=False)["input_ids"]
+    room = 24 - len(before) - len(after)
+    assert list(ids[0][len(before):-len(after)]) == words[:room]  # the text itself as the user's words, cut to fit
+    bench = shell.run_line_magic("benchmark", f"chat_llama --variants torch,fp32 --prompt-lens 24 --new-tokens 4 "
+                                              f"--batch-sizes 1 --chat-template --no-widget -o -q {FAST}")
+    assert [r["status"] for r in bench.rows] == ["ok", "ok"] and bench.params["chat_template"] is True
+    assert any(n.startswith("prompts: each a user's turn in chat_llama's chat template") for n in bench.notes)
+    for line, expected in {"llama_onnx --chat-template": "tokenizer has no chat template",
+                           "chat_llama --chat-template --prompt-lens 3": "holds none of the user's words",
+                           "$tiny_enc_dir --chat-template": "formats the prompts of text-generation models"}.items():
+        with pytest.raises(UsageError, match=expected):
+            shell.run_line_magic("benchmark", f"{line} --no-widget -q {FAST}")
