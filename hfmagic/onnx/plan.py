@@ -35,7 +35,9 @@ QUANTIZE = ("none", "dynamic", "static", "auto", "int4", "int8-wo", "nncf")
 INT4_BLOCK = 32
 # rtn: fast (MatMulNBits' int8-compute kernel); hqq: keeps quality (SmolLM2 at 99.9% of fp32's perplexity,
 # RTN 117%) but its float zero points run on a slower kernel (4x slower than RTN here, AVX2, onnxruntime 1.32)
-INT4_METHODS = ("rtn", "hqq")
+# kquant: llama.cpp's k-quant scale search with its Q4_K_M mix (the output projection and a third of the
+# layers' value and down projections at 8 bits), as onnxruntime-genai's builder's k_quant_mixed
+INT4_METHODS = ("rtn", "hqq", "kquant")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")  # static int8's activation ranges
 WEIGHT_TYPES = {"int8": "s8", "uint8": "u8"}  # dynamic int8's weights: onnxruntime's QuantType.QInt8 / QUInt8
 # the graph formats of a quantized model: QOperator (MatMulInteger, QAttention: what dynamic int8 writes)

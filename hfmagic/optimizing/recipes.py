@@ -49,12 +49,14 @@ def build_recipes(search) -> None:
     if task.measurement.GENERATES:  # a decoder's weight-only int8 and int4 (RTN: fast; HQQ: keeps more), and onnxruntime-genai's
         recipes.append(({"levels": ["fp32"], "quantize": "int8-wo"}, {}))
         recipes.append(({"levels": ["fp32"], "quantize": "int4"}, {}))
-        recipes.append(({"levels": ["fp32"], "quantize": "int4", "int4_method": "hqq"}, {"int4": "int4-hqq"}))
+        for method in ("hqq", "kquant"):
+            recipes.append(({"levels": ["fp32"], "quantize": "int4", "int4_method": method}, {"int4": f"int4-{method}"}))
         if "genai" in task.export.default_levels(search.model):
             recipes.append(({"levels": ["genai"], "quantize": "int8-wo"}, {}))
             recipes.append(({"levels": ["genai"], "quantize": "int4"}, {}))
-            recipes.append(({"levels": ["genai"], "quantize": "int4", "int4_method": "hqq"},
-                            {"genai-int4": "genai-int4-hqq"}))
+            for method in ("hqq", "kquant"):
+                recipes.append(({"levels": ["genai"], "quantize": "int4", "int4_method": method},
+                                {"genai-int4": f"genai-int4-{method}"}))
         else:
             search.step("genai-fp32/genai-int4", "build", "dropped", reason="not tried: onnxruntime-genai is not "
                         "installed (pip install --no-deps onnxruntime-genai==0.11.2)")
@@ -199,8 +201,9 @@ def _plain(name: str) -> str:
     """The name export_onnx gives the variant (the search renames some apart)."""
     if name.startswith("int8-static-"):  # a calibration method, maybe nodes left in float
         return "int8-static"
-    if name.endswith("-int4-hqq") or name == "int4-hqq":  # int4 by HQQ
-        return name.removesuffix("-hqq")
+    for method in ("hqq", "kquant"):  # int4 by HQQ, by llama.cpp's k-quant mix
+        if name.endswith(f"-int4-{method}") or name == f"int4-{method}":
+            return name.removesuffix(f"-{method}")
     return "int8" if name == "int8-per-tensor" else name
 
 

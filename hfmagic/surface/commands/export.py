@@ -28,9 +28,10 @@ ARGS = [
                   "text-generation models: auto builds weight-only int8 (int8-wo) and int4, int4 or int8-wo only "
                   "that one, dynamic the int8 that quantizes activations too"),
     argument("--block-size", type=int, default=32, help="int4's and int8-wo's quantization block (default 32)"),
-    argument("--int4-method", default="rtn", choices=["rtn", "hqq"],
-             help="int4's weights: rtn (round to nearest; default, fast) or hqq (half-quadratic: keeps more quality, "
-                  "slower on CPUs)"),
+    argument("--int4-method", default="rtn", choices=["rtn", "hqq", "kquant"],
+             help="int4's weights: rtn (round to nearest; default, fast), hqq (half-quadratic: keeps more quality, "
+                  "slower on CPUs) or kquant (llama.cpp's k-quant search and Q4_K_M mix: the output projection and "
+                  "a third of the layers' value and down projections at 8 bits)"),
     argument("--per-channel", dest="per_channel", action="store_true", default=True,
              help="per-channel int8 weights (default; keeps accuracy)"),
     argument("--no-per-channel", dest="per_channel", action="store_false", help="per-tensor int8 weights"),

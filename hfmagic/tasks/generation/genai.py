@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hfmagic.core.backend import Backend
 from hfmagic.core.errors import BuildError
-from hfmagic.tasks.generation.quantize import int4_quantizer, nbits_command
+from hfmagic.tasks.generation.quantize import nbits_command, quantize_graph
 
 
 def genai_installed() -> bool:
@@ -19,23 +19,22 @@ def genai_installed() -> bool:
 
 def build_genai(model, out, precision: str, block_size: int, int4_method: str = "rtn") -> str:
     """onnxruntime-genai's model builder on the model's saved folder (offline: ``-i`` is the folder).
-    int4 with ``hqq``: the builder's fp32 graph, its MatMuls then quantized by HQQ (the builder
-    offers round-to-nearest and k-quant only); with ``rtn``: the builder's own int4. ``int8-wo``: the
-    builder's fp32 graph, its MatMuls then quantized to 8-bit MatMulNBits (round to nearest, as
-    ``int8-wo`` is for onnxruntime's own loop)."""
+    int4 with ``kquant``: the builder's own ``k_quant_mixed`` (llama.cpp's Q4_K_M mix). int4 with
+    ``rtn`` or ``hqq``, and ``int8-wo``: the builder's fp32 graph, its MatMuls then quantized as for
+    onnxruntime's own loop (:func:`~hfmagic.tasks.generation.quantize.quantize_graph`: the output
+    projection at 8 bits; the builder's own RTN int4 has it at 4, and it offers no HQQ)."""
     import subprocess
     import sys
     import tempfile
 
     bits = 8 if precision == "int8-wo" else 4
-    hqq = precision == "int4" and int4_method == "hqq"
-    post = hqq or bits == 8  # the builder's fp32 graph, quantized after
+    post = precision != "fp32" and not (bits == 4 and int4_method == "kquant")  # the builder's fp32, quantized after
     target = out / ".fp32" if post else out
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".tmp-genai-cache-") as cache:
         args = ["-m", str(model.path), "-i", str(model.path), "-o", str(target), "-p", "fp32" if post else precision,
                 "-e", "cpu", "-c", cache]
-        if precision == "int4" and not hqq:
-            args += ["--extra_options", f"int4_block_size={block_size}"]
+        if precision == "int4" and not post:
+            args += ["--extra_options", f"int4_block_size={block_size}", "int4_algo_config=k_quant_mixed"]
         done = subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", *args],
                               capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
@@ -48,15 +47,15 @@ def build_genai(model, out, precision: str, block_size: int, int4_method: str = 
 
         import onnx
 
-        quantizer = int4_quantizer(onnx.load(str(target / "model.onnx")), block_size, "hqq" if hqq else "rtn", bits)
-        quantizer.process()
-        quantizer.model.save_model_to_file(str(out / "model.onnx"), use_external_data_format=True)  # + .onnx.data
+        method = int4_method if bits == 4 else "rtn"
+        quantized = quantize_graph(onnx.load(str(target / "model.onnx")), block_size, method, bits)
+        quantized.save_model_to_file(str(out / "model.onnx"), use_external_data_format=True)  # + .onnx.data
         for f in target.iterdir():
             if f.is_file() and not f.name.startswith("model.onnx"):
                 shutil.copy2(f, out / f.name)
         shutil.rmtree(target)
         command += " && " + nbits_command("onnx/genai-fp32/model.onnx", f"onnx/genai-{precision}/model.onnx", block_size,
-                                          "hqq" if hqq else "rtn", bits, external=True)
+                                          method, bits, external=True)
     return command
 
 

@@ -23,7 +23,7 @@ from typing import ClassVar
 
 from hfmagic.core.errors import UnsupportedError, UsageProblem
 from hfmagic.core.records import Field, columns, declare, keys
-from hfmagic.onnx.build import describe_quantization
+from hfmagic.onnx.build import describe_quantization, int4_how
 from hfmagic.onnx.plan import Step
 from hfmagic.tasks import register
 from hfmagic.tasks.generation import gguf
@@ -220,9 +220,9 @@ class GenerationExport(TokenExport):
     def quantization(self, step, options: dict, path=None) -> str | None:
         """onnxruntime-genai's and llama.cpp's builds, in words."""
         if step.quant == "genai-int4":
-            return (f"int4 weight-only MatMulNBits, block {options['block_size']}, " +
-                    ("HQQ over onnxruntime-genai's fp32 graph" if options["int4_method"] == "hqq"
-                     else "RTN by onnxruntime-genai's builder"))
+            how = ("by onnxruntime-genai's builder (k_quant_mixed)" if options["int4_method"] == "kquant" else
+                   "over onnxruntime-genai's fp32 graph")
+            return f"int4 weight-only MatMulNBits, block {options['block_size']}, {how}, {int4_how(options['int4_method'])}"
         if step.quant == "genai-int8-wo":
             return describe_quantization("int8-wo", options["isa"], options["per_channel"], options["block_size"]) + (
                 ", over onnxruntime-genai's fp32 graph")

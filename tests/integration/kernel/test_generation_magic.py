@@ -109,16 +109,50 @@ def test_int4_is_rtn_by_default_and_hqq_on_request(shell, llama, llama_variants)
     def nbits(variant):
         return [n for n in onnx.load(str(variant.path)).graph.node if n.op_type == "MatMulNBits"]
 
+    def bits(node):
+        return {a.name: a.i for a in node.attribute}["bits"]
+
     rtn = llama_variants["int4"]
-    assert "RTN, symmetric" in rtn.quantization and "accuracy_level=4" in rtn.cli_command
+    assert "RTN, symmetric" in rtn.quantization and "method='rtn', bits=4" in rtn.cli_command
     assert all(len(n.input) < 4 and {a.name: a.i for a in n.attribute}["accuracy_level"] == 4 for n in nbits(rtn))
+    # the tied output projection (MatMul over Transpose(embedding) in optimum's graph) is quantized, at 8 bits
+    assert [n.name for n in nbits(rtn) if bits(n) == 8] == ["/lm_head/MatMul_Q8"] and "at 8 bits" in rtn.quantization
+    assert not any(n.op_type == "Transpose" and "embed" in n.input[0] for n in onnx.load(str(rtn.path)).graph.node)
     shell.user_ns["llama_dir"] = str(llama)
     shell.run_line_magic("load_model", "$llama_dir --name llama_hqq -q")
     hqq = shell.run_line_magic("export_onnx", "llama_hqq --quantize int4 --int4-method hqq -o -q")["int4"]
-    assert hqq.ok and "HQQ" in hqq.quantization and all(len(n.input) >= 4 and n.input[3] for n in nbits(hqq))
-    assert hqq.path != rtn.path and "HQQWeightOnlyQuantConfig(block_size=32)" in hqq.cli_command
+    assert hqq.ok and "HQQ" in hqq.quantization
+    assert all(len(n.input) >= 4 and n.input[3] for n in nbits(hqq) if bits(n) == 4)  # zero points; the head RTN
+    assert hqq.path != rtn.path and "method='hqq'" in hqq.cli_command
     with pytest.raises(Exception, match="int4-method"):
         shell.run_line_magic("export_onnx", "llama_hqq --quantize int4 --int4-method gptq")
+
+
+def test_int4_kquant_keeps_the_output_projection_and_sensitive_layers_at_8_bits(shell, llama):
+    """--int4-method kquant: llama.cpp's Q4_K_M mix over onnxruntime's k-quant search, on optimum's
+    graph (the first of two layers' value and down projections and lm_head at 8 bits, the rest at
+    4) and by onnxruntime-genai's builder (k_quant_mixed); each says so, and scores close to torch."""
+    import onnx
+
+    shell.user_ns["llama_dir"] = str(llama)
+    shell.run_line_magic("load_model", "$llama_dir --name llama_kq -q")
+    built = shell.run_line_magic("export_onnx", "llama_kq --levels fp32,genai --quantize int4 --int4-method kquant "
+                                                "-o -q")
+    int4, genai = built["int4"], built["genai-int4"]
+    assert int4.ok and genai.ok, (int4.error, genai.error)
+    bits = {n.name: {a.name: a.i for a in n.attribute}["bits"]
+            for n in onnx.load(str(int4.path)).graph.node if n.op_type == "MatMulNBits"}
+    eight = sorted(name for name, b in bits.items() if b == 8)
+    assert eight == ["/lm_head/MatMul_Q8", "/model/layers.0/mlp/down_proj/MatMul_Q8",
+                     "/model/layers.0/self_attn/v_proj/MatMul_Q8"], bits
+    assert sum(b == 4 for b in bits.values()) == len(bits) - 3
+    assert "Q4_K_M mix" in int4.quantization and "method='kquant'" in int4.cli_command
+    assert "k_quant_mixed" in genai.quantization and "int4_algo_config=k_quant_mixed" in genai.cli_command
+    quality = shell.run_line_magic("evaluate", "llama_kq --variants torch,int4,genai-int4 --max-tokens 256 "
+                                               "--no-widget -o -q")
+    rows = {r["variant"]: r for r in quality.rows}
+    for name in ("int4", "genai-int4"):
+        assert rows[name]["status"] == "ok" and rows[name]["pct_of_reference"] < 110, rows[name]
 
 
 def test_chat_template_formats_the_greedy_prompts_and_is_refused_without_one(shell, llama, llama_variants, tiny_bert,
