@@ -1,7 +1,7 @@
 """hfmagic: load, export, benchmark and evaluate Hugging Face models from a notebook.
 
-``%load_ext hfmagic`` registers ``%load_model``, ``%export_onnx``, ``%benchmark``, ``%evaluate``, ``%optimize``
-and ``%hfmagic``. The same functions are importable here and run by the ``hfmagic`` command.
+``%load_ext hfmagic`` registers ``%load_model``, ``%export_onnx``, ``%benchmark``, ``%evaluate``, ``%optimize``,
+``%serve``, ``%loadtest`` and ``%hfmagic``. The same functions are importable here and run by the ``hfmagic`` command.
 Nothing heavy (torch, transformers, onnxruntime, ...) is imported until it is first needed.
 """
 
@@ -30,7 +30,8 @@ from hfmagic import backends as _backends  # noqa: E402,F401
 from hfmagic.tasks import builtin as _builtin_tasks  # noqa: E402,F401
 
 __all__ = [
-    "load_model", "export_onnx", "benchmark", "evaluate", "optimize", "settings", "demo", "Dashboard",
+    "load_model", "export_onnx", "benchmark", "evaluate", "optimize", "serve", "loadtest", "settings", "demo",
+    "Dashboard",
     "ModelHandle", "Variant", "Variants", "HFMagicError", "load_ipython_extension",
 ]
 
@@ -38,6 +39,7 @@ _LAZY = {
     "load_model": "hfmagic.models.handle", "ModelHandle": "hfmagic.models.handle",
     "export_onnx": "hfmagic.export.api", "benchmark": "hfmagic.benchmarking.api",
     "evaluate": "hfmagic.evaluation.api", "optimize": "hfmagic.optimizing.api", "settings": "hfmagic.core.config",
+    "serve": "hfmagic.serving.api", "loadtest": "hfmagic.serving.loadtest",
     "Variant": "hfmagic.models.variants", "Variants": "hfmagic.models.variants",
     "HFMagicError": "hfmagic.core.errors", "Dashboard": "hfmagic.ui.widget",
 }

@@ -19,8 +19,7 @@ from hfmagic.core.backend import origin as backend_origin
 from hfmagic.core.envcard import physical_cores
 from hfmagic.core.records import BenchmarkRow
 from hfmagic.core.shapes import shape_of, shape_text
-from hfmagic.measure.worker import InlineRun, InlineServer, WorkerProcess
-from hfmagic.tasks import origin
+from hfmagic.measure.worker import InlineRun, InlineServer, WorkerProcess, variant_spec
 
 MAX_TEXTS = 256  # real texts sent to a worker (--inputs)
 
@@ -171,10 +170,7 @@ class Sweep:
     def job_spec(self, job: Job, shapes: list) -> dict:
         v, p, model = job.variant, self.params, job.model
         return {
-            "variant": {"name": v.name, "path": str(v.path) if v.path else None,
-                        "model_path": str(model.path), "task": model.task,
-                        "task_origin": origin(model.task),
-                        "model_name": model.name, "trust_remote_code": model.trust_remote_code},
+            "variant": variant_spec(v),
             "backend": job.backend, "backend_origin": backend_origin(job.backend), "threads": p["threads"],
             "warmup": p["warmup"],
             "min_runs": p["min_runs"], "min_time": p["min_time"], "shapes": [list(s) for s in shapes],

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import socket
 import time
-from pathlib import Path
 
 from hfmagic.cluster.connect import Cluster, error_line, worker_env
 from hfmagic.cluster.transfer import folder_digest, localize, materialize, variant_folders
 from hfmagic.measure.runner import Runner
-from hfmagic.measure.worker import variant_from_spec
-from hfmagic.tasks import ensure, origin
+from hfmagic.measure.worker import variant_from_spec, variant_spec
+from hfmagic.tasks import ensure
 
 
 def _evaluate_shard(spec: dict, folders: dict[str, str], holders: dict[str, list], feeds: list, threads: int) -> dict:
@@ -48,11 +47,7 @@ def evaluate_shards(cluster: Cluster, on: str | None, variant, batches: list, th
 
     slots, wanted = cluster.shard_slots(on, threads)
     count = max(1, min(slots, len(batches)))
-    spec = {"name": variant.name, "path": str(variant.path) if variant.path else None, "level": variant.level,
-            "runtime": variant.runtime, "model_path": str(variant.model.path), "task": variant.model.task,
-            "task_origin": origin(variant.model.task), "model_name": variant.model.name,
-            "trust_remote_code": variant.model.trust_remote_code,
-            "path_is_dir": variant.path is not None and Path(variant.path).is_dir()}
+    spec = variant_spec(variant)
     paths = variant_folders(spec)
     folders = {role: folder_digest(path) for role, path in paths.items()}
     # put once per folder (per connection); a node that holds the folder already never fetches it

@@ -43,7 +43,7 @@ from hfmagic.core.timing import timed_runs
 from hfmagic.measure.memory import oom_kills
 from hfmagic.models.handle import ModelHandle
 from hfmagic.models.variants import Variant
-from hfmagic.tasks import ensure
+from hfmagic.tasks import ensure, origin
 
 FAULT_ENV = "HFMAGIC_WORKER_FAULT"
 
@@ -125,6 +125,17 @@ def _load(job: dict, process_start: float | None, in_worker: bool, park_when_idl
     yield {"type": "ready", "startup_s": startup_s, "load_s": load_s, "pid": os.getpid(),
            "threads_used": backend.threads_used()}
     yield backend, model, texts, tokenizer
+
+
+def variant_spec(variant) -> dict:
+    """What a process elsewhere needs to load ``variant`` (:func:`variant_from_spec`): its files, its
+    model's folder and task (with where the task was registered, for a task added at run time)."""
+    path = variant.path
+    return {"name": variant.name, "path": str(path) if path else None, "level": variant.level,
+            "runtime": variant.runtime, "model_path": str(variant.model.path), "task": variant.model.task,
+            "task_origin": origin(variant.model.task), "model_name": variant.model.name,
+            "trust_remote_code": variant.model.trust_remote_code,
+            "path_is_dir": path is not None and Path(path).is_dir()}
 
 
 def variant_from_spec(spec: dict):

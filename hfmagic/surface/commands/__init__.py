@@ -111,6 +111,8 @@ COMMAND_MODULES = [
     "hfmagic.surface.commands.benchmark",
     "hfmagic.surface.commands.evaluate",
     "hfmagic.surface.commands.optimize",
+    "hfmagic.surface.commands.serve",
+    "hfmagic.surface.commands.loadtest",
     "hfmagic.surface.commands.admin",
 ]
 

@@ -1,0 +1,91 @@
+"""Serving: the highest request rate inside a p99 SLO, per served configuration, on this machine.
+
+The demo classifier's fp32 and int8 (dynamic, per-channel) on Ray Serve (127.0.0.1), each with
+dynamic batching off (one request per batch) and on (up to 8, waiting 5 ms), with one replica and
+two (one thread each), served one configuration at a time. The SLO is chosen from the measured
+single-request latency: 4 x fp32's median over 20 sequential requests, one at a time (it says
+which). Each configuration is load-tested open-loop (Poisson arrivals) at rates from a quarter of
+fp32's one-at-a-time capacity to four times it, for --duration seconds each; its highest rate whose
+row is ok (inside the SLO, no errors, achieved what was offered, the generator on schedule) is its
+figure. Prints the table of every configuration and rate, the generator's own CPU share, and last
+the best configuration's rate over fp32's without batching on one replica.
+
+    python benchmarks/serve.py [--duration 10]
+"""
+
+import argparse
+import json
+import statistics
+import time
+import urllib.request
+
+from hfmagic.core.envcard import cpu_flags
+from hfmagic.export.api import export_onnx
+from hfmagic.models.handle import load_model
+from hfmagic.serving.api import serve, stop_all
+from hfmagic.serving.loadtest import loadtest
+
+CONFIGS = [("fp32", 1, 1, 0.0), ("fp32", 8, 1, 5.0), ("fp32", 1, 2, 0.0),
+           ("int8", 1, 1, 0.0), ("int8", 8, 1, 5.0), ("int8", 1, 2, 0.0)]  # variant, max batch, replicas, wait ms
+
+
+def one_at_a_time_ms(url: str, count: int = 20) -> float:
+    """The median of ``count`` sequential requests (after 3 warm-ups): one user, no queue."""
+    body = json.dumps({"inputs": "The central bank raised interest rates again on Thursday."}).encode()
+    times = []
+    for i in range(count + 3):
+        start = time.perf_counter()
+        with urllib.request.urlopen(urllib.request.Request(url, data=body, headers={
+                "Content-Type": "application/json"}), timeout=60) as response:
+            response.read()
+        if i >= 3:
+            times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0)
+    args = parser.parse_args()
+    variants = export_onnx(load_model("demo"), levels=["fp32"], quantize="dynamic", progress=False)
+    from hfmagic.tasks.text.demo import split
+
+    texts = split()[1]["text"].tolist()[:200]  # the demo's held-out articles, sent in turn
+    flags = ", ".join(sorted(f for f in cpu_flags() if f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")))
+    results, slo_ms, rates = [], None, None
+    try:
+        for variant, batch, replicas, wait in CONFIGS:
+            handle = serve(variants, variant=variant, max_batch=batch, replicas=replicas, batch_wait_ms=wait,
+                           name=f"{variant}-b{batch}-r{replicas}")
+            if slo_ms is None:  # fp32, one request at a time: the SLO and the rates follow from it
+                single = one_at_a_time_ms(handle.url)
+                slo_ms = 4 * single
+                capacity = 1000 / single
+                rates = sorted({round(capacity * f, 1) for f in (0.25, 0.5, 1, 1.5, 2, 3, 4)})
+                print(f"fp32 one request at a time: median {single:.1f} ms; SLO p99 {slo_ms:.0f} ms (4 x it); "
+                      f"rates {rates} /s", flush=True)
+            results.append(loadtest(handle, rates=rates, duration=args.duration, slo_p99=f"{slo_ms}ms", data=texts,
+                                    progress=False))
+            print(results[-1], flush=True)
+            handle.stop()
+    finally:
+        stop_all()
+    best = {}
+    for r in results:
+        best.update(r.best())
+    cpu = max((row["generator_cpu"] for r in results for row in r.rows if row.get("generator_cpu")), default=0)
+    print(f"CPU flags: {flags}; the generator's own CPU: up to {cpu:.0%} of one core (2 cores shared with the server)")
+    for name, rate in best.items():
+        print(f"{name:>14}: highest rate inside {slo_ms:.0f} ms p99: {rate if rate else 'none'}")
+    base = best.get("fp32-b1-r1")
+    winner = max(best, key=lambda n: best[n] or 0)
+    if base and best[winner]:
+        print(f"best configuration's rate inside the SLO over fp32 without batching on one replica (CPU flags: "
+              f"{flags}): {winner} {best[winner]:g}/s over {base:g}/s = {best[winner] / base:.2f}x")
+    else:
+        print(f"best configuration's rate inside the SLO over fp32 without batching on one replica: not measured "
+              f"(fp32-b1-r1: {base}, {winner}: {best.get(winner)})")
+
+
+if __name__ == "__main__":
+    main()

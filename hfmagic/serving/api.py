@@ -1,0 +1,263 @@
+"""``serve()``: a variant behind a real HTTP endpoint on Ray Serve, with its dynamic batching.
+
+Each served configuration (variant x backend x replicas x largest batch x batch wait) is a Ray
+Serve application of its own, at ``http://127.0.0.1:PORT/NAME``: several can be served side by
+side and load-tested against each other. Ray runs on a cluster of this machine's own, started on
+first use and bound to 127.0.0.1 (:class:`~hfmagic.cluster.local.LocalCluster`: Ray's usage
+statistics and dashboard off), so nothing listens beyond this machine; it stops with the kernel.
+A request is JSON ``{"inputs": "a text"}``; the answer is the task's prediction
+(:mod:`hfmagic.serving.replica`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+from hfmagic.core.errors import UsageProblem
+from hfmagic.core.results import Column, Table
+
+SERVED_TASKS = ("text-classification",)  # tasks whose predictions a replica answers with (replica.answers)
+START_TIMEOUT_S = 180.0
+
+_ray = None        # the LocalCluster Serve runs on (one per kernel)
+_port = None       # Serve's HTTP port on 127.0.0.1
+_served: dict[str, "Served"] = {}
+
+
+@dataclass
+class Served:
+    """A served configuration: its URL, what it runs, and where its replicas are. ``stop()`` takes
+    it down (``%serve --stop NAME``)."""
+
+    name: str
+    url: str
+    model: str
+    variant: str
+    backend: str
+    replicas: int
+    max_batch: int
+    batch_wait_ms: float
+    threads: int
+    placement: list[dict] = field(default_factory=list)  # each replica: its actor and node
+    started_s: float = 0.0
+    stopped: bool = False
+
+    def config(self) -> dict:
+        """What this configuration is, for a load test's rows."""
+        return {"config": self.name, "variant": self.variant, "backend": self.backend, "replicas": self.replicas,
+                "max_batch": self.max_batch, "batch_wait_ms": self.batch_wait_ms}
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        from ray import serve
+
+        serve.delete(self.name)
+        self.stopped = True
+        _served.pop(self.name, None)
+
+    def table(self) -> Table:
+        rows = [{"replica": p["replica"], "node": p["node"], "pid": p["pid"], "state": p["state"]}
+                for p in self.placement]
+        notes = [f"POST JSON {{\"inputs\": \"a text\"}} to {self.url}; the answer gives the prediction, server_ms "
+                 "(the replica's time for the request, batching wait included) and the batch it ran in",
+                 f"{self.variant} on {self.backend}, {self.threads} thread(s) per replica; dynamic batching: up to "
+                 f"{self.max_batch} request(s), waiting {self.batch_wait_ms:g} ms for more; started in "
+                 f"{self.started_s:.1f} s" + ("; stopped" if self.stopped else "")]
+        return Table(rows, [Column("replica"), Column("node"), Column("pid"), Column("state")],
+                     title=f"served {self.name} at {self.url}", notes=notes)
+
+    def __str__(self) -> str:
+        return str(self.table())
+
+    def _repr_html_(self) -> str:
+        return self.table()._repr_html_()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_serve(port: int | None) -> int:
+    """Ray (a cluster of this machine, on 127.0.0.1) and Serve's HTTP proxy, once per kernel."""
+    global _ray, _port
+    if _ray is None:
+        from hfmagic.cluster.local import LocalCluster
+
+        try:
+            import ray.serve  # noqa: F401
+        except ImportError:
+            raise UsageProblem("%serve needs Ray Serve: pip install 'hfmagic[ray]' (ray[serve])") from None
+        _ray = LocalCluster([{}], cpus=os.cpu_count() or 2).start()
+        atexit.register(stop_all)
+    if _port is None:
+        from ray import serve
+
+        wanted = port or _free_port()
+        try:
+            serve.start(http_options={"host": "127.0.0.1", "port": wanted}, logging_config={"log_level": "WARNING"})
+        except Exception as exc:
+            raise UsageProblem(f"Ray Serve could not listen on 127.0.0.1:{wanted} ({exc}); give another --port")
+        _port = wanted
+    elif port is not None and port != _port:
+        raise UsageProblem(f"Ray Serve listens on 127.0.0.1:{_port} already (one port per kernel); leave out --port "
+                           "or give that one")
+    return _port
+
+
+def _check_port(port: int | None) -> None:
+    if port is None or port == _port:
+        return
+    if not 0 < port < 65536:
+        raise UsageProblem(f"--port must be between 1 and 65535, got {port}")
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise UsageProblem(f"port {port} on 127.0.0.1 is in use; give another --port, or leave it out for a free "
+                               "one") from None
+
+
+def serve(target, variant: str | None = None, replicas: int = 1, max_batch: int = 1, batch_wait_ms: float = 0.0,
+          backend: str | None = None, threads: int = 1, port: int | None = None, name: str | None = None,
+          delay_ms: float = 0.0) -> Served:
+    """Serve ``variant`` of ``target`` (a Variants from export_onnx, or a model handle: its torch
+    variant) on Ray Serve at ``http://127.0.0.1:PORT/NAME``: ``replicas`` copies, each loading the
+    variant on ``backend`` (onnxruntime for ONNX, torch for torch) with ``threads`` threads, with
+    dynamic batching (up to ``max_batch`` requests, waiting ``batch_wait_ms`` for more). ``name``:
+    the route (default model-variant-rN-bB). ``delay_ms``: every batch made that much slower (a
+    server slow on purpose, for trying a load test). Bad input is refused before Ray starts."""
+    from hfmagic.backends import default_backends, get_backend
+    from hfmagic.models.variants import Variant, Variants, model_of
+
+    model = model_of(target)
+    if model.task not in SERVED_TASKS:
+        raise UsageProblem(f"%serve answers {', '.join(SERVED_TASKS)} models so far; {model.name} is a {model.task} "
+                           "model (its %benchmark and %evaluate work)")
+    if isinstance(target, Variants):
+        chosen = variant or ("fp32" if "fp32" in target.names else target.names[0])
+        if chosen not in target.names:
+            raise UsageProblem(f"unknown variant {chosen!r}; use one of: {', '.join(target.names)}")
+        picked = target[chosen]
+        if not picked.ok:
+            raise UsageProblem(f"variant {chosen} did not build ({picked.error}); serve another")
+    else:
+        if variant not in (None, "torch"):
+            raise UsageProblem(f"{model.name} is a model handle: it serves its torch variant; export it first "
+                               f"(v = %export_onnx {model.name}) and serve v --variant {variant}")
+        picked = Variant("torch", model, size_bytes=model.weights_bytes)
+    backend = backend or default_backends(picked.kind)[0]
+    cls = get_backend(backend)
+    if cls.RUNS != picked.kind:
+        raise UsageProblem(f"backend {backend} runs {cls.RUNS} variants, and {picked.name} is {picked.kind}; give "
+                           f"--backend {default_backends(picked.kind)[0]}")
+    for value, what, least in ((replicas, "replicas", 1), (max_batch, "max-batch", 1), (threads, "threads", 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise UsageProblem(f"--{what} must be a whole number, at least {least}, got {value!r}")
+    if batch_wait_ms < 0:
+        raise UsageProblem(f"--batch-wait-ms must be 0 or more milliseconds, got {batch_wait_ms:g}")
+    name = name or f"{model.name}-{picked.name}-r{replicas}-b{max_batch}".replace("/", "-")
+    if name in _served and not _served[name].stopped:
+        raise UsageProblem(f"{name} is served already at {_served[name].url}; stop it first ({name}.stop() or "
+                           f"%serve --stop {name}) or give --name")
+    _check_port(port)
+
+    from ray import serve as ray_serve
+
+    from hfmagic.cluster.connect import worker_env
+    from hfmagic.measure.worker import variant_spec
+    from hfmagic.serving.replica import Replica
+
+    started = time.time()
+    http_port = _start_serve(port)
+    _check_cpus(replicas * threads, replicas, threads)
+    app = Replica.options(name="Replica", num_replicas=replicas,
+                          ray_actor_options={"num_cpus": threads, "runtime_env": worker_env(threads)}).bind(
+        variant_spec(picked), backend, threads, max_batch, batch_wait_ms / 1000, delay_ms)
+    try:
+        ray_serve.run(app, name=name, route_prefix=f"/{name}")
+    except Exception as exc:
+        raise UsageProblem(f"{name} did not start on Ray Serve: {str(exc).strip().splitlines()[-1][:300]}") from None
+    served = Served(name, f"http://127.0.0.1:{http_port}/{name}", model.name, picked.name, backend, replicas,
+                    max_batch, batch_wait_ms, threads, _placement(name), time.time() - started)
+    _served[name] = served
+    return served
+
+
+def _check_cpus(need: int, replicas: int, threads: int, wait_s: float = 15.0) -> None:
+    """Refuse in one line a configuration the local Ray cannot place (Serve would wait for CPUs
+    forever); a configuration stopped a moment ago frees its CPUs within seconds: waited for."""
+    import ray
+
+    end = time.monotonic() + wait_s
+    while (free := ray.available_resources().get("CPU", 0.0)) < need and time.monotonic() < end and _served:
+        time.sleep(0.5)
+    if free < need:
+        total = ray.cluster_resources().get("CPU", 0.0)
+        names = ", ".join(f"{s.name} ({s.replicas * s.threads})" for s in served().values()) or "none"
+        raise UsageProblem(f"{replicas} replica(s) x {threads} thread(s) need {need} CPUs; this machine's Ray has "
+                           f"{free:g} of {total:g} free (served: {names}); stop one (%serve --stop NAME) or ask for "
+                           "fewer")
+
+
+def _placement(name: str) -> list[dict]:
+    """Each live replica of application ``name``: its id, node and process, from Ray's GCS (the
+    state API needs Ray's dashboard, which the local cluster leaves off)."""
+    try:
+        from ray._private.state import actors
+
+        table = actors(actor_state_name="ALIVE")
+    except Exception:  # best effort: the endpoint works without it
+        return []
+    out = []
+    for actor in table.values():
+        actor_name = actor.get("Name") or ""
+        if actor_name.startswith("SERVE_REPLICA::") and f"::{name}#" in actor_name:
+            address = actor.get("Address") or {}
+            out.append({"actor": actor_name, "replica": actor_name.split("#")[-1], "node": (address.get("NodeID") or "")[:12],
+                        "pid": actor.get("Pid"), "state": actor.get("State")})
+    return out
+
+
+def served() -> dict[str, Served]:
+    """The configurations served now, by name."""
+    return {k: v for k, v in _served.items() if not v.stopped}
+
+
+def stop(name: str | None = None) -> list[str]:
+    """Stop one served configuration (``name``) or every one; returns the names stopped."""
+    if name is not None:
+        if name not in served():
+            raise UsageProblem(f"nothing is served under {name!r}; served: {', '.join(served()) or 'none'}")
+        served()[name].stop()
+        return [name]
+    names = list(served())
+    for n in names:
+        _served[n].stop()
+    return names
+
+
+def stop_all() -> None:
+    """Every served configuration, Serve and the local Ray cluster (at kernel exit)."""
+    global _ray, _port
+    for s in list(_served.values()):
+        s.stopped = True
+    _served.clear()
+    if _ray is not None:
+        from hfmagic.cluster.connect import disconnect
+
+        try:
+            from ray import serve
+
+            serve.shutdown()
+        except Exception:
+            pass
+        disconnect()
+        _ray.stop()
+    _ray, _port = None, None
