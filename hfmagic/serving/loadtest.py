@@ -171,7 +171,7 @@ def verdict(row: dict, slo_ms: float | None) -> str:
     if row["achieved_rps"] < ACHIEVED_SHARE * row["offered_rps"]:
         return "saturated: achieved under 95% of offered"
     if slo_ms is not None and row["p99_ms"] is not None and row["p99_ms"] > slo_ms:
-        return f"over SLO: p99 {row['p99_ms']:.0f} ms > {slo_ms:g} ms"
+        return f"over SLO: p99 {row['p99_ms']:.0f} ms > {slo_ms:.0f} ms"
     return "ok"
 
 
@@ -223,7 +223,7 @@ class LoadTestResult:
             rate = best[config]
             cost = (f"; at {self.price_per_hour:g}/hour: {self.price_per_hour / (rate * 3600) * 1e6:.2f} per million "
                     "requests" if rate and self.price_per_hour else "")
-            inside = f"highest rate inside the SLO ({self.slo_ms:g} ms p99)" if self.slo_ms else "highest rate ok"
+            inside = f"highest rate inside the SLO ({self.slo_ms:.0f} ms p99)" if self.slo_ms else "highest rate ok"
             notes.append(f"{config}: {inside}: {rate:g}/s{cost}" if rate else f"{config}: no rate was inside the SLO")
             if knee[config] is not None:
                 notes.append(f"{config}: knee at {knee[config]:g}/s")
