@@ -30,7 +30,8 @@ from hfmagic.cluster.connect import connect, disconnect
 START_TIMEOUT_S = 90.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the OS picks it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -50,7 +51,7 @@ class LocalCluster:
         self._tmp = None if folder else tempfile.TemporaryDirectory(prefix="hfmagic-ray-")
         # Ray's socket paths must stay under 107 bytes: its session folder goes in a short place
         self.folder = Path(folder or self._tmp.name)
-        self.port = _free_port()
+        self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.procs: list[subprocess.Popen] = []
 

@@ -78,12 +78,6 @@ class Served:
         return self.table()._repr_html_()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_serve(port: int | None) -> int:
     """Ray (a cluster of this machine, on 127.0.0.1) and Serve's HTTP proxy, once per kernel."""
     global _ray, _port
@@ -99,7 +93,9 @@ def _start_serve(port: int | None) -> int:
     if _port is None:
         from ray import serve
 
-        wanted = port or _free_port()
+        from hfmagic.cluster.local import free_port
+
+        wanted = port or free_port()
         try:
             serve.start(http_options={"host": "127.0.0.1", "port": wanted}, logging_config={"log_level": "WARNING"})
         except Exception as exc:

@@ -203,3 +203,13 @@ def test_cluster(tmp_path, demo_small_folder):
     rows = RunStore().get(sweep["id"])["rows"]
     assert {r["node"] for r in rows} == {"kind_a", "kind_b"} and all(r["status"] == "ok" for r in rows)
     assert "kind_a" in text and "kind_b" in text and "shards" in text
+
+
+@pytest.mark.slow
+def test_serve(tmp_path, demo_small_folder):
+    """Two variants served on Ray Serve (127.0.0.1), called over HTTP, load-tested side by side."""
+    nb = execute("serve.ipynb", tmp_path)
+    text = outputs(nb)
+    assert "served int8 at http://127.0.0.1:" in text and "'predictions'" in text and "'server_ms'" in text
+    assert "load test" in text and "highest rate inside the SLO (300 ms p99)" in text
+    assert "stopped: fp32, int8" in text
