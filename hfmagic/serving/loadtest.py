@@ -224,7 +224,8 @@ class LoadTestResult:
             cost = (f"; at {self.price_per_hour:g}/hour: {self.price_per_hour / (rate * 3600) * 1e6:.2f} per million "
                     "requests" if rate and self.price_per_hour else "")
             inside = f"highest rate inside the SLO ({self.slo_ms:.0f} ms p99)" if self.slo_ms else "highest rate ok"
-            notes.append(f"{config}: {inside}: {rate:g}/s{cost}" if rate else f"{config}: no rate was inside the SLO")
+            none = "no rate was inside the SLO" if self.slo_ms else "no rate was ok"
+            notes.append(f"{config}: {inside}: {rate:g}/s{cost}" if rate else f"{config}: {none}")
             if knee[config] is not None:
                 notes.append(f"{config}: knee at {knee[config]:g}/s")
         return Table(self.rows, columns, title="load test", notes=notes + self.notes)

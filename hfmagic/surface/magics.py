@@ -113,7 +113,7 @@ class HFMagics(Magics):
             raise UsageError(self._split_path(line) or str(exc)) from None
         if not hasattr(args, "output"):  # no -o/-q: the result is the cell's value (%hfmagic status)
             return result
-        if not args.quiet:
+        if not args.quiet and result is not None:  # %serve --stop said what it did itself
             ctx.show(result)
         return result if args.output else None
 
