@@ -19,7 +19,8 @@ from hfmagic.core.backend import origin as backend_origin
 from hfmagic.core.envcard import physical_cores
 from hfmagic.core.records import BenchmarkRow
 from hfmagic.core.shapes import shape_of, shape_text
-from hfmagic.measure.worker import InlineRun, InlineServer, WorkerProcess, variant_spec
+from hfmagic.measure.spec import variant_spec
+from hfmagic.measure.worker import InlineRun, InlineServer, WorkerProcess
 
 MAX_TEXTS = 256  # real texts sent to a worker (--inputs)
 

@@ -12,7 +12,7 @@ import time
 from hfmagic.cluster.connect import Cluster, error_line, worker_env
 from hfmagic.cluster.transfer import folder_digest, localize, materialize, variant_folders
 from hfmagic.measure.runner import Runner
-from hfmagic.measure.worker import variant_from_spec, variant_spec
+from hfmagic.measure.spec import variant_from_spec, variant_spec
 from hfmagic.tasks import ensure
 
 

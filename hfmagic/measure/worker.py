@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Iterator
 
 from hfmagic import backends
@@ -41,9 +40,8 @@ from hfmagic.core.compilecache import keep_compile_cache_in_hfmagic
 from hfmagic.core.errors import BackendUnavailable
 from hfmagic.core.timing import timed_runs
 from hfmagic.measure.memory import oom_kills
-from hfmagic.models.handle import ModelHandle
-from hfmagic.models.variants import Variant
-from hfmagic.tasks import ensure, origin
+from hfmagic.measure.spec import variant_from_spec
+from hfmagic.tasks import ensure
 
 FAULT_ENV = "HFMAGIC_WORKER_FAULT"
 
@@ -125,26 +123,6 @@ def _load(job: dict, process_start: float | None, in_worker: bool, park_when_idl
     yield {"type": "ready", "startup_s": startup_s, "load_s": load_s, "pid": os.getpid(),
            "threads_used": backend.threads_used()}
     yield backend, model, texts, tokenizer
-
-
-def variant_spec(variant) -> dict:
-    """What a process elsewhere needs to load ``variant`` (:func:`variant_from_spec`): its files, its
-    model's folder and task (with where the task was registered, for a task added at run time)."""
-    path = variant.path
-    return {"name": variant.name, "path": str(path) if path else None, "level": variant.level,
-            "runtime": variant.runtime, "model_path": str(variant.model.path), "task": variant.model.task,
-            "task_origin": origin(variant.model.task), "model_name": variant.model.name,
-            "trust_remote_code": variant.model.trust_remote_code,
-            "path_is_dir": path is not None and Path(path).is_dir()}
-
-
-def variant_from_spec(spec: dict):
-    """The variant a job's spec names (its model handle included), as this process sees the paths."""
-
-    model = ModelHandle(path=Path(spec["model_path"]), task=spec["task"], source=spec["model_path"],
-                        trust_remote_code=spec.get("trust_remote_code", False), name=spec["model_name"])
-    return Variant(spec["name"], model, path=Path(spec["path"]) if spec.get("path") else None,
-                   level=spec.get("level"), runtime=spec.get("runtime"))
 
 
 def measure(backend, batch: int, seq: int, job: dict, texts, tokenizer, model) -> dict:

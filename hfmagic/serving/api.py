@@ -167,7 +167,7 @@ def serve(target, variant: str | None = None, replicas: int = 1, max_batch: int 
     from ray import serve as ray_serve
 
     from hfmagic.cluster.connect import worker_env
-    from hfmagic.measure.worker import variant_spec
+    from hfmagic.measure.spec import variant_spec
     from hfmagic.serving.replica import Replica
 
     started = time.time()

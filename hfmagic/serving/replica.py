@@ -42,12 +42,12 @@ class Replica:
                  delay_ms: float = 0.0):
         ray_off()
         from hfmagic.measure.runner import Runner
-        from hfmagic.measure.worker import variant_from_spec
+        from hfmagic.measure.spec import variant_from_spec
 
         self.variant = variant_from_spec(spec)
         self.model = self.variant.model
         self.runner = Runner(self.variant, threads, backend)
-        self.tokenizer = self.model.preprocessor()
+        self.model.preprocessor()  # loaded (and kept by the handle) before the first request, not during it
         self.delay_s = delay_ms / 1000  # a server made slow on purpose (tests): added to every batch
         self.predict.set_max_batch_size(max_batch)
         self.predict.set_batch_wait_timeout_s(batch_wait_s)

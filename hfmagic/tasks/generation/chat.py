@@ -59,15 +59,12 @@ def chat_inputs(model, batch: int, seq: int, texts: list[str] | None) -> dict:
     frame = chat_frame(model)
     room = seq - len(frame[0]) - len(frame[1])
     if texts:
-        tokenizer = model.tokenizer()
-        stream = [tokenizer(t + "\n\n", add_special_tokens=False, verbose=False)["input_ids"] for t in texts]
-        rows = []
-        for i in range(batch):
-            content: list[int] = []
-            for j in range(len(texts)):  # from text i on, as many as it takes to fill the room
-                content += stream[(i + j) % len(texts)]
-                if len(content) >= room:
-                    break
+        from hfmagic.tasks.generation.evaluate import text_tokens  # perplexity's token stream
+
+        tokenizer, rows = model.tokenizer(), []
+        for i in range(batch):  # from text i on, as many as it takes to fill the room (repeated if all are short)
+            start = i % len(texts)
+            content = text_tokens(tokenizer, texts[start:] + texts[:start], room)
             rows.append((content * (room // max(len(content), 1) + 1))[:room])
     else:
         rng = np.random.default_rng(batch * 100_003 + seq)
