@@ -15,34 +15,15 @@ the best configuration's rate over fp32's without batching on one replica.
 """
 
 import argparse
-import json
-import statistics
-import time
-import urllib.request
 
 from hfmagic.core.envcard import cpu_flags
 from hfmagic.export.api import export_onnx
 from hfmagic.models.handle import load_model
 from hfmagic.serving.api import serve, stop_all
-from hfmagic.serving.loadtest import loadtest
+from hfmagic.serving.loadtest import loadtest, one_at_a_time
 
 CONFIGS = [("fp32", 1, 1, 0.0), ("fp32", 8, 1, 5.0), ("fp32", 1, 2, 0.0),
            ("int8", 1, 1, 0.0), ("int8", 8, 1, 5.0), ("int8", 1, 2, 0.0)]  # variant, max batch, replicas, wait ms
-
-
-def one_at_a_time_ms(url: str, texts: list[str], count: int = 30) -> float:
-    """The median of ``count`` sequential requests of the texts the load test sends, in turn (after
-    3 warm-ups): one user, no queue."""
-    times = []
-    for i in range(count + 3):
-        body = json.dumps({"inputs": texts[i % len(texts)]}).encode()
-        start = time.perf_counter()
-        with urllib.request.urlopen(urllib.request.Request(url, data=body, headers={
-                "Content-Type": "application/json"}), timeout=60) as response:
-            response.read()
-        if i >= 3:
-            times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -60,7 +41,7 @@ def main() -> None:
             handle = serve(variants, variant=variant, max_batch=batch, replicas=replicas, batch_wait_ms=wait,
                            name=f"{variant}-b{batch}-r{replicas}")
             if slo_ms is None:  # fp32, one request at a time: the SLO and the rates follow from it
-                single = one_at_a_time_ms(handle.url, texts)
+                single = one_at_a_time(handle, texts)
                 slo_ms = 4 * single
                 capacity = 1000 / single
                 rates = sorted({round(capacity * f, 1) for f in (0.25, 0.5, 1, 1.5, 2)})

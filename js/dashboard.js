@@ -435,4 +435,87 @@ function render({ model, el }) {
   return () => { for (const e of events) model.off(e, draw); };
 }
 
-export default { render };
+// -- a load test: p99 against achieved requests/s, one line per configuration ---------------------
+
+/** A load test (hfmagic.ui.loadtest): its curves, the SLO across, each configuration's highest rate
+ *  inside it ringed, and the table. Every figure comes from Python; this only places them. */
+function renderLoadTest({ model, el }) {
+  const root = h("div", { class: "hfm-dash", "data-testid": "hfmagic-loadtest" });
+  el.append(root);
+
+  function chart(curves, slo) {
+    const points = curves.flatMap((c) => c.points);
+    const wrap = h("div", { class: "hfm-chart", "data-testid": "loadtest-chart" });
+    if (!points.length) {
+      wrap.append(h("div", { class: "hfm-empty" }, "no rate was answered: nothing to plot (the table says why)"));
+      return wrap;
+    }
+    const W = 520, H = 300, m = { l: 58, r: 16, t: 14, b: 40 };
+    // a saturated rate's p99 can be many times the SLO: the axis stops at 4 × the SLO and such a
+    // point sits on the top edge as a triangle (its tooltip says its figure)
+    const top = slo != null ? Math.min(Math.max(...points.map((p) => p.y)), 4 * slo) : Math.max(...points.map((p) => p.y));
+    const ys = [top].concat(slo != null ? [slo] : []);
+    const [x0, x1] = padded([0, Math.max(...points.map((p) => p.x))]);
+    const [y0, y1] = padded([0, Math.max(...ys)]);
+    const over = (p) => p.y > top;
+    const x = scale(Math.max(0, x0), x1, m.l, W - m.r);
+    const y = scale(Math.max(0, y0), y1, H - m.b, m.t);
+    const colour = (i) => PALETTE[i % PALETTE.length];
+    const streamed = curves.some((c) => c.judged === "ttft_p99_ms");
+    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "hfm-svg" },
+      ticks(Math.max(0, x0), x1).map((v) => s("g", { class: "hfm-tick" },
+        s("line", { x1: x(v), x2: x(v), y1: m.t, y2: H - m.b }),
+        s("text", { x: x(v), y: H - m.b + 14, "text-anchor": "middle" }, String(v)))),
+      ticks(Math.max(0, y0), y1).map((v) => s("g", { class: "hfm-tick" },
+        s("line", { x1: m.l, x2: W - m.r, y1: y(v), y2: y(v) }),
+        s("text", { x: m.l - 6, y: y(v) + 4, "text-anchor": "end" }, String(v)))),
+      s("text", { class: "hfm-axis", x: (m.l + W - m.r) / 2, y: H - 6, "text-anchor": "middle" },
+        "achieved requests/s"),
+      s("text", { class: "hfm-axis", x: 12, y: (m.t + H - m.b) / 2, "text-anchor": "middle",
+        transform: `rotate(-90 12 ${(m.t + H - m.b) / 2})` }, streamed ? "p99 ms (TTFT p99 for streams)" : "p99 latency, ms"),
+      slo != null ? s("g", { "data-testid": "slo-line" },
+        s("line", { x1: m.l, x2: W - m.r, y1: y(slo), y2: y(slo), class: "hfm-slo" }),
+        s("text", { x: W - m.r - 4, y: y(slo) - 4, "text-anchor": "end", class: "hfm-slo-label" }, `SLO ${slo} ms`)) : null,
+      curves.map((c, i) => s("g", { "data-testid": "curve", "data-config": c.config, "data-best": c.best ?? "" },
+        s("path", { d: c.points.map((p, k) => `${k ? "L" : "M"}${x(p.x).toFixed(1)},${y(Math.min(p.y, top)).toFixed(1)}`).join(""),
+          class: "hfm-curve", style: `stroke: ${colour(i)}` }),
+        c.points.map((p) => over(p)
+          ? s("path", { d: `M${x(p.x) - 5},${y(top) + 4}L${x(p.x) + 5},${y(top) + 4}L${x(p.x)},${y(top) - 5}Z`,
+            style: `fill: #fff; stroke: ${colour(i)}`, class: "hfm-point hfm-clipped", "data-testid": "rate-point",
+            "data-rate": p.rate, "data-ok": "false" }, s("title", {}, p.tip))
+          : s("circle", {
+            cx: x(p.x), cy: y(p.y), r: p.rate === c.best ? 6 : 3.5, style: `fill: ${p.ok ? colour(i) : "#fff"}; stroke: ${colour(i)}`,
+            class: `hfm-point${p.rate === c.best ? " hfm-best" : ""}`, "data-testid": "rate-point",
+            "data-rate": p.rate, "data-ok": p.ok ? "true" : "false",
+          }, s("title", {}, p.tip))))));
+    const legend = h("div", { class: "hfm-legend", "data-testid": "legend" }, curves.map((c, i) => h("span", {},
+      h("span", { class: "hfm-swatch", style: `background: ${colour(i)}` }),
+      ` ${c.config}` + (c.best != null ? `: ${c.best}/s inside` : ": no rate inside")
+      + (c.gate === "fail" ? " (fails the accuracy gate)" : c.gate ? ` (gate ${c.gate})` : "") + "  ")));
+    wrap.append(h("div", { class: "hfm-chart-title" }, "p99 latency against achieved throughput ",
+      "(filled: the rate was ok; hollow: it was not; ringed: the highest rate inside the SLO; "
+      + "a triangle on the top edge: a p99 beyond 4 × the SLO)"), legend, svg);
+    return wrap;
+  }
+
+  function draw() {
+    const headings = model.get("headings") || [];
+    const notes = model.get("notes") || [];
+    root.replaceChildren(...[
+      h("div", { class: "hfm-title" }, model.get("title") || "load test"),
+      chart(model.get("curves") || [], model.get("slo_ms")),
+      h("table", { class: "hfm-table", "data-testid": "loadtest-table" },
+        h("thead", {}, h("tr", {}, headings.map((t) => h("th", {}, t)))),
+        h("tbody", {}, (model.get("cells") || []).map((row) => h("tr", {}, row.map((c) => h("td", {}, c)))))),
+      notes.length ? h("details", { class: "hfm-notes", "data-testid": "notes", open: true },
+        h("summary", {}, `${notes.length} note${notes.length > 1 ? "s" : ""}`),
+        h("ul", {}, notes.map((n) => h("li", {}, n)))) : null].filter(Boolean));
+  }
+
+  const events = ["curves", "slo_ms", "headings", "cells", "notes", "title"].map((k) => `change:${k}`);
+  for (const e of events) model.on(e, draw);
+  draw();
+  return () => { for (const e of events) model.off(e, draw); };
+}
+
+export default { render: (ctx) => (ctx.model.get("view") === "loadtest" ? renderLoadTest(ctx) : render(ctx)) };

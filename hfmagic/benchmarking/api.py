@@ -233,12 +233,8 @@ def _provenance(models, chosen_sets, data) -> dict:
     several = len(models) > 1
     files = {(f"{m.name}/{v.name}" if several else v.name): v.sha256 or file_sha256(v.path)
              for m, chosen in zip(models, chosen_sets) for v in chosen if v.path is not None and v.path.exists()}
-    out = {"model": _model_card(models[0]), "files": files, "dataset": data.fingerprint if data else None}
+    out = {"model": models[0].provenance(), "files": files, "dataset": data.fingerprint if data else None}
     if several:
-        out["models"] = [_model_card(m) for m in models]
+        out["models"] = [m.provenance() for m in models]
     return out
 
-
-def _model_card(model) -> dict:
-    return {"source": model.source, "path": str(model.path), "revision": model.revision,
-            "weights_sha256": model.weights_sha256, "task": model.task, "name": model.name}

@@ -21,17 +21,20 @@ def timed_runs(fn, min_runs: int, min_time: float) -> list[float]:
             return [s / 1e6 for s in samples]
 
 
-def token_clock(stamps: list | None):
+def token_clock(stamps: list | None, each=None):
     """generate()'s stopping criteria that only note the time after each new token in ``stamps``
-    (None when no stamps are asked for)."""
-    if stamps is None:
+    and hand ``each`` (when given) the sequences so far; None when neither is asked for."""
+    if stamps is None and each is None:
         return None
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     class Clock(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
-            stamps.append(time.perf_counter_ns())
+            if stamps is not None:
+                stamps.append(time.perf_counter_ns())
+            if each is not None:
+                each(input_ids)
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
     return StoppingCriteriaList([Clock()])

@@ -74,6 +74,12 @@ def load_data(source: Any, split: str | None = None, text_column: str | None = N
 
 
 # -- finding the table -----------------------------------------------------------------------
+def texts_of(source: Any) -> tuple[list[str], str]:
+    """The texts of ``source`` (labels not needed) and where they are from: what a load test sends."""
+    read = load_data(source, require_labels=False)
+    return list(read.texts), read.source
+
+
 def _table(source: Any, split: str | None):
     """(a pandas DataFrame or datasets.Dataset, a label for it, ClassLabel names or None)."""
     pd = sys.modules.get("pandas")

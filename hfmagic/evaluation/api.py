@@ -197,10 +197,10 @@ def evaluate(target: Any, options: EvaluateOptions) -> EvaluationResult:
                                  "lower_is_better": result.lower_is_better}}
     if several:
         params["targets"] = [e.model.source for e in entries]
-    provenance = {"model": _model_provenance(entries[0].model), "files": _files(plan, several),
+    provenance = {"model": entries[0].model.provenance(), "files": _files(plan, several),
                   "dataset": base.fingerprint}
     if several:
-        provenance["models"] = [_model_provenance(e.model) for e in entries]
+        provenance["models"] = [e.model.provenance() for e in entries]
     with store.recording("evaluate", params, provenance) if store else contextlib.nullcontext() as run:
         result.run_id = run.id if run else None
         interrupted = run_all(plan, evaluator, chosen_metrics, ref_entry, result, run, o.callback, o.progress, remote,
@@ -275,11 +275,6 @@ def _build_variants(model: ModelHandle, variants: list[str] | None, reference: s
     if not variants:
         requests = [requests[0] | {"quantize": "auto"}]  # the default set: auto's quantized variants
     return export_all(model, requests, progress=progress)
-
-
-def _model_provenance(model: ModelHandle) -> dict:
-    return {"source": model.source, "path": str(model.path), "revision": model.revision,
-            "weights_sha256": model.weights_sha256, "task": model.task, "name": model.name}
 
 
 def _files(plan, several: bool) -> dict:

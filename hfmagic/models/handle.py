@@ -220,6 +220,11 @@ class ModelHandle:
                 return note
         return None
 
+    def provenance(self) -> dict:
+        """What a run records of the model: where it came from, its weights' sha256, task and name."""
+        return {"source": self.source, "path": str(self.path), "revision": self.revision,
+                "weights_sha256": self.weights_sha256, "task": self.task, "name": self.name}
+
     def card(self):
         labels = ", ".join(f"{i}:{v}" for i, v in sorted(self.labels.items())) or "-"
         try:

@@ -50,7 +50,8 @@ from hfmagic.store.db import default_store
 def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batch_size: int = 1,
              size: int | None = None, budget: float | None = None, backends: list[str] | None = None,
              threads: int | None = None, calibration=None, samples: int = 100, progress: bool = True,
-             min_time: float = 1.0, **evaluate_options) -> OptimizeResult:
+             min_time: float = 1.0, slo_p99=None, serve_duration: float | None = None,
+             **evaluate_options) -> OptimizeResult:
     """Search levels x quantization recipes x backends for the fastest configuration of ``target``
     that keeps ``keep`` percent of the reference's first metric on ``data`` (see the module
     docstring). ``objective``: p50, p95, throughput or tpot (text generation), at ``batch_size`` x
@@ -60,8 +61,10 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
     the gate then also scores: the notes say so). ``threads``: a thread count, or a list of them
     to search (default 1, half and all of ``%config HFMagic.threads``). ``budget``: seconds for the whole search.
     ``min_time``: seconds of timing per configuration in the confirming sweep (screening takes
-    a fifth of a second each). Other keyword arguments go to :func:`hfmagic.evaluate` (``limit``,
-    ``label_map``, ``text_column``, ...)."""
+    a fifth of a second each). ``objective="serve"`` with ``slo_p99`` (``"100ms"``): after the search
+    at batch 1, the passing candidates are served and load-tested for the most requests/s inside
+    that p99 (:mod:`hfmagic.optimizing.serving`; ``serve_duration``: seconds per rate). Other
+    keyword arguments go to :func:`hfmagic.evaluate` (``limit``, ``label_map``, ``text_column``, ...)."""
 
     started = time.time()
     model = load_model(target)
@@ -74,6 +77,20 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
     if objective == "tpot" and not task.measurement.GENERATES:
         raise UsageProblem(f"--objective tpot is a text-generation model's time per output token; {model.name} is "
                            f"{task.NAME}: use p50, p95 or throughput")
+    if objective == "serve":
+        if slo_p99 is None:
+            raise UsageProblem("--objective serve needs --slo-p99, the p99 budget a served request must keep "
+                               "(e.g. 100ms)")
+        parse_slo(slo_p99)
+        if task.requests.STREAMS:
+            raise UsageProblem(f"--objective serve searches request/answer models; {model.name}'s answers stream "
+                               "token by token: serve its variants with %serve and compare them with %loadtest")
+        if batch_size != 1:
+            raise UsageProblem("--objective serve searches at batch 1 (a request is one example; Ray Serve's dynamic "
+                               "batching groups them): leave out --shape's batch")
+    elif slo_p99 is not None:
+        raise UsageProblem("--slo-p99 is the served p99 budget of --objective serve; add --objective serve or leave "
+                           "it out")
     if not 0 < keep <= 100:
         raise UsageProblem(f"--keep must be a percentage above 0 and at most 100, got {keep:g}")
     if budget is not None and budget <= 0:
@@ -82,18 +99,28 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
     size = size or task.inputs.sizes(model)[0]
     threads = thread_counts(threads, settings().resolved_threads())
     deadline = None if budget is None else started + budget
-    search = Search(model, data, keep, objective, batch_size, size, backends, threads, deadline,
+    search = Search(model, data, keep, "p50" if objective == "serve" else objective, batch_size, size, backends,
+                    threads, deadline,
                     calibration, samples, progress, evaluate_options)
     search.min_time = min_time
 
     store = default_store()
     params = {"target": model.source, "data": str(data) if isinstance(data, str) else None, "keep": keep,
               "objective": objective, "batch_size": batch_size, "size": size, "budget": budget,
-              "backends": backends, "threads": threads, "samples": samples}
+              "backends": backends, "threads": threads, "samples": samples,
+              "slo_ms": parse_slo(slo_p99) if objective == "serve" else None}
     provenance = {"model": {"source": model.source, "path": str(model.path), "weights_sha256": model.weights_sha256,
                             "task": model.task, "name": model.name}}
     with store.recording("optimize", params, provenance) if store else contextlib.nullcontext() as run:
         result = search.run()
+        if objective == "serve" and not result.interrupted:
+            from hfmagic.optimizing.serving import DURATION_S, serve_stage
+
+            try:
+                serve_stage(search, result, slo_p99, serve_duration or DURATION_S, progress, data)  # sent the gate's examples
+            except KeyboardInterrupt:
+                result.interrupted = True
+                result.notes.append("interrupted while serving: the trace holds what was load-tested before Ctrl-C")
         if run is not None:
             for row in result.trace:
                 run.add_row(row)
@@ -103,6 +130,12 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
                         "front": [p["candidate"] for p in result.front], "outcome": result.outcome,
                         "stopped": result.stopped, "against_reference": result.against_reference})
     return result
+
+
+def parse_slo(slo_p99) -> float:
+    from hfmagic.serving.loadtest import parse_ms
+
+    return parse_ms(slo_p99)
 
 
 def thread_counts(threads, setting: int) -> list[int]:

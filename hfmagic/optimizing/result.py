@@ -11,7 +11,8 @@ from hfmagic.ui.widget import Dashboard
 
 # what --objective takes: the row's figure it reads, and whether lower is better
 OBJECTIVES = {"p50": ("p50_ms", True), "p95": ("p95_ms", True), "throughput": ("samples_per_s", False),
-              "tpot": ("p50_ms", True)}  # a generation's p50_ms is its time per output token
+              "tpot": ("p50_ms", True),  # a generation's p50_ms is its time per output token
+              "serve": ("requests/s inside the SLO", False)}  # a served configuration's (optimizing.serving)
 TRACE_COLUMNS = [Column("candidate"), Column("stage"), Column("outcome"), Column("objective", "objective", ".3f", "right"),
                  Column("metric", "metric", ".4f", "right"), Column("pct", "% of ref", ".2f", "right"),
                  Column("reason")]
@@ -39,6 +40,7 @@ class OptimizeResult:
     stopped: str | None = None  # where the budget stopped the search ("before evaluating O2"), None if it did not
     outcome: str = ""  # what the search found, in one line: the run list's headline of it
     seconds: dict = field(default_factory=dict)  # stage -> wall seconds it took (building, screening, ...)
+    loadtest: Any = None  # objective "serve": every served configuration's load-test rows (the curves)
 
     def table(self) -> Table:
         title = f"optimize {self.model_name} for {self.objective} at >= {self.keep:g}% of the reference"
@@ -53,6 +55,8 @@ class OptimizeResult:
             notes.append(f"rebuild: {self.recipe['python']}")
             if self.recipe.get("cli"):
                 notes.append(f"rebuild with: {self.recipe['cli']}")
+            if self.recipe.get("serve_line"):
+                notes.append(f"serve it as it was served: {self.recipe['serve_line']}")
         return Table(self.trace, TRACE_COLUMNS, title=title, notes=notes)
 
     def to_pandas(self):

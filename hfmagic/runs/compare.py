@@ -22,12 +22,14 @@ FIGURES = {
     "evaluate": ["pct_of_reference", "agreement", "flip_rate", "max_logit_diff", "samples_per_s"],
     "export": ["size_mb", "nodes", "max_abs_diff", "cosine", "build_s"],
     "optimize": ["objective", "pct"],
+    "loadtest": ["achieved_rps", "p50_ms", "p99_ms", "server_p50_ms", "ttft_p99_ms", "tpot_p50_ms"],
 }
 # the records of a kind of run: which of its figures are timings and which are read against a row
 # of the run's own (a speed-up against its baseline; % of, agreement with, flips from and logit
 # difference to its reference): a change between two runs of those only where both used the same one
 RECORDS = {"benchmark": BenchmarkRow, "evaluate": EvalRow}
-TIMED = {"optimize": {"objective"}}  # a search's objective is a timing; its trace is no record
+TIMED = {"optimize": {"objective"},  # a search's objective is a timing; its trace is no record
+         "loadtest": {"achieved_rps", "p50_ms", "p99_ms", "server_p50_ms", "ttft_p99_ms", "tpot_p50_ms"}}
 MACHINE_ENV = {"host", "cpu", "cpu_flags", "physical_cores", "logical_cpus", "memory_gb", "gpus", "machine"}
 UNTIMED_ENV = {"cwd", "git"}  # the user's folder and its commit: not what the timings depend on
 SHORT_ROW_SHA = 12  # a row's model_sha: the start of its weights' sha256

@@ -29,7 +29,7 @@ from hfmagic.store.messages import Message, hint
 
 # the kinds of run, and how two runs' rows of a kind are matched (compare)
 KEYS = {"benchmark": ("variant", "backend", "batch_size", "seq_len", "image_size", "audio_seconds", "new_tokens"), "evaluate": ("variant",),
-        "export": ("variant",), "optimize": ("candidate", "stage")}
+        "export": ("variant",), "optimize": ("candidate", "stage"), "loadtest": ("config", "rate")}
 RUN_COLUMNS = [Column("id"), Column("time"), Column("kind"), Column("model"), Column("weights"), Column("status"),
                Column("rows", "#rows", "d", "right"), Column("tag"), Column("headline")]
 SHORT_HASH = 8  # hex digits of the weights' sha256 shown next to the model's name
@@ -98,6 +98,8 @@ def headline(kind: str, rows: list[dict], params: dict, summary: dict | None = N
     (or baseline) the run recorded, with the result's own verdicts."""
     if kind == "optimize":  # its rows are the search's trace; its summary the result's own outcome
         return optimize_headline(rows, params, summary or {})
+    if kind == "loadtest":  # its rows' statuses are verdicts on rates; the summary has each configuration's best
+        return loadtest_headline(rows, params, summary or {})
     ok = [r for r in rows if r.get("status") == "ok"]
     failed = f"; {len(rows) - len(ok)} failed" if len(ok) < len(rows) else ""
     if not ok:
@@ -134,6 +136,17 @@ def headline(kind: str, rows: list[dict], params: dict, summary: dict | None = N
         small = min(sized, key=lambda r: r["size_mb"]) if sized else None
         return f"{len(ok)} variant{'s' if len(ok) != 1 else ''}" + (f"; smallest {small['variant']} {field_of('size_mb').write(small)} MB" if small else "") + failed
     return f"{len(ok)} rows{failed}"
+
+
+def loadtest_headline(rows: list[dict], params: dict, summary: dict) -> str:
+    """The configuration with the most requests per second inside the SLO (or ok), with its gate."""
+    best = {c: r for c, r in (summary.get("best") or {}).items() if r}
+    inside = f"inside {params['slo_ms']:.0f} ms p99" if params.get("slo_ms") else "ok"
+    if not best:
+        return f"no rate {inside}" if rows else "no finished rows"
+    top = max(best, key=best.get)
+    gate = next((r.get("gate") for r in rows if r.get("config") == top and r.get("gate")), None)
+    return f"most {inside}: {top} at {best[top]:g}/s" + (f" (gate {gate})" if gate else "")
 
 
 def _p50(row: dict) -> str:

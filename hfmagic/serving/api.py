@@ -5,13 +5,14 @@ Serve application of its own, at ``http://127.0.0.1:PORT/NAME``: several can be 
 side and load-tested against each other. Ray runs on a cluster of this machine's own, started on
 first use and bound to 127.0.0.1 (:class:`~hfmagic.cluster.local.LocalCluster`: Ray's usage
 statistics and dashboard off), so nothing listens beyond this machine; it stops with the kernel.
-A request is JSON ``{"inputs": "a text"}``; the answer is the task's prediction
-(:mod:`hfmagic.serving.replica`).
+A request is JSON ``{"inputs": EXAMPLE}`` (a text, a question and its context, an image or audio
+file in base64); the answer is the task's prediction, %evaluate's (:mod:`hfmagic.serving.replica`).
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import socket
 import time
@@ -20,7 +21,6 @@ from dataclasses import dataclass, field
 from hfmagic.core.errors import UsageProblem
 from hfmagic.core.results import Column, Table
 
-SERVED_TASKS = ("text-classification",)  # tasks whose predictions a replica answers with (replica.answers)
 START_TIMEOUT_S = 180.0
 
 _ray = None        # the LocalCluster Serve runs on (one per kernel)
@@ -45,6 +45,10 @@ class Served:
     placement: list[dict] = field(default_factory=list)  # each replica: its actor and node
     started_s: float = 0.0
     stopped: bool = False
+    request: str = '"a text"'  # what one request's "inputs" holds (the task's Requests.SHAPE)
+    handle: object = field(default=None, repr=False, compare=False)  # the model (what a load test sends it)
+    streams: bool = False  # answers streamed token by token (a decoder)
+    variant_sha: str | None = None  # the variant file's sha256 (a run's provenance)
 
     def config(self) -> dict:
         """What this configuration is, for a load test's rows."""
@@ -63,11 +67,15 @@ class Served:
     def table(self) -> Table:
         rows = [{"replica": p["replica"], "node": p["node"], "pid": p["pid"], "state": p["state"]}
                 for p in self.placement]
-        notes = [f"POST JSON {{\"inputs\": \"a text\"}} to {self.url}; the answer gives the prediction, server_ms "
+        notes = [f"POST JSON {{\"inputs\": {self.request}, \"max_new_tokens\": 64}} to {self.url}; the answer streams "
+                 "one JSON line per new token, then one with the whole text, server_ttft_ms and server_ms (the "
+                 "replica's times, its queue included)" if self.streams else
+                 f"POST JSON {{\"inputs\": {self.request}}} to {self.url}; the answer gives the prediction, server_ms "
                  "(the replica's time for the request, batching wait included) and the batch it ran in",
-                 f"{self.variant} on {self.backend}, {self.threads} thread(s) per replica; dynamic batching: up to "
-                 f"{self.max_batch} request(s), waiting {self.batch_wait_ms:g} ms for more; started in "
-                 f"{self.started_s:.1f} s" + ("; stopped" if self.stopped else "")]
+                 f"{self.variant} on {self.backend}, {self.threads} thread(s) per replica; "
+                 + ("one generation at a time per replica (the others wait their turn)" if self.streams else
+                    f"dynamic batching: up to {self.max_batch} request(s), waiting {self.batch_wait_ms:g} ms for more")
+                 + f"; started in {self.started_s:.1f} s" + ("; stopped" if self.stopped else "")]
         return Table(rows, [Column("replica"), Column("node"), Column("pid"), Column("state")],
                      title=f"served {self.name} at {self.url}", notes=notes)
 
@@ -88,6 +96,7 @@ def _start_serve(port: int | None) -> int:
             import ray.serve  # noqa: F401
         except ImportError:
             raise UsageProblem("%serve needs Ray Serve: pip install 'hfmagic[ray]' (ray[serve])") from None
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # the driver's own INFO lines, one per call
         _ray = LocalCluster([{}], cpus=os.cpu_count() or 2).start()
         atexit.register(stop_all)
     if _port is None:
@@ -133,9 +142,7 @@ def serve(target, variant: str | None = None, replicas: int = 1, max_batch: int 
     from hfmagic.models.variants import Variant, Variants, model_of
 
     model = model_of(target)
-    if model.task not in SERVED_TASKS:
-        raise UsageProblem(f"%serve answers {', '.join(SERVED_TASKS)} models so far; {model.name} is a {model.task} "
-                           "model (its %benchmark and %evaluate work)")
+    model.task_plugin.requests.check(model)
     if isinstance(target, Variants):
         chosen = variant or ("fp32" if "fp32" in target.names else target.names[0])
         if chosen not in target.names:
@@ -158,6 +165,10 @@ def serve(target, variant: str | None = None, replicas: int = 1, max_batch: int 
             raise UsageProblem(f"--{what} must be a whole number, at least {least}, got {value!r}")
     if batch_wait_ms < 0:
         raise UsageProblem(f"--batch-wait-ms must be 0 or more milliseconds, got {batch_wait_ms:g}")
+    if model.task_plugin.requests.STREAMS and (max_batch > 1 or batch_wait_ms):
+        raise UsageProblem(f"{model.name}'s answers stream token by token, one generation at a time per replica: "
+                           "leave out --max-batch and --batch-wait-ms (batching generations in flight is a serving "
+                           "engine's work: vLLM, TGI); --replicas adds generations in parallel")
     name = name or f"{model.name}-{picked.name}-r{replicas}-b{max_batch}".replace("/", "-")
     if name in _served and not _served[name].stopped:
         raise UsageProblem(f"{name} is served already at {_served[name].url}; stop it first ({name}.stop() or "
@@ -181,7 +192,9 @@ def serve(target, variant: str | None = None, replicas: int = 1, max_batch: int 
     except Exception as exc:
         raise UsageProblem(f"{name} did not start on Ray Serve: {str(exc).strip().splitlines()[-1][:300]}") from None
     served = Served(name, f"http://127.0.0.1:{http_port}/{name}", model.name, picked.name, backend, replicas,
-                    max_batch, batch_wait_ms, threads, _placement(name), time.time() - started)
+                    max_batch, batch_wait_ms, threads, _placement(name), time.time() - started,
+                    request=model.task_plugin.requests.SHAPE, handle=model,
+                    streams=model.task_plugin.requests.STREAMS, variant_sha=picked.sha256)
     _served[name] = served
     return served
 

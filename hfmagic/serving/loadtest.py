@@ -19,19 +19,21 @@ appear or p99 crosses the SLO) and the highest rate inside the SLO.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
 import resource
 import threading
 import time
-from dataclasses import dataclass, field
 
 from hfmagic.core.errors import UsageProblem
-from hfmagic.core.results import Column, Table
+from hfmagic.serving.record import accuracy_of, provenance
+from hfmagic.serving.result import LoadTestResult, figures
+from hfmagic.store.db import default_store
 
-ACHIEVED_SHARE = 0.95  # achieved under this share of offered: the server (or the generator) did not keep up
-LATE_MS = 10.0         # a send this much behind its schedule is late
-LATE_SHARE = 0.05      # more than this share of late sends: the generator could not keep to the rate
 REQUEST_TIMEOUT_S = 30.0
+NEW_TOKENS = 64  # a decoder's new tokens per request unless --new-tokens says
+STREAM_TYPE = "application/x-ndjson"  # a served decoder's answer (hfmagic.tasks.generation.requests)
 
 
 def parse_ms(text, what: str = "--slo-p99") -> float:
@@ -66,11 +68,25 @@ async def _one(session, url: str, payload: dict, intended: float, timeout: float
     sent = clock()
     try:
         async with session.post(url, json=payload, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-            body = await response.json(content_type=None) if response.status == 200 else await response.text()
-            done = clock()
             if response.status != 200:
-                return {"intended": intended, "sent": sent, "done": done, "error": f"HTTP {response.status}"}
-            return {"intended": intended, "sent": sent, "done": done, "server_ms": body.get("server_ms"),
+                await response.read()
+                return {"intended": intended, "sent": sent, "done": clock(), "error": f"HTTP {response.status}"}
+            if response.content_type == STREAM_TYPE:  # a decoder's tokens, a line each as they come
+                stamps, last = [], {}
+                async for line in response.content:
+                    if line.strip():
+                        item = json.loads(line)
+                        if "token" in item:
+                            stamps.append(clock())
+                        else:
+                            last = item
+                done = clock()
+                if "error" in last or not last.get("done"):
+                    return {"intended": intended, "sent": sent, "done": done, "error": "stream broken"}
+                return {"intended": intended, "sent": sent, "done": done, "tokens": stamps,
+                        "server_ms": last.get("server_ms"), "server_ttft_ms": last.get("server_ttft_ms")}
+            body = await response.json(content_type=None)
+            return {"intended": intended, "sent": sent, "done": clock(), "server_ms": body.get("server_ms"),
                     "batch_sizes": body.get("batch_sizes")}
     except asyncio.TimeoutError:
         return {"intended": intended, "sent": sent, "done": clock(), "error": "timeout"}
@@ -129,121 +145,8 @@ def _run_in_thread(coro_factory, stop: threading.Event):
     return out.get("value"), interrupted
 
 
-def figures(results: list[dict], rate: float, duration: float, slo_ms: float | None, cpu_s: float,
-            wall_s: float) -> dict:
-    """One rate's row from its requests (each with its intended, sent and done times)."""
-    import numpy as np
-
-    ok = [r for r in results if "error" not in r]
-    errors: dict[str, int] = {}
-    for r in results:
-        if "error" in r:
-            errors[r["error"]] = errors.get(r["error"], 0) + 1
-    latency = np.array([(r["done"] - r["intended"]) * 1000 for r in ok])
-    late = np.array([(r["sent"] - r["intended"]) * 1000 for r in results])
-    span = (max(r["done"] for r in ok) - ok[0]["start"]) if ok else float("nan")
-    server = [r["server_ms"] for r in ok if r.get("server_ms") is not None]
-    batches = [b for r in ok for b in (r.get("batch_sizes") or [])]
-    row = {"rate": rate, "sent": len(results), "ok": len(ok), "offered_rps": len(results) / duration,
-           "achieved_rps": len(ok) / max(span, duration) if ok else 0.0,
-           "errors": sum(errors.values()), "error_kinds": errors,
-           "p50_ms": float(np.percentile(latency, 50)) if ok else None,
-           "p90_ms": float(np.percentile(latency, 90)) if ok else None,
-           "p99_ms": float(np.percentile(latency, 99)) if ok else None,
-           "max_ms": float(latency.max()) if ok else None,
-           "server_p50_ms": float(np.median(server)) if server else None,
-           "mean_batch": float(np.mean(batches)) if batches else None, "max_batch_seen": max(batches, default=None),
-           "late_p99_ms": float(np.percentile(late, 99)) if len(late) else None,
-           "late_share": float(np.mean(late > LATE_MS)) if len(late) else 0.0,
-           "generator_cpu": cpu_s / wall_s if wall_s else None}
-    row["status"] = verdict(row, slo_ms)
-    return row
-
-
-def verdict(row: dict, slo_ms: float | None) -> str:
-    """What a rate's row says: ok, or why its figures are not the server's, or what broke."""
-    if row["late_share"] > LATE_SHARE:
-        return (f"generator behind: {row['late_share']:.0%} of sends over {LATE_MS:g} ms late (p99 "
-                f"{row['late_p99_ms']:.0f} ms); this rate is beyond what it can send here")
-    if row["errors"]:
-        kinds = ", ".join(f"{n} {k}" for k, n in sorted(row["error_kinds"].items()))
-        return f"errors: {kinds}"
-    if row["achieved_rps"] < ACHIEVED_SHARE * row["offered_rps"]:
-        return "saturated: achieved under 95% of offered"
-    if slo_ms is not None and row["p99_ms"] is not None and row["p99_ms"] > slo_ms:
-        return f"over SLO: p99 {row['p99_ms']:.0f} ms > {slo_ms:.0f} ms"
-    return "ok"
-
-
-@dataclass
-class LoadTestResult:
-    """Rows per configuration and rate, the knee and the highest rate inside the SLO of each."""
-
-    rows: list[dict]
-    slo_ms: float | None
-    duration: float
-    arrival: str
-    notes: list[str] = field(default_factory=list)
-    interrupted: bool = False
-    price_per_hour: float | None = None
-
-    def best(self) -> dict[str, float | None]:
-        """Each configuration's highest offered rate whose row is ok (inside the SLO, no errors,
-        achieved what was offered, the generator on schedule)."""
-        out: dict[str, float | None] = {}
-        for r in self.rows:
-            out.setdefault(r["config"], None)
-            if r["status"] == "ok" and (out[r["config"]] is None or r["rate"] > out[r["config"]]):
-                out[r["config"]] = r["rate"]
-        return out
-
-    def knee(self) -> dict[str, float | None]:
-        """Each configuration's first rate (lowest first) whose row is not ok."""
-        out: dict[str, float | None] = {}
-        for r in sorted(self.rows, key=lambda r: r["rate"]):
-            out.setdefault(r["config"], None)
-            if r["status"] != "ok" and out[r["config"]] is None:
-                out[r["config"]] = r["rate"]
-        return out
-
-    def table(self) -> Table:
-        columns = [Column("config"), Column("rate", "rate /s", "g", "right"),
-                   Column("offered_rps", "offered /s", ".1f", "right"),
-                   Column("achieved_rps", "achieved /s", ".1f", "right"),
-                   Column("p50_ms", "p50 ms", ".1f", "right"), Column("p90_ms", "p90 ms", ".1f", "right"),
-                   Column("p99_ms", "p99 ms", ".1f", "right"), Column("max_ms", "max ms", ".1f", "right"),
-                   Column("server_p50_ms", "server p50 ms", ".1f", "right"),
-                   Column("mean_batch", "mean batch", ".2f", "right"), Column("errors", "errors", "d", "right"),
-                   Column("late_p99_ms", "send late p99 ms", ".1f", "right"), Column("status")]
-        best, knee = self.best(), self.knee()
-        notes = [f"open loop, {self.arrival} arrivals, {self.duration:g} s per rate; latency from each request's "
-                 "intended send time to its answer (a queue shows); server p50: the replica's own median time per "
-                 "request (batching wait included), the cross-check of the client's"]
-        for config in best:
-            rate = best[config]
-            cost = (f"; at {self.price_per_hour:g}/hour: {self.price_per_hour / (rate * 3600) * 1e6:.2f} per million "
-                    "requests" if rate and self.price_per_hour else "")
-            inside = f"highest rate inside the SLO ({self.slo_ms:.0f} ms p99)" if self.slo_ms else "highest rate ok"
-            none = "no rate was inside the SLO" if self.slo_ms else "no rate was ok"
-            notes.append(f"{config}: {inside}: {rate:g}/s{cost}" if rate else f"{config}: {none}")
-            if knee[config] is not None:
-                notes.append(f"{config}: knee at {knee[config]:g}/s")
-        return Table(self.rows, columns, title="load test", notes=notes + self.notes)
-
-    def to_pandas(self):
-        import pandas as pd
-
-        return pd.DataFrame(self.rows)
-
-    def __str__(self) -> str:
-        return str(self.table())
-
-    def _repr_html_(self) -> str:
-        return self.table()._repr_html_()
-
-
-def _targets(target) -> list[tuple[str, str, dict]]:
-    """(name, url, config) of each target: a served configuration or a URL."""
+def _targets(target) -> list[tuple[str, str, dict, object]]:
+    """(name, url, config, model) of each target: a served configuration (its model) or a URL (None)."""
     from hfmagic.serving.api import Served
 
     out = []
@@ -251,9 +154,9 @@ def _targets(target) -> list[tuple[str, str, dict]]:
         if isinstance(t, Served):
             if t.stopped:
                 raise UsageProblem(f"{t.name} was stopped; serve it again before load-testing it")
-            out.append((t.name, t.url, t.config()))
+            out.append((t.name, t.url, t.config(), t.handle))
         elif isinstance(t, str) and re.match(r"https?://[^/\s]+", t):
-            out.append((t, t, {"config": t}))
+            out.append((t, t, {"config": t}, None))
         else:
             raise UsageProblem(f"load-test a served handle (from %serve) or a URL such as http://127.0.0.1:8000/x; "
                                f"got {t!r}")
@@ -262,14 +165,22 @@ def _targets(target) -> list[tuple[str, str, dict]]:
 
 def loadtest(target, rates=(5, 10, 20, 40), duration: float = 30.0, slo_p99=None, data=None,
              arrival: str = "poisson", timeout: float = REQUEST_TIMEOUT_S, price_per_hour: float | None = None,
-             seed: int = 0, progress: bool = True, callback=None) -> LoadTestResult:
+             seed: int = 0, progress: bool = True, callback=None, new_tokens: int | None = None,
+             accuracy=None, record: bool = True) -> LoadTestResult:
     """Load-test ``target`` (a :class:`~hfmagic.serving.api.Served`, a URL, or a list of them) at
     each of ``rates`` requests/s for ``duration`` seconds, open-loop (see the module docstring).
-    ``slo_p99``: the p99 latency budget (``"100ms"``); ``data``: the texts sent (what %evaluate's
-    --data takes; default hfmagic's sample sentences); ``price_per_hour``: the machine's price,
+    ``slo_p99``: the p99 latency budget (``"100ms"``); ``data``: the examples sent (what %evaluate's
+    --data takes for the served model's task; by default its task's samples: hfmagic's sample
+    sentences, scikit-learn's digits, LibriVox clips, questions on BBC articles; a URL is sent
+    texts); ``price_per_hour``: the machine's price,
     for the cost per million requests at the highest rate inside the SLO. ``callback``: called with
-    ``{"type": "progress", "done", "total", "label"}`` as each rate starts (a bar shows unless
-    ``progress`` is False)."""
+    ``{"type": "progress", "done", "total", "label"}`` as each rate starts and ``{"type": "row",
+    "row"}`` as it finishes (as %benchmark's callback is; a bar shows unless
+    ``progress`` is False). ``new_tokens``: what a served decoder is asked to generate per request
+    (default 64; every request generates exactly that many). ``accuracy``: the %evaluate result(s)
+    each served variant's accuracy and gate come from (default: the newest evaluation of its
+    weights in the run store; :mod:`hfmagic.serving.record`). The run is recorded in the store
+    (``record=False``: not, nor is the store read; a search that records its own run)."""
     from hfmagic.core.listargs import as_list
 
     targets = _targets(target)
@@ -283,41 +194,101 @@ def loadtest(target, rates=(5, 10, 20, 40), duration: float = 30.0, slo_p99=None
     slo_ms = parse_ms(slo_p99) if slo_p99 is not None else None
     if price_per_hour is not None and price_per_hour <= 0:
         raise UsageProblem(f"--price-per-hour must be a positive price, got {price_per_hour!r}")
-    texts, source = _texts(data)
-    payloads = [{"inputs": t} for t in texts]
+    if new_tokens is not None and (isinstance(new_tokens, bool) or not isinstance(new_tokens, int) or new_tokens < 1):
+        raise UsageProblem(f"--new-tokens must be a whole number of tokens, at least 1; got {new_tokens!r}")
+    sent = _sent(targets, data, new_tokens)
+    targets_given = target
     result = LoadTestResult([], slo_ms, duration, arrival, price_per_hour=price_per_hour)
-    result.notes.append(f"requests: {len(texts)} texts from {source}, one per request, in turn")
-    stop = threading.Event()
+    for what in dict.fromkeys(what for _, what in sent.values()):
+        result.notes.append(f"requests: {what}, one per request, in turn")
+    served = target_list(targets_given)
+    store = default_store() if record else None
+    result.accuracy = accuracy_of(served, accuracy, store) if served and (record or accuracy) else {}
+    params = {"targets": [c for _, _, c, _ in targets], "rates": sorted(rates), "duration": duration,
+              "slo_ms": slo_ms, "arrival": arrival, "price_per_hour": price_per_hour, "new_tokens": new_tokens,
+              "timeout": timeout, "seed": seed, "sent": {name: what for name, (_, what) in sent.items()}}
+    with store.recording("loadtest", params, provenance(served) if served else {"served": {n: u for n, u, _, _ in targets}}) \
+            if store else contextlib.nullcontext() as run:
+        result.run_id = run.id if run else None
+        _run_rates(targets, sorted(rates), sent, result, run, timeout, seed, progress, callback)
+        cpus = [r["generator_cpu"] for r in result.rows if r.get("generator_cpu") is not None]
+        if cpus:
+            result.notes.append(f"the generator's own CPU: up to {max(cpus):.0%} of one core (it shares this "
+                                "machine's cores with the server)")
+        if run:
+            run.finish("interrupted" if result.interrupted else "ok",
+                       {"notes": result.notes, "best": result.best(), "knee": result.knee()})
+    return result
+
+
+def target_list(targets) -> list:
+    """The served configurations among the targets (URLs have no model to know the accuracy of)."""
+    from hfmagic.serving.api import Served
+
+    return [t for t in (targets if isinstance(targets, (list, tuple)) else [targets]) if isinstance(t, Served)]
+
+
+def _run_rates(targets, rates, sent, result, run, timeout, seed, progress, callback) -> None:
+    """Every target at every rate in turn (lowest first), each row recorded as it finishes; Ctrl-C
+    ends the rate in flight (its row says so) and the test."""
     from tqdm.auto import tqdm
 
+    stop = threading.Event()
     total = len(targets) * len(rates)
     bar = tqdm(total=total, desc="loadtest", unit="rate", disable=not progress, leave=False)
-    for name, url, config in targets:
-        for rate in sorted(rates):
-            label = f"{name} at {rate:g}/s"
-            bar.set_postfix_str(label)
-            if callback is not None:
-                callback({"type": "progress", "done": len(result.rows), "total": total, "label": label})
-            times = schedule(rate, duration, arrival, seed)
-            cpu0, wall0 = _cpu_s(), time.perf_counter()
-            answers, interrupted = _run_in_thread(lambda: _rate(url, payloads, times, timeout, stop), stop)
-            if answers:
-                row = figures(answers, rate, duration, slo_ms, _cpu_s() - cpu0, time.perf_counter() - wall0)
+    try:
+        for name, url, config, _ in targets:
+            found = result.accuracy.get(name)
+            judged = {"gate": found["gate"], "pct_of_reference": found["pct_of_reference"]} if found else {}
+            for rate in rates:
+                label = f"{name} at {rate:g}/s"
+                bar.set_postfix_str(label)
+                if callback is not None:
+                    callback({"type": "progress", "done": len(result.rows), "total": total, "label": label})
+                times = schedule(rate, result.duration, result.arrival, seed)
+                cpu0, wall0 = _cpu_s(), time.perf_counter()
+                payloads = sent[name][0]
+                answers, interrupted = _run_in_thread(lambda: _rate(url, payloads, times, timeout, stop), stop)
+                if answers:
+                    row = figures(answers, rate, result.duration, result.slo_ms, _cpu_s() - cpu0,
+                                  time.perf_counter() - wall0)
+                    if interrupted:
+                        row["status"] = "interrupted: the rate was cut short (its figures cover what was sent)"
+                    row = {**config, **row, **judged}
+                    result.rows.append(row)
+                    if run:
+                        run.add_row(row)
+                    if callback is not None:
+                        callback({"type": "row", "row": row})
+                bar.update(1)
                 if interrupted:
-                    row["status"] = "interrupted: the rate was cut short (its figures cover what was sent)"
-                result.rows.append({**config, **row})
-            bar.update(1)
-            if interrupted:
-                bar.close()
-                result.interrupted = True
-                result.notes.append("interrupted (Ctrl-C): every rate before it finished is kept")
-                return result
-    bar.close()
-    cpus = [r["generator_cpu"] for r in result.rows if r.get("generator_cpu") is not None]
-    if cpus:
-        result.notes.append(f"the generator's own CPU: up to {max(cpus):.0%} of one core (it shares this machine's "
-                            "cores with the server)")
-    return result
+                    result.interrupted = True
+                    result.notes.append("interrupted (Ctrl-C): every rate before it finished is kept")
+                    return
+    finally:
+        bar.close()
+
+
+def one_at_a_time(target, data=None, count: int = 30, warmups: int = 3) -> float:
+    """The median milliseconds of ``count`` requests sent one after another (after ``warmups``):
+    one user, no queue; what a served configuration answers in, HTTP and the proxy included (a
+    load test's rates and SLO are read against it). The examples are the load test's (``data``)."""
+    import statistics
+    import urllib.request
+
+    targets = _targets(target)[:1]
+    name, url = targets[0][0], targets[0][1]
+    payloads = _sent(targets, data)[name][0]
+    times = []
+    for i in range(count + warmups):
+        body = json.dumps(payloads[i % len(payloads)]).encode()
+        start = time.perf_counter()
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
+            response.read()
+        if i >= warmups:
+            times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
 
 
 def _cpu_s() -> float:
@@ -325,14 +296,36 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _sent(targets: list[tuple[str, str, dict, object]], data, new_tokens: int | None = None
+          ) -> dict[str, tuple[list[dict], str]]:
+    """What each target is sent, and what that is in words: a served model the examples of its task
+    (its Requests: ``data`` read as %evaluate reads it, by default its task's samples); a URL texts
+    (``data``'s, by default hfmagic's sample sentences). A decoder is asked for ``new_tokens`` each
+    (default :data:`NEW_TOKENS`); a URL too when ``new_tokens`` is given."""
+    out: dict[str, tuple[list[dict], str]] = {}
+    read: dict[int, tuple[list, str]] = {}
+    for name, _, _, model in targets:
+        if model is None:
+            values, source = _texts(data)
+        else:
+            if id(model) not in read:
+                read[id(model)] = model.task_plugin.requests.sent(model, data)
+            values, source = read[id(model)]
+        if not values:
+            raise UsageProblem(f"{source} has no examples to send")
+        streams = model is not None and model.task_plugin.requests.STREAMS
+        extra = {"max_new_tokens": new_tokens or NEW_TOKENS} if streams or new_tokens else {}
+        what = f"{len(values)} {'prompts' if streams else 'examples'} from {source}" + (
+            f", {extra['max_new_tokens']} new tokens each" if extra else "")
+        out[name] = ([{"inputs": v, **extra} for v in values], what)
+    return out
+
+
 def _texts(data) -> tuple[list[str], str]:
     if data is None:
         from hfmagic.tasks.tokens import SAMPLE_TEXTS
 
         return list(SAMPLE_TEXTS), "hfmagic's sample sentences"
-    from hfmagic.data.tables import load_data
+    from hfmagic.data.tables import texts_of
 
-    read = load_data(data, require_labels=False)
-    if not read.texts:
-        raise UsageProblem(f"{read.source} has no texts to send")
-    return list(read.texts), read.source
+    return texts_of(data)

@@ -85,10 +85,14 @@ def show(shell, result: Any, live: LiveView | None = None, widget: bool = True) 
         from hfmagic.ui.widget import Dashboard
 
         display(Dashboard(result))
+    elif widget and _loadtested(result) and widgets_available(shell):
+        display(result.dashboard())  # p99 against achieved throughput per configuration, and the table
     elif widget and _searched(result) and widgets_available(shell):
         display(result)  # the trace: what was tried and why each was dropped
         if result.benchmark is not None:  # then the confirmed configurations against their accuracy
             display(result.dashboard())
+        if getattr(result, "loadtest", None) is not None:  # --objective serve: the served configurations' curves
+            display(result.loadtest.dashboard())
     else:
         display(result)
 
@@ -98,4 +102,12 @@ def _searched(result: Any) -> bool:
     import sys
 
     cls = getattr(sys.modules.get("hfmagic.optimizing.result"), "OptimizeResult", None)
+    return cls is not None and isinstance(result, cls)
+
+
+def _loadtested(result: Any) -> bool:
+    """A %loadtest result (only a module already imported can have made one)."""
+    import sys
+
+    cls = getattr(sys.modules.get("hfmagic.serving.result"), "LoadTestResult", None)
     return cls is not None and isinstance(result, cls)

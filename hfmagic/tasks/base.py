@@ -13,6 +13,8 @@ parts it holds say the rest (:mod:`hfmagic.tasks.protocols`):
   in which steps, calibrated on what;
 - ``task.validation`` (:class:`~hfmagic.tasks.protocols.Validation`): which examples each variant
   is compared with PyTorch on, what is compared, when it diverged;
+- ``task.requests`` (:class:`Requests`): what a served model (%serve) takes in one HTTP request and
+  answers, through the evaluator's own prediction path;
 - and ``evaluator()``: what %evaluate does with it (:class:`Evaluator`), or why it has none.
 
 A task may also bring what only its models need (``KINDS``: a model that is not a transformers
@@ -29,8 +31,66 @@ from pathlib import Path
 from typing import ClassVar
 
 from hfmagic.core.config import settings
-from hfmagic.core.errors import ModelSourceError, UnsupportedError
-from hfmagic.tasks.protocols import Export, Inputs, Measurement, Validation
+from hfmagic.core.errors import ModelSourceError, UnsupportedError, UsageProblem
+from hfmagic.tasks.protocols import Export, Inputs, Measurement, Part, Validation
+
+
+LOAD_SAMPLES = 32  # a load test's default examples: this many of the task's samples
+
+
+class Requests(Part):
+    """What a served model takes and answers (:mod:`hfmagic.serving`): one request's example as JSON
+    (``SHAPE``, in words), decoded (``example``), a batch of them made into the evaluator's own
+    data (``data``), run through the same ``batches``/``outputs``/``finish`` as %evaluate (so an
+    answer is exactly the prediction %evaluate scores) and turned into JSON (``answers``); and what
+    %loadtest sends of data read for the task (``payloads``). ``SHAPE`` None: not served (yet)."""
+
+    SHAPE: ClassVar[str | None] = None   # one request's "inputs", in words: '"a text"'
+    FILES: ClassVar[tuple[str, ...]] = ()  # content types a request body may be, one example as a file
+    STREAMS: ClassVar[bool] = False  # answers streamed as generated (a decoder's tokens: generation/requests.py)
+
+    def check(self, model) -> None:
+        """Refuse, in one line, a model this task cannot serve."""
+        if self.SHAPE is None:
+            raise UnsupportedError(f"%serve does not answer {self.task.NAME} models yet (their %benchmark and "
+                                   "%evaluate work)")
+
+    def example(self, model, value):
+        """One request's example from its JSON value (or a file's bytes); bad ones raise UsageProblem."""
+        raise self._missing("what one request holds", "example")
+
+    def data(self, model, examples: list) -> "EvalData":
+        """The examples of one batch as the evaluator's data (no labels)."""
+        raise self._missing("how requests become the evaluator's data", "data")
+
+    def answers(self, model, data: "EvalData", prediction) -> list[dict]:
+        """Each example's answer (JSON) from the evaluator's prediction."""
+        raise self._missing("what an answer holds", "answers")
+
+    def payloads(self, model, data: "EvalData") -> list:
+        """What %loadtest sends of data read by the evaluator: each example's JSON value."""
+        raise self._missing("what a load test sends", "payloads")
+
+    def sent(self, model, data=None) -> tuple[list, str]:
+        """What %loadtest sends ``model`` (each example's JSON value) and where it is from: ``data``
+        read as %evaluate reads it, or by default the task's sample examples (``Inputs.samples``)."""
+        if data is not None:
+            read = self.task.evaluator().read(model, data, {})
+            return self.payloads(model, read), read.source
+        examples, source = self.task.inputs.samples(model, LOAD_SAMPLES)
+        return self.payloads(model, self.data(model, examples)), source
+
+    def predict(self, model, runner, examples: list) -> list[dict]:
+        """One batch of decoded examples run as %evaluate runs them, one answer each."""
+        evaluator = self.task.evaluator()
+        data = self.data(model, examples)
+        batches = evaluator.batches(model, data, 1 << 20)  # one batch (a QA context: all its windows)
+        per_row: list = [None] * sum(len(idx) for idx, _ in batches)
+        for idx, feed in batches:
+            named = runner.run(feed)
+            for j, output in zip(idx, evaluator.outputs(named, feed)):
+                per_row[int(j)] = output
+        return self.answers(model, data, evaluator.finish(model, data, per_row))
 
 
 class Task:
@@ -56,6 +116,7 @@ class Task:
     Measurement: ClassVar[type[Measurement]] = Measurement
     Export: ClassVar[type[Export]] = Export
     Validation: ClassVar[type[Validation]] = Validation
+    Requests: ClassVar[type[Requests]] = Requests
 
     # what the task brings beside itself (hfmagic.tasks.kinds; Backend classes: hfmagic.core.backend)
     KINDS: ClassVar[tuple] = ()
@@ -68,6 +129,7 @@ class Task:
         self.measurement = self.Measurement(self)
         self.export = self.Export(self)
         self.validation = self.Validation(self)
+        self.requests = self.Requests(self)
 
     # -- which models, and how they load ------------------------------------------------------
     @classmethod
@@ -132,6 +194,23 @@ def require_any(path: Path, names: tuple[str, ...], what: str, fix: str) -> None
     ``what`` says what is missing (``tokenizer (no tokenizer.json, ...)``), ``fix`` how to mend it."""
     if not any((path / n).exists() for n in names):
         raise ModelSourceError(f"{path} has weights but no {what}; {fix}")
+
+
+def file_bytes(value, what: str) -> bytes:
+    """A request's file: its bytes as sent (the body), or in base64 (a ``data:`` URI too); else
+    UsageProblem saying how to send ``what`` (``"an image ... e.g. {"inputs": "iVBORw0..."}"``)."""
+    import base64
+    import binascii
+
+    raw = value
+    if isinstance(value, str):
+        try:
+            raw = base64.b64decode(value.split(",", 1)[1] if value.startswith("data:") else value, validate=True)
+        except (binascii.Error, ValueError):
+            raw = None
+    if not isinstance(raw, (bytes, bytearray)) or not raw:
+        raise UsageProblem(f"send {what} as a file's bytes in base64, or POST the file itself as the body")
+    return bytes(raw)
 
 
 def write_examples(arrays: list, sha256: str) -> dict:

@@ -39,6 +39,14 @@ def fingerprint(payload, rows: int, columns: list[str], source: str, split=None)
     return {"sha256": digest.hexdigest(), "rows": rows, "columns": columns, "source": source, "split": split}
 
 
+def class_answers(model, prediction: dict) -> list[dict]:
+    """Each example's class as a served answer: its label (the config's id2label) and softmax score."""
+    probs = softmax(np.asarray(prediction["logits"], dtype=np.float64))
+    labels = model.labels or {}
+    return [{"label": labels.get(int(k), str(int(k))), "score": float(p[int(k)])}
+            for k, p in zip(prediction["pred"], probs)]
+
+
 def max_diff(a: list, b: list) -> float:
     return float(max((np.abs(np.asarray(x) - np.asarray(y)).max() for x, y in zip(a, b) if np.size(x)), default=0.0))
 

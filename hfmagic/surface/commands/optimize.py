@@ -15,15 +15,19 @@ x backends x thread counts for the fastest configuration that keeps --keep of th
 accuracy: build (a static int8 that diverges gets a sensitivity pass), screen in short interleaved
 sweeps, evaluate fastest first (on the runtime each was timed on), confirm in a full sweep against
 the fixed recipes. Ends with the winner, the Pareto front, the trace of what was dropped and why,
-and the recipe that rebuilds it.
+and the recipe that rebuilds it. --objective serve then serves the passing candidates on Ray Serve
+(replicas x dynamic batching) and load-tests each for the most requests/s inside --slo-p99.
 """
 ARGS = [
     argument("target", metavar="MODEL", help="a model handle, folder, hub id or demo"),
     argument("--data", help="the labelled data the gate scores (what %%evaluate --data takes; default the model's own "
                             "held-out split)"),
     argument("--keep", default="99%", help="the share of the reference's first metric to keep (default 99%%)"),
-    argument("--objective", default="p50", choices=["p50", "p95", "throughput", "tpot"],
-             help="what the winner is fastest at (default p50; tpot: a decoder's time per output token)"),
+    argument("--objective", default="p50", choices=["p50", "p95", "throughput", "tpot", "serve"],
+             help="what the winner is fastest at (default p50; tpot: a decoder's time per output token; serve: the "
+                  "most requests/s inside --slo-p99, served on Ray Serve)"),
+    argument("--slo-p99", help="with --objective serve: the p99 budget of a served request, e.g. 100ms"),
+    argument("--serve-duration", type=float, help="with --objective serve: seconds per load-tested rate (default 5)"),
     argument("--shape", default=None, metavar="BxS",
              help="batch x the task's size (tokens, pixels, seconds) measured, e.g. 1x128 (default 1 x the "
                   "task's first default size); the gate scores every candidate at that batch"),
@@ -51,7 +55,8 @@ def run(args, ctx):
         ctx.model(args.target), data=data, keep=_percent(args.keep), objective=args.objective, batch_size=batch,
         size=size, budget=args.budget, backends=csv_list(args.backends, what="backend"), threads=csv_list(args.threads, int, what="thread count"),
         calibration=args.calibration if calibration is None else calibration, samples=args.samples,
-        progress=not args.quiet, min_time=args.min_time, limit=args.limit,
+        progress=not args.quiet, min_time=args.min_time, limit=args.limit, slo_p99=args.slo_p99,
+        serve_duration=args.serve_duration,
     )
     if args.name:
         ctx.bind(args.name, result)

@@ -14,7 +14,7 @@ RUN_HELP = "a run id, or the end of one that only one run's id has (e.g. its las
 class Runs:
     DOC = "List the recorded runs: id, time, kind, model, status, rows and a headline figure."
     ARGS = [
-        argument("--kind", choices=["export", "benchmark", "evaluate", "optimize"], help="only runs of this kind"),
+        argument("--kind", choices=["export", "benchmark", "evaluate", "optimize", "loadtest"], help="only runs of this kind"),
         argument("--model", metavar="NAME",
                  help="only runs of this model: its name, its source, or the start of its weights' sha256"),
         argument("--since", metavar="WHEN",

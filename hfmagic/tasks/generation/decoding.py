@@ -60,13 +60,15 @@ def generation_config(model, new_tokens: int):
                             eos_token_id=eos, pad_token_id=pad, use_cache=True)
 
 
-def greedy(generator, feed: dict, config, stamps: list | None = None):
+def greedy(generator, feed: dict, config, stamps: list | None = None, each=None):
     """``generate`` with ``config`` on ``feed`` (numpy or torch); the new tokens, and the clock
-    after each one in ``stamps`` when given."""
+    after each one in ``stamps`` when given; ``each(sequences)`` called after each token (a
+    served stream: transformers' loop hands the token ids so far, onnxruntime-genai's and
+    llama.cpp's an object whose ``tokens`` are the newest)."""
     import torch
 
     inputs = {k: torch.as_tensor(v) for k, v in feed.items()}
-    criteria = token_clock(stamps)
+    criteria = token_clock(stamps, each)
     with torch.inference_mode(), transformers_quiet():
         out = generator.generate(**inputs, generation_config=config, stopping_criteria=criteria)
     return out[:, inputs["input_ids"].shape[1]:]

@@ -96,6 +96,7 @@ class GenAIGenerator:
         shape = _Shape(input_ids)
         while not generator.is_done():
             generator.generate_next_token()
+            shape.tokens = [int(t) for t in np.asarray(generator.get_next_tokens()).reshape(-1)]
             for criterion in stopping_criteria or ():
                 criterion(shape, None)
         batch = np.asarray(input_ids).shape[0]
@@ -110,13 +111,15 @@ class GenAIGenerator:
 
 
 class _Shape:
-    """What a stopping criterion reads of the sequences so far: their batch size and device."""
+    """What a stopping criterion reads of the sequences so far: their batch size and device, and
+    each sequence's newest token (``tokens``: what a served stream sends)."""
 
     def __init__(self, input_ids):
         import torch
 
         self.shape = (len(input_ids),)
         self.device = torch.device("cpu")
+        self.tokens: list[int] = []
 
 
 class _Logits:

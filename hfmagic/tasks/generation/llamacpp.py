@@ -270,6 +270,7 @@ class LlamaCppGenerator:
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
             token = int(logits.argmax())
             out.append(token)
+            shape.tokens = [token]
             for criterion in criteria or ():
                 criterion(shape, None)
             if i < new_tokens - 1:

@@ -34,6 +34,7 @@ from hfmagic.tasks.generation.genai import OnnxRuntimeGenAI, build_genai, genai_
 from hfmagic.tasks.generation.llamacpp import (INSTALL, LlamaCpp, build_gguf, describe_gguf, gguf_steps, llamacpp_installed,
                                                runs_on_llamacpp)
 from hfmagic.tasks.generation.quantize import check_quantized, convert_fp16, quantize_int4
+from hfmagic.tasks.generation.requests import PromptRequests
 from hfmagic.tasks.protocols import Measurement
 from hfmagic.tasks.tokens import TextTask, TokenExport, TokenInputs, TokenValidation
 
@@ -264,6 +265,7 @@ class TextGeneration(TextTask):
     Measurement = GenerationMeasurement
     Export = GenerationExport
     Validation = GenerationValidation
+    Requests = PromptRequests
     SOURCES = (gguf.SOURCE,)
     FORMATS = (gguf.FORMAT,)
     BACKENDS = (OnnxRuntimeGenAI, LlamaCpp)

@@ -29,6 +29,7 @@ from typing import Any
 
 from hfmagic.core.errors import DataError, UsageProblem
 from hfmagic.data.tables import pick_column
+from hfmagic.tasks.base import file_bytes
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 TRANSCRIPT_FILES = ("transcripts.txt", "transcripts.tsv", "transcript.txt", "transcription", "metadata.tsv")
@@ -158,21 +159,45 @@ def _transcripts(path: Path) -> dict[str, str]:
     return out
 
 
-def _read(path: Path, rate: int):
+def _read(path, rate: int, name: str | None = None):
+    """A mono waveform at ``rate`` from a file (or a file-like object of its bytes, called ``name``)."""
     import numpy as np
     import soundfile
 
+    name = name or Path(path).name
     try:
         wave, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
     except Exception as exc:  # noqa: BLE001 - libsndfile's errors name no class of their own
-        raise DataError(f"{path} is not audio soundfile can read ({str(exc).splitlines()[0][:120]})") from None
+        where = name if not isinstance(path, (str, Path)) else path
+        raise DataError(f"{where} is not audio soundfile can read ({str(exc).splitlines()[0][:120]})") from None
     if wave.shape[1] != 1:
-        raise DataError(f"{path.name} has {wave.shape[1]} channels; hfmagic takes mono audio: mix it down first "
+        raise DataError(f"{name} has {wave.shape[1]} channels; hfmagic takes mono audio: mix it down first "
                         "(for example: sox in.wav -c 1 out.wav)")
     if file_rate < MIN_RATE:
-        raise DataError(f"{path.name} is sampled at {file_rate} Hz, below the {MIN_RATE} Hz speech needs; "
+        raise DataError(f"{name} is sampled at {file_rate} Hz, below the {MIN_RATE} Hz speech needs; "
                         "record or export it at 16 kHz")
     return _resample(np.ascontiguousarray(wave[:, 0]), file_rate, rate)
+
+
+def decode(value, rate: int):
+    """A request's audio (a file's bytes, or them in base64, a data: URI too) as a waveform at ``rate``."""
+    import io
+
+
+    raw = file_bytes(value, 'audio (a wav, flac or ogg: {"inputs": "UklGR..."})')
+    return _read(io.BytesIO(raw), rate, "the request's audio")
+
+
+def encode(wave, rate: int) -> str:
+    """A waveform as a 16-bit WAV file's bytes in base64 (what a load test sends)."""
+    import base64
+    import io
+
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, wave, rate, format="WAV", subtype="PCM_16")
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def _note_rates(files: list[Path], rate: int) -> list[str]:

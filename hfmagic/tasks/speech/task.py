@@ -36,6 +36,7 @@ from hfmagic.tasks.protocols import Export, Inputs, Measurement, Validation
 from hfmagic.tasks.speech import seq2seq as s2s
 from hfmagic.tasks.speech.audio import librivox_folder, load_audio, synthetic_clips
 from hfmagic.tasks.speech.evaluate import SpeechRecognitionEvaluator
+from hfmagic.tasks.speech.requests import SpeechRequests
 
 MAX_SECONDS = 600
 ROW_KEYS = keys(declare(  # the row figures speech adds (None on other tasks' rows)
@@ -293,6 +294,7 @@ class SpeechRecognition(Task):
     Measurement = SpeechMeasurement
     Export = SpeechExport
     Validation = SpeechValidation
+    Requests = SpeechRequests
 
     # -- which models ------------------------------------------------------------------------
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from hfmagic.tasks import register
 from hfmagic.tasks.text import demo, tfidf
+from hfmagic.tasks.text.requests import AnswerRequests, EmbeddingRequests, TagRequests, TextRequests
 from hfmagic.tasks.text.evaluate import (EmbeddingEvaluator, QuestionAnsweringEvaluator, TextClassificationEvaluator,
                                          TokenClassificationEvaluator)
 from hfmagic.tasks.tokens import TextTask, TokenValidation
@@ -49,6 +50,7 @@ class TextClassification(TextTask):
     CLASSICAL_BASELINE = "tfidf"
     DESCRIPTION = "a class per text"
     Validation = ClassValidation
+    Requests = TextRequests
     KINDS = (tfidf.TfidfKind(),)
     SOURCES = (*demo.SOURCES, tfidf.SOURCE)
     BACKENDS = (tfidf.Sklearn,)
@@ -71,6 +73,7 @@ class TokenClassification(TextTask):
     DESCRIPTION = "a tag per token (NER)"
     DEFAULT_METRICS = ("f1", "precision", "recall", "accuracy")
     Validation = TagValidation
+    Requests = TagRequests
 
     def evaluator(self):
         return TokenClassificationEvaluator(self)
@@ -85,6 +88,7 @@ class QuestionAnswering(TextTask):
     DESCRIPTION = "an answer span in a context"
     DEFAULT_METRICS = ("f1", "exact_match")
     Validation = SpanValidation
+    Requests = AnswerRequests
 
     def evaluator(self):
         return QuestionAnsweringEvaluator(self)
@@ -98,6 +102,7 @@ class FeatureExtraction(TextTask):
     FALLBACK = True
     DEFAULT_METRICS = ("cosine",)
     DESCRIPTION = "an embedding per token (mean-pooled per text)"
+    Requests = EmbeddingRequests
 
     def evaluator(self):
         return EmbeddingEvaluator(self)

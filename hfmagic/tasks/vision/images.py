@@ -25,6 +25,7 @@ from typing import Any
 
 from hfmagic.core.errors import DataError, UsageProblem
 from hfmagic.data.tables import pick_column
+from hfmagic.tasks.base import file_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 IMAGE_COLUMNS = ("image", "img", "picture", "pixel_values", "path", "file")
@@ -229,6 +230,32 @@ def _open(path: Path):
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DataError(f"{path} is not an image that can be read ({type(exc).__name__}); remove it or "
                         "replace it with a png or jpg") from None
+
+
+def decode(value):
+    """A request's image (a file's bytes, or them in base64, a data: URI too) as PIL."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+
+    raw = file_bytes(value, 'an image (a png or jpg: {"inputs": "iVBORw0..."})')
+    try:
+        with Image.open(io.BytesIO(raw)) as image:
+            image.load()
+            return image.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise UsageProblem(f"the request's image cannot be read ({type(exc).__name__}); send a png or jpg") from None
+
+
+def encode(image) -> str:
+    """An image as a PNG file's bytes in base64 (what a load test sends)."""
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def fingerprint(images: list, labels: list | None, source: str) -> dict:

@@ -30,6 +30,7 @@ from hfmagic.tasks.protocols import Export, Inputs, Measurement, Validation
 from hfmagic.tasks.vision import demo
 from hfmagic.tasks.vision.evaluate import ImageClassificationEvaluator
 from hfmagic.tasks.vision.images import digits, load_images
+from hfmagic.tasks.vision.requests import ImageRequests
 
 PROCESSOR_FILES = ("preprocessor_config.json",)
 # position embeddings for one image size (no interpolation in the exported graph)
@@ -215,6 +216,7 @@ class ImageClassification(Task):
     Measurement = ImageMeasurement
     Export = ImageExport
     Validation = ImageValidation
+    Requests = ImageRequests
     SOURCES = (demo.SOURCE,)
 
     @classmethod

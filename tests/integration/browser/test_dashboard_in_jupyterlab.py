@@ -404,3 +404,54 @@ def notebook_7_dark(page):
         "SELECTED ['int8/onnxruntime/1x16']", timeout=60_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-notebook7-dark.png"), full_page=True)
+
+
+def test_load_test_curves_in_the_browser(page, tmp_path):
+    """A load test's page (LoadTestView.to_html) in Chromium: one curve per configuration with a
+    point per rate at Python's achieved rate and p99, the SLO drawn, each configuration's highest
+    rate inside it ringed, the accuracy gate in the legend, and the table's cells the text table's.
+    The rows come from the load test's own figures() over request timings (no server here: the
+    served path is tests/integration/cluster)."""
+    from hfmagic.serving.result import LoadTestResult, figures
+
+    def timings(rate, service_ms):  # one request per 1/rate s, served one at a time in service_ms
+        free, out = 0.0, []
+        for i in range(int(rate * 4)):
+            intended = i / rate
+            free = max(free, intended) + service_ms / 1000
+            out.append({"intended": intended, "sent": intended, "done": free, "start": 0.0, "server_ms": service_ms})
+        return out
+
+    gates = {"int8-r2": "fail", "fp32-r1": "reference"}  # what a load test's rows carry from %evaluate
+    rows = [{"config": name, "variant": name, **figures(timings(rate, ms), rate, 4.0, 100.0, 0.1, 4.0),
+             "gate": gates[name]} for name, ms in (("int8-r2", 20), ("fp32-r1", 70)) for rate in (5, 10, 20)]
+    result = LoadTestResult(rows, 100.0, 4.0, "constant")
+    result.accuracy = {"int8-r2": {"gate": "fail", "pct_of_reference": 97.5, "metric": "accuracy", "value": 0.9,
+                                   "accuracy_from": "evaluate run x"},
+                       "fp32-r1": {"gate": "reference", "pct_of_reference": 100.0, "metric": "accuracy",
+                                   "value": 0.92, "accuracy_from": "evaluate run x"}}
+    view = result.dashboard()
+    assert result.best() == {"int8-r2": 20, "fp32-r1": 10}, rows
+    out = view.to_html(tmp_path / "load.html")
+    page.goto(out.as_uri())
+    root = page.get_by_test_id("hfmagic-loadtest")
+    expect(root.get_by_test_id("curve")).to_have_count(2)
+    expect(root.get_by_test_id("rate-point")).to_have_count(6)
+    expect(root.get_by_test_id("slo-line")).to_have_count(1)
+    for config, best in result.best().items():
+        curve = root.locator(f"[data-testid=curve][data-config='{config}']")
+        expect(curve).to_have_attribute("data-best", str(best))
+        ringed = curve.locator(".hfm-best")
+        expect(ringed).to_have_count(1)
+        assert ringed.get_attribute("data-rate") == str(best)
+        tips = [t.text_content() for t in curve.locator("title").all()]
+        expected = [r for r in rows if r["config"] == config]
+        for tip, row in zip(tips, expected):  # each point says Python's figures, as the table writes them
+            assert f"achieved {row['achieved_rps']:.1f}/s" in tip and f"p99 {row['p99_ms']:.1f} ms" in tip, tip
+    expect(root.locator(".hfm-clipped")).to_have_count(1)  # fp32-r1 at 20/s: p99 1.6 s, past 4 x the SLO
+    expect(root.get_by_test_id("legend")).to_contain_text("int8-r2: 20/s inside (fails the accuracy gate)")
+    cells = [[c.text_content() for c in r.locator("td").all()] for r in root.get_by_test_id("loadtest-table").locator("tbody tr").all()]
+    assert cells == result.table().cells()
+    expect(root.get_by_test_id("notes")).to_contain_text("but it fails the accuracy gate (97.50% of the reference); "
+                                                         "the most that passes: fp32-r1 at 10/s")
+    page.screenshot(path=str(ARTIFACTS / "loadtest.png"), full_page=True)

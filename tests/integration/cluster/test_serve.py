@@ -81,6 +81,31 @@ def test_dynamic_batching_groups_concurrent_requests(served):
     assert "per million requests" in str(result)
 
 
+def test_a_load_test_is_recorded_with_each_configurations_accuracy_gate(shell, served, store_in_shell, tiny_bert):
+    """%evaluate first (the store keeps it), then %loadtest: each served configuration carries its
+    variant's gate from that evaluation, the run is in the store with its environment card, and the
+    run list's headline names the configuration with the most requests inside the SLO."""
+    import pandas as pd
+
+    from tests.support.tiny import sentences
+
+    fast, slow = served
+    texts = sentences(12, seed=3)
+    shell.user_ns["served_texts"] = pd.DataFrame({"text": texts, "label": [LABELS[i % len(LABELS)] for i in range(12)]})
+    shell.run_line_magic("evaluate", "tiny_v --data served_texts --reference torch -q")
+    shell.user_ns.update(fast_served_again=fast, slow_served_again=slow)
+    result = shell.run_line_magic("loadtest", "fast_served_again slow_served_again --rates 5 --duration 1.5 "
+                                  "--slo-p99 1s -o -q")
+    assert {r["gate"] for r in result.rows} == {"pass"}, result.rows  # fp32 keeps the torch reference's accuracy
+    text = str(result)
+    assert "fast: accuracy 100.00% of the reference's accuracy, gate pass (evaluate run " in text, text
+    run = store_in_shell.get(result.run_id)
+    assert run["kind"] == "loadtest" and run["environment"].get("cpu") and len(store_in_shell.rows(run["id"])) == 2
+    assert run["provenance"]["model"]["weights_sha256"] and set(run["provenance"]["served"]) == {"fast", "slow"}
+    listed = str(shell.run_line_magic("hfmagic", "runs --kind loadtest"))
+    assert "most inside 1000 ms p99:" in listed and "(gate pass)" in listed, listed
+
+
 def test_bad_serving_and_load_input_is_one_line(shell, served, capsys):
     from IPython.core.error import UsageError
 
@@ -121,7 +146,7 @@ def test_ctrl_c_stops_the_generator_and_keeps_what_finished(served):
 
     fast, _ = served
     def second_rate_started(event):
-        if event["done"] == 1:  # a second into the second rate: Ctrl-C
+        if event["type"] == "progress" and event["done"] == 1:  # a second into the second rate: Ctrl-C
             threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
 
     result = loadtest(fast, rates=[5, 10, 20], duration=3, callback=second_rate_started, progress=False)
@@ -168,3 +193,4 @@ def test_a_replica_killed_mid_test_costs_its_requests_and_the_test_carries_on(sh
         time.sleep(1)
     assert len(replicas) == 2 and two.placement[0]["actor"] not in {p["actor"] for p in replicas}, replicas
     two.stop()
+
