@@ -28,6 +28,7 @@ from pathlib import Path
 from hfmagic.cluster.connect import connect, disconnect
 
 START_TIMEOUT_S = 90.0
+AUTH_MODE = "RAY_AUTH_MODE"
 
 
 def free_port() -> int:
@@ -54,6 +55,11 @@ class LocalCluster:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.procs: list[subprocess.Popen] = []
+        # one authentication mode for the nodes and this process: Ray's `ray start` turns token auth
+        # on when ~/.ray/auth_token exists (a plain ray.init() anywhere writes one), while joining by
+        # address never does, so a token file alone would lock this process out of its own cluster.
+        # The user's RAY_AUTH_MODE (and token) hold where set; else none, on loopback only.
+        self._auth_set = AUTH_MODE not in os.environ
 
     def node_cache(self, i: int) -> Path:
         return self.folder / f"node-{i}"
@@ -81,6 +87,7 @@ class LocalCluster:
             args += [f"--address={self.address}"]
         self.node_cache(i).mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HFMAGIC_NODE_CACHE": str(self.node_cache(i)),
+               AUTH_MODE: os.environ.get(AUTH_MODE, "disabled"),
                **(self.env[i] if i < len(self.env) else {})}
         log = open(self.folder / f"node-{i}.log", "wb")
         self.procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -102,6 +109,8 @@ class LocalCluster:
     def _wait_nodes(self, count: int) -> None:
         import ray
 
+        if self._auth_set:
+            os.environ[AUTH_MODE] = "disabled"  # as its nodes were started (see __init__)
         connect(self.address)
         end = time.monotonic() + START_TIMEOUT_S
         while sum(n["Alive"] for n in ray.nodes()) < count:
@@ -123,6 +132,8 @@ class LocalCluster:
         """Leave the cluster and end every node's processes (the head last)."""
 
         disconnect()
+        if self._auth_set:
+            os.environ.pop(AUTH_MODE, None)
         for proc in reversed(self.procs):
             self._signal(proc, signal.SIGTERM)
         for proc in reversed(self.procs):

@@ -73,7 +73,7 @@ def serve_stage(search, result, slo_p99, duration: float = DURATION_S, progress:
             best, rate, down = None, 0.5 * config["replicas"] * 1000.0 / single, 0
             for _ in range(RUNGS):
                 test = loadtest(served, rates=[round(rate, 1)], duration=duration, slo_p99=slo_ms, progress=progress,
-                                data=data, timeout=max(2.0, 10 * slo_ms / 1000),
+                                data=data, timeout=max(2.0, 10 * slo_ms / 1000), split=False,
                                 record=False)  # the search's run records the trace
                 if test.interrupted:
                     raise KeyboardInterrupt

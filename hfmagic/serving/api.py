@@ -24,7 +24,10 @@ from hfmagic.core.results import Column, Table
 START_TIMEOUT_S = 180.0
 
 _ray = None        # the LocalCluster Serve runs on (one per kernel)
-_port = None       # Serve's HTTP port on 127.0.0.1
+_cluster = None    # or the Ray cluster joined with --cluster (hfmagic.cluster.connect.Cluster)
+_port = None       # Serve's HTTP port
+_host = "127.0.0.1"  # and address: loopback, or a joined cluster's head node
+DEFAULT_PORT = 8000  # Ray Serve's own, on a cluster's head
 _served: dict[str, "Served"] = {}
 
 
@@ -86,17 +89,33 @@ class Served:
         return self.table()._repr_html_()
 
 
-def _start_serve(port: int | None) -> int:
-    """Ray (a cluster of this machine, on 127.0.0.1) and Serve's HTTP proxy, once per kernel."""
-    global _ray, _port
-    if _ray is None:
+def _start_serve(port: int | None, cluster: str | None = None) -> int:
+    """Ray and Serve's HTTP proxy, once per kernel: a Ray cluster of this machine's own on
+    127.0.0.1, or (``cluster``) the Ray cluster at that address, joined as %benchmark --cluster
+    joins it, Serve's one proxy on its head node."""
+    global _ray, _port, _cluster, _host
+    try:
+        import ray.serve  # noqa: F401
+    except ImportError:
+        raise UsageProblem("%serve needs Ray Serve: pip install 'hfmagic[ray]' (ray[serve])") from None
+    if cluster is not None and _ray is not None:
+        raise UsageProblem("this kernel serves on a Ray cluster of its own already; stop what it serves "
+                           "(%serve --stop) before serving on --cluster")
+    if cluster is None and _cluster is not None:
+        raise UsageProblem(f"this kernel serves on the Ray cluster at {_cluster.address}; give --cluster "
+                           f"{_cluster.address}, or stop what it serves (%serve --stop) first")
+    if cluster is not None and _cluster is not None and cluster != _cluster.address:
+        raise UsageProblem(f"this kernel serves on the Ray cluster at {_cluster.address} already (one per kernel); "
+                           "stop what it serves (%serve --stop) first")
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # the driver's own INFO lines, one per call
+    if cluster is not None and _cluster is None:
+        from hfmagic.cluster.connect import connect
+
+        _cluster = connect(cluster)
+        atexit.register(stop_all)
+    elif cluster is None and _ray is None:
         from hfmagic.cluster.local import LocalCluster
 
-        try:
-            import ray.serve  # noqa: F401
-        except ImportError:
-            raise UsageProblem("%serve needs Ray Serve: pip install 'hfmagic[ray]' (ray[serve])") from None
-        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # the driver's own INFO lines, one per call
         _ray = LocalCluster([{}], cpus=os.cpu_count() or 2).start()
         atexit.register(stop_all)
     if _port is None:
@@ -104,16 +123,28 @@ def _start_serve(port: int | None) -> int:
 
         from hfmagic.cluster.local import free_port
 
-        wanted = port or free_port()
+        host = "127.0.0.1" if _cluster is None else _head_ip()
+        wanted = port or (free_port() if host == "127.0.0.1" else DEFAULT_PORT)
         try:
-            serve.start(http_options={"host": "127.0.0.1", "port": wanted}, logging_config={"log_level": "WARNING"})
+            serve.start(proxy_location="HeadOnly", http_options={"host": host, "port": wanted},
+                        logging_config={"log_level": "WARNING"})
         except Exception as exc:
-            raise UsageProblem(f"Ray Serve could not listen on 127.0.0.1:{wanted} ({exc}); give another --port")
-        _port = wanted
+            raise UsageProblem(f"Ray Serve could not listen on {host}:{wanted} ({exc}); give another --port")
+        _port, _host = wanted, host
     elif port is not None and port != _port:
-        raise UsageProblem(f"Ray Serve listens on 127.0.0.1:{_port} already (one port per kernel); leave out --port "
+        raise UsageProblem(f"Ray Serve listens on {_host}:{_port} already (one port per kernel); leave out --port "
                            "or give that one")
     return _port
+
+
+def _head_ip() -> str:
+    """The address of the cluster's head node, where Serve's proxy listens."""
+    import ray
+
+    for node in ray.nodes():
+        if node.get("Alive") and "node:__internal_head__" in (node.get("Resources") or {}):
+            return node["NodeManagerAddress"]
+    return ray.util.get_node_ip_address()
 
 
 def _check_port(port: int | None) -> None:
@@ -131,13 +162,16 @@ def _check_port(port: int | None) -> None:
 
 def serve(target, variant: str | None = None, replicas: int = 1, max_batch: int = 1, batch_wait_ms: float = 0.0,
           backend: str | None = None, threads: int = 1, port: int | None = None, name: str | None = None,
-          delay_ms: float = 0.0) -> Served:
+          delay_ms: float = 0.0, cluster: str | None = None) -> Served:
     """Serve ``variant`` of ``target`` (a Variants from export_onnx, or a model handle: its torch
     variant) on Ray Serve at ``http://127.0.0.1:PORT/NAME``: ``replicas`` copies, each loading the
     variant on ``backend`` (onnxruntime for ONNX, torch for torch) with ``threads`` threads, with
     dynamic batching (up to ``max_batch`` requests, waiting ``batch_wait_ms`` for more). ``name``:
     the route (default model-variant-rN-bB). ``delay_ms``: every batch made that much slower (a
-    server slow on purpose, for trying a load test). Bad input is refused before Ray starts."""
+    server slow on purpose, for trying a load test). ``cluster``: serve on the Ray cluster at this
+    address (``HOST:PORT``, ``ray://HOST:PORT``, ``auto``) instead of this machine's own: the
+    variant's files travel to its nodes through Ray's object store, Serve's proxy listens on its
+    head. Bad input is refused before Ray starts."""
     from hfmagic.backends import default_backends, get_backend
     from hfmagic.models.variants import Variant, Variants, model_of
 
@@ -182,16 +216,23 @@ def serve(target, variant: str | None = None, replicas: int = 1, max_batch: int 
     from hfmagic.serving.replica import Replica
 
     started = time.time()
-    http_port = _start_serve(port)
+    http_port = _start_serve(port, cluster)
     _check_cpus(replicas * threads, replicas, threads)
+    spec, folders, holders = variant_spec(picked), None, None
+    if _cluster is not None:  # no shared disk: the files go through the object store, once per node
+        from hfmagic.cluster.transfer import folder_digest, variant_folders
+
+        paths = variant_folders(spec)
+        folders = {role: folder_digest(path) for role, path in paths.items()}
+        holders = _cluster.refs({folders[role]: path for role, path in paths.items()})
     app = Replica.options(name="Replica", num_replicas=replicas,
                           ray_actor_options={"num_cpus": threads, "runtime_env": worker_env(threads)}).bind(
-        variant_spec(picked), backend, threads, max_batch, batch_wait_ms / 1000, delay_ms)
+        spec, backend, threads, max_batch, batch_wait_ms / 1000, delay_ms, folders, holders)
     try:
         ray_serve.run(app, name=name, route_prefix=f"/{name}")
     except Exception as exc:
         raise UsageProblem(f"{name} did not start on Ray Serve: {str(exc).strip().splitlines()[-1][:300]}") from None
-    served = Served(name, f"http://127.0.0.1:{http_port}/{name}", model.name, picked.name, backend, replicas,
+    served = Served(name, f"http://{_host}:{http_port}/{name}", model.name, picked.name, backend, replicas,
                     max_batch, batch_wait_ms, threads, _placement(name), time.time() - started,
                     request=model.task_plugin.requests.SHAPE, handle=model,
                     streams=model.task_plugin.requests.STREAMS, variant_sha=picked.sha256)
@@ -254,10 +295,20 @@ def stop(name: str | None = None) -> list[str]:
 
 def stop_all() -> None:
     """Every served configuration, Serve and the local Ray cluster (at kernel exit)."""
-    global _ray, _port
+    global _ray, _port, _cluster, _host
     for s in list(_served.values()):
         s.stopped = True
     _served.clear()
+    if _cluster is not None:  # a cluster joined: Serve goes, the cluster stays (it is not this kernel's)
+        from hfmagic.cluster.connect import disconnect
+
+        try:
+            from ray import serve
+
+            serve.shutdown()
+        except Exception:
+            pass
+        disconnect()
     if _ray is not None:
         from hfmagic.cluster.connect import disconnect
 
@@ -269,4 +320,4 @@ def stop_all() -> None:
             pass
         disconnect()
         _ray.stop()
-    _ray, _port = None, None
+    _ray, _port, _cluster, _host = None, None, None, "127.0.0.1"

@@ -118,6 +118,64 @@ async def _rate(url: str, payloads: list[dict], times: list[float], timeout: flo
     return [{**r, "start": start} for r in results]
 
 
+async def _sequential(url: str, payloads: list[dict], count: int, timeout: float) -> list[dict]:
+    """``count`` requests one after another (one user, no queue), each timed as the load test times one."""
+    import aiohttp
+
+    clock = asyncio.get_running_loop().time
+    async with aiohttp.ClientSession() as session:
+        return [await _one(session, url, payloads[i % len(payloads)], clock(), timeout, clock) for i in range(count)]
+
+
+async def _empty_server(count: int) -> list[dict]:
+    """The client and loopback HTTP alone: ``count`` requests to an aiohttp server on 127.0.0.1 of
+    this loop's own that answers at once."""
+    import socket
+
+    from aiohttp import web
+
+    async def answer(request):
+        await request.read()
+        return web.json_response({"server_ms": 0.0})
+
+    app = web.Application()
+    app.router.add_post("/", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    try:
+        return await _sequential(f"http://127.0.0.1:{sock.getsockname()[1]}/", [{"inputs": ""}], count, 10.0)
+    finally:
+        await runner.cleanup()
+
+
+def latency_split(url: str, payloads: list[dict], count: int = 10, warmups: int = 3,
+                  timeout: float = REQUEST_TIMEOUT_S) -> dict:
+    """Where one request's time goes, one at a time (no queue): the client's median, the replica's
+    own (``server_ms``), the client and loopback HTTP (an empty aiohttp server's answer here), and
+    the rest: Ray Serve's proxy and its hop to the replica."""
+    import statistics
+
+    async def both():
+        served = await _sequential(url, payloads, count + warmups, timeout)
+        empty = await _empty_server(count + warmups)
+        return served[warmups:], empty[warmups:]
+
+    (served, empty), _ = _run_in_thread(both, threading.Event())
+    ok = [r for r in served if "error" not in r]
+    if not ok:
+        return {}
+    client = statistics.median((r["done"] - r["sent"]) * 1000 for r in ok)
+    floor = statistics.median((r["done"] - r["sent"]) * 1000 for r in empty)
+    server = [r["server_ms"] for r in ok if r.get("server_ms") is not None]
+    out = {"client_ms": client, "floor_ms": floor, "server_ms": statistics.median(server) if server else None}
+    if out["server_ms"] is not None:
+        out["proxy_ms"] = client - out["server_ms"] - floor
+    return out
+
+
 def _run_in_thread(coro_factory, stop: threading.Event):
     """Run an asyncio coroutine on a loop of its own thread (a kernel's loop is running already);
     Ctrl-C in the caller sets ``stop`` and waits for the answers in flight."""
@@ -166,7 +224,7 @@ def _targets(target) -> list[tuple[str, str, dict, object]]:
 def loadtest(target, rates=(5, 10, 20, 40), duration: float = 30.0, slo_p99=None, data=None,
              arrival: str = "poisson", timeout: float = REQUEST_TIMEOUT_S, price_per_hour: float | None = None,
              seed: int = 0, progress: bool = True, callback=None, new_tokens: int | None = None,
-             accuracy=None, record: bool = True) -> LoadTestResult:
+             accuracy=None, record: bool = True, split: bool = True) -> LoadTestResult:
     """Load-test ``target`` (a :class:`~hfmagic.serving.api.Served`, a URL, or a list of them) at
     each of ``rates`` requests/s for ``duration`` seconds, open-loop (see the module docstring).
     ``slo_p99``: the p99 latency budget (``"100ms"``); ``data``: the examples sent (what %evaluate's
@@ -180,7 +238,9 @@ def loadtest(target, rates=(5, 10, 20, 40), duration: float = 30.0, slo_p99=None
     (default 64; every request generates exactly that many). ``accuracy``: the %evaluate result(s)
     each served variant's accuracy and gate come from (default: the newest evaluation of its
     weights in the run store; :mod:`hfmagic.serving.record`). The run is recorded in the store
-    (``record=False``: not, nor is the store read; a search that records its own run)."""
+    (``record=False``: not, nor is the store read; a search that records its own run). ``split``:
+    first, each target's one-request latency split into the replica's, the proxy's and the
+    client's (:func:`latency_split`; the notes say it)."""
     from hfmagic.core.listargs import as_list
 
     targets = _targets(target)
@@ -210,7 +270,7 @@ def loadtest(target, rates=(5, 10, 20, 40), duration: float = 30.0, slo_p99=None
     with store.recording("loadtest", params, provenance(served) if served else {"served": {n: u for n, u, _, _ in targets}}) \
             if store else contextlib.nullcontext() as run:
         result.run_id = run.id if run else None
-        _run_rates(targets, sorted(rates), sent, result, run, timeout, seed, progress, callback)
+        _run_rates(targets, sorted(rates), sent, result, run, timeout, seed, progress, callback, split)
         cpus = [r["generator_cpu"] for r in result.rows if r.get("generator_cpu") is not None]
         if cpus:
             result.notes.append(f"the generator's own CPU: up to {max(cpus):.0%} of one core (it shares this "
@@ -228,7 +288,7 @@ def target_list(targets) -> list:
     return [t for t in (targets if isinstance(targets, (list, tuple)) else [targets]) if isinstance(t, Served)]
 
 
-def _run_rates(targets, rates, sent, result, run, timeout, seed, progress, callback) -> None:
+def _run_rates(targets, rates, sent, result, run, timeout, seed, progress, callback, split=True) -> None:
     """Every target at every rate in turn (lowest first), each row recorded as it finishes; Ctrl-C
     ends the rate in flight (its row says so) and the test."""
     from tqdm.auto import tqdm
@@ -237,7 +297,11 @@ def _run_rates(targets, rates, sent, result, run, timeout, seed, progress, callb
     total = len(targets) * len(rates)
     bar = tqdm(total=total, desc="loadtest", unit="rate", disable=not progress, leave=False)
     try:
-        for name, url, config, _ in targets:
+        for name, url, config, model in targets:
+            streams = model is not None and model.task_plugin.requests.STREAMS
+            if split:
+                result.splits[name] = latency_split(url, sent[name][0], count=3 if streams else 10,
+                                                    warmups=1 if streams else 3, timeout=timeout)
             found = result.accuracy.get(name)
             judged = {"gate": found["gate"], "pct_of_reference": found["pct_of_reference"]} if found else {}
             for rate in rates:
@@ -273,22 +337,12 @@ def one_at_a_time(target, data=None, count: int = 30, warmups: int = 3) -> float
     """The median milliseconds of ``count`` requests sent one after another (after ``warmups``):
     one user, no queue; what a served configuration answers in, HTTP and the proxy included (a
     load test's rates and SLO are read against it). The examples are the load test's (``data``)."""
-    import statistics
-    import urllib.request
-
     targets = _targets(target)[:1]
     name, url = targets[0][0], targets[0][1]
-    payloads = _sent(targets, data)[name][0]
-    times = []
-    for i in range(count + warmups):
-        body = json.dumps(payloads[i % len(payloads)]).encode()
-        start = time.perf_counter()
-        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
-            response.read()
-        if i >= warmups:
-            times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    split = latency_split(url, _sent(targets, data)[name][0], count, warmups)
+    if not split:
+        raise UsageProblem(f"{name} answered none of {count + warmups} requests sent one at a time")
+    return split["client_ms"]
 
 
 def _cpu_s() -> float:

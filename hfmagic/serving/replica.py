@@ -30,10 +30,16 @@ class Replica:
     """A variant loaded once; ``__call__`` answers an HTTP request (see the module docstring)."""
 
     def __init__(self, spec: dict, backend: str | None, threads: int, max_batch: int, batch_wait_s: float,
-                 delay_ms: float = 0.0):
+                 delay_ms: float = 0.0, folders: dict | None = None, holders: dict | None = None):
         ray_off()
         from hfmagic.measure.runner import Runner
         from hfmagic.measure.spec import variant_from_spec
+
+        if folders:  # on a cluster's node: the model's and the variant's folders, from the object store
+            from hfmagic.cluster.transfer import localize, materialize
+
+            spec = localize(spec, {role: materialize(digest, (holders or {}).get(digest))[0]
+                                   for role, digest in folders.items()})
 
         self.variant = variant_from_spec(spec)
         self.model = self.variant.model

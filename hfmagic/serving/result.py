@@ -96,6 +96,7 @@ class LoadTestResult:
     interrupted: bool = False
     price_per_hour: float | None = None
     accuracy: dict = field(default_factory=dict)  # each served configuration's %evaluate verdict, or None
+    splits: dict = field(default_factory=dict)  # each configuration's one-at-a-time latency split (latency_split)
     run_id: str | None = None
 
     def best(self) -> dict[str, float | None]:
@@ -152,6 +153,8 @@ class LoadTestResult:
                 notes.append(f"{config}: knee at {knee[config]:g}/s")
             if config in self.accuracy:
                 notes.append(accuracy_note(config, self.accuracy[config]))
+            if self.splits.get(config):
+                notes.append(split_note(config, self.splits[config]))
         if self.accuracy:
             columns.insert(-1, Column("gate"))
         notes += self.winner()
@@ -193,3 +196,13 @@ class LoadTestResult:
 
     def _repr_html_(self) -> str:
         return self.table()._repr_html_()
+
+
+def split_note(config: str, split: dict) -> str:
+    """Where one request's time went, one at a time, in a line of the notes."""
+    head = f"{config}: one request at a time, {split['client_ms']:.1f} ms at the client"
+    empty = f"the client and loopback HTTP {split['floor_ms']:.1f} ms (an empty aiohttp server's answer here)"
+    if split.get("server_ms") is None:
+        return f"{head}; {empty}; the server's own share is unknown (its answers carry no server_ms)"
+    return (f"{head} = the replica {split['server_ms']:.1f} ms + Ray Serve's proxy and its hop to the replica "
+            f"{split['proxy_ms']:.1f} ms + {empty}")

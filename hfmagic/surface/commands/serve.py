@@ -7,10 +7,11 @@ from hfmagic.surface.commands import OUTPUT_ARGS
 MAGIC = "serve"
 CLI = "serve"
 DOC = """Serve one variant of a model behind a real HTTP endpoint on Ray Serve, on a Ray cluster of
-this machine's own bound to 127.0.0.1: --replicas copies, Ray Serve's dynamic batching (up to
---max-batch requests, waiting --batch-wait-ms for more). POST JSON {"inputs": "a text"} to the URL
-it shows; the answer is the prediction, the replica's own time for the request and the batch it
-ran in. Each configuration is served at a route of its own, so several can run side by side
+this machine's own bound to 127.0.0.1 (or the one given with --cluster): --replicas copies, Ray Serve's dynamic batching (up to
+--max-batch requests, waiting --batch-wait-ms for more). POST JSON {"inputs": EXAMPLE} to the URL
+it shows (a text; a question and its context; an image or audio file in base64, or the file as the
+body; a prompt, whose tokens stream back); the answer is %evaluate's prediction, the replica's own
+time for the request and the batch it ran in. Each configuration is served at a route of its own, so several can run side by side
 (%loadtest compares them). --stop [NAME] stops one, or every one; all stop with the kernel.
 """
 ARGS = [
@@ -27,6 +28,8 @@ ARGS = [
     argument("--route", dest="route", help="the URL path (default model-variant-rN-bB)"),
     argument("--delay-ms", type=float, default=0.0, help="make every batch this much slower (to try a load test on a "
                                                          "slow server)"),
+    argument("--cluster", metavar="ADDRESS", help="serve on this Ray cluster (HOST:PORT, ray://HOST:PORT or auto) "
+                                                  "instead of this machine's own; Serve's proxy listens on its head"),
     argument("--stop", nargs="?", const="*", metavar="NAME", help="stop the configuration served as NAME (or every "
                                                                   "one)"),
 ] + OUTPUT_ARGS
@@ -44,7 +47,7 @@ def run(args, ctx):
         raise UsageProblem("%serve needs the variants to serve (v = %export_onnx MODEL; %serve v), or --stop")
     result = serve(ctx.target(args.target), variant=args.variant, replicas=args.replicas, max_batch=args.max_batch,
                    batch_wait_ms=args.batch_wait_ms, backend=args.backend, threads=args.threads, port=args.port,
-                   name=args.route, delay_ms=args.delay_ms)
+                   name=args.route, delay_ms=args.delay_ms, cluster=args.cluster)
     if args.name:
         ctx.bind(args.name, result)
     if not ctx.interactive:  # the command line: it serves until Ctrl-C, then takes Ray down

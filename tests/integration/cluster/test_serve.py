@@ -68,6 +68,12 @@ def test_open_loop_latency_shows_a_slow_servers_queue(served):
     assert result.best() == {"slow": 10} and result.knee() == {"slow": 40}
     text = str(result)
     assert "highest rate inside the SLO (250 ms p99): 10/s" in text and "knee at 40/s" in text
+    # one request at a time, before the rates: the client's time split into the replica's (40 ms a
+    # batch), the empty loopback HTTP's and the rest (Ray Serve's proxy)
+    split = result.splits["slow"]
+    assert split["server_ms"] >= 40 and split["client_ms"] > split["server_ms"] > 0 and split["floor_ms"] > 0, split
+    assert split["proxy_ms"] == pytest.approx(split["client_ms"] - split["server_ms"] - split["floor_ms"])
+    assert "slow: one request at a time" in text and "Ray Serve's proxy and its hop to the replica" in text
 
 
 def test_dynamic_batching_groups_concurrent_requests(served):

@@ -202,3 +202,33 @@ def test_optimize_finds_the_served_configuration_with_the_most_requests_inside_t
     assert "serve it as it was served: %serve" in text
     run = store_in_shell.get(result.run_id)
     assert run["kind"] == "optimize" and any(r["stage"] == "serve" for r in store_in_shell.rows(run["id"]))
+
+
+@pytest.mark.slow  # a two-node Ray cluster of its own: 40 s
+def test_serve_on_a_cluster_ships_the_files_to_its_nodes(serving, tiny_variants, tmp_path, monkeypatch):
+    """--cluster: a two-node cluster (one CPU each, no shared disk: each node its own file cache);
+    two replicas land on both nodes, each with the variant's files received through Ray's object
+    store, and answer through the proxy on the head; the kernel's own serving is refused beside it.
+    A Ray token file in the home folder (a plain ray.init() anywhere writes one, and `ray start`
+    then turns token auth on) does not lock the kernel out of its own local cluster."""
+    from hfmagic.cluster.local import LocalCluster
+    from hfmagic.core.errors import UsageProblem
+    from hfmagic.serving.api import serve, stop_all
+
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("0" * 64)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    lc = LocalCluster([{}, {}], cpus=1).start()  # its own short temporary folder: Ray's socket paths
+    try:
+        served = serve(tiny_variants, variant="fp32", replicas=2, name="spread", cluster=lc.address)
+        assert served.url.startswith("http://127.0.0.1:") and len({p["node"] for p in served.placement}) == 2, \
+            served.placement
+        status, answer = post(served.url, {"inputs": ["a text", "another", "a third", "a fourth"]})
+        assert status == 200 and len(answer["predictions"]) == 4, answer
+        for i in range(2):  # each node holds the model's and the variant's folders of its own
+            assert len([d for d in lc.node_cache(i).iterdir() if (d / ".hfmagic-complete").exists()]) == 2
+        with pytest.raises(UsageProblem, match="serves on the Ray cluster at"):
+            serve(tiny_variants, variant="fp32", name="here")
+    finally:
+        stop_all()
+        lc.stop()
