@@ -41,7 +41,7 @@ def main() -> None:
     try:
         for v in chosen:
             handle = serve(variants, variant=v.name, threads=2, name=v.name)
-            single = one_at_a_time(handle, prompts, count=10, warmups=3)  # a generator's first runs are slower
+            single = one_at_a_time(handle, prompts, count=10, warmups=3, new_tokens=NEW_TOKENS)  # a generator's first runs are slower
             capacity = 1000 / single
             rates = sorted({round(capacity * f, 2) for f in (0.25, 0.5, 0.75, 1.0, 1.5)})
             print(f"{v.name}: one request at a time {single:.0f} ms ({NEW_TOKENS} tokens); rates {rates} /s", flush=True)

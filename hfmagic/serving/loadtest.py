@@ -29,11 +29,11 @@ import time
 from hfmagic.core.errors import UsageProblem
 from hfmagic.serving.record import accuracy_of, provenance
 from hfmagic.serving.result import LoadTestResult, figures
+from hfmagic.tasks.base import STREAM_TYPE  # a served decoder's answer (hfmagic.tasks.generation.requests)
 from hfmagic.store.db import default_store
 
 REQUEST_TIMEOUT_S = 30.0
 NEW_TOKENS = 64  # a decoder's new tokens per request unless --new-tokens says
-STREAM_TYPE = "application/x-ndjson"  # a served decoder's answer (hfmagic.tasks.generation.requests)
 
 
 def parse_ms(text, what: str = "--slo-p99") -> float:
@@ -333,13 +333,14 @@ def _run_rates(targets, rates, sent, result, run, timeout, seed, progress, callb
         bar.close()
 
 
-def one_at_a_time(target, data=None, count: int = 30, warmups: int = 3) -> float:
+def one_at_a_time(target, data=None, count: int = 30, warmups: int = 3, new_tokens: int | None = None) -> float:
     """The median milliseconds of ``count`` requests sent one after another (after ``warmups``):
     one user, no queue; what a served configuration answers in, HTTP and the proxy included (a
-    load test's rates and SLO are read against it). The examples are the load test's (``data``)."""
+    load test's rates and SLO are read against it). The examples are the load test's (``data``;
+    a decoder's ``new_tokens`` as the load test will ask)."""
     targets = _targets(target)[:1]
     name, url = targets[0][0], targets[0][1]
-    split = latency_split(url, _sent(targets, data)[name][0], count, warmups)
+    split = latency_split(url, _sent(targets, data, new_tokens)[name][0], count, warmups)
     if not split:
         raise UsageProblem(f"{name} answered none of {count + warmups} requests sent one at a time")
     return split["client_ms"]

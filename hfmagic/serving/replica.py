@@ -23,6 +23,7 @@ from ray import serve
 
 from hfmagic.core.errors import UsageProblem
 from hfmagic.core.telemetry import ray_off
+from hfmagic.tasks.base import STREAM_TYPE
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 1})
@@ -105,8 +106,6 @@ class Replica:
                               "queue_ms": (started - arrived) * 1000,
                               "server_ttft_ms": (first - arrived) * 1000 if first else None,
                               "server_ms": (now - arrived) * 1000}) + "\n"
-
-        from hfmagic.tasks.generation.requests import STREAM_TYPE
 
         return StreamingResponse(lines(), media_type=STREAM_TYPE)
 

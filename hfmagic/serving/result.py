@@ -155,7 +155,7 @@ class LoadTestResult:
                 notes.append(accuracy_note(config, self.accuracy[config]))
             if self.splits.get(config):
                 notes.append(split_note(config, self.splits[config]))
-        if self.accuracy:
+        if any(self.accuracy.values()):  # a verdict to show (unknown ones: their notes say so)
             columns.insert(-1, Column("gate"))
         notes += self.winner()
         return Table(self.rows, columns, title="load test", notes=notes + self.notes)

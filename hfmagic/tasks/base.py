@@ -36,6 +36,7 @@ from hfmagic.tasks.protocols import Export, Inputs, Measurement, Part, Validatio
 
 
 LOAD_SAMPLES = 32  # a load test's default examples: this many of the task's samples
+STREAM_TYPE = "application/x-ndjson"  # a streamed answer: a JSON line per part as it is made (a decoder's tokens)
 
 
 class Requests(Part):

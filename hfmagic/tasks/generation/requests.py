@@ -16,7 +16,6 @@ from hfmagic.core.errors import UsageProblem
 from hfmagic.data.tables import texts_of
 from hfmagic.tasks.base import LOAD_SAMPLES, Requests
 
-STREAM_TYPE = "application/x-ndjson"
 NEW_TOKENS = 64  # a request's new tokens unless it says max_new_tokens
 
 
