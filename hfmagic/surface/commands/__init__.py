@@ -37,6 +37,22 @@ def with_arguments(specs: list) -> Callable:
     return decorate
 
 
+def data_ref(ctx, text: str | None):
+    """What ``--data``/``--inputs``/``--calibration TEXT`` names: the object the name binds (a
+    DataFrame, a Dataset), or the text itself (a file, a named set such as ``demo``) where the name is
+    unbound or binds what is not data: a module (``demo`` may name hfmagic.tasks.text.demo), a model
+    or its variants (``%load_model demo`` binds ``demo``)."""
+    if not text:
+        return None
+    from types import ModuleType
+
+    from hfmagic.models.handle import ModelHandle
+    from hfmagic.models.variants import Variants
+
+    obj = ctx.lookup(text)
+    return text if obj is None or isinstance(obj, (ModuleType, ModelHandle, Variants)) else obj
+
+
 def csv_list(text: str | None, cast: Callable[[str], Any] = str, what: str = "value") -> list | None:
     """``"1,8"`` -> ``[1, 8]``; a clear error for a bad or empty item (``"1,,8"``, ``"1,8,"``)."""
     from hfmagic.core.listargs import as_list

@@ -1,11 +1,10 @@
 """``%evaluate MODEL_OR_VARIANTS --data SOURCE``: accuracy of every variant, with intervals and flips."""
 
 from collections.abc import Mapping
-from types import ModuleType
 
 from IPython.core.magic_arguments import argument
 
-from hfmagic.surface.commands import CLUSTER_ARG, OUTPUT_ARGS, csv_list, positive_ints
+from hfmagic.surface.commands import CLUSTER_ARG, OUTPUT_ARGS, csv_list, data_ref, positive_ints
 
 MAGIC = "evaluate"
 CLI = "evaluate"
@@ -64,9 +63,7 @@ ARGS = [
 def run(args, ctx):
     from hfmagic.evaluation.api import evaluate
 
-    data = ctx.lookup(args.data) if args.data else None
-    if data is None or isinstance(data, ModuleType):  # `demo` may name the hfmagic.tasks.text.demo module
-        data = args.data
+    data = data_ref(ctx, args.data)
     result = evaluate(
         ctx.targets(args.target), data=data, split=args.split,
         text_column=args.text_column, image_column=args.image_column, audio_column=args.audio_column,

@@ -2,7 +2,7 @@
 
 from IPython.core.magic_arguments import argument
 
-from hfmagic.surface.commands import NAME_ARG, QUIET_ARG, csv_list
+from hfmagic.surface.commands import NAME_ARG, QUIET_ARG, csv_list, data_ref
 
 MAGIC = "export_onnx"
 CLI = "export"
@@ -62,12 +62,12 @@ def run(args, ctx):
     from hfmagic.export.api import export_onnx
 
     model = ctx.model(args.model)
-    calibration = ctx.lookup(args.calibration) if args.calibration else None
+    calibration = data_ref(ctx, args.calibration)
     variants = export_onnx(
         model, levels=csv_list(args.levels, what="level") if args.levels else None, quantize=args.quantize,
         block_size=args.block_size, int4_method=args.int4_method,
         per_channel=args.per_channel, weight_type=args.weight_type, reduce_range=args.reduce_range,
-        quant_format=args.quant_format, calibration=args.calibration if calibration is None else calibration,
+        quant_format=args.quant_format, calibration=calibration,
         samples=args.samples, calibration_method=args.calibration_method, opset=args.opset, output=args.output_dir, device=args.device,
         force=args.force, text_column=args.text_column, progress=not args.quiet,
     )

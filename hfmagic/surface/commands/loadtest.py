@@ -2,7 +2,7 @@
 
 from IPython.core.magic_arguments import argument
 
-from hfmagic.surface.commands import OUTPUT_ARGS, csv_list
+from hfmagic.surface.commands import OUTPUT_ARGS, csv_list, data_ref
 
 MAGIC = "loadtest"
 CLI = "loadtest"
@@ -33,9 +33,9 @@ def run(args, ctx):
     from hfmagic.serving.loadtest import loadtest
 
     targets = [ctx.lookup(t) or t for t in args.targets]
-    data = ctx.lookup(args.data) if args.data else None
+    data = data_ref(ctx, args.data)
     result = loadtest(targets, rates=csv_list(args.rates, float, "rate"), duration=args.duration,
-                      slo_p99=args.slo_p99, data=args.data if data is None else data, arrival=args.arrival,
+                      slo_p99=args.slo_p99, data=data, arrival=args.arrival,
                       timeout=args.timeout, price_per_hour=args.price_per_hour, progress=not args.quiet,
                       new_tokens=args.new_tokens)
     if args.name:

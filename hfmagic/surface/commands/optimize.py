@@ -1,10 +1,9 @@
 """``%optimize MODEL --data D``: the fastest variant x backend that keeps the accuracy, found by search."""
 
-from types import ModuleType
 
 from IPython.core.magic_arguments import argument
 
-from hfmagic.surface.commands import OUTPUT_ARGS, csv_list
+from hfmagic.surface.commands import OUTPUT_ARGS, csv_list, data_ref
 from hfmagic.core.errors import UsageProblem
 
 MAGIC = "optimize"
@@ -46,15 +45,12 @@ ARGS = [
 def run(args, ctx):
     from hfmagic.optimizing.api import optimize
 
-    data = ctx.lookup(args.data) if args.data else None
-    if data is None or isinstance(data, ModuleType):
-        data = args.data
-    calibration = ctx.lookup(args.calibration) if args.calibration else None
+    data, calibration = data_ref(ctx, args.data), data_ref(ctx, args.calibration)
     batch, size = _shape(args.shape)
     result = optimize(
         ctx.model(args.target), data=data, keep=_percent(args.keep), objective=args.objective, batch_size=batch,
         size=size, budget=args.budget, backends=csv_list(args.backends, what="backend"), threads=csv_list(args.threads, int, what="thread count"),
-        calibration=args.calibration if calibration is None else calibration, samples=args.samples,
+        calibration=calibration, samples=args.samples,
         progress=not args.quiet, min_time=args.min_time, limit=args.limit, slo_p99=args.slo_p99,
         serve_duration=args.serve_duration,
     )

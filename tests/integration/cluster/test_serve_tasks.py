@@ -218,6 +218,7 @@ def test_serve_on_a_cluster_ships_the_files_to_its_nodes(serving, tiny_variants,
     (tmp_path / ".ray").mkdir()
     (tmp_path / ".ray" / "auth_token").write_text("0" * 64)
     monkeypatch.setenv("HOME", str(tmp_path))
+    stop_all()  # this module's earlier tests served on this machine's own Ray
     lc = LocalCluster([{}, {}], cpus=1).start()  # its own short temporary folder: Ray's socket paths
     try:
         served = serve(tiny_variants, variant="fp32", replicas=2, name="spread", cluster=lc.address)
