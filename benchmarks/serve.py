@@ -53,21 +53,26 @@ def main() -> None:
             handle.stop()
     finally:
         stop_all()
+    cpu = max((row["generator_cpu"] for r in results for row in r.rows if row.get("generator_cpu")), default=0)
+    print(f"CPU flags: {flags}; the generator's own CPU: up to {cpu:.0%} of one core (2 cores shared with the server)")
+    summary(results, "fp32-b1-r1", f"inside {slo_ms:.0f} ms p99", "fp32 without batching on one replica", flags)
+
+
+def summary(results, base: str, inside: str, against: str, flags: str) -> None:
+    """Each configuration's highest rate ``inside`` the SLO, then (printed last) the best one's
+    over ``base``'s, or why there is no ratio (serve_llm.py's last lines too)."""
     best = {}
     for r in results:
         best.update(r.best())
-    cpu = max((row["generator_cpu"] for r in results for row in r.rows if row.get("generator_cpu")), default=0)
-    print(f"CPU flags: {flags}; the generator's own CPU: up to {cpu:.0%} of one core (2 cores shared with the server)")
     for name, rate in best.items():
-        print(f"{name:>14}: highest rate inside {slo_ms:.0f} ms p99: {rate if rate else 'none'}")
-    base = best.get("fp32-b1-r1")
+        print(f"{name:>14}: highest rate {inside}: {rate if rate else 'none'}")
     winner = max(best, key=lambda n: best[n] or 0)
-    if base and best[winner]:
-        print(f"best configuration's rate inside the SLO over fp32 without batching on one replica (CPU flags: "
-              f"{flags}): {winner} {best[winner]:g}/s over {base:g}/s = {best[winner] / base:.2f}x")
+    if best.get(base) and best[winner]:
+        print(f"best configuration's rate {inside} over {against} (CPU flags: {flags}): {winner} {best[winner]:g}/s "
+              f"over {best[base]:g}/s = {best[winner] / best[base]:.2f}x")
     else:
-        print(f"best configuration's rate inside the SLO over fp32 without batching on one replica: not measured "
-              f"(fp32-b1-r1: {base}, {winner}: {best.get(winner)})")
+        print(f"best configuration's rate {inside} over {against}: not measured ({base}: {best.get(base)}, {winner}: "
+              f"{best.get(winner)})")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from hfmagic.models.handle import load_model
 from hfmagic.models.variants import Variant, Variants
 from hfmagic.serving.api import serve, stop_all
 from hfmagic.serving.loadtest import loadtest, one_at_a_time
+from serve import summary  # benchmarks/serve.py: the same last lines
 
 NEW_TOKENS = 32
 SLO = "1s"
@@ -37,7 +38,7 @@ def main() -> None:
     variants = Variants(model, chosen)
     prompts = [t.split(".")[0] + "." for t in split()[1]["text"].tolist()[:100]]  # one sentence each
     flags = ", ".join(sorted(f for f in cpu_flags() if f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")))
-    best = {}
+    results = []
     try:
         for v in chosen:
             handle = serve(variants, variant=v.name, threads=2, name=v.name)
@@ -48,20 +49,12 @@ def main() -> None:
             result = loadtest(handle, rates=rates, duration=args.duration, slo_p99=SLO, data=prompts,
                               new_tokens=NEW_TOKENS, timeout=60, progress=False)
             print(result, flush=True)
-            best.update(result.best())
+            results.append(result)
             handle.stop()
     finally:
         stop_all()
     print(f"CPU flags: {flags}; one replica of 2 threads per variant, the generator on the same 2 cores")
-    for name, rate in best.items():
-        print(f"{name:>14}: most requests/s with TTFT p99 inside {SLO}: {rate if rate else 'none'}")
-    base, winner = best.get("torch"), max(best, key=lambda n: best[n] or 0)
-    if base and best[winner]:
-        print(f"most requests/s inside a 1 s TTFT p99, best variant over PyTorch eager (CPU flags: {flags}): "
-              f"{winner} {best[winner]:g}/s over {base:g}/s = {best[winner] / base:.2f}x")
-    else:
-        print(f"most requests/s inside a 1 s TTFT p99 over PyTorch eager: not measured (torch: {base}, {winner}: "
-              f"{best.get(winner)})")
+    summary(results, "torch", f"with TTFT p99 inside {SLO}", "PyTorch eager", flags)
 
 
 if __name__ == "__main__":

@@ -77,11 +77,14 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
     if objective == "tpot" and not task.measurement.GENERATES:
         raise UsageProblem(f"--objective tpot is a text-generation model's time per output token; {model.name} is "
                            f"{task.NAME}: use p50, p95 or throughput")
+    slo_ms = None
     if objective == "serve":
         if slo_p99 is None:
             raise UsageProblem("--objective serve needs --slo-p99, the p99 budget a served request must keep "
                                "(e.g. 100ms)")
-        parse_slo(slo_p99)
+        from hfmagic.serving.loadtest import parse_ms
+
+        slo_ms = parse_ms(slo_p99)
         if task.requests.STREAMS:
             raise UsageProblem(f"--objective serve searches request/answer models; {model.name}'s answers stream "
                                "token by token: serve its variants with %serve and compare them with %loadtest")
@@ -108,16 +111,15 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
     params = {"target": model.source, "data": str(data) if isinstance(data, str) else None, "keep": keep,
               "objective": objective, "batch_size": batch_size, "size": size, "budget": budget,
               "backends": backends, "threads": threads, "samples": samples,
-              "slo_ms": parse_slo(slo_p99) if objective == "serve" else None}
-    provenance = {"model": {"source": model.source, "path": str(model.path), "weights_sha256": model.weights_sha256,
-                            "task": model.task, "name": model.name}}
+              "slo_ms": slo_ms}
+    provenance = {"model": model.provenance()}
     with store.recording("optimize", params, provenance) if store else contextlib.nullcontext() as run:
         result = search.run()
         if objective == "serve" and not result.interrupted:
             from hfmagic.optimizing.serving import DURATION_S, serve_stage
 
             try:
-                serve_stage(search, result, slo_p99, serve_duration or DURATION_S, progress, data)  # sent the gate's examples
+                serve_stage(search, result, slo_ms, serve_duration or DURATION_S, progress, data)  # sent the gate's examples
             except KeyboardInterrupt:
                 result.interrupted = True
                 result.notes.append("interrupted while serving: the trace holds what was load-tested before Ctrl-C")
@@ -130,12 +132,6 @@ def optimize(target, data=None, keep: float = 99.0, objective: str = "p50", batc
                         "front": [p["candidate"] for p in result.front], "outcome": result.outcome,
                         "stopped": result.stopped, "against_reference": result.against_reference})
     return result
-
-
-def parse_slo(slo_p99) -> float:
-    from hfmagic.serving.loadtest import parse_ms
-
-    return parse_ms(slo_p99)
 
 
 def thread_counts(threads, setting: int) -> list[int]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-from hfmagic.serving.loadtest import loadtest, one_at_a_time, parse_ms
+from hfmagic.serving.loadtest import loadtest, one_at_a_time
 from hfmagic.serving.result import LoadTestResult
 
 SERVED = 2          # the fastest passing candidates served, beside fp32
@@ -49,14 +49,13 @@ def label(config: dict) -> str:
     return f"{config['variant']}/{config['backend']} r{config['replicas']} b{config['max_batch']}"
 
 
-def serve_stage(search, result, slo_p99, duration: float = DURATION_S, progress: bool = True, data=None):
+def serve_stage(search, result, slo_ms: float, duration: float = DURATION_S, progress: bool = True, data=None):
     """Serve and load-test :func:`configurations` of ``result``'s points; make ``result`` the serving
     search's (its objective, winner, front, recipe and ``loadtest``)."""
     from hfmagic.models.variants import Variants
     from hfmagic.optimizing.recipes import rebuild_recipe
     from hfmagic.serving.api import serve
 
-    slo_ms = parse_ms(slo_p99)
     tried, rows, notes = [], [], []
     for config in configurations(result.points, search.threads):
         if search.out_of_time(f"serving {label(config)}"):

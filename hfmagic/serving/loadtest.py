@@ -151,6 +151,24 @@ async def _empty_server(count: int) -> list[dict]:
         await runner.cleanup()
 
 
+def _one_by_one(url: str, payloads: list[dict], count: int, warmups: int, timeout: float,
+                empty: bool = False) -> tuple[list[dict], list[dict]]:
+    """``count`` answered-or-not requests sent one after another (after ``warmups``), and with
+    ``empty`` as many to an empty server of the client's own (see :func:`latency_split`)."""
+    async def both():
+        served = await _sequential(url, payloads, count + warmups, timeout)
+        floor = await _empty_server(count + warmups) if empty else []
+        return served[warmups:], floor[warmups:]
+
+    return _run_in_thread(both, threading.Event())[0]
+
+
+def _median_ms(results: list[dict]) -> float:
+    import statistics
+
+    return statistics.median((r["done"] - r["sent"]) * 1000 for r in results)
+
+
 def latency_split(url: str, payloads: list[dict], count: int = 10, warmups: int = 3,
                   timeout: float = REQUEST_TIMEOUT_S) -> dict:
     """Where one request's time goes, one at a time (no queue): the client's median, the replica's
@@ -158,17 +176,11 @@ def latency_split(url: str, payloads: list[dict], count: int = 10, warmups: int 
     the rest: Ray Serve's proxy and its hop to the replica."""
     import statistics
 
-    async def both():
-        served = await _sequential(url, payloads, count + warmups, timeout)
-        empty = await _empty_server(count + warmups)
-        return served[warmups:], empty[warmups:]
-
-    (served, empty), _ = _run_in_thread(both, threading.Event())
+    served, empty = _one_by_one(url, payloads, count, warmups, timeout, empty=True)
     ok = [r for r in served if "error" not in r]
     if not ok:
         return {}
-    client = statistics.median((r["done"] - r["sent"]) * 1000 for r in ok)
-    floor = statistics.median((r["done"] - r["sent"]) * 1000 for r in empty)
+    client, floor = _median_ms(ok), _median_ms(empty)
     server = [r["server_ms"] for r in ok if r.get("server_ms") is not None]
     out = {"client_ms": client, "floor_ms": floor, "server_ms": statistics.median(server) if server else None}
     if out["server_ms"] is not None:
@@ -340,10 +352,11 @@ def one_at_a_time(target, data=None, count: int = 30, warmups: int = 3, new_toke
     a decoder's ``new_tokens`` as the load test will ask)."""
     targets = _targets(target)[:1]
     name, url = targets[0][0], targets[0][1]
-    split = latency_split(url, _sent(targets, data, new_tokens)[name][0], count, warmups)
-    if not split:
+    served, _ = _one_by_one(url, _sent(targets, data, new_tokens)[name][0], count, warmups, REQUEST_TIMEOUT_S)
+    ok = [r for r in served if "error" not in r]
+    if not ok:
         raise UsageProblem(f"{name} answered none of {count + warmups} requests sent one at a time")
-    return split["client_ms"]
+    return _median_ms(ok)
 
 
 def _cpu_s() -> float:

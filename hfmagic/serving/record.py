@@ -20,11 +20,16 @@ def _verdict(row: dict, metric: str | None, source: str, reference: str | None) 
             "value": row.get(metric) if metric else None, "accuracy_from": source}
 
 
+def _row_of(rows, variant: str, sha: str) -> dict | None:
+    """The evaluation row of ``variant`` on the weights whose sha256 is ``sha``, where it ran."""
+    return next((r for r in rows if r.get("variant") == variant and r.get("status") == "ok"
+                 and (r.get("model_sha") or "") == sha[:SHORT_SHA]), None)
+
+
 def _from_result(result, variant: str, sha: str) -> dict | None:
-    for row in result.rows:
-        if row.get("variant") == variant and row.get("status") == "ok" and (row.get("model_sha") or "") == sha[:SHORT_SHA]:
-            return _verdict(row, (result.metrics or [None])[0], f"evaluate run {result.run_id or '(unrecorded)'}",
-                            result.reference)
+    if (row := _row_of(result.rows, variant, sha)) is not None:
+        return _verdict(row, (result.metrics or [None])[0], f"evaluate run {result.run_id or '(unrecorded)'}",
+                        result.reference)
     return None
 
 
@@ -35,10 +40,8 @@ def _from_store(store, variant: str, sha: str) -> dict | None:
                 continue
             params = run["params"] or {}
             metric = next(iter(params.get("metric_names") or params.get("metrics") or []), None)
-            for row in store.rows(run["id"]):
-                if row.get("variant") == variant and row.get("status") == "ok" and \
-                        (row.get("model_sha") or "") == sha[:SHORT_SHA]:
-                    return _verdict(row, metric, f"evaluate run {run['id']}", params.get("reference"))
+            if (row := _row_of(store.rows(run["id"]), variant, sha)) is not None:
+                return _verdict(row, metric, f"evaluate run {run['id']}", params.get("reference"))
     return None
 
 
